@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs what pvecri needs to build, run and test on a
+# Debian 12 machine, as root. Idempotent: only what is missing is installed.
+#   - Debian packages: liblxc and its headers, libclang (bindgen), protoc,
+#     libseccomp, the local OCI registry and busybox for test images, nftables.
+#   - cargo-deny (from crates.io) for the licence/bans/sources check.
+#   - crictl, critest and crane (Go module proxy), via install-cri-tools.sh.
+# Set PVECRI_DEPS=build to install only what building the daemon needs.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+log() { printf '[install-deps] %s\n' "$*" >&2; }
+
+[ "$(id -u)" = 0 ] || { log "run as root"; exit 1; }
+export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+
+build_packages=(
+    build-essential pkg-config git curl ca-certificates
+    lxc-dev liblxc1 liblxc-common
+    libclang-dev protobuf-compiler
+    libseccomp-dev
+    iproute2 nftables
+)
+test_packages=(
+    busybox docker-registry apache2-utils
+)
+
+packages=("${build_packages[@]}")
+if [ "${PVECRI_DEPS:-all}" != build ]; then
+    packages+=("${test_packages[@]}")
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # docker-registry's postinst tries to start its service; with no init
+    # system that fails harmlessly, and tests run their own instance.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    log "cargo not found: install Rust (rustup) first"
+    exit 1
+fi
+
+if [ "${PVECRI_DEPS:-all}" != build ]; then
+    if ! cargo deny --version >/dev/null 2>&1; then
+        log "cargo install cargo-deny"
+        cargo install --locked --quiet cargo-deny --version 0.20.2
+    fi
+    "$here/install-cri-tools.sh"
+fi
+log "dependencies ready"

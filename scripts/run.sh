@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# run.sh: command one of the README. Installs what is missing, builds pvecri
+# in release mode and runs the daemon in the foreground with its defaults
+# (socket /run/pvecri/pvecri.sock). Extra arguments go to `pvecri daemon`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+
+PVECRI_DEPS=build scripts/install-deps.sh
+cargo build --release --locked
+install -m 0755 target/release/pvecri /usr/local/bin/pvecri
+echo "[run] pvecri daemon: try 'crictl --runtime-endpoint unix:///run/pvecri/pvecri.sock version' in another shell" >&2
+exec /usr/local/bin/pvecri daemon "$@"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# test.sh: command two of the README, and all that CI runs. Installs what is
+# missing, then: formatting, clippy, cargo-deny, unit and root integration
+# tests, and the critest conformance run against a live daemon with the
+# checked-in expected-failures list (tests/critest/expected-failures.txt).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "dependencies"
+scripts/install-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo deny (licenses, bans, sources)"
+cargo deny --locked check licenses bans sources
+
+step "unit and integration tests"
+cargo test --locked --workspace
+
+step "local registry and fixture images"
+scripts/registry.sh start
+scripts/build-fixture-images.sh
+
+step "critest conformance"
+PVECRI_CRITEST=1 cargo test --locked --test critest -- --nocapture

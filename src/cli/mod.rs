@@ -1,0 +1,79 @@
+//! The `pvecri` command line: the daemon entry point and the root-only
+//! diagnostic verbs. This is the only place that prints to stdout.
+
+mod doctor;
+mod logging;
+mod version;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "pvecri", version = crate::version::PACKAGE_VERSION, about = "Kubernetes CRI runtime for Proxmox VE nodes, running pods as LXC containers")]
+struct Cli {
+    /// Config file (default /etc/pvecri/config.toml; built-in defaults when absent).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the CRI daemon in the foreground.
+    Daemon,
+    /// Print the versions of pvecri, liblxc and, if it runs, the daemon.
+    Version,
+    /// Check the node for what pvecri needs, one line per check.
+    Doctor,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(msg) = require_root() {
+        eprintln!("pvecri: {msg}");
+        return ExitCode::from(1);
+    }
+    let result = match cli.command {
+        Command::Daemon => run_daemon(cli.config),
+        Command::Version => load(cli.config).and_then(|c| version::run(&c)),
+        Command::Doctor => load(cli.config).and_then(|c| doctor::run(&c)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("pvecri: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    Ok(Config::load(path.as_deref())?)
+}
+
+fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    logging::init(&config);
+    if let Err(err) = crate::daemon::run(config) {
+        tracing::error!(error = format!("{err:#}"), "daemon failed");
+        return Err(err);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// pvecri manages containers, namespaces and cgroups: every verb is root only.
+fn require_root() -> Result<(), String> {
+    let euid = nix::unistd::geteuid();
+    if euid.is_root() {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be run as root (effective uid is {euid}); try `sudo pvecri ...`"
+        ))
+    }
+}

@@ -1,0 +1,14 @@
+//! The CRI v1 gRPC layer: validates requests, converts proto <-> domain
+//! types, and maps domain errors to gRPC status codes. No logic lives here.
+
+mod image_service;
+mod runtime_service;
+mod stub;
+
+pub use image_service::ImageService;
+pub use runtime_service::RuntimeService;
+
+#[allow(clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("runtime.v1");
+}

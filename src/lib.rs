@@ -1,0 +1,13 @@
+//! pvecri: a Kubernetes CRI v1 runtime that runs pod containers as LXC
+//! containers through liblxc. See `docs/architecture.md` for the design.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod cri;
+pub mod daemon;
+pub mod lxc;
+pub mod node;
+pub mod runtime;
+pub mod store;
+pub mod version;

@@ -1,0 +1,295 @@
+//! The embedded state store: redb, a crash-safe single-file B-tree with
+//! copy-on-write commits (a transaction is either fully on disk or not at
+//! all), so a daemon killed mid-write never leaves a torn record.
+//!
+//! Records are typed: each [`Record`] type names its table and key, and is
+//! stored as JSON so that fields can be added without a migration. The
+//! `meta` table holds the schema version; a store written by a newer pvecri
+//! is refused rather than misread.
+
+mod error;
+
+pub use error::StoreError;
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Bumped whenever a record's meaning changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SCHEMA_KEY: &str = "schema_version";
+
+/// A value kept in the store: its table and its key within the table.
+pub trait Record: Serialize + DeserializeOwned {
+    const TABLE: &'static str;
+    fn key(&self) -> String;
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if missing) the store at `path` and checks its schema.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source: Box::new(source.into()),
+        })?;
+        let store = Self {
+            db,
+            path: path.to_owned(),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(self.err("begin schema check"))?;
+        {
+            let mut meta = txn.open_table(META).map_err(self.err("open meta table"))?;
+            let found = meta
+                .get(SCHEMA_KEY)
+                .map_err(self.err("read schema version"))?
+                .map(|v| decode_version(v.value()));
+            match found {
+                None => {
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_le_bytes().as_slice())
+                        .map_err(self.err("write schema version"))?;
+                }
+                Some(Some(v)) if v == SCHEMA_VERSION => {}
+                Some(Some(v)) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::NewerSchema {
+                        path: self.path.clone(),
+                        found: v,
+                        supported: SCHEMA_VERSION,
+                    })
+                }
+                Some(other) => {
+                    return Err(StoreError::BadSchema {
+                        path: self.path.clone(),
+                        found: other,
+                    })
+                }
+            }
+        }
+        txn.commit().map_err(self.err("commit schema version"))
+    }
+
+    /// The schema version recorded in the store.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        let txn = self.db.begin_read().map_err(self.err("begin read"))?;
+        let meta = txn.open_table(META).map_err(self.err("open meta table"))?;
+        let value = meta
+            .get(SCHEMA_KEY)
+            .map_err(self.err("read schema version"))?;
+        value
+            .and_then(|v| decode_version(v.value()))
+            .ok_or_else(|| StoreError::BadSchema {
+                path: self.path.clone(),
+                found: None,
+            })
+    }
+
+    /// Inserts or replaces a record.
+    pub fn put<R: Record>(&self, record: &R) -> Result<(), StoreError> {
+        let key = record.key();
+        let bytes = serde_json::to_vec(record).map_err(|source| StoreError::Encode {
+            table: R::TABLE,
+            key: key.clone(),
+            source,
+        })?;
+        let def = TableDefinition::<&str, &[u8]>::new(R::TABLE);
+        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
+        {
+            let mut table = txn.open_table(def).map_err(self.err("open table"))?;
+            table
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(self.err("insert"))?;
+        }
+        txn.commit().map_err(self.err("commit"))
+    }
+
+    /// Reads one record by key.
+    pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>, StoreError> {
+        let def = TableDefinition::<&str, &[u8]>::new(R::TABLE);
+        let txn = self.db.begin_read().map_err(self.err("begin read"))?;
+        let table = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err("open table")(e)),
+        };
+        let Some(value) = table.get(key).map_err(self.err("get"))? else {
+            return Ok(None);
+        };
+        decode::<R>(key, value.value()).map(Some)
+    }
+
+    /// Every record of a type, in key order.
+    pub fn list<R: Record>(&self) -> Result<Vec<R>, StoreError> {
+        let def = TableDefinition::<&str, &[u8]>::new(R::TABLE);
+        let txn = self.db.begin_read().map_err(self.err("begin read"))?;
+        let table = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err("open table")(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(self.err("iterate"))? {
+            let (key, value) = entry.map_err(self.err("iterate"))?;
+            out.push(decode::<R>(key.value(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Removes a record; `Ok(false)` when it was not there.
+    pub fn delete<R: Record>(&self, key: &str) -> Result<bool, StoreError> {
+        let def = TableDefinition::<&str, &[u8]>::new(R::TABLE);
+        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
+        let existed = {
+            let mut table = txn.open_table(def).map_err(self.err("open table"))?;
+            let removed = table.remove(key).map_err(self.err("remove"))?;
+            removed.is_some()
+        };
+        txn.commit().map_err(self.err("commit"))?;
+        Ok(existed)
+    }
+
+    fn err<E: Into<redb::Error>>(&self, op: &'static str) -> impl Fn(E) -> StoreError + '_ {
+        move |source| StoreError::Db {
+            path: self.path.clone(),
+            op,
+            source: Box::new(source.into()),
+        }
+    }
+}
+
+fn decode_version(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+fn decode<R: Record>(key: &str, bytes: &[u8]) -> Result<R, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+        table: R::TABLE,
+        key: key.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Thing {
+        id: String,
+        n: u32,
+    }
+
+    impl Record for Thing {
+        const TABLE: &'static str = "things";
+        fn key(&self) -> String {
+            self.id.clone()
+        }
+    }
+
+    #[test]
+    fn round_trip_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(s.get::<Thing>("a").unwrap(), None);
+            assert!(s.list::<Thing>().unwrap().is_empty());
+            s.put(&Thing {
+                id: "b".into(),
+                n: 2,
+            })
+            .unwrap();
+            s.put(&Thing {
+                id: "a".into(),
+                n: 1,
+            })
+            .unwrap();
+            s.put(&Thing {
+                id: "a".into(),
+                n: 3,
+            })
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let all = s.list::<Thing>().unwrap();
+        assert_eq!(
+            all,
+            vec![
+                Thing {
+                    id: "a".into(),
+                    n: 3
+                },
+                Thing {
+                    id: "b".into(),
+                    n: 2
+                }
+            ]
+        );
+        assert!(s.delete::<Thing>("a").unwrap());
+        assert!(!s.delete::<Thing>("a").unwrap());
+        assert_eq!(
+            s.get::<Thing>("b").unwrap(),
+            Some(Thing {
+                id: "b".into(),
+                n: 2
+            })
+        );
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert(SCHEMA_KEY, (SCHEMA_VERSION + 1).to_le_bytes().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let err = Store::open(&path).err().expect("newer schema refused");
+        assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_record_is_a_decode_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        {
+            let txn = s.db.begin_write().unwrap();
+            {
+                let def = TableDefinition::<&str, &[u8]>::new("things");
+                let mut t = txn.open_table(def).unwrap();
+                t.insert("x", b"{not json".as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let err = s.get::<Thing>("x").unwrap_err();
+        assert!(err.to_string().contains("things/x"), "{err}");
+    }
+}

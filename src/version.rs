@@ -1,0 +1,27 @@
+//! Version strings reported by the CLI and the CRI `Version` call.
+
+/// The runtime name the kubelet and crictl show.
+pub const RUNTIME_NAME: &str = "pvecri";
+/// The CRI API version pvecri speaks.
+pub const CRI_API_VERSION: &str = "v1";
+/// The kubelet-runtime API version field of `VersionResponse`.
+pub const KUBELET_API_VERSION: &str = "0.1.0";
+
+pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const GIT_HASH: &str = env!("PVECRI_GIT_HASH");
+
+/// `0.1.0+g1a2b3c4d5e6f`: the package version with the git revision as
+/// semver build metadata.
+pub fn runtime_version() -> String {
+    format!("{PACKAGE_VERSION}+g{GIT_HASH}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runtime_version_carries_the_git_hash() {
+        let v = super::runtime_version();
+        assert!(v.starts_with(super::PACKAGE_VERSION));
+        assert!(v.contains("+g"), "{v}");
+    }
+}

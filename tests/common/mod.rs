@@ -1,0 +1,147 @@
+//! Integration harness: runs the real `pvecri daemon` binary on a private
+//! socket and state directory, and talks to it with the generated CRI client.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pvecri::client::CriClient;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
+
+/// True when the test may run; prints a loud skip line otherwise.
+pub fn require_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        true
+    } else {
+        eprintln!("skipping {test}: needs root (the daemon manages namespaces, cgroups and LXC containers)");
+        false
+    }
+}
+
+/// A running daemon with its own temporary directories. Stopped on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Daemon {
+    /// Starts a daemon with the default config plus `extra` TOML lines.
+    pub fn start(extra: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("pvecri-it-")
+            .tempdir()
+            .expect("temp dir");
+        let config = write_config(dir.path(), extra);
+        let mut d = Self {
+            child: None,
+            socket: dir.path().join("run/pvecri.sock"),
+            config,
+            dir,
+        };
+        d.spawn();
+        d
+    }
+
+    /// Starts a second daemon process on this daemon's config.
+    pub fn spawn_again(&self) -> Child {
+        spawn_daemon(&self.config, &self.dir.path().join("daemon2.log"))
+    }
+
+    fn spawn(&mut self) {
+        let log = self.dir.path().join("daemon.log");
+        let mut child = spawn_daemon(&self.config, &log);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.socket.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "daemon exited early ({status}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not create its socket in time"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    pub async fn client(&self) -> CriClient {
+        CriClient::connect(&self.socket)
+            .await
+            .expect("connect to the daemon socket")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("daemon ignored SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+    }
+}
+
+fn spawn_daemon(config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("daemon log file");
+    Command::new(BIN)
+        .args(["daemon", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn pvecri daemon")
+}
+
+/// Writes a config that keeps every path inside `dir`.
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!(
+        "socket = \"{d}/run/pvecri.sock\"\nstate_dir = \"{d}/state\"\nruntime_dir = \"{d}/run\"\nlog_level = \"debug\"\n{extra}\n",
+        d = dir.display()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Runs `pvecri ARGS` to completion.
+pub fn pvecri(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pvecri")
+}

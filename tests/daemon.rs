@@ -1,0 +1,288 @@
+//! The daemon process: start-up, config handling, locking, socket, shutdown.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use common::{pvecri, require_root, write_config, Daemon};
+use pvecri::cri::v1;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_names_pvecri() {
+    if !require_root("version_names_pvecri") {
+        return;
+    }
+    let d = Daemon::start("");
+    let v = d
+        .client()
+        .await
+        .runtime
+        .version(v1::VersionRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.runtime_name, "pvecri");
+    assert_eq!(v.runtime_api_version, "v1");
+    assert_eq!(v.version, "0.1.0");
+    assert!(
+        v.runtime_version.starts_with(env!("CARGO_PKG_VERSION")),
+        "{}",
+        v.runtime_version
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_both_conditions() {
+    if !require_root("status_reports_both_conditions") {
+        return;
+    }
+    let d = Daemon::start("");
+    let resp = d
+        .client()
+        .await
+        .runtime
+        .status(v1::StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let conditions = resp.status.unwrap().conditions;
+    let runtime = conditions
+        .iter()
+        .find(|c| c.r#type == "RuntimeReady")
+        .unwrap();
+    assert!(runtime.status, "runtime not ready: {runtime:?}");
+    let network = conditions
+        .iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .unwrap();
+    assert!(!network.status);
+    assert!(!network.reason.is_empty() && !network.message.is_empty());
+    let config: serde_json::Value = serde_json::from_str(&resp.info["config"]).unwrap();
+    assert_eq!(config["cgroupDriver"], "cgroupfs");
+    assert!(config["stateDir"]
+        .as_str()
+        .unwrap()
+        .starts_with(d.dir.path().to_str().unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_config_reports_the_configured_cgroup_driver() {
+    if !require_root("runtime_config_reports_the_configured_cgroup_driver") {
+        return;
+    }
+    let d = Daemon::start("cgroup_driver = \"systemd\"");
+    let resp = d
+        .client()
+        .await
+        .runtime
+        .runtime_config(v1::RuntimeConfigRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.linux.unwrap().cgroup_driver,
+        v1::CgroupDriver::Systemd as i32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unimplemented_rpcs_name_themselves() {
+    if !require_root("unimplemented_rpcs_name_themselves") {
+        return;
+    }
+    let d = Daemon::start("");
+    let mut c = d.client().await;
+    let err = c
+        .runtime
+        .list_containers(v1::ListContainersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert!(
+        err.message().contains("ListContainers"),
+        "{}",
+        err.message()
+    );
+    let err = c
+        .image
+        .image_fs_info(v1::ImageFsInfoRequest::default())
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("ImageFsInfo"), "{}", err.message());
+}
+
+#[test]
+fn socket_is_private_to_root() {
+    if !require_root("socket_is_private_to_root") {
+        return;
+    }
+    let d = Daemon::start("");
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), 0);
+}
+
+#[test]
+fn socket_group_widens_the_mode() {
+    if !require_root("socket_group_widens_the_mode") {
+        return;
+    }
+    let d = Daemon::start("socket_group = \"root\"");
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 0);
+}
+
+#[test]
+fn malformed_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "cgroup_drivr = \"systemd\"");
+    let out = pvecri(&["daemon", "--config", config.to_str().unwrap()]);
+    if !require_root("malformed_config_is_refused_naming_the_key") {
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cgroup_drivr"), "{stderr}");
+    assert!(stderr.contains("config.toml"), "{stderr}");
+    assert!(!dir.path().join("run/pvecri.sock").exists());
+}
+
+#[test]
+fn missing_config_file_is_an_error() {
+    if !require_root("missing_config_file_is_an_error") {
+        return;
+    }
+    let out = pvecri(&["daemon", "--config", "/nonexistent/pvecri.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/pvecri.toml"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_daemon_on_the_same_state_is_refused() {
+    if !require_root("second_daemon_on_the_same_state_is_refused") {
+        return;
+    }
+    let d = Daemon::start("");
+    let out = d.spawn_again().wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let log = std::fs::read_to_string(d.dir.path().join("daemon2.log")).unwrap();
+    assert!(log.contains("already uses this state directory"), "{log}");
+    assert!(log.contains(&format!("pid {}", d.pid())), "{log}");
+    // The first daemon is untouched and still serving.
+    let v = d
+        .client()
+        .await
+        .runtime
+        .version(v1::VersionRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(v.into_inner().runtime_name, "pvecri");
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_removes_the_socket() {
+    if !require_root("sigterm_stops_cleanly_and_removes_the_socket") {
+        return;
+    }
+    let mut d = Daemon::start("");
+    let status = d.stop();
+    assert!(status.success(), "{status}: {}", d.log());
+    assert!(!d.socket.exists());
+    assert!(d.log().contains("shutting down"));
+}
+
+#[test]
+fn restart_reuses_the_state_store() {
+    if !require_root("restart_reuses_the_state_store") {
+        return;
+    }
+    let mut d = Daemon::start("");
+    d.stop();
+    let again = d.spawn_again();
+    let log = d.dir.path().join("daemon2.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !d.socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(again.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = again.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(d.dir.path().join("state/pvecri.redb").exists());
+}
+
+#[test]
+fn non_root_users_are_refused() {
+    if !require_root("non_root_users_are_refused") {
+        return;
+    }
+    let out = Command::new(common::BIN)
+        .arg("version")
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("must be run as root"), "{stderr}");
+}
+
+#[test]
+fn doctor_passes_on_this_node() {
+    if !require_root("doctor_passes_on_this_node") {
+        return;
+    }
+    let d = Daemon::start("");
+    let out = pvecri(&["doctor", "--config", d.config.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for name in [
+        "liblxc",
+        "namespaces",
+        "cgroups",
+        "overlayfs",
+        "seccomp",
+        "apparmor",
+        "zfs",
+        "socket",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.contains(name)),
+            "no {name} line:\n{stdout}"
+        );
+    }
+    let socket_line = stdout.lines().find(|l| l.contains(" socket ")).unwrap();
+    assert!(socket_line.starts_with("ok"), "{socket_line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_is_not_held_up_by_an_idle_client_connection() {
+    if !require_root("sigterm_is_not_held_up_by_an_idle_client_connection") {
+        return;
+    }
+    let mut d = Daemon::start("");
+    // Like the kubelet: one connection, kept open after a call.
+    let mut client = d.client().await;
+    client
+        .runtime
+        .version(v1::VersionRequest::default())
+        .await
+        .unwrap();
+    let status = tokio::task::block_in_place(|| d.stop());
+    assert!(status.success(), "{status}: {}", d.log());
+    drop(client);
+}
