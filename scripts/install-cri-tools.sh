@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# install-cri-tools.sh: build and install the CRI test clients into /usr/local/bin:
+#   crictl  - the CRI command line client (sigs.k8s.io/cri-tools/cmd/crictl)
+#   critest - the CRI conformance suite, a `go test -c` binary of cmd/critest
+#   crane   - registry client used by build-fixture-images.sh
+# Everything is built from source fetched through the Go module proxy.
+# A tool is rebuilt only when its stamp line (tool, version, sha256 of the
+# installed binary) in $STAMP_DIR/tools.stamp does not match what is installed.
+# Needs a Go toolchain new enough for cri-tools; if none is found (PATH,
+# /usr/local/go/bin) one is bootstrapped: Debian's golang-1.19-go fetches the
+# golang.org/toolchain module from the module proxy into $GO_BOOTSTRAP_ROOT.
+#
+# Environment knobs (defaults in brackets):
+#   BIN_DIR [/usr/local/bin]  STAMP_DIR [/usr/local/lib/pvecri-test]
+#   CRI_TOOLS_VERSION [v1.37.0]  CRANE_VERSION [v0.22.1]
+#   GO_BOOTSTRAP_VERSION [1.26.8]  GO_BOOTSTRAP_ROOT [/usr/local/go]
+#   FORCE=1 rebuilds everything.
+set -euo pipefail
+
+CRI_TOOLS_VERSION="${CRI_TOOLS_VERSION:-v1.37.0}"
+CRANE_VERSION="${CRANE_VERSION:-v0.22.1}"
+BIN_DIR="${BIN_DIR:-/usr/local/bin}"
+STAMP_DIR="${STAMP_DIR:-/usr/local/lib/pvecri-test}"
+STAMP="$STAMP_DIR/tools.stamp"
+GO_BOOTSTRAP_VERSION="${GO_BOOTSTRAP_VERSION:-1.26.8}"
+GO_BOOTSTRAP_ROOT="${GO_BOOTSTRAP_ROOT:-/usr/local/go}"
+FORCE="${FORCE:-0}"
+
+log() { printf '[install-cri-tools] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root"
+
+export PATH="$PATH:/usr/local/go/bin"
+export HOME="${HOME:-/root}"
+# Reproducible, VCS-free builds of code that sits in the module cache.
+export GOFLAGS="-buildvcs=false -trimpath"
+export CGO_ENABLED=0
+export GO111MODULE=on
+# A Go >= 1.21 switches itself to the toolchain a module asks for (via the
+# module proxy) unless told otherwise; make sure nobody told it otherwise.
+export GOTOOLCHAIN=auto
+
+# go_minor PATH_TO_GO -> prints the minor version (e.g. 26 for go1.26.8), or 0.
+go_minor() {
+    local v
+    v="$("$1" env GOVERSION 2>/dev/null || true)"
+    v="${v#go1.}"
+    v="${v%%[!0-9]*}"
+    printf '%s\n' "${v:-0}"
+}
+
+find_go() {
+    local cand
+    for cand in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go "$GO_BOOTSTRAP_ROOT/bin/go"; do
+        if [ -n "$cand" ] && [ -x "$cand" ] && [ "$(go_minor "$cand")" -ge 21 ]; then
+            printf '%s\n' "$cand"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Install a current Go into $GO_BOOTSTRAP_ROOT using Debian's Go 1.19 only as
+# a downloader of the golang.org/toolchain module (checksummed by sumdb).
+bootstrap_go() {
+    local old=/usr/lib/go-1.19/bin/go mod="golang.org/toolchain@v0.0.1-go${GO_BOOTSTRAP_VERSION}.linux-amd64" dir tmp
+    [ "$(uname -m)" = x86_64 ] || die "Go bootstrap only knows linux-amd64; install Go >= 1.21 first"
+    if [ ! -x "$old" ]; then
+        log "no usable Go found; installing Debian golang-1.19-go to bootstrap"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-1.19-go >&2 ||
+            { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-1.19-go >&2; }
+    fi
+    log "downloading $mod from the Go module proxy"
+    tmp="$(mktemp -d)"
+    dir="$(cd "$tmp" && GOFLAGS=-mod=mod "$old" mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+    rmdir "$tmp"
+    [ -n "$dir" ] && [ -d "$dir/bin" ] || die "could not download $mod"
+    rm -rf "$GO_BOOTSTRAP_ROOT.new"
+    cp -a "$dir" "$GO_BOOTSTRAP_ROOT.new"
+    chmod -R u+w "$GO_BOOTSTRAP_ROOT.new"
+    # Module zips carry no file modes; make the tools executable again.
+    chmod 0755 "$GO_BOOTSTRAP_ROOT.new"/bin/* "$GO_BOOTSTRAP_ROOT.new"/pkg/tool/*/*
+    rm -rf "$GO_BOOTSTRAP_ROOT"
+    mv "$GO_BOOTSTRAP_ROOT.new" "$GO_BOOTSTRAP_ROOT"
+    log "installed $("$GO_BOOTSTRAP_ROOT/bin/go" version) in $GO_BOOTSTRAP_ROOT"
+}
+
+# The module proxy is HTTPS; a minimal Debian may lack the CA bundle.
+if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then
+    log "installing ca-certificates"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q ca-certificates >&2 ||
+        { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ca-certificates >&2; }
+fi
+
+GO="$(find_go || true)"
+if [ -z "$GO" ]; then
+    bootstrap_go
+    GO="$GO_BOOTSTRAP_ROOT/bin/go"
+fi
+log "using $GO ($("$GO" env GOVERSION))"
+
+mkdir -p "$BIN_DIR" "$STAMP_DIR"
+touch "$STAMP"
+
+sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# up_to_date TOOL VERSION: installed binary matches the stamp line we wrote.
+up_to_date() {
+    local bin="$BIN_DIR/$1"
+    [ "$FORCE" = 1 ] && return 1
+    [ -x "$bin" ] || return 1
+    grep -qxF "$1 $2 $(sha_of "$bin")" "$STAMP"
+}
+
+record() {
+    local tmp
+    tmp="$(mktemp "$STAMP_DIR/.stamp.XXXXXX")"
+    grep -v "^$1 " "$STAMP" >"$tmp" || true
+    printf '%s %s %s\n' "$1" "$2" "$(sha_of "$BIN_DIR/$1")" >>"$tmp"
+    chmod 0644 "$tmp"
+    mv "$tmp" "$STAMP"
+}
+
+# module_dir MODULE@VERSION -> directory of the module in the module cache.
+module_dir() {
+    local tmp dir
+    tmp="$(mktemp -d)"
+    dir="$(cd "$tmp" && "$GO" mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+    rmdir "$tmp"
+    [ -n "$dir" ] && [ -d "$dir" ] || die "go mod download $1 failed"
+    printf '%s\n' "$dir"
+}
+
+# install_built TOOL VERSION TMPFILE: atomically move a fresh build into place.
+install_built() {
+    chmod 0755 "$3"
+    mv -f "$3" "$BIN_DIR/$1"
+    record "$1" "$2"
+    log "installed $BIN_DIR/$1 ($2)"
+}
+
+need_cri=0
+up_to_date crictl "$CRI_TOOLS_VERSION" || need_cri=1
+up_to_date critest "$CRI_TOOLS_VERSION" || need_cri=1
+if [ "$need_cri" = 1 ]; then
+    src="$(module_dir "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION")"
+    ldflags="-X sigs.k8s.io/cri-tools/pkg/version.Version=${CRI_TOOLS_VERSION#v}"
+    if ! up_to_date crictl "$CRI_TOOLS_VERSION"; then
+        log "building crictl $CRI_TOOLS_VERSION"
+        (cd "$src" && "$GO" build -ldflags "$ldflags" -o "$BIN_DIR/.crictl.new" ./cmd/crictl)
+        install_built crictl "$CRI_TOOLS_VERSION" "$BIN_DIR/.crictl.new"
+    fi
+    if ! up_to_date critest "$CRI_TOOLS_VERSION"; then
+        log "building critest $CRI_TOOLS_VERSION"
+        (cd "$src" && "$GO" test -c -ldflags "$ldflags" -o "$BIN_DIR/.critest.new" ./cmd/critest)
+        install_built critest "$CRI_TOOLS_VERSION" "$BIN_DIR/.critest.new"
+    fi
+else
+    log "crictl and critest $CRI_TOOLS_VERSION already installed"
+fi
+
+if ! up_to_date crane "$CRANE_VERSION"; then
+    src="$(module_dir "github.com/google/go-containerregistry@$CRANE_VERSION")"
+    log "building crane $CRANE_VERSION"
+    (cd "$src" && "$GO" build -o "$BIN_DIR/.crane.new" ./cmd/crane)
+    install_built crane "$CRANE_VERSION" "$BIN_DIR/.crane.new"
+else
+    log "crane $CRANE_VERSION already installed"
+fi
+
+"$BIN_DIR/crictl" --version
+log "critest: $BIN_DIR/critest ($(grep '^critest ' "$STAMP" | cut -d' ' -f2))"
+log "crane: $BIN_DIR/crane ($(grep '^crane ' "$STAMP" | cut -d' ' -f2))"
