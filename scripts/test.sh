@@ -23,12 +23,13 @@ cargo clippy --locked --all-targets -- -D warnings
 step "cargo deny (licenses, bans, sources)"
 cargo deny --locked check licenses bans sources
 
-step "unit and integration tests"
-cargo test --locked --workspace
-
+# The registry comes before the tests: image tests pull from it.
 step "local registry and fixture images"
 scripts/registry.sh start
 scripts/build-fixture-images.sh
+
+step "unit and integration tests"
+cargo test --locked --workspace
 
 step "critest conformance"
 PVECRI_CRITEST=1 cargo test --locked --test critest -- --nocapture

@@ -53,6 +53,41 @@ struct RawConfig {
     cgroup_driver: CgroupDriver,
     log_level: String,
     log_format: LogFormat,
+    images: ImagesConfig,
+}
+
+/// `[images]`: where images come from and how they are stored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Snapshot backend: `overlay` or `dir`.
+    pub snapshotter: crate::snapshot::BackendKind,
+    /// Registry host -> mirrors tried in order (`host[:port][/path-prefix]`).
+    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
+    /// Registries (`host[:port]`) spoken to over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Try the registry itself after every mirror failed.
+    pub fallback_to_upstream: bool,
+    /// Docker `config.json`-style credentials (`{"auths": {host: {"auth": ...}}}`).
+    pub credentials_file: Option<PathBuf>,
+    /// A pull that receives no data for this many seconds fails.
+    pub stall_timeout_seconds: u64,
+    /// Layers downloaded in parallel per pull.
+    pub max_concurrent_downloads: usize,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            snapshotter: crate::snapshot::BackendKind::Overlay,
+            mirrors: Default::default(),
+            insecure_registries: Vec::new(),
+            fallback_to_upstream: true,
+            credentials_file: None,
+            stall_timeout_seconds: 60,
+            max_concurrent_downloads: 3,
+        }
+    }
 }
 
 impl Default for RawConfig {
@@ -65,6 +100,7 @@ impl Default for RawConfig {
             cgroup_driver: CgroupDriver::Cgroupfs,
             log_level: String::from("info"),
             log_format: LogFormat::Text,
+            images: ImagesConfig::default(),
         }
     }
 }
@@ -84,6 +120,7 @@ pub struct Config {
     /// A `tracing` filter directive such as `info` or `pvecri=debug`.
     pub log_level: String,
     pub log_format: LogFormat,
+    pub images: ImagesConfig,
 }
 
 impl Config {
@@ -164,6 +201,36 @@ impl RawConfig {
                 message: format!("{:?} is not a log filter: {err}", self.log_level),
             });
         }
+        if self.images.max_concurrent_downloads == 0 {
+            return Err(ConfigError::Invalid {
+                key: "images.max_concurrent_downloads",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        if self.images.stall_timeout_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                key: "images.stall_timeout_seconds",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        for (host, mirrors) in &self.images.mirrors {
+            if host.is_empty() || mirrors.iter().any(|m| m.is_empty() || m.contains("://")) {
+                return Err(ConfigError::Invalid {
+                    key: "images.mirrors",
+                    message: format!(
+                        "mirrors of {host:?} must be non-empty `host[:port][/prefix]` entries without a scheme (use insecure_registries for plain HTTP)"
+                    ),
+                });
+            }
+        }
+        if let Some(path) = &self.images.credentials_file {
+            if !path.is_absolute() {
+                return Err(ConfigError::Invalid {
+                    key: "images.credentials_file",
+                    message: format!("{} is not an absolute path", path.display()),
+                });
+            }
+        }
         let socket_group = if self.socket_group.is_empty() {
             None
         } else {
@@ -177,6 +244,7 @@ impl RawConfig {
             cgroup_driver: self.cgroup_driver,
             log_level: self.log_level,
             log_format: self.log_format,
+            images: self.images,
         })
     }
 }
@@ -229,6 +297,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("state_dir"), "{msg}");
+    }
+
+    #[test]
+    fn images_section() {
+        let c = Config::from_toml(
+            "[images]\nsnapshotter = \"dir\"\ninsecure_registries = [\"127.0.0.1:5000\"]\n\
+             [images.mirrors]\n\"registry.k8s.io\" = [\"127.0.0.1:5000/registry.k8s.io\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.images.snapshotter, crate::snapshot::BackendKind::Dir);
+        assert_eq!(
+            c.images.mirrors["registry.k8s.io"],
+            vec!["127.0.0.1:5000/registry.k8s.io"]
+        );
+        let msg = Config::from_toml("[images]\nmirror = {}")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("mirror"), "{msg}");
+        let msg = Config::from_toml("[images.mirrors]\n\"docker.io\" = [\"http://x\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("images.mirrors"), "{msg}");
+        assert!(Config::from_toml("[images]\nmax_concurrent_downloads = 0").is_err());
     }
 
     #[test]

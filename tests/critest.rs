@@ -18,6 +18,8 @@ use common::{require_root, Daemon};
 
 const LIST: &str = "tests/critest/expected-failures.txt";
 const IMAGES: &str = "tests/critest/test-images.yaml";
+/// Daemon config for the run (registry mirrors for critest's image names).
+const DAEMON_CONFIG: &str = "tests/critest/pvecri.toml";
 /// Ginkgo's own bound on the whole suite; the harness kills it a bit later.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 
@@ -129,7 +131,10 @@ fn critest_matches_the_expected_failures() {
     let log_path = out_dir.join("critest.log");
     let _ = std::fs::remove_file(&junit);
 
-    let daemon = Daemon::start(&std::env::var("PVECRI_CRITEST_CONFIG").unwrap_or_default());
+    let mut extra =
+        std::fs::read_to_string(root.join(DAEMON_CONFIG)).expect("critest daemon config");
+    extra.push_str(&std::env::var("PVECRI_CRITEST_CONFIG").unwrap_or_default());
+    let daemon = Daemon::start(&extra);
     let endpoint = format!("unix://{}", daemon.socket.display());
     let mut cmd = Command::new(std::env::var("CRITEST").unwrap_or_else(|_| "critest".into()));
     cmd.current_dir(&out_dir)

@@ -106,11 +106,11 @@ async fn unimplemented_rpcs_name_themselves() {
         err.message()
     );
     let err = c
-        .image
-        .image_fs_info(v1::ImageFsInfoRequest::default())
+        .runtime
+        .exec(v1::ExecRequest::default())
         .await
         .unwrap_err();
-    assert!(err.message().contains("ImageFsInfo"), "{}", err.message());
+    assert!(err.message().contains("Exec"), "{}", err.message());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod image_service;
 mod runtime_service;
+mod status;
 mod stub;
 
 pub use image_service::ImageService;

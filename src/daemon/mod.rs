@@ -36,7 +36,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         liblxc = %crate::lxc::version(),
         "state store opened"
     );
-    let runtime = Runtime::new(config, store);
+    let runtime = Runtime::new(config, store)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -47,6 +47,15 @@ impl Daemon {
         d
     }
 
+    /// Stops the daemon (if running) and starts it again on the same
+    /// config and state.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.spawn();
+    }
+
     /// Starts a second daemon process on this daemon's config.
     pub fn spawn_again(&self) -> Child {
         spawn_daemon(&self.config, &self.dir.path().join("daemon2.log"))
@@ -144,4 +153,24 @@ pub fn pvecri(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run pvecri")
+}
+
+/// Daemon config lines that resolve upstream image names through the local
+/// fixture registry (the same mirrors the critest run uses).
+pub fn mirror_config() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/critest/pvecri.toml");
+    std::fs::read_to_string(path).expect("tests/critest/pvecri.toml")
+}
+
+/// True when the fixture registry answers; prints a loud skip line otherwise.
+pub fn require_registry(test: &str) -> bool {
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5000".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    if !up {
+        eprintln!("skipping {test}: no fixture registry on 127.0.0.1:5000 (run scripts/registry.sh start && scripts/build-fixture-images.sh)");
+    }
+    up
 }

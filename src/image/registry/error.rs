@@ -1,0 +1,230 @@
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use oci_client::errors::OciDistributionError;
+use thiserror::Error;
+
+use super::manifest::{hint, ManifestError};
+use crate::image::content::ContentError;
+
+/// Boxed causes from the HTTP stack (oci-client errors, stream I/O errors).
+pub type Cause = Box<dyn StdError + Send + Sync>;
+
+/// A failed pull. `reference` is the normalised image name, `endpoint` the
+/// URL of the registry or mirror the failure came from.
+#[derive(Debug, Error)]
+pub enum PullError {
+    #[error("image {reference} not found at {endpoint}")]
+    NotFound {
+        reference: String,
+        endpoint: String,
+        #[source]
+        source: Box<OciDistributionError>,
+    },
+    #[error("pull of {reference} from {endpoint} was not authorized")]
+    Unauthorized {
+        reference: String,
+        endpoint: String,
+        #[source]
+        source: Box<OciDistributionError>,
+    },
+    #[error(
+        "image {reference} from {endpoint} has no manifest for {wanted}; available: {}",
+        available.join(", ")
+    )]
+    NoMatchingPlatform {
+        reference: String,
+        endpoint: String,
+        wanted: String,
+        available: Vec<String>,
+    },
+    #[error(
+        "image {reference} from {endpoint}: unsupported {what} media type {media_type:?}{}",
+        hint(what, media_type)
+    )]
+    Unsupported {
+        reference: String,
+        endpoint: String,
+        what: &'static str,
+        media_type: String,
+    },
+    #[error("image {reference} from {endpoint}: manifest {digest} is invalid")]
+    InvalidManifest {
+        reference: String,
+        endpoint: String,
+        digest: String,
+        #[source]
+        source: Box<ManifestError>,
+    },
+    #[error(
+        "pull of {reference} from {endpoint}: digest mismatch, expected {expected}, got {actual}"
+    )]
+    DigestMismatch {
+        reference: String,
+        endpoint: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("pull of {reference} stalled: no data for {timeout:?} from {endpoint}")]
+    Stalled {
+        reference: String,
+        endpoint: String,
+        timeout: Duration,
+    },
+    #[error("pull of {reference} from {endpoint} failed: network error")]
+    Network {
+        reference: String,
+        endpoint: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("pull of {reference} from {endpoint} failed")]
+    Registry {
+        reference: String,
+        endpoint: String,
+        #[source]
+        source: Box<OciDistributionError>,
+    },
+    #[error("pull of {reference} from {endpoint}: cannot store blob {digest}")]
+    Content {
+        reference: String,
+        endpoint: String,
+        digest: String,
+        #[source]
+        source: Box<ContentError>,
+    },
+    // Each attempt is an error in its own right, so its cause chain is
+    // spelled out here; a single `source` could only carry one of them.
+    #[error(
+        "pull of {reference} failed on every endpoint: {}",
+        summarize(attempts)
+    )]
+    AllEndpointsFailed {
+        reference: String,
+        attempts: Vec<PullError>,
+    },
+}
+
+impl PullError {
+    /// The image (tag or digest) does not exist. With several endpoints,
+    /// only when every one of them said so: a mirror that lacks an image
+    /// while the registry is unreachable proves nothing.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            PullError::NotFound { .. } => true,
+            PullError::AllEndpointsFailed { attempts, .. } => {
+                attempts.iter().all(PullError::is_not_found)
+            }
+            _ => false,
+        }
+    }
+
+    /// Credentials were missing or refused. With several endpoints, when
+    /// some endpoint refused them and every other one lacked the image
+    /// (mirrors that do not carry a private image are the usual case).
+    pub fn is_unauthorized(&self) -> bool {
+        match self {
+            PullError::Unauthorized { .. } => true,
+            PullError::AllEndpointsFailed { attempts, .. } => {
+                attempts.iter().any(PullError::is_unauthorized)
+                    && attempts
+                        .iter()
+                        .all(|a| a.is_unauthorized() || a.is_not_found())
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the failure was a stall (no data within the stall timeout).
+    pub fn is_stalled(&self) -> bool {
+        match self {
+            PullError::Stalled { .. } => true,
+            PullError::AllEndpointsFailed { attempts, .. } => {
+                attempts.iter().all(PullError::is_stalled)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn summarize(attempts: &[PullError]) -> String {
+    attempts
+        .iter()
+        .enumerate()
+        .map(|(i, attempt)| format!("[{}] {}", i + 1, with_causes(attempt)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `err` followed by its chain of causes, for one-line logs.
+pub(super) fn with_causes(err: &dyn StdError) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_found(endpoint: &str) -> PullError {
+        PullError::NotFound {
+            reference: "docker.io/library/x:1".into(),
+            endpoint: endpoint.into(),
+            source: Box::new(OciDistributionError::ImageManifestNotFoundError(
+                "manifest unknown".into(),
+            )),
+        }
+    }
+
+    fn unauthorized(endpoint: &str) -> PullError {
+        PullError::Unauthorized {
+            reference: "docker.io/library/x:1".into(),
+            endpoint: endpoint.into(),
+            source: Box::new(OciDistributionError::UnauthorizedError {
+                url: endpoint.into(),
+            }),
+        }
+    }
+
+    fn stalled(endpoint: &str) -> PullError {
+        PullError::Stalled {
+            reference: "docker.io/library/x:1".into(),
+            endpoint: endpoint.into(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn all(attempts: Vec<PullError>) -> PullError {
+        PullError::AllEndpointsFailed {
+            reference: "docker.io/library/x:1".into(),
+            attempts,
+        }
+    }
+
+    #[test]
+    fn aggregate_lists_every_endpoint_and_cause() {
+        let err = all(vec![not_found("http://m1/x"), stalled("https://m2/x")]);
+        let text = err.to_string();
+        assert!(text.contains("[1] image docker.io/library/x:1 not found at http://m1/x: "));
+        assert!(text.contains("manifest unknown"), "{text}");
+        assert!(text.contains(
+            "[2] pull of docker.io/library/x:1 stalled: no data for 30s from https://m2/x"
+        ));
+    }
+
+    #[test]
+    fn classification_of_aggregates() {
+        assert!(all(vec![not_found("a"), not_found("b")]).is_not_found());
+        assert!(!all(vec![not_found("a"), stalled("b")]).is_not_found());
+        assert!(all(vec![not_found("a"), unauthorized("b")]).is_unauthorized());
+        assert!(!all(vec![unauthorized("a"), stalled("b")]).is_unauthorized());
+        assert!(!all(vec![not_found("a"), not_found("b")]).is_unauthorized());
+        assert!(all(vec![stalled("a")]).is_stalled());
+    }
+}

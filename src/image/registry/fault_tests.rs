@@ -1,0 +1,271 @@
+//! Failures a well-behaved registry never produces, served by the scripted
+//! loopback server in `test_http`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::test_http::{serve, Reply};
+use super::{PullError, Puller, RegistrySettings};
+use crate::image::content::{ContentStore, Digest};
+use crate::image::reference::Reference;
+
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const STALL: Duration = Duration::from_millis(400);
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    content: Arc<ContentStore>,
+    puller: Puller,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let content = Arc::new(ContentStore::new(dir.path()).unwrap());
+    let settings = RegistrySettings {
+        stall_timeout: STALL,
+        ..RegistrySettings::default()
+    };
+    let puller = Puller::new(settings, content.clone());
+    Fixture {
+        _dir: dir,
+        content,
+        puller,
+    }
+}
+
+/// A one-layer image: routes for its manifest under `repo:tag`, and its
+/// config and layer blobs as given (so tests can corrupt or stall them).
+fn image_routes(
+    repo: &str,
+    config: Reply,
+    layer: Reply,
+) -> (HashMap<String, Reply>, String, String) {
+    let config_bytes =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer_bytes = b"not really a tarball";
+    let config_digest = Digest::of(config_bytes).to_string();
+    let layer_digest = Digest::of(layer_bytes).to_string();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}",
+            "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{config_digest}"}},
+            "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":{},"digest":"{layer_digest}"}}]}}"#,
+        config_bytes.len(),
+        layer_bytes.len()
+    );
+    let fill = |reply: Reply, bytes: &[u8]| match reply {
+        Reply::Ok { content_type, body } if body.is_empty() => Reply::Ok {
+            content_type,
+            body: bytes.to_vec(),
+        },
+        other => other,
+    };
+    let routes = HashMap::from([
+        (
+            format!("/v2/{repo}/manifests/v1"),
+            Reply::Ok {
+                content_type: DOCKER_MANIFEST,
+                body: manifest.into_bytes(),
+            },
+        ),
+        (
+            format!("/v2/{repo}/blobs/{config_digest}"),
+            fill(config, config_bytes),
+        ),
+        (
+            format!("/v2/{repo}/blobs/{layer_digest}"),
+            fill(layer, layer_bytes),
+        ),
+    ]);
+    (routes, config_digest, layer_digest)
+}
+
+/// Placeholder for "serve the right bytes".
+fn good() -> Reply {
+    Reply::Ok {
+        content_type: "application/octet-stream",
+        body: Vec::new(),
+    }
+}
+
+fn reference(addr: std::net::SocketAddr, repo: &str) -> Reference {
+    Reference::parse(&format!("{addr}/{repo}:v1")).unwrap()
+}
+
+fn ingest_is_empty(content: &ContentStore) -> bool {
+    std::fs::read_dir(content.root().join("ingest"))
+        .unwrap()
+        .count()
+        == 0
+}
+
+#[tokio::test]
+async fn scripted_server_serves_a_good_image() {
+    let f = fixture();
+    let (routes, config, layer) = image_routes("ok/app", good(), good());
+    let addr = serve(routes).await;
+    let pulled = f
+        .puller
+        .pull(&reference(addr, "ok/app"), None)
+        .await
+        .unwrap();
+    assert_eq!(pulled.config_digest, config);
+    assert_eq!(pulled.layers[0].digest, layer);
+    assert!(f.content.has(&config) && f.content.has(&layer));
+}
+
+#[tokio::test]
+async fn stalled_blob_fails_with_stall_error_and_leaves_nothing() {
+    let f = fixture();
+    let stall = Reply::Stall {
+        length: 1000,
+        body: b"partial".to_vec(),
+    };
+    let (routes, _, layer) = image_routes("stall/app", good(), stall);
+    let addr = serve(routes).await;
+    let started = std::time::Instant::now();
+    let err = f
+        .puller
+        .pull(&reference(addr, "stall/app"), None)
+        .await
+        .unwrap_err();
+    assert!(err.is_stalled(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pull of {addr}/stall/app:v1 stalled: no data for 400ms from http://{addr}/stall/app"
+        )
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!f.content.has(&layer));
+    assert!(ingest_is_empty(&f.content));
+}
+
+#[tokio::test]
+async fn hanging_manifest_request_fails_as_stalled() {
+    let f = fixture();
+    let addr = serve(HashMap::from([(
+        "/v2/hang/app/manifests/v1".to_owned(),
+        Reply::Hang,
+    )]))
+    .await;
+    let err = f
+        .puller
+        .pull(&reference(addr, "hang/app"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PullError::Stalled { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn corrupted_blob_is_a_digest_mismatch() {
+    let f = fixture();
+    let evil = Reply::Ok {
+        content_type: "application/octet-stream",
+        body: b"NOT REALLY A TARBALL".to_vec(),
+    };
+    let (routes, _, layer) = image_routes("evil/app", good(), evil);
+    let addr = serve(routes).await;
+    let err = f
+        .puller
+        .pull(&reference(addr, "evil/app"), None)
+        .await
+        .unwrap_err();
+    match &err {
+        PullError::DigestMismatch {
+            expected, actual, ..
+        } => {
+            assert_eq!(expected, &layer);
+            assert_eq!(actual, &Digest::of(b"NOT REALLY A TARBALL").to_string());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(!f.content.has(&layer));
+    assert!(ingest_is_empty(&f.content));
+}
+
+#[tokio::test]
+async fn wrong_manifest_for_digest_is_refused() {
+    let f = fixture();
+    let (routes, _, _) = image_routes("liar/app", good(), good());
+    let manifest = match &routes["/v2/liar/app/manifests/v1"] {
+        Reply::Ok { body, .. } => body.clone(),
+        _ => unreachable!(),
+    };
+    let claimed = Digest::of(b"some other manifest").to_string();
+    let mut routes = routes;
+    routes.insert(
+        format!("/v2/liar/app/manifests/{claimed}"),
+        Reply::Ok {
+            content_type: DOCKER_MANIFEST,
+            body: manifest,
+        },
+    );
+    let addr = serve(routes).await;
+    let r = Reference::parse(&format!("{addr}/liar/app@{claimed}")).unwrap();
+    let err = f.puller.pull(&r, None).await.unwrap_err();
+    assert!(matches!(err, PullError::DigestMismatch { .. }), "{err:?}");
+    assert!(!f.content.has(&claimed));
+}
+
+#[tokio::test]
+async fn schema1_manifest_is_unsupported() {
+    let f = fixture();
+    let schema1 = br#"{"schemaVersion":1,"name":"old/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[]}"#;
+    let addr = serve(HashMap::from([(
+        "/v2/old/app/manifests/v1".to_owned(),
+        Reply::Ok {
+            content_type: "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            body: schema1.to_vec(),
+        },
+    )]))
+    .await;
+    let err = f
+        .puller
+        .pull(&reference(addr, "old/app"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PullError::Unsupported {
+                what: "manifest",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("schema 1"), "{err}");
+}
+
+#[tokio::test]
+async fn status_401_is_unauthorized() {
+    let f = fixture();
+    let addr = serve(HashMap::from([(
+        "/v2/private/app/manifests/v1".to_owned(),
+        Reply::Status(401),
+    )]))
+    .await;
+    let err = f
+        .puller
+        .pull(&reference(addr, "private/app"), None)
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    assert!(!err.is_not_found());
+}
+
+#[tokio::test]
+async fn missing_blob_is_not_reported_as_missing_image() {
+    let f = fixture();
+    let (mut routes, config, _) = image_routes("broken/app", good(), good());
+    routes.remove(&format!("/v2/broken/app/blobs/{config}"));
+    let addr = serve(routes).await;
+    let err = f
+        .puller
+        .pull(&reference(addr, "broken/app"), None)
+        .await
+        .unwrap_err();
+    assert!(!err.is_not_found(), "{err:?}");
+    assert!(matches!(err, PullError::Registry { .. }), "{err:?}");
+}

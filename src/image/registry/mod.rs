@@ -1,0 +1,57 @@
+//! Pulling images from OCI/Docker registries into the content store.
+//!
+//! The registry protocol (manifest and blob requests, the 401 →
+//! `WWW-Authenticate` → token dance) is oci-client's. On top of it this
+//! module decides *where* to pull from (mirrors in order, then the registry
+//! itself, see [`endpoint`]), *what* to pull (this node's platform out of an
+//! index, see [`platform`]), and refuses anything it cannot verify or run.
+//! Every byte lands in the [`ContentStore`](crate::image::content::ContentStore)
+//! through a size- and digest-checked ingest, so a pull that returns `Ok`
+//! has all its blobs verified on disk. A pull fails over to the next
+//! endpoint on any error; blobs already fetched are kept and not fetched
+//! again. Stall detection bounds each wait, not the whole pull.
+
+pub mod endpoint;
+mod error;
+mod manifest;
+pub mod platform;
+mod puller;
+mod settings;
+mod stall;
+
+#[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
+mod live_tests;
+#[cfg(test)]
+mod test_http;
+
+pub use error::{Cause, PullError};
+pub use manifest::ManifestError;
+pub use puller::Puller;
+pub use settings::{Credential, RegistrySettings};
+
+/// A pulled image whose blobs are all verified in the content store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    /// Digest of the top-level manifest or index the tag pointed to (what
+    /// containerd records as repo digest).
+    pub repo_digest: String,
+    /// The platform image manifest actually used.
+    pub manifest_digest: String,
+    /// The image ID.
+    pub config_digest: String,
+    /// Raw config JSON (already in the content store too).
+    pub config: Vec<u8>,
+    /// In order, lowest first.
+    pub layers: Vec<Layer>,
+    /// Sum of config and (compressed) layer sizes.
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+}

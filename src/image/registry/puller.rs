@@ -1,0 +1,470 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::Client;
+use tracing::{debug, info, warn, Instrument};
+
+use super::endpoint::{credential_for, resolve_endpoints, Endpoint};
+use super::error::with_causes;
+use super::manifest::{self, Manifest, ManifestError};
+use super::platform::{select_manifest, Platform};
+use super::settings::{Credential, RegistrySettings};
+use super::{stall, Layer, PullError, PulledImage};
+use crate::image::content::{ContentError, ContentStore, Digest};
+use crate::image::reference::{Reference, DEFAULT_TAG};
+
+const USER_AGENT: &str = concat!("pvecri/", env!("CARGO_PKG_VERSION"));
+
+/// Fetches images into the content store. Holds no connection state:
+/// every pull builds its own oci-client per endpoint, because that
+/// client pins the first credential it sees for a registry host, and two
+/// pulls may carry different credentials for the same host.
+pub struct Puller {
+    settings: RegistrySettings,
+    content: Arc<ContentStore>,
+    platform: Platform,
+}
+
+impl Puller {
+    pub fn new(settings: RegistrySettings, content: Arc<ContentStore>) -> Self {
+        Puller {
+            settings,
+            content,
+            platform: Platform::host(),
+        }
+    }
+
+    /// Pulls `reference` (by digest if it has one, else by tag), trying
+    /// each endpoint in turn. `auth` is the request's credential.
+    pub async fn pull(
+        &self,
+        reference: &Reference,
+        auth: Option<Credential>,
+    ) -> Result<PulledImage, PullError> {
+        let image = reference.to_string();
+        let mut attempts = Vec::new();
+        for endpoint in resolve_endpoints(&self.settings, reference) {
+            let credential = credential_for(&self.settings, reference, &endpoint, auth.as_ref());
+            let span = tracing::debug_span!("pull", image = %image, endpoint = %endpoint);
+            let result = async {
+                Session::open(self, reference, &endpoint, &credential)?
+                    .pull()
+                    .await
+            }
+            .instrument(span)
+            .await;
+            match result {
+                Ok(pulled) => {
+                    info!(
+                        image = %image,
+                        endpoint = %endpoint,
+                        repo_digest = %pulled.repo_digest,
+                        id = %pulled.config_digest,
+                        size = pulled.size,
+                        "image pulled"
+                    );
+                    return Ok(pulled);
+                }
+                Err(err) => {
+                    let error = with_causes(&err);
+                    warn!(image = %image, endpoint = %endpoint, %error, "pull attempt failed");
+                    attempts.push(err);
+                }
+            }
+        }
+        if attempts.len() == 1 {
+            Err(attempts.remove(0))
+        } else {
+            Err(PullError::AllEndpointsFailed {
+                reference: image,
+                attempts,
+            })
+        }
+    }
+}
+
+/// Whether a 404 means "no such image" (manifest) or "broken registry"
+/// (a blob the manifest promised).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Manifest,
+    Blob,
+}
+
+/// One pull attempt against one endpoint.
+struct Session<'a> {
+    content: &'a ContentStore,
+    platform: &'a Platform,
+    stall: Duration,
+    concurrency: usize,
+    client: Client,
+    auth: RegistryAuth,
+    /// The image on this endpoint (host and repository already mapped).
+    target: oci_client::Reference,
+    digest: Option<&'a str>,
+    reference: String,
+    endpoint: String,
+}
+
+impl<'a> Session<'a> {
+    fn open(
+        puller: &'a Puller,
+        reference: &'a Reference,
+        endpoint: &Endpoint,
+        credential: &Credential,
+    ) -> Result<Self, PullError> {
+        let config = ClientConfig {
+            protocol: if endpoint.insecure {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            // Indexes are resolved here, with variant rules and an error
+            // that lists what the index offers.
+            platform_resolver: None,
+            connect_timeout: Some(puller.settings.stall_timeout),
+            user_agent: USER_AGENT,
+            ..ClientConfig::default()
+        };
+        let client = Client::try_from(config).map_err(|source| PullError::Registry {
+            reference: reference.to_string(),
+            endpoint: endpoint.to_string(),
+            source: Box::new(source),
+        })?;
+        let (host, repo) = (endpoint.host.clone(), endpoint.repository.clone());
+        let target = match (&reference.digest, &reference.tag) {
+            (Some(digest), _) => oci_client::Reference::with_digest(host, repo, digest.clone()),
+            (None, tag) => oci_client::Reference::with_tag(
+                host,
+                repo,
+                tag.clone().unwrap_or_else(|| DEFAULT_TAG.to_owned()),
+            ),
+        };
+        Ok(Session {
+            content: &puller.content,
+            platform: &puller.platform,
+            stall: puller.settings.stall_timeout,
+            concurrency: puller.settings.max_concurrent_downloads.max(1),
+            client,
+            auth: credential.to_registry_auth(),
+            target,
+            digest: reference.digest.as_deref(),
+            reference: reference.to_string(),
+            endpoint: endpoint.to_string(),
+        })
+    }
+
+    async fn pull(&self) -> Result<PulledImage, PullError> {
+        let (top, repo_digest) = self.manifest(&self.target, self.digest).await?;
+        self.store(&repo_digest, None, &top).await?;
+
+        let (image, manifest_digest) = match self.parse(&top, &repo_digest)? {
+            Manifest::Image(image) => (image, repo_digest.clone()),
+            Manifest::Index(index) => {
+                let entry =
+                    select_manifest(&index.manifests, self.platform).map_err(|available| {
+                        PullError::NoMatchingPlatform {
+                            reference: self.reference.clone(),
+                            endpoint: self.endpoint.clone(),
+                            wanted: self.platform.to_string(),
+                            available,
+                        }
+                    })?;
+                manifest::check_entry(&entry.digest, entry.size, &entry.media_type)
+                    .map_err(|e| self.rejected(&repo_digest, e))?;
+                debug!(digest = %entry.digest, platform = %self.platform, "index entry selected");
+                let child = self.target.clone_with_digest(entry.digest.clone());
+                let (body, digest) = self.manifest(&child, Some(&entry.digest)).await?;
+                // Sizes were checked non-negative by check_entry.
+                self.store(&digest, Some(entry.size as u64), &body).await?;
+                match self.parse(&body, &digest)? {
+                    Manifest::Image(image) => (image, digest),
+                    Manifest::Index(_) => {
+                        return Err(self.rejected(
+                            &digest,
+                            ManifestError::NestedIndex {
+                                digest: digest.clone(),
+                            },
+                        ))
+                    }
+                }
+            }
+        };
+        manifest::check_image(&image).map_err(|e| self.rejected(&manifest_digest, e))?;
+
+        // The config is tiny; it simply joins the layer downloads. The
+        // futures are built up front (they are lazy): mapping inside the
+        // stream makes the pull future !Send (rust-lang/rust#104382).
+        let downloads: Vec<_> = std::iter::once(&image.config)
+            .chain(&image.layers)
+            .map(|blob| self.blob(blob))
+            .collect();
+        stream::iter(downloads)
+            .buffer_unordered(self.concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+
+        let config = self
+            .content
+            .read(&image.config.digest)
+            .await
+            .map_err(|e| self.content_error(&image.config.digest, e))?;
+        let layers: Vec<Layer> = image
+            .layers
+            .iter()
+            .map(|l| Layer {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size: l.size as u64,
+            })
+            .collect();
+        let size = image.config.size as u64 + layers.iter().map(|l| l.size).sum::<u64>();
+        Ok(PulledImage {
+            repo_digest,
+            manifest_digest,
+            config_digest: image.config.digest.clone(),
+            config,
+            layers,
+            size,
+        })
+    }
+
+    /// Fetches a manifest and returns it with its sha256 digest, checked
+    /// against `expected` when the caller knows it. Manifests are small, so
+    /// the whole request (token exchange included) gets one stall timeout.
+    async fn manifest(
+        &self,
+        target: &oci_client::Reference,
+        expected: Option<&str>,
+    ) -> Result<(Bytes, String), PullError> {
+        let request = self
+            .client
+            .pull_manifest_raw(target, &self.auth, manifest::ACCEPTED);
+        let (body, _) = stall::within(self.stall, request)
+            .await
+            .ok_or_else(|| self.stalled())?
+            .map_err(|e| self.registry_error(e, Stage::Manifest))?;
+        // oci-client checks this too, but may settle for the registry's
+        // Docker-Content-Digest; the content store is keyed by sha256.
+        let digest = Digest::of(&body).to_string();
+        if let Some(expected) = expected.filter(|&e| e != digest) {
+            return Err(PullError::DigestMismatch {
+                reference: self.reference.clone(),
+                endpoint: self.endpoint.clone(),
+                expected: expected.to_owned(),
+                actual: digest,
+            });
+        }
+        Ok((body, digest))
+    }
+
+    fn parse(&self, body: &[u8], digest: &str) -> Result<Manifest, PullError> {
+        manifest::parse(body).map_err(|e| self.rejected(digest, e))
+    }
+
+    /// Keeps manifests next to the blobs, so the image's repo digest and
+    /// manifest stay resolvable locally.
+    async fn store(&self, digest: &str, size: Option<u64>, body: &Bytes) -> Result<(), PullError> {
+        if self.content.has(digest) {
+            return Ok(());
+        }
+        let once = stream::once(std::future::ready(Ok(body.clone())));
+        self.content
+            .ingest(digest, size, once)
+            .await
+            .map(drop)
+            .map_err(|e| self.content_error(digest, e))
+    }
+
+    async fn blob(&self, blob: &OciDescriptor) -> Result<(), PullError> {
+        if self.content.has(&blob.digest) {
+            debug!(digest = %blob.digest, "blob already present");
+            return Ok(());
+        }
+        let request = self.client.pull_blob_stream(&self.target, blob);
+        let body = stall::within(self.stall, request)
+            .await
+            .ok_or_else(|| self.stalled())?
+            .map_err(|e| self.registry_error(e, Stage::Blob))?;
+        debug!(digest = %blob.digest, size = blob.size, "downloading blob");
+        self.content
+            .ingest(
+                &blob.digest,
+                Some(blob.size as u64),
+                stall::guard(body, self.stall),
+            )
+            .await
+            .map_err(|e| self.content_error(&blob.digest, e))?;
+        Ok(())
+    }
+
+    fn stalled(&self) -> PullError {
+        PullError::Stalled {
+            reference: self.reference.clone(),
+            endpoint: self.endpoint.clone(),
+            timeout: self.stall,
+        }
+    }
+
+    fn rejected(&self, digest: &str, err: ManifestError) -> PullError {
+        let (reference, endpoint) = (self.reference.clone(), self.endpoint.clone());
+        match err {
+            ManifestError::Unsupported { what, media_type } => PullError::Unsupported {
+                reference,
+                endpoint,
+                what,
+                media_type,
+            },
+            source => PullError::InvalidManifest {
+                reference,
+                endpoint,
+                digest: digest.to_owned(),
+                source: Box::new(source),
+            },
+        }
+    }
+
+    fn registry_error(&self, err: OciDistributionError, stage: Stage) -> PullError {
+        use OciDistributionError as E;
+        enum Kind {
+            NotFound,
+            Unauthorized,
+            Network,
+            Other,
+        }
+        let manifest = stage == Stage::Manifest;
+        let kind = match &err {
+            E::RegistryError { envelope, .. } => {
+                let has = |codes: &[OciErrorCode]| {
+                    envelope.errors.iter().any(|e| codes.contains(&e.code))
+                };
+                if has(&[OciErrorCode::Unauthorized, OciErrorCode::Denied]) {
+                    Kind::Unauthorized
+                } else if manifest
+                    && has(&[
+                        OciErrorCode::ManifestUnknown,
+                        OciErrorCode::NameUnknown,
+                        OciErrorCode::NotFound,
+                    ])
+                {
+                    Kind::NotFound
+                } else {
+                    Kind::Other
+                }
+            }
+            E::UnauthorizedError { .. }
+            | E::AuthenticationFailure(_)
+            | E::ServerError {
+                code: 401 | 403, ..
+            } => Kind::Unauthorized,
+            E::ServerError { code: 404, .. } | E::ImageManifestNotFoundError(_) if manifest => {
+                Kind::NotFound
+            }
+            E::DigestError(DigestError::VerificationError { expected, actual }) => {
+                return PullError::DigestMismatch {
+                    reference: self.reference.clone(),
+                    endpoint: self.endpoint.clone(),
+                    expected: expected.clone(),
+                    actual: actual.clone(),
+                }
+            }
+            E::UnsupportedMediaTypeError(media_type) => {
+                return PullError::Unsupported {
+                    reference: self.reference.clone(),
+                    endpoint: self.endpoint.clone(),
+                    what: "manifest",
+                    media_type: media_type.clone(),
+                }
+            }
+            E::RequestError(_) | E::IoError(_) => Kind::Network,
+            _ => Kind::Other,
+        };
+        let (reference, endpoint) = (self.reference.clone(), self.endpoint.clone());
+        match kind {
+            Kind::NotFound => PullError::NotFound {
+                reference,
+                endpoint,
+                source: Box::new(err),
+            },
+            Kind::Unauthorized => PullError::Unauthorized {
+                reference,
+                endpoint,
+                source: Box::new(err),
+            },
+            Kind::Network => PullError::Network {
+                reference,
+                endpoint,
+                source: Box::new(err),
+            },
+            Kind::Other => PullError::Registry {
+                reference,
+                endpoint,
+                source: Box::new(err),
+            },
+        }
+    }
+
+    fn content_error(&self, digest: &str, err: ContentError) -> PullError {
+        let (reference, endpoint) = (self.reference.clone(), self.endpoint.clone());
+        match err {
+            ContentError::Source { source, .. } if stall::is_stall(&source) => self.stalled(),
+            ContentError::Source { source, .. } => {
+                // oci-client verifies the stream itself and reports a
+                // mismatch as an I/O error at its end.
+                let verification = source
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<DigestError>());
+                match verification {
+                    Some(DigestError::VerificationError { expected, actual }) => {
+                        PullError::DigestMismatch {
+                            reference,
+                            endpoint,
+                            expected: expected.clone(),
+                            actual: actual.clone(),
+                        }
+                    }
+                    _ => PullError::Network {
+                        reference,
+                        endpoint,
+                        source: Box::new(source),
+                    },
+                }
+            }
+            ContentError::DigestMismatch { expected, computed } => PullError::DigestMismatch {
+                reference,
+                endpoint,
+                expected,
+                actual: computed,
+            },
+            source => PullError::Content {
+                reference,
+                endpoint,
+                digest: digest.to_owned(),
+                source: Box::new(source),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The image service runs pulls on spawned tasks.
+    #[test]
+    fn pull_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let dir = tempfile::tempdir().unwrap();
+        let content = Arc::new(ContentStore::new(dir.path()).unwrap());
+        let puller = Puller::new(RegistrySettings::default(), content);
+        let reference = Reference::parse("busybox").unwrap();
+        let pull = puller.pull(&reference, None);
+        assert_send(&pull);
+    }
+}

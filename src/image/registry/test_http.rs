@@ -1,0 +1,174 @@
+//! Bare HTTP/1.x over loopback for the registry tests: a client to probe
+//! and seed the local registry independently of the code under test, and a
+//! scripted server for the failures a real registry will not produce
+//! (stalls, corrupted blobs, obsolete manifests).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const LOCAL_REGISTRY: &str = "127.0.0.1:5000";
+
+pub struct Response {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// One request with `Connection: close`; `None` if nothing answers.
+pub async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Response> {
+    let exchange = async {
+        let mut conn = TcpStream::connect(addr).await.ok()?;
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        conn.write_all(head.as_bytes()).await.ok()?;
+        conn.write_all(body).await.ok()?;
+        let mut raw = Vec::new();
+        conn.read_to_end(&mut raw).await.ok()?;
+        parse_response(&raw, method == "HEAD")
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn parse_response(raw: &[u8], head_only: bool) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body)?;
+    }
+    if head_only {
+        body.clear();
+    }
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// Whether the local test registry answers; tests skip loudly otherwise.
+pub async fn local_registry_up() -> bool {
+    request(LOCAL_REGISTRY, "GET", "/v2/", &[], &[])
+        .await
+        .is_some_and(|r| r.status == 200)
+}
+
+/// What the scripted server does for one request path.
+#[derive(Clone)]
+pub enum Reply {
+    Ok {
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
+    Status(u16),
+    /// Announces `length` bytes, sends `body` (shorter), then goes silent.
+    Stall {
+        length: usize,
+        body: Vec<u8>,
+    },
+    /// Accepts the request and never answers.
+    Hang,
+}
+
+/// Serves `routes` (path -> reply; unknown paths get 404) on an ephemeral
+/// loopback port until the test's runtime shuts down.
+pub async fn serve(routes: HashMap<String, Reply>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let routes = Arc::new(routes);
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            tokio::spawn(answer(conn, routes.clone()));
+        }
+    });
+    addr
+}
+
+async fn answer(mut conn: TcpStream, routes: Arc<HashMap<String, Reply>>) {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&raw);
+    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+    let path = path.split('?').next().unwrap_or("").to_owned();
+    let reply = match path.as_str() {
+        "/v2/" => Reply::Ok {
+            content_type: "application/json",
+            body: b"{}".to_vec(),
+        },
+        other => routes.get(other).cloned().unwrap_or(Reply::Status(404)),
+    };
+    let head = |status: u16, content_type: &str, length: usize| {
+        format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let _ = match reply {
+        Reply::Ok { content_type, body } => {
+            let mut out = head(200, content_type, body.len()).into_bytes();
+            out.extend_from_slice(&body);
+            conn.write_all(&out).await
+        }
+        Reply::Status(status) => {
+            conn.write_all(head(status, "text/plain", 0).as_bytes())
+                .await
+        }
+        Reply::Stall { length, body } => {
+            let mut out = head(200, "application/octet-stream", length).into_bytes();
+            out.extend_from_slice(&body);
+            let _ = conn.write_all(&out).await;
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+        Reply::Hang => {
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    };
+}

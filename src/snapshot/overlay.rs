@@ -1,0 +1,239 @@
+//! The overlayfs backend.
+//!
+//! Layout under its root:
+//! - `layers/<hex>/fs`: one unpacked layer (overlay-format whiteouts),
+//!   `layers/<hex>/parent`: the parent chain ID, `layers/<hex>/link`: its short name;
+//! - `l/<short>`: a short symlink to `layers/<hex>/fs`, so that the
+//!   `lowerdir=` option of a deep image stays under the kernel's one-page
+//!   limit on mount data;
+//! - `containers/<id>/{upper,work,rootfs}`: a container's writable layer
+//!   and its mount point.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::error::io;
+use super::{container_dir_name, id_hex, SnapshotError, Snapshotter};
+use crate::image::unpack::{unpack_layer, WhiteoutMode};
+
+/// The kernel copies mount data into one page, NUL included.
+const MAX_MOUNT_DATA: usize = 4095;
+const SHORT_LEN: usize = 16;
+
+pub struct OverlaySnapshotter {
+    root: PathBuf,
+    layers: PathBuf,
+    links: PathBuf,
+    containers: PathBuf,
+    empty: PathBuf,
+}
+
+impl OverlaySnapshotter {
+    pub fn open(root: PathBuf) -> Result<Self, SnapshotError> {
+        let s = Self {
+            layers: root.join("layers"),
+            links: root.join("l"),
+            containers: root.join("containers"),
+            empty: root.join("empty"),
+            root,
+        };
+        for dir in [&s.root, &s.layers, &s.links, &s.containers, &s.empty] {
+            std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        }
+        super::dir::remove_temporaries(&s.layers)?;
+        Ok(s)
+    }
+
+    fn layer_dir(&self, chain_id: &str) -> Result<PathBuf, SnapshotError> {
+        Ok(self.layers.join(id_hex(chain_id)?))
+    }
+
+    /// Lower dirs for `top`, topmost first, as short-link paths.
+    fn lower_dirs(&self, top: &str) -> Result<Vec<PathBuf>, SnapshotError> {
+        let mut out = Vec::new();
+        let mut next = Some(top.to_owned());
+        while let Some(chain_id) = next {
+            let dir = self.layer_dir(&chain_id)?;
+            let short =
+                std::fs::read_to_string(dir.join("link")).map_err(io("read", dir.join("link")))?;
+            out.push(self.links.join(short.trim()));
+            next = read_parent(&dir)?;
+        }
+        Ok(out)
+    }
+
+    fn mount_overlay(
+        &self,
+        id: &str,
+        top: Option<&str>,
+        dir: &Path,
+    ) -> Result<PathBuf, SnapshotError> {
+        let lowers = match top {
+            Some(top) => self.lower_dirs(top)?,
+            None => vec![self.empty.clone()],
+        };
+        let lowerdir = lowers
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        let options = format!(
+            "lowerdir={lowerdir},upperdir={},workdir={}",
+            dir.join("upper").display(),
+            dir.join("work").display()
+        );
+        if options.len() > MAX_MOUNT_DATA {
+            return Err(SnapshotError::TooManyLayers {
+                id: id.to_owned(),
+                len: options.len(),
+                max: MAX_MOUNT_DATA,
+                layers: lowers.len(),
+            });
+        }
+        let target = dir.join("rootfs");
+        mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(|source| SnapshotError::Mount {
+            target: target.clone(),
+            options,
+            source,
+        })?;
+        Ok(target)
+    }
+}
+
+impl Snapshotter for OverlaySnapshotter {
+    fn has_layer(&self, chain_id: &str) -> bool {
+        self.layer_dir(chain_id)
+            .map(|d| d.join("fs").is_dir())
+            .unwrap_or(false)
+    }
+
+    fn commit_layer(
+        &self,
+        chain_id: &str,
+        parent: Option<&str>,
+        blob: &Path,
+    ) -> Result<(), SnapshotError> {
+        if self.has_layer(chain_id) {
+            return Ok(());
+        }
+        if let Some(parent) = parent {
+            if !self.has_layer(parent) {
+                return Err(SnapshotError::MissingParent {
+                    chain_id: chain_id.to_owned(),
+                    parent: parent.to_owned(),
+                });
+            }
+        }
+        let hex = id_hex(chain_id)?;
+        let short = &hex[..SHORT_LEN];
+        let tmp = super::dir::temporary(&self.layers, hex);
+        let fs = tmp.join("fs");
+        std::fs::create_dir_all(&fs).map_err(io("create", &fs))?;
+        let result = (|| {
+            unpack_layer(blob, &fs, WhiteoutMode::Overlay).map_err(|source| {
+                SnapshotError::Unpack {
+                    chain_id: chain_id.to_owned(),
+                    source,
+                }
+            })?;
+            if let Some(parent) = parent {
+                std::fs::write(tmp.join("parent"), parent)
+                    .map_err(io("write", tmp.join("parent")))?;
+            }
+            std::fs::write(tmp.join("link"), short).map_err(io("write", tmp.join("link")))?;
+            let link = self.links.join(short);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(Path::new("../layers").join(hex).join("fs"), &link)
+                .map_err(io("symlink", &link))?;
+            super::dir::commit(&tmp, &self.layers.join(hex))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    fn remove_layer(&self, chain_id: &str) -> Result<(), SnapshotError> {
+        let dir = self.layer_dir(chain_id)?;
+        if let Ok(short) = std::fs::read_to_string(dir.join("link")) {
+            let _ = std::fs::remove_file(self.links.join(short.trim()));
+        }
+        super::dir::remove_committed(&self.layers, &dir)
+    }
+
+    fn layers(&self) -> Result<Vec<String>, SnapshotError> {
+        super::dir::committed_ids(&self.layers)
+    }
+
+    fn prepare_rootfs(&self, id: &str, top: Option<&str>) -> Result<PathBuf, SnapshotError> {
+        let dir = self.containers.join(container_dir_name(id)?);
+        for sub in ["upper", "work", "rootfs"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(io("create", &p))?;
+        }
+        self.mount_overlay(id, top, &dir)
+    }
+
+    fn mount_rootfs(&self, id: &str, top: Option<&str>) -> Result<PathBuf, SnapshotError> {
+        let dir = self.containers.join(container_dir_name(id)?);
+        let target = dir.join("rootfs");
+        if is_mountpoint(&target)? {
+            return Ok(target);
+        }
+        self.mount_overlay(id, top, &dir)
+    }
+
+    fn remove_rootfs(&self, id: &str) -> Result<(), SnapshotError> {
+        let dir = self.containers.join(container_dir_name(id)?);
+        let target = dir.join("rootfs");
+        if target.exists() && is_mountpoint(&target)? {
+            umount2(&target, MntFlags::MNT_DETACH).map_err(|source| SnapshotError::Unmount {
+                target: target.clone(),
+                source,
+            })?;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("remove", &dir)(e)),
+        }
+    }
+
+    fn layers_root(&self) -> &Path {
+        &self.layers
+    }
+
+    fn rootfs_root(&self) -> &Path {
+        &self.containers
+    }
+}
+
+fn read_parent(layer_dir: &Path) -> Result<Option<String>, SnapshotError> {
+    match std::fs::read_to_string(layer_dir.join("parent")) {
+        Ok(p) => Ok(Some(p.trim().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("read", layer_dir.join("parent"))(e)),
+    }
+}
+
+/// A directory is a mount point when it sits on another device than its
+/// parent (overlay mounts always get their own device number).
+pub(crate) fn is_mountpoint(path: &Path) -> Result<bool, SnapshotError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io("stat", path)(e)),
+    };
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let parent_meta = std::fs::metadata(parent).map_err(io("stat", parent))?;
+    Ok(meta.dev() != parent_meta.dev())
+}
