@@ -18,7 +18,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "cargo deny (licenses, bans, sources)"
 cargo deny --locked check licenses bans sources
@@ -27,6 +27,9 @@ cargo deny --locked check licenses bans sources
 step "local registry and fixture images"
 scripts/registry.sh start
 scripts/build-fixture-images.sh
+
+step "pvecri-init (static)"
+scripts/build-init.sh
 
 step "unit and integration tests"
 cargo test --locked --workspace

@@ -12,6 +12,9 @@ use thiserror::Error;
 /// Where the daemon looks when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pvecri/config.toml";
 
+/// Where the Debian package installs pvecri-init.
+pub const DEFAULT_INIT_PATH: &str = "/usr/lib/pvecri/pvecri-init";
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}")]
@@ -53,6 +56,7 @@ struct RawConfig {
     cgroup_driver: CgroupDriver,
     log_level: String,
     log_format: LogFormat,
+    init_path: PathBuf,
     images: ImagesConfig,
 }
 
@@ -100,6 +104,7 @@ impl Default for RawConfig {
             cgroup_driver: CgroupDriver::Cgroupfs,
             log_level: String::from("info"),
             log_format: LogFormat::Text,
+            init_path: PathBuf::from(DEFAULT_INIT_PATH),
             images: ImagesConfig::default(),
         }
     }
@@ -120,6 +125,8 @@ pub struct Config {
     /// A `tracing` filter directive such as `info` or `pvecri=debug`.
     pub log_level: String,
     pub log_format: LogFormat,
+    /// The static pvecri-init binary bind-mounted into every container.
+    pub init_path: PathBuf,
     pub images: ImagesConfig,
 }
 
@@ -181,6 +188,7 @@ impl RawConfig {
             ("socket", &self.socket),
             ("state_dir", &self.state_dir),
             ("runtime_dir", &self.runtime_dir),
+            ("init_path", &self.init_path),
         ] {
             if !path.is_absolute() {
                 return Err(ConfigError::Invalid {
@@ -244,6 +252,7 @@ impl RawConfig {
             cgroup_driver: self.cgroup_driver,
             log_level: self.log_level,
             log_format: self.log_format,
+            init_path: self.init_path,
             images: self.images,
         })
     }

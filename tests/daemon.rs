@@ -96,15 +96,11 @@ async fn unimplemented_rpcs_name_themselves() {
     let mut c = d.client().await;
     let err = c
         .runtime
-        .list_containers(v1::ListContainersRequest::default())
+        .port_forward(v1::PortForwardRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(
-        err.message().contains("ListContainers"),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().contains("PortForward"), "{}", err.message());
     let err = c
         .runtime
         .exec(v1::ExecRequest::default())

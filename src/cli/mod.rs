@@ -30,6 +30,12 @@ enum Command {
     Version,
     /// Check the node for what pvecri needs, one line per check.
     Doctor,
+    /// Supervise one container (spawned by the daemon).
+    #[command(hide = true)]
+    Monitor(crate::monitor::MonitorArgs),
+    /// Internal: runs one exec inside a container (liblxc attach).
+    #[command(hide = true)]
+    ExecHelper(crate::exec::ExecHelperArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -42,6 +48,8 @@ pub fn main() -> ExitCode {
         Command::Daemon => run_daemon(cli.config),
         Command::Version => load(cli.config).and_then(|c| version::run(&c)),
         Command::Doctor => load(cli.config).and_then(|c| doctor::run(&c)),
+        Command::Monitor(args) => crate::monitor::run(args),
+        Command::ExecHelper(args) => crate::exec::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! The CRI v1 gRPC layer: validates requests, converts proto <-> domain
 //! types, and maps domain errors to gRPC status codes. No logic lives here.
 
+mod convert;
 mod image_service;
 mod runtime_service;
 mod status;

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::convert;
+use super::status::{from_runtime_error, invalid};
 use super::stub::{unimplemented, unimplemented_rpcs, NoStream};
 use super::v1;
 use crate::config::CgroupDriver;
-use crate::runtime::Runtime;
+use crate::runtime::{ContainerFilter, PodFilter, Runtime};
 use crate::version;
 
 pub struct RuntimeService {
@@ -91,6 +93,265 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         }))
     }
 
+    async fn run_pod_sandbox(
+        &self,
+        request: Request<v1::RunPodSandboxRequest>,
+    ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
+        let config = convert::pod_config(request.get_ref())?;
+        let id = self
+            .runtime
+            .run_pod(config)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::RunPodSandboxResponse {
+            pod_sandbox_id: id,
+        }))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        request: Request<v1::StopPodSandboxRequest>,
+    ) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
+        let id = required_id("pod_sandbox_id", &request.get_ref().pod_sandbox_id)?;
+        self.runtime
+            .stop_pod(id)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::StopPodSandboxResponse {}))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        request: Request<v1::RemovePodSandboxRequest>,
+    ) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
+        let id = required_id("pod_sandbox_id", &request.get_ref().pod_sandbox_id)?;
+        self.runtime
+            .remove_pod(id)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::RemovePodSandboxResponse {}))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: Request<v1::PodSandboxStatusRequest>,
+    ) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
+        let req = request.get_ref();
+        let id = required_id("pod_sandbox_id", &req.pod_sandbox_id)?;
+        let pod = self.runtime.pod(id).map_err(|e| from_runtime_error(&e))?;
+        let containers = if req.verbose {
+            self.runtime
+                .list_containers(&ContainerFilter {
+                    pod_id: pod.id.clone(),
+                    ..Default::default()
+                })
+                .map_err(|e| from_runtime_error(&e))?
+        } else {
+            Vec::new()
+        };
+        let mut info = HashMap::new();
+        if req.verbose {
+            let detail = serde_json::json!({
+                "nsDir": pod.ns_dir,
+                "netns": pod.net_ns,
+                "filesDir": pod.files_dir,
+                "config": pod.config,
+            });
+            info.insert("info".to_owned(), detail.to_string());
+        }
+        Ok(Response::new(v1::PodSandboxStatusResponse {
+            status: Some(convert::pod_status(&pod)),
+            info,
+            containers_statuses: containers.iter().map(convert::container_status).collect(),
+            timestamp: crate::runtime::now_ns(),
+        }))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        request: Request<v1::ListPodSandboxRequest>,
+    ) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
+        let filter = match &request.get_ref().filter {
+            Some(f) => PodFilter {
+                id: f.id.clone(),
+                state: f
+                    .state
+                    .as_ref()
+                    .and_then(|s| convert::pod_state_filter(s.state)),
+                labels: f
+                    .label_selector
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+            None => PodFilter::default(),
+        };
+        let pods = self
+            .runtime
+            .list_pods(&filter)
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::ListPodSandboxResponse {
+            items: pods.iter().map(convert::pod_summary).collect(),
+        }))
+    }
+
+    async fn create_container(
+        &self,
+        request: Request<v1::CreateContainerRequest>,
+    ) -> Result<Response<v1::CreateContainerResponse>, Status> {
+        let req = request.get_ref();
+        let pod_id = required_id("pod_sandbox_id", &req.pod_sandbox_id)?;
+        let config = req
+            .config
+            .as_ref()
+            .ok_or_else(|| invalid("config", "a container config is required"))
+            .and_then(convert::container_config)?;
+        let id = self
+            .runtime
+            .create_container(pod_id, config)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::CreateContainerResponse {
+            container_id: id,
+        }))
+    }
+
+    async fn start_container(
+        &self,
+        request: Request<v1::StartContainerRequest>,
+    ) -> Result<Response<v1::StartContainerResponse>, Status> {
+        let id = required_id("container_id", &request.get_ref().container_id)?;
+        self.runtime
+            .start_container(id)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::StartContainerResponse {}))
+    }
+
+    async fn stop_container(
+        &self,
+        request: Request<v1::StopContainerRequest>,
+    ) -> Result<Response<v1::StopContainerResponse>, Status> {
+        let req = request.get_ref();
+        let id = required_id("container_id", &req.container_id)?;
+        self.runtime
+            .stop_container(id, req.timeout)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::StopContainerResponse {}))
+    }
+
+    async fn remove_container(
+        &self,
+        request: Request<v1::RemoveContainerRequest>,
+    ) -> Result<Response<v1::RemoveContainerResponse>, Status> {
+        let id = required_id("container_id", &request.get_ref().container_id)?;
+        self.runtime
+            .remove_container(id)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::RemoveContainerResponse {}))
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<v1::ListContainersRequest>,
+    ) -> Result<Response<v1::ListContainersResponse>, Status> {
+        let filter = match &request.get_ref().filter {
+            Some(f) => ContainerFilter {
+                id: f.id.clone(),
+                pod_id: f.pod_sandbox_id.clone(),
+                state: f
+                    .state
+                    .as_ref()
+                    .and_then(|s| convert::container_state_filter(s.state)),
+                labels: f
+                    .label_selector
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+            None => ContainerFilter::default(),
+        };
+        let containers = self
+            .runtime
+            .list_containers(&filter)
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::ListContainersResponse {
+            containers: containers.iter().map(convert::container_summary).collect(),
+        }))
+    }
+
+    async fn container_status(
+        &self,
+        request: Request<v1::ContainerStatusRequest>,
+    ) -> Result<Response<v1::ContainerStatusResponse>, Status> {
+        let req = request.get_ref();
+        let id = required_id("container_id", &req.container_id)?;
+        let c = self
+            .runtime
+            .container(id)
+            .map_err(|e| from_runtime_error(&e))?;
+        let mut info = HashMap::new();
+        if req.verbose {
+            let detail = serde_json::json!({
+                "pid": c.init_pid,
+                "cgroup": c.cgroup,
+                "config": c.config,
+            });
+            info.insert("info".to_owned(), detail.to_string());
+        }
+        Ok(Response::new(v1::ContainerStatusResponse {
+            status: Some(convert::container_status(&c)),
+            info,
+        }))
+    }
+
+    async fn update_container_resources(
+        &self,
+        request: Request<v1::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+        let req = request.get_ref();
+        let id = required_id("container_id", &req.container_id)?;
+        let resources = convert::resources(req.linux.as_ref());
+        self.runtime
+            .update_container_resources(id, resources)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::UpdateContainerResourcesResponse {}))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        request: Request<v1::ReopenContainerLogRequest>,
+    ) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
+        let id = required_id("container_id", &request.get_ref().container_id)?;
+        self.runtime
+            .reopen_container_log(id)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::ReopenContainerLogResponse {}))
+    }
+
+    async fn exec_sync(
+        &self,
+        request: Request<v1::ExecSyncRequest>,
+    ) -> Result<Response<v1::ExecSyncResponse>, Status> {
+        let req = request.into_inner();
+        let id = required_id("container_id", &req.container_id)?.to_owned();
+        let timeout = std::time::Duration::from_secs(req.timeout.max(0) as u64);
+        let out = self
+            .runtime
+            .exec_sync(&id, req.cmd, timeout)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::ExecSyncResponse {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.exit_code,
+        }))
+    }
+
     type StreamPodSandboxesStream = NoStream<v1::StreamPodSandboxesResponse>;
     type StreamContainersStream = NoStream<v1::StreamContainersResponse>;
     type StreamContainerStatsStream = NoStream<v1::StreamContainerStatsResponse>;
@@ -141,20 +402,6 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
     }
 
     unimplemented_rpcs! {
-        run_pod_sandbox(v1::RunPodSandboxRequest) -> v1::RunPodSandboxResponse;
-        stop_pod_sandbox(v1::StopPodSandboxRequest) -> v1::StopPodSandboxResponse;
-        remove_pod_sandbox(v1::RemovePodSandboxRequest) -> v1::RemovePodSandboxResponse;
-        pod_sandbox_status(v1::PodSandboxStatusRequest) -> v1::PodSandboxStatusResponse;
-        list_pod_sandbox(v1::ListPodSandboxRequest) -> v1::ListPodSandboxResponse;
-        create_container(v1::CreateContainerRequest) -> v1::CreateContainerResponse;
-        start_container(v1::StartContainerRequest) -> v1::StartContainerResponse;
-        stop_container(v1::StopContainerRequest) -> v1::StopContainerResponse;
-        remove_container(v1::RemoveContainerRequest) -> v1::RemoveContainerResponse;
-        list_containers(v1::ListContainersRequest) -> v1::ListContainersResponse;
-        container_status(v1::ContainerStatusRequest) -> v1::ContainerStatusResponse;
-        update_container_resources(v1::UpdateContainerResourcesRequest) -> v1::UpdateContainerResourcesResponse;
-        reopen_container_log(v1::ReopenContainerLogRequest) -> v1::ReopenContainerLogResponse;
-        exec_sync(v1::ExecSyncRequest) -> v1::ExecSyncResponse;
         exec(v1::ExecRequest) -> v1::ExecResponse;
         attach(v1::AttachRequest) -> v1::AttachResponse;
         port_forward(v1::PortForwardRequest) -> v1::PortForwardResponse;
@@ -184,4 +431,12 @@ fn verbose_info(runtime: &Runtime) -> HashMap<String, String> {
         "liblxcVersion": crate::lxc::version(),
     });
     HashMap::from([("config".to_owned(), config.to_string())])
+}
+
+fn required_id<'a>(field: &str, id: &'a str) -> Result<&'a str, Status> {
+    if id.is_empty() {
+        Err(invalid(field, "an ID is required"))
+    } else {
+        Ok(id)
+    }
 }

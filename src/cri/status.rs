@@ -6,21 +6,9 @@
 use tonic::{Code, Status};
 
 use crate::image::ImageError;
+use crate::runtime::RuntimeError;
 
-/// `err: cause: cause...`
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = cause.source();
-    }
-    msg
-}
+pub use crate::errors::chain;
 
 pub fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {message}"))
@@ -43,17 +31,15 @@ pub fn from_image_error(err: &ImageError) -> Status {
     Status::new(code, chain(err))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn chain_joins_causes() {
-        let e = Outer(std::io::Error::other("inner"));
-        assert_eq!(chain(&e), "outer: inner");
-    }
+pub fn from_runtime_error(err: &RuntimeError) -> Status {
+    let code = match err {
+        RuntimeError::NotFound { .. } | RuntimeError::ImageNotFound { .. } => Code::NotFound,
+        RuntimeError::NameTaken { .. } => Code::AlreadyExists,
+        RuntimeError::Invalid { .. } | RuntimeError::Process { .. } => Code::InvalidArgument,
+        RuntimeError::WrongState { .. } => Code::FailedPrecondition,
+        RuntimeError::Timeout { .. } => Code::DeadlineExceeded,
+        RuntimeError::Image(e) => return from_image_error(e),
+        RuntimeError::Os { .. } | RuntimeError::Store(_) => Code::Internal,
+    };
+    Status::new(code, chain(err))
 }

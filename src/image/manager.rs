@@ -70,6 +70,10 @@ impl ImageManager {
         image: &str,
         auth: Option<Credential>,
     ) -> Result<String, Arc<ImageError>> {
+        let local = super::import::parse(image).map_err(|e| Arc::new(import_error(image, &e)))?;
+        if let Some(source) = local {
+            return self.import(image, source).await.map_err(Arc::new);
+        }
         let reference = Reference::parse(image).map_err(|source| {
             Arc::new(ImageError::InvalidReference {
                 image: image.to_owned(),
@@ -243,6 +247,29 @@ impl ImageManager {
         Ok(())
     }
 
+    /// Imports a Proxmox template or a local OCI archive/layout.
+    async fn import(
+        &self,
+        image: &str,
+        source: super::import::LocalSource,
+    ) -> Result<String, ImageError> {
+        let content = self.content.clone();
+        let snapshots = self.snapshots.clone();
+        let imported = tokio::task::spawn_blocking(move || {
+            super::import::import(&source, &content, &snapshots)
+        })
+        .await
+        .map_err(|e| ImageError::Task {
+            what: "import",
+            message: e.to_string(),
+        })?
+        .map_err(|e| import_error(image, &e))?;
+        let id = imported.record.id.clone();
+        self.add_local(imported.record, &imported.name).await?;
+        info!(image, id = %id, name = %imported.name, "image imported");
+        Ok(id)
+    }
+
     /// Stores an image built locally (template import), under `name`.
     pub async fn add_local(&self, record: ImageRecord, name: &str) -> Result<(), ImageError> {
         let _guard = self.names.lock().await;
@@ -407,5 +434,12 @@ pub fn resolve<'a>(images: &'a [ImageRecord], query: &str) -> Option<&'a ImageRe
             let tag = reference.repo_tag()?;
             images.iter().find(|i| i.repo_tags.contains(&tag))
         }
+    }
+}
+
+fn import_error(image: &str, err: &super::import::ImportError) -> ImageError {
+    ImageError::Import {
+        source_path: image.to_owned(),
+        message: crate::errors::chain(err),
     }
 }

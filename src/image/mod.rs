@@ -4,6 +4,7 @@
 pub mod auth_file;
 pub mod content;
 mod error;
+pub mod import;
 mod manager;
 pub mod record;
 pub mod reference;

@@ -41,6 +41,11 @@ impl Container {
         &self.name
     }
 
+    /// The raw handle, for the sibling modules that call liblxc methods.
+    pub(super) fn raw(&self) -> *mut lxc_sys::lxc_container {
+        self.ptr.as_ptr()
+    }
+
     /// Whether a config for this container exists on disk.
     pub fn is_defined(&self) -> bool {
         let c = self.ptr.as_ptr();

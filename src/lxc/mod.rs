@@ -9,9 +9,12 @@
 //! from the daemon: they fork, and the daemon is multithreaded. They belong
 //! to the single-threaded helper processes (see docs/architecture.md).
 
+mod attach;
 mod container;
 mod error;
+mod lifecycle;
 
+pub use attach::AttachOptions;
 pub use container::Container;
 pub use error::LxcError;
 

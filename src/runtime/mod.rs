@@ -2,9 +2,18 @@
 //! state store, images and node health. The gRPC layer (`crate::cri`)
 //! converts requests into calls on this and never lets prost types in.
 
+mod containers;
+mod error;
+mod exec;
 mod health;
+mod names;
+mod pods;
 
+pub use containers::ContainerFilter;
+pub use error::RuntimeError;
+pub use exec::ExecOutput;
 pub use health::{Condition, ConditionKind};
+pub use pods::PodFilter;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,6 +25,7 @@ use crate::config::Config;
 use crate::image::content::ContentStore;
 use crate::image::registry::{Puller, RegistrySettings};
 use crate::image::ImageManager;
+use crate::node::cgroups::CgroupLayout;
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 
@@ -23,6 +33,15 @@ pub struct Runtime {
     config: Config,
     store: Arc<Store>,
     images: Arc<ImageManager>,
+    names: names::Names,
+    cgroup_layout: CgroupLayout,
+    /// The lowest oom_score_adj this process may set (the kernel refuses
+    /// lowering it without CAP_SYS_RESOURCE).
+    min_oom_score_adj: i64,
+    /// This binary, resolved at start-up: helpers are re-executions of it.
+    /// Resolved once because after a package upgrade /proc/self/exe names
+    /// the deleted old file, while the path holds the new one.
+    self_exe: std::path::PathBuf,
 }
 
 impl Runtime {
@@ -64,10 +83,30 @@ impl Runtime {
         };
         let puller = Puller::new(settings, content.clone());
         let images = ImageManager::new(store.clone(), content, snapshots, puller);
+        let ns_root = config.runtime_dir.join("ns");
+        crate::sandbox::ns::prepare_ns_root(&ns_root).with_context(|| {
+            format!(
+                "cannot prepare the namespace pin directory {}",
+                ns_root.display()
+            )
+        })?;
+        let cgroup_layout =
+            crate::node::cgroups::detect().context("cannot read the cgroup layout")?;
+        let names = names::Names::default();
+        for pod in store.list::<crate::pod::PodRecord>()? {
+            let _ = names.reserve(&pod.config.name_key(), &pod.id);
+        }
+        for c in store.list::<crate::container::ContainerRecord>()? {
+            let _ = names.reserve(&c.config.name_key(&c.pod_id), &c.id);
+        }
         Ok(Arc::new(Self {
             config,
             store,
             images,
+            names,
+            cgroup_layout,
+            min_oom_score_adj: own_oom_score_adj(),
+            self_exe: std::env::current_exe().context("cannot find the pvecri binary")?,
         }))
     }
 
@@ -86,7 +125,22 @@ impl Runtime {
     /// Snapshot layers that containers are built on, which image removal
     /// must keep.
     pub fn layers_in_use(&self) -> HashSet<String> {
-        HashSet::new()
+        self.store
+            .list::<crate::container::ContainerRecord>()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.top_layer)
+            .collect()
+    }
+
+    /// Requested oom_score_adj, raised to what this node allows: without
+    /// CAP_SYS_RESOURCE nothing can go below the daemon's own value, and a
+    /// container must not fail for it (containerd's restrict_oom_score_adj).
+    pub(crate) fn clamp_oom_score_adj(&self, requested: i64) -> Option<i64> {
+        if requested == 0 {
+            return None;
+        }
+        Some(requested.clamp(self.min_oom_score_adj, 1000))
     }
 
     /// RuntimeReady and NetworkReady, with reasons when not ready.
@@ -96,4 +150,19 @@ impl Runtime {
             health::network_condition(),
         ]
     }
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+fn own_oom_score_adj() -> i64 {
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(-1000)
 }

@@ -65,7 +65,9 @@ impl Daemon {
         let log = self.dir.path().join("daemon.log");
         let mut child = spawn_daemon(&self.config, &log);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.socket.exists() {
+        // A killed daemon leaves its socket file behind: wait until the new
+        // one accepts connections, not just until the file exists.
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
                     "daemon exited early ({status}):\n{}",
@@ -119,6 +121,12 @@ impl Drop for Daemon {
         if self.child.is_some() {
             self.stop();
         }
+        // The daemon keeps run/ns as a private bind mount across restarts;
+        // the test's temporary directory can only go once it is unmounted.
+        let _ = nix::mount::umount2(
+            &self.dir.path().join("run/ns"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
     }
 }
 
@@ -139,8 +147,9 @@ fn spawn_daemon(config: &Path, log: &Path) -> Child {
 pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("config.toml");
     let text = format!(
-        "socket = \"{d}/run/pvecri.sock\"\nstate_dir = \"{d}/state\"\nruntime_dir = \"{d}/run\"\nlog_level = \"debug\"\n{extra}\n",
-        d = dir.display()
+        "socket = \"{d}/run/pvecri.sock\"\nstate_dir = \"{d}/state\"\nruntime_dir = \"{d}/run\"\nlog_level = \"debug\"\ninit_path = \"{init}\"\n{extra}\n",
+        d = dir.display(),
+        init = init_path().display()
     );
     std::fs::write(&path, text).expect("write config");
     path
@@ -173,4 +182,19 @@ pub fn require_registry(test: &str) -> bool {
         eprintln!("skipping {test}: no fixture registry on 127.0.0.1:5000 (run scripts/registry.sh start && scripts/build-fixture-images.sh)");
     }
     up
+}
+
+/// The static pvecri-init that scripts/build-init.sh builds.
+pub fn init_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/x86_64-unknown-linux-gnu/release/pvecri-init")
+}
+
+/// True when pvecri-init is built; prints a loud skip line otherwise.
+pub fn require_init(test: &str) -> bool {
+    let ok = init_path().exists();
+    if !ok {
+        eprintln!("skipping {test}: pvecri-init is not built (run scripts/build-init.sh)");
+    }
+    ok
 }

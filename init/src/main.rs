@@ -1,0 +1,146 @@
+//! pvecri-init: `lxc.init.cmd` of every pvecri container (docs/lifecycle.md).
+//!
+//! Waits on the `/.pvecri/start` FIFO until StartContainer (the CRI
+//! create/start split), reads `/.pvecri/spec.json`, hides the run dir and
+//! itself from the workload, drops to the workload's credentials, enters its
+//! cwd and `execve`s it, so the workload becomes the container's PID 1 as with
+//! runc. Single-threaded, statically linked (scripts/build-init.sh), no NSS:
+//! uids and gids arrive numeric in the spec.
+//!
+//! Failures are reported once, by `fail`: a `StartError` line in
+//! `/.pvecri/start-error` and on stderr, and the exit code of the contract.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod error;
+mod path;
+mod spec;
+mod sys;
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use error::StartError;
+use spec::Spec;
+use sys::Errno;
+
+const RUN_DIR: &CStr = c"/.pvecri";
+const SELF_PATH: &CStr = c"/.pvecri-init";
+
+fn main() {
+    let run_dir = match sys::open_dir(RUN_DIR) {
+        Ok(fd) => fd,
+        Err(errno) => fail(None, StartError::OpenRunDir { errno }),
+    };
+    match start(run_dir.as_fd()) {
+        // The container was removed before it was started.
+        Ok(NotStarted) => std::process::exit(0),
+        Err(err) => fail(Some(run_dir.as_fd()), err),
+    }
+}
+
+/// `start` returned without exec'ing: nobody asked for a start.
+struct NotStarted;
+
+/// Everything up to `execve`, which only returns on failure.
+fn start(run_dir: BorrowedFd<'_>) -> Result<NotStarted, StartError> {
+    if !wait_for_start(run_dir).map_err(|errno| StartError::WaitForStart { errno })? {
+        return Ok(NotStarted);
+    }
+    let spec = read_spec(run_dir)?;
+
+    // While still privileged: a detach needs CAP_SYS_ADMIN. `run_dir` keeps the
+    // detached /.pvecri reachable for `fail`, and is closed by the exec.
+    for path in [RUN_DIR, SELF_PATH] {
+        match sys::umount_detach(path) {
+            // Not a mount point (or not there): nothing to hide.
+            Ok(()) | Err(Errno(libc::EINVAL | libc::ENOENT)) => {}
+            Err(errno) => {
+                let path = path.to_str().expect("ASCII constant");
+                return Err(StartError::Unmount { path, errno });
+            }
+        }
+    }
+
+    // Groups first: setgroups and setgid need the privileges setuid drops.
+    // Best effort: without it a failure is still reported on stderr.
+    let _ = sys::keep_caps();
+    let gids = &spec.additional_gids;
+    sys::setgroups(gids).map_err(|errno| StartError::SetGroups {
+        gids: gids.clone(),
+        errno,
+    })?;
+    sys::setgid(spec.gid).map_err(|errno| StartError::SetGid {
+        gid: spec.gid,
+        errno,
+    })?;
+    sys::setuid(spec.uid).map_err(|errno| StartError::SetUid {
+        uid: spec.uid,
+        errno,
+    })?;
+    if spec.no_new_privs {
+        sys::set_no_new_privs().map_err(|errno| StartError::NoNewPrivs { errno })?;
+    }
+    let cwd = CString::new(spec.cwd.as_str()).expect("validated by Spec::parse");
+    sys::chdir(&cwd).map_err(|errno| StartError::Chdir {
+        cwd: spec.cwd.clone(),
+        errno,
+    })?;
+
+    let name = &spec.args[0];
+    let path = path::resolve(name, spec.path_var())
+        .ok_or_else(|| StartError::NotInPath { name: name.clone() })?;
+    let c_path = CString::new(path.as_os_str().as_bytes()).expect("validated by Spec::parse");
+    sys::reset_signals();
+    let errno = sys::execve(
+        &c_path,
+        &spec::c_strings(&spec.args),
+        &spec::c_strings(&spec.env),
+    );
+    Err(StartError::Exec { path, errno })
+}
+
+/// Blocks until the daemon opens the FIFO for writing; `false` when it
+/// closes it without writing the start byte.
+fn wait_for_start(run_dir: BorrowedFd<'_>) -> Result<bool, Errno> {
+    let fifo = sys::open_at(run_dir, c"start", libc::O_RDONLY, 0)?;
+    Ok(sys::read_byte(fifo.as_fd())?.is_some())
+}
+
+fn read_spec(run_dir: BorrowedFd<'_>) -> Result<Spec, StartError> {
+    let read = || -> Result<Vec<u8>, Errno> {
+        let mut file = File::from(sys::open_at(run_dir, c"spec.json", libc::O_RDONLY, 0)?);
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let bytes = read().map_err(|errno| StartError::ReadSpec { errno })?;
+    Spec::parse(&bytes).map_err(StartError::Spec)
+}
+
+/// Reports `err` to the monitor (start-error) and the container log
+/// (stderr), then exits with the contract's code.
+fn fail(run_dir: Option<BorrowedFd<'_>>, err: StartError) -> ! {
+    let line = err.line();
+    let mut stderr = std::io::stderr().lock();
+    // Nothing useful to do if stderr itself is gone.
+    let _ = write!(stderr, "pvecri-init: {line}");
+    if let Some(dir) = run_dir {
+        if let Err(errno) = write_start_error(dir, &line) {
+            let _ = writeln!(stderr, "pvecri-init: write /.pvecri/start-error: {errno}");
+        }
+    }
+    std::process::exit(err.exit_code())
+}
+
+fn write_start_error(run_dir: BorrowedFd<'_>, line: &str) -> Result<(), Errno> {
+    // The workload's uid usually may not create files in the run dir.
+    let _ = sys::raise_dac_override();
+    let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
+    let mut file = File::from(sys::open_at(run_dir, c"start-error", flags, 0o644)?);
+    file.write_all(line.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The few syscalls pvecri-init makes, as safe functions returning [`Errno`].
+//!
+//! libc directly rather than nix: the binary is linked statically into every
+//! container, so it stays small, and glibc's own wrappers for set*id/setgroups
+//! already apply them to the (single) thread. Every fd is opened O_CLOEXEC so
+//! nothing of the run dir survives into the workload.
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// An errno value; displays as a lowercase strerror ("no such file or
+/// directory"), the form kubelet users know from runc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    fn last() -> Self {
+        Self(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        )
+    }
+}
+
+impl From<std::io::Error> for Errno {
+    fn from(e: std::io::Error) -> Self {
+        Self(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 128];
+        // SAFETY: buf is writable for buf.len() bytes; the XSI strerror_r
+        // (the libc crate links __xpg_strerror_r) NUL-terminates within it.
+        let ret = unsafe { libc::strerror_r(self.0, buf.as_mut_ptr().cast(), buf.len()) };
+        let msg = match CStr::from_bytes_until_nul(&buf) {
+            Ok(s) if ret == 0 && !s.is_empty() => s.to_string_lossy(),
+            _ => return write!(f, "errno {}", self.0),
+        };
+        let mut chars = msg.chars();
+        if let Some(first) = chars.next() {
+            write!(f, "{}{}", first.to_lowercase(), chars.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Errno {}
+
+/// The one place a C return code becomes an error.
+fn check(ret: libc::c_int) -> Result<libc::c_int, Errno> {
+    if ret == -1 {
+        Err(Errno::last())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_retry(mut call: impl FnMut() -> libc::c_int) -> Result<libc::c_int, Errno> {
+    loop {
+        match check(call()) {
+            Err(Errno(libc::EINTR)) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Opens a directory for use as an `openat` base.
+pub fn open_dir(path: &CStr) -> Result<OwnedFd, Errno> {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    // SAFETY: path is a valid NUL-terminated string for the whole call.
+    let fd = check_retry(|| unsafe { libc::open(path.as_ptr(), flags) })?;
+    // SAFETY: open returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat(dir, name, flags | O_CLOEXEC, mode)`.
+pub fn open_at(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> Result<OwnedFd, Errno> {
+    let flags = flags | libc::O_CLOEXEC;
+    // SAFETY: dir is a live fd for the borrow and name a valid C string;
+    // mode is passed as the variadic argument openat expects with O_CREAT.
+    let fd = check_retry(|| unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags,
+            libc::c_uint::from(mode),
+        )
+    })?;
+    // SAFETY: openat returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads one byte; `None` on end of file.
+pub fn read_byte(fd: BorrowedFd<'_>) -> Result<Option<u8>, Errno> {
+    let mut byte = 0u8;
+    // SAFETY: byte is a writable one-byte buffer and fd is live for the borrow.
+    let n = check_retry(|| unsafe {
+        libc::read(fd.as_raw_fd(), (&raw mut byte).cast(), 1) as libc::c_int
+    })?;
+    Ok((n == 1).then_some(byte))
+}
+
+/// `umount2(path, MNT_DETACH)`.
+pub fn umount_detach(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: path is a valid NUL-terminated string for the whole call.
+    check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) }).map(drop)
+}
+
+pub fn setgroups(gids: &[libc::gid_t]) -> Result<(), Errno> {
+    // SAFETY: the pointer and length describe the slice, which the kernel
+    // only reads; a zero length clears the groups without reading.
+    check(unsafe { libc::setgroups(gids.len(), gids.as_ptr()) }).map(drop)
+}
+
+pub fn setgid(gid: libc::gid_t) -> Result<(), Errno> {
+    // SAFETY: plain syscall wrapper without pointers.
+    check(unsafe { libc::setgid(gid) }).map(drop)
+}
+
+pub fn setuid(uid: libc::uid_t) -> Result<(), Errno> {
+    // SAFETY: plain syscall wrapper without pointers.
+    check(unsafe { libc::setuid(uid) }).map(drop)
+}
+
+pub fn set_no_new_privs() -> Result<(), Errno> {
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
+}
+
+pub fn chdir(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: path is a valid NUL-terminated string for the whole call.
+    check(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
+}
+
+/// Keeps the permitted capabilities across the switch to a non-root uid so
+/// that `raise_dac_override` can still write `start-error` into the
+/// root-owned run dir. It costs the workload nothing: execve clears the flag
+/// and computes a non-root process's capabilities without the old permitted
+/// set.
+pub fn keep_caps() -> Result<(), Errno> {
+    // SAFETY: PR_SET_KEEPCAPS takes integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) }).map(drop)
+}
+
+/// Raises CAP_DAC_OVERRIDE into the effective set if it is still permitted
+/// (see `keep_caps`); only used on the way to exit.
+pub fn raise_dac_override() -> Result<(), Errno> {
+    // <linux/capability.h>: version 3 uses two 32-bit data words.
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_DAC_OVERRIDE: u32 = 1;
+
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and data match the kernel's v3 layout and are writable.
+    check(unsafe {
+        libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) as libc::c_int
+    })?;
+    data[0].effective |= data[0].permitted & (1 << CAP_DAC_OVERRIDE);
+    // SAFETY: as above; capset only reads them.
+    check(unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) as libc::c_int })
+        .map(drop)
+}
+
+/// Whether the current (already dropped) credentials may execute `path`.
+pub fn is_executable(path: &Path) -> bool {
+    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: path is a valid NUL-terminated string for the whole call.
+    // AT_EACCESS checks the effective ids, which execve uses.
+    let ret =
+        unsafe { libc::faccessat(libc::AT_FDCWD, path.as_ptr(), libc::X_OK, libc::AT_EACCESS) };
+    ret == 0
+}
+
+/// Gives the workload default signal dispositions and an empty mask, as a
+/// fresh process expects: std ignores SIGPIPE (an ignored disposition
+/// survives execve, and a workload writing to a closed pipe must die as
+/// usual), and whatever the monitor was started with (a shell's ignored
+/// SIGINT/SIGQUIT, say) must not leak into the container.
+pub fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: SIG_DFL involves no handler; signals glibc reserves
+            // for itself just fail with EINVAL, which is fine.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+    // SAFETY: set is initialised by sigemptyset before sigprocmask reads it;
+    // the old-mask pointer may be null.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// `execve`; returns only on failure.
+pub fn execve(path: &CStr, args: &[CString], env: &[CString]) -> Errno {
+    let argv = null_terminated(args);
+    let envp = null_terminated(env);
+    // SAFETY: path, argv and envp are NUL-terminated and the arrays end in a
+    // null pointer; all of them outlive the call (which only returns on error).
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::last()
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_displays_lowercase_strerror() {
+        assert_eq!(Errno(libc::ENOENT).to_string(), "no such file or directory");
+        assert_eq!(Errno(libc::EACCES).to_string(), "permission denied");
+    }
+
+    #[test]
+    fn unknown_errno_still_says_something() {
+        let text = Errno(100_000).to_string();
+        assert!(text.contains("100000"), "{text}");
+    }
+}

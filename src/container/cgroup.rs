@@ -1,0 +1,238 @@
+//! Where a container's cgroup lives and how CRI resources become cgroup
+//! settings, for cgroup v1 (and hybrid) and v2.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::CgroupDriver;
+use crate::node::cgroups::CgroupLayout;
+
+/// CRI Linux resources, as pvecri applies them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resources {
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpu_shares: i64,
+    pub memory_limit_in_bytes: i64,
+    pub memory_swap_limit_in_bytes: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub pids_limit: i64,
+    pub oom_score_adj: i64,
+    pub unified: std::collections::BTreeMap<String, String>,
+}
+
+/// The cgroup (relative to each hierarchy's root) of a container, and of
+/// its pvecri monitor, kept outside the pod so the pod's accounting is the
+/// workload's alone.
+pub fn container_paths(driver: CgroupDriver, parent: &str, id: &str) -> (String, String) {
+    let parent = match driver {
+        CgroupDriver::Systemd if parent.ends_with(".slice") => expand_slice(parent),
+        _ => parent.trim_matches('/').to_owned(),
+    };
+    let leaf = match driver {
+        CgroupDriver::Systemd => format!("pvecri-{id}.scope"),
+        CgroupDriver::Cgroupfs => id.to_owned(),
+    };
+    let container = if parent.is_empty() {
+        format!("pvecri/{leaf}")
+    } else {
+        format!("{parent}/{leaf}")
+    };
+    (container, format!("pvecri.monitor/{id}"))
+}
+
+/// `kubepods-burstable-pod1.slice` -> `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice`,
+/// the path systemd gives a nested slice.
+pub fn expand_slice(slice: &str) -> String {
+    let name = slice.trim_matches('/').trim_end_matches(".slice");
+    if name.is_empty() || name == "-" {
+        return String::new();
+    }
+    let parts: Vec<&str> = name.split('-').collect();
+    (1..=parts.len())
+        .map(|n| format!("{}.slice", parts[..n].join("-")))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `lxc.cgroup*.` settings for the resources on this node's layout.
+pub fn lxc_settings(layout: &CgroupLayout, r: &Resources) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let v2 = matches!(layout, CgroupLayout::Unified);
+    let key = |k: &str| {
+        if v2 {
+            format!("lxc.cgroup2.{k}")
+        } else {
+            format!("lxc.cgroup.{k}")
+        }
+    };
+    for (file, value) in files(v2, r) {
+        out.push((key(&file), value));
+    }
+    out
+}
+
+/// (file, value) pairs for the container's cgroup directory.
+pub fn files(v2: bool, r: &Resources) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if v2 {
+        if r.cpu_shares > 0 {
+            out.push((
+                "cpu.weight".into(),
+                shares_to_weight(r.cpu_shares).to_string(),
+            ));
+        }
+        if r.cpu_quota != 0 || r.cpu_period != 0 {
+            let period = if r.cpu_period > 0 {
+                r.cpu_period
+            } else {
+                100_000
+            };
+            let quota = if r.cpu_quota > 0 {
+                r.cpu_quota.to_string()
+            } else {
+                "max".into()
+            };
+            out.push(("cpu.max".into(), format!("{quota} {period}")));
+        }
+        if r.memory_limit_in_bytes > 0 {
+            out.push(("memory.max".into(), r.memory_limit_in_bytes.to_string()));
+            if r.memory_swap_limit_in_bytes > 0 {
+                let swap = (r.memory_swap_limit_in_bytes - r.memory_limit_in_bytes).max(0);
+                out.push(("memory.swap.max".into(), swap.to_string()));
+            }
+        }
+        if r.pids_limit > 0 {
+            out.push(("pids.max".into(), r.pids_limit.to_string()));
+        }
+        for (k, v) in &r.unified {
+            out.push((k.clone(), v.clone()));
+        }
+    } else {
+        if r.cpu_shares > 0 {
+            out.push(("cpu.shares".into(), r.cpu_shares.to_string()));
+        }
+        if r.cpu_period > 0 {
+            out.push(("cpu.cfs_period_us".into(), r.cpu_period.to_string()));
+        }
+        if r.cpu_quota != 0 {
+            out.push(("cpu.cfs_quota_us".into(), r.cpu_quota.to_string()));
+        }
+        if r.memory_limit_in_bytes > 0 {
+            out.push((
+                "memory.limit_in_bytes".into(),
+                r.memory_limit_in_bytes.to_string(),
+            ));
+        }
+        if r.pids_limit > 0 {
+            out.push(("pids.max".into(), r.pids_limit.to_string()));
+        }
+    }
+    if !r.cpuset_cpus.is_empty() {
+        out.push(("cpuset.cpus".into(), r.cpuset_cpus.clone()));
+    }
+    if !r.cpuset_mems.is_empty() {
+        out.push(("cpuset.mems".into(), r.cpuset_mems.clone()));
+    }
+    out
+}
+
+/// The kubelet's conversion of CPU shares (2..262144) to cgroup v2 weight (1..10000).
+pub fn shares_to_weight(shares: i64) -> u64 {
+    let shares = shares.clamp(2, 262_144) as u64;
+    1 + ((shares - 2) * 9999) / 262_142
+}
+
+/// The directory holding `file` for the container's cgroup on this node.
+pub fn file_dir(layout: &CgroupLayout, container: &str, file: &str) -> PathBuf {
+    let controller = file.split('.').next().unwrap_or_default();
+    match layout {
+        CgroupLayout::Unified => Path::new("/sys/fs/cgroup").join(container),
+        CgroupLayout::Hybrid { .. } | CgroupLayout::Legacy | CgroupLayout::None => {
+            let dir = match controller {
+                "cpu" => "cpu,cpuacct",
+                other => other,
+            };
+            let base = Path::new("/sys/fs/cgroup").join(dir);
+            let base = if base.exists() {
+                base
+            } else {
+                Path::new("/sys/fs/cgroup").join(controller)
+            };
+            base.join(container)
+        }
+    }
+}
+
+/// Writes the resources into a live container cgroup.
+pub fn apply_live(layout: &CgroupLayout, container: &str, r: &Resources) -> std::io::Result<()> {
+    let v2 = matches!(layout, CgroupLayout::Unified);
+    for (file, value) in files(v2, r) {
+        let path = file_dir(layout, container, &file).join(&file);
+        std::fs::write(&path, &value).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("write {value:?} to {}: {e}", path.display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_expand_like_systemd() {
+        assert_eq!(
+            expand_slice("kubepods-burstable-pod1.slice"),
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice"
+        );
+        assert_eq!(expand_slice("system.slice"), "system.slice");
+        assert_eq!(expand_slice("-.slice"), "");
+    }
+
+    #[test]
+    fn container_paths_per_driver() {
+        assert_eq!(
+            container_paths(CgroupDriver::Cgroupfs, "/kubepods/burstable/pod1", "c1"),
+            (
+                "kubepods/burstable/pod1/c1".into(),
+                "pvecri.monitor/c1".into()
+            )
+        );
+        assert_eq!(
+            container_paths(CgroupDriver::Cgroupfs, "", "c1").0,
+            "pvecri/c1"
+        );
+        assert_eq!(
+            container_paths(CgroupDriver::Systemd, "kubepods-pod1.slice", "c1").0,
+            "kubepods.slice/kubepods-pod1.slice/pvecri-c1.scope"
+        );
+    }
+
+    #[test]
+    fn resources_v1_and_v2() {
+        let r = Resources {
+            cpu_shares: 1024,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            memory_limit_in_bytes: 64 << 20,
+            memory_swap_limit_in_bytes: 128 << 20,
+            cpuset_cpus: "0".into(),
+            ..Default::default()
+        };
+        let v1 = lxc_settings(&CgroupLayout::Legacy, &r);
+        assert!(v1.contains(&("lxc.cgroup.cpu.shares".into(), "1024".into())));
+        assert!(v1.contains(&("lxc.cgroup.cpu.cfs_quota_us".into(), "50000".into())));
+        assert!(v1.contains(&("lxc.cgroup.memory.limit_in_bytes".into(), "67108864".into())));
+        let v2 = lxc_settings(&CgroupLayout::Unified, &r);
+        assert!(v2.contains(&("lxc.cgroup2.cpu.weight".into(), "39".into())));
+        assert!(v2.contains(&("lxc.cgroup2.cpu.max".into(), "50000 100000".into())));
+        assert!(v2.contains(&("lxc.cgroup2.memory.swap.max".into(), "67108864".into())));
+        assert!(v2.contains(&("lxc.cgroup2.cpuset.cpus".into(), "0".into())));
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+    }
+}

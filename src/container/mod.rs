@@ -1,0 +1,9 @@
+//! CRI containers as LXC containers: the record, the LXC config, cgroups
+//! and the process spec handed to pvecri-init.
+
+pub mod cgroup;
+pub mod lxc_config;
+pub mod process;
+pub mod record;
+
+pub use record::{ContainerConfig, ContainerRecord, ContainerState, MountSpec};

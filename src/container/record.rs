@@ -1,0 +1,87 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::cgroup::Resources;
+use crate::store::Record;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
+    /// 0 private, 1 host-to-container (rslave), 2 bidirectional (rshared), as CRI.
+    pub propagation: i32,
+    pub selinux_relabel: bool,
+}
+
+/// What CreateContainer asked for, after validation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub name: String,
+    pub attempt: u32,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub working_dir: String,
+    pub envs: Vec<(String, String)>,
+    pub mounts: Vec<MountSpec>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub log_path: String,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+    pub resources: Resources,
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub run_as_username: String,
+    pub supplemental_groups: Vec<i64>,
+    pub privileged: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub pod_id: String,
+    pub config: ContainerConfig,
+    pub image_id: String,
+    /// The image as the kubelet should see it (a repo digest, else the ID).
+    pub image_ref: String,
+    pub top_layer: Option<String>,
+    pub state: ContainerState,
+    pub created_at_ns: i64,
+    pub started_at_ns: i64,
+    pub finished_at_ns: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    /// Full path of the CRI log file ("" when none).
+    pub log_file: String,
+    pub cgroup: String,
+    pub init_pid: i32,
+    /// /proc/<pid>/stat start time of init, to never signal a recycled pid.
+    pub init_start_time: u64,
+    pub stop_signal: String,
+}
+
+impl ContainerConfig {
+    pub fn name_key(&self, pod_id: &str) -> String {
+        format!("ctr/{pod_id}/{}/{}", self.name, self.attempt)
+    }
+}
+
+impl Record for ContainerRecord {
+    const TABLE: &'static str = "containers";
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}

@@ -1,0 +1,371 @@
+//! proto <-> domain conversions for pods and containers.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use tonic::Status;
+
+use super::status::invalid;
+use super::v1;
+use crate::container::cgroup::Resources;
+use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountSpec};
+use crate::pod::record::{Dns, PortMapping};
+use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
+
+fn btree(m: &HashMap<String, String>) -> BTreeMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn hash(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn ns_mode(mode: i32) -> NsMode {
+    match v1::NamespaceMode::try_from(mode).unwrap_or(v1::NamespaceMode::Pod) {
+        v1::NamespaceMode::Pod => NsMode::Pod,
+        v1::NamespaceMode::Container => NsMode::Container,
+        v1::NamespaceMode::Node => NsMode::Node,
+        v1::NamespaceMode::Target => NsMode::Target,
+    }
+}
+
+fn ns_mode_proto(mode: NsMode) -> i32 {
+    (match mode {
+        NsMode::Pod => v1::NamespaceMode::Pod,
+        NsMode::Container => v1::NamespaceMode::Container,
+        NsMode::Node => v1::NamespaceMode::Node,
+        NsMode::Target => v1::NamespaceMode::Target,
+    }) as i32
+}
+
+pub fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, Status> {
+    let c = req
+        .config
+        .as_ref()
+        .ok_or_else(|| invalid("config", "a pod sandbox config is required"))?;
+    let md = c
+        .metadata
+        .as_ref()
+        .ok_or_else(|| invalid("config.metadata", "metadata is required"))?;
+    if md.name.is_empty() {
+        return Err(invalid("config.metadata.name", "a pod name is required"));
+    }
+    let linux = c.linux.as_ref();
+    let opts = linux
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref());
+    Ok(PodConfig {
+        name: md.name.clone(),
+        uid: md.uid.clone(),
+        namespace: md.namespace.clone(),
+        attempt: md.attempt,
+        hostname: c.hostname.clone(),
+        log_directory: c.log_directory.clone(),
+        dns: c.dns_config.as_ref().map(|d| Dns {
+            servers: d.servers.clone(),
+            searches: d.searches.clone(),
+            options: d.options.clone(),
+        }),
+        port_mappings: c
+            .port_mappings
+            .iter()
+            .map(|p| PortMapping {
+                protocol: p.protocol,
+                container_port: p.container_port,
+                host_port: p.host_port,
+                host_ip: p.host_ip.clone(),
+            })
+            .collect(),
+        labels: btree(&c.labels),
+        annotations: btree(&c.annotations),
+        cgroup_parent: linux.map(|l| l.cgroup_parent.clone()).unwrap_or_default(),
+        network: opts.map(|o| ns_mode(o.network)).unwrap_or_default(),
+        pid: opts.map(|o| ns_mode(o.pid)).unwrap_or(NsMode::Container),
+        ipc: opts.map(|o| ns_mode(o.ipc)).unwrap_or_default(),
+        sysctls: linux.map(|l| btree(&l.sysctls)).unwrap_or_default(),
+        runtime_handler: req.runtime_handler.clone(),
+    })
+}
+
+fn pod_state(s: PodState) -> i32 {
+    (match s {
+        PodState::Ready => v1::PodSandboxState::SandboxReady,
+        PodState::NotReady => v1::PodSandboxState::SandboxNotready,
+    }) as i32
+}
+
+pub fn pod_state_filter(s: i32) -> Option<PodState> {
+    match v1::PodSandboxState::try_from(s).ok()? {
+        v1::PodSandboxState::SandboxReady => Some(PodState::Ready),
+        v1::PodSandboxState::SandboxNotready => Some(PodState::NotReady),
+    }
+}
+
+fn pod_metadata(p: &PodRecord) -> v1::PodSandboxMetadata {
+    v1::PodSandboxMetadata {
+        name: p.config.name.clone(),
+        uid: p.config.uid.clone(),
+        namespace: p.config.namespace.clone(),
+        attempt: p.config.attempt,
+    }
+}
+
+pub fn pod_status(p: &PodRecord) -> v1::PodSandboxStatus {
+    v1::PodSandboxStatus {
+        id: p.id.clone(),
+        metadata: Some(pod_metadata(p)),
+        state: pod_state(p.state),
+        created_at: p.created_at_ns,
+        network: Some(v1::PodSandboxNetworkStatus {
+            ip: p.ips.first().cloned().unwrap_or_default(),
+            additional_ips: p
+                .ips
+                .iter()
+                .skip(1)
+                .map(|ip| v1::PodIp { ip: ip.clone() })
+                .collect(),
+        }),
+        linux: Some(v1::LinuxPodSandboxStatus {
+            namespaces: Some(v1::Namespace {
+                options: Some(v1::NamespaceOption {
+                    network: ns_mode_proto(p.config.network),
+                    pid: ns_mode_proto(p.config.pid),
+                    ipc: ns_mode_proto(p.config.ipc),
+                    ..Default::default()
+                }),
+            }),
+        }),
+        labels: hash(&p.config.labels),
+        annotations: hash(&p.config.annotations),
+        runtime_handler: p.config.runtime_handler.clone(),
+    }
+}
+
+pub fn pod_summary(p: &PodRecord) -> v1::PodSandbox {
+    v1::PodSandbox {
+        id: p.id.clone(),
+        metadata: Some(pod_metadata(p)),
+        state: pod_state(p.state),
+        created_at: p.created_at_ns,
+        labels: hash(&p.config.labels),
+        annotations: hash(&p.config.annotations),
+        runtime_handler: p.config.runtime_handler.clone(),
+    }
+}
+
+pub fn resources(r: Option<&v1::LinuxContainerResources>) -> Resources {
+    let Some(r) = r else {
+        return Resources::default();
+    };
+    Resources {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit_in_bytes: r.memory_limit_in_bytes,
+        memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        pids_limit: 0,
+        oom_score_adj: r.oom_score_adj,
+        unified: btree(&r.unified),
+    }
+}
+
+fn resources_proto(r: &Resources) -> v1::LinuxContainerResources {
+    v1::LinuxContainerResources {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit_in_bytes: r.memory_limit_in_bytes,
+        oom_score_adj: r.oom_score_adj,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        unified: hash(&r.unified),
+        memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+        ..Default::default()
+    }
+}
+
+pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Status> {
+    let md = c
+        .metadata
+        .as_ref()
+        .ok_or_else(|| invalid("config.metadata", "metadata is required"))?;
+    if md.name.is_empty() {
+        return Err(invalid(
+            "config.metadata.name",
+            "a container name is required",
+        ));
+    }
+    let image = c
+        .image
+        .as_ref()
+        .map(|i| i.image.clone())
+        .unwrap_or_default();
+    if image.is_empty() {
+        return Err(invalid("config.image.image", "an image is required"));
+    }
+    let mut mounts = Vec::new();
+    for (i, m) in c.mounts.iter().enumerate() {
+        if !m.container_path.starts_with('/') {
+            return Err(invalid(
+                "config.mounts",
+                format!(
+                    "mount {i}: container_path {:?} is not absolute",
+                    m.container_path
+                ),
+            ));
+        }
+        if !m.host_path.starts_with('/') {
+            return Err(invalid(
+                "config.mounts",
+                format!("mount {i}: host_path {:?} is not absolute", m.host_path),
+            ));
+        }
+        if m.container_path.split('/').any(|p| p == "..") {
+            return Err(invalid(
+                "config.mounts",
+                format!(
+                    "mount {i}: container_path {:?} contains ..",
+                    m.container_path
+                ),
+            ));
+        }
+        mounts.push(MountSpec {
+            container_path: m.container_path.clone(),
+            host_path: m.host_path.clone(),
+            readonly: m.readonly,
+            propagation: m.propagation,
+            selinux_relabel: m.selinux_relabel,
+        });
+    }
+    if c.log_path.split('/').any(|p| p == "..") || c.log_path.starts_with('/') {
+        return Err(invalid(
+            "config.log_path",
+            format!(
+                "{:?} must be relative to the pod's log directory, without ..",
+                c.log_path
+            ),
+        ));
+    }
+    let linux = c.linux.as_ref();
+    let sc = linux.and_then(|l| l.security_context.as_ref());
+    Ok(ContainerConfig {
+        name: md.name.clone(),
+        attempt: md.attempt,
+        image,
+        command: c.command.clone(),
+        args: c.args.clone(),
+        working_dir: c.working_dir.clone(),
+        envs: c
+            .envs
+            .iter()
+            .map(|kv| {
+                (
+                    kv.key.clone(),
+                    String::from_utf8_lossy(&kv.value).into_owned(),
+                )
+            })
+            .collect(),
+        mounts,
+        labels: btree(&c.labels),
+        annotations: btree(&c.annotations),
+        log_path: c.log_path.clone(),
+        stdin: c.stdin,
+        stdin_once: c.stdin_once,
+        tty: c.tty,
+        resources: resources(linux.and_then(|l| l.resources.as_ref())),
+        run_as_user: sc.and_then(|s| s.run_as_user.as_ref()).map(|v| v.value),
+        run_as_group: sc.and_then(|s| s.run_as_group.as_ref()).map(|v| v.value),
+        run_as_username: sc.map(|s| s.run_as_username.clone()).unwrap_or_default(),
+        supplemental_groups: sc
+            .map(|s| s.supplemental_groups.clone())
+            .unwrap_or_default(),
+        privileged: sc.is_some_and(|s| s.privileged),
+    })
+}
+
+fn container_state(s: ContainerState) -> i32 {
+    (match s {
+        ContainerState::Created => v1::ContainerState::ContainerCreated,
+        ContainerState::Running => v1::ContainerState::ContainerRunning,
+        ContainerState::Exited => v1::ContainerState::ContainerExited,
+        ContainerState::Unknown => v1::ContainerState::ContainerUnknown,
+    }) as i32
+}
+
+pub fn container_state_filter(s: i32) -> Option<ContainerState> {
+    match v1::ContainerState::try_from(s).ok()? {
+        v1::ContainerState::ContainerCreated => Some(ContainerState::Created),
+        v1::ContainerState::ContainerRunning => Some(ContainerState::Running),
+        v1::ContainerState::ContainerExited => Some(ContainerState::Exited),
+        v1::ContainerState::ContainerUnknown => Some(ContainerState::Unknown),
+    }
+}
+
+fn container_metadata(c: &ContainerRecord) -> v1::ContainerMetadata {
+    v1::ContainerMetadata {
+        name: c.config.name.clone(),
+        attempt: c.config.attempt,
+    }
+}
+
+fn image_spec(c: &ContainerRecord) -> v1::ImageSpec {
+    v1::ImageSpec {
+        image: c.config.image.clone(),
+        ..Default::default()
+    }
+}
+
+pub fn container_summary(c: &ContainerRecord) -> v1::Container {
+    v1::Container {
+        id: c.id.clone(),
+        pod_sandbox_id: c.pod_id.clone(),
+        metadata: Some(container_metadata(c)),
+        image: Some(image_spec(c)),
+        image_ref: c.image_ref.clone(),
+        state: container_state(c.state),
+        created_at: c.created_at_ns,
+        labels: hash(&c.config.labels),
+        annotations: hash(&c.config.annotations),
+        image_id: c.image_id.clone(),
+    }
+}
+
+pub fn container_status(c: &ContainerRecord) -> v1::ContainerStatus {
+    v1::ContainerStatus {
+        id: c.id.clone(),
+        metadata: Some(container_metadata(c)),
+        state: container_state(c.state),
+        created_at: c.created_at_ns,
+        started_at: c.started_at_ns,
+        finished_at: c.finished_at_ns,
+        exit_code: c.exit_code,
+        image: Some(image_spec(c)),
+        image_ref: c.image_ref.clone(),
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+        labels: hash(&c.config.labels),
+        annotations: hash(&c.config.annotations),
+        mounts: c
+            .config
+            .mounts
+            .iter()
+            .map(|m| v1::Mount {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                selinux_relabel: m.selinux_relabel,
+                propagation: m.propagation,
+                ..Default::default()
+            })
+            .collect(),
+        log_path: c.log_file.clone(),
+        resources: Some(v1::ContainerResources {
+            linux: Some(resources_proto(&c.config.resources)),
+            ..Default::default()
+        }),
+        image_id: c.image_id.clone(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,62 @@
+//! `pvecri monitor`: the per-container supervisor (pvecri's conmon).
+//!
+//! The daemon spawns one per container. It detaches (`setsid`, double
+//! fork) so containers outlive daemon restarts, forks a *starter* child that
+//! runs the container with liblxc in the foreground (liblxc refuses that in
+//! the threaded daemon), and then, single-threaded around one `poll(2)`:
+//! turns the container's stdout/stderr pipes into the CRI log file, reports
+//! readiness on the daemon's ready fd, serves `monitor.sock` (log reopen),
+//! watches the memory cgroup for OOM kills and finally writes `exit.json`.
+//! The contract with the daemon is docs/lifecycle.md ("The monitor").
+//!
+//! One job per file: [`detach`], [`starter`], [`run`] (the loop), [`log`]
+//! (CRI log format), [`exit`] (status decoding, exit record), [`cgroup`] and
+//! [`oom`] (OOM detection), [`control`] (the socket), [`ready`] (the ready
+//! fd), [`lxclog`] (liblxc's errors for failure messages), [`poll`] and
+//! [`timestamp`] (helpers).
+
+mod cgroup;
+pub mod control;
+mod detach;
+pub mod exit;
+mod log;
+mod lxclog;
+mod oom;
+mod poll;
+pub mod ready;
+mod run;
+mod session;
+mod starter;
+mod timestamp;
+
+use std::path::PathBuf;
+
+pub use control::{request_reopen, ControlError, SOCKET_FILE};
+pub use detach::{LOCK_FILE, LOG_FILE, PID_FILE};
+pub use exit::{ExitReason, ExitRecord, ExitRecordError, EXIT_FILE, START_ERROR_FILE};
+pub use log::DEFAULT_MAX_LINE;
+pub use ready::Readiness;
+pub use run::run;
+
+/// `pvecri monitor` arguments (a hidden subcommand spawned by the daemon).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MonitorArgs {
+    /// Container ID: the LXC container name under `--lxcpath`.
+    #[arg(long)]
+    pub id: String,
+    /// liblxc's lxcpath holding `<id>/config`.
+    #[arg(long, value_name = "DIR")]
+    pub lxcpath: PathBuf,
+    /// The container's run dir (exit.json, monitor.sock, monitor.pid, ...).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: PathBuf,
+    /// The CRI log file; omitted or empty: discard the output.
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+    /// An inherited fd to report readiness on (`ok <pid>` / `err <msg>`).
+    #[arg(long, value_name = "FD")]
+    pub ready_fd: Option<i32>,
+    /// Lines longer than this many bytes are split into partial records.
+    #[arg(long, value_name = "BYTES", default_value_t = log::DEFAULT_MAX_LINE)]
+    pub max_log_line: usize,
+}

@@ -1,0 +1,206 @@
+//! The monitor's life: validate, lock the run dir, detach, then hand over
+//! to the [`Session`] until the container is gone and its exit record is
+//! written; failures on the way still end in `err` and an exit record.
+
+use std::io;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{bail, Context};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::signal::{self, SigHandler, Signal};
+
+use super::detach::{self, Role, PID_FILE};
+use super::exit::ExitRecord;
+use super::ready::{Readiness, ReadyFd};
+use super::session::Session;
+use super::timestamp::unix_nanos;
+use super::MonitorArgs;
+
+/// Checked arguments.
+pub(super) struct Settings {
+    pub(super) id: String,
+    pub(super) lxcpath: String,
+    pub(super) run_dir: PathBuf,
+    pub(super) log: Option<PathBuf>,
+    pub(super) max_log_line: usize,
+}
+
+impl Settings {
+    fn from_args(args: &MonitorArgs) -> anyhow::Result<Self> {
+        let id = args.id.clone();
+        if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\0']) {
+            bail!("invalid container id {id:?}");
+        }
+        let Some(lxcpath) = args.lxcpath.to_str() else {
+            bail!("lxcpath {:?} is not UTF-8", args.lxcpath);
+        };
+        if !args.run_dir.is_dir() {
+            bail!("run dir {:?} is not a directory", args.run_dir);
+        }
+        if args.max_log_line == 0 {
+            bail!("--max-log-line must be at least 1");
+        }
+        Ok(Self {
+            id,
+            lxcpath: lxcpath.to_owned(),
+            run_dir: args.run_dir.clone(),
+            log: args.log.clone().filter(|p| !p.as_os_str().is_empty()),
+            max_log_line: args.max_log_line,
+        })
+    }
+}
+
+/// `pvecri monitor`: returns in the launcher process once the monitor is
+/// detached, and in the monitor when the container is gone.
+pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
+    // SAFETY: ignoring a signal installs no handler code. Writes to a
+    // vanished reader (ready fd, control client) must be errors, not death.
+    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) }.context("ignore SIGPIPE")?;
+    // SAFETY: restoring the default installs no handler code. An inherited
+    // SIG_IGN would make the kernel reap our children before waitpid.
+    unsafe { signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }.context("reset SIGCHLD")?;
+    let mut ready = take_ready_fd(args.ready_fd)?;
+    let prepared = Settings::from_args(&args).and_then(|settings| {
+        // Held for the monitor's life: a second monitor for the same run
+        // dir would clobber monitor.sock, monitor.pid and exit.json.
+        let lock = detach::lock_run_dir(&settings.run_dir)?;
+        // An exit record of an earlier start of this container is stale.
+        match std::fs::remove_file(settings.run_dir.join(super::EXIT_FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(e).context("cannot remove the stale exit record");
+            }
+            _ => {}
+        }
+        Ok((settings, lock))
+    });
+    let (settings, _lock) = match prepared {
+        Ok(p) => p,
+        Err(err) => return Err(fail_ready(&mut ready, err)),
+    };
+    match detach::detach(&settings.run_dir)? {
+        Role::Launcher(code) => return Ok(code),
+        Role::Monitor => {}
+    }
+    // The detached monitor: no terminal, diagnostics go to monitor.log.
+    let _ = std::env::set_current_dir("/");
+    if let Err(err) = detach::redirect_stdio(&settings.run_dir) {
+        return Err(fail_ready(&mut ready, err));
+    }
+    init_tracing();
+    let span = tracing::info_span!("monitor", container_id = %settings.id);
+    let _enter = span.enter();
+    tracing::info!(pid = std::process::id(), "monitor started");
+    let result = supervise(&settings, &mut ready);
+    if let Err(err) = &result {
+        tracing::error!(error = format!("{err:#}"), "monitor failed");
+        let record = ExitRecord::start_failed(format!("{err:#}"), unix_nanos(SystemTime::now()));
+        if let Err(e) = record.write_atomic(&settings.run_dir) {
+            tracing::error!(error = %e, "cannot write the exit record");
+        }
+        send_failure(&mut ready, err);
+        let _ = std::fs::remove_file(settings.run_dir.join(super::SOCKET_FILE));
+    }
+    let _ = std::fs::remove_file(settings.run_dir.join(PID_FILE));
+    tracing::info!("monitor exiting");
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Reports `err` on the ready fd, if it is still open.
+fn send_failure(ready: &mut Option<ReadyFd>, err: &anyhow::Error) {
+    if let Some(ready) = ready.take() {
+        ready.send(&Readiness::Failed {
+            message: format!("{err:#}"),
+        });
+    }
+}
+
+fn fail_ready(ready: &mut Option<ReadyFd>, err: anyhow::Error) -> anyhow::Error {
+    send_failure(ready, &err);
+    err
+}
+
+/// Takes ownership of the inherited ready fd and makes it close-on-exec so
+/// neither the starter's liblxc nor the container inherit it.
+fn take_ready_fd(fd: Option<i32>) -> anyhow::Result<Option<ReadyFd>> {
+    let Some(fd) = fd else { return Ok(None) };
+    if fd <= 2 {
+        bail!("--ready-fd {fd} would be one of stdin/stdout/stderr");
+    }
+    // SAFETY: F_GETFD only checks that the number is an open fd.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        bail!("--ready-fd {fd} is not an open file descriptor");
+    }
+    // SAFETY: the daemon passed this fd to us for our exclusive use and
+    // nothing else in this process has claimed it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    fcntl(owned.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .context("set CLOEXEC on the ready fd")?;
+    Ok(Some(ReadyFd::new(owned)))
+}
+
+fn init_tracing() {
+    // A plain writer on stderr (monitor.log): no background threads, which
+    // the starter's fork and liblxc's foreground start both need.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+fn supervise(s: &Settings, ready: &mut Option<ReadyFd>) -> anyhow::Result<()> {
+    let mut session = Session::start(s, ready)?;
+    session.run_loop()?;
+    session.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn args(run_dir: &Path) -> MonitorArgs {
+        MonitorArgs {
+            id: "c1".into(),
+            lxcpath: "/var/lib/pvecri/lxc".into(),
+            run_dir: run_dir.to_owned(),
+            log: Some(PathBuf::new()),
+            ready_fd: None,
+            max_log_line: 16384,
+        }
+    }
+
+    #[test]
+    fn settings_validate_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings::from_args(&args(dir.path())).unwrap();
+        assert_eq!(s.log, None, "an empty --log discards");
+        for bad in ["", "..", "a/b", "x\0y"] {
+            let mut a = args(dir.path());
+            a.id = bad.into();
+            assert!(Settings::from_args(&a).is_err(), "{bad:?}");
+        }
+        let mut a = args(dir.path());
+        a.run_dir = dir.path().join("missing");
+        assert!(Settings::from_args(&a).is_err());
+        let mut a = args(dir.path());
+        a.max_log_line = 0;
+        assert!(Settings::from_args(&a).is_err());
+    }
+
+    #[test]
+    fn ready_fd_must_be_open_and_not_stdio() {
+        assert!(take_ready_fd(Some(1)).is_err());
+        assert!(take_ready_fd(Some(987_654)).is_err());
+        assert!(take_ready_fd(None).unwrap().is_none());
+    }
+}

@@ -1,0 +1,7 @@
+//! Pod sandboxes as pvecri keeps them: the record and its configuration.
+//! The OS work (namespaces, pod files) is in `crate::sandbox`; the
+//! orchestration with containers in `crate::runtime`.
+
+pub mod record;
+
+pub use record::{NsMode, PodConfig, PodRecord, PodState};

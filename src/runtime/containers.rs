@@ -1,0 +1,674 @@
+//! Containers: create (rootfs, LXC config, monitor with init waiting),
+//! start (release init), stop (signal, then SIGKILL), remove, status.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tracing::{info, warn};
+
+use super::error::RuntimeError;
+use super::names::new_id;
+use super::pods::find_by_id;
+use super::{now_ns, Runtime};
+use crate::container::cgroup;
+use crate::container::lxc_config::{self, BindMount, LxcPlan, Propagation, SharedNamespaces};
+use crate::container::process::{self, ProcessSpec};
+use crate::container::{ContainerConfig, ContainerRecord, ContainerState};
+use crate::monitor::exit::ExitRecord;
+use crate::pod::{PodRecord, PodState};
+
+/// The fd number the monitor reports readiness on.
+const READY_FD: i32 = 3;
+
+/// How long CreateContainer waits for the container's init to come up.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+pub struct ContainerFilter {
+    pub id: String,
+    pub pod_id: String,
+    pub state: Option<ContainerState>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Runtime {
+    fn container_run_dir(&self, id: &str) -> PathBuf {
+        self.config.runtime_dir.join("containers").join(id)
+    }
+
+    pub async fn create_container(
+        &self,
+        pod_id: &str,
+        config: ContainerConfig,
+    ) -> Result<String, RuntimeError> {
+        if config.name.is_empty() {
+            return Err(RuntimeError::Invalid {
+                field: "config.metadata.name",
+                message: "a container name is required".into(),
+            });
+        }
+        if config.image.is_empty() {
+            return Err(RuntimeError::Invalid {
+                field: "config.image.image",
+                message: "an image is required".into(),
+            });
+        }
+        let pod = self.pod(pod_id)?;
+        if pod.state != PodState::Ready {
+            return Err(RuntimeError::WrongState {
+                what: "pod sandbox",
+                id: pod.id,
+                state: "not ready".into(),
+                message: "containers can only be created in a ready pod".into(),
+            });
+        }
+        let id = new_id();
+        let key = config.name_key(&pod.id);
+        self.names
+            .reserve(&key, &id)
+            .map_err(|holder| RuntimeError::NameTaken {
+                what: "container",
+                key: key.clone(),
+                holder,
+            })?;
+        let result = self.create_reserved(&id, &pod, config).await;
+        if let Err(err) = &result {
+            warn!(container_id = %id, error = %crate::errors::chain(err), "create failed; cleaning up");
+            self.names.release(&key, &id);
+            self.cleanup_container_dirs(&id).await;
+        }
+        result.map(|()| id)
+    }
+
+    async fn create_reserved(
+        &self,
+        id: &str,
+        pod: &PodRecord,
+        config: ContainerConfig,
+    ) -> Result<(), RuntimeError> {
+        let image =
+            self.images
+                .status(&config.image)?
+                .ok_or_else(|| RuntimeError::ImageNotFound {
+                    image: config.image.clone(),
+                })?;
+        let snapshots = self.images.snapshots().clone();
+        let (id2, top) = (id.to_owned(), image.top_layer().map(str::to_owned));
+        let rootfs =
+            tokio::task::spawn_blocking(move || snapshots.prepare_rootfs(&id2, top.as_deref()))
+                .await
+                .map_err(|e| RuntimeError::os("preparing the root filesystem", id, e))?
+                .map_err(|e| {
+                    RuntimeError::os(
+                        "preparing the root filesystem",
+                        id,
+                        crate::errors::chain(&e),
+                    )
+                })?;
+
+        let passwd = process::read_image_file(&rootfs, "etc/passwd");
+        let group = process::read_image_file(&rootfs, "etc/group");
+        let who =
+            process::identity(&config, &image.run_config, &passwd, &group).map_err(|source| {
+                RuntimeError::Process {
+                    id: id.to_owned(),
+                    source,
+                }
+            })?;
+        let hostname = std::fs::read_to_string(Path::new(&pod.files_dir).join("hostname"))
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| pod.config.name.clone());
+        let spec = ProcessSpec {
+            args: process::argv(&config, &image.run_config).map_err(|source| {
+                RuntimeError::Process {
+                    id: id.to_owned(),
+                    source,
+                }
+            })?,
+            env: process::env(&config, &image.run_config, &hostname, &who.home),
+            cwd: non_empty(&config.working_dir)
+                .or(image.run_config.working_dir.as_deref().and_then(non_empty))
+                .unwrap_or("/")
+                .to_owned(),
+            uid: who.uid,
+            gid: who.gid,
+            additional_gids: who.groups,
+            no_new_privs: false,
+        };
+
+        let run_dir = self.container_run_dir(id);
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| RuntimeError::os("creating the run dir", id, e))?;
+        nix::unistd::mkfifo(
+            &run_dir.join("start"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| RuntimeError::os("creating the start fifo", id, e))?;
+        write_file(
+            &run_dir.join("spec.json"),
+            &serde_json::to_vec(&spec).expect("spec serialises"),
+        )
+        .map_err(|e| RuntimeError::os("writing spec.json", id, e))?;
+
+        let log_file = if config.log_path.is_empty() || pod.config.log_directory.is_empty() {
+            String::new()
+        } else {
+            let path = Path::new(&pod.config.log_directory).join(&config.log_path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| RuntimeError::os("creating the log directory", id, e))?;
+            }
+            path.display().to_string()
+        };
+
+        let (cgroup_container, cgroup_monitor) =
+            cgroup::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, id);
+        let mut mounts = vec![];
+        let files = Path::new(&pod.files_dir);
+        let wants = |target: &str| !config.mounts.iter().any(|m| m.container_path == target);
+        for (name, target) in [
+            ("hostname", "/etc/hostname"),
+            ("resolv.conf", "/etc/resolv.conf"),
+            ("hosts", "/etc/hosts"),
+        ] {
+            if wants(target) {
+                mounts.push(BindMount {
+                    source: files.join(name),
+                    target: target.to_owned(),
+                    readonly: false,
+                    propagation: Propagation::Private,
+                    file: true,
+                });
+            }
+        }
+        for m in &config.mounts {
+            let source = PathBuf::from(&m.host_path);
+            mounts.push(BindMount {
+                file: source.is_file(),
+                source,
+                target: m.container_path.clone(),
+                readonly: m.readonly,
+                propagation: match m.propagation {
+                    1 => Propagation::Slave,
+                    2 => Propagation::Shared,
+                    _ => Propagation::Private,
+                },
+            });
+        }
+        let plan = LxcPlan {
+            hostname,
+            rootfs: rootfs.clone(),
+            init_binary: self.config.init_path.clone(),
+            run_dir: run_dir.clone(),
+            namespaces: SharedNamespaces {
+                net: pod.net_ns.as_ref().map(PathBuf::from),
+                ipc: pod.ipc_ns.as_ref().map(PathBuf::from),
+                uts: pod.uts_ns.as_ref().map(PathBuf::from),
+            },
+            mounts,
+            cgroup_container: cgroup_container.clone(),
+            cgroup_monitor,
+            cgroup_settings: cgroup::lxc_settings(&self.cgroup_layout, &config.resources),
+            oom_score_adj: self.clamp_oom_score_adj(config.resources.oom_score_adj),
+            log_file: run_dir.join("lxc.log"),
+            privileged: config.privileged,
+        };
+        let lxc_dir = self.config.lxc_path().join(id);
+        std::fs::create_dir_all(&lxc_dir)
+            .map_err(|e| RuntimeError::os("creating the LXC dir", id, e))?;
+        write_file(
+            &lxc_dir.join("config"),
+            lxc_config::render(&plan).as_bytes(),
+        )
+        .map_err(|e| RuntimeError::os("writing the LXC config", id, e))?;
+
+        let init_pid = self.spawn_monitor(id, &run_dir, &log_file).await?;
+        let record = ContainerRecord {
+            id: id.to_owned(),
+            pod_id: pod.id.clone(),
+            image_id: image.id.clone(),
+            image_ref: image
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone()),
+            top_layer: image.top_layer().map(str::to_owned),
+            state: ContainerState::Created,
+            created_at_ns: now_ns(),
+            started_at_ns: 0,
+            finished_at_ns: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            log_file,
+            cgroup: cgroup_container,
+            init_pid,
+            init_start_time: proc_start_time(init_pid).unwrap_or_default(),
+            stop_signal: image.run_config.stop_signal.clone().unwrap_or_default(),
+            config,
+        };
+        self.store.put(&record)?;
+        info!(container_id = id, pod_id = %pod.id, name = %record.config.name, init_pid, "container created");
+        Ok(())
+    }
+
+    /// Starts `pvecri monitor` (which detaches) and waits for it to report
+    /// the container's init running.
+    async fn spawn_monitor(
+        &self,
+        id: &str,
+        run_dir: &Path,
+        log_file: &str,
+    ) -> Result<i32, RuntimeError> {
+        let exe = self.self_exe.clone();
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| RuntimeError::os("pipe", id, e))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("monitor")
+            .arg("--id")
+            .arg(id)
+            .arg("--lxcpath")
+            .arg(self.config.lxc_path())
+            .arg("--run-dir")
+            .arg(run_dir)
+            .arg("--ready-fd")
+            .arg(READY_FD.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(spawn_log(run_dir));
+        let ready_write = write.as_raw_fd();
+        // SAFETY: the closure runs in the child between fork and exec and
+        // only calls dup2, which is async-signal-safe; `write` stays open in
+        // the parent until after spawn. dup2 clears CLOEXEC on the copy, so
+        // exactly this pipe end reaches the monitor as fd 3.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(ready_write, READY_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        if !log_file.is_empty() {
+            cmd.arg("--log").arg(log_file);
+        }
+        // The monitor double-forks: this child exits at once and is reaped here.
+        let status = tokio::task::spawn_blocking(move || {
+            let status = cmd.status();
+            drop(write);
+            status
+        })
+        .await
+        .map_err(|e| RuntimeError::os("spawning the monitor", id, e))?
+        .map_err(|e| RuntimeError::os("spawning the monitor", id, e))?;
+        if !status.success() {
+            let why = std::fs::read_to_string(run_dir.join(SPAWN_LOG)).unwrap_or_default();
+            return Err(RuntimeError::os(
+                "spawning the monitor",
+                id,
+                format!("monitor exited with {status}: {}", why.trim()),
+            ));
+        }
+        let answer = tokio::time::timeout(READY_TIMEOUT, read_all(read))
+            .await
+            .map_err(|_| RuntimeError::Timeout {
+                op: "waiting for the container to come up",
+                id: id.to_owned(),
+                seconds: READY_TIMEOUT.as_secs(),
+            })?
+            .map_err(|e| RuntimeError::os("reading the monitor's answer", id, e))?;
+        let answer = answer.trim();
+        if let Some(pid) = answer.strip_prefix("ok ") {
+            return pid.trim().parse().map_err(|_| {
+                RuntimeError::os(
+                    "starting the container",
+                    id,
+                    format!("bad monitor answer {answer:?}"),
+                )
+            });
+        }
+        let detail = std::fs::read_to_string(run_dir.join("lxc.log")).unwrap_or_default();
+        Err(RuntimeError::os(
+            "starting the container",
+            id,
+            format!(
+                "{} {}",
+                answer.strip_prefix("err ").unwrap_or(answer),
+                tail(&detail, 600)
+            ),
+        ))
+    }
+
+    /// Releases the container's init so it execs the workload.
+    pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut c = self.container(id)?;
+        if c.state != ContainerState::Created {
+            return Err(RuntimeError::WrongState {
+                what: "container",
+                id: c.id,
+                state: format!("{:?}", c.state).to_lowercase(),
+                message: "only a created container can be started".into(),
+            });
+        }
+        let fifo = self.container_run_dir(&c.id).join("start");
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags_nonblock()
+            .open(&fifo)
+            .and_then(|mut f| f.write_all(b"S"));
+        if let Err(e) = opened {
+            return Err(RuntimeError::os("releasing the container's init", &c.id, e));
+        }
+        c.started_at_ns = now_ns();
+        c.state = ContainerState::Running;
+        self.store.put(&c)?;
+        info!(container_id = %c.id, "container started");
+        Ok(())
+    }
+
+    /// Stops a running container: the stop signal, then SIGKILL once
+    /// `timeout` seconds have passed. Idempotent.
+    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), RuntimeError> {
+        let c = match self.container(id) {
+            Ok(c) => c,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if c.state == ContainerState::Exited || c.state == ContainerState::Unknown {
+            return Ok(());
+        }
+        let run_dir = self.container_run_dir(&c.id);
+        if c.state == ContainerState::Running && timeout > 0 {
+            let sig = parse_signal(&c.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM);
+            self.signal_init(&c, sig);
+            if wait_for_exit(&run_dir, Duration::from_secs(timeout as u64)).await {
+                self.container(id)?;
+                return Ok(());
+            }
+        }
+        self.signal_init(&c, nix::sys::signal::Signal::SIGKILL);
+        if !wait_for_exit(&run_dir, Duration::from_secs(10)).await {
+            return Err(RuntimeError::Timeout {
+                op: "stopping the container",
+                id: c.id,
+                seconds: 10,
+            });
+        }
+        self.container(id)?;
+        info!(container_id = %c.id, "container stopped");
+        Ok(())
+    }
+
+    fn signal_init(&self, c: &ContainerRecord, sig: nix::sys::signal::Signal) {
+        if c.init_pid <= 0 || proc_start_time(c.init_pid) != Some(c.init_start_time) {
+            return;
+        }
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.init_pid), sig);
+    }
+
+    /// Removes the container and everything it left on disk. Idempotent.
+    pub async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let c = match self.container(id) {
+            Ok(c) => c,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if c.state == ContainerState::Running || c.state == ContainerState::Created {
+            self.stop_container(&c.id, 0).await?;
+        }
+        self.cleanup_container_dirs(&c.id).await;
+        self.store.delete::<ContainerRecord>(&c.id)?;
+        self.names.release(&c.config.name_key(&c.pod_id), &c.id);
+        info!(container_id = %c.id, "container removed");
+        Ok(())
+    }
+
+    async fn cleanup_container_dirs(&self, id: &str) {
+        let snapshots = self.images.snapshots().clone();
+        let lxc_dir = self.config.lxc_path().join(id);
+        let run_dir = self.container_run_dir(id);
+        let id2 = id.to_owned();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = snapshots.remove_rootfs(&id2) {
+                warn!(container_id = %id2, error = %crate::errors::chain(&e), "cannot remove root filesystem");
+            }
+            for dir in [lxc_dir, run_dir] {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        warn!(container_id = %id2, dir = %dir.display(), error = %e, "cannot remove");
+                    }
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The container's record with its state brought up to date from the
+    /// monitor's exit record.
+    pub fn container(&self, id: &str) -> Result<ContainerRecord, RuntimeError> {
+        let all = self.store.list::<ContainerRecord>()?;
+        let c = find_by_id(all, id, |c| &c.id).ok_or_else(|| RuntimeError::NotFound {
+            what: "container",
+            id: id.to_owned(),
+        })?;
+        self.refresh(c)
+    }
+
+    fn refresh(&self, mut c: ContainerRecord) -> Result<ContainerRecord, RuntimeError> {
+        if c.state == ContainerState::Exited {
+            return Ok(c);
+        }
+        if let Ok(Some(exit)) = ExitRecord::read(&self.container_run_dir(&c.id)) {
+            c.state = ContainerState::Exited;
+            c.exit_code = exit.exit_code;
+            // The CRI reason strings, as serialised into exit.json.
+            c.reason = serde_json::to_value(exit.reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            c.message = exit.message.clone();
+            c.finished_at_ns = exit.finished_at_ns;
+            if c.started_at_ns == 0 {
+                // Died before StartContainer (or start raced the exit).
+                c.started_at_ns = c.finished_at_ns;
+            }
+            self.store.put(&c)?;
+        }
+        Ok(c)
+    }
+
+    pub fn list_containers(
+        &self,
+        filter: &ContainerFilter,
+    ) -> Result<Vec<ContainerRecord>, RuntimeError> {
+        let mut out = Vec::new();
+        for c in self.store.list::<ContainerRecord>()? {
+            if (!filter.id.is_empty() && !c.id.starts_with(&filter.id))
+                || (!filter.pod_id.is_empty() && !c.pod_id.starts_with(&filter.pod_id))
+                || !filter
+                    .labels
+                    .iter()
+                    .all(|(k, v)| c.config.labels.get(k) == Some(v))
+            {
+                continue;
+            }
+            let c = self.refresh(c)?;
+            if filter.state.is_none_or(|s| s == c.state) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn containers_of(&self, pod_id: &str) -> Result<Vec<ContainerRecord>, RuntimeError> {
+        Ok(self
+            .store
+            .list::<ContainerRecord>()?
+            .into_iter()
+            .filter(|c| c.pod_id == pod_id)
+            .collect())
+    }
+
+    /// Applies new resources to the live cgroup and records them.
+    pub async fn update_container_resources(
+        &self,
+        id: &str,
+        resources: cgroup::Resources,
+    ) -> Result<(), RuntimeError> {
+        let mut c = self.container(id)?;
+        if c.state == ContainerState::Running || c.state == ContainerState::Created {
+            cgroup::apply_live(&self.cgroup_layout, &c.cgroup, &resources)
+                .map_err(|e| RuntimeError::os("updating cgroup resources", &c.id, e))?;
+        }
+        c.config.resources = resources;
+        self.store.put(&c)?;
+        Ok(())
+    }
+
+    /// Asks the monitor to reopen the log file (after the kubelet rotated it).
+    pub async fn reopen_container_log(&self, id: &str) -> Result<(), RuntimeError> {
+        let c = self.container(id)?;
+        if c.state != ContainerState::Running {
+            return Err(RuntimeError::WrongState {
+                what: "container",
+                id: c.id,
+                state: format!("{:?}", c.state).to_lowercase(),
+                message: "only a running container's log can be reopened".into(),
+            });
+        }
+        let (_dir, sock) = crate::monitor::control::socket_address(&self.container_run_dir(&c.id))
+            .map_err(|e| RuntimeError::os("connecting to the monitor", &c.id, e))?;
+        let mut stream = tokio::net::UnixStream::connect(&sock)
+            .await
+            .map_err(|e| RuntimeError::os("connecting to the monitor", &c.id, e))?;
+        use tokio::io::AsyncWriteExt;
+        stream
+            .write_all(b"reopen\n")
+            .await
+            .map_err(|e| RuntimeError::os("asking the monitor to reopen the log", &c.id, e))?;
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+            .await
+            .map_err(|_| RuntimeError::Timeout {
+                op: "reopening the log",
+                id: c.id.clone(),
+                seconds: 10,
+            })?
+            .map_err(|e| RuntimeError::os("reading the monitor's answer", &c.id, e))?;
+        if answer.trim() == "ok" {
+            Ok(())
+        } else {
+            Err(RuntimeError::os("reopening the log", &c.id, answer.trim()))
+        }
+    }
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking: ENXIO instead of a hang when init is not reading.
+        self.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+    }
+}
+
+/// Where the monitor's first child reports errors from before it detached.
+const SPAWN_LOG: &str = "monitor-spawn.log";
+
+fn spawn_log(run_dir: &Path) -> std::process::Stdio {
+    std::fs::File::create(run_dir.join(SPAWN_LOG))
+        .map(std::process::Stdio::from)
+        .unwrap_or_else(|_| std::process::Stdio::null())
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn tail(s: &str, max: usize) -> &str {
+    let s = s.trim();
+    let start = s.len().saturating_sub(max);
+    let start = (start..s.len())
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(s.len());
+    &s[start..]
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+async fn read_all(fd: OwnedFd) -> std::io::Result<String> {
+    let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+    let mut out = String::new();
+    rx.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+async fn wait_for_exit(run_dir: &Path, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if run_dir.join("exit.json").exists() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Field 22 of /proc/<pid>/stat: the process start time in clock ticks.
+pub(crate) fn proc_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = stat.rsplit_once(')')?.1;
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// `SIGTERM`, `TERM`, `15` -> the signal.
+pub(crate) fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok();
+    }
+    let name = if s.starts_with("SIG") {
+        s.to_owned()
+    } else {
+        format!("SIG{s}")
+    };
+    name.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse() {
+        use nix::sys::signal::Signal;
+        assert_eq!(parse_signal("SIGTERM"), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("QUIT"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal(""), None);
+        assert_eq!(parse_signal("NOPE"), None);
+    }
+
+    #[test]
+    fn start_time_of_self() {
+        assert!(proc_start_time(std::process::id() as i32).is_some());
+        assert_eq!(proc_start_time(-5), None);
+    }
+}

@@ -1,0 +1,115 @@
+//! ExecSync: a command in a running container, its output captured.
+
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use super::error::RuntimeError;
+use super::Runtime;
+use crate::container::ContainerState;
+
+/// Output kept per stream; more is discarded (the kubelet's probes only
+/// need the head).
+const MAX_OUTPUT: usize = 16 << 20;
+
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
+impl Runtime {
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
+        if cmd.is_empty() {
+            return Err(RuntimeError::Invalid {
+                field: "cmd",
+                message: "a command is required".into(),
+            });
+        }
+        let c = self.container(id)?;
+        if c.state != ContainerState::Running {
+            return Err(RuntimeError::WrongState {
+                what: "container",
+                id: c.id,
+                state: format!("{:?}", c.state).to_lowercase(),
+                message: "exec needs a running container".into(),
+            });
+        }
+        let exe = self.self_exe.clone();
+        let spec = self
+            .config
+            .runtime_dir
+            .join("containers")
+            .join(&c.id)
+            .join("spec.json");
+        let mut child = tokio::process::Command::new(exe)
+            .arg("exec-helper")
+            .arg("--id")
+            .arg(&c.id)
+            .arg("--lxcpath")
+            .arg(self.config.lxc_path())
+            .arg("--spec")
+            .arg(spec)
+            .arg("--")
+            .args(&cmd)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            // Its own process group, so a timeout kills the attached command too.
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| RuntimeError::os("spawning the exec helper", &c.id, e))?;
+        let pid = child.id().unwrap_or_default() as i32;
+        let mut out = child.stdout.take().expect("piped");
+        let mut err = child.stderr.take().expect("piped");
+        let run = async {
+            let (mut so, mut se) = (Vec::new(), Vec::new());
+            let mut out = (&mut out).take(MAX_OUTPUT as u64);
+            let mut err = (&mut err).take(MAX_OUTPUT as u64);
+            let (r1, r2, status) = tokio::join!(
+                out.read_to_end(&mut so),
+                err.read_to_end(&mut se),
+                child.wait()
+            );
+            r1.and(r2)
+                .map_err(|e| RuntimeError::os("reading exec output", id, e))?;
+            let status =
+                status.map_err(|e| RuntimeError::os("waiting for the exec helper", id, e))?;
+            Ok::<_, RuntimeError>((so, se, status))
+        };
+        let result = if timeout.is_zero() {
+            run.await
+        } else {
+            match tokio::time::timeout(timeout, run).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    return Err(RuntimeError::Timeout {
+                        op: "exec",
+                        id: c.id,
+                        seconds: timeout.as_secs(),
+                    });
+                }
+            }
+        };
+        let (stdout, stderr, status) = result?;
+        use std::os::unix::process::ExitStatusExt;
+        let exit_code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        Ok(ExecOutput {
+            stdout,
+            stderr,
+            exit_code,
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! Pod sandboxes: pinned namespaces, pod files, the record.
+
+use std::path::PathBuf;
+
+use tracing::{info, warn};
+
+use super::error::RuntimeError;
+use super::names::new_id;
+use super::{now_ns, Runtime};
+use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
+use crate::sandbox::files::{write_pod_files, DnsConfig};
+use crate::sandbox::ns::{self, NsKind, PinRequest};
+
+/// Filters of ListPodSandbox; empty fields match everything.
+#[derive(Debug, Default)]
+pub struct PodFilter {
+    pub id: String,
+    pub state: Option<PodState>,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Runtime {
+    pub async fn run_pod(&self, config: PodConfig) -> Result<String, RuntimeError> {
+        if config.name.is_empty() {
+            return Err(RuntimeError::Invalid {
+                field: "config.metadata.name",
+                message: "a pod name is required".into(),
+            });
+        }
+        let id = new_id();
+        let key = config.name_key();
+        self.names
+            .reserve(&key, &id)
+            .map_err(|holder| RuntimeError::NameTaken {
+                what: "pod",
+                key: key.clone(),
+                holder,
+            })?;
+        let result = self.run_pod_reserved(&id, config).await;
+        if result.is_err() {
+            self.names.release(&key, &id);
+        }
+        result.map(|()| id)
+    }
+
+    async fn run_pod_reserved(&self, id: &str, config: PodConfig) -> Result<(), RuntimeError> {
+        let ns_dir = self.config.runtime_dir.join("ns").join(id);
+        let files_dir = self.config.state_dir.join("sandboxes").join(id);
+        let hostname = if config.hostname.is_empty() {
+            config.name.clone()
+        } else {
+            config.hostname.clone()
+        };
+        let mut kinds = Vec::new();
+        if config.network != NsMode::Node {
+            kinds.push(NsKind::Net);
+            kinds.push(NsKind::Uts);
+        }
+        if config.ipc != NsMode::Node {
+            kinds.push(NsKind::Ipc);
+        }
+        let sysctls: Vec<(String, String)> = config.sysctls.clone().into_iter().collect();
+        let dns = config.dns.as_ref().map(|d| DnsConfig {
+            servers: d.servers.clone(),
+            searches: d.searches.clone(),
+            options: d.options.clone(),
+        });
+        let log_dir = config.log_directory.clone();
+        let (ns_dir2, files_dir2, hostname2, kinds2) = (
+            ns_dir.clone(),
+            files_dir.clone(),
+            hostname.clone(),
+            kinds.clone(),
+        );
+        let id2 = id.to_owned();
+        tokio::task::spawn_blocking(move || -> Result<(), RuntimeError> {
+            write_pod_files(
+                &files_dir2,
+                &hostname2,
+                dns.as_ref(),
+                std::path::Path::new("/etc/resolv.conf"),
+            )
+            .map_err(|e| RuntimeError::os("writing pod files", &id2, crate::errors::chain(&e)))?;
+            if !log_dir.is_empty() {
+                std::fs::create_dir_all(&log_dir)
+                    .map_err(|e| RuntimeError::os("creating the log directory", &id2, e))?;
+            }
+            if !kinds2.is_empty() {
+                let uts_hostname = kinds2.contains(&NsKind::Uts).then_some(hostname2.as_str());
+                ns::pin(&PinRequest {
+                    dir: &ns_dir2,
+                    kinds: &kinds2,
+                    hostname: uts_hostname,
+                    sysctls: &sysctls,
+                })
+                .map_err(|e| {
+                    let _ = std::fs::remove_dir_all(&files_dir2);
+                    match e {
+                        ns::NsError::Sysctl(_)
+                        | ns::NsError::SysctlWrite { .. }
+                        | ns::NsError::Hostname(_) => RuntimeError::Invalid {
+                            field: "config.linux.sysctls",
+                            message: crate::errors::chain(&e),
+                        },
+                        other => RuntimeError::os(
+                            "pinning pod namespaces",
+                            &id2,
+                            crate::errors::chain(&other),
+                        ),
+                    }
+                })?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| RuntimeError::os("run pod", id, e))??;
+
+        let path_of = |kind: NsKind, name: &str| {
+            kinds
+                .contains(&kind)
+                .then(|| ns_dir.join(name).display().to_string())
+        };
+        let record = PodRecord {
+            id: id.to_owned(),
+            state: PodState::Ready,
+            created_at_ns: now_ns(),
+            ns_dir: ns_dir.display().to_string(),
+            net_ns: path_of(NsKind::Net, "net"),
+            ipc_ns: path_of(NsKind::Ipc, "ipc"),
+            uts_ns: path_of(NsKind::Uts, "uts"),
+            files_dir: files_dir.display().to_string(),
+            ips: Vec::new(),
+            config,
+        };
+        if let Err(e) = self.store.put(&record) {
+            self.release_pod_resources(&record).await;
+            return Err(e.into());
+        }
+        info!(pod_id = id, name = %record.config.name, namespace = %record.config.namespace, "pod sandbox ready");
+        Ok(())
+    }
+
+    pub fn pod(&self, id: &str) -> Result<PodRecord, RuntimeError> {
+        let pods = self.store.list::<PodRecord>()?;
+        find_by_id(pods, id, |p| &p.id).ok_or_else(|| RuntimeError::NotFound {
+            what: "pod sandbox",
+            id: id.to_owned(),
+        })
+    }
+
+    pub fn list_pods(&self, filter: &PodFilter) -> Result<Vec<PodRecord>, RuntimeError> {
+        Ok(self
+            .store
+            .list::<PodRecord>()?
+            .into_iter()
+            .filter(|p| filter.id.is_empty() || p.id.starts_with(&filter.id))
+            .filter(|p| filter.state.is_none_or(|s| p.state == s))
+            .filter(|p| {
+                filter
+                    .labels
+                    .iter()
+                    .all(|(k, v)| p.config.labels.get(k) == Some(v))
+            })
+            .collect())
+    }
+
+    /// Stops every container and releases the namespaces; keeps the record.
+    /// A pod that does not exist is not an error (the kubelet retries).
+    pub async fn stop_pod(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut pod = match self.pod(id) {
+            Ok(p) => p,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for c in self.containers_of(&pod.id)? {
+            self.stop_container(&c.id, 0).await?;
+        }
+        self.release_pod_resources(&pod).await;
+        if pod.state != PodState::NotReady {
+            pod.state = PodState::NotReady;
+            self.store.put(&pod)?;
+            info!(pod_id = %pod.id, "pod sandbox stopped");
+        }
+        Ok(())
+    }
+
+    /// Removes containers, namespaces, files and the record; idempotent.
+    pub async fn remove_pod(&self, id: &str) -> Result<(), RuntimeError> {
+        let pod = match self.pod(id) {
+            Ok(p) => p,
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for c in self.containers_of(&pod.id)? {
+            self.remove_container(&c.id).await?;
+        }
+        self.release_pod_resources(&pod).await;
+        let files = PathBuf::from(&pod.files_dir);
+        if let Err(e) = std::fs::remove_dir_all(&files) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(pod_id = %pod.id, error = %e, "cannot remove pod files");
+            }
+        }
+        self.store.delete::<PodRecord>(&pod.id)?;
+        self.names.release(&pod.config.name_key(), &pod.id);
+        info!(pod_id = %pod.id, "pod sandbox removed");
+        Ok(())
+    }
+
+    async fn release_pod_resources(&self, pod: &PodRecord) {
+        let dir = PathBuf::from(&pod.ns_dir);
+        let id = pod.id.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = ns::unpin(&dir) {
+                warn!(pod_id = %id, error = %crate::errors::chain(&e), "cannot release pod namespaces");
+            }
+        })
+        .await;
+    }
+}
+
+/// Exact ID match, else a unique prefix (crictl accepts truncated IDs).
+pub(crate) fn find_by_id<T>(items: Vec<T>, id: &str, key: impl Fn(&T) -> &str) -> Option<T> {
+    if id.is_empty() {
+        return None;
+    }
+    let mut prefixed = Vec::new();
+    for item in items {
+        if key(&item) == id {
+            return Some(item);
+        }
+        if key(&item).starts_with(id) {
+            prefixed.push(item);
+        }
+    }
+    (prefixed.len() == 1).then(|| prefixed.pop()).flatten()
+}

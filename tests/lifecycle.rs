@@ -1,0 +1,431 @@
+//! Pods and containers on real LXC containers, through the real daemon.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{mirror_config, require_init, require_registry, require_root, Daemon};
+use pvecri::client::CriClient;
+use pvecri::cri::v1;
+
+const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
+
+fn ready(test: &str) -> bool {
+    require_root(test) && require_registry(test) && require_init(test)
+}
+
+struct Env {
+    d: Daemon,
+    c: CriClient,
+    logs: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let d = Daemon::start(&mirror_config());
+    let mut c = d.client().await;
+    c.image
+        .pull_image(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    Env {
+        d,
+        c,
+        logs: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn pod_config(e: &Env, name: &str) -> v1::PodSandboxConfig {
+    v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "test".into(),
+            attempt: 0,
+        }),
+        hostname: format!("host-{name}"),
+        log_directory: e.logs.path().join(name).display().to_string(),
+        dns_config: Some(v1::DnsConfig {
+            servers: vec!["10.0.0.10".into()],
+            searches: vec!["test.svc".into()],
+            options: vec!["ndots:5".into()],
+        }),
+        labels: HashMap::from([("app".into(), name.into())]),
+        ..Default::default()
+    }
+}
+
+async fn run_pod(e: &mut Env, name: &str) -> String {
+    let config = pod_config(e, name);
+    e.c.runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(config),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id
+}
+
+async fn create(e: &mut Env, pod: &str, name: &str, cmd: &[&str]) -> Result<String, tonic::Status> {
+    let pod_name = match pod_name_of(e, pod).await {
+        Some(n) => n,
+        None => "unknown".to_owned(),
+    };
+    let pod_cfg = pod_config(e, &pod_name);
+    e.c.runtime
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(v1::ContainerConfig {
+                metadata: Some(v1::ContainerMetadata {
+                    name: name.into(),
+                    attempt: 0,
+                }),
+                image: Some(v1::ImageSpec {
+                    image: BUSYBOX.into(),
+                    ..Default::default()
+                }),
+                command: cmd.iter().map(|s| s.to_string()).collect(),
+                log_path: format!("{name}.log"),
+                labels: HashMap::from([("c".into(), name.into())]),
+                ..Default::default()
+            }),
+            sandbox_config: Some(pod_cfg),
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
+
+async fn pod_name_of(e: &mut Env, pod: &str) -> Option<String> {
+    let status =
+        e.c.runtime
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.into(),
+                verbose: false,
+            })
+            .await
+            .ok()?;
+    Some(status.into_inner().status?.metadata?.name)
+}
+
+async fn start(e: &mut Env, id: &str) {
+    e.c.runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn status(e: &mut Env, id: &str) -> v1::ContainerStatus {
+    e.c.runtime
+        .container_status(v1::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+async fn wait_exited(e: &mut Env, id: &str) -> v1::ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(e, id).await;
+        if s.state == v1::ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} did not exit: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn exec(
+    e: &mut Env,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<v1::ExecSyncResponse, tonic::Status> {
+    e.c.runtime
+        .exec_sync(v1::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn stop_remove_pod(e: &mut Env, pod: &str) {
+    e.c.runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+    e.c.runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+}
+
+fn count_entries(path: std::path::PathBuf) -> usize {
+    std::fs::read_dir(path).map(|r| r.count()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_logs_and_no_leaks() {
+    if !ready("exit_codes_logs_and_no_leaks") {
+        return;
+    }
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "exits").await;
+
+    let ok = create(
+        &mut e,
+        &pod,
+        "ok",
+        &["sh", "-c", "echo out; echo err >&2; exit 0"],
+    )
+    .await
+    .unwrap();
+    let three = create(&mut e, &pod, "three", &["sh", "-c", "exit 3"])
+        .await
+        .unwrap();
+    let created = status(&mut e, &ok).await;
+    assert_eq!(created.state, v1::ContainerState::ContainerCreated as i32);
+    assert!(created.created_at > 0 && created.started_at == 0);
+    start(&mut e, &ok).await;
+    start(&mut e, &three).await;
+    let s = wait_exited(&mut e, &ok).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    assert!(s.started_at > 0 && s.finished_at >= s.started_at);
+    let s = wait_exited(&mut e, &three).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"));
+
+    let log = std::fs::read_to_string(e.logs.path().join("exits/ok.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.iter().any(|l| l.ends_with(" stdout F out")), "{log}");
+    assert!(lines.iter().any(|l| l.ends_with(" stderr F err")), "{log}");
+    assert_eq!(
+        s.log_path,
+        e.logs.path().join("exits/three.log").display().to_string()
+    );
+
+    let missing = create(&mut e, &pod, "missing", &["/no/such/binary"])
+        .await
+        .unwrap();
+    start(&mut e, &missing).await;
+    let s = wait_exited(&mut e, &missing).await;
+    assert_eq!(s.exit_code, 127);
+    assert_eq!(s.reason, "StartError");
+    assert!(s.message.contains("/no/such/binary"), "{}", s.message);
+
+    let ctrs =
+        e.c.runtime
+            .list_containers(v1::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    assert_eq!(ctrs.len(), 3);
+
+    stop_remove_pod(&mut e, &pod).await;
+    let root = e.d.dir.path();
+    assert_eq!(count_entries(root.join("run/containers")), 0);
+    assert_eq!(count_entries(root.join("state/lxc")), 0);
+    assert_eq!(
+        count_entries(root.join("state/snapshots/overlay/containers")),
+        0
+    );
+    assert_eq!(count_entries(root.join("run/ns")), 0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    // The private bind mount of run/ns itself stays while the daemon runs.
+    let ns_root = format!("{} ", root.join("run/ns").display());
+    let leaked: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(root.to_str().unwrap()) && !l.contains(&ns_root))
+        .collect();
+    assert!(leaked.is_empty(), "mounts leaked:\n{}", leaked.join("\n"));
+    // Stop and remove of what is gone are no-ops.
+    stop_remove_pod(&mut e, &pod).await;
+    e.c.runtime
+        .remove_container(v1::RemoveContainerRequest { container_id: ok })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sync_output_exit_code_and_timeout() {
+    if !ready("exec_sync_output_exit_code_and_timeout") {
+        return;
+    }
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "exec").await;
+    let id = create(&mut e, &pod, "sleeper", &["sleep", "1000"])
+        .await
+        .unwrap();
+    start(&mut e, &id).await;
+    let r = exec(
+        &mut e,
+        &id,
+        &["sh", "-c", "echo hi; echo oops >&2; exit 7"],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.stdout, b"hi\n");
+    assert_eq!(r.stderr, b"oops\n");
+    assert_eq!(r.exit_code, 7);
+    let r = exec(&mut e, &id, &["hostname"], 10).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "host-exec");
+    let r = exec(&mut e, &id, &["cat", "/etc/resolv.conf"], 10)
+        .await
+        .unwrap();
+    let resolv = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        resolv.contains("nameserver 10.0.0.10") && resolv.contains("search test.svc"),
+        "{resolv}"
+    );
+
+    let started = Instant::now();
+    let err = exec(&mut e, &id, &["sleep", "30"], 1).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::DeadlineExceeded,
+        "{}",
+        err.message()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let r = exec(
+        &mut e,
+        &id,
+        &["sh", "-c", "ps | grep 'sleep 30' | grep -v grep || true"],
+        10,
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.stdout.is_empty(),
+        "timed-out exec still runs: {}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+
+    // Stop escalates to SIGKILL: sleep as PID 1 ignores SIGTERM.
+    e.c.runtime
+        .stop_container(v1::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    let s = status(&mut e, &id).await;
+    assert_eq!(s.exit_code, 137);
+    let err = exec(&mut e, &id, &["true"], 10).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    stop_remove_pod(&mut e, &pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_unique_and_bad_requests_are_refused() {
+    if !ready("names_are_unique_and_bad_requests_are_refused") {
+        return;
+    }
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "names").await;
+    let config = pod_config(&e, "names");
+    let err =
+        e.c.runtime
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(config),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+
+    create(&mut e, &pod, "one", &["true"]).await.unwrap();
+    let err = create(&mut e, &pod, "one", &["true"]).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+
+    let err = create(&mut e, "no-such-pod", "x", &["true"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    let err =
+        e.c.runtime
+            .start_container(v1::StartContainerRequest {
+                container_id: "nope".into(),
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    let err =
+        e.c.runtime
+            .container_status(v1::ContainerStatusRequest {
+                container_id: String::new(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    let pods =
+        e.c.runtime
+            .list_pod_sandbox(v1::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert_eq!(pods.len(), 1);
+    stop_remove_pod(&mut e, &pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_survive_a_daemon_kill() {
+    if !ready("containers_survive_a_daemon_kill") {
+        return;
+    }
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "survive").await;
+    let id = create(
+        &mut e,
+        &pod,
+        "long",
+        &["sh", "-c", "sleep 2; echo done; exit 4"],
+    )
+    .await
+    .unwrap();
+    start(&mut e, &id).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(e.d.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    e.d.restart();
+    e.c = e.d.client().await;
+    let s = status(&mut e, &id).await;
+    assert_ne!(s.state, v1::ContainerState::ContainerUnknown as i32);
+    let s = wait_exited(&mut e, &id).await;
+    assert_eq!(s.exit_code, 4, "{s:?}");
+    let log = std::fs::read_to_string(e.logs.path().join("survive/long.log")).unwrap();
+    assert!(log.contains("stdout F done"), "{log}");
+    stop_remove_pod(&mut e, &pod).await;
+}

@@ -1,0 +1,508 @@
+//! End-to-end tests of `pvecri monitor` with real LXC containers: the real
+//! binary detaches, starts a busybox container through liblxc, writes the
+//! CRI log, answers on its control socket and records the exit.
+//!
+//! Needs root (liblxc starts privileged containers). The containers run
+//! scripts through `lxc.init.cmd` (pvecri-init is not involved); each script
+//! starts with a short sleep standing in for pvecri-init's wait on its start
+//! FIFO, so the monitor sees the container running before the script ends.
+//! liblxc 5.0 splits `lxc.init.cmd` on spaces without honouring quotes, so
+//! the scripts are files in the rootfs rather than `/bin/sh -c "..."`.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use pvecri::monitor::{self, ExitReason, ExitRecord, Readiness};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
+const TIMEOUT: Duration = Duration::from_secs(20);
+/// What each script runs first (see the module docs).
+const SETTLE: &str = "sleep 0.2";
+
+fn require_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("skipping {test}: needs root (liblxc starts privileged containers)");
+    false
+}
+
+/// A container definition in its own temp dir: rootfs, lxcpath, run dir.
+struct Fixture {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl Fixture {
+    /// A busybox container running `script` (a /bin/sh script body) as init,
+    /// with extra LXC config lines.
+    fn new(script: &str, extra_config: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = tempfile::Builder::new()
+            .prefix("pvecri-mon-")
+            .tempdir()
+            .unwrap();
+        let name = format!(
+            "mon-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let rootfs = dir.path().join("rootfs");
+        build_rootfs(&rootfs);
+        let init = rootfs.join("init.sh");
+        std::fs::write(&init, format!("#!/bin/sh\n{SETTLE}\n{script}\n")).unwrap();
+        set_mode(&init, 0o755);
+        std::fs::create_dir_all(dir.path().join("run")).unwrap();
+        let lxc_dir = dir.path().join("lxc").join(&name);
+        std::fs::create_dir_all(&lxc_dir).unwrap();
+        let config = format!(
+            "lxc.rootfs.path = dir:{rootfs}\n\
+             lxc.uts.name = t\n\
+             lxc.init.cmd = /init.sh\n\
+             lxc.console.path = none\n\
+             lxc.tty.max = 0\n\
+             lxc.pty.max = 0\n\
+             lxc.autodev = 1\n\
+             lxc.mount.auto = proc:mixed sys:mixed\n\
+             lxc.apparmor.profile = unconfined\n\
+             lxc.net.0.type = empty\n\
+             lxc.cgroup.dir.container = pvecri-test/{name}\n\
+             lxc.cgroup.dir.monitor = pvecri-test/{name}.monitor\n\
+             lxc.log.level = ERROR\n\
+             lxc.log.file = {log}\n\
+             {extra_config}\n",
+            rootfs = rootfs.display(),
+            log = dir.path().join("lxc.log").display(),
+        );
+        std::fs::write(lxc_dir.join("config"), config).unwrap();
+        Self { dir, name }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.path("run")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.path("container.log")
+    }
+
+    /// Runs `pvecri monitor` with a ready pipe on fd 3 and waits for the
+    /// launcher to exit (the monitor itself stays detached).
+    fn start(&self, extra_args: &[&str]) -> Readiness {
+        let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("monitor")
+            .args(["--id", &self.name])
+            .arg("--lxcpath")
+            .arg(self.path("lxc"))
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--log")
+            .arg(self.log())
+            .args(["--ready-fd", "3"])
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let raw = ready_w.as_raw_fd();
+        // SAFETY: dup2 is async-signal-safe; it gives the child (only) the
+        // write end as fd 3 without CLOEXEC. The test's copy stays CLOEXEC so
+        // concurrently spawned children do not inherit it.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn pvecri monitor");
+        drop(ready_w);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "launcher failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = read_with_timeout(ready_r);
+        Readiness::parse(&line).unwrap_or_else(|| {
+            panic!(
+                "bad ready line {line:?}; monitor.log:\n{}\nlxc.log:\n{}",
+                self.read("run/monitor.log"),
+                self.read("lxc.log")
+            )
+        })
+    }
+
+    fn start_running(&self, extra_args: &[&str]) -> i32 {
+        match self.start(extra_args) {
+            Readiness::Running { init_pid } => init_pid,
+            other => panic!(
+                "container did not start: {other:?}\nmonitor.log:\n{}\nlxc.log:\n{}",
+                self.read("run/monitor.log"),
+                self.read("lxc.log")
+            ),
+        }
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_default()
+    }
+
+    /// Waits for the monitor to write exit.json and to exit.
+    fn wait_exit(&self) -> ExitRecord {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(rec) = ExitRecord::read(&self.run_dir()).unwrap() {
+                // The monitor removes its pid file last.
+                while self.run_dir().join(monitor::PID_FILE).exists() {
+                    assert!(Instant::now() < deadline, "monitor did not exit");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                return rec;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit record; monitor.log:\n{}",
+                self.read("run/monitor.log")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The (stream, tag, text) of each CRI log record in `path`, checking
+    /// the timestamp shape.
+    fn records(path: &Path) -> Vec<(String, String, String)> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let mut parts = line.splitn(4, ' ');
+                let ts = parts.next().unwrap();
+                assert!(
+                    ts.len() >= 20 && ts.as_bytes()[10] == b'T' && ts.ends_with('Z'),
+                    "not an RFC3339Nano UTC timestamp in {line:?}"
+                );
+                let stream = parts.next().unwrap_or_default().to_owned();
+                let tag = parts.next().unwrap_or_default().to_owned();
+                (stream, tag, parts.next().unwrap_or_default().to_owned())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // liblxc removes the container's cgroups; drop the empty parents
+        // (other tests may still use them: errors are fine).
+        for hierarchy in ["memory", "unified", "pids", "cpu", "systemd", ""] {
+            let _ = std::fs::remove_dir(
+                Path::new("/sys/fs/cgroup")
+                    .join(hierarchy)
+                    .join("pvecri-test"),
+            );
+        }
+    }
+}
+
+fn line(stream: &str, tag: &str, text: &str) -> (String, String, String) {
+    (stream.into(), tag.into(), text.into())
+}
+
+fn read_with_timeout(fd: OwnedFd) -> String {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::fs::File::from(fd).read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    rx.recv_timeout(TIMEOUT)
+        .expect("no readiness report in time")
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A minimal rootfs: Debian's dynamically linked busybox, its libraries and
+/// loader, and the applets the scripts use.
+fn build_rootfs(root: &Path) {
+    for d in ["bin", "proc", "sys", "dev", "tmp", ".pvecri"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let busybox = root.join("bin/busybox");
+    std::fs::copy("/bin/busybox", &busybox)
+        .expect("this test needs /bin/busybox (apt-get install busybox)");
+    for applet in ["sh", "sleep", "head", "tr", "cat", "test", "["] {
+        std::fs::hard_link(&busybox, root.join("bin").join(applet)).unwrap();
+    }
+    let ldd = Command::new("ldd")
+        .arg("/bin/busybox")
+        .output()
+        .expect("ldd");
+    for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+        if word.starts_with('/') {
+            let dest = root.join(word.trim_start_matches('/'));
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(word, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn exit_code_and_both_streams_reach_the_cri_log() {
+    if !require_root("exit_code_and_both_streams_reach_the_cri_log") {
+        return;
+    }
+    let f = Fixture::new("echo out; echo err >&2; exit 3", "");
+    let pid = f.start_running(&[]);
+    assert!(pid > 1);
+    let rec = f.wait_exit();
+    assert_eq!(
+        (rec.exit_code, rec.signal, rec.reason),
+        (3, None, ExitReason::Error),
+        "{rec:?}"
+    );
+    assert!(!rec.oom_killed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    assert!(rec.finished_at_ns > 0 && rec.finished_at_ns <= now);
+    let mut records = Fixture::records(&f.log());
+    records.sort();
+    assert_eq!(
+        records,
+        vec![line("stderr", "F", "err"), line("stdout", "F", "out")]
+    );
+    assert!(
+        !f.run_dir().join(monitor::SOCKET_FILE).exists(),
+        "monitor.sock is removed"
+    );
+}
+
+#[test]
+fn exit_zero_is_completed_and_long_lines_are_split() {
+    if !require_root("exit_zero_is_completed_and_long_lines_are_split") {
+        return;
+    }
+    let f = Fixture::new("echo 0123456789abcdef; printf tail", "");
+    f.start_running(&["--max-log-line", "8"]);
+    let rec = f.wait_exit();
+    assert_eq!(
+        (rec.exit_code, rec.reason),
+        (0, ExitReason::Completed),
+        "{rec:?}"
+    );
+    assert_eq!(
+        Fixture::records(&f.log()),
+        vec![
+            line("stdout", "P", "01234567"),
+            line("stdout", "F", "89abcdef"),
+            // A last line without newline stays partial, as in containerd.
+            line("stdout", "P", "tail"),
+        ]
+    );
+}
+
+#[test]
+fn sigkill_of_init_gives_137_and_the_monitor_is_detached() {
+    if !require_root("sigkill_of_init_gives_137_and_the_monitor_is_detached") {
+        return;
+    }
+    let f = Fixture::new("exec sleep 100", "");
+    let pid = f.start_running(&[]);
+    // The launcher has exited; the detached monitor runs in its own session.
+    let monitor_pid: i32 = f
+        .read("run/monitor.pid")
+        .trim()
+        .parse()
+        .expect("monitor.pid");
+    let monitor_pid = nix::unistd::Pid::from_raw(monitor_pid);
+    assert!(
+        nix::sys::signal::kill(monitor_pid, None).is_ok(),
+        "monitor alive"
+    );
+    assert_ne!(
+        nix::unistd::getsid(Some(monitor_pid)).unwrap(),
+        nix::unistd::getsid(None).unwrap()
+    );
+    assert!(f.run_dir().join(monitor::SOCKET_FILE).exists());
+    assert!(ExitRecord::read(&f.run_dir()).unwrap().is_none());
+
+    // A second monitor for the same run dir is refused before it touches
+    // anything of the first.
+    let second = Command::new(BIN)
+        .arg("monitor")
+        .args(["--id", &f.name])
+        .arg("--lxcpath")
+        .arg(f.path("lxc"))
+        .arg("--run-dir")
+        .arg(f.run_dir())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another monitor"), "{stderr}");
+    assert_eq!(f.read("run/monitor.pid").trim(), monitor_pid.to_string());
+    assert!(f.run_dir().join(monitor::SOCKET_FILE).exists());
+    // The reported pid is the container's init (still the script, or the
+    // sleep it execs).
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<&[u8]> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .collect();
+    assert!(
+        args == [&b"/bin/sh"[..], b"/init.sh"] || args == [&b"sleep"[..], b"100"],
+        "{args:?}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let rec = f.wait_exit();
+    assert_eq!(
+        (rec.exit_code, rec.signal, rec.reason),
+        (137, Some(9), ExitReason::Error),
+        "{rec:?}"
+    );
+}
+
+#[test]
+fn reopen_moves_further_output_to_a_new_file() {
+    if !require_root("reopen_moves_further_output_to_a_new_file") {
+        return;
+    }
+    let f = Fixture::new(
+        "echo before\nwhile [ ! -e /tmp/go ]; do sleep 0.05; done\necho after",
+        "",
+    );
+    f.start_running(&[]);
+    let deadline = Instant::now() + TIMEOUT;
+    while Fixture::records(&f.log()).is_empty() {
+        assert!(Instant::now() < deadline, "no output logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rotated = f.path("container.log.1");
+    std::fs::rename(f.log(), &rotated).unwrap();
+    monitor::request_reopen(&f.run_dir(), Duration::from_secs(5)).expect("reopen");
+    assert!(f.log().exists(), "reopen creates the new file at once");
+
+    // An unknown command is refused without upsetting the monitor.
+    let mut s =
+        std::os::unix::net::UnixStream::connect(f.run_dir().join(monitor::SOCKET_FILE)).unwrap();
+    std::io::Write::write_all(&mut s, b"dance\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "err unknown command\n");
+
+    std::fs::write(f.path("rootfs/tmp/go"), "").unwrap();
+    let rec = f.wait_exit();
+    assert_eq!(rec.reason, ExitReason::Completed, "{rec:?}");
+    assert_eq!(
+        Fixture::records(&rotated),
+        vec![line("stdout", "F", "before")]
+    );
+    assert_eq!(
+        Fixture::records(&f.log()),
+        vec![line("stdout", "F", "after")]
+    );
+}
+
+#[test]
+fn start_error_file_from_the_run_dir_sets_the_reason() {
+    if !require_root("start_error_file_from_the_run_dir_sets_the_reason") {
+        return;
+    }
+    // The run dir is bind-mounted at /.pvecri as in the lifecycle contract;
+    // the script plays pvecri-init failing to exec.
+    let f = Fixture::new(
+        "echo 'StartError: exec /nope: no such file or directory' > /.pvecri/start-error\nexit 127",
+        "",
+    );
+    let mount = format!(
+        "lxc.mount.entry = {} .pvecri none bind 0 0\n",
+        f.run_dir().display()
+    );
+    let config = f.path(&format!("lxc/{}/config", f.name));
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&mount);
+    std::fs::write(&config, text).unwrap();
+
+    f.start_running(&[]);
+    let rec = f.wait_exit();
+    assert_eq!(
+        (rec.exit_code, rec.reason),
+        (127, ExitReason::StartError),
+        "{rec:?}"
+    );
+    assert_eq!(
+        rec.message,
+        "StartError: exec /nope: no such file or directory"
+    );
+}
+
+#[test]
+fn liblxc_start_failure_reports_err_and_a_start_error_record() {
+    if !require_root("liblxc_start_failure_reports_err_and_a_start_error_record") {
+        return;
+    }
+    let f = Fixture::new("exit 0", "");
+    std::fs::remove_dir_all(f.path("rootfs")).unwrap();
+    match f.start(&[]) {
+        Readiness::Failed { message } => {
+            // liblxc's own ERROR lines from lxc.log.file say why.
+            assert!(message.contains("start failed"), "{message}");
+            assert!(message.contains("Failed to open"), "{message}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    let rec = f.wait_exit();
+    assert_eq!(
+        (rec.exit_code, rec.reason),
+        (128, ExitReason::StartError),
+        "{rec:?}"
+    );
+    assert!(rec.message.contains("Failed to open"), "{}", rec.message);
+}
+
+#[test]
+fn oom_kill_is_reported() {
+    if !require_root("oom_kill_is_reported") {
+        return;
+    }
+    let v2_memory = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .map(|c| c.split_whitespace().any(|c| c == "memory"))
+        .unwrap_or(false);
+    let limit = if v2_memory {
+        "lxc.cgroup2.memory.max = 33554432\nlxc.cgroup2.memory.swap.max = 0"
+    } else if Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        "lxc.cgroup.memory.limit_in_bytes = 33554432"
+    } else {
+        eprintln!("skipping oom_kill_is_reported: no memory controller");
+        return;
+    };
+    // Holding 200 MB in a shell variable under a 32 MiB limit.
+    let f = Fixture::new(
+        "echo start\nx=$(head -c 200000000 /dev/zero | tr '\\0' a)\necho survived",
+        limit,
+    );
+    f.start_running(&[]);
+    let rec = f.wait_exit();
+    assert!(rec.oom_killed, "{rec:?}\n{}", f.read("run/monitor.log"));
+    assert_eq!(rec.reason, ExitReason::OomKilled);
+}
