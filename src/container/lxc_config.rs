@@ -12,6 +12,8 @@ pub struct SharedNamespaces {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    /// Run in the host's PID namespace (hostPID).
+    pub host_pid: bool,
 }
 
 /// A bind mount into the container.
@@ -59,7 +61,8 @@ pub fn render(plan: &LxcPlan) -> String {
     let mut line = |k: &str, v: &dyn std::fmt::Display| {
         let _ = writeln!(out, "{k} = {v}");
     };
-    line("lxc.uts.name", &plan.hostname);
+    // No lxc.uts.name: the UTS namespace is the pod's (hostname already
+    // set when it was pinned) or the host's, which must never be renamed.
     line("lxc.rootfs.path", &format!("dir:{}", plan.rootfs.display()));
     line("lxc.rootfs.managed", &0);
     // pvecri-init holds the container until StartContainer, then execs the workload.
@@ -91,6 +94,9 @@ pub fn render(plan: &LxcPlan) -> String {
             Some(p) => line(&format!("lxc.namespace.share.{kind}"), &p.display()),
             None => keep.push(kind),
         }
+    }
+    if plan.namespaces.host_pid {
+        keep.push("pid");
     }
     if !keep.is_empty() {
         // The host's namespace: do not create a new one.
@@ -165,6 +171,7 @@ mod tests {
                 net: Some("/run/pvecri/ns/p1/net".into()),
                 ipc: None,
                 uts: Some("/run/pvecri/ns/p1/uts".into()),
+                host_pid: false,
             },
             mounts: vec![BindMount {
                 source: "/data dir".into(),
@@ -186,7 +193,6 @@ mod tests {
     fn renders_a_complete_config() {
         let text = render(&plan());
         for expected in [
-            "lxc.uts.name = pod-a\n",
             "lxc.rootfs.path = dir:/var/lib/pvecri/snapshots/overlay/containers/c1/rootfs\n",
             "lxc.init.cmd = /.pvecri-init\n",
             "lxc.console.path = none\n",
@@ -203,6 +209,7 @@ mod tests {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
         assert!(!text.contains("lxc.include"));
+        assert!(!text.contains("lxc.uts.name"));
         assert!(!text.contains("lxc.net."));
     }
 

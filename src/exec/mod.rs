@@ -23,6 +23,9 @@ pub struct ExecHelperArgs {
     /// The container's spec.json (user, environment, working directory).
     #[arg(long)]
     pub spec: PathBuf,
+    /// Kill the command after this many seconds (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub timeout: u64,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
@@ -48,8 +51,44 @@ pub fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
         stdout: 1,
         stderr: 2,
     };
-    let status = container.attach_run_wait(&opts, &args.argv)?;
-    Ok(ExitCode::from(exit_code(status)))
+    let pid = container.attach_command(&opts, &args.argv)?;
+    let status = wait_bounded(pid, args.timeout)?;
+    Ok(ExitCode::from(match status {
+        Some(status) => exit_code(status),
+        None => TIMED_OUT,
+    }))
+}
+
+/// Exit code of the helper when the command ran out of time (and was
+/// killed), as `timeout(1)` reports it.
+pub const TIMED_OUT: u8 = 124;
+
+/// Waits for `pid`; past `timeout_secs` (0: forever) kills it and returns
+/// `None`. The attached process is the helper's child, so it is reaped here
+/// either way and nothing is left running in the container.
+fn wait_bounded(pid: i32, timeout_secs: u64) -> anyhow::Result<Option<i32>> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let deadline = (timeout_secs > 0)
+        .then(|| std::time::Instant::now() + std::time::Duration::from_secs(timeout_secs));
+    loop {
+        let flags = if deadline.is_some() {
+            Some(WaitPidFlag::WNOHANG)
+        } else {
+            None
+        };
+        match waitpid(pid, flags).context("waiting for the attached command")? {
+            WaitStatus::Exited(_, code) => return Ok(Some(code << 8)),
+            WaitStatus::Signaled(_, sig, _) => return Ok(Some(sig as i32)),
+            _ => {}
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// A wait status as a shell reports it: the exit code, or 128 + signal.

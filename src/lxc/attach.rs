@@ -1,6 +1,6 @@
-//! Running a command inside a container with liblxc `attach_run_wait`.
-//! liblxc forks inside this call, so it is only used from the
-//! single-threaded `pvecri exec-helper` process, never from the daemon.
+//! Running a command inside a container with liblxc `attach`. liblxc forks
+//! inside these calls, so they are only used from the single-threaded
+//! `pvecri exec-helper` process, never from the daemon.
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -21,10 +21,18 @@ pub struct AttachOptions {
     pub stderr: RawFd,
 }
 
-impl Container {
-    /// Runs `argv` in all of the container's namespaces and its cgroup and
-    /// waits for it. Returns the raw wait status.
-    pub fn attach_run_wait(&self, opts: &AttachOptions, argv: &[String]) -> Result<i32, LxcError> {
+/// The C strings and arrays an attach call points into; they must outlive it.
+struct Prepared {
+    args: Vec<CString>,
+    arg_ptrs: Vec<*mut libc::c_char>,
+    _env: Vec<CString>,
+    env_ptrs: Vec<*mut libc::c_char>,
+    cwd: CString,
+    groups: Vec<libc::gid_t>,
+}
+
+impl Prepared {
+    fn new(opts: &AttachOptions, argv: &[String]) -> Result<Self, LxcError> {
         let to_c = |what: &'static str, s: &str| {
             CString::new(s).map_err(|_| LxcError::Nul {
                 what,
@@ -40,23 +48,33 @@ impl Container {
             .iter()
             .map(|e| to_c("environment entry", e))
             .collect::<Result<_, _>>()?;
-        let cwd = to_c("working directory", &opts.cwd)?;
-        let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-        arg_ptrs.push(std::ptr::null());
+        let mut arg_ptrs: Vec<*mut libc::c_char> =
+            args.iter().map(|a| a.as_ptr() as *mut _).collect();
+        arg_ptrs.push(std::ptr::null_mut());
         let mut env_ptrs: Vec<*mut libc::c_char> =
             env.iter().map(|e| e.as_ptr() as *mut _).collect();
         env_ptrs.push(std::ptr::null_mut());
-        let mut groups: Vec<libc::gid_t> = opts.groups.clone();
+        Ok(Self {
+            args,
+            arg_ptrs,
+            _env: env,
+            env_ptrs,
+            cwd: to_c("working directory", &opts.cwd)?,
+            groups: opts.groups.clone(),
+        })
+    }
 
-        let mut o = lxc_sys::lxc_attach_options_t {
+    /// liblxc's options; every pointer in it points into `self`.
+    fn options(&mut self, opts: &AttachOptions) -> lxc_sys::lxc_attach_options_t {
+        lxc_sys::lxc_attach_options_t {
             attach_flags: (lxc_sys::LXC_ATTACH_DEFAULT | lxc_sys::LXC_ATTACH_SETGROUPS) as i32,
             namespaces: -1,
             personality: -1,
-            initial_cwd: cwd.as_ptr() as *mut _,
+            initial_cwd: self.cwd.as_ptr() as *mut _,
             uid: opts.uid,
             gid: opts.gid,
             env_policy: lxc_sys::lxc_attach_env_policy_t_LXC_ATTACH_CLEAR_ENV,
-            extra_env_vars: env_ptrs.as_mut_ptr(),
+            extra_env_vars: self.env_ptrs.as_mut_ptr(),
             extra_keep_env: std::ptr::null_mut(),
             stdin_fd: opts.stdin,
             stdout_fd: opts.stdout,
@@ -64,26 +82,54 @@ impl Container {
             log_fd: -libc::EBADF,
             lsm_label: std::ptr::null_mut(),
             groups: lxc_sys::lxc_groups_t {
-                size: groups.len() as _,
-                list: groups.as_mut_ptr(),
+                size: self.groups.len() as _,
+                list: self.groups.as_mut_ptr(),
             },
+        }
+    }
+
+    fn program(&self) -> *mut libc::c_char {
+        self.args
+            .first()
+            .map_or(std::ptr::null_mut(), |a| a.as_ptr() as *mut _)
+    }
+}
+
+impl Container {
+    /// Starts `argv` in all of the container's namespaces and its cgroup
+    /// and returns its pid (in this process's PID namespace) without
+    /// waiting, so the caller can bound how long it runs.
+    pub fn attach_command(&self, opts: &AttachOptions, argv: &[String]) -> Result<i32, LxcError> {
+        let mut prepared = Prepared::new(opts, argv)?;
+        let mut o = prepared.options(opts);
+        let mut command = lxc_sys::lxc_attach_command_t {
+            program: prepared.program(),
+            argv: prepared.arg_ptrs.as_mut_ptr(),
         };
+        let mut pid: libc::pid_t = -1;
         let c = self.raw();
-        let program = args.first().map(|a| a.as_ptr()).unwrap_or(std::ptr::null());
-        // SAFETY: `c` is a live container; every pointer in `o`, `program`
-        // and the NULL-terminated argv/env arrays points into locals that
-        // outlive this call, and liblxc only reads them.
-        let status = unsafe {
-            (*c).attach_run_wait
-                .map(|f| f(c, &mut o, program, arg_ptrs.as_ptr()))
+        // SAFETY: `c` is a live container; `o` and `command` point into
+        // `prepared`, which outlives the call; lxc_attach_run_command is
+        // liblxc's own exec function for an `lxc_attach_command_t` payload.
+        let ret = unsafe {
+            (*c).attach
+                .map(|f| {
+                    f(
+                        c,
+                        Some(lxc_sys::lxc_attach_run_command),
+                        &mut command as *mut _ as *mut libc::c_void,
+                        &mut o,
+                        &mut pid,
+                    )
+                })
                 .unwrap_or(-1)
         };
-        if status < 0 {
+        if ret < 0 || pid <= 0 {
             return Err(LxcError::Call {
                 name: self.name().to_owned(),
-                op: "attach_run_wait",
+                op: "attach",
             });
         }
-        Ok(status)
+        Ok(pid)
     }
 }

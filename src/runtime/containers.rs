@@ -209,6 +209,7 @@ impl Runtime {
                 net: pod.net_ns.as_ref().map(PathBuf::from),
                 ipc: pod.ipc_ns.as_ref().map(PathBuf::from),
                 uts: pod.uts_ns.as_ref().map(PathBuf::from),
+                host_pid: pod.config.pid == crate::pod::NsMode::Node,
             },
             mounts,
             cgroup_container: cgroup_container.clone(),
@@ -339,7 +340,7 @@ impl Runtime {
             format!(
                 "{} {}",
                 answer.strip_prefix("err ").unwrap_or(answer),
-                tail(&detail, 600)
+                tail(&detail, 3000)
             ),
         ))
     }

@@ -55,6 +55,8 @@ impl Runtime {
             .arg(self.config.lxc_path())
             .arg("--spec")
             .arg(spec)
+            .arg("--timeout")
+            .arg(timeout.as_secs().to_string())
             .arg("--")
             .args(&cmd)
             .stdin(std::process::Stdio::null())
@@ -66,6 +68,7 @@ impl Runtime {
             .spawn()
             .map_err(|e| RuntimeError::os("spawning the exec helper", &c.id, e))?;
         let pid = child.id().unwrap_or_default() as i32;
+        let started = std::time::Instant::now();
         let mut out = child.stdout.take().expect("piped");
         let mut err = child.stderr.take().expect("piped");
         let run = async {
@@ -83,10 +86,12 @@ impl Runtime {
                 status.map_err(|e| RuntimeError::os("waiting for the exec helper", id, e))?;
             Ok::<_, RuntimeError>((so, se, status))
         };
+        // The helper enforces the timeout itself (it owns the attached
+        // process); this bound only catches a helper that hangs.
         let result = if timeout.is_zero() {
             run.await
         } else {
-            match tokio::time::timeout(timeout, run).await {
+            match tokio::time::timeout(timeout + Duration::from_secs(5), run).await {
                 Ok(r) => r,
                 Err(_) => {
                     let _ = nix::sys::signal::killpg(
@@ -102,6 +107,18 @@ impl Runtime {
             }
         };
         let (stdout, stderr, status) = result?;
+        // 124 from the helper means it killed the command at the deadline;
+        // a command that itself exits 124 before the deadline is not a timeout.
+        if status.code() == Some(i32::from(crate::exec::TIMED_OUT))
+            && !timeout.is_zero()
+            && started.elapsed() >= timeout
+        {
+            return Err(RuntimeError::Timeout {
+                op: "exec",
+                id: c.id,
+                seconds: timeout.as_secs(),
+            });
+        }
         use std::os::unix::process::ExitStatusExt;
         let exit_code = status
             .code()

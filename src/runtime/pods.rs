@@ -8,7 +8,7 @@ use super::error::RuntimeError;
 use super::names::new_id;
 use super::{now_ns, Runtime};
 use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
-use crate::sandbox::files::{write_pod_files, DnsConfig};
+use crate::sandbox::files::{write_pod_files, DnsConfig, FilesError};
 use crate::sandbox::ns::{self, NsKind, PinRequest};
 
 /// Filters of ListPodSandbox; empty fields match everything.
@@ -46,8 +46,12 @@ impl Runtime {
     async fn run_pod_reserved(&self, id: &str, config: PodConfig) -> Result<(), RuntimeError> {
         let ns_dir = self.config.runtime_dir.join("ns").join(id);
         let files_dir = self.config.state_dir.join("sandboxes").join(id);
+        // No hostname asked for: the node's, as containerd does.
         let hostname = if config.hostname.is_empty() {
-            config.name.clone()
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".to_owned())
         } else {
             config.hostname.clone()
         };
@@ -80,7 +84,17 @@ impl Runtime {
                 dns.as_ref(),
                 std::path::Path::new("/etc/resolv.conf"),
             )
-            .map_err(|e| RuntimeError::os("writing pod files", &id2, crate::errors::chain(&e)))?;
+            .map_err(|e| match e {
+                FilesError::Hostname(_) => RuntimeError::Invalid {
+                    field: "config.hostname",
+                    message: crate::errors::chain(&e),
+                },
+                FilesError::InvalidDns { .. } => RuntimeError::Invalid {
+                    field: "config.dns_config",
+                    message: crate::errors::chain(&e),
+                },
+                other => RuntimeError::os("writing pod files", &id2, crate::errors::chain(&other)),
+            })?;
             if !log_dir.is_empty() {
                 std::fs::create_dir_all(&log_dir)
                     .map_err(|e| RuntimeError::os("creating the log directory", &id2, e))?;

@@ -63,7 +63,10 @@ impl Snapshotter for DirSnapshotter {
                     })
                 }
                 Some(parent) => copy_tree(&self.fs_of(parent)?, &fs)?,
-                None => std::fs::create_dir_all(&fs).map_err(io("create", &fs))?,
+                None => {
+                    std::fs::create_dir_all(&fs).map_err(io("create", &fs))?;
+                    set_mode(&fs, 0o755)?;
+                }
             }
             unpack_layer(blob, &fs, WhiteoutMode::Apply).map_err(|source| {
                 SnapshotError::Unpack {
@@ -95,7 +98,10 @@ impl Snapshotter for DirSnapshotter {
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         match top {
             Some(top) => copy_tree(&self.fs_of(top)?, &rootfs)?,
-            None => std::fs::create_dir(&rootfs).map_err(io("create", &rootfs))?,
+            None => {
+                std::fs::create_dir(&rootfs).map_err(io("create", &rootfs))?;
+                set_mode(&rootfs, 0o755)?;
+            }
         }
         Ok(rootfs)
     }
@@ -125,6 +131,12 @@ impl Snapshotter for DirSnapshotter {
     fn rootfs_root(&self) -> &Path {
         &self.containers
     }
+}
+
+/// Sets a directory's mode regardless of the daemon's private umask.
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io("chmod", path))
 }
 
 /// A fresh temporary directory name next to the committed layers.

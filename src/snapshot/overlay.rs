@@ -41,6 +41,7 @@ impl OverlaySnapshotter {
         for dir in [&s.root, &s.layers, &s.links, &s.containers, &s.empty] {
             std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         }
+        super::dir::set_mode(&s.empty, 0o755)?;
         super::dir::remove_temporaries(&s.layers)?;
         Ok(s)
     }
@@ -138,6 +139,7 @@ impl Snapshotter for OverlaySnapshotter {
         let fs = tmp.join("fs");
         std::fs::create_dir_all(&fs).map_err(io("create", &fs))?;
         let result = (|| {
+            super::dir::set_mode(&fs, 0o755)?;
             unpack_layer(blob, &fs, WhiteoutMode::Overlay).map_err(|source| {
                 SnapshotError::Unpack {
                     chain_id: chain_id.to_owned(),
@@ -178,6 +180,9 @@ impl Snapshotter for OverlaySnapshotter {
         for sub in ["upper", "work", "rootfs"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(io("create", &p))?;
+            // The upper dir's mode shows through as the root's when no layer
+            // sets it: it must be traversable by non-root workloads.
+            super::dir::set_mode(&p, 0o755)?;
         }
         self.mount_overlay(id, top, &dir)
     }

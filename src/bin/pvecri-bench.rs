@@ -1,0 +1,195 @@
+//! pvecri-bench: the pod lifecycle against any CRI endpoint, timed per call.
+//!
+//! `pvecri-bench --endpoint /run/pvecri/pvecri.sock --image busybox --iterations 20`
+//! runs RunPodSandbox -> CreateContainer -> StartContainer -> ExecSync ->
+//! StopContainer -> RemoveContainer -> StopPodSandbox -> RemovePodSandbox
+//! and prints the median and p90 of each call, so pvecri and containerd can
+//! be compared in one run with the same client.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use pvecri::client::CriClient;
+use pvecri::cri::v1;
+
+#[derive(Parser)]
+struct Args {
+    /// CRI unix socket (a `unix://` prefix is accepted).
+    #[arg(long)]
+    endpoint: String,
+    /// Image to run; pulled first if missing.
+    #[arg(long, default_value = "registry.k8s.io/e2e-test-images/busybox:1.29-2")]
+    image: String,
+    #[arg(long, default_value_t = 20)]
+    iterations: usize,
+    /// Label for the output table.
+    #[arg(long, default_value = "runtime")]
+    label: String,
+    /// Pod log directory.
+    #[arg(long, default_value = "/tmp/pvecri-bench-logs")]
+    log_dir: PathBuf,
+}
+
+const STEPS: [&str; 8] = [
+    "RunPodSandbox",
+    "CreateContainer",
+    "StartContainer",
+    "ExecSync",
+    "StopContainer",
+    "RemoveContainer",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+];
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let socket = PathBuf::from(args.endpoint.trim_start_matches("unix://"));
+    let mut c = CriClient::connect(&socket).await?;
+    let image = v1::ImageSpec {
+        image: args.image.clone(),
+        ..Default::default()
+    };
+    let have = c
+        .image
+        .image_status(v1::ImageStatusRequest {
+            image: Some(image.clone()),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .image
+        .is_some();
+    if !have {
+        c.image
+            .pull_image(v1::PullImageRequest {
+                image: Some(image.clone()),
+                ..Default::default()
+            })
+            .await?;
+    }
+    let mut times: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+    let mut pod_start = Vec::new();
+    for i in 0..args.iterations {
+        let pod_config = v1::PodSandboxConfig {
+            metadata: Some(v1::PodSandboxMetadata {
+                name: format!("bench-{i}"),
+                uid: format!("bench-uid-{i}-{}", std::process::id()),
+                namespace: "bench".into(),
+                attempt: 0,
+            }),
+            hostname: format!("bench-{i}"),
+            log_directory: args.log_dir.join(format!("pod-{i}")).display().to_string(),
+            linux: Some(v1::LinuxPodSandboxConfig::default()),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let pod = c
+            .runtime
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(pod_config.clone()),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .pod_sandbox_id;
+        let run = t.elapsed();
+        let t = Instant::now();
+        let ctr = c
+            .runtime
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(v1::ContainerConfig {
+                    metadata: Some(v1::ContainerMetadata {
+                        name: "c".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(image.clone()),
+                    command: vec!["sleep".into(), "3600".into()],
+                    log_path: "c.log".into(),
+                    linux: Some(v1::LinuxContainerConfig::default()),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(pod_config.clone()),
+            })
+            .await?
+            .into_inner()
+            .container_id;
+        let create = t.elapsed();
+        let t = Instant::now();
+        c.runtime
+            .start_container(v1::StartContainerRequest {
+                container_id: ctr.clone(),
+            })
+            .await?;
+        let start = t.elapsed();
+        let t = Instant::now();
+        let out = c
+            .runtime
+            .exec_sync(v1::ExecSyncRequest {
+                container_id: ctr.clone(),
+                cmd: vec!["true".into()],
+                timeout: 10,
+            })
+            .await?
+            .into_inner();
+        anyhow::ensure!(out.exit_code == 0, "exec exited {}", out.exit_code);
+        let exec = t.elapsed();
+        let t = Instant::now();
+        c.runtime
+            .stop_container(v1::StopContainerRequest {
+                container_id: ctr.clone(),
+                timeout: 0,
+            })
+            .await?;
+        let stop = t.elapsed();
+        let t = Instant::now();
+        c.runtime
+            .remove_container(v1::RemoveContainerRequest { container_id: ctr })
+            .await?;
+        let remove = t.elapsed();
+        let t = Instant::now();
+        c.runtime
+            .stop_pod_sandbox(v1::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await?;
+        let stop_pod = t.elapsed();
+        let t = Instant::now();
+        c.runtime
+            .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await?;
+        let remove_pod = t.elapsed();
+        for (step, d) in STEPS
+            .iter()
+            .zip([run, create, start, exec, stop, remove, stop_pod, remove_pod])
+        {
+            times.entry(step).or_default().push(d);
+        }
+        pod_start.push(run + create + start);
+    }
+    println!(
+        "{} ({} iterations): median / p90 in ms",
+        args.label, args.iterations
+    );
+    for step in STEPS {
+        let (p50, p90) = percentiles(times.get_mut(step).expect("every step timed"));
+        println!("  {step:<18} {p50:>8.2} {p90:>8.2}");
+    }
+    let (p50, p90) = percentiles(&mut pod_start);
+    println!("  {:<18} {p50:>8.2} {p90:>8.2}", "pod start (3 calls)");
+    Ok(())
+}
+
+fn percentiles(v: &mut [Duration]) -> (f64, f64) {
+    v.sort();
+    let at = |q: f64| {
+        let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+        v[i].as_secs_f64() * 1000.0
+    };
+    (at(0.5), at(0.9))
+}
