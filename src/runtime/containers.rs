@@ -365,6 +365,10 @@ impl Runtime {
         if let Err(e) = opened {
             return Err(RuntimeError::os("releasing the container's init", &c.id, e));
         }
+        // Return once the workload has replaced pvecri-init: until then a
+        // stop signal would reach init, which as PID 1 without handlers
+        // ignores it (runc's start likewise returns after the exec).
+        wait_for_exec(c.init_pid, c.init_start_time).await;
         c.started_at_ns = now_ns();
         c.state = ContainerState::Running;
         self.store.put(&c)?;
@@ -615,6 +619,25 @@ async fn read_all(fd: OwnedFd) -> std::io::Result<String> {
     rx.read_to_string(&mut out).await?;
     Ok(out)
 }
+
+/// Waits (bounded) until process `pid` no longer runs pvecri-init: it
+/// exec'd the workload, or it exited.
+async fn wait_for_exec(pid: i32, start_time: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if proc_start_time(pid) != Some(start_time) {
+            return;
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+            Ok(comm) if comm.trim_end() == INIT_COMM => {}
+            _ => return,
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The kernel's name for a process running `/.pvecri-init`.
+const INIT_COMM: &str = ".pvecri-init";
 
 async fn wait_for_exit(run_dir: &Path, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
