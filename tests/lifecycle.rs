@@ -429,3 +429,43 @@ async fn containers_survive_a_daemon_kill() {
     assert!(log.contains("stdout F done"), "{log}");
     stop_remove_pod(&mut e, &pod).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_right_after_start_reaches_the_workload() {
+    if !ready("stop_right_after_start_reaches_the_workload") {
+        return;
+    }
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "early-stop").await;
+    for i in 0..3 {
+        let id = create(
+            &mut e,
+            &pod,
+            &format!("trap{i}"),
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; while true; do sleep 0.05; done",
+            ],
+        )
+        .await
+        .unwrap();
+        start(&mut e, &id).await;
+        let t = Instant::now();
+        e.c.runtime
+            .stop_container(v1::StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 30,
+            })
+            .await
+            .unwrap();
+        // SIGTERM reached the workload's handler: no wait for the SIGKILL.
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "stop took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(status(&mut e, &id).await.exit_code, 0);
+    }
+    stop_remove_pod(&mut e, &pod).await;
+}

@@ -357,14 +357,9 @@ impl Runtime {
             });
         }
         let fifo = self.container_run_dir(&c.id).join("start");
-        let opened = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags_nonblock()
-            .open(&fifo)
-            .and_then(|mut f| f.write_all(b"S"));
-        if let Err(e) = opened {
-            return Err(RuntimeError::os("releasing the container's init", &c.id, e));
-        }
+        release_init(&fifo, c.init_pid, c.init_start_time)
+            .await
+            .map_err(|e| RuntimeError::os("releasing the container's init", &c.id, e))?;
         // Return once the workload has replaced pvecri-init: until then a
         // stop signal would reach init, which as PID 1 without handlers
         // ignores it (runc's start likewise returns after the exec).
@@ -618,6 +613,36 @@ async fn read_all(fd: OwnedFd) -> std::io::Result<String> {
     let mut out = String::new();
     rx.read_to_string(&mut out).await?;
     Ok(out)
+}
+
+/// Writes the start byte into init's FIFO. Init may not have opened its
+/// end yet right after the container came up (the open then fails with
+/// ENXIO), so retry for a bounded time while init is alive.
+async fn release_init(fifo: &Path, pid: i32, start_time: u64) -> std::io::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags_nonblock()
+            .open(fifo)
+        {
+            Ok(mut f) => return f.write_all(b"S"),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                if proc_start_time(pid) != Some(start_time) {
+                    return Err(std::io::Error::other(
+                        "the container's init exited before it was started",
+                    ));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(std::io::Error::other(
+                        "the container's init is not waiting for its start signal",
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Waits (bounded) until process `pid` no longer runs pvecri-init: it
