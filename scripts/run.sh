@@ -9,6 +9,9 @@ export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
 
 PVECRI_DEPS=build scripts/install-deps.sh
 cargo build --release --locked
+scripts/build-init.sh >/dev/null
 install -m 0755 target/release/pvecri /usr/local/bin/pvecri
+# The daemon's default init_path: bind-mounted into every container.
+install -D -m 0755 target/x86_64-unknown-linux-gnu/release/pvecri-init /usr/lib/pvecri/pvecri-init
 echo "[run] pvecri daemon: try 'crictl --runtime-endpoint unix:///run/pvecri/pvecri.sock version' in another shell" >&2
 exec /usr/local/bin/pvecri daemon "$@"

@@ -35,7 +35,9 @@ async fn version_names_pvecri() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reports_both_conditions() {
-    if !require_root("status_reports_both_conditions") {
+    if !require_root("status_reports_both_conditions")
+        || !common::require_init("status_reports_both_conditions")
+    {
         return;
     }
     let d = Daemon::start("");
@@ -61,6 +63,25 @@ async fn status_reports_both_conditions() {
     assert!(!network.reason.is_empty() && !network.message.is_empty());
     let config: serde_json::Value = serde_json::from_str(&resp.info["config"]).unwrap();
     assert_eq!(config["cgroupDriver"], "cgroupfs");
+    // Without pvecri-init the runtime is not ready, and says why.
+    let d2 = Daemon::start("init_path = \"/nonexistent/pvecri-init\"");
+    let resp2 = d2
+        .client()
+        .await
+        .runtime
+        .status(v1::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let rr = resp2
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.r#type == "RuntimeReady")
+        .unwrap();
+    assert!(!rr.status);
+    assert_eq!(rr.reason, "InitMissing");
     assert!(config["stateDir"]
         .as_str()
         .unwrap()

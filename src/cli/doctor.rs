@@ -85,6 +85,7 @@ fn checks(config: &Config) -> Vec<Check> {
         seccomp_check(),
         apparmor_check(),
         zfs_check(),
+        init_check(config),
         socket_check(config),
         proxmox_check(config),
     ]
@@ -216,6 +217,19 @@ fn zfs_check() -> Check {
             Level::Warn,
             "not available (/dev/zfs missing)",
             "only needed for the zfs snapshot backend; install zfsutils-linux (Proxmox VE ships it)",
+        )
+    }
+}
+
+fn init_check(config: &Config) -> Check {
+    if config.init_path.is_file() {
+        Check::ok("pvecri-init", config.init_path.display().to_string())
+    } else {
+        Check::bad(
+            "pvecri-init",
+            Level::Fail,
+            format!("{} is missing (init_path)", config.init_path.display()),
+            "install the pvecri package, or build it with scripts/build-init.sh and set init_path",
         )
     }
 }

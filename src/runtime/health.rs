@@ -69,6 +69,16 @@ pub fn runtime_condition(config: &Config) -> Condition {
             format!("lxc path {} does not exist", lxc_path.display()),
         );
     }
+    if !config.init_path.is_file() {
+        return Condition::not_ready(
+            ConditionKind::RuntimeReady,
+            "InitMissing",
+            format!(
+                "pvecri-init is not at {} (init_path); build it with scripts/build-init.sh",
+                config.init_path.display()
+            ),
+        );
+    }
     Condition::ready(ConditionKind::RuntimeReady)
 }
 

@@ -146,10 +146,14 @@ fn spawn_daemon(config: &Path, log: &Path) -> Child {
 /// Writes a config that keeps every path inside `dir`.
 pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("config.toml");
+    let init = if extra.contains("init_path") {
+        String::new()
+    } else {
+        format!("init_path = \"{}\"\n", init_path().display())
+    };
     let text = format!(
-        "socket = \"{d}/run/pvecri.sock\"\nstate_dir = \"{d}/state\"\nruntime_dir = \"{d}/run\"\nlog_level = \"debug\"\ninit_path = \"{init}\"\n{extra}\n",
+        "socket = \"{d}/run/pvecri.sock\"\nstate_dir = \"{d}/state\"\nruntime_dir = \"{d}/run\"\nlog_level = \"debug\"\n{init}{extra}\n",
         d = dir.display(),
-        init = init_path().display()
     );
     std::fs::write(&path, text).expect("write config");
     path
