@@ -469,3 +469,106 @@ async fn stop_right_after_start_reaches_the_workload() {
     }
     stop_remove_pod(&mut e, &pod).await;
 }
+
+/// The container's cgroup directory for a controller file, from the
+/// status' verbose info.
+fn cgroup_file(cgroup: &str, file: &str) -> std::path::PathBuf {
+    let layout = pvecri::node::cgroups::detect().unwrap();
+    pvecri::container::cgroup::file_dir(&layout, cgroup, file).join(file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_container_resources_reaches_the_live_cgroup() {
+    if !ready("update_container_resources_reaches_the_live_cgroup") {
+        return;
+    }
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "resources").await;
+    let id = create(&mut e, &pod, "r", &["sleep", "1000"]).await.unwrap();
+    start(&mut e, &id).await;
+    let info =
+        e.c.runtime
+            .container_status(v1::ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+    let detail: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let cgroup = detail["cgroup"].as_str().unwrap().to_owned();
+    let v2 = matches!(
+        pvecri::node::cgroups::detect().unwrap(),
+        pvecri::node::cgroups::CgroupLayout::Unified
+    );
+    let (file, expected) = if v2 {
+        ("cpu.weight", "20")
+    } else {
+        ("cpu.shares", "512")
+    };
+    e.c.runtime
+        .update_container_resources(v1::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(v1::LinuxContainerResources {
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let value = std::fs::read_to_string(cgroup_file(&cgroup, file)).unwrap();
+    assert_eq!(value.trim(), expected, "{file} of {cgroup}");
+    let s = status(&mut e, &id).await;
+    assert_eq!(s.resources.unwrap().linux.unwrap().cpu_shares, 512);
+    stop_remove_pod(&mut e, &pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_is_reported_as_oomkilled() {
+    if !ready("an_oom_kill_is_reported_as_oomkilled") {
+        return;
+    }
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "oom").await;
+    let pod_cfg = pod_config(&e, "oom");
+    let id =
+        e.c.runtime
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(v1::ContainerConfig {
+                    metadata: Some(v1::ContainerMetadata {
+                        name: "hog".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(v1::ImageSpec {
+                        image: BUSYBOX.into(),
+                        ..Default::default()
+                    }),
+                    command: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived".into(),
+                    ],
+                    linux: Some(v1::LinuxContainerConfig {
+                        resources: Some(v1::LinuxContainerResources {
+                            memory_limit_in_bytes: 32 << 20,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(pod_cfg),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+    start(&mut e, &id).await;
+    let s = wait_exited(&mut e, &id).await;
+    assert_eq!(s.reason, "OOMKilled", "{s:?}");
+    assert_eq!(s.exit_code, 137);
+    stop_remove_pod(&mut e, &pod).await;
+}
