@@ -349,12 +349,10 @@ impl Runtime {
     pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
         let mut c = self.container(id)?;
         if c.state != ContainerState::Created {
-            return Err(RuntimeError::WrongState {
-                what: "container",
-                id: c.id,
-                state: format!("{:?}", c.state).to_lowercase(),
-                message: "only a created container can be started".into(),
-            });
+            return Err(RuntimeError::container_state(
+                &c,
+                "only a created container can be started",
+            ));
         }
         let fifo = self.container_run_dir(&c.id).join("start");
         release_init(&fifo, c.init_pid, c.init_start_time)
@@ -534,12 +532,10 @@ impl Runtime {
     pub async fn reopen_container_log(&self, id: &str) -> Result<(), RuntimeError> {
         let c = self.container(id)?;
         if c.state != ContainerState::Running {
-            return Err(RuntimeError::WrongState {
-                what: "container",
-                id: c.id,
-                state: format!("{:?}", c.state).to_lowercase(),
-                message: "only a running container's log can be reopened".into(),
-            });
+            return Err(RuntimeError::container_state(
+                &c,
+                "only a running container's log can be reopened",
+            ));
         }
         let (_dir, sock) = crate::monitor::control::socket_address(&self.container_run_dir(&c.id))
             .map_err(|e| RuntimeError::os("connecting to the monitor", &c.id, e))?;

@@ -55,6 +55,16 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
+    /// The container is not in a state that allows the operation.
+    pub(crate) fn container_state(c: &crate::container::ContainerRecord, message: &str) -> Self {
+        RuntimeError::WrongState {
+            what: "container",
+            id: c.id.clone(),
+            state: format!("{:?}", c.state).to_lowercase(),
+            message: message.to_owned(),
+        }
+    }
+
     pub(crate) fn os(op: &'static str, id: &str, err: impl std::fmt::Display) -> Self {
         RuntimeError::Os {
             op,

@@ -33,12 +33,10 @@ impl Runtime {
         }
         let c = self.container(id)?;
         if c.state != ContainerState::Running {
-            return Err(RuntimeError::WrongState {
-                what: "container",
-                id: c.id,
-                state: format!("{:?}", c.state).to_lowercase(),
-                message: "exec needs a running container".into(),
-            });
+            return Err(RuntimeError::container_state(
+                &c,
+                "exec needs a running container",
+            ));
         }
         let exe = self.self_exe.clone();
         let spec = self

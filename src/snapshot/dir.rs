@@ -117,11 +117,7 @@ impl Snapshotter for DirSnapshotter {
 
     fn remove_rootfs(&self, id: &str) -> Result<(), SnapshotError> {
         let dir = self.containers.join(container_dir_name(id)?);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io("remove", &dir)(e)),
-        }
+        remove_tree(&dir)
     }
 
     fn layers_root(&self) -> &Path {
@@ -130,6 +126,15 @@ impl Snapshotter for DirSnapshotter {
 
     fn rootfs_root(&self) -> &Path {
         &self.containers
+    }
+}
+
+/// Removes a directory tree; one that is already gone is not an error.
+pub(crate) fn remove_tree(dir: &Path) -> Result<(), SnapshotError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("remove", dir)(e)),
     }
 }
 

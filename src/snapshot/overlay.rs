@@ -205,11 +205,7 @@ impl Snapshotter for OverlaySnapshotter {
                 source,
             })?;
         }
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io("remove", &dir)(e)),
-        }
+        super::dir::remove_tree(&dir)
     }
 
     fn layers_root(&self) -> &Path {
