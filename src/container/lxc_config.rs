@@ -99,7 +99,12 @@ pub fn render(plan: &LxcPlan) -> String {
         keep.push("pid");
     }
     if !keep.is_empty() {
-        // The host's namespace: do not create a new one.
+        // The host's namespace: do not create a new one. With
+        // `lxc.namespace.keep` set, liblxc clones every namespace not in the
+        // list, the user namespace included; an unmapped user namespace
+        // makes every file creation fail (EOVERFLOW in mount_autodev), so
+        // the host's user namespace is kept too.
+        keep.push("user");
         line("lxc.namespace.keep", &keep.join(" "));
     }
     line("lxc.cgroup.dir.container", &plan.cgroup_container);
@@ -197,7 +202,7 @@ mod tests {
             "lxc.init.cmd = /.pvecri-init\n",
             "lxc.console.path = none\n",
             "lxc.namespace.share.net = /run/pvecri/ns/p1/net\n",
-            "lxc.namespace.keep = ipc\n",
+            "lxc.namespace.keep = ipc user\n",
             "lxc.namespace.share.uts = /run/pvecri/ns/p1/uts\n",
             "lxc.cgroup.dir.container = kubepods/pod1/c1\n",
             "lxc.cgroup.dir.monitor = pvecri.monitor/c1\n",
