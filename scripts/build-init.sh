@@ -16,6 +16,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
 BIN="$TARGET_DIR/$TARGET/release/pvecri-init"
 
 cd "$REPO_DIR"
+LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
 RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --locked --release -p pvecri-init --target "$TARGET" --target-dir "$TARGET_DIR"
 

@@ -16,6 +16,7 @@ pub mod node;
 pub mod pod;
 pub mod runtime;
 pub mod sandbox;
+pub mod security;
 pub mod snapshot;
 pub mod store;
 pub mod version;

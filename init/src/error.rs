@@ -7,6 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::security::SecurityError;
 use crate::spec::SpecError;
 use crate::sys::Errno;
 
@@ -15,18 +16,49 @@ pub const REASON: &str = "StartError";
 
 #[derive(Debug)]
 pub enum StartError {
-    OpenRunDir { errno: Errno },
-    WaitForStart { errno: Errno },
-    ReadSpec { errno: Errno },
+    OpenRunDir {
+        errno: Errno,
+    },
+    WaitForStart {
+        errno: Errno,
+    },
+    ReadSpec {
+        errno: Errno,
+    },
     Spec(SpecError),
-    Unmount { path: &'static str, errno: Errno },
-    SetGroups { gids: Vec<u32>, errno: Errno },
-    SetGid { gid: u32, errno: Errno },
-    SetUid { uid: u32, errno: Errno },
-    NoNewPrivs { errno: Errno },
-    Chdir { cwd: String, errno: Errno },
-    NotInPath { name: String },
-    Exec { path: PathBuf, errno: Errno },
+    Unmount {
+        path: &'static str,
+        errno: Errno,
+    },
+    SetGroups {
+        gids: Vec<u32>,
+        errno: Errno,
+    },
+    SetGid {
+        gid: u32,
+        errno: Errno,
+    },
+    SetUid {
+        uid: u32,
+        errno: Errno,
+    },
+    NoNewPrivs {
+        errno: Errno,
+    },
+    Chdir {
+        cwd: String,
+        errno: Errno,
+    },
+    NotInPath {
+        name: String,
+    },
+    Exec {
+        path: PathBuf,
+        errno: Errno,
+    },
+    Security(SecurityError),
+    /// `pvecri-init exec` called without `<spec fd> -- <argv>`.
+    Usage,
 }
 
 impl StartError {
@@ -67,6 +99,8 @@ impl fmt::Display for StartError {
             Self::Exec { path, errno } => {
                 write!(f, "exec {:?}: {errno}", path.display().to_string())
             }
+            Self::Security(e) => e.fmt(f),
+            Self::Usage => f.write_str("usage: pvecri-init exec <spec fd> -- <command> [args]"),
         }
     }
 }
@@ -75,7 +109,8 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Spec(e) => Some(e),
-            Self::NotInPath { .. } => None,
+            Self::Security(e) => Some(e),
+            Self::NotInPath { .. } | Self::Usage => None,
             Self::OpenRunDir { errno }
             | Self::WaitForStart { errno }
             | Self::ReadSpec { errno }

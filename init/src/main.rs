@@ -14,6 +14,7 @@
 
 mod error;
 mod path;
+mod security;
 mod spec;
 mod sys;
 
@@ -31,26 +32,75 @@ const RUN_DIR: &CStr = c"/.pvecri";
 const SELF_PATH: &CStr = c"/.pvecri-init";
 
 fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "exec") {
+        exec_mode(&args[2..]);
+    }
     let run_dir = match sys::open_dir(RUN_DIR) {
         Ok(fd) => fd,
-        Err(errno) => fail(None, StartError::OpenRunDir { errno }),
+        Err(errno) => fail(None, None, StartError::OpenRunDir { errno }),
     };
-    match start(run_dir.as_fd()) {
+    let mut error_file = None;
+    match start(run_dir.as_fd(), &mut error_file) {
         // The container was removed before it was started.
         Ok(NotStarted) => std::process::exit(0),
-        Err(err) => fail(Some(run_dir.as_fd()), err),
+        Err(err) => fail(Some(run_dir.as_fd()), error_file, err),
     }
+}
+
+/// `pvecri-init exec <spec fd> -- <argv>`: the exec helper runs this
+/// (attached to the container, still root) so an exec'd process gets the
+/// same user, capabilities, no_new_privs and seccomp filter as the
+/// workload. The spec is the container's, read from an inherited fd; the
+/// argv replaces its args.
+fn exec_mode(args: &[std::ffi::OsString]) -> ! {
+    let run = || -> Result<std::convert::Infallible, StartError> {
+        let (fd, argv) = match args {
+            [fd, sep, argv @ ..] if sep == "--" && !argv.is_empty() => (fd, argv),
+            _ => return Err(StartError::Usage),
+        };
+        let fd: i32 = fd
+            .to_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or(StartError::Usage)?;
+        let mut bytes = Vec::new();
+        // SAFETY: the exec helper passes this fd open for us alone; it is
+        // closed when the File drops.
+        let mut file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        file.read_to_end(&mut bytes)
+            .map_err(|e| StartError::ReadSpec { errno: e.into() })?;
+        drop(file);
+        let mut spec = Spec::parse(&bytes).map_err(StartError::Spec)?;
+        spec.args = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        if spec.args.iter().any(|a| a.contains('\0')) {
+            return Err(StartError::Usage);
+        }
+        confine_and_exec(&spec)
+    };
+    let Err(err) = run();
+    let _ = write!(std::io::stderr().lock(), "pvecri-init: {}", err.line());
+    std::process::exit(err.exit_code())
 }
 
 /// `start` returned without exec'ing: nobody asked for a start.
 struct NotStarted;
 
 /// Everything up to `execve`, which only returns on failure.
-fn start(run_dir: BorrowedFd<'_>) -> Result<NotStarted, StartError> {
+fn start(run_dir: BorrowedFd<'_>, error_file: &mut Option<File>) -> Result<NotStarted, StartError> {
     if !wait_for_start(run_dir).map_err(|errno| StartError::WaitForStart { errno })? {
         return Ok(NotStarted);
     }
+    // Opened while still root: once the capabilities are dropped a non-root
+    // workload could not create it. Left empty when the start succeeds.
+    let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
+    *error_file = sys::open_at(run_dir, c"start-error", flags, 0o644)
+        .ok()
+        .map(File::from);
     let spec = read_spec(run_dir)?;
+    security::apply_mounts(&spec).map_err(StartError::Security)?;
 
     // While still privileged: a detach needs CAP_SYS_ADMIN. `run_dir` keeps the
     // detached /.pvecri reachable for `fail`, and is closed by the exec.
@@ -65,8 +115,23 @@ fn start(run_dir: BorrowedFd<'_>) -> Result<NotStarted, StartError> {
         }
     }
 
+    let Err(err) = confine_and_exec(&spec);
+    Err(err)
+}
+
+/// Seccomp, capabilities, credentials, no_new_privs, cwd, then `execve`;
+/// only returns on failure. The order matters: the bounding set needs
+/// CAP_SETPCAP (so before setuid), and a filter needs CAP_SYS_ADMIN unless
+/// no_new_privs is set (so early without it, last with it).
+fn confine_and_exec(spec: &Spec) -> Result<std::convert::Infallible, StartError> {
+    if let (Some(filter), false) = (&spec.seccomp, spec.no_new_privs) {
+        security::load_seccomp(filter).map_err(StartError::Security)?;
+    }
+    if let Some(keep) = spec.capabilities {
+        security::drop_bounding(keep).map_err(StartError::Security)?;
+    }
     // Groups first: setgroups and setgid need the privileges setuid drops.
-    // Best effort: without it a failure is still reported on stderr.
+    // keep_caps keeps the permitted set across setuid for the capset below.
     let _ = sys::keep_caps();
     let gids = &spec.additional_gids;
     sys::setgroups(gids).map_err(|errno| StartError::SetGroups {
@@ -81,8 +146,15 @@ fn start(run_dir: BorrowedFd<'_>) -> Result<NotStarted, StartError> {
         uid: spec.uid,
         errno,
     })?;
+    if let Some(keep) = spec.capabilities {
+        security::set_capabilities(keep, spec.ambient_capabilities)
+            .map_err(StartError::Security)?;
+    }
     if spec.no_new_privs {
         sys::set_no_new_privs().map_err(|errno| StartError::NoNewPrivs { errno })?;
+        if let Some(filter) = &spec.seccomp {
+            security::load_seccomp(filter).map_err(StartError::Security)?;
+        }
     }
     let cwd = CString::new(spec.cwd.as_str()).expect("validated by Spec::parse");
     sys::chdir(&cwd).map_err(|errno| StartError::Chdir {
@@ -123,12 +195,16 @@ fn read_spec(run_dir: BorrowedFd<'_>) -> Result<Spec, StartError> {
 
 /// Reports `err` to the monitor (start-error) and the container log
 /// (stderr), then exits with the contract's code.
-fn fail(run_dir: Option<BorrowedFd<'_>>, err: StartError) -> ! {
+fn fail(run_dir: Option<BorrowedFd<'_>>, error_file: Option<File>, err: StartError) -> ! {
     let line = err.line();
     let mut stderr = std::io::stderr().lock();
     // Nothing useful to do if stderr itself is gone.
     let _ = write!(stderr, "pvecri-init: {line}");
-    if let Some(dir) = run_dir {
+    if let Some(mut file) = error_file {
+        if let Err(e) = file.write_all(line.as_bytes()) {
+            let _ = writeln!(stderr, "pvecri-init: write /.pvecri/start-error: {e}");
+        }
+    } else if let Some(dir) = run_dir {
         if let Err(errno) = write_start_error(dir, &line) {
             let _ = writeln!(stderr, "pvecri-init: write /.pvecri/start-error: {errno}");
         }

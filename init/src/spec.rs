@@ -27,6 +27,83 @@ pub struct Spec {
     pub additional_gids: Vec<u32>,
     #[serde(default)]
     pub no_new_privs: bool,
+    /// Capabilities the workload keeps (bounding, permitted, effective and
+    /// inheritable sets), as a bit mask of capability numbers; `None` keeps
+    /// every capability (privileged containers).
+    #[serde(default)]
+    pub capabilities: Option<u64>,
+    /// Capabilities also raised in the ambient set (kept across exec by a
+    /// non-root workload).
+    #[serde(default)]
+    pub ambient_capabilities: u64,
+    /// Paths hidden from the workload: files get /dev/null bound over
+    /// them, directories an empty read-only tmpfs.
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    /// Paths re-mounted read-only.
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    /// The seccomp filter to load; `None` runs unconfined.
+    #[serde(default)]
+    pub seccomp: Option<Seccomp>,
+}
+
+/// A seccomp filter, already resolved by the daemon (RuntimeDefault and
+/// Localhost profiles both arrive in this form).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seccomp {
+    pub default_action: Action,
+    /// Status returned when a filter rule's syscall is not known on this
+    /// architecture is irrelevant: unknown names are skipped, as runc does.
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    Allow,
+    Errno(u16),
+    KillProcess,
+    KillThread,
+    Trap,
+    Log,
+    Trace(u16),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub names: Vec<String>,
+    pub action: Action,
+    /// All must hold (libseccomp ANDs the conditions of one rule).
+    #[serde(default)]
+    pub args: Vec<ArgCondition>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgCondition {
+    pub index: u32,
+    pub op: CmpOp,
+    pub value: u64,
+    /// The datum compared against `arg & value` for `masked_eq`.
+    #[serde(default)]
+    pub value_two: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CmpOp {
+    Ne,
+    Lt,
+    Le,
+    Eq,
+    Ge,
+    Gt,
+    MaskedEq,
 }
 
 /// Why `spec.json` cannot be used.
@@ -39,6 +116,10 @@ pub enum SpecError {
     Nul {
         field: &'static str,
     },
+    /// A relative path, or one with a NUL byte.
+    BadPath {
+        field: &'static str,
+    },
 }
 
 impl fmt::Display for SpecError {
@@ -48,6 +129,9 @@ impl fmt::Display for SpecError {
             Self::EmptyArgs => f.write_str("spec.json has no args"),
             Self::RelativeCwd(cwd) => write!(f, "spec.json cwd {cwd:?} is not absolute"),
             Self::Nul { field } => write!(f, "spec.json {field} contains a NUL byte"),
+            Self::BadPath { field } => {
+                write!(f, "spec.json {field} holds a relative path or a NUL byte")
+            }
         }
     }
 }
@@ -79,6 +163,17 @@ impl Spec {
         }
         if spec.cwd.contains('\0') {
             return Err(SpecError::Nul { field: "cwd" });
+        }
+        for (field, paths) in [
+            ("masked_paths", &spec.masked_paths),
+            ("readonly_paths", &spec.readonly_paths),
+        ] {
+            if paths
+                .iter()
+                .any(|p| !p.starts_with('/') || p.contains('\0'))
+            {
+                return Err(SpecError::BadPath { field });
+            }
         }
         Ok(spec)
     }
@@ -153,8 +248,12 @@ mod tests {
                 "invalid value",
             ),
             (
-                r#"{"args": ["x"], "cwd": "/", "uid": 0, "gid": 0, "seccomp": {}}"#,
+                r#"{"args": ["x"], "cwd": "/", "uid": 0, "gid": 0, "apparmor": {}}"#,
                 "unknown field",
+            ),
+            (
+                r#"{"args": ["x"], "cwd": "/", "uid": 0, "gid": 0, "masked_paths": ["proc/kcore"]}"#,
+                "relative path",
             ),
             (
                 r#"{"args": ["a\u0000b"], "cwd": "/", "uid": 0, "gid": 0}"#,
@@ -169,6 +268,26 @@ mod tests {
             let err = Spec::parse(json.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(want), "{json}: got {err:?}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn parses_security_fields() {
+        let spec = Spec::parse(
+            br#"{"args": ["x"], "cwd": "/", "uid": 0, "gid": 0, "capabilities": 5,
+                "ambient_capabilities": 1, "masked_paths": ["/proc/kcore"],
+                "readonly_paths": ["/proc/sys"], "readonly_rootfs": true,
+                "seccomp": {"default_action": {"errno": 1}, "rules": [
+                    {"names": ["clone"], "action": "allow",
+                     "args": [{"index": 0, "op": "masked_eq", "value": 2114060288}]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.capabilities, Some(5));
+        assert_eq!(spec.ambient_capabilities, 1);
+        assert!(spec.readonly_rootfs);
+        let seccomp = spec.seccomp.unwrap();
+        assert_eq!(seccomp.default_action, Action::Errno(1));
+        assert_eq!(seccomp.rules[0].args[0].op, CmpOp::MaskedEq);
+        assert_eq!(seccomp.rules[0].args[0].value_two, 0);
     }
 
     #[test]

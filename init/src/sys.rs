@@ -156,35 +156,202 @@ pub fn keep_caps() -> Result<(), Errno> {
 /// Raises CAP_DAC_OVERRIDE into the effective set if it is still permitted
 /// (see `keep_caps`); only used on the way to exit.
 pub fn raise_dac_override() -> Result<(), Errno> {
-    // <linux/capability.h>: version 3 uses two 32-bit data words.
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: libc::c_int,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
     const CAP_DAC_OVERRIDE: u32 = 1;
+    let mut sets = capget()?;
+    sets.effective |= sets.permitted & (1 << CAP_DAC_OVERRIDE);
+    capset(sets)
+}
 
-    let mut header = Header {
-        version: VERSION_3,
+/// The three per-thread capability sets as 64-bit masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
+
+// <linux/capability.h>: version 3 uses two 32-bit data words.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+pub fn capget() -> Result<CapSets, Errno> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
         pid: 0,
     };
-    let mut data = [Data::default(); 2];
+    let mut data = [CapData::default(); 2];
     // SAFETY: header and data match the kernel's v3 layout and are writable.
     check(unsafe {
         libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) as libc::c_int
     })?;
-    data[0].effective |= data[0].permitted & (1 << CAP_DAC_OVERRIDE);
-    // SAFETY: as above; capset only reads them.
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Ok(CapSets {
+        effective: join(data[0].effective, data[1].effective),
+        permitted: join(data[0].permitted, data[1].permitted),
+        inheritable: join(data[0].inheritable, data[1].inheritable),
+    })
+}
+
+pub fn capset(sets: CapSets) -> Result<(), Errno> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let split = |v: u64| (v as u32, (v >> 32) as u32);
+    let (e0, e1) = split(sets.effective);
+    let (p0, p1) = split(sets.permitted);
+    let (i0, i1) = split(sets.inheritable);
+    let data = [
+        CapData {
+            effective: e0,
+            permitted: p0,
+            inheritable: i0,
+        },
+        CapData {
+            effective: e1,
+            permitted: p1,
+            inheritable: i1,
+        },
+    ];
+    // SAFETY: header and data match the kernel's v3 layout; capset only
+    // reads data.
     check(unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) as libc::c_int })
         .map(drop)
+}
+
+/// The highest capability number this kernel knows.
+pub fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+        .min(63)
+}
+
+/// Drops `cap` from the bounding set; one that is already out is left
+/// alone (dropping needs CAP_SETPCAP even then).
+pub fn drop_bounding(cap: u32) -> Result<(), Errno> {
+    // SAFETY: PR_CAPBSET_READ takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 0 {
+        return Ok(());
+    }
+    // SAFETY: PR_CAPBSET_DROP takes integer arguments only.
+    match check(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) }) {
+        // A capability this kernel does not have is not in the set.
+        Ok(_) | Err(Errno(libc::EINVAL)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn raise_ambient(cap: u32) -> Result<(), Errno> {
+    // SAFETY: PR_CAP_AMBIENT takes integer arguments only.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+            cap as libc::c_ulong,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+fn mount(
+    source: &CStr,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> Result<(), Errno> {
+    // SAFETY: every pointer is a valid NUL-terminated string or null, as
+    // mount(2) allows for fstype and data.
+    check(unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.map_or(std::ptr::null(), CStr::as_ptr),
+            flags,
+            data.map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+        )
+    })
+    .map(drop)
+}
+
+/// The mount flags of the filesystem holding `path` that a read-only
+/// remount must repeat (the kernel refuses to clear locked ones).
+fn locked_flags(path: &CStr) -> Result<libc::c_ulong, Errno> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: path is NUL-terminated and st is a writable statvfs.
+    check(unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: statvfs succeeded, so st is initialised.
+    let st = unsafe { st.assume_init() };
+    let mut flags = 0;
+    for (vfs, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if st.f_flag & vfs != 0 {
+            flags |= ms;
+        }
+    }
+    Ok(flags)
+}
+
+/// Remounts the mount at `path` read-only, keeping its other flags.
+pub fn remount_readonly(path: &CStr) -> Result<(), Errno> {
+    let flags = locked_flags(path)?;
+    mount(
+        c"",
+        path,
+        None,
+        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags,
+        None,
+    )
+}
+
+/// Binds `path` onto itself and makes that mount read-only.
+pub fn bind_readonly(path: &CStr) -> Result<(), Errno> {
+    mount(path, path, None, libc::MS_BIND | libc::MS_REC, None)?;
+    remount_readonly(path)
+}
+
+/// Hides `path`: an empty read-only tmpfs over a directory, /dev/null
+/// over anything else.
+pub fn mask_path(path: &CStr) -> Result<(), Errno> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: path is NUL-terminated and st is a writable stat.
+    check(unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: stat succeeded, so st is initialised.
+    let st = unsafe { st.assume_init() };
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        mount(
+            c"tmpfs",
+            path,
+            Some(c"tmpfs"),
+            libc::MS_RDONLY,
+            Some(c"size=0k"),
+        )
+    } else {
+        mount(c"/dev/null", path, None, libc::MS_BIND, None)
+    }
 }
 
 /// Whether the current (already dropped) credentials may execute `path`.

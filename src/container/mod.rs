@@ -6,4 +6,4 @@ pub mod lxc_config;
 pub mod process;
 pub mod record;
 
-pub use record::{ContainerConfig, ContainerRecord, ContainerState, MountSpec};
+pub use record::{ContainerConfig, ContainerRecord, ContainerState, MountSpec, SecurityConfig};

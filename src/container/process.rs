@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::ContainerConfig;
 use crate::image::spec::RunConfig;
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The contract with pvecri-init (docs/lifecycle.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,19 @@ pub struct ProcessSpec {
     pub gid: u32,
     pub additional_gids: Vec<u32>,
     pub no_new_privs: bool,
+    /// Bounding/effective/permitted/inheritable mask; `None` keeps all.
+    #[serde(default)]
+    pub capabilities: Option<u64>,
+    #[serde(default)]
+    pub ambient_capabilities: u64,
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    #[serde(default)]
+    pub seccomp: Option<crate::security::seccomp::Filter>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

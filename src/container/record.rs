@@ -46,6 +46,26 @@ pub struct ContainerConfig {
     pub run_as_username: String,
     pub supplemental_groups: Vec<i64>,
     pub privileged: bool,
+    #[serde(default)]
+    pub security: SecurityConfig,
+}
+
+/// The security context fields pvecri-init enforces (docs/security.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityConfig {
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
+    pub add_ambient_capabilities: Vec<String>,
+    pub readonly_rootfs: bool,
+    pub no_new_privs: bool,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub seccomp: crate::security::Profile,
+    pub apparmor: crate::security::Profile,
+    /// PID namespace mode asked for the container, and the container whose
+    /// namespace TARGET joins.
+    pub pid_mode: crate::pod::NsMode,
+    pub target_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,9 @@ use tonic::Status;
 use super::status::invalid;
 use super::v1;
 use crate::container::cgroup::Resources;
-use crate::container::{ContainerConfig, ContainerRecord, ContainerState, MountSpec};
+use crate::container::{
+    ContainerConfig, ContainerRecord, ContainerState, MountSpec, SecurityConfig,
+};
 use crate::pod::record::{Dns, PortMapping};
 use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
 
@@ -205,32 +207,15 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
     if image.is_empty() {
         return Err(invalid("config.image.image", "an image is required"));
     }
+    let linux = c.linux.as_ref();
+    let sc = linux.and_then(|l| l.security_context.as_ref());
+    let privileged = sc.is_some_and(|s| s.privileged);
     let mut mounts = Vec::new();
     for (i, m) in c.mounts.iter().enumerate() {
-        if !m.container_path.starts_with('/') {
-            return Err(invalid(
-                "config.mounts",
-                format!(
-                    "mount {i}: container_path {:?} is not absolute",
-                    m.container_path
-                ),
-            ));
-        }
-        if !m.host_path.starts_with('/') {
-            return Err(invalid(
-                "config.mounts",
-                format!("mount {i}: host_path {:?} is not absolute", m.host_path),
-            ));
-        }
-        if m.container_path.split('/').any(|p| p == "..") {
-            return Err(invalid(
-                "config.mounts",
-                format!(
-                    "mount {i}: container_path {:?} contains ..",
-                    m.container_path
-                ),
-            ));
-        }
+        crate::security::paths::check_mount_target(&m.container_path, privileged)
+            .map_err(|e| invalid(&format!("config.mounts[{i}].container_path"), e))?;
+        crate::security::paths::check_absolute(&m.host_path)
+            .map_err(|e| invalid(&format!("config.mounts[{i}].host_path"), e))?;
         mounts.push(MountSpec {
             container_path: m.container_path.clone(),
             host_path: m.host_path.clone(),
@@ -248,8 +233,7 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
             ),
         ));
     }
-    let linux = c.linux.as_ref();
-    let sc = linux.and_then(|l| l.security_context.as_ref());
+    let security = security_config(sc)?;
     Ok(ContainerConfig {
         name: md.name.clone(),
         attempt: md.attempt,
@@ -281,8 +265,99 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
         supplemental_groups: sc
             .map(|s| s.supplemental_groups.clone())
             .unwrap_or_default(),
-        privileged: sc.is_some_and(|s| s.privileged),
+        privileged,
+        security,
     })
+}
+
+/// The container security context, validated: paths absolute, profiles
+/// resolved from the structured field or the deprecated string form (still
+/// sent by older kubelets, hence the allow).
+#[allow(deprecated)]
+fn security_config(
+    sc: Option<&v1::LinuxContainerSecurityContext>,
+) -> Result<SecurityConfig, Status> {
+    use crate::security::paths::check_absolute;
+    let Some(sc) = sc else {
+        return Ok(SecurityConfig::default());
+    };
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    for (field, names) in [
+        ("add_capabilities", &caps.add_capabilities),
+        ("drop_capabilities", &caps.drop_capabilities),
+        ("add_ambient_capabilities", &caps.add_ambient_capabilities),
+    ] {
+        for n in names {
+            if !n.eq_ignore_ascii_case("ALL") {
+                crate::security::caps::parse(n).map_err(|e| {
+                    invalid(
+                        &format!("config.linux.security_context.capabilities.{field}"),
+                        e,
+                    )
+                })?;
+            }
+        }
+    }
+    for (field, paths) in [
+        ("masked_paths", &sc.masked_paths),
+        ("readonly_paths", &sc.readonly_paths),
+    ] {
+        for p in paths {
+            check_absolute(p)
+                .map_err(|e| invalid(&format!("config.linux.security_context.{field}"), e))?;
+        }
+    }
+    let seccomp = profile(sc.seccomp.as_ref(), &sc.seccomp_profile_path)
+        .map_err(|e| invalid("config.linux.security_context.seccomp", e))?;
+    if let crate::security::Profile::Localhost(path) = &seccomp {
+        check_absolute(path)
+            .map_err(|e| invalid("config.linux.security_context.seccomp.localhost_ref", e))?;
+    }
+    let apparmor = profile(sc.apparmor.as_ref(), &sc.apparmor_profile)
+        .map_err(|e| invalid("config.linux.security_context.apparmor", e))?;
+    let ns = sc.namespace_options.as_ref();
+    Ok(SecurityConfig {
+        add_capabilities: caps.add_capabilities,
+        drop_capabilities: caps.drop_capabilities,
+        add_ambient_capabilities: caps.add_ambient_capabilities,
+        readonly_rootfs: sc.readonly_rootfs,
+        no_new_privs: sc.no_new_privs,
+        masked_paths: sc.masked_paths.clone(),
+        readonly_paths: sc.readonly_paths.clone(),
+        seccomp,
+        apparmor,
+        pid_mode: ns.map(|n| ns_mode(n.pid)).unwrap_or_default(),
+        target_id: ns.map(|n| n.target_id.clone()).unwrap_or_default(),
+    })
+}
+
+/// CRI's `SecurityProfile`, or when it is absent the deprecated string
+/// (`runtime/default`, `docker/default`, `unconfined`, `localhost/<ref>`).
+fn profile(
+    structured: Option<&v1::SecurityProfile>,
+    legacy: &str,
+) -> Result<crate::security::Profile, String> {
+    use crate::security::Profile;
+    use v1::security_profile::ProfileType;
+    if let Some(p) = structured {
+        return match ProfileType::try_from(p.profile_type) {
+            Ok(ProfileType::RuntimeDefault) => Ok(Profile::RuntimeDefault),
+            Ok(ProfileType::Unconfined) => Ok(Profile::Unconfined),
+            Ok(ProfileType::Localhost) if p.localhost_ref.is_empty() => {
+                Err("a Localhost profile needs localhost_ref".to_owned())
+            }
+            Ok(ProfileType::Localhost) => Ok(Profile::Localhost(p.localhost_ref.clone())),
+            Err(_) => Err(format!("unknown profile type {}", p.profile_type)),
+        };
+    }
+    match legacy {
+        "" | "unconfined" => Ok(Profile::Unconfined),
+        "runtime/default" | "docker/default" => Ok(Profile::RuntimeDefault),
+        other => match other.strip_prefix("localhost/") {
+            Some(r) if !r.is_empty() => Ok(Profile::Localhost(r.to_owned())),
+            _ => Err(format!("unknown profile {other:?}")),
+        },
+    }
 }
 
 fn container_state(s: ContainerState) -> i32 {

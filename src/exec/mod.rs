@@ -4,6 +4,8 @@
 //! same user, groups, environment and working directory (from the
 //! container's spec.json), all namespaces, the container's cgroup.
 
+mod confine;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,6 +25,10 @@ pub struct ExecHelperArgs {
     /// The container's spec.json (user, environment, working directory).
     #[arg(long)]
     pub spec: PathBuf,
+    /// pvecri-init on the host: the command runs through its exec mode so
+    /// that it gets the workload's capabilities and seccomp filter.
+    #[arg(long)]
+    pub init: PathBuf,
     /// Kill the command after this many seconds (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
@@ -32,7 +38,9 @@ pub struct ExecHelperArgs {
 }
 
 pub fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
-    let spec: ProcessSpec = serde_json::from_slice(
+    // Read here only to fail early with a clear message; pvecri-init
+    // applies it.
+    let _spec: ProcessSpec = serde_json::from_slice(
         &std::fs::read(&args.spec)
             .with_context(|| format!("cannot read {}", args.spec.display()))?,
     )
@@ -41,17 +49,20 @@ pub fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
     if !container.is_running() {
         anyhow::bail!("container {} is not running", args.id);
     }
+    // Attached as root: pvecri-init drops to the workload's user itself.
     let opts = AttachOptions {
-        uid: spec.uid,
-        gid: spec.gid,
-        groups: spec.additional_gids.clone(),
-        cwd: spec.cwd.clone(),
-        env: spec.env.clone(),
+        uid: 0,
+        gid: 0,
+        groups: Vec::new(),
+        cwd: "/".to_owned(),
+        env: vec![format!("PATH={}", crate::container::process::DEFAULT_PATH)],
         stdin: 0,
         stdout: 1,
         stderr: 2,
     };
-    let pid = container.attach_command(&opts, &args.argv)?;
+    let confined = confine::wrap(&args.init, &args.spec, &args.argv)?;
+    let pid = container.attach_command(&opts, &confined.argv)?;
+    drop(confined);
     let status = wait_bounded(pid, args.timeout)?;
     Ok(ExitCode::from(match status {
         Some(status) => exit_code(status),

@@ -67,7 +67,12 @@ impl Prepared {
     /// liblxc's options; every pointer in it points into `self`.
     fn options(&mut self, opts: &AttachOptions) -> lxc_sys::lxc_attach_options_t {
         lxc_sys::lxc_attach_options_t {
-            attach_flags: (lxc_sys::LXC_ATTACH_DEFAULT | lxc_sys::LXC_ATTACH_SETGROUPS) as i32,
+            // Not LXC_ATTACH_DROP_CAPABILITIES: liblxc would copy the
+            // workload's bounding set, leaving pvecri-init's exec mode
+            // without the CAP_SETPCAP/CAP_SYS_ADMIN it needs to apply the
+            // same confinement (capabilities and seccomp) itself.
+            attach_flags: ((lxc_sys::LXC_ATTACH_DEFAULT & !lxc_sys::LXC_ATTACH_DROP_CAPABILITIES)
+                | lxc_sys::LXC_ATTACH_SETGROUPS) as i32,
             namespaces: -1,
             personality: -1,
             initial_cwd: self.cwd.as_ptr() as *mut _,

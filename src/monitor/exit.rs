@@ -194,10 +194,13 @@ impl ExitRecord {
     }
 }
 
-/// The text of `run_dir/start-error`, trimmed, if the file exists.
+/// The text of `run_dir/start-error`, trimmed, if the file exists and is
+/// not empty (pvecri-init creates it before dropping privileges and only
+/// writes it when the start fails).
 pub fn read_start_error(run_dir: &Path) -> Option<String> {
     let text = fs::read(run_dir.join(START_ERROR_FILE)).ok()?;
-    Some(String::from_utf8_lossy(&text).trim().to_owned())
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    (!text.is_empty()).then_some(text)
 }
 
 #[cfg(test)]

@@ -123,6 +123,7 @@ impl Runtime {
         let hostname = std::fs::read_to_string(Path::new(&pod.files_dir).join("hostname"))
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| pod.config.name.clone());
+        let confinement = super::security::confinement(&config)?;
         let spec = ProcessSpec {
             args: process::argv(&config, &image.run_config).map_err(|source| {
                 RuntimeError::Process {
@@ -138,7 +139,13 @@ impl Runtime {
             uid: who.uid,
             gid: who.gid,
             additional_gids: who.groups,
-            no_new_privs: false,
+            no_new_privs: confinement.no_new_privs,
+            capabilities: confinement.capabilities,
+            ambient_capabilities: confinement.ambient,
+            masked_paths: confinement.masked_paths,
+            readonly_paths: confinement.readonly_paths,
+            readonly_rootfs: confinement.readonly_rootfs,
+            seccomp: confinement.seccomp,
         };
 
         let run_dir = self.container_run_dir(id);

@@ -53,6 +53,8 @@ impl Runtime {
             .arg(self.config.lxc_path())
             .arg("--spec")
             .arg(spec)
+            .arg("--init")
+            .arg(&self.config.init_path)
             .arg("--timeout")
             .arg(timeout.as_secs().to_string())
             .arg("--")

@@ -8,6 +8,7 @@ mod exec;
 mod health;
 mod names;
 mod pods;
+mod security;
 
 pub use containers::ContainerFilter;
 pub use error::RuntimeError;

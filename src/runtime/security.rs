@@ -1,0 +1,75 @@
+//! From a container's security context to what pvecri-init enforces.
+
+use std::sync::OnceLock;
+
+use super::error::RuntimeError;
+use crate::container::ContainerConfig;
+use crate::security::{apparmor, caps, paths, seccomp, Profile};
+
+/// The confinement fields of the process spec.
+#[derive(Debug, Default)]
+pub(crate) struct Confinement {
+    pub capabilities: Option<u64>,
+    pub ambient: u64,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub readonly_rootfs: bool,
+    pub no_new_privs: bool,
+    pub seccomp: Option<seccomp::Filter>,
+}
+
+/// This machine's syscall table, read once from libseccomp.
+fn native_syscalls() -> &'static std::collections::BTreeSet<String> {
+    static TABLE: OnceLock<std::collections::BTreeSet<String>> = OnceLock::new();
+    TABLE.get_or_init(seccomp::native_syscalls)
+}
+
+/// Resolves capabilities, paths and profiles. Privileged containers keep
+/// every capability and get no masks, filter or AppArmor profile.
+pub(crate) fn confinement(config: &ContainerConfig) -> Result<Confinement, RuntimeError> {
+    let sc = &config.security;
+    let invalid = |field: &'static str, message: String| RuntimeError::Invalid { field, message };
+    // Checked even when privileged: a profile asked for on a node that
+    // cannot enforce it is an error rather than a silent downgrade.
+    apparmor::resolve(&sc.apparmor, apparmor::enabled())
+        .map_err(|m| invalid("config.linux.security_context.apparmor", m))?;
+    if config.privileged {
+        return Ok(Confinement {
+            readonly_rootfs: sc.readonly_rootfs,
+            no_new_privs: sc.no_new_privs,
+            ..Default::default()
+        });
+    }
+    let keep = caps::resolve(&sc.add_capabilities, &sc.drop_capabilities)
+        .map_err(|e| invalid("config.linux.security_context.capabilities", e.to_string()))?;
+    let ambient = caps::resolve(&sc.add_ambient_capabilities, &["ALL".to_owned()])
+        .map_err(|e| invalid("config.linux.security_context.capabilities", e.to_string()))?;
+    let or_default = |given: &[String], default: &[&str]| {
+        if given.is_empty() {
+            default.iter().map(|s| s.to_string()).collect()
+        } else {
+            given.to_vec()
+        }
+    };
+    let filter = match &sc.seccomp {
+        Profile::Unconfined => None,
+        Profile::RuntimeDefault => Some(seccomp::runtime_default(keep, native_syscalls())),
+        Profile::Localhost(path) => Some(
+            seccomp::load_localhost(std::path::Path::new(path), keep).map_err(|e| {
+                invalid(
+                    "config.linux.security_context.seccomp.localhost_ref",
+                    e.to_string(),
+                )
+            })?,
+        ),
+    };
+    Ok(Confinement {
+        capabilities: Some(keep | ambient),
+        ambient,
+        masked_paths: or_default(&sc.masked_paths, paths::DEFAULT_MASKED),
+        readonly_paths: or_default(&sc.readonly_paths, paths::DEFAULT_READONLY),
+        readonly_rootfs: sc.readonly_rootfs,
+        no_new_privs: sc.no_new_privs,
+        seccomp: filter,
+    })
+}

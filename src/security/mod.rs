@@ -1,0 +1,21 @@
+//! The security context of a container, resolved by the daemon into what
+//! pvecri-init enforces: capability masks, masked and read-only paths and
+//! a seccomp filter (docs/security.md).
+
+pub mod apparmor;
+pub mod caps;
+pub mod paths;
+pub mod seccomp;
+
+use serde::{Deserialize, Serialize};
+
+/// A seccomp or AppArmor profile choice, as CRI's `SecurityProfile`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Profile {
+    /// No confinement (CRI's nil profile, and `Unconfined`).
+    #[default]
+    Unconfined,
+    RuntimeDefault,
+    /// A seccomp profile file (absolute path) or an AppArmor profile name.
+    Localhost(String),
+}

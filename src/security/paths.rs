@@ -1,0 +1,87 @@
+//! Masked and read-only paths: the lists a non-privileged container gets
+//! when the kubelet sends none, and validation of request paths.
+
+/// Hidden from non-privileged containers (kernel interfaces that leak host
+/// data or allow host changes).
+pub const DEFAULT_MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+/// Mounted read-only in non-privileged containers.
+pub const DEFAULT_READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// An absolute, normalised path: no `..`, no empty or `.` components
+/// beyond what a trailing slash gives, no NUL.
+pub fn check_absolute(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} is not an absolute path"));
+    }
+    if path.contains('\0') {
+        return Err(format!("{path:?} contains a NUL byte"));
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(format!("{path:?} contains a \"..\" component"));
+    }
+    Ok(())
+}
+
+/// Mount destinations a non-privileged container may not cover: the
+/// kernel interfaces LXC set up read-only or masked.
+pub fn check_mount_target(path: &str, privileged: bool) -> Result<(), String> {
+    check_absolute(path)?;
+    if privileged {
+        return Ok(());
+    }
+    let clean: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    match clean.as_slice() {
+        [] => Err("a mount cannot replace the container's root".to_owned()),
+        ["proc", ..] | ["sys", ..] => Err(format!(
+            "{path:?} is under /proc or /sys, which only privileged containers may mount over"
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_paths() {
+        assert!(check_absolute("/data").is_ok());
+        assert!(check_absolute("data").is_err());
+        assert!(check_absolute("/data/../etc").is_err());
+        assert!(check_absolute("/a\0b").is_err());
+    }
+
+    #[test]
+    fn mount_targets() {
+        assert!(check_mount_target("/var/lib/x", false).is_ok());
+        assert!(check_mount_target("/proc/sys", false).is_err());
+        assert!(check_mount_target("/sys", false).is_err());
+        assert!(check_mount_target("//./proc", false).is_err());
+        assert!(check_mount_target("/", false).is_err());
+        assert!(check_mount_target("/proc/sys", true).is_ok());
+        assert!(check_mount_target("/procfs", false).is_ok());
+    }
+}
