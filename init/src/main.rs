@@ -14,6 +14,7 @@
 
 mod error;
 mod path;
+mod pause;
 mod security;
 mod spec;
 mod sys;
@@ -35,6 +36,9 @@ fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "exec") {
         exec_mode(&args[2..]);
+    }
+    if args.get(1).is_some_and(|a| a == "pause") {
+        pause::run();
     }
     let run_dir = match sys::open_dir(RUN_DIR) {
         Ok(fd) => fd,

@@ -17,7 +17,7 @@ use std::path::Path;
 pub struct Errno(pub i32);
 
 impl Errno {
-    fn last() -> Self {
+    pub fn last() -> Self {
         Self(
             std::io::Error::last_os_error()
                 .raw_os_error()
@@ -386,6 +386,36 @@ pub fn reset_signals() {
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
+}
+
+pub fn unshare_pid() -> Result<(), Errno> {
+    // SAFETY: plain syscall without pointers.
+    check(unsafe { libc::unshare(libc::CLONE_NEWPID) }).map(drop)
+}
+
+/// Points fds 0-2 at /dev/null (best effort: nothing reads them).
+pub fn stdio_to_null() {
+    // SAFETY: the path is a NUL-terminated constant; dup2 and close take
+    // plain fds.
+    unsafe {
+        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if fd >= 0 {
+            for target in 0..3 {
+                libc::dup2(fd, target);
+            }
+            if fd > 2 {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+extern "C" fn on_sigchld(_: libc::c_int) {}
+
+/// A no-op SIGCHLD handler, so that the signal interrupts `pause`.
+pub fn catch_sigchld() {
+    // SAFETY: the handler does nothing, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGCHLD, on_sigchld as *const () as libc::sighandler_t) };
 }
 
 /// `execve`; returns only on failure.

@@ -82,7 +82,15 @@ async fn main() -> anyhow::Result<()> {
             }),
             hostname: format!("bench-{i}"),
             log_directory: args.log_dir.join(format!("pod-{i}")).display().to_string(),
-            linux: Some(v1::LinuxPodSandboxConfig::default()),
+            // As the kubelet sends it for a pod without
+            // shareProcessNamespace: one PID namespace per container.
+            linux: Some(v1::LinuxPodSandboxConfig {
+                security_context: Some(v1::LinuxSandboxSecurityContext {
+                    namespace_options: Some(kubelet_namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let t = Instant::now();
@@ -109,7 +117,13 @@ async fn main() -> anyhow::Result<()> {
                     image: Some(image.clone()),
                     command: vec!["sleep".into(), "3600".into()],
                     log_path: "c.log".into(),
-                    linux: Some(v1::LinuxContainerConfig::default()),
+                    linux: Some(v1::LinuxContainerConfig {
+                        security_context: Some(v1::LinuxContainerSecurityContext {
+                            namespace_options: Some(kubelet_namespaces()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 sandbox_config: Some(pod_config.clone()),
@@ -192,4 +206,14 @@ fn percentiles(v: &mut [Duration]) -> (f64, f64) {
         v[i].as_secs_f64() * 1000.0
     };
     (at(0.5), at(0.9))
+}
+
+/// The kubelet's namespace options for an ordinary pod.
+fn kubelet_namespaces() -> v1::NamespaceOption {
+    v1::NamespaceOption {
+        network: v1::NamespaceMode::Pod as i32,
+        pid: v1::NamespaceMode::Container as i32,
+        ipc: v1::NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
 }

@@ -14,6 +14,9 @@ pub struct SharedNamespaces {
     pub uts: Option<PathBuf>,
     /// Run in the host's PID namespace (hostPID).
     pub host_pid: bool,
+    /// Join this PID namespace (the pod's shared one, or a target
+    /// container's) instead of getting a new one.
+    pub pid: Option<PathBuf>,
 }
 
 /// A bind mount into the container.
@@ -97,6 +100,8 @@ pub fn render(plan: &LxcPlan) -> String {
     }
     if plan.namespaces.host_pid {
         keep.push("pid");
+    } else if let Some(p) = &plan.namespaces.pid {
+        line("lxc.namespace.share.pid", &p.display());
     }
     if !keep.is_empty() {
         // The host's namespace: do not create a new one. With
@@ -177,6 +182,7 @@ mod tests {
                 ipc: None,
                 uts: Some("/run/pvecri/ns/p1/uts".into()),
                 host_pid: false,
+                pid: Some("/run/pvecri/ns/p1/pid".into()),
             },
             mounts: vec![BindMount {
                 source: "/data dir".into(),
@@ -204,6 +210,7 @@ mod tests {
             "lxc.namespace.share.net = /run/pvecri/ns/p1/net\n",
             "lxc.namespace.keep = ipc user\n",
             "lxc.namespace.share.uts = /run/pvecri/ns/p1/uts\n",
+            "lxc.namespace.share.pid = /run/pvecri/ns/p1/pid\n",
             "lxc.cgroup.dir.container = kubepods/pod1/c1\n",
             "lxc.cgroup.dir.monitor = pvecri.monitor/c1\n",
             "lxc.cgroup.cpu.shares = 512\n",

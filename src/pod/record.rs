@@ -81,6 +81,14 @@ pub struct PodRecord {
     pub files_dir: String,
     #[serde(default)]
     pub ips: Vec<String>,
+    /// The pod's shared PID namespace (shareProcessNamespace), pinned.
+    #[serde(default)]
+    pub pid_ns: Option<String>,
+    /// Host PID and start time of the infra process holding `pid_ns`.
+    #[serde(default)]
+    pub infra_pid: i32,
+    #[serde(default)]
+    pub infra_start_time: u64,
 }
 
 impl Record for PodRecord {

@@ -207,6 +207,7 @@ impl Runtime {
                 },
             });
         }
+        let (host_pid, pid_ns) = self.pid_namespace(pod, &config)?;
         let plan = LxcPlan {
             hostname,
             rootfs: rootfs.clone(),
@@ -216,7 +217,8 @@ impl Runtime {
                 net: pod.net_ns.as_ref().map(PathBuf::from),
                 ipc: pod.ipc_ns.as_ref().map(PathBuf::from),
                 uts: pod.uts_ns.as_ref().map(PathBuf::from),
-                host_pid: pod.config.pid == crate::pod::NsMode::Node,
+                host_pid,
+                pid: pid_ns,
             },
             mounts,
             cgroup_container: cgroup_container.clone(),
@@ -263,6 +265,48 @@ impl Runtime {
         self.store.put(&record)?;
         info!(container_id = id, pod_id = %pod.id, name = %record.config.name, init_pid, "container created");
         Ok(())
+    }
+
+    /// Which PID namespace the container gets: the host's (hostPID), the
+    /// pod's shared one, a running target container's, or its own.
+    fn pid_namespace(
+        &self,
+        pod: &PodRecord,
+        config: &ContainerConfig,
+    ) -> Result<(bool, Option<PathBuf>), RuntimeError> {
+        use crate::pod::NsMode;
+        if pod.config.pid == NsMode::Node {
+            return Ok((true, None));
+        }
+        match config.security.pid_mode {
+            NsMode::Target => {
+                let target = self.container(&config.security.target_id).map_err(|_| {
+                    RuntimeError::Invalid {
+                        field: "config.linux.security_context.namespace_options.target_id",
+                        message: format!(
+                            "container {:?} does not exist",
+                            config.security.target_id
+                        ),
+                    }
+                })?;
+                if target.pod_id != pod.id || target.init_pid <= 0 {
+                    return Err(RuntimeError::Invalid {
+                        field: "config.linux.security_context.namespace_options.target_id",
+                        message: format!(
+                            "container {} is not a running container of pod {}",
+                            target.id, pod.id
+                        ),
+                    });
+                }
+                Ok((
+                    false,
+                    Some(PathBuf::from(format!("/proc/{}/ns/pid", target.init_pid))),
+                ))
+            }
+            NsMode::Node => Ok((true, None)),
+            NsMode::Container => Ok((false, None)),
+            NsMode::Pod => Ok((false, pod.pid_ns.as_ref().map(PathBuf::from))),
+        }
     }
 
     /// Starts `pvecri monitor` (which detaches) and waits for it to report

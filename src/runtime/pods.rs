@@ -77,7 +77,9 @@ impl Runtime {
             kinds.clone(),
         );
         let id2 = id.to_owned();
-        tokio::task::spawn_blocking(move || -> Result<(), RuntimeError> {
+        let shared_pid = config.pid == NsMode::Pod;
+        let init = self.config.init_path.clone();
+        let infra_pid = tokio::task::spawn_blocking(move || -> Result<i32, RuntimeError> {
             write_pod_files(
                 &files_dir2,
                 &hostname2,
@@ -124,7 +126,18 @@ impl Runtime {
                     }
                 })?;
             }
-            Ok(())
+            if !shared_pid {
+                return Ok(0);
+            }
+            crate::sandbox::infra::start(&init, &ns_dir2).map_err(|e| {
+                let _ = ns::unpin(&ns_dir2);
+                let _ = std::fs::remove_dir_all(&files_dir2);
+                RuntimeError::os(
+                    "starting the pod's PID namespace holder",
+                    &id2,
+                    crate::errors::chain(&e),
+                )
+            })
         })
         .await
         .map_err(|e| RuntimeError::os("run pod", id, e))??;
@@ -144,6 +157,9 @@ impl Runtime {
             uts_ns: path_of(NsKind::Uts, "uts"),
             files_dir: files_dir.display().to_string(),
             ips: Vec::new(),
+            pid_ns: (infra_pid > 0).then(|| ns_dir.join("pid").display().to_string()),
+            infra_pid,
+            infra_start_time: crate::sandbox::infra::proc_start_time(infra_pid).unwrap_or_default(),
             config,
         };
         if let Err(e) = self.store.put(&record) {
@@ -224,7 +240,10 @@ impl Runtime {
     async fn release_pod_resources(&self, pod: &PodRecord) {
         let dir = PathBuf::from(&pod.ns_dir);
         let id = pod.id.clone();
+        let (infra_pid, infra_start) = (pod.infra_pid, pod.infra_start_time);
         let _ = tokio::task::spawn_blocking(move || {
+            // Ends the shared PID namespace and whatever is left in it.
+            crate::sandbox::infra::kill(infra_pid, Some(infra_start));
             if let Err(e) = ns::unpin(&dir) {
                 warn!(pod_id = %id, error = %crate::errors::chain(&e), "cannot release pod namespaces");
             }

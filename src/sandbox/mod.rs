@@ -10,6 +10,7 @@
 
 pub mod files;
 pub mod hostname;
+pub mod infra;
 mod loopback;
 mod mountinfo;
 pub mod ns;

@@ -1,0 +1,101 @@
+//! The infra process of a pod that shares one PID namespace between its
+//! containers: `pvecri-init pause` creates the namespace and leaves its
+//! PID 1 running, detached from the daemon; the namespace is pinned next to
+//! the pod's others as `pid`, and containers join it with
+//! `lxc.namespace.share.pid`. Killing the infra process ends the namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    #[error("cannot run {init} pause: {source}")]
+    Spawn {
+        init: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{init} pause failed: {message}")]
+    Failed { init: PathBuf, message: String },
+    #[error("cannot pin the PID namespace of infra process {pid} at {path}: {source}")]
+    Pin {
+        pid: i32,
+        path: PathBuf,
+        source: nix::Error,
+    },
+}
+
+/// Starts the infra process and pins its PID namespace at `ns_dir/pid`;
+/// returns its host PID. Blocking: call from a blocking thread.
+pub fn start(init: &Path, ns_dir: &Path) -> Result<i32, InfraError> {
+    let out = Command::new(init)
+        .arg("pause")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| InfraError::Spawn {
+            init: init.to_owned(),
+            source,
+        })?;
+    let output = out.wait_with_output().map_err(|source| InfraError::Spawn {
+        init: init.to_owned(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let pid: i32 = match (output.status.success(), text.trim().parse()) {
+        (true, Ok(pid)) => pid,
+        _ => {
+            return Err(InfraError::Failed {
+                init: init.to_owned(),
+                message: format!(
+                    "{}; {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            })
+        }
+    };
+    let path = ns_dir.join("pid");
+    let io = |e: std::io::Error| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let pin = || -> nix::Result<()> {
+        std::fs::create_dir_all(ns_dir).map_err(io)?;
+        std::fs::File::create(&path).map_err(io)?;
+        nix::mount::mount(
+            Some(Path::new(&format!("/proc/{pid}/ns/pid"))),
+            &path,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    };
+    if let Err(source) = pin() {
+        kill(pid, None);
+        return Err(InfraError::Pin { pid, path, source });
+    }
+    Ok(pid)
+}
+
+/// Kills the infra process (and with it every process left in the pod's
+/// PID namespace), unless `pid` has since been reused: `start_time`, when
+/// known, must match /proc's.
+pub fn kill(pid: i32, start_time: Option<u64>) {
+    if pid <= 0 {
+        return;
+    }
+    if let Some(expected) = start_time {
+        if proc_start_time(pid) != Some(expected) {
+            return;
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Field 22 of /proc/<pid>/stat: start time in clock ticks since boot.
+pub fn proc_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = stat.rsplit_once(')')?.1;
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
