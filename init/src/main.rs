@@ -16,6 +16,7 @@ mod error;
 mod path;
 mod pause;
 mod security;
+mod shared;
 mod spec;
 mod sys;
 
@@ -39,6 +40,9 @@ fn main() {
     }
     if args.get(1).is_some_and(|a| a == "pause") {
         pause::run();
+    }
+    if args.get(1).is_some_and(|a| a == "mount-shared") {
+        shared::run(&args[2..]);
     }
     let run_dir = match sys::open_dir(RUN_DIR) {
         Ok(fd) => fd,

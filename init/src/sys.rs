@@ -388,6 +388,51 @@ pub fn reset_signals() {
     }
 }
 
+/// A detached recursive clone of the mount tree at `path` (open_tree(2)
+/// with OPEN_TREE_CLONE).
+pub fn clone_tree(path: &CStr) -> Result<OwnedFd, Errno> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: path is NUL-terminated and outlives the call.
+    let fd = check(unsafe {
+        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) as libc::c_int
+    })?;
+    // SAFETY: open_tree returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Joins the mount namespace at `path`; root and cwd become its root.
+pub fn enter_mount_ns(path: &CStr) -> Result<(), Errno> {
+    let fd = open_at_cwd(path)?;
+    // SAFETY: fd is a live nsfs fd for the duration of the call.
+    check(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNS) }).map(drop)
+}
+
+fn open_at_cwd(path: &CStr) -> Result<OwnedFd, Errno> {
+    // SAFETY: path is NUL-terminated and outlives the call.
+    let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: open returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Attaches the detached mount tree `fd` at `target` with move_mount(2).
+pub fn attach_mount(fd: OwnedFd, target: &CStr) -> Result<(), Errno> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    // SAFETY: the paths are NUL-terminated and fd is live for the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        ) as libc::c_int
+    })
+    .map(drop)
+}
+
 pub fn unshare_pid() -> Result<(), Errno> {
     // SAFETY: plain syscall without pointers.
     check(unsafe { libc::unshare(libc::CLONE_NEWPID) }).map(drop)

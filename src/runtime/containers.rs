@@ -238,6 +238,15 @@ impl Runtime {
         .map_err(|e| RuntimeError::os("writing the LXC config", id, e))?;
 
         let init_pid = self.spawn_monitor(id, &run_dir, &log_file).await?;
+        if let Err(e) = self.attach_shared_mounts(id, init_pid, &config).await {
+            // The container's init still waits for StartContainer: killing
+            // it ends the monitor too.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(init_pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(e);
+        }
         let record = ContainerRecord {
             id: id.to_owned(),
             pod_id: pod.id.clone(),
@@ -264,6 +273,43 @@ impl Runtime {
         };
         self.store.put(&record)?;
         info!(container_id = id, pod_id = %pod.id, name = %record.config.name, init_pid, "container created");
+        Ok(())
+    }
+
+    /// Bidirectional (rshared) volumes: liblxc's binds are slaves of the
+    /// host's mounts, so `pvecri-init mount-shared` puts clones that are
+    /// real peers over them (docs/security.md).
+    async fn attach_shared_mounts(
+        &self,
+        id: &str,
+        init_pid: i32,
+        config: &ContainerConfig,
+    ) -> Result<(), RuntimeError> {
+        let shared: Vec<_> = config
+            .mounts
+            .iter()
+            .filter(|m| m.propagation == 2)
+            .collect();
+        if shared.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = tokio::process::Command::new(&self.config.init_path);
+        cmd.arg("mount-shared").arg(init_pid.to_string());
+        for m in shared {
+            cmd.arg(&m.host_path).arg(&m.container_path);
+        }
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| RuntimeError::os("running pvecri-init mount-shared", id, e))?;
+        if !out.status.success() {
+            return Err(RuntimeError::os(
+                "attaching bidirectional volumes",
+                id,
+                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            ));
+        }
         Ok(())
     }
 
