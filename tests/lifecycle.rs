@@ -445,12 +445,23 @@ async fn stop_right_after_start_reaches_the_workload() {
             &[
                 "sh",
                 "-c",
-                "trap 'exit 0' TERM; while true; do sleep 0.05; done",
+                "trap 'exit 0' TERM; echo trapped; while true; do sleep 0.05; done",
             ],
         )
         .await
         .unwrap();
         start(&mut e, &id).await;
+        // As PID 1 the shell ignores SIGTERM until its trap is installed
+        // (true with any runtime): stop once it says so.
+        let log = e.logs.path().join(format!("early-stop/trap{i}.log"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("trapped")
+        {
+            assert!(Instant::now() < deadline, "the trap was never installed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let t = Instant::now();
         e.c.runtime
             .stop_container(v1::StopContainerRequest {
