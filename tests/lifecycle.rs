@@ -583,3 +583,115 @@ async fn an_oom_kill_is_reported_as_oomkilled() {
     assert_eq!(s.exit_code, 137);
     stop_remove_pod(&mut e, &pod).await;
 }
+
+/// Kills the daemon with SIGKILL, as a crash would.
+fn crash(d: &mut Daemon) {
+    let pid = nix::unistd::Pid::from_raw(d.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    // Reaped by restart's stop (it is already dead).
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_reconciles_half_made_and_lost_state() {
+    if !ready("restart_reconciles_half_made_and_lost_state") {
+        return;
+    }
+    use pvecri::container::ContainerRecord;
+    use pvecri::pod::PodRecord;
+    let mut e = env().await;
+    let state = e.d.dir.path().join("state");
+    let run = e.d.dir.path().join("run");
+
+    // A running container whose record a crash never wrote.
+    let pod = run_pod(&mut e, "reconcile").await;
+    let orphan = create(&mut e, &pod, "orphan", &["sleep", "3600"])
+        .await
+        .unwrap();
+    start(&mut e, &orphan).await;
+    let orphan_pid = status_pid(&mut e, &orphan).await;
+    // A container whose monitor and process die while the daemon is down.
+    let lost = create(&mut e, &pod, "lost", &["sleep", "3600"])
+        .await
+        .unwrap();
+    start(&mut e, &lost).await;
+    let lost_pid = status_pid(&mut e, &lost).await;
+    let lost_monitor: i32 =
+        std::fs::read_to_string(run.join("containers").join(&lost).join("monitor.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    // A pod whose record a crash never wrote.
+    let half_pod = run_pod(&mut e, "half-pod").await;
+
+    crash(&mut e.d);
+    {
+        // The killed daemon's lock on the store goes with its fds.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let store = loop {
+            match pvecri::store::Store::open(&state.join("pvecri.redb")) {
+                Ok(s) => break s,
+                Err(err) if Instant::now() < deadline => {
+                    let _ = err;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(err) => panic!("cannot open the store: {err}"),
+            }
+        };
+        assert!(store.delete::<ContainerRecord>(&orphan).unwrap());
+        assert!(store.delete::<PodRecord>(&half_pod).unwrap());
+    }
+    for pid in [lost_monitor, lost_pid] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    e.d.restart();
+    e.c = e.d.client().await;
+
+    // The orphan's process (at most a zombie awaiting its reaper),
+    // directories and root filesystem mount are gone.
+    let state_of =
+        std::fs::read_to_string(format!("/proc/{orphan_pid}/status")).unwrap_or_default();
+    assert!(
+        state_of.is_empty()
+            || state_of
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z')),
+        "{state_of}"
+    );
+    assert!(!state.join("lxc").join(&orphan).exists());
+    assert!(!run.join("containers").join(&orphan).exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&orphan),
+        "the orphan's rootfs is still mounted"
+    );
+    // The half-made pod's namespaces are released.
+    assert!(!run.join("ns").join(&half_pod).exists());
+    // The lost container is reported exited, not running forever.
+    let s = status(&mut e, &lost).await;
+    assert_eq!(s.state, v1::ContainerState::ContainerExited as i32, "{s:?}");
+    assert_eq!(s.exit_code, 255);
+    assert!(s.message.contains("lost"), "{s:?}");
+    assert!(e.d.log().contains("reconciled the store with the node"));
+    stop_remove_pod(&mut e, &pod).await;
+}
+
+async fn status_pid(e: &mut Env, id: &str) -> i32 {
+    let info =
+        e.c.runtime
+            .container_status(v1::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+    let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    v["pid"].as_i64().unwrap() as i32
+}

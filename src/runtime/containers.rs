@@ -554,7 +554,7 @@ impl Runtime {
         self.refresh(c)
     }
 
-    fn refresh(&self, mut c: ContainerRecord) -> Result<ContainerRecord, RuntimeError> {
+    pub(crate) fn refresh(&self, mut c: ContainerRecord) -> Result<ContainerRecord, RuntimeError> {
         if c.state == ContainerState::Exited {
             return Ok(c);
         }

@@ -8,6 +8,7 @@ mod exec;
 mod health;
 mod names;
 mod pods;
+mod reconcile;
 mod security;
 
 pub use containers::ContainerFilter;
@@ -15,6 +16,7 @@ pub use error::RuntimeError;
 pub use exec::ExecOutput;
 pub use health::{Condition, ConditionKind};
 pub use pods::PodFilter;
+pub use reconcile::Reconciled;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -100,7 +102,7 @@ impl Runtime {
         for c in store.list::<crate::container::ContainerRecord>()? {
             let _ = names.reserve(&c.config.name_key(&c.pod_id), &c.id);
         }
-        Ok(Arc::new(Self {
+        let runtime = Self {
             config,
             store,
             images,
@@ -108,7 +110,11 @@ impl Runtime {
             cgroup_layout,
             min_oom_score_adj: own_oom_score_adj(),
             self_exe: std::env::current_exe().context("cannot find the pvecri binary")?,
-        }))
+        };
+        runtime
+            .reconcile()
+            .context("cannot reconcile the store with the node")?;
+        Ok(Arc::new(runtime))
     }
 
     pub fn config(&self) -> &Config {

@@ -1,0 +1,232 @@
+//! Start-up reconciliation: the store against what exists on the node after
+//! a crash or a reboot. Half-made containers and pods (a crash between the
+//! first resource and the store write) are removed; records whose processes
+//! or namespaces are gone are marked as such. Runs once, before the server
+//! accepts calls.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use tracing::{info, warn};
+
+use super::Runtime;
+use crate::container::{ContainerRecord, ContainerState};
+use crate::pod::{PodRecord, PodState};
+
+/// What the pass changed, for the log and the tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub orphan_containers: usize,
+    pub lost_containers: usize,
+    pub orphan_pods: usize,
+    pub lost_pods: usize,
+}
+
+/// IDs pvecri generates: 64 lowercase hex digits. Anything else in its
+/// directories is not touched.
+fn is_our_id(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| is_our_id(n))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Runtime {
+    pub(crate) fn reconcile(&self) -> anyhow::Result<Reconciled> {
+        let mut out = Reconciled::default();
+        let containers = self.store.list::<ContainerRecord>()?;
+        let known: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+        let snapshot_dir = self
+            .config
+            .state_dir
+            .join("snapshots")
+            .join(self.images.snapshots().kind().as_str())
+            .join("containers");
+        let mut orphans: HashSet<String> = HashSet::new();
+        for dir in [
+            self.config.lxc_path(),
+            self.config.runtime_dir.join("containers"),
+            snapshot_dir,
+        ] {
+            orphans.extend(
+                entries(&dir)
+                    .into_iter()
+                    .filter(|id| !known.contains(id.as_str())),
+            );
+        }
+        for id in &orphans {
+            warn!(container_id = %id, "removing a container left half-made by a crash");
+            kill_cgroup_members(id);
+            if let Err(e) = self.images.snapshots().remove_rootfs(id) {
+                warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot remove its root filesystem");
+            }
+            for dir in [
+                self.config.lxc_path().join(id),
+                self.config.runtime_dir.join("containers").join(id),
+            ] {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            out.orphan_containers += 1;
+        }
+
+        for c in containers {
+            if matches!(c.state, ContainerState::Exited) {
+                continue;
+            }
+            let c = self.refresh(c)?;
+            if c.state == ContainerState::Exited {
+                continue;
+            }
+            let alive = super::containers::proc_start_time(c.init_pid) == Some(c.init_start_time);
+            if !alive {
+                let mut c = c;
+                warn!(container_id = %c.id, "the container's process is gone without an exit record");
+                c.state = ContainerState::Exited;
+                c.exit_code = 255;
+                c.reason = "Error".into();
+                c.message =
+                    "the container's process was lost (node reboot or monitor crash)".into();
+                c.finished_at_ns = super::now_ns();
+                if c.started_at_ns == 0 {
+                    c.started_at_ns = c.finished_at_ns;
+                }
+                self.store.put(&c)?;
+                out.lost_containers += 1;
+            }
+        }
+
+        let pods = self.store.list::<PodRecord>()?;
+        let known_pods: HashSet<&str> = pods.iter().map(|p| p.id.as_str()).collect();
+        let ns_root = self.config.runtime_dir.join("ns");
+        for id in entries(&ns_root) {
+            if !known_pods.contains(id.as_str()) {
+                warn!(pod_id = %id, "releasing namespaces of a pod left half-made by a crash");
+                kill_pid_namespace_holder(&ns_root.join(&id).join("pid"));
+                if let Err(e) = crate::sandbox::ns::unpin(&ns_root.join(&id)) {
+                    warn!(pod_id = %id, error = %crate::errors::chain(&e), "cannot release them");
+                }
+                out.orphan_pods += 1;
+            }
+        }
+        let files_root = self.config.state_dir.join("sandboxes");
+        for id in entries(&files_root) {
+            if !known_pods.contains(id.as_str()) {
+                let _ = std::fs::remove_dir_all(files_root.join(&id));
+            }
+        }
+        for mut pod in pods {
+            if pod.state != PodState::Ready {
+                continue;
+            }
+            let pins = [&pod.net_ns, &pod.ipc_ns, &pod.uts_ns, &pod.pid_ns];
+            let pinned = pins
+                .iter()
+                .filter_map(|p| p.as_ref())
+                .all(|p| is_nsfs(Path::new(p)));
+            let infra_alive = pod.infra_pid == 0
+                || crate::sandbox::infra::proc_start_time(pod.infra_pid)
+                    == Some(pod.infra_start_time);
+            if !pinned || !infra_alive {
+                warn!(pod_id = %pod.id, "the pod's namespaces are gone (node reboot?): marking it not ready");
+                pod.state = PodState::NotReady;
+                self.store.put(&pod)?;
+                out.lost_pods += 1;
+            }
+        }
+        if out != Reconciled::default() {
+            info!(?out, "reconciled the store with the node");
+        }
+        Ok(out)
+    }
+}
+
+fn is_nsfs(path: &Path) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == NSFS_MAGIC)
+}
+
+/// SIGKILLs every live process in a cgroup whose path names `id` (the
+/// container's and its monitor's), and waits (bounded) until none is left,
+/// so that its root filesystem can be unmounted.
+fn kill_cgroup_members(id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let members: Vec<i32> = procs()
+            .filter(|pid| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let zombie = status
+                    .lines()
+                    .any(|l| l.starts_with("State:") && l.contains('Z'));
+                !zombie
+                    && std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                        .unwrap_or_default()
+                        .lines()
+                        .any(|l| l.contains(id))
+            })
+            .collect();
+        if members.is_empty() || std::time::Instant::now() > deadline {
+            return;
+        }
+        for pid in members {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// SIGKILLs PID 1 of the PID namespace pinned at `pin`, which ends it.
+fn kill_pid_namespace_holder(pin: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ns) = std::fs::metadata(pin) else {
+        return;
+    };
+    if !is_nsfs(pin) {
+        return;
+    }
+    for pid in procs() {
+        let same = std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+            .is_ok_and(|m| m.ino() == ns.ino() && m.dev() == ns.dev());
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let is_init = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|v| v.split_whitespace().last())
+            == Some("1");
+        if same && is_init {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn procs() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_generated_ids_are_touched() {
+        assert!(super::is_our_id(&"a1".repeat(32)));
+        assert!(!super::is_our_id("100"));
+        assert!(!super::is_our_id(&"z".repeat(64)));
+        assert!(!super::is_our_id(&"a".repeat(63)));
+    }
+}
