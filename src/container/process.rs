@@ -169,7 +169,7 @@ pub fn identity(
         };
     }
     let mut groups: Vec<u32> = Vec::new();
-    if let Some(name) = &name {
+    if let (Some(name), false) = (&name, config.security.strict_supplemental_groups) {
         for g in groups_db
             .iter()
             .filter(|g| g.members.iter().any(|m| m == name))

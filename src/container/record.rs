@@ -66,6 +66,10 @@ pub struct SecurityConfig {
     /// namespace TARGET joins.
     pub pid_mode: crate::pod::NsMode,
     pub target_id: String,
+    /// SupplementalGroupsPolicy Strict: the image's /etc/group memberships
+    /// are not added.
+    #[serde(default)]
+    pub strict_supplemental_groups: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +95,17 @@ pub struct ContainerRecord {
     /// /proc/<pid>/stat start time of init, to never signal a recycled pid.
     pub init_start_time: u64,
     pub stop_signal: String,
+    /// The identity the workload runs as, for ContainerStatus.user.
+    #[serde(default)]
+    pub user: Option<ResolvedUser>,
+}
+
+/// uid, gid and supplementary groups after resolution in the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
 }
 
 impl ContainerConfig {

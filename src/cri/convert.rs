@@ -328,6 +328,8 @@ fn security_config(
         apparmor,
         pid_mode: ns.map(|n| ns_mode(n.pid)).unwrap_or_default(),
         target_id: ns.map(|n| n.target_id.clone()).unwrap_or_default(),
+        strict_supplemental_groups: sc.supplemental_groups_policy
+            == v1::SupplementalGroupsPolicy::Strict as i32,
     })
 }
 
@@ -441,6 +443,17 @@ pub fn container_status(c: &ContainerRecord) -> v1::ContainerStatus {
             ..Default::default()
         }),
         image_id: c.image_id.clone(),
+        user: c.user.as_ref().map(|u| v1::ContainerUser {
+            linux: Some(v1::LinuxContainerUser {
+                uid: i64::from(u.uid),
+                gid: i64::from(u.gid),
+                // The primary group counts, as `id -G` shows it.
+                supplemental_groups: std::iter::once(u.gid)
+                    .chain(u.groups.iter().copied().filter(|g| *g != u.gid))
+                    .map(i64::from)
+                    .collect(),
+            }),
+        }),
         ..Default::default()
     }
 }

@@ -72,7 +72,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
                 }),
             }],
             features: Some(v1::RuntimeFeatures {
-                supplemental_groups_policy: false,
+                supplemental_groups_policy: true,
                 ..Default::default()
             }),
         }))

@@ -138,7 +138,7 @@ impl Runtime {
                 .to_owned(),
             uid: who.uid,
             gid: who.gid,
-            additional_gids: who.groups,
+            additional_gids: who.groups.clone(),
             no_new_privs: confinement.no_new_privs,
             capabilities: confinement.capabilities,
             ambient_capabilities: confinement.ambient,
@@ -269,6 +269,11 @@ impl Runtime {
             init_pid,
             init_start_time: proc_start_time(init_pid).unwrap_or_default(),
             stop_signal: image.run_config.stop_signal.clone().unwrap_or_default(),
+            user: Some(crate::container::record::ResolvedUser {
+                uid: who.uid,
+                gid: who.gid,
+                groups: who.groups,
+            }),
             config,
         };
         self.store.put(&record)?;
