@@ -164,6 +164,14 @@ fn confine_and_exec(spec: &Spec) -> Result<std::convert::Infallible, StartError>
             security::load_seccomp(filter).map_err(StartError::Security)?;
         }
     }
+    if let Some(profile) = &spec.apparmor_profile {
+        sys::apparmor_exec_label(profile).map_err(|errno| {
+            StartError::Security(security::SecurityError::AppArmor {
+                profile: profile.clone(),
+                errno,
+            })
+        })?;
+    }
     let cwd = CString::new(spec.cwd.as_str()).expect("validated by Spec::parse");
     sys::chdir(&cwd).map_err(|errno| StartError::Chdir {
         cwd: spec.cwd.clone(),

@@ -15,6 +15,7 @@ pub enum SecurityError {
     ReadOnly { path: String, errno: Errno },
     Capabilities { step: &'static str, errno: Errno },
     Seccomp { message: String },
+    AppArmor { profile: String, errno: Errno },
 }
 
 impl std::fmt::Display for SecurityError {
@@ -24,6 +25,7 @@ impl std::fmt::Display for SecurityError {
             Self::ReadOnly { path, errno } => write!(f, "make {path} read-only: {errno}"),
             Self::Capabilities { step, errno } => write!(f, "capabilities ({step}): {errno}"),
             Self::Seccomp { message } => write!(f, "seccomp: {message}"),
+            Self::AppArmor { profile, errno } => write!(f, "AppArmor profile {profile}: {errno}"),
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct Spec {
     /// The seccomp filter to load; `None` runs unconfined.
     #[serde(default)]
     pub seccomp: Option<Seccomp>,
+    /// The AppArmor profile to exec the workload into.
+    #[serde(default)]
+    pub apparmor_profile: Option<String>,
 }
 
 /// A seccomp filter, already resolved by the daemon (RuntimeDefault and

@@ -433,6 +433,14 @@ pub fn attach_mount(fd: OwnedFd, target: &CStr) -> Result<(), Errno> {
     .map(drop)
 }
 
+/// Asks AppArmor to confine the next execve with `profile`.
+pub fn apparmor_exec_label(profile: &str) -> Result<(), Errno> {
+    let text = format!("exec {profile}");
+    // The per-LSM file on newer kernels, the shared one on older.
+    let write = |path: &str| std::fs::write(path, text.as_bytes()).map_err(Errno::from);
+    write("/proc/thread-self/attr/apparmor/exec").or_else(|_| write("/proc/self/attr/exec"))
+}
+
 pub fn unshare_pid() -> Result<(), Errno> {
     // SAFETY: plain syscall without pointers.
     check(unsafe { libc::unshare(libc::CLONE_NEWPID) }).map(drop)

@@ -35,6 +35,9 @@ pub struct ProcessSpec {
     pub readonly_rootfs: bool,
     #[serde(default)]
     pub seccomp: Option<crate::security::seccomp::Filter>,
+    /// AppArmor profile the workload is exec'd into; `None`: unconfined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apparmor_profile: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

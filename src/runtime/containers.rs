@@ -146,6 +146,7 @@ impl Runtime {
             readonly_paths: confinement.readonly_paths,
             readonly_rootfs: confinement.readonly_rootfs,
             seccomp: confinement.seccomp,
+            apparmor_profile: confinement.apparmor,
         };
 
         let run_dir = self.container_run_dir(id);

@@ -95,6 +95,11 @@ impl Runtime {
         })?;
         let cgroup_layout =
             crate::node::cgroups::detect().context("cannot read the cgroup layout")?;
+        if crate::security::apparmor::enabled() {
+            if let Err(e) = crate::security::apparmor::load_default() {
+                tracing::warn!(error = %e, "cannot load the pvecri-default AppArmor profile");
+            }
+        }
         let names = names::Names::default();
         for pod in store.list::<crate::pod::PodRecord>()? {
             let _ = names.reserve(&pod.config.name_key(), &pod.id);

@@ -16,6 +16,7 @@ pub(crate) struct Confinement {
     pub readonly_rootfs: bool,
     pub no_new_privs: bool,
     pub seccomp: Option<seccomp::Filter>,
+    pub apparmor: Option<String>,
 }
 
 /// This machine's syscall table, read once from libseccomp.
@@ -31,7 +32,7 @@ pub(crate) fn confinement(config: &ContainerConfig) -> Result<Confinement, Runti
     let invalid = |field: &'static str, message: String| RuntimeError::Invalid { field, message };
     // Checked even when privileged: a profile asked for on a node that
     // cannot enforce it is an error rather than a silent downgrade.
-    apparmor::resolve(&sc.apparmor, apparmor::enabled())
+    let apparmor = apparmor::resolve(&sc.apparmor, apparmor::enabled())
         .map_err(|m| invalid("config.linux.security_context.apparmor", m))?;
     if config.privileged {
         return Ok(Confinement {
@@ -71,5 +72,6 @@ pub(crate) fn confinement(config: &ContainerConfig) -> Result<Confinement, Runti
         readonly_rootfs: sc.readonly_rootfs,
         no_new_privs: sc.no_new_privs,
         seccomp: filter,
+        apparmor,
     })
 }
