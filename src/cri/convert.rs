@@ -56,6 +56,17 @@ pub fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, Status> {
     let opts = linux
         .and_then(|l| l.security_context.as_ref())
         .and_then(|s| s.namespace_options.as_ref());
+    // hostUsers: false. Status does not advertise user namespaces, so a
+    // kubelet never asks; anyone else gets a clear refusal rather than a
+    // pod silently running in the host's user namespace.
+    if let Some(userns) = opts.and_then(|o| o.userns_options.as_ref()) {
+        if userns.mode != v1::NamespaceMode::Node as i32 {
+            return Err(Status::failed_precondition(
+                "config.linux.security_context.namespace_options.userns_options: \
+                 user namespaces are not supported by this runtime (hostUsers: false)",
+            ));
+        }
+    }
     Ok(PodConfig {
         name: md.name.clone(),
         uid: md.uid.clone(),
