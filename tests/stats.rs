@@ -345,6 +345,45 @@ async fn cpu_memory_processes_and_network_follow_the_workload() {
         .stats;
     assert_eq!(listed.len(), 1);
 
+    // The cAdvisor-style metrics agree: the hog's working set, every
+    // descriptor's label count.
+    let descriptors = c
+        .runtime
+        .list_metric_descriptors(v1::ListMetricDescriptorsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .descriptors;
+    let metrics = c
+        .runtime
+        .list_pod_sandbox_metrics(v1::ListPodSandboxMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_metrics;
+    let mine = metrics
+        .iter()
+        .find(|m| m.pod_sandbox_id == pod)
+        .expect("the pod's metrics");
+    let hog_metrics = mine
+        .container_metrics
+        .iter()
+        .find(|m| m.container_id == hog)
+        .expect("the hog's metrics");
+    let ws = hog_metrics
+        .metrics
+        .iter()
+        .find(|m| m.name == "container_memory_working_set_bytes")
+        .unwrap();
+    assert!(ws.value.as_ref().unwrap().value >= 32 << 20);
+    for m in mine.metrics.iter().chain(hog_metrics.metrics.iter()) {
+        let d = descriptors
+            .iter()
+            .find(|d| d.name == m.name)
+            .expect("described");
+        assert_eq!(d.label_keys.len(), m.label_values.len(), "{}", m.name);
+    }
+
     stop_remove_pod(&mut c, &pod).await;
 }
 

@@ -514,3 +514,52 @@ pub fn container_event(e: &crate::events::ContainerEvent) -> v1::ContainerEventR
         containers_statuses: e.containers.iter().map(container_status).collect(),
     }
 }
+
+pub fn metric_descriptors() -> Vec<v1::MetricDescriptor> {
+    use crate::stats::cadvisor::{BASE_LABELS, DESCRIPTORS};
+    DESCRIPTORS
+        .iter()
+        .map(|d| v1::MetricDescriptor {
+            name: d.name.to_owned(),
+            help: d.help.to_owned(),
+            label_keys: BASE_LABELS
+                .iter()
+                .chain(d.extra_labels)
+                .map(|l| l.to_string())
+                .collect(),
+        })
+        .collect()
+}
+
+fn metric(at_ns: i64, labels: &[String], s: &crate::stats::cadvisor::Sample) -> v1::Metric {
+    let kind = match s.kind {
+        crate::stats::cadvisor::Kind::Counter => v1::MetricType::Counter,
+        crate::stats::cadvisor::Kind::Gauge => v1::MetricType::Gauge,
+    };
+    v1::Metric {
+        name: s.name.to_owned(),
+        timestamp: at_ns,
+        metric_type: kind as i32,
+        label_values: labels
+            .iter()
+            .chain(&s.extra_label_values)
+            .cloned()
+            .collect(),
+        value: u64v(s.value),
+    }
+}
+
+pub fn pod_sandbox_metrics(m: &crate::runtime::PodMetrics) -> v1::PodSandboxMetrics {
+    v1::PodSandboxMetrics {
+        pod_sandbox_id: m.pod_id.clone(),
+        metrics: m.pod.iter().map(|(l, s)| metric(m.at_ns, l, s)).collect(),
+        container_metrics: m
+            .containers
+            .iter()
+            .map(|(id, samples)| v1::ContainerMetrics {
+                container_id: id.clone(),
+                metrics: samples.iter().map(|(l, s)| metric(m.at_ns, l, s)).collect(),
+            })
+            .collect(),
+    }
+}

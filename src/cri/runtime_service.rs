@@ -410,6 +410,29 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn list_metric_descriptors(
+        &self,
+        _request: Request<v1::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
+        Ok(Response::new(v1::ListMetricDescriptorsResponse {
+            descriptors: convert::metric_descriptors(),
+        }))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _request: Request<v1::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
+        let metrics = self
+            .runtime
+            .pod_metrics()
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::ListPodSandboxMetricsResponse {
+            pod_metrics: metrics.iter().map(convert::pod_sandbox_metrics).collect(),
+        }))
+    }
+
     async fn container_stats(
         &self,
         request: Request<v1::ContainerStatsRequest>,
@@ -508,8 +531,6 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         checkpoint_container(v1::CheckpointContainerRequest) -> v1::CheckpointContainerResponse;
         checkpoint_pod(v1::CheckpointPodRequest) -> v1::CheckpointPodResponse;
         restore_pod(v1::RestorePodRequest) -> v1::RestorePodResponse;
-        list_metric_descriptors(v1::ListMetricDescriptorsRequest) -> v1::ListMetricDescriptorsResponse;
-        list_pod_sandbox_metrics(v1::ListPodSandboxMetricsRequest) -> v1::ListPodSandboxMetricsResponse;
         update_pod_sandbox_resources(v1::UpdatePodSandboxResourcesRequest) -> v1::UpdatePodSandboxResourcesResponse;
     }
 }

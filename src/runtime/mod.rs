@@ -17,7 +17,7 @@ pub use events::spawn_watcher;
 pub use exec::ExecOutput;
 pub use health::{Condition, ConditionKind};
 pub use pods::PodFilter;
-pub use stats::{ContainerUsage, PodUsage};
+pub use stats::{ContainerUsage, PodMetrics, PodUsage};
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use super::{now_ns, ContainerFilter, PodFilter, Runtime, RuntimeError};
 use crate::container::{ContainerRecord, ContainerState};
 use crate::pod::{PodRecord, PodState};
 use crate::snapshot::Usage;
-use crate::stats::{CgroupStats, InterfaceStats};
+use crate::stats::{cadvisor, CgroupStats, InterfaceStats};
 
 /// How long a writable layer's measured size is reused: walking a layer is
 /// the costliest part of a stats call, and the kubelet asks every 10 s.
@@ -36,6 +36,20 @@ pub struct PodUsage {
     pub interfaces: Vec<InterfaceStats>,
     pub containers: Vec<ContainerUsage>,
 }
+
+/// cAdvisor-style samples of one pod: its own (network) and its
+/// containers', each with the values of [`cadvisor::BASE_LABELS`].
+#[derive(Debug, Clone)]
+pub struct PodMetrics {
+    pub pod_id: String,
+    pub at_ns: i64,
+    pub pod: Vec<LabeledSample>,
+    /// (container ID, its samples).
+    pub containers: Vec<(String, Vec<LabeledSample>)>,
+}
+
+/// A sample with the values of the base labels.
+pub type LabeledSample = (Vec<String>, cadvisor::Sample);
 
 /// Recently measured writable layers.
 #[derive(Default)]
@@ -87,6 +101,80 @@ impl Runtime {
             pods.into_iter()
                 .filter(|p| p.state == PodState::Ready || !filter.id.is_empty())
                 .map(|p| rt.pod_usage(p))
+                .collect()
+        })
+        .await
+    }
+
+    /// cAdvisor-style metrics of every ready pod.
+    pub async fn pod_metrics(self: &std::sync::Arc<Self>) -> Result<Vec<PodMetrics>, RuntimeError> {
+        let rt = self.clone();
+        run_blocking(move || {
+            let pods = rt.list_pods(&PodFilter {
+                state: Some(PodState::Ready),
+                ..Default::default()
+            })?;
+            let root = rt.images.snapshots().rootfs_root().to_owned();
+            let fs = cadvisor::FsInfo::of(&root);
+            let device = root.display().to_string();
+            pods.into_iter()
+                .map(|p| {
+                    let usage = rt.pod_usage(p)?;
+                    let ns = usage.pod.config.namespace.clone();
+                    let pod_name = usage.pod.config.name.clone();
+                    let pod_labels = vec![
+                        "POD".to_owned(),
+                        usage.pod.id.clone(),
+                        String::new(),
+                        usage.pod.id.clone(),
+                        ns.clone(),
+                        pod_name.clone(),
+                    ];
+                    let pod = cadvisor::network_samples(&usage.interfaces)
+                        .into_iter()
+                        .map(|s| (pod_labels.clone(), s))
+                        .collect();
+                    let containers = usage
+                        .containers
+                        .iter()
+                        .filter(|c| c.container.state == ContainerState::Running)
+                        .map(|c| {
+                            let detail = rt.cgroup_reader.read_detail(&c.container.cgroup);
+                            let inputs = cadvisor::ContainerInputs {
+                                stats: &c.cgroup,
+                                detail: &detail,
+                                resources: &c.container.config.resources,
+                                started_at_ns: c.container.started_at_ns,
+                                now_ns: c.at_ns,
+                                layer_bytes: c
+                                    .writable_layer
+                                    .as_ref()
+                                    .map(|(u, _)| u.bytes)
+                                    .unwrap_or(0),
+                                fs,
+                            };
+                            let labels = vec![
+                                c.container.config.name.clone(),
+                                c.container.id.clone(),
+                                c.container.config.image.clone(),
+                                c.container.id.clone(),
+                                ns.clone(),
+                                pod_name.clone(),
+                            ];
+                            let samples = cadvisor::container_samples(&inputs, &device)
+                                .into_iter()
+                                .map(|s| (labels.clone(), s))
+                                .collect();
+                            (c.container.id.clone(), samples)
+                        })
+                        .collect();
+                    Ok(PodMetrics {
+                        pod_id: usage.pod.id.clone(),
+                        at_ns: usage.at_ns,
+                        pod,
+                        containers,
+                    })
+                })
                 .collect()
         })
         .await

@@ -349,3 +349,191 @@ mod tests {
         assert!(s.cpu_usage_ns.unwrap() > 0);
     }
 }
+
+/// The further counters cAdvisor-style metrics need, beyond [`CgroupStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupDetail {
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    pub cfs_periods: u64,
+    pub cfs_throttled_periods: u64,
+    pub cfs_throttled_ns: u64,
+    pub memory_cache_bytes: u64,
+    pub memory_mapped_file_bytes: u64,
+    pub memory_kernel_bytes: u64,
+    pub memory_max_usage_bytes: u64,
+    pub memory_failcnt: u64,
+    pub oom_kills: u64,
+    /// `pids.max`; 0 when unlimited.
+    pub pids_max: u64,
+    /// Processes (thread group leaders) in the cgroup.
+    pub procs: Vec<i32>,
+}
+
+/// USER_HZ, the unit of v1's `cpuacct.stat` (100 on every Linux ABI).
+const USER_HZ_NS: u64 = 10_000_000;
+
+impl CgroupReader {
+    pub fn read_detail(&self, cgroup: &str) -> CgroupDetail {
+        let cgroup = cgroup.trim_matches('/');
+        match self {
+            CgroupReader::V2 { root } => detail_v2(&root.join(cgroup)),
+            CgroupReader::V1 { root } => detail_v1(root, cgroup),
+        }
+    }
+}
+
+fn detail_v2(dir: &Path) -> CgroupDetail {
+    let cpu = read_keyed(&dir.join("cpu.stat")).unwrap_or_default();
+    let mem = read_keyed(&dir.join("memory.stat")).unwrap_or_default();
+    let events = read_keyed(&dir.join("memory.events")).unwrap_or_default();
+    let c = |k: &str| cpu.get(k).copied().unwrap_or(0);
+    let m = |k: &str| mem.get(k).copied().unwrap_or(0);
+    let kernel = match mem.get("kernel") {
+        Some(k) => *k,
+        None => m("kernel_stack") + m("slab") + m("sock"),
+    };
+    CgroupDetail {
+        cpu_user_ns: c("user_usec") * 1000,
+        cpu_system_ns: c("system_usec") * 1000,
+        cfs_periods: c("nr_periods"),
+        cfs_throttled_periods: c("nr_throttled"),
+        cfs_throttled_ns: c("throttled_usec") * 1000,
+        memory_cache_bytes: m("file"),
+        memory_mapped_file_bytes: m("file_mapped"),
+        memory_kernel_bytes: kernel,
+        memory_max_usage_bytes: read_u64(&dir.join("memory.peak"))
+            .or_else(|| read_u64(&dir.join("memory.current")))
+            .unwrap_or(0),
+        memory_failcnt: events.get("max").copied().unwrap_or(0),
+        oom_kills: events.get("oom_kill").copied().unwrap_or(0),
+        pids_max: read_limit_v2(&dir.join("pids.max")).unwrap_or(0),
+        procs: read_procs(&dir.join("cgroup.procs")),
+    }
+}
+
+fn detail_v1(root: &Path, cgroup: &str) -> CgroupDetail {
+    let ctl = |name: &str, alt: &str| {
+        let dir = root.join(name);
+        if dir.exists() {
+            dir.join(cgroup)
+        } else {
+            root.join(alt).join(cgroup)
+        }
+    };
+    let acct = read_keyed(&ctl("cpuacct", "cpu,cpuacct").join("cpuacct.stat")).unwrap_or_default();
+    let cpu = read_keyed(&ctl("cpu", "cpu,cpuacct").join("cpu.stat")).unwrap_or_default();
+    let mem_dir = root.join("memory").join(cgroup);
+    let mem = read_keyed(&mem_dir.join("memory.stat")).unwrap_or_default();
+    let oom = read_keyed(&mem_dir.join("memory.oom_control")).unwrap_or_default();
+    let m = |k: &str| {
+        mem.get(&format!("total_{k}"))
+            .or_else(|| mem.get(k))
+            .copied()
+            .unwrap_or(0)
+    };
+    let c = |k: &str| cpu.get(k).copied().unwrap_or(0);
+    CgroupDetail {
+        cpu_user_ns: acct.get("user").copied().unwrap_or(0) * USER_HZ_NS,
+        cpu_system_ns: acct.get("system").copied().unwrap_or(0) * USER_HZ_NS,
+        cfs_periods: c("nr_periods"),
+        cfs_throttled_periods: c("nr_throttled"),
+        cfs_throttled_ns: c("throttled_time"),
+        memory_cache_bytes: m("cache"),
+        memory_mapped_file_bytes: m("mapped_file"),
+        memory_kernel_bytes: read_u64(&mem_dir.join("memory.kmem.usage_in_bytes")).unwrap_or(0),
+        memory_max_usage_bytes: read_u64(&mem_dir.join("memory.max_usage_in_bytes")).unwrap_or(0),
+        memory_failcnt: read_u64(&mem_dir.join("memory.failcnt")).unwrap_or(0),
+        oom_kills: oom.get("oom_kill").copied().unwrap_or(0),
+        pids_max: read_limit_v2(&root.join("pids").join(cgroup).join("pids.max")).unwrap_or(0),
+        procs: read_procs(&mem_dir.join("cgroup.procs")),
+    }
+}
+
+fn read_procs(path: &Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod detail_tests {
+    use super::*;
+
+    #[test]
+    fn details_of_v2_and_v1_trees() {
+        let root = tempfile::tempdir().unwrap();
+        let files: &[(&str, &str)] = &[
+            ("c/cpu.stat", "usage_usec 30\nuser_usec 20\nsystem_usec 10\nnr_periods 5\nnr_throttled 2\nthrottled_usec 7\n"),
+            ("c/memory.stat", "file 100\nfile_mapped 40\nkernel 60\n"),
+            ("c/memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            ("c/memory.peak", "999\n"),
+            ("c/pids.max", "max\n"),
+            ("c/cgroup.procs", "10\n11\n"),
+        ];
+        for (name, text) in files {
+            let p = root.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let d = CgroupReader::V2 {
+            root: root.path().to_owned(),
+        }
+        .read_detail("c");
+        assert_eq!((d.cpu_user_ns, d.cpu_system_ns), (20_000, 10_000));
+        assert_eq!(
+            (d.cfs_periods, d.cfs_throttled_periods, d.cfs_throttled_ns),
+            (5, 2, 7000)
+        );
+        assert_eq!(
+            (
+                d.memory_cache_bytes,
+                d.memory_mapped_file_bytes,
+                d.memory_kernel_bytes
+            ),
+            (100, 40, 60)
+        );
+        assert_eq!(
+            (d.memory_max_usage_bytes, d.memory_failcnt, d.oom_kills),
+            (999, 3, 1)
+        );
+        assert_eq!((d.pids_max, d.procs.clone()), (0, vec![10, 11]));
+
+        let v1 = tempfile::tempdir().unwrap();
+        let files: &[(&str, &str)] = &[
+            ("cpu,cpuacct/c/cpuacct.stat", "user 3\nsystem 1\n"),
+            (
+                "cpu,cpuacct/c/cpu.stat",
+                "nr_periods 4\nnr_throttled 1\nthrottled_time 500\n",
+            ),
+            (
+                "memory/c/memory.stat",
+                "total_cache 10\ntotal_mapped_file 5\n",
+            ),
+            (
+                "memory/c/memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+            ),
+            ("memory/c/memory.failcnt", "4\n"),
+            ("memory/c/cgroup.procs", "7\n"),
+            ("pids/c/pids.max", "64\n"),
+        ];
+        for (name, text) in files {
+            let p = v1.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let d = CgroupReader::V1 {
+            root: v1.path().to_owned(),
+        }
+        .read_detail("c");
+        assert_eq!((d.cpu_user_ns, d.cpu_system_ns), (30_000_000, 10_000_000));
+        assert_eq!(
+            (d.cfs_periods, d.cfs_throttled_periods, d.cfs_throttled_ns),
+            (4, 1, 500)
+        );
+        assert_eq!((d.memory_cache_bytes, d.memory_mapped_file_bytes), (10, 5));
+        assert_eq!((d.memory_failcnt, d.oom_kills, d.pids_max), (4, 2, 64));
+        assert_eq!(d.procs, vec![7]);
+    }
+}

@@ -10,9 +10,13 @@ use std::path::Path;
 pub struct InterfaceStats {
     pub name: String,
     pub rx_bytes: u64,
+    pub rx_packets: u64,
     pub rx_errors: u64,
+    pub rx_dropped: u64,
     pub tx_bytes: u64,
+    pub tx_packets: u64,
     pub tx_errors: u64,
+    pub tx_dropped: u64,
 }
 
 /// Parses `/proc/net/dev`: two header lines, then
@@ -26,15 +30,19 @@ pub fn parse(text: &str) -> Vec<InterfaceStats> {
                 .split_whitespace()
                 .map(|v| v.parse().ok())
                 .collect::<Option<_>>()?;
-            if f.len() < 11 {
+            if f.len() < 12 {
                 return None;
             }
             Some(InterfaceStats {
                 name: name.trim().to_owned(),
                 rx_bytes: f[0],
+                rx_packets: f[1],
                 rx_errors: f[2],
+                rx_dropped: f[3],
                 tx_bytes: f[8],
+                tx_packets: f[9],
                 tx_errors: f[10],
+                tx_dropped: f[11],
             })
         })
         .collect()
@@ -79,9 +87,13 @@ Inter-|   Receive                                                |  Transmit
             InterfaceStats {
                 name: "eth0".into(),
                 rx_bytes: 1_234_567,
+                rx_packets: 900,
                 rx_errors: 3,
+                rx_dropped: 0,
                 tx_bytes: 765_432,
+                tx_packets: 800,
                 tx_errors: 1,
+                tx_dropped: 0,
             }
         );
         assert!(parse("header\nheader\nbroken line\n").is_empty());
