@@ -589,12 +589,32 @@ async fn prometheus_endpoint_counts_rpcs() {
         "pvecri_containers",
         "pvecri_pod_sandboxes",
         "pvecri_monitor_processes",
+        "pvecri_runtime_condition",
         "process_resident_memory_bytes",
     ] {
         assert!(
             after.samples.iter().any(|s| s.metric == name),
             "{name} missing"
         );
+    }
+    // Every pvecri metric the shipped dashboard and alert rules use exists.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/monitoring");
+    for file in ["grafana-dashboard.json", "alerts.yml"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for (at, _) in text.match_indices("pvecri_") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let family = name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(
+                after.samples.iter().any(|s| s.metric == family),
+                "{file} uses {name}, which /metrics does not serve"
+            );
+        }
     }
     // Anything but /metrics is a 404.
     use std::io::{Read, Write};

@@ -44,14 +44,17 @@ fn line(e: &v1::ContainerEventResponse) -> String {
     };
     let pod = e.pod_sandbox_status.as_ref();
     let pod_id = pod.map(|p| p.id.as_str()).unwrap_or_default();
-    // The container's name, or the pod's for the sandbox's own events.
-    let name = e
-        .containers_statuses
-        .iter()
-        .find(|c| c.id == e.container_id)
-        .and_then(|c| c.metadata.as_ref().map(|m| m.name.clone()))
-        .or_else(|| pod.and_then(|p| p.metadata.as_ref().map(|m| m.name.clone())))
-        .unwrap_or_default();
+    // The container's name, or the pod's for the sandbox's own events (a
+    // deleted container is no longer among the statuses: no name).
+    let name = if e.container_id == pod_id {
+        pod.and_then(|p| p.metadata.as_ref().map(|m| m.name.clone()))
+    } else {
+        e.containers_statuses
+            .iter()
+            .find(|c| c.id == e.container_id)
+            .and_then(|c| c.metadata.as_ref().map(|m| m.name.clone()))
+    }
+    .unwrap_or_default();
     format!(
         "{:<30} {:<8} {:<13} {:<13} {}",
         timestamp(e.created_at),

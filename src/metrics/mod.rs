@@ -36,6 +36,7 @@ pub struct Metrics {
     pub sandboxes: IntGaugeVec,
     pub monitors: IntGauge,
     pub event_subscribers: IntGauge,
+    pub conditions: IntGaugeVec,
 }
 
 /// The process's metrics.
@@ -76,6 +77,11 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        // Both series exist from the start, so rate() and alerts see zero
+        // rather than nothing.
+        for result in ["success", "failure"] {
+            image_pulls.with_label_values(&[result]);
+        }
         let image_pull_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "pvecri_image_pull_duration_seconds",
@@ -107,6 +113,14 @@ impl Metrics {
         registry.register(Box::new(image_pulls.clone()))?;
         registry.register(Box::new(image_pull_duration.clone()))?;
         registry.register(Box::new(image_pulls_in_flight.clone()))?;
+        let conditions = IntGaugeVec::new(
+            Opts::new(
+                "pvecri_runtime_condition",
+                "1 when the CRI runtime condition (RuntimeReady, NetworkReady) holds, else 0.",
+            ),
+            &["condition"],
+        )?;
+        registry.register(Box::new(conditions.clone()))?;
         registry.register(Box::new(containers.clone()))?;
         registry.register(Box::new(sandboxes.clone()))?;
         registry.register(Box::new(monitors.clone()))?;
@@ -128,6 +142,7 @@ impl Metrics {
             sandboxes,
             monitors,
             event_subscribers,
+            conditions,
         })
     }
 
@@ -171,6 +186,11 @@ pub fn update_state_gauges(runtime: &crate::runtime::Runtime) {
     m.monitors.set(monitors as i64);
     m.event_subscribers
         .set(runtime.events().subscribers() as i64);
+    for c in runtime.conditions() {
+        m.conditions
+            .with_label_values(&[c.kind.as_str()])
+            .set(i64::from(c.ready));
+    }
 }
 
 /// The monitor's pid file in a container's run dir (`monitor::detach`).
