@@ -58,6 +58,15 @@ struct RawConfig {
     log_format: LogFormat,
     init_path: PathBuf,
     images: ImagesConfig,
+    metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct MetricsConfig {
+    /// `host:port` to serve `/metrics` on; empty (the default) serves none.
+    address: String,
 }
 
 /// `[images]`: where images come from and how they are stored.
@@ -106,6 +115,7 @@ impl Default for RawConfig {
             log_format: LogFormat::Text,
             init_path: PathBuf::from(DEFAULT_INIT_PATH),
             images: ImagesConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -128,6 +138,8 @@ pub struct Config {
     /// The static pvecri-init binary bind-mounted into every container.
     pub init_path: PathBuf,
     pub images: ImagesConfig,
+    /// Where the Prometheus endpoint listens; `None`: no endpoint.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -239,6 +251,13 @@ impl RawConfig {
                 });
             }
         }
+        let metrics_address = match self.metrics.address.as_str() {
+            "" => None,
+            a => Some(a.parse().map_err(|_| ConfigError::Invalid {
+                key: "metrics.address",
+                message: format!("{a:?} is not an `ip:port` address"),
+            })?),
+        };
         let socket_group = if self.socket_group.is_empty() {
             None
         } else {
@@ -254,6 +273,7 @@ impl RawConfig {
             log_format: self.log_format,
             init_path: self.init_path,
             images: self.images,
+            metrics_address,
         })
     }
 }
@@ -345,5 +365,16 @@ mod tests {
         let c = Config::from_toml(shipped).unwrap();
         let d = Config::from_toml("").unwrap();
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn metrics_endpoint_is_off_by_default_and_validated() {
+        assert_eq!(Config::from_toml("").unwrap().metrics_address, None);
+        let c = Config::from_toml("[metrics]\naddress = \"127.0.0.1:9102\"\n").unwrap();
+        assert_eq!(c.metrics_address, Some("127.0.0.1:9102".parse().unwrap()));
+        let msg = Config::from_toml("[metrics]\naddress = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("metrics.address"), "{msg}");
     }
 }

@@ -2,7 +2,9 @@
 //! diagnostic verbs. This is the only place that prints to stdout.
 
 mod doctor;
+mod events;
 mod logging;
+mod stats;
 mod version;
 
 use std::path::PathBuf;
@@ -30,6 +32,10 @@ enum Command {
     Version,
     /// Check the node for what pvecri needs, one line per check.
     Doctor,
+    /// CPU, memory and disk of running containers, from the daemon.
+    Stats(stats::StatsArgs),
+    /// Follow the daemon's container lifecycle events.
+    Events,
     /// Supervise one container (spawned by the daemon).
     #[command(hide = true)]
     Monitor(crate::monitor::MonitorArgs),
@@ -48,6 +54,8 @@ pub fn main() -> ExitCode {
         Command::Daemon => run_daemon(cli.config),
         Command::Version => load(cli.config).and_then(|c| version::run(&c)),
         Command::Doctor => load(cli.config).and_then(|c| doctor::run(&c)),
+        Command::Stats(args) => load(cli.config).and_then(|c| stats::run(&c, args)),
+        Command::Events => load(cli.config).and_then(|c| events::run(&c)),
         Command::Monitor(args) => crate::monitor::run(args),
         Command::ExecHelper(args) => crate::exec::run(args),
     };

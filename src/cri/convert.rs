@@ -468,3 +468,197 @@ pub fn container_status(c: &ContainerRecord) -> v1::ContainerStatus {
         ..Default::default()
     }
 }
+
+// ---- Stats and events (issue 8) ----
+
+fn u64v(v: u64) -> Option<v1::UInt64Value> {
+    Some(v1::UInt64Value { value: v })
+}
+
+pub fn container_attributes(c: &ContainerRecord) -> v1::ContainerAttributes {
+    v1::ContainerAttributes {
+        id: c.id.clone(),
+        metadata: Some(container_metadata(c)),
+        labels: hash(&c.config.labels),
+        annotations: hash(&c.config.annotations),
+    }
+}
+
+pub fn pod_attributes(p: &PodRecord) -> v1::PodSandboxAttributes {
+    v1::PodSandboxAttributes {
+        id: p.id.clone(),
+        metadata: Some(pod_metadata(p)),
+        labels: hash(&p.config.labels),
+        annotations: hash(&p.config.annotations),
+    }
+}
+
+fn cpu_usage(at_ns: i64, s: &crate::stats::CgroupStats, nano_cores: Option<u64>) -> v1::CpuUsage {
+    v1::CpuUsage {
+        timestamp: at_ns,
+        usage_core_nano_seconds: s.cpu_usage_ns.and_then(u64v),
+        usage_nano_cores: nano_cores.and_then(u64v),
+        psi: None,
+    }
+}
+
+fn memory_usage(at_ns: i64, s: &crate::stats::CgroupStats) -> v1::MemoryUsage {
+    match &s.memory {
+        Some(m) => v1::MemoryUsage {
+            timestamp: at_ns,
+            working_set_bytes: u64v(m.working_set_bytes),
+            available_bytes: m.available_bytes.and_then(u64v),
+            usage_bytes: u64v(m.usage_bytes),
+            rss_bytes: u64v(m.rss_bytes),
+            page_faults: u64v(m.page_faults),
+            major_page_faults: u64v(m.major_page_faults),
+            psi: None,
+        },
+        // The timestamp alone says "sampled, nothing charged" (a created
+        // or exited container).
+        None => v1::MemoryUsage {
+            timestamp: at_ns,
+            ..Default::default()
+        },
+    }
+}
+
+fn swap_usage(at_ns: i64, s: &crate::stats::CgroupStats) -> v1::SwapUsage {
+    let m = s.memory.as_ref();
+    v1::SwapUsage {
+        timestamp: at_ns,
+        swap_available_bytes: m.and_then(|m| m.swap_available_bytes).and_then(u64v),
+        swap_usage_bytes: m.and_then(|m| m.swap_usage_bytes).and_then(u64v),
+    }
+}
+
+pub fn container_stats(u: &crate::runtime::ContainerUsage) -> v1::ContainerStats {
+    v1::ContainerStats {
+        attributes: Some(container_attributes(&u.container)),
+        cpu: Some(cpu_usage(u.at_ns, &u.cgroup, u.nano_cores)),
+        memory: Some(memory_usage(u.at_ns, &u.cgroup)),
+        writable_layer: u
+            .writable_layer
+            .as_ref()
+            .map(|(usage, mountpoint)| v1::FilesystemUsage {
+                timestamp: u.at_ns,
+                fs_id: Some(v1::FilesystemIdentifier {
+                    mountpoint: mountpoint.display().to_string(),
+                }),
+                used_bytes: u64v(usage.bytes),
+                inodes_used: u64v(usage.inodes),
+            }),
+        swap: Some(swap_usage(u.at_ns, &u.cgroup)),
+        io: None,
+    }
+}
+
+fn interface_usage(i: &crate::stats::InterfaceStats) -> v1::NetworkInterfaceUsage {
+    v1::NetworkInterfaceUsage {
+        name: i.name.clone(),
+        rx_bytes: u64v(i.rx_bytes),
+        rx_errors: u64v(i.rx_errors),
+        tx_bytes: u64v(i.tx_bytes),
+        tx_errors: u64v(i.tx_errors),
+    }
+}
+
+/// The pod's default interface is eth0 (what networking creates); the
+/// others, loopback included, follow it in `interfaces`.
+pub fn pod_stats(u: &crate::runtime::PodUsage) -> v1::PodSandboxStats {
+    let network = (!u.interfaces.is_empty()).then(|| v1::NetworkUsage {
+        timestamp: u.at_ns,
+        default_interface: u
+            .interfaces
+            .iter()
+            .find(|i| i.name == "eth0")
+            .map(interface_usage),
+        interfaces: u
+            .interfaces
+            .iter()
+            .filter(|i| i.name != "eth0")
+            .map(interface_usage)
+            .collect(),
+    });
+    v1::PodSandboxStats {
+        attributes: Some(pod_attributes(&u.pod)),
+        linux: Some(v1::LinuxPodSandboxStats {
+            cpu: Some(cpu_usage(u.at_ns, &u.cgroup, u.nano_cores)),
+            memory: Some(memory_usage(u.at_ns, &u.cgroup)),
+            network,
+            process: Some(v1::ProcessUsage {
+                timestamp: u.at_ns,
+                process_count: u.cgroup.pids.and_then(u64v),
+            }),
+            containers: u.containers.iter().map(container_stats).collect(),
+            io: None,
+        }),
+        windows: None,
+    }
+}
+
+pub fn container_event(e: &crate::events::ContainerEvent) -> v1::ContainerEventResponse {
+    use crate::events::EventKind;
+    let kind = match e.kind {
+        EventKind::Created => v1::ContainerEventType::ContainerCreatedEvent,
+        EventKind::Started => v1::ContainerEventType::ContainerStartedEvent,
+        EventKind::Stopped => v1::ContainerEventType::ContainerStoppedEvent,
+        EventKind::Deleted => v1::ContainerEventType::ContainerDeletedEvent,
+    };
+    v1::ContainerEventResponse {
+        container_id: e.container_id.clone(),
+        container_event_type: kind as i32,
+        created_at: e.at_ns,
+        pod_sandbox_status: e.pod.as_ref().map(pod_status),
+        containers_statuses: e.containers.iter().map(container_status).collect(),
+    }
+}
+
+pub fn metric_descriptors() -> Vec<v1::MetricDescriptor> {
+    use crate::stats::cadvisor::{BASE_LABELS, DESCRIPTORS};
+    DESCRIPTORS
+        .iter()
+        .map(|d| v1::MetricDescriptor {
+            name: d.name.to_owned(),
+            help: d.help.to_owned(),
+            label_keys: BASE_LABELS
+                .iter()
+                .chain(d.extra_labels)
+                .map(|l| l.to_string())
+                .collect(),
+        })
+        .collect()
+}
+
+fn metric(at_ns: i64, labels: &[String], s: &crate::stats::cadvisor::Sample) -> v1::Metric {
+    let kind = match s.kind {
+        crate::stats::cadvisor::Kind::Counter => v1::MetricType::Counter,
+        crate::stats::cadvisor::Kind::Gauge => v1::MetricType::Gauge,
+    };
+    v1::Metric {
+        name: s.name.to_owned(),
+        timestamp: at_ns,
+        metric_type: kind as i32,
+        label_values: labels
+            .iter()
+            .chain(&s.extra_label_values)
+            .cloned()
+            .collect(),
+        value: u64v(s.value),
+    }
+}
+
+pub fn pod_sandbox_metrics(m: &crate::runtime::PodMetrics) -> v1::PodSandboxMetrics {
+    v1::PodSandboxMetrics {
+        pod_sandbox_id: m.pod_id.clone(),
+        metrics: m.pod.iter().map(|(l, s)| metric(m.at_ns, l, s)).collect(),
+        container_metrics: m
+            .containers
+            .iter()
+            .map(|(id, samples)| v1::ContainerMetrics {
+                container_id: id.clone(),
+                metrics: samples.iter().map(|(l, s)| metric(m.at_ns, l, s)).collect(),
+            })
+            .collect(),
+    }
+}

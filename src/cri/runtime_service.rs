@@ -10,6 +10,7 @@ use super::status::{from_runtime_error, invalid};
 use super::stub::{unimplemented, unimplemented_rpcs, NoStream};
 use super::v1;
 use crate::config::CgroupDriver;
+use crate::events::Next;
 use crate::runtime::{ContainerFilter, PodFilter, Runtime};
 use crate::version;
 
@@ -391,7 +392,128 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         _request: Request<v1::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(unimplemented("get_container_events"))
+        let sub = self.runtime.events().subscribe();
+        let stream = futures_util::stream::unfold(sub, |mut sub| async move {
+            loop {
+                match sub.next().await {
+                    Next::Event(e) => return Some((Ok(convert::container_event(&e)), sub)),
+                    Next::Lost(n) => {
+                        tracing::warn!(
+                            lost = n,
+                            "an event subscriber fell behind; oldest events dropped"
+                        )
+                    }
+                    Next::Closed => return None,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _request: Request<v1::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
+        Ok(Response::new(v1::ListMetricDescriptorsResponse {
+            descriptors: convert::metric_descriptors(),
+        }))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _request: Request<v1::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
+        let metrics = self
+            .runtime
+            .pod_metrics()
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::ListPodSandboxMetricsResponse {
+            pod_metrics: metrics.iter().map(convert::pod_sandbox_metrics).collect(),
+        }))
+    }
+
+    async fn container_stats(
+        &self,
+        request: Request<v1::ContainerStatsRequest>,
+    ) -> Result<Response<v1::ContainerStatsResponse>, Status> {
+        let id = required_id("container_id", &request.get_ref().container_id)?;
+        let usage = self
+            .runtime
+            .one_container_stats(id.to_owned())
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::ContainerStatsResponse {
+            stats: Some(convert::container_stats(&usage)),
+        }))
+    }
+
+    async fn list_container_stats(
+        &self,
+        request: Request<v1::ListContainerStatsRequest>,
+    ) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
+        let filter = match &request.get_ref().filter {
+            Some(f) => ContainerFilter {
+                id: f.id.clone(),
+                pod_id: f.pod_sandbox_id.clone(),
+                state: None,
+                labels: f
+                    .label_selector
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+            None => ContainerFilter::default(),
+        };
+        let usage = self
+            .runtime
+            .container_stats(filter)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::ListContainerStatsResponse {
+            stats: usage.iter().map(convert::container_stats).collect(),
+        }))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        request: Request<v1::PodSandboxStatsRequest>,
+    ) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
+        let id = required_id("pod_sandbox_id", &request.get_ref().pod_sandbox_id)?;
+        let usage = self
+            .runtime
+            .one_pod_stats(id.to_owned())
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::PodSandboxStatsResponse {
+            stats: Some(convert::pod_stats(&usage)),
+        }))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        request: Request<v1::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
+        let filter = match &request.get_ref().filter {
+            Some(f) => PodFilter {
+                id: f.id.clone(),
+                state: None,
+                labels: f
+                    .label_selector
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+            None => PodFilter::default(),
+        };
+        let usage = self
+            .runtime
+            .pod_stats(filter)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::ListPodSandboxStatsResponse {
+            stats: usage.iter().map(convert::pod_stats).collect(),
+        }))
     }
 
     async fn stream_pod_sandbox_metrics(
@@ -405,16 +527,10 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         exec(v1::ExecRequest) -> v1::ExecResponse;
         attach(v1::AttachRequest) -> v1::AttachResponse;
         port_forward(v1::PortForwardRequest) -> v1::PortForwardResponse;
-        container_stats(v1::ContainerStatsRequest) -> v1::ContainerStatsResponse;
-        list_container_stats(v1::ListContainerStatsRequest) -> v1::ListContainerStatsResponse;
-        pod_sandbox_stats(v1::PodSandboxStatsRequest) -> v1::PodSandboxStatsResponse;
-        list_pod_sandbox_stats(v1::ListPodSandboxStatsRequest) -> v1::ListPodSandboxStatsResponse;
         update_runtime_config(v1::UpdateRuntimeConfigRequest) -> v1::UpdateRuntimeConfigResponse;
         checkpoint_container(v1::CheckpointContainerRequest) -> v1::CheckpointContainerResponse;
         checkpoint_pod(v1::CheckpointPodRequest) -> v1::CheckpointPodResponse;
         restore_pod(v1::RestorePodRequest) -> v1::RestorePodResponse;
-        list_metric_descriptors(v1::ListMetricDescriptorsRequest) -> v1::ListMetricDescriptorsResponse;
-        list_pod_sandbox_metrics(v1::ListPodSandboxMetricsRequest) -> v1::ListPodSandboxMetricsResponse;
         update_pod_sandbox_resources(v1::UpdatePodSandboxResourcesRequest) -> v1::UpdatePodSandboxResourcesResponse;
     }
 }

@@ -23,8 +23,21 @@ pub async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
 
+    let _watcher = AbortOnDrop(crate::runtime::spawn_watcher(&runtime));
+    let _metrics = match config.metrics_address {
+        Some(addr) => {
+            let (bound, task) = crate::metrics::serve(addr, runtime.clone())
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?;
+            info!(address = %bound, "serving Prometheus metrics on /metrics");
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
+
     let server = tonic::transport::Server::builder()
         .trace_fn(|req| info_span!("cri", method = %req.uri().path()))
+        .layer(crate::metrics::MetricsLayer)
         .add_service(RuntimeService::new(runtime.clone()).into_server())
         .add_service(ImageService::new(runtime.clone()).into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
@@ -60,6 +73,15 @@ pub async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&config.socket);
     info!("stopped");
     Ok(())
+}
+
+/// A background task that ends with the server.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Tells systemd about state changes when run as a `Type=notify` unit; a

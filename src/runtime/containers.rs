@@ -279,6 +279,7 @@ impl Runtime {
         };
         self.store.put(&record)?;
         info!(container_id = id, pod_id = %pod.id, name = %record.config.name, init_pid, "container created");
+        self.emit_container_event(crate::events::EventKind::Created, &record);
         Ok(())
     }
 
@@ -469,6 +470,7 @@ impl Runtime {
         c.state = ContainerState::Running;
         self.store.put(&c)?;
         info!(container_id = %c.id, "container started");
+        self.emit_container_event(crate::events::EventKind::Started, &c);
         Ok(())
     }
 
@@ -526,6 +528,7 @@ impl Runtime {
         self.store.delete::<ContainerRecord>(&c.id)?;
         self.names.release(&c.config.name_key(&c.pod_id), &c.id);
         info!(container_id = %c.id, "container removed");
+        self.emit_container_event(crate::events::EventKind::Deleted, &c);
         Ok(())
     }
 
@@ -579,6 +582,7 @@ impl Runtime {
                 c.started_at_ns = c.finished_at_ns;
             }
             self.store.put(&c)?;
+            self.emit_container_event(crate::events::EventKind::Stopped, &c);
         }
         Ok(c)
     }

@@ -4,19 +4,23 @@
 
 mod containers;
 mod error;
+mod events;
 mod exec;
 mod health;
 mod names;
 mod pods;
 mod reconcile;
 mod security;
+mod stats;
 
 pub use containers::ContainerFilter;
 pub use error::RuntimeError;
+pub use events::spawn_watcher;
 pub use exec::ExecOutput;
 pub use health::{Condition, ConditionKind};
 pub use pods::PodFilter;
 pub use reconcile::Reconciled;
+pub use stats::{ContainerUsage, PodMetrics, PodUsage};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -45,6 +49,15 @@ pub struct Runtime {
     /// Resolved once because after a package upgrade /proc/self/exe names
     /// the deleted old file, while the path holds the new one.
     self_exe: std::path::PathBuf,
+    /// Lifecycle events for GetContainerEvents.
+    events: crate::events::EventHub,
+    /// Reads container cgroups on this node's layout.
+    cgroup_reader: crate::stats::CgroupReader,
+    /// Previous CPU samples, for usage_nano_cores.
+    cpu_sampler: crate::stats::CpuSampler,
+    layer_usage: stats::LayerUsageCache,
+    /// Containers whose STOPPED event went out.
+    stopped_reported: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Runtime {
@@ -100,6 +113,7 @@ impl Runtime {
                 tracing::warn!(error = %e, "cannot load the pvecri-default AppArmor profile");
             }
         }
+        let cgroup_reader = crate::stats::CgroupReader::for_layout(&cgroup_layout);
         let names = names::Names::default();
         for pod in store.list::<crate::pod::PodRecord>()? {
             let _ = names.reserve(&pod.config.name_key(), &pod.id);
@@ -115,6 +129,11 @@ impl Runtime {
             cgroup_layout,
             min_oom_score_adj: own_oom_score_adj(),
             self_exe: std::env::current_exe().context("cannot find the pvecri binary")?,
+            events: Default::default(),
+            cgroup_reader,
+            cpu_sampler: Default::default(),
+            layer_usage: Default::default(),
+            stopped_reported: Default::default(),
         };
         runtime
             .reconcile()

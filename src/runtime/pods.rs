@@ -167,6 +167,7 @@ impl Runtime {
             return Err(e.into());
         }
         info!(pod_id = id, name = %record.config.name, namespace = %record.config.namespace, "pod sandbox ready");
+        self.emit_pod_ready(&record);
         Ok(())
     }
 
@@ -210,6 +211,7 @@ impl Runtime {
             pod.state = PodState::NotReady;
             self.store.put(&pod)?;
             info!(pod_id = %pod.id, "pod sandbox stopped");
+            self.emit_pod_event(crate::events::EventKind::Stopped, &pod);
         }
         Ok(())
     }
@@ -234,6 +236,7 @@ impl Runtime {
         self.store.delete::<PodRecord>(&pod.id)?;
         self.names.release(&pod.config.name_key(), &pod.id);
         info!(pod_id = %pod.id, "pod sandbox removed");
+        self.emit_pod_event(crate::events::EventKind::Deleted, &pod);
         Ok(())
     }
 

@@ -1,0 +1,269 @@
+//! Resource usage of containers and pods, as the stats RPCs report it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{now_ns, ContainerFilter, PodFilter, Runtime, RuntimeError};
+use crate::container::{ContainerRecord, ContainerState};
+use crate::pod::{PodRecord, PodState};
+use crate::snapshot::Usage;
+use crate::stats::{cadvisor, CgroupStats, InterfaceStats};
+
+/// How long a writable layer's measured size is reused: walking a layer is
+/// the costliest part of a stats call, and the kubelet asks every 10 s.
+const LAYER_USAGE_TTL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct ContainerUsage {
+    pub container: ContainerRecord,
+    pub at_ns: i64,
+    pub cgroup: CgroupStats,
+    pub nano_cores: Option<u64>,
+    /// The writable layer and the directory whose filesystem holds it.
+    pub writable_layer: Option<(Usage, PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PodUsage {
+    pub pod: PodRecord,
+    pub at_ns: i64,
+    /// The sum of the pod's running containers.
+    pub cgroup: CgroupStats,
+    pub nano_cores: Option<u64>,
+    /// Interfaces of the pod's network namespace (empty on the host's).
+    pub interfaces: Vec<InterfaceStats>,
+    pub containers: Vec<ContainerUsage>,
+}
+
+/// cAdvisor-style samples of one pod: its own (network) and its
+/// containers', each with the values of [`cadvisor::BASE_LABELS`].
+#[derive(Debug, Clone)]
+pub struct PodMetrics {
+    pub pod_id: String,
+    pub at_ns: i64,
+    pub pod: Vec<LabeledSample>,
+    /// (container ID, its samples).
+    pub containers: Vec<(String, Vec<LabeledSample>)>,
+}
+
+/// A sample with the values of the base labels.
+pub type LabeledSample = (Vec<String>, cadvisor::Sample);
+
+/// Recently measured writable layers.
+#[derive(Default)]
+pub(crate) struct LayerUsageCache {
+    entries: Mutex<HashMap<String, (Instant, Usage)>>,
+}
+
+impl Runtime {
+    /// Usage of the containers `filter` selects (every state; cgroups are
+    /// read only for created and running ones).
+    pub async fn container_stats(
+        self: &std::sync::Arc<Self>,
+        filter: ContainerFilter,
+    ) -> Result<Vec<ContainerUsage>, RuntimeError> {
+        let rt = self.clone();
+        run_blocking(move || {
+            let list = rt.list_containers(&filter)?;
+            Ok(list.into_iter().map(|c| rt.container_usage(c)).collect())
+        })
+        .await
+    }
+
+    /// Usage of one container (NotFound when there is none).
+    pub async fn one_container_stats(
+        self: &std::sync::Arc<Self>,
+        id: String,
+    ) -> Result<ContainerUsage, RuntimeError> {
+        let rt = self.clone();
+        run_blocking(move || Ok(rt.container_usage(rt.container(&id)?))).await
+    }
+
+    /// Usage of one pod (NotFound when there is none).
+    pub async fn one_pod_stats(
+        self: &std::sync::Arc<Self>,
+        id: String,
+    ) -> Result<PodUsage, RuntimeError> {
+        let rt = self.clone();
+        run_blocking(move || rt.pod_usage(rt.pod(&id)?)).await
+    }
+
+    /// Usage of the ready pods `filter` selects.
+    pub async fn pod_stats(
+        self: &std::sync::Arc<Self>,
+        filter: PodFilter,
+    ) -> Result<Vec<PodUsage>, RuntimeError> {
+        let rt = self.clone();
+        run_blocking(move || {
+            let pods = rt.list_pods(&filter)?;
+            pods.into_iter()
+                .filter(|p| p.state == PodState::Ready || !filter.id.is_empty())
+                .map(|p| rt.pod_usage(p))
+                .collect()
+        })
+        .await
+    }
+
+    /// cAdvisor-style metrics of every ready pod.
+    pub async fn pod_metrics(self: &std::sync::Arc<Self>) -> Result<Vec<PodMetrics>, RuntimeError> {
+        let rt = self.clone();
+        run_blocking(move || {
+            let pods = rt.list_pods(&PodFilter {
+                state: Some(PodState::Ready),
+                ..Default::default()
+            })?;
+            let root = rt.images.snapshots().rootfs_root().to_owned();
+            let fs = cadvisor::FsInfo::of(&root);
+            let device = root.display().to_string();
+            pods.into_iter()
+                .map(|p| {
+                    let usage = rt.pod_usage(p)?;
+                    let ns = usage.pod.config.namespace.clone();
+                    let pod_name = usage.pod.config.name.clone();
+                    let pod_labels = vec![
+                        "POD".to_owned(),
+                        usage.pod.id.clone(),
+                        String::new(),
+                        usage.pod.id.clone(),
+                        ns.clone(),
+                        pod_name.clone(),
+                    ];
+                    let pod = cadvisor::network_samples(&usage.interfaces)
+                        .into_iter()
+                        .map(|s| (pod_labels.clone(), s))
+                        .collect();
+                    let containers = usage
+                        .containers
+                        .iter()
+                        .filter(|c| c.container.state == ContainerState::Running)
+                        .map(|c| {
+                            let detail = rt.cgroup_reader.read_detail(&c.container.cgroup);
+                            let inputs = cadvisor::ContainerInputs {
+                                stats: &c.cgroup,
+                                detail: &detail,
+                                resources: &c.container.config.resources,
+                                started_at_ns: c.container.started_at_ns,
+                                now_ns: c.at_ns,
+                                layer_bytes: c
+                                    .writable_layer
+                                    .as_ref()
+                                    .map(|(u, _)| u.bytes)
+                                    .unwrap_or(0),
+                                fs,
+                            };
+                            let labels = vec![
+                                c.container.config.name.clone(),
+                                c.container.id.clone(),
+                                c.container.config.image.clone(),
+                                c.container.id.clone(),
+                                ns.clone(),
+                                pod_name.clone(),
+                            ];
+                            let samples = cadvisor::container_samples(&inputs, &device)
+                                .into_iter()
+                                .map(|s| (labels.clone(), s))
+                                .collect();
+                            (c.container.id.clone(), samples)
+                        })
+                        .collect();
+                    Ok(PodMetrics {
+                        pod_id: usage.pod.id.clone(),
+                        at_ns: usage.at_ns,
+                        pod,
+                        containers,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    fn container_usage(&self, c: ContainerRecord) -> ContainerUsage {
+        let at_ns = now_ns();
+        let live = matches!(c.state, ContainerState::Running | ContainerState::Created);
+        let cgroup = if live && !c.cgroup.is_empty() {
+            self.cgroup_reader.read(&c.cgroup)
+        } else {
+            CgroupStats::default()
+        };
+        let nano_cores = cgroup
+            .cpu_usage_ns
+            .and_then(|u| self.cpu_sampler.observe(&c.id, at_ns, u));
+        let writable_layer = self.writable_layer_usage(&c.id);
+        ContainerUsage {
+            container: c,
+            at_ns,
+            cgroup,
+            nano_cores,
+            writable_layer,
+        }
+    }
+
+    fn pod_usage(&self, pod: PodRecord) -> Result<PodUsage, RuntimeError> {
+        let containers: Vec<ContainerUsage> = self
+            .list_containers(&ContainerFilter {
+                pod_id: pod.id.clone(),
+                ..Default::default()
+            })?
+            .into_iter()
+            .filter(|c| c.pod_id == pod.id)
+            .map(|c| self.container_usage(c))
+            .collect();
+        let at_ns = now_ns();
+        let mut cgroup = CgroupStats::default();
+        for c in &containers {
+            cgroup.add(&c.cgroup);
+        }
+        let nano_cores = cgroup
+            .cpu_usage_ns
+            .and_then(|u| self.cpu_sampler.observe(&pod.id, at_ns, u));
+        let interfaces = match &pod.net_ns {
+            Some(ns) if pod.state == PodState::Ready => crate::stats::netdev::read_in_netns(
+                std::path::Path::new(ns),
+            )
+            .unwrap_or_else(|e| {
+                tracing::debug!(pod_id = %pod.id, error = %e, "cannot read the pod's interfaces");
+                Vec::new()
+            }),
+            _ => Vec::new(),
+        };
+        Ok(PodUsage {
+            pod,
+            at_ns,
+            cgroup,
+            nano_cores,
+            interfaces,
+            containers,
+        })
+    }
+
+    /// Bytes and inodes of a container's writable layer, measured at most
+    /// every [`LAYER_USAGE_TTL`].
+    fn writable_layer_usage(&self, id: &str) -> Option<(Usage, PathBuf)> {
+        let root = self.images.snapshots().rootfs_root().to_owned();
+        let dir = root.join(id);
+        if !dir.exists() {
+            return None;
+        }
+        let mut cache = self
+            .layer_usage
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, (at, _)| at.elapsed() < LAYER_USAGE_TTL);
+        let usage = *cache
+            .entry(id.to_owned())
+            .or_insert_with(|| (Instant::now(), Usage::of(&dir)));
+        Some((usage.1, root))
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
