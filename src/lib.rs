@@ -12,6 +12,7 @@ pub mod exec;
 pub mod image;
 pub mod lxc;
 pub mod monitor;
+pub mod network;
 pub mod node;
 pub mod pod;
 pub mod runtime;

@@ -7,6 +7,7 @@ mod error;
 mod exec;
 mod health;
 mod names;
+mod network;
 mod pods;
 
 pub use containers::ContainerFilter;
@@ -42,6 +43,7 @@ pub struct Runtime {
     /// Resolved once because after a package upgrade /proc/self/exe names
     /// the deleted old file, while the path holds the new one.
     self_exe: std::path::PathBuf,
+    network: crate::network::Network,
 }
 
 impl Runtime {
@@ -99,7 +101,9 @@ impl Runtime {
         for c in store.list::<crate::container::ContainerRecord>()? {
             let _ = names.reserve(&c.config.name_key(&c.pod_id), &c.id);
         }
+        let network = network::start(&config, &store)?;
         Ok(Arc::new(Self {
+            network,
             config,
             store,
             images,
@@ -147,7 +151,7 @@ impl Runtime {
     pub fn conditions(&self) -> Vec<Condition> {
         vec![
             health::runtime_condition(&self.config),
-            health::network_condition(),
+            health::network_condition(self.network.readiness()),
         ]
     }
 }
