@@ -63,7 +63,7 @@ async fn status_reports_both_conditions() {
     let config: serde_json::Value = serde_json::from_str(&resp.info["config"]).unwrap();
     assert_eq!(config["cgroupDriver"], "cgroupfs");
     // CNI mode has no config to run yet: not ready, with the reason.
-    let cni = Daemon::start("[network]\nmode = \"cni\"");
+    let cni = Daemon::start("[network]\nmode = \"cni\"\ncni_conf_dir = \"/nonexistent/cni\"");
     let conditions = cni
         .client()
         .await

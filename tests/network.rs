@@ -600,3 +600,208 @@ async fn network_ready_and_bad_port_mappings() {
         "the node changed"
     );
 }
+
+/// Rules Debian's portmap plugin leaves in the `nat` tables after DEL (its
+/// top-level chains and the jumps to them), removed by exact match; the
+/// tables themselves go when the test's run created them.
+fn remove_portmap_leftovers(nat_existed: [bool; 2]) {
+    for (tool, family, existed) in [
+        ("iptables", "ip", nat_existed[0]),
+        ("ip6tables", "ip6", nat_existed[1]),
+    ] {
+        let saved = run(&format!("{tool}-save"), &["-t", "nat"]);
+        let chains: Vec<&str> = saved
+            .lines()
+            .filter_map(|l| l.strip_prefix(':').and_then(|l| l.split(' ').next()))
+            .filter(|c| c.starts_with("CNI-"))
+            .collect();
+        for rule in saved.lines().filter_map(|l| l.strip_prefix("-A ")) {
+            if rule.contains("-j CNI-") && !rule.starts_with("CNI-") {
+                let _ = Command::new(tool)
+                    .args(["-t", "nat", "-D"])
+                    .args(shell_words(rule))
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+        for flag in ["-F", "-X"] {
+            for chain in &chains {
+                let _ = Command::new(tool)
+                    .args(["-t", "nat", flag, chain])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+        if !existed {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, "nat"])
+                .status();
+        }
+    }
+}
+
+/// iptables-save's words: whitespace-separated, double quotes grouping.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for ch in line.chars() {
+        match ch {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+fn nft_has_table(name: &str) -> bool {
+    run("nft", &["list", "tables"]).lines().any(|l| l == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cni_mode_with_debian_plugins() {
+    if !ready("cni_mode_with_debian_plugins") {
+        return;
+    }
+    let plugins = std::path::Path::new("/usr/lib/cni");
+    if !plugins.join("bridge").exists() || !plugins.join("portmap").exists() {
+        eprintln!("skipping cni_mode_with_debian_plugins: containernetworking-plugins is not installed (scripts/install-deps.sh)");
+        return;
+    }
+    let bridge = "pvt-c21";
+    let before = node_state(bridge, "c21", &[]);
+    let nat_existed = [
+        nft_has_table("table ip nat"),
+        nft_has_table("table ip6 nat"),
+    ];
+    let forward_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let guard = Guard::new("c21", bridge, "10.78.21.0/24");
+    let dir = tempfile::tempdir().unwrap();
+    let conf_dir = dir.path().join("net.d");
+    std::fs::create_dir(&conf_dir).unwrap();
+    let config = format!(
+        "{}\n[network]\nmode = \"cni\"\ncni_conf_dir = \"{}\"\ncni_bin_dirs = [\"/nonexistent\", \"/usr/lib/cni\"]\n",
+        mirror_config_without_network(),
+        conf_dir.display()
+    );
+    let mut e = env(&config).await;
+    let network_ready = |conditions: Vec<v1::RuntimeCondition>| {
+        conditions
+            .into_iter()
+            .find(|c| c.r#type == "NetworkReady")
+            .unwrap()
+    };
+    let status =
+        e.c.runtime
+            .status(v1::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+    let not_ready = network_ready(status.status.unwrap().conditions);
+    assert!(
+        !not_ready.status && not_ready.message.contains("net.d"),
+        "{not_ready:?}"
+    );
+    let early = run_pod(&mut e, pod_config("early", Vec::new(), false)).await;
+    assert_eq!(early.unwrap_err().code(), tonic::Code::FailedPrecondition);
+
+    // A config that appears later is used without a restart.
+    std::fs::write(
+        conf_dir.join("10-test.conflist"),
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "pvecri-test",
+            "plugins": [
+                {
+                    "type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": "10.78.21.0/24"}]],
+                        "dataDir": dir.path().join("ipam"),
+                    }
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let status =
+        e.c.runtime
+            .status(v1::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+    assert!(network_ready(status.status.unwrap().conditions).status);
+
+    let server_config = pod_config("cni-server", vec![port(18082, 80)], false);
+    let server = run_pod(&mut e, server_config.clone()).await.unwrap();
+    let (server_ip, _) = pod_ips(&mut e, &server).await;
+    assert!(server_ip.starts_with("10.78.21."), "{server_ip}");
+    start_container(&mut e, &server, &server_config, HTTPD).await;
+    let client_config = pod_config("cni-client", Vec::new(), false);
+    let client = run_pod(&mut e, client_config.clone()).await.unwrap();
+    let sleeper = start_container(&mut e, &client, &client_config, &["sleep", "1000"]).await;
+    let ping = exec(
+        &mut e,
+        &sleeper,
+        &["ping", "-c", "1", "-W", "5", &server_ip],
+    )
+    .await;
+    assert_eq!(
+        ping.exit_code,
+        0,
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let ip: IpAddr = server_ip.parse().unwrap();
+    for addr in [
+        SocketAddr::new(ip, 80),
+        SocketAddr::new("10.78.21.1".parse().unwrap(), 18082),
+    ] {
+        let body = http_get(addr);
+        assert!(body.ends_with("served-by-pod\n"), "{addr}: {body}");
+    }
+
+    // A restart keeps the cached ADD result for DEL.
+    e.d.restart();
+    e.c = e.d.client().await;
+    for pod in [&server, &client] {
+        stop_pod(&mut e, pod).await;
+        remove_pod(&mut e, pod).await;
+        remove_pod(&mut e, pod).await;
+    }
+    let ports = run("ip", &["-o", "link", "show", "master", bridge]);
+    assert!(ports.trim().is_empty(), "veths left on the bridge: {ports}");
+    let leases: Vec<String> = std::fs::read_dir(dir.path().join("ipam/pvecri-test"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("10."))
+        .collect();
+    assert!(leases.is_empty(), "host-local leases left: {leases:?}");
+
+    e.d.stop();
+    // The bridge plugin never deletes its bridge, and it turns forwarding
+    // on: both are the test's to undo.
+    let _ = Command::new("ip").args(["link", "del", bridge]).status();
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", forward_before.trim()).unwrap();
+    remove_portmap_leftovers(nat_existed);
+    drop(guard);
+    assert_eq!(node_state(bridge, "c21", &[]), before, "the node changed");
+    assert_eq!(
+        [
+            nft_has_table("table ip nat"),
+            nft_has_table("table ip6 nat")
+        ],
+        nat_existed
+    );
+}

@@ -44,6 +44,8 @@ pub enum NetworkError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Cni(#[from] super::cni::CniError),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 

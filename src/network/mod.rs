@@ -12,6 +12,7 @@
 //! gone: after a crash the record says what to clean up, and an address is
 //! never handed out twice.
 
+pub mod cni;
 mod error;
 pub mod ipam;
 mod link;
@@ -30,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::config::{NetworkConfig, NetworkMode};
 use crate::pod::record::PortMapping;
+use crate::pod::PodConfig;
 use crate::store::{Record, Store};
 use ipam::{IpamCursor, Subnet};
 use link::Netlink;
@@ -128,6 +130,8 @@ pub struct Network {
     ready: Mutex<Result<(), String>>,
     /// Serialises allocation: read used addresses, pick, persist.
     alloc: tokio::sync::Mutex<()>,
+    /// CNI mode's plugin runner.
+    cni: cni::Runner,
 }
 
 impl Network {
@@ -137,9 +141,7 @@ impl Network {
             .then(|| parse_pod_cidr(&config.pod_cidr_v6, true).expect("validated with the config"));
         let not_ready = match config.mode {
             NetworkMode::Builtin => "the pod bridge is not set up yet".to_owned(),
-            NetworkMode::Cni => {
-                "CNI mode is not implemented in this build; use mode = \"builtin\"".to_owned()
-            }
+            NetworkMode::Cni => String::new(),
         };
         Self {
             config: config.clone(),
@@ -151,12 +153,21 @@ impl Network {
             mtu: Mutex::new(1500),
             ready: Mutex::new(Err(not_ready)),
             alloc: tokio::sync::Mutex::new(()),
+            cni: cni::Runner {
+                bin_dirs: config.cni_bin_dirs.clone(),
+            },
         }
     }
 
     /// `Ok` when pods can get a network, else the reason.
     pub fn readiness(&self) -> Result<(), String> {
-        self.ready.lock().unwrap().clone()
+        match self.config.mode {
+            NetworkMode::Builtin => self.ready.lock().unwrap().clone(),
+            // Looked up each time: a config installed later counts at once.
+            NetworkMode::Cni => cni::load(&self.config.cni_conf_dir)
+                .map(|_| ())
+                .map_err(|e| crate::errors::chain(&e)),
+        }
     }
 
     fn require_ready(&self) -> Result<(), NetworkError> {
@@ -167,6 +178,14 @@ impl Network {
     /// releases what pods that no longer exist left behind. Failure leaves
     /// NetworkReady false with the reason.
     pub async fn start(&self, live_pods: &HashSet<String>) {
+        for a in self.store.list::<cni::CniAttachment>().unwrap_or_default() {
+            if !live_pods.contains(&a.pod_id) {
+                info!(pod_id = %a.pod_id, "running CNI DEL for a pod that no longer exists");
+                if let Err(e) = self.detach(&a.pod_id).await {
+                    warn!(pod_id = %a.pod_id, error = %crate::errors::chain(&e), "cannot release a stale pod network");
+                }
+            }
+        }
         if self.config.mode != NetworkMode::Builtin {
             return;
         }
@@ -270,10 +289,13 @@ impl Network {
         &self,
         pod_id: &str,
         netns: &Path,
-        port_mappings: &[PortMapping],
+        pod: &PodConfig,
     ) -> Result<Vec<String>, NetworkError> {
         self.require_ready()?;
-        let record = self.allocate(pod_id, port_mappings).await?;
+        if self.config.mode == NetworkMode::Cni {
+            return self.cni_add(pod_id, netns, pod).await;
+        }
+        let record = self.allocate(pod_id, &pod.port_mappings).await?;
         match self.wire(&record, netns).await {
             Ok(()) => Ok(record.ips),
             Err(e) => {
@@ -281,6 +303,43 @@ impl Network {
                     warn!(pod_id, error = %crate::errors::chain(&cleanup), "cannot undo a half-made pod network");
                 }
                 Err(e)
+            }
+        }
+    }
+
+    async fn cni_add(
+        &self,
+        pod_id: &str,
+        netns: &Path,
+        pod: &PodConfig,
+    ) -> Result<Vec<String>, NetworkError> {
+        let conf = cni::load(&self.config.cni_conf_dir)?;
+        let host_ports = host_ports(&pod.port_mappings, Ipv4Addr::UNSPECIFIED)?;
+        let mut attachment = cni::CniAttachment {
+            pod_id: pod_id.to_owned(),
+            netns: netns.display().to_string(),
+            args: format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={pod_id};K8S_POD_UID={}",
+                pod.namespace, pod.name, pod.uid
+            ),
+            conf,
+            host_ports,
+            result: None,
+        };
+        // Stored first: a crash during ADD is followed by DEL at start.
+        self.store.put(&attachment)?;
+        match self.cni.add(&attachment).await {
+            Ok(result) => {
+                let ips = cni::result_ips(&result);
+                attachment.result = Some(result);
+                self.store.put(&attachment)?;
+                Ok(ips)
+            }
+            Err(e) => {
+                if let Err(cleanup) = self.detach(pod_id).await {
+                    warn!(pod_id, error = %crate::errors::chain(&cleanup), "CNI DEL after a failed ADD failed");
+                }
+                Err(e.into())
             }
         }
     }
@@ -410,6 +469,21 @@ impl Network {
     /// Removes the pod's host ports and veth and releases its addresses.
     /// Idempotent; also cleans up after a crash half-way through attach.
     pub async fn detach(&self, pod_id: &str) -> Result<(), NetworkError> {
+        let attachment = self
+            .store
+            .list::<cni::CniAttachment>()?
+            .into_iter()
+            .find(|a| a.pod_id == pod_id);
+        if let Some(a) = attachment {
+            // The record goes even when a plugin fails: plugins must treat
+            // a repeated DEL as success, so retrying would change nothing.
+            let result = self.cni.del(&a).await;
+            self.store.delete::<cni::CniAttachment>(pod_id)?;
+            return result.map_err(NetworkError::from);
+        }
+        if self.config.mode == NetworkMode::Cni {
+            return Ok(());
+        }
         let record = self
             .store
             .list::<PodNetwork>()?

@@ -41,7 +41,7 @@ impl Runtime {
         config: &PodConfig,
     ) -> Result<Vec<String>, RuntimeError> {
         self.network
-            .attach(id, netns, &config.port_mappings)
+            .attach(id, netns, config)
             .await
             .map_err(|e| network_error(id, e))
     }
