@@ -3,7 +3,8 @@
 # Debian 12 machine, as root. Idempotent: only what is missing is installed.
 #   - Debian packages: liblxc and its headers, libclang (bindgen), protoc,
 #     libseccomp, the local OCI registry and busybox for test images, nftables,
-#     apparmor (apparmor_parser checks the generated profile).
+#     apparmor (apparmor_parser checks the generated profile),
+#     the CNI plugins for CNI-mode tests.
 #   - cargo-deny (from crates.io) for the licence/bans/sources check.
 #   - crictl, critest and crane (Go module proxy), via install-cri-tools.sh.
 # Set PVECRI_DEPS=build to install only what building the daemon needs.
@@ -25,6 +26,9 @@ build_packages=(
 test_packages=(
     busybox docker-registry apache2-utils
     apparmor
+    # CNI-mode tests: Debian's bridge, host-local and portmap plugins (/usr/lib/cni);
+    # portmap writes its rules with iptables.
+    containernetworking-plugins iptables
 )
 
 packages=("${build_packages[@]}")

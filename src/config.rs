@@ -59,6 +59,55 @@ struct RawConfig {
     init_path: PathBuf,
     images: ImagesConfig,
     metrics: MetricsConfig,
+    network: NetworkConfig,
+}
+
+/// How pods get their network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// pvecri's own bridge, veth and IPAM over netlink.
+    Builtin,
+    /// CNI plugins from a conflist.
+    Cni,
+}
+
+/// `[network]`: pod networking.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    pub mode: NetworkMode,
+    /// Linux bridge the pods' veths join; created when missing.
+    pub bridge: String,
+    /// IPv4 pod subnet; the first host address is the gateway on the bridge.
+    /// The kubelet's `UpdateRuntimeConfig` pod CIDR replaces it.
+    pub pod_cidr: String,
+    /// Optional IPv6 pod subnet for dual-stack pods.
+    pub pod_cidr_v6: String,
+    /// Masquerade pod traffic leaving the node (nftables).
+    pub masquerade: bool,
+    /// Let pod traffic be forwarded anywhere but the bridge; `false` drops
+    /// it, keeping pods on the node (tests, isolated nodes).
+    pub egress: bool,
+    /// CNI mode: where the conflist is read from.
+    pub cni_conf_dir: PathBuf,
+    /// CNI mode: where plugin binaries are looked up, in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            mode: NetworkMode::Builtin,
+            bridge: "pvecri0".to_owned(),
+            pod_cidr: "10.77.0.0/16".to_owned(),
+            pod_cidr_v6: String::new(),
+            masquerade: true,
+            egress: true,
+            cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
+            cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin")],
+        }
+    }
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -116,6 +165,7 @@ impl Default for RawConfig {
             init_path: PathBuf::from(DEFAULT_INIT_PATH),
             images: ImagesConfig::default(),
             metrics: MetricsConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -140,6 +190,7 @@ pub struct Config {
     pub images: ImagesConfig,
     /// Where the Prometheus endpoint listens; `None`: no endpoint.
     pub metrics_address: Option<std::net::SocketAddr>,
+    pub network: NetworkConfig,
 }
 
 impl Config {
@@ -258,6 +309,7 @@ impl RawConfig {
                 message: format!("{a:?} is not an `ip:port` address"),
             })?),
         };
+        self.network.validate()?;
         let socket_group = if self.socket_group.is_empty() {
             None
         } else {
@@ -274,7 +326,46 @@ impl RawConfig {
             init_path: self.init_path,
             images: self.images,
             metrics_address,
+            network: self.network,
         })
+    }
+}
+
+impl NetworkConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !crate::network::is_valid_bridge_name(&self.bridge) {
+            return Err(ConfigError::Invalid {
+                key: "network.bridge",
+                message: format!("{:?} is not a usable interface name", self.bridge),
+            });
+        }
+        if let Err(message) = crate::network::parse_pod_cidr(&self.pod_cidr, false) {
+            return Err(ConfigError::Invalid {
+                key: "network.pod_cidr",
+                message,
+            });
+        }
+        if !self.pod_cidr_v6.is_empty() {
+            if let Err(message) = crate::network::parse_pod_cidr(&self.pod_cidr_v6, true) {
+                return Err(ConfigError::Invalid {
+                    key: "network.pod_cidr_v6",
+                    message,
+                });
+            }
+        }
+        for (key, path) in std::iter::once(("network.cni_conf_dir", &self.cni_conf_dir)).chain(
+            self.cni_bin_dirs
+                .iter()
+                .map(|p| ("network.cni_bin_dirs", p)),
+        ) {
+            if !path.is_absolute() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("{} is not an absolute path", path.display()),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -349,6 +440,29 @@ mod tests {
             .to_string();
         assert!(msg.contains("images.mirrors"), "{msg}");
         assert!(Config::from_toml("[images]\nmax_concurrent_downloads = 0").is_err());
+    }
+
+    #[test]
+    fn network_section() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.network.mode, NetworkMode::Builtin);
+        assert_eq!(c.network.bridge, "pvecri0");
+        let c = Config::from_toml(
+            "[network]\nbridge = \"vmbr1\"\npod_cidr = \"10.9.0.0/24\"\npod_cidr_v6 = \"fd00:9::/64\"\nmasquerade = false\n",
+        )
+        .unwrap();
+        assert_eq!(c.network.bridge, "vmbr1");
+        assert!(!c.network.masquerade);
+        for bad in [
+            "[network]\npod_cidr = \"10.9.0.0/31\"",
+            "[network]\npod_cidr = \"fd00::/64\"",
+            "[network]\npod_cidr_v6 = \"10.0.0.0/8\"",
+            "[network]\nbridge = \"a-name-much-too-long\"",
+            "[network]\nbridge = \"veth100i0\"",
+        ] {
+            let msg = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(msg.contains("network."), "{bad}: {msg}");
+        }
     }
 
     #[test]

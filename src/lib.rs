@@ -14,6 +14,7 @@ pub mod image;
 pub mod lxc;
 pub mod metrics;
 pub mod monitor;
+pub mod network;
 pub mod node;
 pub mod pod;
 pub mod runtime;

@@ -59,10 +59,29 @@ async fn status_reports_both_conditions() {
         .iter()
         .find(|c| c.r#type == "NetworkReady")
         .unwrap();
-    assert!(!network.status);
-    assert!(!network.reason.is_empty() && !network.message.is_empty());
+    assert!(network.status, "network not ready: {network:?}");
     let config: serde_json::Value = serde_json::from_str(&resp.info["config"]).unwrap();
     assert_eq!(config["cgroupDriver"], "cgroupfs");
+    // CNI mode has no config to run yet: not ready, with the reason.
+    let cni = Daemon::start("[network]\nmode = \"cni\"\ncni_conf_dir = \"/nonexistent/cni\"");
+    let conditions = cni
+        .client()
+        .await
+        .runtime
+        .status(v1::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .conditions;
+    let network = conditions
+        .iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .unwrap();
+    assert!(!network.status);
+    assert!(!network.reason.is_empty() && !network.message.is_empty());
+    drop(cni);
     // Without pvecri-init the runtime is not ready, and says why.
     let d2 = Daemon::start("init_path = \"/nonexistent/pvecri-init\"");
     let resp2 = d2

@@ -523,11 +523,29 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         Err(unimplemented("stream_pod_sandbox_metrics"))
     }
 
+    async fn update_runtime_config(
+        &self,
+        request: Request<v1::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<v1::UpdateRuntimeConfigResponse>, Status> {
+        let pod_cidr = request
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        if !pod_cidr.is_empty() {
+            self.runtime
+                .set_pod_cidrs(&pod_cidr)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+        }
+        Ok(Response::new(v1::UpdateRuntimeConfigResponse {}))
+    }
+
     unimplemented_rpcs! {
         exec(v1::ExecRequest) -> v1::ExecResponse;
         attach(v1::AttachRequest) -> v1::AttachResponse;
         port_forward(v1::PortForwardRequest) -> v1::PortForwardResponse;
-        update_runtime_config(v1::UpdateRuntimeConfigRequest) -> v1::UpdateRuntimeConfigResponse;
         checkpoint_container(v1::CheckpointContainerRequest) -> v1::CheckpointContainerResponse;
         checkpoint_pod(v1::CheckpointPodRequest) -> v1::CheckpointPodResponse;
         restore_pod(v1::RestorePodRequest) -> v1::RestorePodResponse;

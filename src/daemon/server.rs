@@ -70,6 +70,7 @@ pub async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
         }
     }
 
+    runtime.shutdown_network().await;
     let _ = std::fs::remove_file(&config.socket);
     info!("stopped");
     Ok(())

@@ -82,12 +82,14 @@ pub fn runtime_condition(config: &Config) -> Condition {
     Condition::ready(ConditionKind::RuntimeReady)
 }
 
-/// Pod networking is not wired yet: report that honestly so the kubelet only
-/// schedules host-network pods.
-pub fn network_condition() -> Condition {
-    Condition::not_ready(
-        ConditionKind::NetworkReady,
-        "NetworkPluginNotReady",
-        "pod networking is not configured: pvecri's network backend is not enabled".to_owned(),
-    )
+/// Ready once the network backend has set up the node side; else its reason.
+pub fn network_condition(readiness: Result<(), String>) -> Condition {
+    match readiness {
+        Ok(()) => Condition::ready(ConditionKind::NetworkReady),
+        Err(message) => Condition::not_ready(
+            ConditionKind::NetworkReady,
+            "NetworkPluginNotReady",
+            message,
+        ),
+    }
 }

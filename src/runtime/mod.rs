@@ -8,6 +8,7 @@ mod events;
 mod exec;
 mod health;
 mod names;
+mod network;
 mod pods;
 mod reconcile;
 mod security;
@@ -58,6 +59,7 @@ pub struct Runtime {
     layer_usage: stats::LayerUsageCache,
     /// Containers whose STOPPED event went out.
     stopped_reported: std::sync::Mutex<HashSet<String>>,
+    network: crate::network::Network,
 }
 
 impl Runtime {
@@ -121,7 +123,9 @@ impl Runtime {
         for c in store.list::<crate::container::ContainerRecord>()? {
             let _ = names.reserve(&c.config.name_key(&c.pod_id), &c.id);
         }
+        let network = network::start(&config, &store)?;
         let runtime = Self {
+            network,
             config,
             store,
             images,
@@ -178,7 +182,7 @@ impl Runtime {
     pub fn conditions(&self) -> Vec<Condition> {
         vec![
             health::runtime_condition(&self.config),
-            health::network_condition(),
+            health::network_condition(self.network.readiness()),
         ]
     }
 }

@@ -1,6 +1,6 @@
 //! Pod sandboxes: pinned namespaces, pod files, the record.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
@@ -147,16 +147,32 @@ impl Runtime {
                 .contains(&kind)
                 .then(|| ns_dir.join(name).display().to_string())
         };
+        let net_ns = path_of(NsKind::Net, "net");
+        let ips = match &net_ns {
+            Some(netns) => match self.attach_network(id, Path::new(netns), &config).await {
+                Ok(ips) => ips,
+                Err(e) => {
+                    let (ns_dir, files_dir) = (ns_dir.clone(), files_dir.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let _ = ns::unpin(&ns_dir);
+                        let _ = std::fs::remove_dir_all(&files_dir);
+                    })
+                    .await;
+                    return Err(e);
+                }
+            },
+            None => Vec::new(),
+        };
         let record = PodRecord {
             id: id.to_owned(),
             state: PodState::Ready,
             created_at_ns: now_ns(),
             ns_dir: ns_dir.display().to_string(),
-            net_ns: path_of(NsKind::Net, "net"),
+            net_ns,
             ipc_ns: path_of(NsKind::Ipc, "ipc"),
             uts_ns: path_of(NsKind::Uts, "uts"),
             files_dir: files_dir.display().to_string(),
-            ips: Vec::new(),
+            ips,
             pid_ns: (infra_pid > 0).then(|| ns_dir.join("pid").display().to_string()),
             infra_pid,
             infra_start_time: crate::sandbox::infra::proc_start_time(infra_pid).unwrap_or_default(),
@@ -241,6 +257,11 @@ impl Runtime {
     }
 
     async fn release_pod_resources(&self, pod: &PodRecord) {
+        if pod.net_ns.is_some() {
+            if let Err(e) = self.detach_network(&pod.id).await {
+                warn!(pod_id = %pod.id, error = %crate::errors::chain(&e), "cannot release the pod network");
+            }
+        }
         let dir = PathBuf::from(&pod.ns_dir);
         let id = pod.id.clone();
         let (infra_pid, infra_start) = (pod.infra_pid, pod.infra_start_time);

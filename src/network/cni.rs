@@ -1,0 +1,404 @@
+//! CNI mode: the plugins of the first network config list in the config
+//! directory, run per the CNI spec (ADD on RunPodSandbox, DEL on stop and
+//! remove, in reverse order, with the cached result as `prevResult`).
+//!
+//! The config is looked up again whenever it is needed and none is loaded,
+//! so a config that a network add-on installs later is picked up without a
+//! restart. What ADD was run with (the whole list) and its result are stored
+//! before the first plugin runs and deleted after DEL: DEL after a daemon
+//! crash or restart uses exactly the config ADD used.
+//!
+//! Plugins are separate executables by design of CNI; running them is the
+//! cost of this mode (built-in mode runs nothing).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use thiserror::Error;
+
+use super::nft::{HostPort, Proto};
+use crate::store::Record;
+
+/// A plugin that has not answered after this long is killed.
+const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The interface CNI plugins create in the pod.
+const IFNAME: &str = "eth0";
+
+#[derive(Debug, Error)]
+pub enum CniError {
+    #[error("no CNI network config (*.conflist, *.conf, *.json) in {0}")]
+    NoConfig(PathBuf),
+    #[error("invalid CNI config {path}: {message}")]
+    BadConfig { path: PathBuf, message: String },
+    #[error("CNI plugin {plugin:?} not found in {dirs}")]
+    NoPlugin { plugin: String, dirs: String },
+    #[error("cannot run CNI plugin {plugin}")]
+    Spawn {
+        plugin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("CNI plugin {plugin} {command} timed out after {}s", PLUGIN_TIMEOUT.as_secs())]
+    Timeout {
+        plugin: String,
+        command: &'static str,
+    },
+    #[error("CNI plugin {plugin} {command} failed: {message}")]
+    Failed {
+        plugin: String,
+        command: &'static str,
+        message: String,
+    },
+}
+
+/// A loaded network config list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfList {
+    pub path: PathBuf,
+    pub name: String,
+    pub cni_version: String,
+    pub plugins: Vec<Value>,
+}
+
+/// Reads the first config (by file name) in `dir`.
+pub fn load(dir: &Path) -> Result<ConfList, CniError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|_| CniError::NoConfig(dir.to_owned()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("conflist" | "conf" | "json")
+            )
+        })
+        .collect();
+    files.sort();
+    let path = files
+        .into_iter()
+        .next()
+        .ok_or_else(|| CniError::NoConfig(dir.to_owned()))?;
+    let bad = |message: String| CniError::BadConfig {
+        path: path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    parse(path.clone(), value).map_err(bad)
+}
+
+fn parse(path: PathBuf, value: Value) -> Result<ConfList, String> {
+    let name = value["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or("`name` is missing")?
+        .to_owned();
+    let cni_version = value["cniVersion"].as_str().unwrap_or("0.2.0").to_owned();
+    // A single-plugin `.conf` is a list of one.
+    let plugins = match value.get("plugins") {
+        Some(Value::Array(list)) => list.clone(),
+        Some(_) => return Err("`plugins` is not a list".into()),
+        None => vec![value.clone()],
+    };
+    if plugins.is_empty() {
+        return Err("`plugins` is empty".into());
+    }
+    for p in &plugins {
+        if p["type"].as_str().is_none_or(str::is_empty) {
+            return Err("a plugin has no `type`".into());
+        }
+    }
+    Ok(ConfList {
+        path,
+        name,
+        cni_version,
+        plugins,
+    })
+}
+
+/// What ADD ran with and returned, kept for DEL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CniAttachment {
+    pub pod_id: String,
+    pub netns: String,
+    pub args: String,
+    pub conf: ConfList,
+    pub host_ports: Vec<HostPort>,
+    pub result: Option<Value>,
+}
+
+impl Record for CniAttachment {
+    const TABLE: &'static str = "cni_attachments";
+    fn key(&self) -> String {
+        self.pod_id.clone()
+    }
+}
+
+/// Runs plugin lists from the configured binary directories.
+pub struct Runner {
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+impl Runner {
+    /// ADD through every plugin; returns the final result.
+    pub async fn add(&self, a: &CniAttachment) -> Result<Value, CniError> {
+        let mut prev: Option<Value> = None;
+        for plugin in &a.conf.plugins {
+            let config = self.plugin_config(a, plugin, prev.as_ref());
+            let out = self.exec("ADD", a, plugin, &config).await?;
+            let result: Value = serde_json::from_slice(&out).map_err(|e| CniError::Failed {
+                plugin: plugin_type(plugin).to_owned(),
+                command: "ADD",
+                message: format!("result is not JSON: {e}"),
+            })?;
+            prev = Some(result);
+        }
+        Ok(prev.unwrap_or(Value::Null))
+    }
+
+    /// DEL through every plugin in reverse; every plugin is tried, the
+    /// first failure is returned.
+    pub async fn del(&self, a: &CniAttachment) -> Result<(), CniError> {
+        let mut first_error = None;
+        for plugin in a.conf.plugins.iter().rev() {
+            let config = self.plugin_config(a, plugin, a.result.as_ref());
+            if let Err(e) = self.exec("DEL", a, plugin, &config).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// One plugin's stdin: its own object plus the list's name and version,
+    /// the previous result and the capability arguments it asks for.
+    fn plugin_config(&self, a: &CniAttachment, plugin: &Value, prev: Option<&Value>) -> Value {
+        let mut config = plugin.clone();
+        config["name"] = json!(a.conf.name);
+        config["cniVersion"] = json!(a.conf.cni_version);
+        if let Some(prev) = prev {
+            config["prevResult"] = prev.clone();
+        }
+        let wants = |cap: &str| plugin["capabilities"][cap].as_bool() == Some(true);
+        let mut runtime = serde_json::Map::new();
+        if wants("portMappings") && !a.host_ports.is_empty() {
+            let ports: Vec<Value> = a
+                .host_ports
+                .iter()
+                .map(|p| {
+                    json!({
+                        "hostPort": p.host_port,
+                        "containerPort": p.container_port,
+                        "protocol": match p.protocol {
+                            Proto::Tcp => "tcp",
+                            Proto::Udp => "udp",
+                            Proto::Sctp => "sctp",
+                        },
+                        "hostIP": p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    })
+                })
+                .collect();
+            runtime.insert("portMappings".into(), Value::Array(ports));
+        }
+        if !runtime.is_empty() {
+            config["runtimeConfig"] = Value::Object(runtime);
+        }
+        config
+    }
+
+    fn find(&self, plugin: &str) -> Result<PathBuf, CniError> {
+        self.bin_dirs
+            .iter()
+            .map(|d| d.join(plugin))
+            .find(|p| p.is_file())
+            .ok_or_else(|| CniError::NoPlugin {
+                plugin: plugin.to_owned(),
+                dirs: self.path_var(),
+            })
+    }
+
+    fn path_var(&self) -> String {
+        self.bin_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    async fn exec(
+        &self,
+        command: &'static str,
+        a: &CniAttachment,
+        plugin: &Value,
+        config: &Value,
+    ) -> Result<Vec<u8>, CniError> {
+        use tokio::io::AsyncWriteExt;
+        let name = plugin_type(plugin).to_owned();
+        let exe = self.find(&name)?;
+        let spawn_err = |source| CniError::Spawn {
+            plugin: name.clone(),
+            source,
+        };
+        let mut child = tokio::process::Command::new(&exe)
+            .env_clear()
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", &a.pod_id)
+            .env("CNI_NETNS", &a.netns)
+            .env("CNI_IFNAME", IFNAME)
+            .env("CNI_PATH", self.path_var())
+            .env("CNI_ARGS", &a.args)
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(spawn_err)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let bytes = serde_json::to_vec(config).unwrap_or_default();
+            stdin.write_all(&bytes).await.map_err(spawn_err)?;
+        }
+        let out = tokio::time::timeout(PLUGIN_TIMEOUT, child.wait_with_output())
+            .await
+            .map_err(|_| CniError::Timeout {
+                plugin: name.clone(),
+                command,
+            })?
+            .map_err(spawn_err)?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        // Errors come as {"code": n, "msg": "...", "details": "..."} on stdout.
+        let message = serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| {
+                let msg = v["msg"].as_str()?.to_owned();
+                Some(match v["details"].as_str() {
+                    Some(d) if !d.is_empty() => format!("{msg}: {d}"),
+                    _ => msg,
+                })
+            })
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+                if text.is_empty() {
+                    out.status.to_string()
+                } else {
+                    text
+                }
+            });
+        Err(CniError::Failed {
+            plugin: name,
+            command,
+            message,
+        })
+    }
+}
+
+fn plugin_type(plugin: &Value) -> &str {
+    plugin["type"].as_str().unwrap_or_default()
+}
+
+/// The pod addresses of a result, IPv4 first (`ips[].address` in CNI
+/// 0.3.0 and later, `ip4`/`ip6` in 0.2.0).
+pub fn result_ips(result: &Value) -> Vec<String> {
+    let mut ips: Vec<String> = match result["ips"].as_array() {
+        Some(list) => list
+            .iter()
+            .filter_map(|ip| ip["address"].as_str())
+            .map(|a| a.split('/').next().unwrap_or(a).to_owned())
+            .collect(),
+        None => ["ip4", "ip6"]
+            .iter()
+            .filter_map(|k| result[*k]["ip"].as_str())
+            .map(|a| a.split('/').next().unwrap_or(a).to_owned())
+            .collect(),
+    };
+    ips.sort_by_key(|ip| ip.contains(':'));
+    ips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_config_by_name_is_loaded_and_a_single_conf_is_a_list() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(load(dir.path()), Err(CniError::NoConfig(_))));
+        std::fs::write(dir.path().join("README"), "not a config").unwrap();
+        std::fs::write(
+            dir.path().join("20-b.conf"),
+            r#"{"cniVersion":"0.4.0","name":"b","type":"bridge"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("10-a.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"bridge"},{"type":"portmap","capabilities":{"portMappings":true}}]}"#,
+        )
+        .unwrap();
+        let list = load(dir.path()).unwrap();
+        assert_eq!(list.name, "a");
+        assert_eq!(list.plugins.len(), 2);
+        std::fs::remove_file(dir.path().join("10-a.conflist")).unwrap();
+        let single = load(dir.path()).unwrap();
+        assert_eq!(single.name, "b");
+        assert_eq!(single.cni_version, "0.4.0");
+        assert_eq!(single.plugins[0]["type"], "bridge");
+        std::fs::write(
+            dir.path().join("05-bad.json"),
+            r#"{"name":"x","plugins":[{}]}"#,
+        )
+        .unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("05-bad.json") && err.contains("type"), "{err}");
+    }
+
+    #[test]
+    fn plugin_stdin_carries_name_version_prev_result_and_capabilities() {
+        let conf = parse(
+            PathBuf::from("/x.conflist"),
+            json!({"cniVersion":"1.0.0","name":"net","plugins":[
+                {"type":"bridge"},
+                {"type":"portmap","capabilities":{"portMappings":true}}]}),
+        )
+        .unwrap();
+        let a = CniAttachment {
+            pod_id: "p".into(),
+            netns: "/run/ns".into(),
+            args: String::new(),
+            conf: conf.clone(),
+            host_ports: vec![HostPort {
+                protocol: Proto::Udp,
+                host_ip: None,
+                host_port: 53,
+                pod_ip: "10.0.0.2".parse().unwrap(),
+                container_port: 5353,
+            }],
+            result: None,
+        };
+        let runner = Runner { bin_dirs: vec![] };
+        let first = runner.plugin_config(&a, &conf.plugins[0], None);
+        assert_eq!(first["name"], "net");
+        assert_eq!(first["cniVersion"], "1.0.0");
+        assert!(first.get("prevResult").is_none() && first.get("runtimeConfig").is_none());
+        let prev = json!({"ips":[{"address":"10.0.0.2/24"}]});
+        let second = runner.plugin_config(&a, &conf.plugins[1], Some(&prev));
+        assert_eq!(second["prevResult"], prev);
+        assert_eq!(
+            second["runtimeConfig"]["portMappings"][0],
+            json!({"hostPort":53,"containerPort":5353,"protocol":"udp","hostIP":""})
+        );
+    }
+
+    #[test]
+    fn result_addresses_ipv4_first() {
+        let r = json!({"ips":[{"address":"fd00::5/64"},{"address":"10.1.0.5/24"}]});
+        assert_eq!(result_ips(&r), ["10.1.0.5", "fd00::5"]);
+        let old = json!({"ip4":{"ip":"10.1.0.6/24"}});
+        assert_eq!(result_ips(&old), ["10.1.0.6"]);
+    }
+}

@@ -1,0 +1,60 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::nft::NftError;
+use crate::store::StoreError;
+
+#[derive(Debug, Error)]
+pub enum NetworkError {
+    #[error("pod networking is not ready: {0}")]
+    NotReady(String),
+    #[error("cannot open a netlink socket")]
+    Socket(#[source] std::io::Error),
+    #[error("cannot enter the network namespace {path}")]
+    Netns {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("netlink: cannot {op} {name}")]
+    Netlink {
+        op: &'static str,
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("link {0} does not exist")]
+    NoLink(String),
+    #[error("no free address left in the pod subnet {0}")]
+    Exhausted(String),
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("cannot write pvecri's nftables table")]
+    NftTable(#[source] NftError),
+    #[error("cannot set host ports")]
+    Nft(#[source] NftError),
+    #[error("cannot write {path}")]
+    Sysctl {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cni(#[from] super::cni::CniError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl NetworkError {
+    pub(crate) fn netlink(op: &'static str, name: &str, source: rtnetlink::Error) -> Self {
+        NetworkError::Netlink {
+            op,
+            name: name.to_owned(),
+            source,
+        }
+    }
+}

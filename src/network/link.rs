@@ -1,0 +1,273 @@
+//! Links, addresses and routes over rtnetlink.
+//!
+//! A connection talks to the network namespace its socket was created in.
+//! For a pod's namespace the socket is created on a short-lived thread that
+//! has `setns`'d into it (the daemon's own threads never change namespace),
+//! then driven by tokio like any other. Nothing forks.
+
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+
+use super::error::NetworkError;
+
+/// The pod side of every veth.
+pub const POD_IFNAME: &str = "eth0";
+
+/// The alias of a bridge pvecri created, so that only those are ever
+/// deleted (an existing `vmbr*` never is).
+const MANAGED_ALIAS: &str = "pvecri-managed";
+
+/// A netlink connection to one network namespace.
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// A connection in the daemon's own namespace.
+    pub fn host() -> Result<Self, NetworkError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetworkError::Socket)?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// A connection in the namespace pinned at `netns`.
+    pub async fn in_netns(netns: &Path) -> Result<Self, NetworkError> {
+        let file = std::fs::File::open(netns).map_err(|source| NetworkError::Netns {
+            path: netns.to_owned(),
+            source,
+        })?;
+        let rt = tokio::runtime::Handle::current();
+        let path = netns.to_owned();
+        let made = tokio::task::spawn_blocking(move || {
+            // A thread of its own: setns changes only the calling thread,
+            // and this one ends right after creating the socket.
+            std::thread::spawn(move || {
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)?;
+                let _runtime = rt.enter();
+                rtnetlink::new_connection().map(|(conn, handle, _)| (conn, handle))
+            })
+            .join()
+        })
+        .await
+        .map_err(|e| NetworkError::Socket(std::io::Error::other(e.to_string())))?
+        .map_err(|_| NetworkError::Socket(std::io::Error::other("netns thread panicked")))?;
+        let (conn, handle) = made.map_err(|source| NetworkError::Netns { path, source })?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// The link called `name`, if there is one.
+    pub async fn link(&self, name: &str) -> Result<Option<LinkMessage>, NetworkError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(NetworkError::netlink("look up link", name, e)),
+        }
+    }
+
+    async fn index(&self, name: &str) -> Result<u32, NetworkError> {
+        self.link(name)
+            .await?
+            .map(|l| l.header.index)
+            .ok_or_else(|| NetworkError::NoLink(name.to_owned()))
+    }
+
+    /// Creates the bridge unless it exists, brings it up and returns its
+    /// index and MTU.
+    pub async fn ensure_bridge(&self, name: &str) -> Result<(u32, u32), NetworkError> {
+        let mut created = false;
+        if self.link(name).await?.is_none() {
+            created = true;
+            match self
+                .handle
+                .link()
+                .add(LinkBridge::new(name).up().build())
+                .execute()
+                .await
+            {
+                Ok(()) => {}
+                // Another daemon on this node made it meanwhile.
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(e) => return Err(NetworkError::netlink("create bridge", name, e)),
+            }
+        }
+        let link = self
+            .link(name)
+            .await?
+            .ok_or_else(|| NetworkError::NoLink(name.to_owned()))?;
+        let index = link.header.index;
+        let mut set = LinkUnspec::new_with_index(index).up();
+        if created {
+            // The kernel takes no alias when creating a link: set it now.
+            set = set.alias(MANAGED_ALIAS);
+        }
+        self.handle
+            .link()
+            .set(set.build())
+            .execute()
+            .await
+            .map_err(|e| NetworkError::netlink("bring up bridge", name, e))?;
+        Ok((index, mtu_of(&link).unwrap_or(1500)))
+    }
+
+    /// Deletes the bridge if pvecri created it and no interface is a port
+    /// of it; returns whether it is gone.
+    pub async fn delete_bridge_if_unused(&self, name: &str) -> Result<bool, NetworkError> {
+        let Some(bridge) = self.link(name).await? else {
+            return Ok(true);
+        };
+        let managed = bridge
+            .attributes
+            .iter()
+            .any(|a| matches!(a, LinkAttribute::IfAlias(alias) if alias == MANAGED_ALIAS));
+        if !managed {
+            return Ok(false);
+        }
+        let index = bridge.header.index;
+        let mut links = self.handle.link().get().execute();
+        while let Some(link) = links
+            .try_next()
+            .await
+            .map_err(|e| NetworkError::netlink("list links", name, e))?
+        {
+            let is_port = link
+                .attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::Controller(c) if *c == index));
+            if is_port {
+                return Ok(false);
+            }
+        }
+        self.delete_link(name).await?;
+        Ok(true)
+    }
+
+    /// Adds `addr/prefix` to the link unless it is there.
+    pub async fn ensure_address(
+        &self,
+        link: &str,
+        addr: IpAddr,
+        prefix: u8,
+    ) -> Result<(), NetworkError> {
+        let index = self.index(link).await?;
+        let mut req = self.handle.address().add(index, addr, prefix).replace();
+        if addr.is_ipv6() {
+            // No duplicate address detection: the address is usable at once.
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute()
+            .await
+            .map_err(|e| NetworkError::netlink("add address", link, e))
+    }
+
+    /// Creates the pair `host` (in this namespace, a port of `bridge`, up)
+    /// and [`POD_IFNAME`] directly in the namespace open as `netns`.
+    pub async fn add_veth(
+        &self,
+        host: &str,
+        bridge_index: u32,
+        mtu: u32,
+        netns: &std::fs::File,
+    ) -> Result<(), NetworkError> {
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(POD_IFNAME)
+            .mtu(mtu)
+            .setns_by_fd(netns.as_raw_fd())
+            .build();
+        let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host)
+            .mtu(mtu)
+            .controller(bridge_index)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| NetworkError::netlink("create veth", host, e))
+    }
+
+    /// Deletes the link `name`; a missing link is not an error.
+    pub async fn delete_link(&self, name: &str) -> Result<(), NetworkError> {
+        let Some(link) = self.link(name).await? else {
+            return Ok(());
+        };
+        match self.handle.link().del(link.header.index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+            Err(e) => Err(NetworkError::netlink("delete link", name, e)),
+        }
+    }
+
+    /// Inside a pod: addresses on [`POD_IFNAME`], link up, default routes
+    /// via the gateways.
+    pub async fn configure_pod_side(
+        &self,
+        addrs: &[(IpAddr, u8, IpAddr)],
+    ) -> Result<(), NetworkError> {
+        let index = self.index(POD_IFNAME).await?;
+        for &(addr, prefix, _) in addrs {
+            self.ensure_address(POD_IFNAME, addr, prefix).await?;
+        }
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| NetworkError::netlink("bring up", POD_IFNAME, e))?;
+        for &(_, _, gateway) in addrs {
+            let route = match gateway {
+                IpAddr::V4(gw) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                    .gateway(gw)
+                    .output_interface(index)
+                    .build(),
+                IpAddr::V6(gw) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                    .gateway(gw)
+                    .output_interface(index)
+                    .build(),
+            };
+            self.handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| NetworkError::netlink("add default route", POD_IFNAME, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn mtu_of(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Mtu(m) => Some(*m),
+        _ => None,
+    })
+}
+
+/// The errno of a kernel NACK.
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(msg) => msg.code.map(|c| -c.get()),
+        _ => None,
+    }
+}

@@ -1,0 +1,656 @@
+//! Pod networking.
+//!
+//! Built-in mode (the default): a Linux bridge on the node (pvecri's own
+//! `pvecri0`, or an existing one such as Proxmox's `vmbr1`) carrying the
+//! gateway address of the pod subnet; per pod a veth pair made in one
+//! netlink request with its pod end created directly as `eth0` in the pod's
+//! namespace; addresses from [`ipam`]; host ports and masquerade in an
+//! nftables table of pvecri's own ([`nft`]).
+//!
+//! Every pod's allocation is a [`PodNetwork`] record written to the store
+//! *before* anything is created, and deleted only after everything is
+//! gone: after a crash the record says what to clean up, and an address is
+//! never handed out twice.
+
+pub mod cni;
+mod error;
+pub mod ipam;
+mod link;
+pub mod nft;
+
+pub use error::NetworkError;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::config::{NetworkConfig, NetworkMode};
+use crate::pod::record::PortMapping;
+use crate::pod::PodConfig;
+use crate::store::{Record, Store};
+use ipam::{IpamCursor, Subnet};
+use link::Netlink;
+use nft::{HostPort, Proto, TableSpec};
+
+/// What pvecri set up for one pod; the store's record of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodNetwork {
+    pub pod_id: String,
+    /// IPv4 first, then IPv6 when dual-stack.
+    pub ips: Vec<String>,
+    pub host_veth: String,
+    pub host_ports: Vec<HostPort>,
+}
+
+impl Record for PodNetwork {
+    const TABLE: &'static str = "pod_networks";
+    fn key(&self) -> String {
+        self.pod_id.clone()
+    }
+}
+
+/// The host end of a pod's veth: `pvc` and the start of the pod ID. Never
+/// Proxmox's `veth<vmid>i<n>`, `tap*`, `fwbr*` or `fwln*`, and derived from
+/// the ID alone so that it is found again after a crash.
+pub fn host_veth_name(pod_id: &str) -> String {
+    let tail: String = pod_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
+    format!("pvc{tail}")
+}
+
+/// Whether `name` can be pvecri's bridge: a kernel interface name that
+/// pve-firewall does not own.
+pub fn is_valid_bridge_name(name: &str) -> bool {
+    let proxmox_owned = ["tap", "fwbr", "fwln", "fwpr"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || is_proxmox_veth(name);
+    !name.is_empty()
+        && name.len() < libc::IFNAMSIZ
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !proxmox_owned
+}
+
+/// `veth<digits>i<digits>`, the names Proxmox gives its containers' veths.
+fn is_proxmox_veth(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("veth") else {
+        return false;
+    };
+    let Some((vmid, n)) = rest.split_once('i') else {
+        return false;
+    };
+    !vmid.is_empty()
+        && !n.is_empty()
+        && vmid.bytes().all(|b| b.is_ascii_digit())
+        && n.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Parses a pod subnet of the given family with room for at least one pod.
+pub fn parse_pod_cidr(text: &str, ipv6: bool) -> Result<IpNet, String> {
+    let net: IpNet = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a CIDR such as 10.77.0.0/16"))?;
+    if net.addr().is_ipv6() != ipv6 {
+        return Err(format!(
+            "{text:?} is not an {} subnet",
+            if ipv6 { "IPv6" } else { "IPv4" }
+        ));
+    }
+    if net.prefix_len() + 2 > net.max_prefix_len() {
+        return Err(format!("{text:?} is too small for a gateway and a pod"));
+    }
+    Ok(net.trunc())
+}
+
+#[derive(Debug, Clone)]
+struct Subnets {
+    v4: Subnet,
+    v6: Option<Subnet>,
+}
+
+/// The node's pod network.
+pub struct Network {
+    config: NetworkConfig,
+    store: Arc<Store>,
+    subnets: Mutex<Subnets>,
+    /// Bridge MTU, given to every veth.
+    mtu: Mutex<u32>,
+    /// `Err(reason)` until the node side is set up.
+    ready: Mutex<Result<(), String>>,
+    /// Serialises allocation: read used addresses, pick, persist.
+    alloc: tokio::sync::Mutex<()>,
+    /// CNI mode's plugin runner.
+    cni: cni::Runner,
+}
+
+impl Network {
+    pub fn new(config: &NetworkConfig, store: Arc<Store>) -> Self {
+        let v4 = parse_pod_cidr(&config.pod_cidr, false).expect("validated with the config");
+        let v6 = (!config.pod_cidr_v6.is_empty())
+            .then(|| parse_pod_cidr(&config.pod_cidr_v6, true).expect("validated with the config"));
+        let not_ready = match config.mode {
+            NetworkMode::Builtin => "the pod bridge is not set up yet".to_owned(),
+            NetworkMode::Cni => String::new(),
+        };
+        Self {
+            config: config.clone(),
+            store,
+            subnets: Mutex::new(Subnets {
+                v4: Subnet::new(v4),
+                v6: v6.map(Subnet::new),
+            }),
+            mtu: Mutex::new(1500),
+            ready: Mutex::new(Err(not_ready)),
+            alloc: tokio::sync::Mutex::new(()),
+            cni: cni::Runner {
+                bin_dirs: config.cni_bin_dirs.clone(),
+            },
+        }
+    }
+
+    /// `Ok` when pods can get a network, else the reason.
+    pub fn readiness(&self) -> Result<(), String> {
+        match self.config.mode {
+            NetworkMode::Builtin => self.ready.lock().unwrap().clone(),
+            // Looked up each time: a config installed later counts at once.
+            NetworkMode::Cni => cni::load(&self.config.cni_conf_dir)
+                .map(|_| ())
+                .map_err(|e| crate::errors::chain(&e)),
+        }
+    }
+
+    fn require_ready(&self) -> Result<(), NetworkError> {
+        self.readiness().map_err(NetworkError::NotReady)
+    }
+
+    /// Sets up the node side (bridge, gateway addresses, nftables table) and
+    /// releases what pods that no longer exist left behind. Failure leaves
+    /// NetworkReady false with the reason.
+    pub async fn start(&self, live_pods: &HashSet<String>) {
+        for a in self.store.list::<cni::CniAttachment>().unwrap_or_default() {
+            if !live_pods.contains(&a.pod_id) {
+                info!(pod_id = %a.pod_id, "running CNI DEL for a pod that no longer exists");
+                if let Err(e) = self.detach(&a.pod_id).await {
+                    warn!(pod_id = %a.pod_id, error = %crate::errors::chain(&e), "cannot release a stale pod network");
+                }
+            }
+        }
+        if self.config.mode != NetworkMode::Builtin {
+            return;
+        }
+        for net in self.store.list::<PodNetwork>().unwrap_or_default() {
+            if !live_pods.contains(&net.pod_id) {
+                info!(pod_id = %net.pod_id, "releasing the network of a pod that no longer exists");
+                if let Err(e) = self.detach(&net.pod_id).await {
+                    warn!(pod_id = %net.pod_id, error = %crate::errors::chain(&e), "cannot release a stale pod network");
+                }
+            }
+        }
+        let result = self.setup_node().await;
+        if let Err(e) = &result {
+            warn!(bridge = %self.config.bridge, error = %crate::errors::chain(e), "pod networking is not ready");
+        } else {
+            info!(bridge = %self.config.bridge, pod_cidr = %self.subnets().v4.net(), "pod networking ready");
+        }
+        *self.ready.lock().unwrap() = result.map_err(|e| crate::errors::chain(&e));
+    }
+
+    fn subnets(&self) -> Subnets {
+        self.subnets.lock().unwrap().clone()
+    }
+
+    async fn setup_node(&self) -> Result<(), NetworkError> {
+        let nl = Netlink::host()?;
+        let bridge = &self.config.bridge;
+        let (_, mtu) = nl.ensure_bridge(bridge).await?;
+        *self.mtu.lock().unwrap() = mtu;
+        let subnets = self.subnets();
+        for s in std::iter::once(subnets.v4).chain(subnets.v6) {
+            nl.ensure_address(bridge, s.gateway(), s.prefix_len())
+                .await?;
+        }
+        // DNAT'd connections from 127.0.0.1 leave through the bridge with
+        // their loopback source until masqueraded in postrouting.
+        let path = Path::new("/proc/sys/net/ipv4/conf")
+            .join(bridge)
+            .join("route_localnet");
+        std::fs::write(&path, "1").map_err(|source| NetworkError::Sysctl { path, source })?;
+        self.write_table().await
+    }
+
+    async fn write_table(&self) -> Result<(), NetworkError> {
+        let ports: Vec<HostPort> = self
+            .store
+            .list::<PodNetwork>()?
+            .into_iter()
+            .flat_map(|n| n.host_ports)
+            .collect();
+        let IpNet::V4(pod_cidr) = self.subnets().v4.net() else {
+            unreachable!("the first subnet is IPv4");
+        };
+        let spec = TableSpec {
+            bridge: &self.config.bridge,
+            pod_cidr,
+            masquerade: self.config.masquerade,
+            egress: self.config.egress,
+        };
+        nft::run(&nft::table_script(&spec, &ports))
+            .await
+            .map_err(NetworkError::NftTable)
+    }
+
+    /// Replaces the pod subnets with the kubelet's pod CIDRs (comma
+    /// separated, at most one per family). Pods keep their addresses.
+    pub async fn set_pod_cidrs(&self, cidrs: &str) -> Result<(), NetworkError> {
+        let mut next = self.subnets();
+        for cidr in cidrs.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let ipv6 = cidr.contains(':');
+            let net = parse_pod_cidr(cidr, ipv6).map_err(|message| NetworkError::Invalid {
+                field: "runtime_config.network_config.pod_cidr",
+                message,
+            })?;
+            if ipv6 {
+                next.v6 = Some(Subnet::new(net));
+            } else {
+                next.v4 = Subnet::new(net);
+            }
+        }
+        let current = self.subnets();
+        if next.v4 == current.v4 && next.v6 == current.v6 {
+            return Ok(());
+        }
+        *self.subnets.lock().unwrap() = next;
+        info!(pod_cidr = %cidrs, "pod CIDR set by the kubelet");
+        if self.config.mode == NetworkMode::Builtin && self.readiness().is_ok() {
+            let result = self.setup_node().await;
+            *self.ready.lock().unwrap() = result
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| crate::errors::chain(e));
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Gives the pod in `netns` its veth, addresses, routes and host ports;
+    /// returns its IPs, IPv4 first.
+    pub async fn attach(
+        &self,
+        pod_id: &str,
+        netns: &Path,
+        pod: &PodConfig,
+    ) -> Result<Vec<String>, NetworkError> {
+        self.require_ready()?;
+        if self.config.mode == NetworkMode::Cni {
+            return self.cni_add(pod_id, netns, pod).await;
+        }
+        let record = self.allocate(pod_id, &pod.port_mappings).await?;
+        match self.wire(&record, netns).await {
+            Ok(()) => Ok(record.ips),
+            Err(e) => {
+                if let Err(cleanup) = self.detach(pod_id).await {
+                    warn!(pod_id, error = %crate::errors::chain(&cleanup), "cannot undo a half-made pod network");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn cni_add(
+        &self,
+        pod_id: &str,
+        netns: &Path,
+        pod: &PodConfig,
+    ) -> Result<Vec<String>, NetworkError> {
+        let conf = cni::load(&self.config.cni_conf_dir)?;
+        let host_ports = host_ports(&pod.port_mappings, Ipv4Addr::UNSPECIFIED)?;
+        let mut attachment = cni::CniAttachment {
+            pod_id: pod_id.to_owned(),
+            netns: netns.display().to_string(),
+            args: format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={pod_id};K8S_POD_UID={}",
+                pod.namespace, pod.name, pod.uid
+            ),
+            conf,
+            host_ports,
+            result: None,
+        };
+        // Stored first: a crash during ADD is followed by DEL at start.
+        self.store.put(&attachment)?;
+        match self.cni.add(&attachment).await {
+            Ok(result) => {
+                let ips = cni::result_ips(&result);
+                attachment.result = Some(result);
+                self.store.put(&attachment)?;
+                Ok(ips)
+            }
+            Err(e) => {
+                if let Err(cleanup) = self.detach(pod_id).await {
+                    warn!(pod_id, error = %crate::errors::chain(&cleanup), "CNI DEL after a failed ADD failed");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Picks the pod's addresses and persists them with its host ports.
+    async fn allocate(
+        &self,
+        pod_id: &str,
+        port_mappings: &[PortMapping],
+    ) -> Result<PodNetwork, NetworkError> {
+        let _guard = self.alloc.lock().await;
+        let existing = self.store.list::<PodNetwork>()?;
+        let used: HashSet<IpAddr> = existing
+            .iter()
+            .flat_map(|n| n.ips.iter())
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        let subnets = self.subnets();
+        let mut ips = Vec::new();
+        let mut cursors = Vec::new();
+        for subnet in std::iter::once(subnets.v4).chain(subnets.v6) {
+            let key = subnet.net().to_string();
+            let last = self
+                .store
+                .list::<IpamCursor>()?
+                .into_iter()
+                .find(|c| c.subnet == key)
+                .and_then(|c| c.last.parse().ok());
+            let ip = subnet
+                .next_free(last, &used)
+                .ok_or_else(|| NetworkError::Exhausted(key.clone()))?;
+            ips.push(ip);
+            cursors.push(IpamCursor {
+                subnet: key,
+                last: ip.to_string(),
+            });
+        }
+        let IpAddr::V4(pod_v4) = ips[0] else {
+            unreachable!("the first subnet is IPv4");
+        };
+        let host_ports = host_ports(port_mappings, pod_v4)?;
+        let record = PodNetwork {
+            pod_id: pod_id.to_owned(),
+            ips: ips.iter().map(IpAddr::to_string).collect(),
+            host_veth: host_veth_name(pod_id),
+            host_ports,
+        };
+        self.store.put(&record)?;
+        for c in &cursors {
+            self.store.put(c)?;
+        }
+        Ok(record)
+    }
+
+    async fn wire(&self, record: &PodNetwork, netns: &Path) -> Result<(), NetworkError> {
+        let host = Netlink::host()?;
+        let bridge_index = match host.link(&self.config.bridge).await? {
+            Some(link) => link.header.index,
+            None => {
+                // Removed under us (an operator, or another daemon on the
+                // same bridge that stopped with no pods): set it up again.
+                warn!(bridge = %self.config.bridge, "the pod bridge is gone; setting it up again");
+                self.setup_node().await?;
+                host.link(&self.config.bridge)
+                    .await?
+                    .map(|l| l.header.index)
+                    .ok_or_else(|| NetworkError::NoLink(self.config.bridge.clone()))?
+            }
+        };
+        let ns_file = std::fs::File::open(netns).map_err(|source| NetworkError::Netns {
+            path: netns.to_owned(),
+            source,
+        })?;
+        let mtu = *self.mtu.lock().unwrap();
+        host.add_veth(&record.host_veth, bridge_index, mtu, &ns_file)
+            .await?;
+        let subnets = self.subnets();
+        let addrs: Vec<(IpAddr, u8, IpAddr)> = record
+            .ips
+            .iter()
+            .filter_map(|ip| ip.parse::<IpAddr>().ok())
+            .map(|ip| {
+                let subnet = if ip.is_ipv6() {
+                    subnets.v6.unwrap_or(subnets.v4)
+                } else {
+                    subnets.v4
+                };
+                (ip, subnet.prefix_len(), subnet.gateway())
+            })
+            .collect();
+        let pod = Netlink::in_netns(netns).await?;
+        pod.configure_pod_side(&addrs).await?;
+        if !record.host_ports.is_empty() {
+            let script = nft::elements_script("add", &self.config.bridge, &record.host_ports);
+            nft::run(&script).await.map_err(NetworkError::Nft)?;
+        }
+        Ok(())
+    }
+
+    /// On daemon stop: with no pod networks left, removes pvecri's table and
+    /// the bridge if pvecri created it and nothing uses it. With pods left,
+    /// everything stays for the next start.
+    pub async fn shutdown(&self) {
+        if self.config.mode != NetworkMode::Builtin {
+            return;
+        }
+        match self.store.list::<PodNetwork>() {
+            Ok(nets) if nets.is_empty() => {}
+            _ => return,
+        }
+        let result = async {
+            let host = Netlink::host()?;
+            if host.delete_bridge_if_unused(&self.config.bridge).await? {
+                nft::run(&nft::delete_table_script(&self.config.bridge))
+                    .await
+                    .map_err(NetworkError::NftTable)?;
+                info!(bridge = %self.config.bridge, "removed the unused pod bridge and its rules");
+            }
+            Ok::<(), NetworkError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            warn!(bridge = %self.config.bridge, error = %crate::errors::chain(&e), "cannot clean up pod networking");
+        }
+    }
+
+    /// Removes the pod's host ports and veth and releases its addresses.
+    /// Idempotent; also cleans up after a crash half-way through attach.
+    pub async fn detach(&self, pod_id: &str) -> Result<(), NetworkError> {
+        let attachment = self
+            .store
+            .list::<cni::CniAttachment>()?
+            .into_iter()
+            .find(|a| a.pod_id == pod_id);
+        if let Some(a) = attachment {
+            // The record goes even when a plugin fails: plugins must treat
+            // a repeated DEL as success, so retrying would change nothing.
+            let result = self.cni.del(&a).await;
+            self.store.delete::<cni::CniAttachment>(pod_id)?;
+            return result.map_err(NetworkError::from);
+        }
+        if self.config.mode == NetworkMode::Cni {
+            return Ok(());
+        }
+        let record = self
+            .store
+            .list::<PodNetwork>()?
+            .into_iter()
+            .find(|n| n.pod_id == pod_id);
+        if let Some(record) = &record {
+            if !record.host_ports.is_empty() {
+                self.delete_host_ports(&record.host_ports).await;
+            }
+        }
+        let veth = record
+            .as_ref()
+            .map(|r| r.host_veth.clone())
+            .unwrap_or_else(|| host_veth_name(pod_id));
+        Netlink::host()?.delete_link(&veth).await?;
+        if record.is_some() {
+            self.store.delete::<PodNetwork>(pod_id)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes map elements one transaction at a time: a missing element
+    /// (the table was rebuilt meanwhile) must not keep the others.
+    async fn delete_host_ports(&self, ports: &[HostPort]) {
+        let all = nft::elements_script("delete", &self.config.bridge, ports);
+        if nft::run(&all).await.is_ok() {
+            return;
+        }
+        for port in ports {
+            let one =
+                nft::elements_script("delete", &self.config.bridge, std::slice::from_ref(port));
+            let _ = nft::run(&one).await;
+        }
+    }
+}
+
+/// The DNAT entries of a pod's port mappings; mappings without a host port
+/// need none (the pod IP is reachable as it is).
+fn host_ports(mappings: &[PortMapping], pod_ip: Ipv4Addr) -> Result<Vec<HostPort>, NetworkError> {
+    let invalid = |message: String| NetworkError::Invalid {
+        field: "config.port_mappings",
+        message,
+    };
+    let mut out: Vec<HostPort> = Vec::new();
+    for m in mappings {
+        let protocol = Proto::from_cri(m.protocol)
+            .ok_or_else(|| invalid(format!("unknown protocol {}", m.protocol)))?;
+        let container_port = u16::try_from(m.container_port)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| invalid(format!("container_port {} is not a port", m.container_port)))?;
+        if m.host_port == 0 {
+            continue;
+        }
+        let host_port = u16::try_from(m.host_port)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| invalid(format!("host_port {} is not a port", m.host_port)))?;
+        let host_ip = match m.host_ip.trim() {
+            "" | "0.0.0.0" => None,
+            text => match text.parse::<IpAddr>() {
+                Ok(IpAddr::V4(ip)) => Some(ip),
+                Ok(IpAddr::V6(_)) => {
+                    return Err(invalid(format!(
+                        "host_ip {text}: IPv6 host ports are not supported"
+                    )))
+                }
+                Err(_) => return Err(invalid(format!("host_ip {text:?} is not an IP address"))),
+            },
+        };
+        let entry = HostPort {
+            protocol,
+            host_ip,
+            host_port,
+            pod_ip,
+            container_port,
+        };
+        if out
+            .iter()
+            .any(|p| p.protocol == protocol && p.host_port == host_port && p.host_ip == host_ip)
+        {
+            return Err(invalid(format!(
+                "host port {host_port} is mapped twice for the same protocol and address"
+            )));
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names_stay_clear_of_proxmox_and_fit_the_kernel() {
+        let name = host_veth_name("0123456789abcdef0123");
+        assert_eq!(name, "pvc0123456789ab");
+        assert!(name.len() < libc::IFNAMSIZ);
+        assert!(!is_proxmox_veth(&name));
+        assert!(is_proxmox_veth("veth100i0"));
+        assert!(!is_proxmox_veth("vethx"));
+    }
+
+    #[test]
+    fn bridge_names() {
+        assert!(is_valid_bridge_name("pvecri0"));
+        assert!(is_valid_bridge_name("vmbr1"));
+        for bad in [
+            "",
+            "tap100i0",
+            "fwbr100i0",
+            "veth100i0",
+            "a/b",
+            "sixteen-chars-xx",
+        ] {
+            assert!(!is_valid_bridge_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pod_cidrs() {
+        assert_eq!(
+            parse_pod_cidr("10.77.1.9/16", false).unwrap().to_string(),
+            "10.77.0.0/16"
+        );
+        assert!(parse_pod_cidr("10.77.0.0/31", false).is_err());
+        assert!(parse_pod_cidr("fd00::/64", false).is_err());
+        assert!(parse_pod_cidr("fd00::/64", true).is_ok());
+        assert!(parse_pod_cidr("nonsense", true).is_err());
+    }
+
+    fn mapping(protocol: i32, container_port: i32, host_port: i32, host_ip: &str) -> PortMapping {
+        PortMapping {
+            protocol,
+            container_port,
+            host_port,
+            host_ip: host_ip.to_owned(),
+        }
+    }
+
+    #[test]
+    fn port_mappings_become_dnat_entries() {
+        let ip: Ipv4Addr = "10.77.0.2".parse().unwrap();
+        let out = host_ports(
+            &[
+                mapping(0, 80, 8000, ""),
+                mapping(1, 53, 5353, "127.0.0.1"),
+                mapping(0, 9000, 0, ""),
+            ],
+            ip,
+        )
+        .unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].protocol, Proto::Udp);
+        assert_eq!(out[1].host_ip, Some(Ipv4Addr::LOCALHOST));
+        for bad in [
+            mapping(7, 80, 8000, ""),
+            mapping(0, 0, 8000, ""),
+            mapping(0, 80, 70000, ""),
+            mapping(0, 80, 8000, "nope"),
+            mapping(0, 80, 8000, "::1"),
+        ] {
+            let err = host_ports(&[bad], ip).unwrap_err().to_string();
+            assert!(err.contains("config.port_mappings"), "{err}");
+        }
+        let twice = host_ports(&[mapping(0, 80, 8000, ""), mapping(0, 81, 8000, "")], ip);
+        assert!(twice.is_err());
+    }
+}

@@ -1,0 +1,807 @@
+//! Built-in pod networking on real namespaces, veths, a real bridge and real
+//! nftables, through the real daemon.
+//!
+//! Every test uses a bridge and subnet of its own (10.78.x.0/24, fd78:x::/64)
+//! with masquerade off and egress dropped, plus a guard table of the test's
+//! own that drops forwarding of the test subnet to anything but the test
+//! bridge: no test packet leaves this machine.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{mirror_config, require_init, require_registry, require_root, Daemon};
+use pvecri::client::CriClient;
+use pvecri::cri::v1;
+
+const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
+
+fn ready(test: &str) -> bool {
+    require_root(test) && require_registry(test) && require_init(test)
+}
+
+/// The links and nftables tables on this node that belong to a test: its
+/// bridge, the host veths of its pods, tables naming its bridge or tag.
+/// Tests run in parallel, so only their own names are compared.
+#[derive(Debug, PartialEq)]
+struct NodeState {
+    links: BTreeSet<String>,
+    tables: BTreeSet<String>,
+}
+
+fn node_state(bridge: &str, tag: &str, pods: &[String]) -> NodeState {
+    let ours: BTreeSet<String> = pods
+        .iter()
+        .map(|p| pvecri::network::host_veth_name(p))
+        .chain([bridge.to_owned()])
+        .collect();
+    let links = run("ip", &["-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|name| name.split('@').next().unwrap_or(name).to_owned())
+        .filter(|name| ours.contains(name))
+        .collect();
+    let tables = run("nft", &["list", "tables"])
+        .lines()
+        .filter(|t| t.ends_with(&format!("-{bridge}")) || t.ends_with(&format!("-{tag}")))
+        .map(str::to_owned)
+        .collect();
+    NodeState { links, tables }
+}
+
+fn veth_count(pods: &[String]) -> usize {
+    let names: BTreeSet<String> = pods
+        .iter()
+        .map(|p| pvecri::network::host_veth_name(p))
+        .collect();
+    run("ip", &["-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .filter(|l| names.contains(l.split('@').next().unwrap_or(l)))
+        .count()
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().expect(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn nft(script: &str) {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "nft script failed:\n{script}"
+    );
+}
+
+/// The test's own forwarding guard; removed on drop.
+struct Guard {
+    table: String,
+}
+
+impl Guard {
+    fn new(tag: &str, bridge: &str, cidr: &str) -> Self {
+        let table = format!("pvecri-test-guard-{tag}");
+        nft(&format!(
+            "table inet {table} {{\n  chain guard {{\n    type filter hook forward priority filter - 10; policy accept;\n    ip saddr {cidr} oifname != \"{bridge}\" drop\n    ip daddr {cidr} oifname != \"{bridge}\" drop\n  }}\n}}\n"
+        ));
+        Self { table }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.table])
+            .status();
+    }
+}
+
+struct Net {
+    bridge: String,
+    prefix: String,
+}
+
+impl Net {
+    fn new(n: u8) -> Self {
+        Self {
+            bridge: format!("pvt-n{n}"),
+            prefix: format!("10.78.{n}"),
+        }
+    }
+
+    fn config(&self, v6: &str) -> String {
+        format!(
+            "{}\n[network]\nbridge = \"{}\"\npod_cidr = \"{}.0/24\"\npod_cidr_v6 = \"{v6}\"\nmasquerade = false\negress = false\n",
+            mirror_config_without_network(),
+            self.bridge,
+            self.prefix
+        )
+    }
+}
+
+/// The fixture mirrors, minus the critest run's own `[network]` section.
+fn mirror_config_without_network() -> String {
+    let text = mirror_config();
+    match text.find("[network]") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+struct Env {
+    d: Daemon,
+    c: CriClient,
+}
+
+async fn env(config: &str) -> Env {
+    let d = Daemon::start(config);
+    let mut c = d.client().await;
+    c.image
+        .pull_image(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("pull busybox");
+    Env { d, c }
+}
+
+fn pod_config(name: &str, ports: Vec<v1::PortMapping>, host_network: bool) -> v1::PodSandboxConfig {
+    v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "net".into(),
+            attempt: 0,
+        }),
+        port_mappings: ports,
+        linux: Some(v1::LinuxPodSandboxConfig {
+            security_context: Some(v1::LinuxSandboxSecurityContext {
+                namespace_options: Some(v1::NamespaceOption {
+                    network: if host_network {
+                        v1::NamespaceMode::Node as i32
+                    } else {
+                        v1::NamespaceMode::Pod as i32
+                    },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn run_pod(e: &mut Env, config: v1::PodSandboxConfig) -> Result<String, tonic::Status> {
+    e.c.runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(config),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().pod_sandbox_id)
+}
+
+async fn pod_ips(e: &mut Env, pod: &str) -> (String, Vec<String>) {
+    let network =
+        e.c.runtime
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+            .network
+            .unwrap();
+    (
+        network.ip,
+        network.additional_ips.into_iter().map(|p| p.ip).collect(),
+    )
+}
+
+async fn start_container(
+    e: &mut Env,
+    pod: &str,
+    config: &v1::PodSandboxConfig,
+    cmd: &[&str],
+) -> String {
+    let id =
+        e.c.runtime
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.into(),
+                config: Some(v1::ContainerConfig {
+                    metadata: Some(v1::ContainerMetadata {
+                        name: "c".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(v1::ImageSpec {
+                        image: BUSYBOX.into(),
+                        ..Default::default()
+                    }),
+                    command: cmd.iter().map(|s| s.to_string()).collect(),
+                    labels: HashMap::new(),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+    e.c.runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn exec(e: &mut Env, id: &str, cmd: &[&str]) -> v1::ExecSyncResponse {
+    e.c.runtime
+        .exec_sync(v1::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn stop_pod(e: &mut Env, pod: &str) {
+    e.c.runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn remove_pod(e: &mut Env, pod: &str) {
+    e.c.runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+}
+
+/// GET / over plain HTTP/1.0; the body, once the server answers.
+fn http_get(addr: SocketAddr) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match attempt {
+            Ok(out) if out.starts_with("HTTP/1") => return out,
+            other => assert!(
+                Instant::now() < deadline,
+                "no HTTP answer from {addr}: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn port(host_port: i32, container_port: i32) -> v1::PortMapping {
+    v1::PortMapping {
+        protocol: v1::Protocol::Tcp as i32,
+        container_port,
+        host_port,
+        host_ip: String::new(),
+    }
+}
+
+const HTTPD: &[&str] = &[
+    "sh",
+    "-c",
+    "echo served-by-pod > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_reach_each_other_the_host_and_host_ports_and_leave_nothing() {
+    if !ready("pods_reach_each_other_the_host_and_host_ports_and_leave_nothing") {
+        return;
+    }
+    let net = Net::new(11);
+    let before = node_state(&net.bridge, "n11", &[]);
+    let guard = Guard::new("n11", &net.bridge, &format!("{}.0/24", net.prefix));
+    let mut e = env(&net.config("fd78:11::/64")).await;
+
+    let server_config = pod_config("server", vec![port(18081, 80)], false);
+    let server = run_pod(&mut e, server_config.clone()).await.unwrap();
+    let (server_ip, server_v6) = pod_ips(&mut e, &server).await;
+    assert!(
+        server_ip.starts_with(&format!("{}.", net.prefix)),
+        "{server_ip}"
+    );
+    assert_eq!(server_v6.len(), 1, "dual-stack address: {server_v6:?}");
+    assert!(server_v6[0].starts_with("fd78:11::"), "{server_v6:?}");
+    start_container(&mut e, &server, &server_config, HTTPD).await;
+
+    let client_config = pod_config("client", Vec::new(), false);
+    let client = run_pod(&mut e, client_config.clone()).await.unwrap();
+    let (client_ip, _) = pod_ips(&mut e, &client).await;
+    assert_ne!(client_ip, server_ip);
+    let sleeper = start_container(&mut e, &client, &client_config, &["sleep", "1000"]).await;
+
+    // Pod to pod, by IP, both families.
+    let ping = exec(
+        &mut e,
+        &sleeper,
+        &["ping", "-c", "1", "-W", "5", &server_ip],
+    )
+    .await;
+    assert_eq!(
+        ping.exit_code,
+        0,
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let ping6 = exec(
+        &mut e,
+        &sleeper,
+        &["ping6", "-c", "1", "-W", "5", &server_v6[0]],
+    )
+    .await;
+    assert_eq!(
+        ping6.exit_code,
+        0,
+        "{}",
+        String::from_utf8_lossy(&ping6.stdout)
+    );
+
+    // Pod to a server on the host side of the bridge.
+    let gateway: IpAddr = format!("{}.1", net.prefix).parse().unwrap();
+    let listener = TcpListener::bind((gateway, 0)).unwrap();
+    let host_port = listener.local_addr().unwrap().port();
+    let host_server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = conn.read(&mut buf);
+        conn.write_all(b"HTTP/1.0 200 OK\r\n\r\nserved-by-host\n")
+            .unwrap();
+    });
+    let url = format!("http://{gateway}:{host_port}/");
+    let fetched = exec(&mut e, &sleeper, &["wget", "-q", "-O", "-", &url]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&fetched.stdout),
+        "served-by-host\n",
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    host_server.join().unwrap();
+
+    // The node to the pod: its IP, and the host port on loopback and on the
+    // bridge address.
+    let ip: IpAddr = server_ip.parse().unwrap();
+    for addr in [
+        SocketAddr::new(ip, 80),
+        SocketAddr::new("127.0.0.1".parse().unwrap(), 18081),
+        SocketAddr::new(gateway, 18081),
+    ] {
+        let body = http_get(addr);
+        assert!(body.ends_with("served-by-pod\n"), "{addr}: {body}");
+    }
+
+    // Stop releases the host port; stop and remove are idempotent.
+    stop_pod(&mut e, &server).await;
+    let refused = TcpStream::connect_timeout(
+        &SocketAddr::new("127.0.0.1".parse().unwrap(), 18081),
+        Duration::from_secs(2),
+    );
+    assert!(refused.is_err(), "host port still open after stop");
+    stop_pod(&mut e, &server).await;
+    for pod in [&server, &client] {
+        stop_pod(&mut e, pod).await;
+        remove_pod(&mut e, pod).await;
+        remove_pod(&mut e, pod).await;
+    }
+    let pods = [server, client];
+    assert_eq!(veth_count(&pods), 0, "veths left behind");
+
+    // With no pods left, the daemon takes its bridge and table along.
+    e.d.stop();
+    drop(guard);
+    assert_eq!(
+        node_state(&net.bridge, "n11", &pods),
+        before,
+        "the node changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_are_reused_only_after_release_also_across_a_crash() {
+    if !ready("addresses_are_reused_only_after_release_also_across_a_crash") {
+        return;
+    }
+    let net = Net::new(12);
+    let before = node_state(&net.bridge, "n12", &[]);
+    let guard = Guard::new("n12", &net.bridge, &format!("{}.0/24", net.prefix));
+    // A /29: .1 is the gateway, .2 to .6 are for pods.
+    let config = net.config("").replace(
+        &format!("{}.0/24", net.prefix),
+        &format!("{}.0/29", net.prefix),
+    );
+    let mut e = env(&config).await;
+    let p = &net.prefix;
+    let mut pods = Vec::new();
+    let mut ip_of = HashMap::new();
+    for name in ["a", "b"] {
+        let id = run_pod(&mut e, pod_config(name, Vec::new(), false))
+            .await
+            .unwrap();
+        ip_of.insert(name, pod_ips(&mut e, &id).await.0);
+        pods.push(id);
+    }
+    assert_eq!(ip_of["a"], format!("{p}.2"));
+    assert_eq!(ip_of["b"], format!("{p}.3"));
+
+    // a's address is free again, but the next pod gets a new one.
+    stop_pod(&mut e, &pods[0]).await;
+    let c = run_pod(&mut e, pod_config("c", Vec::new(), false))
+        .await
+        .unwrap();
+    assert_eq!(pod_ips(&mut e, &c).await.0, format!("{p}.4"));
+    pods.push(c);
+
+    // A daemon killed outright keeps its allocations and its cursor.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(e.d.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    e.d.restart();
+    e.c = e.d.client().await;
+    let d = run_pod(&mut e, pod_config("d", Vec::new(), false))
+        .await
+        .unwrap();
+    assert_eq!(pod_ips(&mut e, &d).await.0, format!("{p}.5"));
+    pods.push(d);
+    let f = run_pod(&mut e, pod_config("f", Vec::new(), false))
+        .await
+        .unwrap();
+    assert_eq!(pod_ips(&mut e, &f).await.0, format!("{p}.6"));
+    pods.push(f);
+    // Wrapping around: the only free address is a's.
+    let g = run_pod(&mut e, pod_config("g", Vec::new(), false))
+        .await
+        .unwrap();
+    assert_eq!(pod_ips(&mut e, &g).await.0, format!("{p}.2"));
+    pods.push(g);
+    // Full: refused, and nothing half-made stays.
+    let full = run_pod(&mut e, pod_config("h", Vec::new(), false)).await;
+    assert!(full.is_err(), "a pod got an address from a full subnet");
+    assert_eq!(veth_count(&pods), 5, "one veth per pod with an address");
+
+    // Host-network pods get neither an address nor a veth.
+    let host = run_pod(&mut e, pod_config("host", Vec::new(), true))
+        .await
+        .unwrap();
+    assert_eq!(pod_ips(&mut e, &host).await.0, "");
+    pods.push(host);
+
+    for pod in &pods {
+        stop_pod(&mut e, pod).await;
+        remove_pod(&mut e, pod).await;
+    }
+    assert_eq!(veth_count(&pods), 0, "veths left behind");
+    e.d.stop();
+    drop(guard);
+    assert_eq!(
+        node_state(&net.bridge, "n12", &pods),
+        before,
+        "the node changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_ready_and_bad_port_mappings() {
+    if !ready("network_ready_and_bad_port_mappings") {
+        return;
+    }
+    let net = Net::new(13);
+    let before = node_state(&net.bridge, "n13", &[]);
+    let guard = Guard::new("n13", &net.bridge, "{ 10.78.13.0/24, 10.78.14.0/24 }");
+    let mut e = env(&net.config("")).await;
+    let conditions =
+        e.c.runtime
+            .status(v1::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+            .conditions;
+    let network = conditions
+        .iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .unwrap();
+    assert!(network.status, "{network:?}");
+
+    let bad = run_pod(&mut e, pod_config("bad", vec![port(70000, 80)], false))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(
+        bad.message().contains("config.port_mappings"),
+        "{}",
+        bad.message()
+    );
+
+    // The kubelet's pod CIDR replaces the configured one for new pods.
+    e.c.runtime
+        .update_runtime_config(v1::UpdateRuntimeConfigRequest {
+            runtime_config: Some(v1::RuntimeConfig {
+                network_config: Some(v1::NetworkConfig {
+                    pod_cidr: "10.78.14.0/24".into(),
+                }),
+            }),
+        })
+        .await
+        .unwrap();
+    let pod = run_pod(&mut e, pod_config("moved", Vec::new(), false))
+        .await
+        .unwrap();
+    assert_eq!(pod_ips(&mut e, &pod).await.0, "10.78.14.2");
+    let refused =
+        e.c.runtime
+            .update_runtime_config(v1::UpdateRuntimeConfigRequest {
+                runtime_config: Some(v1::RuntimeConfig {
+                    network_config: Some(v1::NetworkConfig {
+                        pod_cidr: "not-a-cidr".into(),
+                    }),
+                }),
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    stop_pod(&mut e, &pod).await;
+    remove_pod(&mut e, &pod).await;
+    e.d.stop();
+    drop(guard);
+    assert_eq!(
+        node_state(&net.bridge, "n13", &[pod]),
+        before,
+        "the node changed"
+    );
+}
+
+/// Rules Debian's portmap plugin leaves in the `nat` tables after DEL (its
+/// top-level chains and the jumps to them), removed by exact match; the
+/// tables themselves go when the test's run created them.
+fn remove_portmap_leftovers(nat_existed: [bool; 2]) {
+    for (tool, family, existed) in [
+        ("iptables", "ip", nat_existed[0]),
+        ("ip6tables", "ip6", nat_existed[1]),
+    ] {
+        let saved = run(&format!("{tool}-save"), &["-t", "nat"]);
+        let chains: Vec<&str> = saved
+            .lines()
+            .filter_map(|l| l.strip_prefix(':').and_then(|l| l.split(' ').next()))
+            .filter(|c| c.starts_with("CNI-"))
+            .collect();
+        for rule in saved.lines().filter_map(|l| l.strip_prefix("-A ")) {
+            if rule.contains("-j CNI-") && !rule.starts_with("CNI-") {
+                let _ = Command::new(tool)
+                    .args(["-t", "nat", "-D"])
+                    .args(shell_words(rule))
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+        for flag in ["-F", "-X"] {
+            for chain in &chains {
+                let _ = Command::new(tool)
+                    .args(["-t", "nat", flag, chain])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+        if !existed {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, "nat"])
+                .status();
+        }
+    }
+}
+
+/// iptables-save's words: whitespace-separated, double quotes grouping.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for ch in line.chars() {
+        match ch {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+fn nft_has_table(name: &str) -> bool {
+    run("nft", &["list", "tables"]).lines().any(|l| l == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cni_mode_with_debian_plugins() {
+    if !ready("cni_mode_with_debian_plugins") {
+        return;
+    }
+    let plugins = std::path::Path::new("/usr/lib/cni");
+    if !plugins.join("bridge").exists() || !plugins.join("portmap").exists() {
+        eprintln!("skipping cni_mode_with_debian_plugins: containernetworking-plugins is not installed (scripts/install-deps.sh)");
+        return;
+    }
+    let bridge = "pvt-c21";
+    let before = node_state(bridge, "c21", &[]);
+    let nat_existed = [
+        nft_has_table("table ip nat"),
+        nft_has_table("table ip6 nat"),
+    ];
+    let forward_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let guard = Guard::new("c21", bridge, "10.78.21.0/24");
+    let dir = tempfile::tempdir().unwrap();
+    let conf_dir = dir.path().join("net.d");
+    std::fs::create_dir(&conf_dir).unwrap();
+    let config = format!(
+        "{}\n[network]\nmode = \"cni\"\ncni_conf_dir = \"{}\"\ncni_bin_dirs = [\"/nonexistent\", \"/usr/lib/cni\"]\n",
+        mirror_config_without_network(),
+        conf_dir.display()
+    );
+    let mut e = env(&config).await;
+    let network_ready = |conditions: Vec<v1::RuntimeCondition>| {
+        conditions
+            .into_iter()
+            .find(|c| c.r#type == "NetworkReady")
+            .unwrap()
+    };
+    let status =
+        e.c.runtime
+            .status(v1::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+    let not_ready = network_ready(status.status.unwrap().conditions);
+    assert!(
+        !not_ready.status && not_ready.message.contains("net.d"),
+        "{not_ready:?}"
+    );
+    let early = run_pod(&mut e, pod_config("early", Vec::new(), false)).await;
+    assert_eq!(early.unwrap_err().code(), tonic::Code::FailedPrecondition);
+
+    // A config that appears later is used without a restart.
+    std::fs::write(
+        conf_dir.join("10-test.conflist"),
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "pvecri-test",
+            "plugins": [
+                {
+                    "type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": "10.78.21.0/24"}]],
+                        "dataDir": dir.path().join("ipam"),
+                    }
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let status =
+        e.c.runtime
+            .status(v1::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+    assert!(network_ready(status.status.unwrap().conditions).status);
+
+    let server_config = pod_config("cni-server", vec![port(18082, 80)], false);
+    let server = run_pod(&mut e, server_config.clone()).await.unwrap();
+    let (server_ip, _) = pod_ips(&mut e, &server).await;
+    assert!(server_ip.starts_with("10.78.21."), "{server_ip}");
+    start_container(&mut e, &server, &server_config, HTTPD).await;
+    let client_config = pod_config("cni-client", Vec::new(), false);
+    let client = run_pod(&mut e, client_config.clone()).await.unwrap();
+    let sleeper = start_container(&mut e, &client, &client_config, &["sleep", "1000"]).await;
+    let ping = exec(
+        &mut e,
+        &sleeper,
+        &["ping", "-c", "1", "-W", "5", &server_ip],
+    )
+    .await;
+    assert_eq!(
+        ping.exit_code,
+        0,
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let ip: IpAddr = server_ip.parse().unwrap();
+    for addr in [
+        SocketAddr::new(ip, 80),
+        SocketAddr::new("10.78.21.1".parse().unwrap(), 18082),
+    ] {
+        let body = http_get(addr);
+        assert!(body.ends_with("served-by-pod\n"), "{addr}: {body}");
+    }
+
+    // A restart keeps the cached ADD result for DEL.
+    e.d.restart();
+    e.c = e.d.client().await;
+    for pod in [&server, &client] {
+        stop_pod(&mut e, pod).await;
+        remove_pod(&mut e, pod).await;
+        remove_pod(&mut e, pod).await;
+    }
+    let ports = run("ip", &["-o", "link", "show", "master", bridge]);
+    assert!(ports.trim().is_empty(), "veths left on the bridge: {ports}");
+    let leases: Vec<String> = std::fs::read_dir(dir.path().join("ipam/pvecri-test"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("10."))
+        .collect();
+    assert!(leases.is_empty(), "host-local leases left: {leases:?}");
+
+    e.d.stop();
+    // The bridge plugin never deletes its bridge, and it turns forwarding
+    // on: both are the test's to undo.
+    let _ = Command::new("ip").args(["link", "del", bridge]).status();
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", forward_before.trim()).unwrap();
+    remove_portmap_leftovers(nat_existed);
+    drop(guard);
+    assert_eq!(node_state(bridge, "c21", &[]), before, "the node changed");
+    assert_eq!(
+        [
+            nft_has_table("table ip nat"),
+            nft_has_table("table ip6 nat")
+        ],
+        nat_existed
+    );
+}
