@@ -58,6 +58,30 @@ struct RawConfig {
     log_format: LogFormat,
     init_path: PathBuf,
     images: ImagesConfig,
+    streaming: StreamingConfig,
+}
+
+/// `[streaming]`: the HTTP server behind CRI Exec, Attach and PortForward.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// IP address the server listens on.
+    pub address: std::net::IpAddr,
+    /// TCP port; 0 picks a free one at start-up.
+    pub port: u16,
+    /// A stream with no traffic either way for this many seconds is closed
+    /// (0: never).
+    pub idle_timeout_seconds: u64,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        Self {
+            address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 0,
+            idle_timeout_seconds: 4 * 60 * 60,
+        }
+    }
 }
 
 /// `[images]`: where images come from and how they are stored.
@@ -106,6 +130,7 @@ impl Default for RawConfig {
             log_format: LogFormat::Text,
             init_path: PathBuf::from(DEFAULT_INIT_PATH),
             images: ImagesConfig::default(),
+            streaming: StreamingConfig::default(),
         }
     }
 }
@@ -128,6 +153,7 @@ pub struct Config {
     /// The static pvecri-init binary bind-mounted into every container.
     pub init_path: PathBuf,
     pub images: ImagesConfig,
+    pub streaming: StreamingConfig,
 }
 
 impl Config {
@@ -254,6 +280,7 @@ impl RawConfig {
             log_format: self.log_format,
             init_path: self.init_path,
             images: self.images,
+            streaming: self.streaming,
         })
     }
 }

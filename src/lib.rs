@@ -18,4 +18,5 @@ pub mod runtime;
 pub mod sandbox;
 pub mod snapshot;
 pub mod store;
+pub mod streaming;
 pub mod version;

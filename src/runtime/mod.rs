@@ -8,12 +8,14 @@ mod exec;
 mod health;
 mod names;
 mod pods;
+mod stream;
 
 pub use containers::ContainerFilter;
 pub use error::RuntimeError;
 pub use exec::ExecOutput;
 pub use health::{Condition, ConditionKind};
 pub use pods::PodFilter;
+pub use stream::{connect_in_netns, ExecProcess, StreamStdio, Terminal};
 
 use std::collections::HashSet;
 use std::sync::Arc;
