@@ -12,6 +12,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
+use super::attach::{self, AttachServer};
 use super::cgroup;
 use super::control::ControlServer;
 use super::exit::{self, ExitRecord};
@@ -44,6 +45,9 @@ pub(super) struct Session<'a> {
     s: &'a Settings,
     log: LogWriter,
     control: ControlServer,
+    attach: AttachServer,
+    /// The write end of the container's stdin pipe, while it is open.
+    stdin: Option<File>,
     starter: Pid,
     out: Option<File>,
     err: Option<File>,
@@ -73,12 +77,20 @@ impl<'a> Session<'a> {
     /// Binds the control socket, opens the log, forks the starter.
     pub(super) fn start(s: &'a Settings, ready: &mut Option<ReadyFd>) -> anyhow::Result<Self> {
         let control = ControlServer::bind(&s.run_dir).context("cannot bind monitor.sock")?;
+        let attach = AttachServer::bind(&s.run_dir).context("cannot bind attach.sock")?;
+        let (stdin_r, stdin_w) = if s.stdin {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+            (Some(r), Some(File::from(w)))
+        } else {
+            (None, None)
+        };
         let log = LogWriter::open(s.log.as_deref(), s.max_log_line)?;
         let lxc_log = LogMark::take(&s.lxcpath, &s.id);
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         let (status_r, status_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         let fds = StarterFds {
+            stdin: stdin_r,
             stdout: out_w,
             stderr: err_w,
             status: status_w,
@@ -89,6 +101,8 @@ impl<'a> Session<'a> {
             s,
             log,
             control,
+            attach,
+            stdin: stdin_w,
             starter,
             out: Some(nonblocking(out_r)?),
             err: Some(nonblocking(err_r)?),
@@ -123,8 +137,15 @@ impl<'a> Session<'a> {
                 }
             }
             let timeout = self.timeout();
-            let (r_out, r_err, r_status, r_ctl, r_oom) = {
+            let (r_out, r_err, r_status, r_ctl, r_oom, r_attach, r_clients) = {
                 let mut set = PollSet::new();
+                let i_attach = set.add(Some(self.attach.listener_fd()));
+                let i_clients: Vec<usize> = self
+                    .attach
+                    .client_fds()
+                    .into_iter()
+                    .map(|fd| set.add(Some(fd)))
+                    .collect();
                 let i_out = set.add(self.out.as_ref().map(AsFd::as_fd));
                 let i_err = set.add(self.err.as_ref().map(AsFd::as_fd));
                 let i_status = set.add(self.status.as_ref().map(AsFd::as_fd));
@@ -137,8 +158,16 @@ impl<'a> Session<'a> {
                     set.ready(i_status),
                     set.ready(i_ctl),
                     set.ready(i_oom),
+                    set.ready(i_attach),
+                    i_clients.iter().map(|i| set.ready(*i)).collect::<Vec<_>>(),
                 )
             };
+            if r_attach {
+                self.attach.accept_pending();
+            }
+            if r_clients.iter().any(|r| *r) {
+                self.forward_input(&r_clients);
+            }
             if r_out {
                 self.drain(Stream::Stdout);
             }
@@ -161,6 +190,24 @@ impl<'a> Session<'a> {
                 }
             }
             self.tick();
+        }
+    }
+
+    /// Writes what attach clients sent to the container's stdin.
+    fn forward_input(&mut self, ready: &[bool]) {
+        let input = self.attach.read_ready(ready);
+        if let Some(stdin) = self.stdin.as_mut() {
+            if !input.data.is_empty() {
+                use std::io::Write;
+                if let Err(err) = stdin.write_all(&input.data) {
+                    tracing::info!(error = %err, "the container's stdin is closed");
+                    self.stdin = None;
+                }
+            }
+        }
+        if input.stdin_closed && self.s.stdin_once && self.stdin.is_some() {
+            tracing::info!("closing the container's stdin (stdin_once)");
+            self.stdin = None;
         }
     }
 
@@ -208,6 +255,7 @@ impl<'a> Session<'a> {
                         Stream::Stderr => self.err = None,
                     }
                     if self.out.is_none() && self.err.is_none() {
+                        self.attach.close_all();
                         // Every container process is gone but liblxc has
                         // not removed the cgroup yet: the best last look.
                         self.sample_oom();
@@ -215,6 +263,11 @@ impl<'a> Session<'a> {
                     return;
                 }
                 Ok(n) => {
+                    let tag = match stream {
+                        Stream::Stdout => attach::STDOUT,
+                        Stream::Stderr => attach::STDERR,
+                    };
+                    self.attach.broadcast(tag, &buf[..n]);
                     if stream == Stream::Stderr {
                         self.stderr_tail.extend_from_slice(&buf[..n]);
                         let excess = self.stderr_tail.len().saturating_sub(STDERR_TAIL);

@@ -228,7 +228,11 @@ impl Runtime {
         )
         .map_err(|e| RuntimeError::os("writing the LXC config", id, e))?;
 
-        let init_pid = self.spawn_monitor(id, &run_dir, &log_file).await?;
+        let stdin = StdinMode {
+            open: config.stdin,
+            once: config.stdin_once,
+        };
+        let init_pid = self.spawn_monitor(id, &run_dir, &log_file, stdin).await?;
         let record = ContainerRecord {
             id: id.to_owned(),
             pod_id: pod.id.clone(),
@@ -265,6 +269,7 @@ impl Runtime {
         id: &str,
         run_dir: &Path,
         log_file: &str,
+        stdin: StdinMode,
     ) -> Result<i32, RuntimeError> {
         let exe = self.self_exe.clone();
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -297,6 +302,12 @@ impl Runtime {
         }
         if !log_file.is_empty() {
             cmd.arg("--log").arg(log_file);
+        }
+        if stdin.open {
+            cmd.arg("--stdin");
+            if stdin.once {
+                cmd.arg("--stdin-once");
+            }
         }
         // The monitor double-forks: this child exits at once and is reaped here.
         let status = tokio::task::spawn_blocking(move || {
@@ -695,6 +706,14 @@ pub(crate) fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
         format!("SIG{s}")
     };
     name.parse().ok()
+}
+
+/// The container's stdin as its config asks: a pipe attach clients write
+/// to (`open`), closed after the first client's stdin ends (`once`).
+#[derive(Debug, Clone, Copy)]
+struct StdinMode {
+    open: bool,
+    once: bool,
 }
 
 #[cfg(test)]

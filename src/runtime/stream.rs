@@ -165,6 +165,17 @@ impl Runtime {
         Ok((pod.id, pod.net_ns.map(PathBuf::from)))
     }
 
+    /// Connects to the monitor's attach socket of container `id` (see
+    /// `crate::monitor::attach` for the framing).
+    pub async fn connect_attach(&self, id: &str) -> Result<tokio::net::UnixStream, RuntimeError> {
+        let run_dir = self.config.runtime_dir.join("containers").join(id);
+        let (_dir, short) = crate::monitor::attach::socket_address(&run_dir)
+            .map_err(|e| RuntimeError::os("finding the attach socket", id, e))?;
+        tokio::net::UnixStream::connect(short)
+            .await
+            .map_err(|e| RuntimeError::os("connecting to the container's monitor", id, e))
+    }
+
     /// Starts `cmd` in container `id` with the asked stdio.
     pub fn spawn_exec(
         &self,

@@ -132,9 +132,21 @@ pub async fn run<F>(
     }
     let out = copy_out(command.stdout, client.stdout.as_ref());
     let err = copy_out(command.stderr, client.stderr.as_ref());
-    let (out_ok, err_ok) = tokio::join!(out, err);
-    if !(out_ok && err_ok) {
-        abort();
+    tokio::pin!(out, err);
+    let (mut out_done, mut err_done) = (false, false);
+    let mut abort = Some(abort);
+    // A client that cannot be written to any more ends the command at
+    // once, which also ends the other copy.
+    while !(out_done && err_done) {
+        let ok = tokio::select! {
+            ok = &mut out, if !out_done => { out_done = true; ok }
+            ok = &mut err, if !err_done => { err_done = true; ok }
+        };
+        if !ok {
+            if let Some(abort) = abort.take() {
+                abort();
+            }
+        }
     }
     let outcome = finished.await;
     for sink in [&client.stdout, &client.stderr].into_iter().flatten() {

@@ -88,15 +88,87 @@ pub(super) async fn exec(
     drop(terminal);
 }
 
-/// Attaches the client to the container's main process.
+/// Attaches the client to the container's main process through its
+/// monitor: output frames are split into stdout and stderr, the client's
+/// stdin goes to the monitor as is.
 pub(super) async fn attach(
-    _server: &StreamingServer,
-    _container_id: &str,
-    _stdio: Stdio,
+    server: &StreamingServer,
+    container_id: &str,
+    stdio: Stdio,
     version: Version,
     channels: ClientChannels,
 ) {
-    fail(version, channels, "attach is not supported yet".into()).await;
+    let conn = match server.runtime().connect_attach(container_id).await {
+        Ok(conn) => conn,
+        Err(err) => {
+            fail(version, channels, err.to_string()).await;
+            return;
+        }
+    };
+    let (from_monitor, to_monitor) = conn.into_split();
+    let (out_w, out_r) = tokio::io::duplex(64 * 1024);
+    let (err_w, err_r) = tokio::io::duplex(64 * 1024);
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(demux(from_monitor, out_w, err_w, cancel_rx));
+    // Without stdin the write half is kept, unused, to the end: dropping it
+    // would tell the monitor that stdin closed.
+    let (stdin, _held) = if stdio.stdin {
+        (
+            Some(Box::new(to_monitor) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
+            None,
+        )
+    } else {
+        (None, Some(to_monitor))
+    };
+    let io = CommandIo {
+        stdin,
+        stdout: stdio
+            .stdout
+            .then(|| Box::new(out_r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        stderr: (stdio.stderr && !stdio.tty)
+            .then(|| Box::new(err_r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        resize: None,
+    };
+    let abort = move || {
+        let _ = cancel_tx.send(());
+    };
+    remotecommand::run(version, channels, io, async { Outcome::Detached }, abort).await;
+}
+
+/// Splits the monitor's output frames (stream byte, 32-bit length, bytes)
+/// into the two pipes, until the monitor closes or the session is
+/// cancelled.
+async fn demux(
+    mut from: tokio::net::unix::OwnedReadHalf,
+    mut out: tokio::io::DuplexStream,
+    mut err: tokio::io::DuplexStream,
+    mut cancel: tokio::sync::oneshot::Receiver<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let frame = async move {
+        loop {
+            let mut head = [0u8; 5];
+            if from.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut data = vec![0u8; len];
+            if from.read_exact(&mut data).await.is_err() {
+                return;
+            }
+            let to = if head[0] == crate::monitor::attach::STDERR {
+                &mut err
+            } else {
+                &mut out
+            };
+            // A side nobody reads (not requested) is simply dropped.
+            let _ = to.write_all(&data).await;
+        }
+    };
+    tokio::select! {
+        _ = frame => {}
+        _ = &mut cancel => {}
+    }
 }
 
 /// Reports a failure before anything ran.
