@@ -80,6 +80,10 @@ impl Env {
 
     /// A pod and one started container running `cmd`; (pod, container).
     fn pod_with(&self, name: &str, cmd: &[&str], stdin: bool) -> (String, String) {
+        self.pod_with_tty(name, cmd, stdin, false)
+    }
+
+    fn pod_with_tty(&self, name: &str, cmd: &[&str], stdin: bool, tty: bool) -> (String, String) {
         let pod = self.write(
             &format!("{name}-pod.json"),
             serde_json::json!({
@@ -97,6 +101,7 @@ impl Env {
                 "log_path": "main.log",
                 "stdin": stdin,
                 "stdin_once": stdin,
+                "tty": tty,
                 "linux": {},
             }),
         );
@@ -299,6 +304,59 @@ fn attach_feeds_stdin_and_returns_output() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A TTY container's main process runs on a terminal; `crictl attach
+/// -it` under a scripted terminal reaches it and resizes it.
+#[test]
+fn attach_to_a_tty_container_gets_the_terminal() {
+    if !ready("attach_to_a_tty_container_gets_the_terminal") {
+        return;
+    }
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipping attach_to_a_tty_container_gets_the_terminal: needs script(1)");
+        return;
+    }
+    let e = Env::new();
+    let (_pod, ctr) = e.pod_with_tty("ttyattach", &["sh"], true, true);
+    let endpoint = format!("unix://{}", e.d.socket.display());
+    let inner =
+        format!("stty cols 77 rows 22; {CRICTL} --runtime-endpoint {endpoint} attach -it {ctr}");
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    // The shell answers once the attach is up; keep asking until it does
+    // (typed input before the attach exists would go nowhere).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = e.files.path().join("ttyattach").join("main.log");
+    loop {
+        input.write_all(b"stty size; echo tty-$((20+1))\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("tty-21")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the shell never answered");
+    }
+    input.write_all(b"exit 0\n").unwrap();
+    drop(input);
+    let _ = child.wait();
+    let text = reader.join().unwrap();
+    assert!(text.contains("22 77"), "{text}");
+    assert!(text.contains("tty-21"), "{text}");
 }
 
 #[test]

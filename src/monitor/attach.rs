@@ -3,11 +3,14 @@
 //!
 //! Any number of clients may be attached. Each gets a copy of the output
 //! from the moment it connects, as frames: one byte naming the stream
-//! ([`STDOUT`] or [`STDERR`]), a 32-bit big-endian length, the bytes. What
-//! a client sends is written to the container's stdin, when the container
-//! was created with `stdin`. A client that shuts down its sending side has
-//! closed its stdin; with `stdin_once` that closes the container's stdin
-//! too. When the container's output ends the monitor closes every client.
+//! ([`STDOUT`] or [`STDERR`]), a 32-bit big-endian length, the bytes. A
+//! client sends frames of the same layout: [`STDIN`] data goes to the
+//! container's stdin (when the container was created with `stdin`),
+//! [`RESIZE`] carries the terminal width and height as two big-endian
+//! 16-bit numbers (TTY containers). A client that carries stdin says so
+//! with a first, possibly empty, [`STDIN`] frame; when it then shuts down
+//! its sending side it has closed its stdin, and with `stdin_once` that
+//! closes the container's stdin too. Clients without stdin never do. When the container's output ends the monitor closes every client.
 //! The monitor never blocks on a client: one that does not keep up with
 //! the output is disconnected.
 
@@ -21,6 +24,11 @@ pub const ATTACH_SOCKET_FILE: &str = "attach.sock";
 /// Stream tags of output frames.
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
+/// Tags of client frames.
+pub const STDIN: u8 = 0;
+pub const RESIZE: u8 = 4;
+/// Largest client frame accepted.
+const MAX_FRAME: usize = 1 << 20;
 
 /// A short address for `run_dir/attach.sock` (see
 /// `control::socket_address`); the returned handle must stay open while the
@@ -39,14 +47,55 @@ struct Client {
     stream: UnixStream,
     /// Still sending stdin.
     reading: bool,
+    /// Bytes of a frame not complete yet.
+    partial: Vec<u8>,
+    /// It sent a STDIN frame: its end is the end of its stdin.
+    has_stdin: bool,
 }
 
 /// What reading from the clients produced.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Input {
     pub data: Vec<u8>,
+    /// A STDIN frame arrived (even an empty one).
+    pub saw_stdin: bool,
+    /// The last terminal size asked for, (width, height).
+    pub resize: Option<(u16, u16)>,
     /// A client closed its stdin.
     pub stdin_closed: bool,
+}
+
+/// Takes the complete frames off the front of `partial` into `input`;
+/// false when the client sent something that is not a frame.
+fn parse_frames(partial: &mut Vec<u8>, input: &mut Input) -> bool {
+    let mut at = 0;
+    while partial.len() - at >= 5 {
+        let head = &partial[at..at + 5];
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if len > MAX_FRAME {
+            return false;
+        }
+        if partial.len() - at - 5 < len {
+            break;
+        }
+        let body = &partial[at + 5..at + 5 + len];
+        match head[0] {
+            STDIN => {
+                input.saw_stdin = true;
+                input.data.extend_from_slice(body);
+            }
+            RESIZE if len == 4 => {
+                input.resize = Some((
+                    u16::from_be_bytes([body[0], body[1]]),
+                    u16::from_be_bytes([body[2], body[3]]),
+                ))
+            }
+            _ => return false,
+        }
+        at += 5 + len;
+    }
+    partial.drain(..at);
+    true
 }
 
 impl AttachServer {
@@ -87,6 +136,8 @@ impl AttachServer {
                         self.clients.push(Client {
                             stream,
                             reading: true,
+                            partial: Vec::new(),
+                            has_stdin: false,
                         });
                     }
                 }
@@ -107,15 +158,29 @@ impl AttachServer {
                 match client.stream.read(&mut buf) {
                     Ok(0) => {
                         client.reading = false;
-                        input.stdin_closed = true;
+                        input.stdin_closed |= client.has_stdin;
                         break;
                     }
-                    Ok(n) => input.data.extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        client.partial.extend_from_slice(&buf[..n]);
+                        input.saw_stdin = false;
+                        let ok = parse_frames(&mut client.partial, &mut input);
+                        client.has_stdin |= input.saw_stdin;
+                        if !ok {
+                            tracing::warn!(
+                                head = ?&client.partial[..client.partial.len().min(16)],
+                                "an attach client sent a malformed frame"
+                            );
+                            client.reading = false;
+                            input.stdin_closed = true;
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => {
                         client.reading = false;
-                        input.stdin_closed = true;
+                        input.stdin_closed |= client.has_stdin;
                         break;
                     }
                 }
@@ -178,6 +243,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn client_frames_may_arrive_in_pieces() {
+        let mut partial = frame(STDIN, b"abc");
+        let rest = partial.split_off(4);
+        let mut input = Input::default();
+        assert!(parse_frames(&mut partial, &mut input));
+        assert!(input.data.is_empty());
+        partial.extend_from_slice(&rest);
+        assert!(parse_frames(&mut partial, &mut input));
+        assert_eq!(input.data, b"abc");
+        assert!(partial.is_empty());
+        assert!(!parse_frames(&mut vec![9, 0, 0, 0, 0], &mut input));
+    }
+
+    #[test]
     fn frames_carry_stream_and_length() {
         assert_eq!(frame(STDERR, b"ab"), [2, 0, 0, 0, 2, b'a', b'b']);
     }
@@ -194,16 +273,21 @@ mod tests {
         let mut got = [0u8; 10];
         client.read_exact(&mut got).unwrap();
         assert_eq!(got, [1, 0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']);
-        client.write_all(b"in").unwrap();
+        client.write_all(&frame(STDIN, b"in")).unwrap();
+        client
+            .write_all(&[RESIZE, 0, 0, 0, 4, 0, 80, 0, 24])
+            .unwrap();
         client.shutdown(std::net::Shutdown::Write).unwrap();
         let mut input = Input::default();
         while !input.stdin_closed {
             let fds = server.client_fds().len();
             let part = server.read_ready(&vec![true; fds]);
             input.data.extend(part.data);
+            input.resize = part.resize.or(input.resize);
             input.stdin_closed |= part.stdin_closed;
         }
         assert_eq!(input.data, b"in");
+        assert_eq!(input.resize, Some((80, 24)));
         server.close_all();
         assert_eq!(client.read(&mut got).unwrap(), 0);
     }

@@ -68,4 +68,8 @@ pub struct MonitorArgs {
     /// own (`stdin_once`).
     #[arg(long)]
     pub stdin_once: bool,
+    /// Run the container on a pseudo-terminal (the container config's
+    /// `tty`): its output is one stream, attach clients can resize it.
+    #[arg(long)]
+    pub tty: bool,
 }

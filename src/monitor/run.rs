@@ -28,6 +28,7 @@ pub(super) struct Settings {
     pub(super) max_log_line: usize,
     pub(super) stdin: bool,
     pub(super) stdin_once: bool,
+    pub(super) tty: bool,
 }
 
 impl Settings {
@@ -53,6 +54,7 @@ impl Settings {
             max_log_line: args.max_log_line,
             stdin: args.stdin,
             stdin_once: args.stdin_once,
+            tty: args.tty,
         })
     }
 }
@@ -182,6 +184,7 @@ mod tests {
             max_log_line: 16384,
             stdin: false,
             stdin_once: false,
+            tty: false,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -46,8 +46,11 @@ pub(super) struct Session<'a> {
     log: LogWriter,
     control: ControlServer,
     attach: AttachServer,
-    /// The write end of the container's stdin pipe, while it is open.
+    /// The write end of the container's stdin pipe (or its terminal),
+    /// while it is open.
     stdin: Option<File>,
+    /// The master side of the container's terminal (TTY containers).
+    terminal: Option<OwnedFd>,
     starter: Pid,
     out: Option<File>,
     err: Option<File>,
@@ -78,21 +81,18 @@ impl<'a> Session<'a> {
     pub(super) fn start(s: &'a Settings, ready: &mut Option<ReadyFd>) -> anyhow::Result<Self> {
         let control = ControlServer::bind(&s.run_dir).context("cannot bind monitor.sock")?;
         let attach = AttachServer::bind(&s.run_dir).context("cannot bind attach.sock")?;
-        let (stdin_r, stdin_w) = if s.stdin {
-            let (r, w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-            (Some(r), Some(File::from(w)))
-        } else {
-            (None, None)
-        };
         let log = LogWriter::open(s.log.as_deref(), s.max_log_line)?;
         let lxc_log = LogMark::take(&s.lxcpath, &s.id);
-        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         let (status_r, status_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        let stdio = if s.tty {
+            Stdio::terminal(s.stdin)?
+        } else {
+            Stdio::pipes(s.stdin)?
+        };
         let fds = StarterFds {
-            stdin: stdin_r,
-            stdout: out_w,
-            stderr: err_w,
+            stdin: stdio.child_stdin,
+            stdout: stdio.child_stdout,
+            stderr: stdio.child_stderr,
             status: status_w,
         };
         let starter = starter::spawn(&s.id, &s.lxcpath, fds)?;
@@ -102,10 +102,11 @@ impl<'a> Session<'a> {
             log,
             control,
             attach,
-            stdin: stdin_w,
+            stdin: stdio.stdin,
+            terminal: stdio.terminal,
             starter,
-            out: Some(nonblocking(out_r)?),
-            err: Some(nonblocking(err_r)?),
+            out: Some(nonblocking(stdio.out)?),
+            err: stdio.err.map(nonblocking).transpose()?,
             status: Some(nonblocking(status_r)?),
             status_text: Vec::new(),
             report: None,
@@ -198,11 +199,23 @@ impl<'a> Session<'a> {
         let input = self.attach.read_ready(ready);
         if let Some(stdin) = self.stdin.as_mut() {
             if !input.data.is_empty() {
-                use std::io::Write;
-                if let Err(err) = stdin.write_all(&input.data) {
+                if let Err(err) = write_patiently(stdin, &input.data) {
                     tracing::info!(error = %err, "the container's stdin is closed");
                     self.stdin = None;
                 }
+            }
+        }
+        if let (Some((width, height)), Some(terminal)) = (input.resize, &self.terminal) {
+            let size = libc::winsize {
+                ws_row: height,
+                ws_col: width,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: the fd is the open pty master owned by the session;
+            // TIOCSWINSZ reads one winsize from the valid pointer.
+            if unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
+                tracing::debug!(error = %io::Error::last_os_error(), "terminal resize failed");
             }
         }
         if input.stdin_closed && self.s.stdin_once && self.stdin.is_some() {
@@ -248,7 +261,13 @@ impl<'a> Session<'a> {
                 Stream::Stderr => self.err.as_mut(),
             };
             let Some(file) = file else { return };
-            match file.read(buf) {
+            // A terminal's master reads EIO once every slave is closed:
+            // that is its end of file.
+            let read = match file.read(buf) {
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => Ok(0),
+                other => other,
+            };
+            match read {
                 Ok(0) => {
                     match stream {
                         Stream::Stdout => self.out = None,
@@ -472,6 +491,92 @@ impl<'a> Session<'a> {
         }
         message
     }
+}
+
+/// The container's stdio as the monitor and the starter hold it.
+struct Stdio {
+    /// The monitor's ends.
+    stdin: Option<File>,
+    out: OwnedFd,
+    err: Option<OwnedFd>,
+    terminal: Option<OwnedFd>,
+    /// The starter's ends.
+    child_stdin: Option<OwnedFd>,
+    child_stdout: OwnedFd,
+    child_stderr: OwnedFd,
+}
+
+impl Stdio {
+    /// Two output pipes, and a stdin pipe when the container asked for
+    /// stdin (else the starter uses /dev/null).
+    fn pipes(stdin: bool) -> anyhow::Result<Self> {
+        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        let (child_stdin, stdin) = if stdin {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+            (Some(r), Some(File::from(w)))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            stdin,
+            out: out_r,
+            err: Some(err_r),
+            terminal: None,
+            child_stdin,
+            child_stdout: out_w,
+            child_stderr: err_w,
+        })
+    }
+
+    /// A pseudo-terminal: its slave is the container's stdin, stdout and
+    /// stderr, its master the one output stream (and the input, with
+    /// stdin). openpty is two syscalls; the monitor is single-threaded.
+    fn terminal(stdin: bool) -> anyhow::Result<Self> {
+        let pty = nix::pty::openpty(None, None).context("openpty")?;
+        for fd in [&pty.master, &pty.slave] {
+            fcntl(
+                fd.as_fd(),
+                FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .context("F_SETFD")?;
+        }
+        let dup = |fd: &OwnedFd| fd.try_clone().context("dup terminal");
+        Ok(Self {
+            stdin: if stdin {
+                Some(File::from(dup(&pty.master)?))
+            } else {
+                None
+            },
+            out: dup(&pty.master)?,
+            err: None,
+            child_stdin: Some(dup(&pty.slave)?),
+            child_stdout: dup(&pty.slave)?,
+            child_stderr: pty.slave,
+            terminal: Some(pty.master),
+        })
+    }
+}
+
+/// Writes all of `data` to a descriptor that may be non-blocking (a
+/// terminal master shares its flags with the read side), waiting briefly
+/// when it is full.
+fn write_patiently(file: &mut File, mut data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut stalls = 0;
+    while !data.is_empty() {
+        match file.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && stalls < 500 => {
+                stalls += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn nonblocking(fd: OwnedFd) -> anyhow::Result<File> {

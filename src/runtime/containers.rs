@@ -231,6 +231,7 @@ impl Runtime {
         let stdin = StdinMode {
             open: config.stdin,
             once: config.stdin_once,
+            tty: config.tty,
         };
         let init_pid = self.spawn_monitor(id, &run_dir, &log_file, stdin).await?;
         let record = ContainerRecord {
@@ -308,6 +309,9 @@ impl Runtime {
             if stdin.once {
                 cmd.arg("--stdin-once");
             }
+        }
+        if stdin.tty {
+            cmd.arg("--tty");
         }
         // The monitor double-forks: this child exits at once and is reaped here.
         let status = tokio::task::spawn_blocking(move || {
@@ -708,12 +712,14 @@ pub(crate) fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
     name.parse().ok()
 }
 
-/// The container's stdin as its config asks: a pipe attach clients write
-/// to (`open`), closed after the first client's stdin ends (`once`).
+/// The container's stdio as its config asks: a stdin attach clients write
+/// to (`open`), closed after the first client's stdin ends (`once`), on a
+/// terminal (`tty`).
 #[derive(Debug, Clone, Copy)]
 struct StdinMode {
     open: bool,
     once: bool,
+    tty: bool,
 }
 
 #[cfg(test)]

@@ -89,8 +89,9 @@ pub(super) async fn exec(
 }
 
 /// Attaches the client to the container's main process through its
-/// monitor: output frames are split into stdout and stderr, the client's
-/// stdin goes to the monitor as is.
+/// monitor (`crate::monitor::attach` has the framing): output frames are
+/// split into stdout and stderr, the client's stdin and terminal sizes go
+/// to the monitor as frames.
 pub(super) async fn attach(
     server: &StreamingServer,
     container_id: &str,
@@ -110,29 +111,84 @@ pub(super) async fn attach(
     let (err_w, err_r) = tokio::io::duplex(64 * 1024);
     let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(demux(from_monitor, out_w, err_w, cancel_rx));
-    // Without stdin the write half is kept, unused, to the end: dropping it
-    // would tell the monitor that stdin closed.
-    let (stdin, _held) = if stdio.stdin {
-        (
-            Some(Box::new(to_monitor) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
-            None,
-        )
-    } else {
-        (None, Some(to_monitor))
-    };
+    let (stdin_w, stdin_r) = tokio::io::duplex(64 * 1024);
+    let (resize_tx, resize_rx) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = tokio::spawn(mux(stdin_r, resize_rx, to_monitor, stdio.stdin));
     let io = CommandIo {
-        stdin,
+        stdin: stdio
+            .stdin
+            .then(|| Box::new(stdin_w) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
         stdout: stdio
             .stdout
             .then(|| Box::new(out_r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
         stderr: (stdio.stderr && !stdio.tty)
             .then(|| Box::new(err_r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        resize: None,
+        resize: stdio.tty.then(|| {
+            Box::new(move |w, h| {
+                let _ = resize_tx.send((w, h));
+            }) as Box<dyn Fn(u16, u16) + Send + Sync>
+        }),
     };
     let abort = move || {
         let _ = cancel_tx.send(());
     };
     remotecommand::run(version, channels, io, async { Outcome::Detached }, abort).await;
+    upstream.abort();
+}
+
+/// Frames the client's stdin and terminal sizes for the monitor. The end
+/// of stdin shuts the connection's sending side down (the monitor's "stdin
+/// closed"); without stdin it stays open, or the monitor would take it for
+/// a closed stdin.
+async fn mux(
+    mut stdin: tokio::io::DuplexStream,
+    mut resizes: tokio::sync::mpsc::UnboundedReceiver<(u16, u16)>,
+    mut to: tokio::net::unix::OwnedWriteHalf,
+    has_stdin: bool,
+) {
+    use crate::monitor::attach::{frame, RESIZE, STDIN};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut stdin_open = has_stdin;
+    if has_stdin && to.write_all(&frame(STDIN, &[])).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            n = stdin.read(&mut buf), if stdin_open => match n {
+                Ok(0) | Err(_) => {
+                    stdin_open = false;
+                    let _ = to.shutdown().await;
+                }
+                Ok(n) => {
+                    if to.write_all(&frame(STDIN, &buf[..n])).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            size = resizes.recv() => match size {
+                Some((w, h)) => {
+                    let mut body = w.to_be_bytes().to_vec();
+                    body.extend_from_slice(&h.to_be_bytes());
+                    if stdin_open || !has_stdin {
+                        let _ = to.write_all(&frame(RESIZE, &body)).await;
+                    }
+                }
+                // No terminal: wait on stdin alone (or forever, holding
+                // the connection open, until the session aborts this).
+                None if stdin_open => {
+                    while let Ok(n) = stdin.read(&mut buf).await {
+                        if n == 0 || to.write_all(&frame(STDIN, &buf[..n])).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown().await;
+                    std::future::pending::<()>().await;
+                }
+                None => std::future::pending::<()>().await,
+            },
+        }
+    }
 }
 
 /// Splits the monitor's output frames (stream byte, 32-bit length, bytes)
