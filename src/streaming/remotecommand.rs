@@ -58,6 +58,8 @@ pub struct ClientChannels {
     pub stderr: Option<Sink>,
     pub error: Option<Sink>,
     pub resize: Option<mpsc::UnboundedReceiver<Bytes>>,
+    /// Fails `changed()` once the client's connection has ended.
+    pub gone: Option<tokio::sync::watch::Receiver<()>>,
 }
 
 /// The command's side.
@@ -135,12 +137,17 @@ pub async fn run<F>(
     tokio::pin!(out, err);
     let (mut out_done, mut err_done) = (false, false);
     let mut abort = Some(abort);
-    // A client that cannot be written to any more ends the command at
-    // once, which also ends the other copy.
+    let mut gone = client.gone;
+    // A client that is gone, or cannot be written to any more, ends the
+    // command at once, which also ends the copies.
     while !(out_done && err_done) {
         let ok = tokio::select! {
             ok = &mut out, if !out_done => { out_done = true; ok }
             ok = &mut err, if !err_done => { err_done = true; ok }
+            _ = async { gone.as_mut().expect("armed").changed().await }, if gone.is_some() => {
+                gone = None;
+                false
+            }
         };
         if !ok {
             if let Some(abort) = abort.take() {

@@ -25,6 +25,7 @@ pub async fn collect(
         stderr: None,
         error: None,
         resize: None,
+        gone: Some(session.gone()),
     };
     let wants_resize = stdio.tty && version >= Version::V3;
     let complete = |c: &ClientChannels| {

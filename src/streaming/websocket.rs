@@ -268,7 +268,10 @@ fn channels(ws: Ws, stdio: Stdio, encoding: Encoding) -> (ClientChannels, Closer
     });
     let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
     let (resize_tx, resize_rx) = mpsc::unbounded_channel();
+    let (gone_tx, gone) = tokio::sync::watch::channel(());
     tokio::spawn(async move {
+        // Dropped when the client's side ends: the session's "gone".
+        let _gone_tx = gone_tx;
         let mut stdin_tx = Some(stdin_tx);
         while let Some(Ok(message)) = read.next().await {
             if matches!(message, Message::Close(_)) {
@@ -309,6 +312,7 @@ fn channels(ws: Ws, stdio: Stdio, encoding: Encoding) -> (ClientChannels, Closer
         },
         error: sink(ERROR),
         resize: stdio.tty.then_some(resize_rx),
+        gone: Some(gone),
     };
     (channels, Closer(out_tx))
 }

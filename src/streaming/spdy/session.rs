@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::frame::{self, Frame, FrameHead};
 use super::headers::{self, Compressor, Decompressor, Headers};
@@ -131,6 +131,7 @@ pub struct Session {
     pub incoming: mpsc::UnboundedReceiver<Stream>,
     sender: Sender,
     last_peer_stream: Arc<AtomicU64>,
+    gone: watch::Receiver<()>,
 }
 
 impl Session {
@@ -150,19 +151,31 @@ impl Session {
         let sender = Sender { tx, activity };
         let (incoming_tx, incoming) = mpsc::unbounded_channel();
         let last_peer_stream = Arc::new(AtomicU64::new(0));
+        let (gone_tx, gone) = watch::channel(());
         tokio::spawn(write_loop(write, rx));
-        tokio::spawn(read_loop(
+        let reader = read_loop(
             read,
             sender.clone(),
             incoming_tx,
             idle_timeout,
             last_peer_stream.clone(),
-        ));
+        );
+        tokio::spawn(async move {
+            reader.await;
+            drop(gone_tx);
+        });
         Self {
             incoming,
             sender,
             last_peer_stream,
+            gone,
         }
+    }
+
+    /// Resolves (`changed()` fails) once the peer has gone: closed, reset,
+    /// idle past the timeout, or a protocol error.
+    pub fn gone(&self) -> watch::Receiver<()> {
+        self.gone.clone()
     }
 
     /// Next stream the peer opens, or `None` once the connection is gone.
