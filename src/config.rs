@@ -60,6 +60,30 @@ struct RawConfig {
     images: ImagesConfig,
     metrics: MetricsConfig,
     network: NetworkConfig,
+    streaming: StreamingConfig,
+}
+
+/// `[streaming]`: the HTTP server behind CRI Exec, Attach and PortForward.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// IP address the server listens on.
+    pub address: std::net::IpAddr,
+    /// TCP port; 0 picks a free one at start-up.
+    pub port: u16,
+    /// A stream with no traffic either way for this many seconds is closed
+    /// (0: never).
+    pub idle_timeout_seconds: u64,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        Self {
+            address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 0,
+            idle_timeout_seconds: 4 * 60 * 60,
+        }
+    }
 }
 
 /// How pods get their network.
@@ -166,6 +190,7 @@ impl Default for RawConfig {
             images: ImagesConfig::default(),
             metrics: MetricsConfig::default(),
             network: NetworkConfig::default(),
+            streaming: StreamingConfig::default(),
         }
     }
 }
@@ -191,6 +216,7 @@ pub struct Config {
     /// Where the Prometheus endpoint listens; `None`: no endpoint.
     pub metrics_address: Option<std::net::SocketAddr>,
     pub network: NetworkConfig,
+    pub streaming: StreamingConfig,
 }
 
 impl Config {
@@ -327,6 +353,7 @@ impl RawConfig {
             images: self.images,
             metrics_address,
             network: self.network,
+            streaming: self.streaming,
         })
     }
 }

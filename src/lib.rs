@@ -23,4 +23,5 @@ pub mod security;
 pub mod snapshot;
 pub mod stats;
 pub mod store;
+pub mod streaming;
 pub mod version;

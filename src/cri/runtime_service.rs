@@ -11,16 +11,38 @@ use super::stub::{unimplemented, unimplemented_rpcs, NoStream};
 use super::v1;
 use crate::config::CgroupDriver;
 use crate::events::Next;
-use crate::runtime::{ContainerFilter, PodFilter, Runtime};
+use crate::runtime::{ContainerFilter, PodFilter, Runtime, StreamStdio};
+use crate::streaming::{Pending, StreamingServer};
 use crate::version;
 
 pub struct RuntimeService {
     runtime: Arc<Runtime>,
+    streaming: Option<Arc<StreamingServer>>,
 }
 
 impl RuntimeService {
     pub fn new(runtime: Arc<Runtime>) -> Self {
-        Self { runtime }
+        Self {
+            runtime,
+            streaming: None,
+        }
+    }
+
+    /// Serves Exec, Attach and PortForward through `server`.
+    pub fn with_streaming(mut self, server: Arc<StreamingServer>) -> Self {
+        self.streaming = Some(server);
+        self
+    }
+
+    /// A URL for a validated streaming request.
+    fn streaming_url(&self, pending: Pending) -> Result<String, Status> {
+        let server = self
+            .streaming
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("the streaming server is not running"))?;
+        server
+            .url_for(pending)
+            .ok_or_else(|| Status::resource_exhausted("too many pending streaming requests"))
     }
 
     pub fn into_server(self) -> v1::runtime_service_server::RuntimeServiceServer<Self> {
@@ -353,6 +375,57 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         }))
     }
 
+    async fn exec(
+        &self,
+        request: Request<v1::ExecRequest>,
+    ) -> Result<Response<v1::ExecResponse>, Status> {
+        let req = request.into_inner();
+        let stdio = stream_stdio(req.stdin, req.stdout, req.stderr, req.tty);
+        let container_id = self
+            .runtime
+            .check_exec(&req.container_id, &req.cmd, stdio)
+            .map_err(|e| from_runtime_error(&e))?;
+        let url = self.streaming_url(Pending::Exec {
+            container_id,
+            cmd: req.cmd,
+            stdio,
+        })?;
+        Ok(Response::new(v1::ExecResponse { url }))
+    }
+
+    async fn attach(
+        &self,
+        request: Request<v1::AttachRequest>,
+    ) -> Result<Response<v1::AttachResponse>, Status> {
+        let req = request.into_inner();
+        let stdio = stream_stdio(req.stdin, req.stdout, req.stderr, req.tty);
+        let container_id = self
+            .runtime
+            .check_attach(&req.container_id, stdio)
+            .map_err(|e| from_runtime_error(&e))?;
+        let url = self.streaming_url(Pending::Attach {
+            container_id,
+            stdio,
+        })?;
+        Ok(Response::new(v1::AttachResponse { url }))
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<v1::PortForwardRequest>,
+    ) -> Result<Response<v1::PortForwardResponse>, Status> {
+        let req = request.into_inner();
+        if let Some(port) = req.port.iter().find(|p| !(1..=65535).contains(*p)) {
+            return Err(invalid("port", format!("{port} is not a TCP port")));
+        }
+        let (pod_id, net_ns) = self
+            .runtime
+            .check_port_forward(&req.pod_sandbox_id)
+            .map_err(|e| from_runtime_error(&e))?;
+        let url = self.streaming_url(Pending::PortForward { pod_id, net_ns })?;
+        Ok(Response::new(v1::PortForwardResponse { url }))
+    }
+
     type StreamPodSandboxesStream = NoStream<v1::StreamPodSandboxesResponse>;
     type StreamContainersStream = NoStream<v1::StreamContainersResponse>;
     type StreamContainerStatsStream = NoStream<v1::StreamContainerStatsResponse>;
@@ -543,9 +616,6 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
     }
 
     unimplemented_rpcs! {
-        exec(v1::ExecRequest) -> v1::ExecResponse;
-        attach(v1::AttachRequest) -> v1::AttachResponse;
-        port_forward(v1::PortForwardRequest) -> v1::PortForwardResponse;
         checkpoint_container(v1::CheckpointContainerRequest) -> v1::CheckpointContainerResponse;
         checkpoint_pod(v1::CheckpointPodRequest) -> v1::CheckpointPodResponse;
         restore_pod(v1::RestorePodRequest) -> v1::RestorePodResponse;
@@ -565,6 +635,15 @@ fn verbose_info(runtime: &Runtime) -> HashMap<String, String> {
         "liblxcVersion": crate::lxc::version(),
     });
     HashMap::from([("config".to_owned(), config.to_string())])
+}
+
+fn stream_stdio(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> StreamStdio {
+    StreamStdio {
+        stdin,
+        stdout,
+        stderr,
+        tty,
+    }
 }
 
 fn required_id<'a>(field: &str, id: &'a str) -> Result<&'a str, Status> {

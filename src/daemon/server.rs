@@ -22,6 +22,7 @@ pub async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let streaming = crate::streaming::StreamingServer::start(runtime.clone()).await?;
 
     let _watcher = AbortOnDrop(crate::runtime::spawn_watcher(&runtime));
     let _metrics = match config.metrics_address {
@@ -38,7 +39,11 @@ pub async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     let server = tonic::transport::Server::builder()
         .trace_fn(|req| info_span!("cri", method = %req.uri().path()))
         .layer(crate::metrics::MetricsLayer)
-        .add_service(RuntimeService::new(runtime.clone()).into_server())
+        .add_service(
+            RuntimeService::new(runtime.clone())
+                .with_streaming(streaming)
+                .into_server(),
+        )
         .add_service(ImageService::new(runtime.clone()).into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             let _ = stop_rx.await;

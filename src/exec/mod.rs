@@ -32,6 +32,10 @@ pub struct ExecHelperArgs {
     /// Kill the command after this many seconds (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
+    /// stdio is a terminal (the slave side of a pty the daemon opened):
+    /// make it this session's controlling terminal, as a login would.
+    #[arg(long)]
+    pub tty: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
@@ -45,6 +49,9 @@ pub fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot read {}", args.spec.display()))?,
     )
     .with_context(|| format!("invalid {}", args.spec.display()))?;
+    if args.tty {
+        take_terminal();
+    }
     let container = Container::open(&args.id, &args.lxcpath.display().to_string())?;
     if !container.is_running() {
         anyhow::bail!("container {} is not running", args.id);
@@ -68,6 +75,23 @@ pub fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
         Some(status) => exit_code(status),
         None => TIMED_OUT,
     }))
+}
+
+/// Makes stdin, a terminal, the controlling terminal of a new session, so
+/// the attached command gets job control and terminal signals (^C).
+/// Best effort: without it the command still runs, only without a
+/// controlling terminal.
+fn take_terminal() {
+    if let Err(err) = nix::unistd::setsid() {
+        tracing::debug!(error = %err, "setsid failed");
+        return;
+    }
+    // SAFETY: fd 0 is open (it is this process's stdin); TIOCSCTTY takes an
+    // integer argument (0: do not steal a terminal another session holds).
+    let ret = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    if ret < 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "TIOCSCTTY failed");
+    }
 }
 
 /// Exit code of the helper when the command ran out of time (and was

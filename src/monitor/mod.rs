@@ -13,8 +13,9 @@
 //! (CRI log format), [`exit`] (status decoding, exit record), [`cgroup`] and
 //! [`oom`] (OOM detection), [`control`] (the socket), [`ready`] (the ready
 //! fd), [`lxclog`] (liblxc's errors for failure messages), [`poll`] and
-//! [`timestamp`] (helpers).
+//! [`timestamp`] (helpers), [`attach`] (the attach socket).
 
+pub mod attach;
 mod cgroup;
 pub mod control;
 mod detach;
@@ -59,4 +60,16 @@ pub struct MonitorArgs {
     /// Lines longer than this many bytes are split into partial records.
     #[arg(long, value_name = "BYTES", default_value_t = log::DEFAULT_MAX_LINE)]
     pub max_log_line: usize,
+    /// Give the container a stdin pipe that attach clients write to
+    /// (the container config's `stdin`); without it stdin is /dev/null.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Close the container's stdin when the first attach client closes its
+    /// own (`stdin_once`).
+    #[arg(long)]
+    pub stdin_once: bool,
+    /// Run the container on a pseudo-terminal (the container config's
+    /// `tty`): its output is one stream, attach clients can resize it.
+    #[arg(long)]
+    pub tty: bool,
 }

@@ -26,6 +26,9 @@ pub(super) struct Settings {
     pub(super) run_dir: PathBuf,
     pub(super) log: Option<PathBuf>,
     pub(super) max_log_line: usize,
+    pub(super) stdin: bool,
+    pub(super) stdin_once: bool,
+    pub(super) tty: bool,
 }
 
 impl Settings {
@@ -49,6 +52,9 @@ impl Settings {
             run_dir: args.run_dir.clone(),
             log: args.log.clone().filter(|p| !p.as_os_str().is_empty()),
             max_log_line: args.max_log_line,
+            stdin: args.stdin,
+            stdin_once: args.stdin_once,
+            tty: args.tty,
         })
     }
 }
@@ -176,6 +182,9 @@ mod tests {
             log: Some(PathBuf::new()),
             ready_fd: None,
             max_log_line: 16384,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -12,6 +12,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
+use super::attach::{self, AttachServer};
 use super::cgroup;
 use super::control::ControlServer;
 use super::exit::{self, ExitRecord};
@@ -44,6 +45,12 @@ pub(super) struct Session<'a> {
     s: &'a Settings,
     log: LogWriter,
     control: ControlServer,
+    attach: AttachServer,
+    /// The write end of the container's stdin pipe (or its terminal),
+    /// while it is open.
+    stdin: Option<File>,
+    /// The master side of the container's terminal (TTY containers).
+    terminal: Option<OwnedFd>,
     starter: Pid,
     out: Option<File>,
     err: Option<File>,
@@ -73,14 +80,19 @@ impl<'a> Session<'a> {
     /// Binds the control socket, opens the log, forks the starter.
     pub(super) fn start(s: &'a Settings, ready: &mut Option<ReadyFd>) -> anyhow::Result<Self> {
         let control = ControlServer::bind(&s.run_dir).context("cannot bind monitor.sock")?;
+        let attach = AttachServer::bind(&s.run_dir).context("cannot bind attach.sock")?;
         let log = LogWriter::open(s.log.as_deref(), s.max_log_line)?;
         let lxc_log = LogMark::take(&s.lxcpath, &s.id);
-        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         let (status_r, status_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        let stdio = if s.tty {
+            Stdio::terminal(s.stdin)?
+        } else {
+            Stdio::pipes(s.stdin)?
+        };
         let fds = StarterFds {
-            stdout: out_w,
-            stderr: err_w,
+            stdin: stdio.child_stdin,
+            stdout: stdio.child_stdout,
+            stderr: stdio.child_stderr,
             status: status_w,
         };
         let starter = starter::spawn(&s.id, &s.lxcpath, fds)?;
@@ -89,9 +101,12 @@ impl<'a> Session<'a> {
             s,
             log,
             control,
+            attach,
+            stdin: stdio.stdin,
+            terminal: stdio.terminal,
             starter,
-            out: Some(nonblocking(out_r)?),
-            err: Some(nonblocking(err_r)?),
+            out: Some(nonblocking(stdio.out)?),
+            err: stdio.err.map(nonblocking).transpose()?,
             status: Some(nonblocking(status_r)?),
             status_text: Vec::new(),
             report: None,
@@ -123,8 +138,15 @@ impl<'a> Session<'a> {
                 }
             }
             let timeout = self.timeout();
-            let (r_out, r_err, r_status, r_ctl, r_oom) = {
+            let (r_out, r_err, r_status, r_ctl, r_oom, r_attach, r_clients) = {
                 let mut set = PollSet::new();
+                let i_attach = set.add(Some(self.attach.listener_fd()));
+                let i_clients: Vec<usize> = self
+                    .attach
+                    .client_fds()
+                    .into_iter()
+                    .map(|fd| set.add(Some(fd)))
+                    .collect();
                 let i_out = set.add(self.out.as_ref().map(AsFd::as_fd));
                 let i_err = set.add(self.err.as_ref().map(AsFd::as_fd));
                 let i_status = set.add(self.status.as_ref().map(AsFd::as_fd));
@@ -137,8 +159,16 @@ impl<'a> Session<'a> {
                     set.ready(i_status),
                     set.ready(i_ctl),
                     set.ready(i_oom),
+                    set.ready(i_attach),
+                    i_clients.iter().map(|i| set.ready(*i)).collect::<Vec<_>>(),
                 )
             };
+            if r_attach {
+                self.attach.accept_pending();
+            }
+            if r_clients.iter().any(|r| *r) {
+                self.forward_input(&r_clients);
+            }
             if r_out {
                 self.drain(Stream::Stdout);
             }
@@ -161,6 +191,36 @@ impl<'a> Session<'a> {
                 }
             }
             self.tick();
+        }
+    }
+
+    /// Writes what attach clients sent to the container's stdin.
+    fn forward_input(&mut self, ready: &[bool]) {
+        let input = self.attach.read_ready(ready);
+        if let Some(stdin) = self.stdin.as_mut() {
+            if !input.data.is_empty() {
+                if let Err(err) = write_patiently(stdin, &input.data) {
+                    tracing::info!(error = %err, "the container's stdin is closed");
+                    self.stdin = None;
+                }
+            }
+        }
+        if let (Some((width, height)), Some(terminal)) = (input.resize, &self.terminal) {
+            let size = libc::winsize {
+                ws_row: height,
+                ws_col: width,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: the fd is the open pty master owned by the session;
+            // TIOCSWINSZ reads one winsize from the valid pointer.
+            if unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
+                tracing::debug!(error = %io::Error::last_os_error(), "terminal resize failed");
+            }
+        }
+        if input.stdin_closed && self.s.stdin_once && self.stdin.is_some() {
+            tracing::info!("closing the container's stdin (stdin_once)");
+            self.stdin = None;
         }
     }
 
@@ -201,13 +261,20 @@ impl<'a> Session<'a> {
                 Stream::Stderr => self.err.as_mut(),
             };
             let Some(file) = file else { return };
-            match file.read(buf) {
+            // A terminal's master reads EIO once every slave is closed:
+            // that is its end of file.
+            let read = match file.read(buf) {
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => Ok(0),
+                other => other,
+            };
+            match read {
                 Ok(0) => {
                     match stream {
                         Stream::Stdout => self.out = None,
                         Stream::Stderr => self.err = None,
                     }
                     if self.out.is_none() && self.err.is_none() {
+                        self.attach.close_all();
                         // Every container process is gone but liblxc has
                         // not removed the cgroup yet: the best last look.
                         self.sample_oom();
@@ -215,6 +282,11 @@ impl<'a> Session<'a> {
                     return;
                 }
                 Ok(n) => {
+                    let tag = match stream {
+                        Stream::Stdout => attach::STDOUT,
+                        Stream::Stderr => attach::STDERR,
+                    };
+                    self.attach.broadcast(tag, &buf[..n]);
                     if stream == Stream::Stderr {
                         self.stderr_tail.extend_from_slice(&buf[..n]);
                         let excess = self.stderr_tail.len().saturating_sub(STDERR_TAIL);
@@ -419,6 +491,92 @@ impl<'a> Session<'a> {
         }
         message
     }
+}
+
+/// The container's stdio as the monitor and the starter hold it.
+struct Stdio {
+    /// The monitor's ends.
+    stdin: Option<File>,
+    out: OwnedFd,
+    err: Option<OwnedFd>,
+    terminal: Option<OwnedFd>,
+    /// The starter's ends.
+    child_stdin: Option<OwnedFd>,
+    child_stdout: OwnedFd,
+    child_stderr: OwnedFd,
+}
+
+impl Stdio {
+    /// Two output pipes, and a stdin pipe when the container asked for
+    /// stdin (else the starter uses /dev/null).
+    fn pipes(stdin: bool) -> anyhow::Result<Self> {
+        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        let (child_stdin, stdin) = if stdin {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+            (Some(r), Some(File::from(w)))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            stdin,
+            out: out_r,
+            err: Some(err_r),
+            terminal: None,
+            child_stdin,
+            child_stdout: out_w,
+            child_stderr: err_w,
+        })
+    }
+
+    /// A pseudo-terminal: its slave is the container's stdin, stdout and
+    /// stderr, its master the one output stream (and the input, with
+    /// stdin). openpty is two syscalls; the monitor is single-threaded.
+    fn terminal(stdin: bool) -> anyhow::Result<Self> {
+        let pty = nix::pty::openpty(None, None).context("openpty")?;
+        for fd in [&pty.master, &pty.slave] {
+            fcntl(
+                fd.as_fd(),
+                FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .context("F_SETFD")?;
+        }
+        let dup = |fd: &OwnedFd| fd.try_clone().context("dup terminal");
+        Ok(Self {
+            stdin: if stdin {
+                Some(File::from(dup(&pty.master)?))
+            } else {
+                None
+            },
+            out: dup(&pty.master)?,
+            err: None,
+            child_stdin: Some(dup(&pty.slave)?),
+            child_stdout: dup(&pty.slave)?,
+            child_stderr: pty.slave,
+            terminal: Some(pty.master),
+        })
+    }
+}
+
+/// Writes all of `data` to a descriptor that may be non-blocking (a
+/// terminal master shares its flags with the read side), waiting briefly
+/// when it is full.
+fn write_patiently(file: &mut File, mut data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut stalls = 0;
+    while !data.is_empty() {
+        match file.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && stalls < 500 => {
+                stalls += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn nonblocking(fd: OwnedFd) -> anyhow::Result<File> {

@@ -3,7 +3,8 @@
 //!
 //! liblxc's foreground `start()` blocks until init exits and needs a
 //! single-threaded caller, so it runs in its own process while the monitor
-//! keeps reading the output pipes. The starter's stdin is /dev/null and its
+//! keeps reading the output pipes. The starter's stdin is /dev/null (or the
+//! stdin pipe attach clients write to, for containers with `stdin`) and its
 //! stdout/stderr are the two log pipes, which init inherits
 //! (`lxc.console.path = none`). Its report goes to fd 3, the status pipe,
 //! as one line (see [`StarterReport`]).
@@ -56,6 +57,8 @@ impl StarterReport {
 
 /// The starter's ends of the monitor's pipes.
 pub struct StarterFds {
+    /// The read end of the stdin pipe; `None`: /dev/null.
+    pub stdin: Option<OwnedFd>,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub status: OwnedFd,
@@ -75,10 +78,11 @@ pub fn spawn(id: &str, lxcpath: &str, fds: StarterFds) -> anyhow::Result<Pid> {
 fn starter_main(id: &str, lxcpath: &str, fds: StarterFds) -> ! {
     // From here on fds are handled by number: close_range below closes the
     // ones OwnedFd would otherwise close again.
+    let stdin = fds.stdin.map(IntoRawFd::into_raw_fd);
     let stdout = fds.stdout.into_raw_fd();
     let stderr = fds.stderr.into_raw_fd();
     let status = fds.status.into_raw_fd();
-    if let Err(err) = setup_process(stdout, stderr, status) {
+    if let Err(err) = setup_process(stdin, stdout, stderr, status) {
         let _ = writeln!(std::io::stderr(), "pvecri monitor: starter setup: {err:#}");
         exit_now(1);
     }
@@ -93,11 +97,22 @@ fn starter_main(id: &str, lxcpath: &str, fds: StarterFds) -> ! {
 /// stdio onto the pipes, the status pipe on fd 3, every other fd closed, and
 /// default signal handling for the container (init inherits ignored
 /// signals and the mask).
-fn setup_process(stdout: RawFd, stderr: RawFd, status: RawFd) -> anyhow::Result<()> {
-    let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
-    nix::unistd::dup2_stdin(&null).context("dup2 stdin")?;
-    // Closed before fd 3 is set up: /dev/null may have landed on fd 3.
-    drop(null);
+fn setup_process(
+    stdin: Option<RawFd>,
+    stdout: RawFd,
+    stderr: RawFd,
+    status: RawFd,
+) -> anyhow::Result<()> {
+    if let Some(stdin) = stdin {
+        // SAFETY: the pipe fd is open and owned by this function.
+        let fd = unsafe { BorrowedFd::borrow_raw(stdin) };
+        nix::unistd::dup2_stdin(fd).context("dup2 stdin")?;
+    } else {
+        let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
+        nix::unistd::dup2_stdin(&null).context("dup2 stdin")?;
+        // Closed before fd 3 is set up: /dev/null may have landed on fd 3.
+        drop(null);
+    }
     // SAFETY: the pipe fd is open and owned by this function.
     let out = unsafe { BorrowedFd::borrow_raw(stdout) };
     // SAFETY: as above.

@@ -238,7 +238,12 @@ impl Runtime {
         )
         .map_err(|e| RuntimeError::os("writing the LXC config", id, e))?;
 
-        let init_pid = self.spawn_monitor(id, &run_dir, &log_file).await?;
+        let stdin = StdinMode {
+            open: config.stdin,
+            once: config.stdin_once,
+            tty: config.tty,
+        };
+        let init_pid = self.spawn_monitor(id, &run_dir, &log_file, stdin).await?;
         if let Err(e) = self.attach_shared_mounts(id, init_pid, &config).await {
             // The container's init still waits for StartContainer: killing
             // it ends the monitor too.
@@ -369,6 +374,7 @@ impl Runtime {
         id: &str,
         run_dir: &Path,
         log_file: &str,
+        stdin: StdinMode,
     ) -> Result<i32, RuntimeError> {
         let exe = self.self_exe.clone();
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -401,6 +407,15 @@ impl Runtime {
         }
         if !log_file.is_empty() {
             cmd.arg("--log").arg(log_file);
+        }
+        if stdin.open {
+            cmd.arg("--stdin");
+            if stdin.once {
+                cmd.arg("--stdin-once");
+            }
+        }
+        if stdin.tty {
+            cmd.arg("--tty");
         }
         // The monitor double-forks: this child exits at once and is reaped here.
         let status = tokio::task::spawn_blocking(move || {
@@ -802,6 +817,16 @@ pub(crate) fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
         format!("SIG{s}")
     };
     name.parse().ok()
+}
+
+/// The container's stdio as its config asks: a stdin attach clients write
+/// to (`open`), closed after the first client's stdin ends (`once`), on a
+/// terminal (`tty`).
+#[derive(Debug, Clone, Copy)]
+struct StdinMode {
+    open: bool,
+    once: bool,
+    tty: bool,
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod pods;
 mod reconcile;
 mod security;
 mod stats;
+mod stream;
 
 pub use containers::ContainerFilter;
 pub use error::RuntimeError;
@@ -22,6 +23,7 @@ pub use health::{Condition, ConditionKind};
 pub use pods::PodFilter;
 pub use reconcile::Reconciled;
 pub use stats::{ContainerUsage, PodMetrics, PodUsage};
+pub use stream::{connect_in_netns, ExecProcess, StreamStdio, Terminal};
 
 use std::collections::HashSet;
 use std::sync::Arc;

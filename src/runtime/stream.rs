@@ -1,0 +1,320 @@
+//! The runtime side of Exec, Attach and PortForward: checks made when the
+//! CRI call arrives, and the processes and connections a streaming session
+//! drives once the client has connected.
+//!
+//! Exec runs `pvecri exec-helper` (see `crate::exec`) with pipes, or with a
+//! pseudo-terminal made here (openpty is two syscalls, no fork) whose slave
+//! end becomes the helper's stdio. Port-forward connects from a dedicated
+//! thread that joins the pod's network namespace: a socket stays in the
+//! namespace it was created in, so the connected socket is handed back to
+//! tokio and the thread ends. No tool runs inside the container.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::error::RuntimeError;
+use super::Runtime;
+use crate::container::ContainerState;
+use crate::pod::record::PodState;
+
+/// A started exec: its stdio and how to wait for it.
+pub struct ExecProcess {
+    pub stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    pub stdout: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    /// The terminal's master side, for resizes (TTY mode only).
+    pub terminal: Option<Terminal>,
+    child: tokio::process::Child,
+    pgid: i32,
+}
+
+impl ExecProcess {
+    /// Waits for the command; its exit code, 128 + signal when killed.
+    pub async fn wait(&mut self) -> std::io::Result<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.child.wait().await?;
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+
+    /// Kills the command and the helper (a client that went away).
+    pub fn kill(&mut self) {
+        if self.pgid > 0 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The master side of an exec's pseudo-terminal.
+pub struct Terminal(OwnedFd);
+
+impl Terminal {
+    /// Applies a client's window size; the command gets SIGWINCH.
+    pub fn resize(&self, width: u16, height: u16) {
+        let size = libc::winsize {
+            ws_row: height,
+            ws_col: width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: the fd is an open pty master owned by `self`, and
+        // TIOCSWINSZ reads one `winsize` from the valid pointer.
+        let ret = unsafe { libc::ioctl(self.0.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        if ret < 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "terminal resize failed");
+        }
+    }
+}
+
+/// Which stdio an exec or attach carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamStdio {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+impl StreamStdio {
+    /// The rules every streaming request shares.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        if !(self.stdin || self.stdout || self.stderr) {
+            return Err(RuntimeError::Invalid {
+                field: "stdin",
+                message: "one of stdin, stdout or stderr must be set".into(),
+            });
+        }
+        if self.tty && self.stderr {
+            return Err(RuntimeError::Invalid {
+                field: "stderr",
+                message: "a tty merges stderr into stdout; stderr must be false with tty".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Runtime {
+    /// Checks an Exec request when it arrives: the container runs, the
+    /// command and stdio make sense.
+    pub fn check_exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        stdio: StreamStdio,
+    ) -> Result<String, RuntimeError> {
+        if cmd.is_empty() {
+            return Err(RuntimeError::Invalid {
+                field: "cmd",
+                message: "a command is required".into(),
+            });
+        }
+        stdio.validate()?;
+        self.running_container(id, "exec needs a running container")
+    }
+
+    /// Checks an Attach request when it arrives.
+    pub fn check_attach(&self, id: &str, stdio: StreamStdio) -> Result<String, RuntimeError> {
+        stdio.validate()?;
+        self.running_container(id, "attach needs a running container")
+    }
+
+    fn running_container(&self, id: &str, message: &str) -> Result<String, RuntimeError> {
+        if id.is_empty() {
+            return Err(RuntimeError::Invalid {
+                field: "container_id",
+                message: "a container ID is required".into(),
+            });
+        }
+        let c = self.container(id)?;
+        if c.state != ContainerState::Running {
+            return Err(RuntimeError::container_state(&c, message));
+        }
+        Ok(c.id)
+    }
+
+    /// Checks a PortForward request; returns the full pod ID and the
+    /// pinned network namespace to connect in (`None`: the host's).
+    pub fn check_port_forward(
+        &self,
+        pod_id: &str,
+    ) -> Result<(String, Option<PathBuf>), RuntimeError> {
+        if pod_id.is_empty() {
+            return Err(RuntimeError::Invalid {
+                field: "pod_sandbox_id",
+                message: "a pod sandbox ID is required".into(),
+            });
+        }
+        let pod = self.pod(pod_id)?;
+        if pod.state != PodState::Ready {
+            return Err(RuntimeError::WrongState {
+                what: "pod sandbox",
+                id: pod.id,
+                state: "not ready".into(),
+                message: "port-forward needs a ready pod".into(),
+            });
+        }
+        Ok((pod.id, pod.net_ns.map(PathBuf::from)))
+    }
+
+    /// Connects to the monitor's attach socket of container `id` (see
+    /// `crate::monitor::attach` for the framing).
+    pub async fn connect_attach(&self, id: &str) -> Result<tokio::net::UnixStream, RuntimeError> {
+        let run_dir = self.config.runtime_dir.join("containers").join(id);
+        let (_dir, short) = crate::monitor::attach::socket_address(&run_dir)
+            .map_err(|e| RuntimeError::os("finding the attach socket", id, e))?;
+        tokio::net::UnixStream::connect(short)
+            .await
+            .map_err(|e| RuntimeError::os("connecting to the container's monitor", id, e))
+    }
+
+    /// Starts `cmd` in container `id` with the asked stdio.
+    pub fn spawn_exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        stdio: StreamStdio,
+    ) -> Result<ExecProcess, RuntimeError> {
+        let spec = self
+            .config
+            .runtime_dir
+            .join("containers")
+            .join(id)
+            .join("spec.json");
+        let mut command = tokio::process::Command::new(&self.self_exe);
+        command
+            .arg("exec-helper")
+            .arg("--id")
+            .arg(id)
+            .arg("--lxcpath")
+            .arg(self.config.lxc_path())
+            .arg("--spec")
+            .arg(spec)
+            .arg("--init")
+            .arg(&self.config.init_path);
+        if stdio.tty {
+            command.arg("--tty");
+        }
+        command.arg("--").args(cmd).kill_on_drop(true);
+        let os = |op, e: std::io::Error| RuntimeError::os(op, id, e);
+        if stdio.tty {
+            let pty = nix::pty::openpty(None, None)
+                .map_err(|e| os("opening a pseudo-terminal", e.into()))?;
+            let slave = |fd: &OwnedFd| -> Result<Stdio, RuntimeError> {
+                Ok(Stdio::from(
+                    fd.try_clone()
+                        .map_err(|e| os("duplicating the terminal", e))?,
+                ))
+            };
+            command
+                .stdin(slave(&pty.slave)?)
+                .stdout(slave(&pty.slave)?)
+                .stderr(slave(&pty.slave)?);
+            // The helper makes itself a session leader with this terminal
+            // as its controlling one (see `crate::exec`).
+            let child = command
+                .spawn()
+                .map_err(|e| os("spawning the exec helper", e))?;
+            drop(pty.slave);
+            let pgid = child.id().unwrap_or_default() as i32;
+            let reader = pty
+                .master
+                .try_clone()
+                .map_err(|e| os("duplicating the terminal", e))?;
+            let writer = pty
+                .master
+                .try_clone()
+                .map_err(|e| os("duplicating the terminal", e))?;
+            return Ok(ExecProcess {
+                stdin: stdio.stdin.then(|| {
+                    Box::new(tokio::fs::File::from_std(writer.into()))
+                        as Box<dyn AsyncWrite + Send + Unpin>
+                }),
+                stdout: Some(Box::new(tokio::fs::File::from_std(reader.into()))),
+                stderr: None,
+                terminal: Some(Terminal(pty.master)),
+                child,
+                pgid,
+            });
+        }
+        let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        command
+            .stdin(piped(stdio.stdin))
+            .stdout(piped(stdio.stdout))
+            .stderr(piped(stdio.stderr))
+            // Its own process group, so a vanished client's exec can be
+            // killed with the command it attached.
+            .process_group(0);
+        let mut child = command
+            .spawn()
+            .map_err(|e| os("spawning the exec helper", e))?;
+        let pgid = child.id().unwrap_or_default() as i32;
+        Ok(ExecProcess {
+            stdin: child
+                .stdin
+                .take()
+                .map(|s| Box::new(s) as Box<dyn AsyncWrite + Send + Unpin>),
+            stdout: child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+            stderr: child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+            terminal: None,
+            child,
+            pgid,
+        })
+    }
+}
+
+/// Connects to `127.0.0.1:port` inside the network namespace pinned at
+/// `net_ns` (`None`: the host's), falling back to `[::1]`.
+pub async fn connect_in_netns(
+    net_ns: Option<PathBuf>,
+    port: u16,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pvecri-portfwd".into())
+        .spawn(move || {
+            let _ = tx.send(connect_blocking(net_ns, port));
+        })?;
+    let stream = rx
+        .await
+        .map_err(|_| std::io::Error::other("port-forward connect thread died"))??;
+    stream.set_nonblocking(true)?;
+    tokio::net::TcpStream::from_std(stream)
+}
+
+/// Runs on a thread of its own, which it leaves in the pod's namespace:
+/// the thread ends right after, so no other work ever runs there.
+fn connect_blocking(net_ns: Option<PathBuf>, port: u16) -> std::io::Result<std::net::TcpStream> {
+    if let Some(path) = net_ns {
+        let ns = std::fs::File::open(&path)?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot join network namespace {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    let timeout = std::time::Duration::from_secs(10);
+    let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    match std::net::TcpStream::connect_timeout(&v4, timeout) {
+        Ok(s) => Ok(s),
+        Err(err) => {
+            let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+            std::net::TcpStream::connect_timeout(&v6, timeout).map_err(|_| err)
+        }
+    }
+}

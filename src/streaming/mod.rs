@@ -1,0 +1,22 @@
+//! The streaming server behind CRI Exec, Attach and PortForward.
+//!
+//! The CRI call validates a request and parks it under a single-use token
+//! ([`tokens`]); the URL it returns points at [`server`], where the client
+//! (the kubelet proxying kubectl, or crictl) upgrades the connection to
+//! SPDY/3.1 ([`spdy`]) or WebSocket ([`websocket`]). The session then runs
+//! the remote command protocol ([`remotecommand`]) for exec and attach, or
+//! forwards connections into the pod's network namespace
+//! ([`portforward`]).
+
+mod channel;
+pub mod portforward;
+pub mod remotecommand;
+pub mod server;
+mod session;
+pub mod spdy;
+mod spdy_command;
+pub mod tokens;
+mod websocket;
+
+pub use server::StreamingServer;
+pub use tokens::{Pending, Stdio};

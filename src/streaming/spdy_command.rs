@@ -1,0 +1,60 @@
+//! Exec and attach over SPDY: the client opens one stream per channel,
+//! named by its `streamType` header (`error`, `stdin`, `stdout`, `stderr`,
+//! `resize`); the command starts once every stream the request implies
+//! has arrived.
+
+use std::time::Duration;
+
+use super::channel::Sink;
+use super::remotecommand::{ClientChannels, Version};
+use super::spdy::{frame, Session};
+use super::tokens::Stdio;
+
+/// How long the client has to open its streams (the kubelet's own limit).
+const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits for the streams `stdio` needs. `Err` names what is missing.
+pub async fn collect(
+    session: &mut Session,
+    version: Version,
+    stdio: Stdio,
+) -> Result<ClientChannels, String> {
+    let mut channels = ClientChannels {
+        stdin: None,
+        stdout: None,
+        stderr: None,
+        error: None,
+        resize: None,
+        gone: Some(session.gone()),
+    };
+    let wants_resize = stdio.tty && version >= Version::V3;
+    let complete = |c: &ClientChannels| {
+        (c.error.is_some() || version == Version::V1)
+            && (c.stdin.is_some() || !stdio.stdin)
+            && (c.stdout.is_some() || !stdio.stdout)
+            && (c.stderr.is_some() || !stdio.stderr || stdio.tty)
+            && (c.resize.is_some() || !wants_resize)
+    };
+    let deadline = tokio::time::Instant::now() + STREAM_CREATION_TIMEOUT;
+    while !complete(&channels) {
+        let stream = match tokio::time::timeout_at(deadline, session.accept()).await {
+            Ok(Some(stream)) => stream,
+            Ok(None) => return Err("the client closed the connection".into()),
+            Err(_) => return Err("timed out waiting for the client's streams".into()),
+        };
+        let kind = stream.header("streamtype").unwrap_or_default().to_owned();
+        let sink = Sink::Spdy(stream.writer.clone());
+        match kind.as_str() {
+            "error" => channels.error = Some(sink),
+            "stdin" => channels.stdin = Some(stream.data),
+            "stdout" => channels.stdout = Some(sink),
+            "stderr" => channels.stderr = Some(sink),
+            "resize" => channels.resize = Some(stream.data),
+            other => {
+                tracing::debug!(stream_type = other, "refusing an unknown stream");
+                let _ = stream.writer.reset(frame::RST_REFUSED_STREAM).await;
+            }
+        }
+    }
+    Ok(channels)
+}

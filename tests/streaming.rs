@@ -1,0 +1,460 @@
+//! Exec, attach and port-forward through the streaming server, driven by
+//! the real crictl over SPDY (its default) and WebSocket, against real LXC
+//! containers through the real daemon.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{mirror_config, require_init, require_registry, require_root, Daemon};
+use pvecri::cri::v1;
+
+const CRICTL: &str = "/usr/local/bin/crictl";
+const BUSYBOX: &str = "busybox:1.36";
+
+fn ready(test: &str) -> bool {
+    if !Path::new(CRICTL).exists() {
+        eprintln!("skipping {test}: needs {CRICTL} (scripts/install-cri-tools.sh)");
+        return false;
+    }
+    require_root(test) && require_registry(test) && require_init(test)
+}
+
+/// A daemon plus crictl pointed at it.
+struct Env {
+    d: Daemon,
+    files: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let d = Daemon::start(&mirror_config());
+        let e = Self {
+            d,
+            files: tempfile::tempdir().unwrap(),
+        };
+        let pulled = e.crictl(&["pull", BUSYBOX]);
+        assert!(pulled.status.success(), "pull: {}", stderr(&pulled));
+        e
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let endpoint = format!("unix://{}", self.d.socket.display());
+        let mut c = Command::new(CRICTL);
+        c.arg("--runtime-endpoint")
+            .arg(&endpoint)
+            .arg("--image-endpoint")
+            .arg(&endpoint)
+            .args(args);
+        c
+    }
+
+    fn crictl(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run crictl")
+    }
+
+    /// crictl with `input` on its stdin.
+    fn crictl_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run crictl");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn write(&self, name: &str, json: serde_json::Value) -> PathBuf {
+        let path = self.files.path().join(name);
+        std::fs::write(&path, json.to_string()).unwrap();
+        path
+    }
+
+    /// A pod and one started container running `cmd`; (pod, container).
+    fn pod_with(&self, name: &str, cmd: &[&str], stdin: bool) -> (String, String) {
+        self.pod_with_tty(name, cmd, stdin, false)
+    }
+
+    fn pod_with_tty(&self, name: &str, cmd: &[&str], stdin: bool, tty: bool) -> (String, String) {
+        let pod = self.write(
+            &format!("{name}-pod.json"),
+            serde_json::json!({
+                "metadata": {"name": name, "namespace": "test", "uid": format!("uid-{name}")},
+                "log_directory": self.files.path().join(name).display().to_string(),
+                "linux": {},
+            }),
+        );
+        let ctr = self.write(
+            &format!("{name}-ctr.json"),
+            serde_json::json!({
+                "metadata": {"name": "main"},
+                "image": {"image": BUSYBOX},
+                "command": cmd,
+                "log_path": "main.log",
+                "stdin": stdin,
+                "stdin_once": stdin,
+                "tty": tty,
+                "linux": {},
+            }),
+        );
+        let pod_id = self.ok(&["runp", pod.to_str().unwrap()]);
+        let ctr_id = self.ok(&[
+            "create",
+            &pod_id,
+            ctr.to_str().unwrap(),
+            pod.to_str().unwrap(),
+        ]);
+        self.ok(&["start", &ctr_id]);
+        (pod_id, ctr_id)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.crictl(args);
+        assert!(
+            out.status.success(),
+            "crictl {args:?}: {}\n{}",
+            stderr(&out),
+            self.d.log()
+        );
+        stdout(&out).trim().to_owned()
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A web server answering on 8080 inside the pod's network namespace.
+const WEB: &[&str] = &[
+    "sh",
+    "-c",
+    "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www",
+];
+
+/// A running `crictl port-forward`, killed on drop.
+struct Forward {
+    child: Child,
+    port: u16,
+}
+
+impl Forward {
+    fn start(e: &Env, pod: &str, transport: &str) -> Self {
+        let mut child = e
+            .command(&["port-forward", "--transport", transport, pod, ":8080"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run crictl port-forward");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        // Keep reading: crictl dies of a closed stdout at its next line.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        // "Forwarding from 127.0.0.1:PORT -> 8080"
+        let port = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected port-forward output {line:?}"));
+        Self { child, port }
+    }
+
+    /// GET / through the forward, retried until the server answers.
+    fn get_index(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match http_get(self.port, "/index.html") {
+                Ok(body) if body.contains("200") => return body,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "no answer through the forward: {other:?}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+#[test]
+fn exec_carries_stdin_stdout_stderr_and_exit_code_over_both_transports() {
+    if !ready("exec_carries_stdin_stdout_stderr_and_exit_code_over_both_transports") {
+        return;
+    }
+    let e = Env::new();
+    let (_pod, ctr) = e.pod_with("exec", &["sleep", "3600"], false);
+    for transport in ["spdy", "websocket"] {
+        let out = e.crictl_input(
+            &[
+                "exec",
+                "--transport",
+                transport,
+                "-i",
+                &ctr,
+                "sh",
+                "-c",
+                "cat; echo to-stderr >&2; exit 3",
+            ],
+            b"from-stdin\n",
+        );
+        assert_eq!(stdout(&out), "from-stdin\n", "{transport}");
+        assert!(
+            stderr(&out).contains("to-stderr"),
+            "{transport}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("exit code 3"),
+            "{transport}: {}",
+            stderr(&out)
+        );
+        assert!(!out.status.success());
+        let ok = e.crictl(&["exec", "--transport", transport, &ctr, "echo", "fine"]);
+        assert!(ok.status.success(), "{transport}: {}", stderr(&ok));
+        assert_eq!(stdout(&ok), "fine\n");
+    }
+}
+
+/// `crictl exec -it` under a scripted terminal: the command sees a
+/// terminal of the client's size, and its output comes back.
+#[test]
+fn exec_with_a_tty_gets_the_client_terminal_size() {
+    if !ready("exec_with_a_tty_gets_the_client_terminal_size") {
+        return;
+    }
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipping exec_with_a_tty_gets_the_client_terminal_size: needs script(1)");
+        return;
+    }
+    let e = Env::new();
+    let (_pod, ctr) = e.pod_with("tty", &["sleep", "3600"], false);
+    let endpoint = format!("unix://{}", e.d.socket.display());
+    let inner = format!(
+        "stty cols 91 rows 33; {CRICTL} --runtime-endpoint {endpoint} exec -it {ctr} sh -c 'stty size; test -t 0 && echo is-a-tty'"
+    );
+    let out = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("33 91"), "{text}");
+    assert!(text.contains("is-a-tty"), "{text}");
+}
+
+/// Attach to a shell reading its stdin: what the client types runs, and
+/// with stdin_once the container ends when the client's stdin does.
+#[test]
+fn attach_feeds_stdin_and_returns_output() {
+    if !ready("attach_feeds_stdin_and_returns_output") {
+        return;
+    }
+    let e = Env::new();
+    let (_pod, ctr) = e.pod_with("attach", &["sh"], true);
+    let out = e.crictl_input(
+        &["attach", "-i", &ctr],
+        b"echo attached-$((40+2))\necho oops >&2\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "attached-42\n");
+    assert!(stderr(&out).contains("oops"), "{}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info: serde_json::Value =
+            serde_json::from_str(&e.ok(&["inspect", "-o", "json", &ctr])).unwrap();
+        let state = info["status"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if state == "CONTAINER_EXITED" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container still {state} after stdin closed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A TTY container's main process runs on a terminal; `crictl attach
+/// -it` under a scripted terminal reaches it and resizes it.
+#[test]
+fn attach_to_a_tty_container_gets_the_terminal() {
+    if !ready("attach_to_a_tty_container_gets_the_terminal") {
+        return;
+    }
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipping attach_to_a_tty_container_gets_the_terminal: needs script(1)");
+        return;
+    }
+    let e = Env::new();
+    let (_pod, ctr) = e.pod_with_tty("ttyattach", &["sh"], true, true);
+    let endpoint = format!("unix://{}", e.d.socket.display());
+    let inner =
+        format!("stty cols 77 rows 22; {CRICTL} --runtime-endpoint {endpoint} attach -it {ctr}");
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    // The shell answers once the attach is up; keep asking until it does
+    // (typed input before the attach exists would go nowhere).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = e.files.path().join("ttyattach").join("main.log");
+    loop {
+        input.write_all(b"stty size; echo tty-$((20+1))\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("tty-21")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the shell never answered");
+    }
+    input.write_all(b"exit 0\n").unwrap();
+    drop(input);
+    let _ = child.wait();
+    let text = reader.join().unwrap();
+    assert!(text.contains("22 77"), "{text}");
+    assert!(text.contains("tty-21"), "{text}");
+}
+
+#[test]
+fn port_forward_reaches_a_server_inside_the_pod_over_both_transports() {
+    if !ready("port_forward_reaches_a_server_inside_the_pod_over_both_transports") {
+        return;
+    }
+    let e = Env::new();
+    let (pod, _ctr) = e.pod_with("pf", WEB, false);
+    for transport in ["spdy", "websocket"] {
+        let forward = Forward::start(&e, &pod, transport);
+        let first = forward.get_index();
+        assert!(first.contains("hello-from-pod"), "{transport}: {first}");
+        // Every client connection is its own stream pair.
+        let second = forward.get_index();
+        assert!(second.contains("hello-from-pod"), "{transport}: {second}");
+    }
+}
+
+/// Bad requests fail at the CRI call with the field named; URLs are
+/// single-use and need an upgrade.
+#[tokio::test]
+async fn bad_requests_are_refused_and_urls_work_once() {
+    if !ready("bad_requests_are_refused_and_urls_work_once") {
+        return;
+    }
+    let e = Env::new();
+    let (_pod, ctr) = e.pod_with("bad", &["sleep", "3600"], false);
+    let mut c = e.d.client().await;
+    let exec = |container_id: &str, cmd: &[&str], tty: bool, stderr: bool| v1::ExecRequest {
+        container_id: container_id.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin: false,
+        stdout: true,
+        stderr,
+    };
+    let err = c
+        .runtime
+        .exec(exec("nope", &["true"], false, true))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = c
+        .runtime
+        .exec(exec(&ctr, &[], false, true))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("cmd"), "{}", err.message());
+    let err = c
+        .runtime
+        .exec(exec(&ctr, &["true"], true, true))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("stderr"), "{}", err.message());
+    let err = c
+        .runtime
+        .port_forward(v1::PortForwardRequest {
+            pod_sandbox_id: "nope".into(),
+            port: vec![80],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    let url = c
+        .runtime
+        .exec(exec(&ctr, &["true"], false, true))
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let (host, path) = url
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once('/'))
+        .expect("http URL");
+    let request = |upgrade: bool| -> String {
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        let upgrade = if upgrade {
+            "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n"
+        } else {
+            ""
+        };
+        write!(
+            s,
+            "POST /{path} HTTP/1.1\r\nHost: {host}\r\n{upgrade}Content-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    };
+    assert!(request(false).contains(" 400 "), "a plain POST is refused");
+    assert!(
+        request(true).contains(" 101 "),
+        "the first upgrade is served"
+    );
+    assert!(request(true).contains(" 404 "), "the token is spent");
+}
