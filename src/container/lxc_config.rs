@@ -56,6 +56,9 @@ pub struct LxcPlan {
     pub oom_score_adj: Option<i64>,
     pub log_file: PathBuf,
     pub privileged: bool,
+    /// SELinux process label (`lxc.selinux.context`); only set where the
+    /// node enforces SELinux.
+    pub selinux_label: Option<String>,
 }
 
 /// Renders the config file text.
@@ -85,6 +88,9 @@ pub fn render(plan: &LxcPlan) -> String {
         },
     );
     line("lxc.apparmor.profile", &"unconfined");
+    if let Some(label) = &plan.selinux_label {
+        line("lxc.selinux.context", label);
+    }
     line("lxc.log.file", &plan.log_file.display());
     line("lxc.log.level", &"WARN");
     let mut keep = Vec::new();
@@ -197,6 +203,7 @@ mod tests {
             oom_score_adj: Some(-998),
             log_file: "/run/pvecri/containers/c1/lxc.log".into(),
             privileged: false,
+            selinux_label: Some("system_u:system_r:container_t:s0:c1,c2".into()),
         }
     }
 
@@ -215,6 +222,7 @@ mod tests {
             "lxc.cgroup.dir.monitor = pvecri.monitor/c1\n",
             "lxc.cgroup.cpu.shares = 512\n",
             "lxc.proc.oom_score_adj = -998\n",
+            "lxc.selinux.context = system_u:system_r:container_t:s0:c1,c2\n",
             "lxc.mount.entry = /usr/lib/pvecri/pvecri-init .pvecri-init none bind,ro,create=file 0 0\n",
             "lxc.mount.entry = /data\\040dir mnt/data none rbind,create=dir,ro,rslave 0 0\n",
         ] {

@@ -70,6 +70,9 @@ pub struct SecurityConfig {
     /// are not added.
     #[serde(default)]
     pub strict_supplemental_groups: bool,
+    /// `user:role:type:level` from SELinuxOption; empty when none.
+    #[serde(default)]
+    pub selinux_label: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -341,6 +341,17 @@ fn security_config(
         target_id: ns.map(|n| n.target_id.clone()).unwrap_or_default(),
         strict_supplemental_groups: sc.supplemental_groups_policy
             == v1::SupplementalGroupsPolicy::Strict as i32,
+        selinux_label: sc
+            .selinux_options
+            .as_ref()
+            .filter(|o| {
+                !(o.user.is_empty()
+                    && o.role.is_empty()
+                    && o.r#type.is_empty()
+                    && o.level.is_empty())
+            })
+            .map(|o| format!("{}:{}:{}:{}", o.user, o.role, o.r#type, o.level))
+            .unwrap_or_default(),
     })
 }
 

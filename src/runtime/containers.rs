@@ -28,6 +28,23 @@ const READY_FD: i32 = 3;
 /// How long CreateContainer waits for the container's init to come up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The SELinux label for `lxc.selinux.context`: only where SELinux is
+/// enabled; elsewhere a requested label is ignored with a warning.
+fn selinux_label(id: &str, label: &str) -> Option<String> {
+    if label.is_empty() {
+        return None;
+    }
+    if Path::new("/sys/fs/selinux/enforce").exists() {
+        Some(label.to_owned())
+    } else {
+        warn!(
+            container_id = id,
+            label, "SELinux is not enabled on this node; ignoring the requested label"
+        );
+        None
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct ContainerFilter {
     pub id: String,
@@ -228,6 +245,7 @@ impl Runtime {
             oom_score_adj: self.clamp_oom_score_adj(config.resources.oom_score_adj),
             log_file: run_dir.join("lxc.log"),
             privileged: config.privileged,
+            selinux_label: selinux_label(id, &config.security.selinux_label),
         };
         let lxc_dir = self.config.lxc_path().join(id);
         std::fs::create_dir_all(&lxc_dir)
