@@ -521,8 +521,10 @@ impl Runtime {
         let run_dir = self.container_run_dir(&c.id);
         if c.state == ContainerState::Running && timeout > 0 {
             let sig = parse_signal(&c.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM);
-            self.signal_init(&c, sig);
-            if wait_for_exit(&run_dir, Duration::from_secs(timeout as u64)).await {
+            if self
+                .graceful_stop(&c, sig, Duration::from_secs(timeout as u64))
+                .await
+            {
                 self.container(id)?;
                 return Ok(());
             }
@@ -538,6 +540,44 @@ impl Runtime {
         self.container(id)?;
         info!(container_id = %c.id, "container stopped");
         Ok(())
+    }
+
+    /// Sends the stop signal and waits up to `timeout` for the exit. The
+    /// workload is PID 1 of its namespace, and the kernel drops a signal
+    /// that PID 1 has no handler for; right after StartContainer the
+    /// workload may not have installed its handler yet. So while the
+    /// signal is neither caught nor ignored it is sent again once the
+    /// handler appears, never twice to a handler that got the first.
+    async fn graceful_stop(
+        &self,
+        c: &ContainerRecord,
+        sig: nix::sys::signal::Signal,
+        timeout: Duration,
+    ) -> bool {
+        let run_dir = self.container_run_dir(&c.id);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut delivered = signal_disposition(c.init_pid, sig) != Disposition::Default;
+        self.signal_init(c, sig);
+        loop {
+            let step = Duration::from_millis(if delivered { 1000 } else { 50 });
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if wait_for_exit(&run_dir, step.min(left)).await {
+                return true;
+            }
+            if left <= step {
+                return false;
+            }
+            if !delivered {
+                match signal_disposition(c.init_pid, sig) {
+                    Disposition::Caught => {
+                        self.signal_init(c, sig);
+                        delivered = true;
+                    }
+                    Disposition::Ignored => delivered = true,
+                    Disposition::Default => {}
+                }
+            }
+        }
     }
 
     fn signal_init(&self, c: &ContainerRecord, sig: nix::sys::signal::Signal) {
@@ -794,6 +834,34 @@ async fn wait_for_exec(pid: i32, start_time: u64) {
             _ => return,
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposition {
+    Default,
+    Caught,
+    Ignored,
+}
+
+/// How process `pid` handles `sig`, from the SigCgt/SigIgn masks in
+/// /proc; `Default` when it cannot be read.
+fn signal_disposition(pid: i32, sig: nix::sys::signal::Signal) -> Disposition {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    let bit = 1u64 << (sig as i32 - 1);
+    if mask("SigCgt:") & bit != 0 {
+        Disposition::Caught
+    } else if mask("SigIgn:") & bit != 0 {
+        Disposition::Ignored
+    } else {
+        Disposition::Default
     }
 }
 
