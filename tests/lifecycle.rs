@@ -695,3 +695,79 @@ async fn status_pid(e: &mut Env, id: &str) -> i32 {
     let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
     v["pid"].as_i64().unwrap() as i32
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_volumes_are_read_only_and_cleaned_up() {
+    if !ready("image_volumes_are_read_only_and_cleaned_up") {
+        return;
+    }
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "imagevol").await;
+    let pod_cfg = pod_config(&e, "imagevol");
+    let request = |readonly: bool, sub_path: &str| v1::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(v1::ContainerConfig {
+            metadata: Some(v1::ContainerMetadata {
+                name: format!("iv-{readonly}-{}", sub_path.replace('/', "_")),
+                attempt: 0,
+            }),
+            image: Some(v1::ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+            command: vec!["sleep".into(), "3600".into()],
+            mounts: vec![v1::Mount {
+                container_path: "/iv".into(),
+                readonly,
+                image: Some(v1::ImageSpec {
+                    image: BUSYBOX.into(),
+                    ..Default::default()
+                }),
+                image_sub_path: sub_path.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        sandbox_config: Some(pod_cfg.clone()),
+    };
+    for (readonly, sub, field) in [
+        (false, "", "config.mounts[0].readonly"),
+        (true, "../etc", "config.mounts[0].image_sub_path"),
+        (true, "no/such/dir", "image_sub_path"),
+    ] {
+        let err =
+            e.c.runtime
+                .create_container(request(readonly, sub))
+                .await
+                .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{field}: {err:?}");
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+    let id =
+        e.c.runtime
+            .create_container(request(true, "bin"))
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+    start(&mut e, &id).await;
+    let out = exec(&mut e, &id, &["/iv/sh", "-c", "echo from the volume"], 10)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from the volume\n");
+    let out = exec(&mut e, &id, &["touch", "/iv/x"], 10).await.unwrap();
+    assert_ne!(out.exit_code, 0, "an image volume is read-only");
+    let s = status(&mut e, &id).await;
+    let m = s.mounts.iter().find(|m| m.container_path == "/iv").unwrap();
+    assert!(
+        m.image.as_ref().unwrap().image_ref.starts_with("sha256:"),
+        "{m:?}"
+    );
+    stop_remove_pod(&mut e, &pod).await;
+    let snapshots = e.d.dir.path().join("state/snapshots/overlay/containers");
+    assert_eq!(
+        count_entries(snapshots),
+        0,
+        "image volume snapshots are removed"
+    );
+}

@@ -6,4 +6,6 @@ pub mod lxc_config;
 pub mod process;
 pub mod record;
 
-pub use record::{ContainerConfig, ContainerRecord, ContainerState, MountSpec, SecurityConfig};
+pub use record::{
+    ContainerConfig, ContainerRecord, ContainerState, ImageVolume, MountSpec, SecurityConfig,
+};

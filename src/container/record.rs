@@ -21,6 +21,24 @@ pub struct MountSpec {
     /// 0 private, 1 host-to-container (rslave), 2 bidirectional (rshared), as CRI.
     pub propagation: i32,
     pub selinux_relabel: bool,
+    /// An image volume: the image mounted read-only instead of a host path.
+    #[serde(default)]
+    pub image: Option<ImageVolume>,
+}
+
+/// The image of an image volume and the part of it mounted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageVolume {
+    /// As requested (a name or an image ID).
+    pub image: String,
+    /// Path inside the image to mount instead of its root.
+    pub sub_path: String,
+    /// Resolved at CreateContainer: the image ID reported in status.
+    #[serde(default)]
+    pub image_ref: String,
+    /// The image's top layer, kept from garbage collection while mounted.
+    #[serde(default)]
+    pub top_layer: Option<String>,
 }
 
 /// What CreateContainer asked for, after validation.

@@ -9,7 +9,7 @@ use super::status::invalid;
 use super::v1;
 use crate::container::cgroup::Resources;
 use crate::container::{
-    ContainerConfig, ContainerRecord, ContainerState, MountSpec, SecurityConfig,
+    ContainerConfig, ContainerRecord, ContainerState, ImageVolume, MountSpec, SecurityConfig,
 };
 use crate::pod::record::{Dns, PortMapping};
 use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
@@ -225,14 +225,22 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
     for (i, m) in c.mounts.iter().enumerate() {
         crate::security::paths::check_mount_target(&m.container_path, privileged)
             .map_err(|e| invalid(&format!("config.mounts[{i}].container_path"), e))?;
-        crate::security::paths::check_absolute(&m.host_path)
-            .map_err(|e| invalid(&format!("config.mounts[{i}].host_path"), e))?;
+        let image = m.image.as_ref().filter(|i| !i.image.is_empty());
+        let image = match image {
+            Some(spec) => Some(image_volume(i, m, spec)?),
+            None => {
+                crate::security::paths::check_absolute(&m.host_path)
+                    .map_err(|e| invalid(&format!("config.mounts[{i}].host_path"), e))?;
+                None
+            }
+        };
         mounts.push(MountSpec {
             container_path: m.container_path.clone(),
             host_path: m.host_path.clone(),
             readonly: m.readonly,
             propagation: m.propagation,
             selinux_relabel: m.selinux_relabel,
+            image,
         });
     }
     if c.log_path.split('/').any(|p| p == "..") || c.log_path.starts_with('/') {
@@ -278,6 +286,29 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
             .unwrap_or_default(),
         privileged,
         security,
+    })
+}
+
+/// An image volume: read-only (the kubelet always asks so; anything else is
+/// refused, as the CRI asks), with a relative sub path inside the image.
+fn image_volume(i: usize, m: &v1::Mount, spec: &v1::ImageSpec) -> Result<ImageVolume, Status> {
+    if !m.readonly {
+        return Err(invalid(
+            &format!("config.mounts[{i}].readonly"),
+            "an image volume must be read-only",
+        ));
+    }
+    let sub = &m.image_sub_path;
+    if sub.starts_with('/') || sub.split('/').any(|c| c == "..") || sub.contains('\0') {
+        return Err(invalid(
+            &format!("config.mounts[{i}].image_sub_path"),
+            format!("{sub:?} must be a relative path inside the image, without .."),
+        ));
+    }
+    Ok(ImageVolume {
+        image: spec.image.clone(),
+        sub_path: sub.clone(),
+        ..Default::default()
     })
 }
 
@@ -456,6 +487,16 @@ pub fn container_status(c: &ContainerRecord) -> v1::ContainerStatus {
                 readonly: m.readonly,
                 selinux_relabel: m.selinux_relabel,
                 propagation: m.propagation,
+                image: m.image.as_ref().map(|iv| v1::ImageSpec {
+                    image: iv.image.clone(),
+                    image_ref: iv.image_ref.clone(),
+                    ..Default::default()
+                }),
+                image_sub_path: m
+                    .image
+                    .as_ref()
+                    .map(|iv| iv.sub_path.clone())
+                    .unwrap_or_default(),
                 ..Default::default()
             })
             .collect(),

@@ -28,6 +28,39 @@ const READY_FD: i32 = 3;
 /// How long CreateContainer waits for the container's init to come up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The snapshot name of a container's `n`th mount as an image volume.
+fn image_volume_id(id: &str, n: usize) -> String {
+    format!("{id}-iv{n}")
+}
+
+/// The mounted root of a prepared image volume.
+fn image_volume_root(
+    images: &crate::image::ImageManager,
+    id: &str,
+    n: usize,
+) -> Result<PathBuf, RuntimeError> {
+    Ok(images
+        .snapshots()
+        .rootfs_root()
+        .join(image_volume_id(id, n))
+        .join("rootfs"))
+}
+
+/// The image-volume snapshots that exist for container `id`.
+pub(crate) fn image_volume_ids(snapshots: &crate::snapshot::Snapshots, id: &str) -> Vec<String> {
+    let prefix = format!("{id}-iv");
+    std::fs::read_dir(snapshots.rootfs_root())
+        .map(|r| {
+            r.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| {
+                    n.strip_prefix(&prefix)
+                        .is_some_and(|k| k.parse::<usize>().is_ok())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The SELinux label for `lxc.selinux.context`: only where SELinux is
 /// enabled; elsewhere a requested label is ignored with a warning.
 fn selinux_label(id: &str, label: &str) -> Option<String> {
@@ -106,7 +139,7 @@ impl Runtime {
         &self,
         id: &str,
         pod: &PodRecord,
-        config: ContainerConfig,
+        mut config: ContainerConfig,
     ) -> Result<(), RuntimeError> {
         let image =
             self.images
@@ -211,8 +244,28 @@ impl Runtime {
                 });
             }
         }
-        for m in &config.mounts {
-            let source = PathBuf::from(&m.host_path);
+        self.prepare_image_volumes(id, &mut config).await?;
+        for (i, m) in config.mounts.iter().enumerate() {
+            let source = match &m.image {
+                Some(iv) => image_volume_root(&self.images, id, i)?.join(&iv.sub_path),
+                None => PathBuf::from(&m.host_path),
+            };
+            if m.image.is_some() && !source.exists() {
+                return Err(RuntimeError::Invalid {
+                    field: "config.mounts.image_sub_path",
+                    message: format!(
+                        "{:?} does not exist in image {}",
+                        m.image
+                            .as_ref()
+                            .map(|iv| iv.sub_path.as_str())
+                            .unwrap_or_default(),
+                        m.image
+                            .as_ref()
+                            .map(|iv| iv.image.as_str())
+                            .unwrap_or_default()
+                    ),
+                });
+            }
             mounts.push(BindMount {
                 file: source.is_file(),
                 source,
@@ -303,6 +356,37 @@ impl Runtime {
         self.store.put(&record)?;
         info!(container_id = id, pod_id = %pod.id, name = %record.config.name, init_pid, "container created");
         self.emit_container_event(crate::events::EventKind::Created, &record);
+        Ok(())
+    }
+
+    /// Image volumes: each image's filesystem as a snapshot of its own
+    /// (`<id>-iv<n>`, removed with the container), bound read-only. The
+    /// mount records the image ID and top layer (kept from garbage
+    /// collection while the container exists).
+    async fn prepare_image_volumes(
+        &self,
+        id: &str,
+        config: &mut ContainerConfig,
+    ) -> Result<(), RuntimeError> {
+        for (i, m) in config.mounts.iter_mut().enumerate() {
+            let Some(iv) = m.image.as_mut() else { continue };
+            let image =
+                self.images
+                    .status(&iv.image)?
+                    .ok_or_else(|| RuntimeError::ImageNotFound {
+                        image: iv.image.clone(),
+                    })?;
+            iv.image_ref = image.id.clone();
+            iv.top_layer = image.top_layer().map(str::to_owned);
+            let snapshots = self.images.snapshots().clone();
+            let (name, top) = (image_volume_id(id, i), iv.top_layer.clone());
+            tokio::task::spawn_blocking(move || snapshots.prepare_rootfs(&name, top.as_deref()))
+                .await
+                .map_err(|e| RuntimeError::os("preparing an image volume", id, e))?
+                .map_err(|e| {
+                    RuntimeError::os("preparing an image volume", id, crate::errors::chain(&e))
+                })?;
+        }
         Ok(())
     }
 
@@ -613,6 +697,11 @@ impl Runtime {
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = snapshots.remove_rootfs(&id2) {
                 warn!(container_id = %id2, error = %crate::errors::chain(&e), "cannot remove root filesystem");
+            }
+            for name in image_volume_ids(&snapshots, &id2) {
+                if let Err(e) = snapshots.remove_rootfs(&name) {
+                    warn!(container_id = %id2, error = %crate::errors::chain(&e), "cannot remove an image volume");
+                }
             }
             for dir in [lxc_dir, run_dir] {
                 if let Err(e) = std::fs::remove_dir_all(&dir) {

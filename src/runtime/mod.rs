@@ -166,7 +166,14 @@ impl Runtime {
             .list::<crate::container::ContainerRecord>()
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|c| c.top_layer)
+            .flat_map(|c| {
+                let volumes = c
+                    .config
+                    .mounts
+                    .into_iter()
+                    .filter_map(|m| m.image.and_then(|iv| iv.top_layer));
+                c.top_layer.into_iter().chain(volumes)
+            })
             .collect()
     }
 

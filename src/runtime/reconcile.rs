@@ -62,6 +62,18 @@ impl Runtime {
                     .filter(|id| !known.contains(id.as_str())),
             );
         }
+        // Image-volume snapshots (`<id>-iv<n>`) of containers without a record.
+        for name in std::fs::read_dir(self.images.snapshots().rootfs_root())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        {
+            if let Some((id, n)) = name.split_once("-iv") {
+                if is_our_id(id) && n.parse::<usize>().is_ok() && !known.contains(id) {
+                    let _ = self.images.snapshots().remove_rootfs(&name);
+                }
+            }
+        }
         for id in &orphans {
             warn!(container_id = %id, "removing a container left half-made by a crash");
             kill_cgroup_members(id);
