@@ -453,6 +453,19 @@ async fn events_arrive_in_order_for_a_full_lifecycle() {
         e.containers_statuses[0].state,
         v1::ContainerState::ContainerCreated as i32
     );
+    // PodSandboxStatus carries what the evented PLEG needs without verbose.
+    let status = c
+        .runtime
+        .pod_sandbox_status(v1::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.timestamp > 0);
+    assert_eq!(status.containers_statuses.len(), 1);
+    assert_eq!(status.containers_statuses[0].id, ctr);
     start(&mut c, &ctr).await;
     let e = next_event(&mut events).await;
     assert_eq!(
