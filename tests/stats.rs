@@ -499,6 +499,15 @@ async fn events_arrive_in_order_for_a_full_lifecycle() {
             (pod.clone(), ContainerDeletedEvent as i32),
         ]
     );
+
+    // Shutdown ends open event streams instead of waiting out the grace
+    // period for them.
+    let mut d = d;
+    let status = tokio::task::block_in_place(|| d.stop());
+    assert!(status.success(), "{status:?}");
+    assert!(!matches!(events.message().await, Ok(Some(_))));
+    let log = d.log();
+    assert!(!log.contains("still in flight"), "{log}");
 }
 
 /// A free TCP port on loopback for the metrics endpoint.
