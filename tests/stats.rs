@@ -453,6 +453,19 @@ async fn events_arrive_in_order_for_a_full_lifecycle() {
         e.containers_statuses[0].state,
         v1::ContainerState::ContainerCreated as i32
     );
+    // PodSandboxStatus carries what the evented PLEG needs without verbose.
+    let status = c
+        .runtime
+        .pod_sandbox_status(v1::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.timestamp > 0);
+    assert_eq!(status.containers_statuses.len(), 1);
+    assert_eq!(status.containers_statuses[0].id, ctr);
     start(&mut c, &ctr).await;
     let e = next_event(&mut events).await;
     assert_eq!(
@@ -486,6 +499,15 @@ async fn events_arrive_in_order_for_a_full_lifecycle() {
             (pod.clone(), ContainerDeletedEvent as i32),
         ]
     );
+
+    // Shutdown ends open event streams instead of waiting out the grace
+    // period for them.
+    let mut d = d;
+    let status = tokio::task::block_in_place(|| d.stop());
+    assert!(status.success(), "{status:?}");
+    assert!(!matches!(events.message().await, Ok(Some(_))));
+    let log = d.log();
+    assert!(!log.contains("still in flight"), "{log}");
 }
 
 /// A free TCP port on loopback for the metrics endpoint.

@@ -162,16 +162,18 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         let req = request.get_ref();
         let id = required_id("pod_sandbox_id", &req.pod_sandbox_id)?;
         let pod = self.runtime.pod(id).map_err(|e| from_runtime_error(&e))?;
-        let containers = if req.verbose {
-            self.runtime
-                .list_containers(&ContainerFilter {
-                    pod_id: pod.id.clone(),
-                    ..Default::default()
-                })
-                .map_err(|e| from_runtime_error(&e))?
-        } else {
-            Vec::new()
-        };
+        // Always: the kubelet's evented PLEG reads the containers'
+        // statuses from a non-verbose call.
+        let containers: Vec<_> = self
+            .runtime
+            .list_containers(&ContainerFilter {
+                pod_id: pod.id.clone(),
+                ..Default::default()
+            })
+            .map_err(|e| from_runtime_error(&e))?
+            .into_iter()
+            .filter(|c| c.pod_id == pod.id)
+            .collect();
         let mut info = HashMap::new();
         if req.verbose {
             let detail = serde_json::json!({

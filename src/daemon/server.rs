@@ -64,6 +64,8 @@ pub async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     info!(signal = name, "shutting down; containers keep running");
     notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(());
+    // Event streams never end by themselves; close them with the server.
+    runtime.events().close();
     // In-flight calls get a grace period; idle client connections (the
     // kubelet keeps one open) must not hold the daemon up.
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {

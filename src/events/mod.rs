@@ -40,7 +40,8 @@ pub struct ContainerEvent {
 }
 
 pub struct EventHub {
-    tx: broadcast::Sender<Arc<ContainerEvent>>,
+    /// `None` once closed: streams end so shutdown does not wait on them.
+    tx: std::sync::Mutex<Option<broadcast::Sender<Arc<ContainerEvent>>>>,
 }
 
 impl Default for EventHub {
@@ -52,23 +53,41 @@ impl Default for EventHub {
 impl EventHub {
     pub fn new(queue_len: usize) -> Self {
         let (tx, _) = broadcast::channel(queue_len);
-        Self { tx }
+        Self {
+            tx: std::sync::Mutex::new(Some(tx)),
+        }
+    }
+
+    fn sender(&self) -> std::sync::MutexGuard<'_, Option<broadcast::Sender<Arc<ContainerEvent>>>> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sends `event` to every current subscriber; never blocks.
     pub fn publish(&self, event: ContainerEvent) {
-        // An error only means nobody is subscribed.
-        let _ = self.tx.send(Arc::new(event));
-    }
-
-    pub fn subscribe(&self) -> Subscription {
-        Subscription {
-            rx: self.tx.subscribe(),
+        if let Some(tx) = self.sender().as_ref() {
+            // An error only means nobody is subscribed.
+            let _ = tx.send(Arc::new(event));
         }
     }
 
+    /// A new subscription; after [`close`](Self::close) one that is
+    /// already at its end.
+    pub fn subscribe(&self) -> Subscription {
+        let rx = match self.sender().as_ref() {
+            Some(tx) => tx.subscribe(),
+            None => broadcast::channel(1).1,
+        };
+        Subscription { rx }
+    }
+
     pub fn subscribers(&self) -> usize {
-        self.tx.receiver_count()
+        self.sender().as_ref().map_or(0, |tx| tx.receiver_count())
+    }
+
+    /// Ends every subscription once it has read what was sent (daemon
+    /// shutdown: event streams must not hold the server's grace period).
+    pub fn close(&self) {
+        self.sender().take();
     }
 }
 
@@ -156,7 +175,9 @@ mod tests {
             panic!("then the newest events")
         };
         assert_eq!(e.container_id, "c6");
-        drop(hub);
+        hub.close();
+        assert_eq!(hub.subscribers(), 0);
+        assert_eq!(hub.subscribe().next().await, Next::Closed);
         for _ in 0..3 {
             slow.next().await;
         }
