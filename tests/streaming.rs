@@ -365,7 +365,25 @@ fn port_forward_reaches_a_server_inside_the_pod_over_both_transports() {
         return;
     }
     let e = Env::new();
-    let (pod, _ctr) = e.pod_with("pf", WEB, false);
+    let (pod, ctr) = e.pod_with("pf", WEB, false);
+    // A refused connection ends crictl's whole forward (client-go closes
+    // the session on a port error), so wait until the server listens.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let probe = e.crictl(&[
+            "exec",
+            &ctr,
+            "wget",
+            "-q",
+            "-O-",
+            "http://127.0.0.1:8080/index.html",
+        ]);
+        if stdout(&probe).contains("hello-from-pod") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the web server never came up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     for transport in ["spdy", "websocket"] {
         let forward = Forward::start(&e, &pod, transport);
         let first = forward.get_index();
