@@ -20,7 +20,7 @@ use crate::container::lxc_config::{self, BindMount, LxcPlan, Propagation, Shared
 use crate::container::process::{self, ProcessSpec};
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState};
 use crate::monitor::exit::ExitRecord;
-use crate::pod::{PodRecord, PodState};
+use crate::pod::PodRecord;
 
 /// The fd number the monitor reports readiness on.
 const READY_FD: i32 = 3;
@@ -108,15 +108,7 @@ impl Runtime {
                 message: "an image is required".into(),
             });
         }
-        let pod = self.pod(pod_id)?;
-        if pod.state != PodState::Ready {
-            return Err(RuntimeError::WrongState {
-                what: "pod sandbox",
-                id: pod.id,
-                state: "not ready".into(),
-                message: "containers can only be created in a ready pod".into(),
-            });
-        }
+        let pod = self.ready_pod(pod_id, "containers can only be created in a ready pod")?;
         let id = new_id();
         let key = config.name_key(&pod.id);
         self.names

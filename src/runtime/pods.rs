@@ -195,6 +195,20 @@ impl Runtime {
         })
     }
 
+    /// The pod, which must be ready for `purpose` (the error's message).
+    pub(crate) fn ready_pod(&self, id: &str, purpose: &str) -> Result<PodRecord, RuntimeError> {
+        let pod = self.pod(id)?;
+        if pod.state != PodState::Ready {
+            return Err(RuntimeError::WrongState {
+                what: "pod sandbox",
+                id: pod.id,
+                state: "not ready".into(),
+                message: purpose.to_owned(),
+            });
+        }
+        Ok(pod)
+    }
+
     pub fn list_pods(&self, filter: &PodFilter) -> Result<Vec<PodRecord>, RuntimeError> {
         Ok(self
             .store

@@ -18,7 +18,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::error::RuntimeError;
 use super::Runtime;
 use crate::container::ContainerState;
-use crate::pod::record::PodState;
 
 /// A started exec: its stdio and how to wait for it.
 pub struct ExecProcess {
@@ -153,15 +152,7 @@ impl Runtime {
                 message: "a pod sandbox ID is required".into(),
             });
         }
-        let pod = self.pod(pod_id)?;
-        if pod.state != PodState::Ready {
-            return Err(RuntimeError::WrongState {
-                what: "pod sandbox",
-                id: pod.id,
-                state: "not ready".into(),
-                message: "port-forward needs a ready pod".into(),
-            });
-        }
+        let pod = self.ready_pod(pod_id, "port-forward needs a ready pod")?;
         Ok((pod.id, pod.net_ns.map(PathBuf::from)))
     }
 
