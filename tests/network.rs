@@ -351,7 +351,7 @@ async fn pods_reach_each_other_the_host_and_host_ports_and_leave_nothing() {
     );
     assert_eq!(server_v6.len(), 1, "dual-stack address: {server_v6:?}");
     assert!(server_v6[0].starts_with("fd78:11::"), "{server_v6:?}");
-    start_container(&mut e, &server, &server_config, HTTPD).await;
+    let httpd = start_container(&mut e, &server, &server_config, HTTPD).await;
 
     let client_config = pod_config("client", Vec::new(), false);
     let client = run_pod(&mut e, client_config.clone()).await.unwrap();
@@ -416,6 +416,19 @@ async fn pods_reach_each_other_the_host_and_host_ports_and_leave_nothing() {
     ] {
         let body = http_get(addr);
         assert!(body.ends_with("served-by-pod\n"), "{addr}: {body}");
+    }
+
+    // Through the host port from pods: another pod, and the pod itself
+    // (hairpin).
+    let via_node = format!("http://{gateway}:18081/index.html");
+    for id in [&sleeper, &httpd] {
+        let got = exec(&mut e, id, &["wget", "-q", "-O", "-", &via_node]).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got.stdout),
+            "served-by-pod\n",
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
     }
 
     // Stop releases the host port; stop and remove are idempotent.

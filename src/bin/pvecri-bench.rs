@@ -27,6 +27,10 @@ struct Args {
     /// Label for the output table.
     #[arg(long, default_value = "runtime")]
     label: String,
+    /// Pods in the node's network namespace, to compare against pod
+    /// networking (the difference is the network's share of pod start).
+    #[arg(long)]
+    host_network: bool,
     /// Pod log directory.
     #[arg(long, default_value = "/tmp/pvecri-bench-logs")]
     log_dir: PathBuf,
@@ -82,7 +86,20 @@ async fn main() -> anyhow::Result<()> {
             }),
             hostname: format!("bench-{i}"),
             log_directory: args.log_dir.join(format!("pod-{i}")).display().to_string(),
-            linux: Some(v1::LinuxPodSandboxConfig::default()),
+            linux: Some(v1::LinuxPodSandboxConfig {
+                security_context: Some(v1::LinuxSandboxSecurityContext {
+                    namespace_options: Some(v1::NamespaceOption {
+                        network: if args.host_network {
+                            v1::NamespaceMode::Node as i32
+                        } else {
+                            v1::NamespaceMode::Pod as i32
+                        },
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let t = Instant::now();

@@ -213,7 +213,7 @@ impl Network {
     async fn setup_node(&self) -> Result<(), NetworkError> {
         let nl = Netlink::host()?;
         let bridge = &self.config.bridge;
-        let (_, mtu) = nl.ensure_bridge(bridge).await?;
+        let (mtu, managed) = nl.ensure_bridge(bridge).await?;
         *self.mtu.lock().unwrap() = mtu;
         let subnets = self.subnets();
         for s in std::iter::once(subnets.v4).chain(subnets.v6) {
@@ -222,10 +222,18 @@ impl Network {
         }
         // DNAT'd connections from 127.0.0.1 leave through the bridge with
         // their loopback source until masqueraded in postrouting.
-        let path = Path::new("/proc/sys/net/ipv4/conf")
-            .join(bridge)
-            .join("route_localnet");
-        std::fs::write(&path, "1").map_err(|source| NetworkError::Sysctl { path, source })?;
+        let mut sysctls = vec!["route_localnet"];
+        if managed {
+            // Routing of what arrives on pvecri's own bridge: pods reaching
+            // host ports (hairpin included) and, with `egress`, the world.
+            // The node's other interfaces keep their setting; an existing
+            // bridge such as vmbr0 is the operator's.
+            sysctls.push("forwarding");
+        }
+        for key in sysctls {
+            let path = Path::new("/proc/sys/net/ipv4/conf").join(bridge).join(key);
+            std::fs::write(&path, "1").map_err(|source| NetworkError::Sysctl { path, source })?;
+        }
         self.write_table().await
     }
 
@@ -416,6 +424,9 @@ impl Network {
         let mtu = *self.mtu.lock().unwrap();
         host.add_veth(&record.host_veth, bridge_index, mtu, &ns_file)
             .await?;
+        if !record.host_ports.is_empty() {
+            host.set_hairpin(&record.host_veth).await?;
+        }
         let subnets = self.subnets();
         let addrs: Vec<(IpAddr, u8, IpAddr)> = record
             .ips
