@@ -332,6 +332,7 @@ impl Network {
             ),
             conf,
             host_ports,
+            dns: pod.dns.clone(),
             result: None,
         };
         // Stored first: a crash during ADD is followed by DEL at start.
