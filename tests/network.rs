@@ -326,6 +326,12 @@ fn port(host_port: i32, container_port: i32) -> v1::PortMapping {
     }
 }
 
+/// Writing `net.ipv4.ip_forward` (the CNI bridge plugin turns it on, the
+/// CNI test restores it) resets every interface's forwarding flag, including
+/// the one pvecri sets on its bridge: tests that need either run one at a
+/// time.
+static FORWARDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const HTTPD: &[&str] = &[
     "sh",
     "-c",
@@ -337,6 +343,7 @@ async fn pods_reach_each_other_the_host_and_host_ports_and_leave_nothing() {
     if !ready("pods_reach_each_other_the_host_and_host_ports_and_leave_nothing") {
         return;
     }
+    let _serial = FORWARDING.lock().await;
     let net = Net::new(11);
     let before = node_state(&net.bridge, "n11", &[]);
     let guard = Guard::new("n11", &net.bridge, &format!("{}.0/24", net.prefix));
@@ -689,6 +696,7 @@ async fn cni_mode_with_debian_plugins() {
         eprintln!("skipping cni_mode_with_debian_plugins: containernetworking-plugins is not installed (scripts/install-deps.sh)");
         return;
     }
+    let _serial = FORWARDING.lock().await;
     let bridge = "pvt-c21";
     let before = node_state(bridge, "c21", &[]);
     let nat_existed = [

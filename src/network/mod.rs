@@ -33,7 +33,7 @@ use crate::config::{NetworkConfig, NetworkMode};
 use crate::pod::record::PortMapping;
 use crate::pod::PodConfig;
 use crate::store::{Record, Store};
-use ipam::{IpamCursor, Subnet};
+use ipam::{IpamCursors, Subnet};
 use link::Netlink;
 use nft::{HostPort, Proto, TableSpec};
 
@@ -367,24 +367,19 @@ impl Network {
             .filter_map(|ip| ip.parse().ok())
             .collect();
         let subnets = self.subnets();
+        let mut cursors = self
+            .store
+            .get::<IpamCursors>(IpamCursors::KEY)?
+            .unwrap_or_default();
         let mut ips = Vec::new();
-        let mut cursors = Vec::new();
         for subnet in std::iter::once(subnets.v4).chain(subnets.v6) {
             let key = subnet.net().to_string();
-            let last = self
-                .store
-                .list::<IpamCursor>()?
-                .into_iter()
-                .find(|c| c.subnet == key)
-                .and_then(|c| c.last.parse().ok());
+            let last = cursors.last.get(&key).and_then(|l| l.parse().ok());
             let ip = subnet
                 .next_free(last, &used)
                 .ok_or_else(|| NetworkError::Exhausted(key.clone()))?;
             ips.push(ip);
-            cursors.push(IpamCursor {
-                subnet: key,
-                last: ip.to_string(),
-            });
+            cursors.last.insert(key, ip.to_string());
         }
         let IpAddr::V4(pod_v4) = ips[0] else {
             unreachable!("the first subnet is IPv4");
@@ -396,10 +391,8 @@ impl Network {
             host_veth: host_veth_name(pod_id),
             host_ports,
         };
-        self.store.put(&record)?;
-        for c in &cursors {
-            self.store.put(c)?;
-        }
+        // One commit: the allocation and the cursor move together.
+        self.store.put_pair(&record, &cursors)?;
         Ok(record)
     }
 
