@@ -326,6 +326,12 @@ fn port(host_port: i32, container_port: i32) -> v1::PortMapping {
     }
 }
 
+/// Writing `net.ipv4.ip_forward` (the CNI bridge plugin turns it on, the
+/// CNI test restores it) resets every interface's forwarding flag, including
+/// the one pvecri sets on its bridge: tests that need either run one at a
+/// time.
+static FORWARDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const HTTPD: &[&str] = &[
     "sh",
     "-c",
@@ -337,6 +343,7 @@ async fn pods_reach_each_other_the_host_and_host_ports_and_leave_nothing() {
     if !ready("pods_reach_each_other_the_host_and_host_ports_and_leave_nothing") {
         return;
     }
+    let _serial = FORWARDING.lock().await;
     let net = Net::new(11);
     let before = node_state(&net.bridge, "n11", &[]);
     let guard = Guard::new("n11", &net.bridge, &format!("{}.0/24", net.prefix));
@@ -351,7 +358,7 @@ async fn pods_reach_each_other_the_host_and_host_ports_and_leave_nothing() {
     );
     assert_eq!(server_v6.len(), 1, "dual-stack address: {server_v6:?}");
     assert!(server_v6[0].starts_with("fd78:11::"), "{server_v6:?}");
-    start_container(&mut e, &server, &server_config, HTTPD).await;
+    let httpd = start_container(&mut e, &server, &server_config, HTTPD).await;
 
     let client_config = pod_config("client", Vec::new(), false);
     let client = run_pod(&mut e, client_config.clone()).await.unwrap();
@@ -416,6 +423,19 @@ async fn pods_reach_each_other_the_host_and_host_ports_and_leave_nothing() {
     ] {
         let body = http_get(addr);
         assert!(body.ends_with("served-by-pod\n"), "{addr}: {body}");
+    }
+
+    // Through the host port from pods: another pod, and the pod itself
+    // (hairpin).
+    let via_node = format!("http://{gateway}:18081/index.html");
+    for id in [&sleeper, &httpd] {
+        let got = exec(&mut e, id, &["wget", "-q", "-O", "-", &via_node]).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got.stdout),
+            "served-by-pod\n",
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
     }
 
     // Stop releases the host port; stop and remove are idempotent.
@@ -676,6 +696,7 @@ async fn cni_mode_with_debian_plugins() {
         eprintln!("skipping cni_mode_with_debian_plugins: containernetworking-plugins is not installed (scripts/install-deps.sh)");
         return;
     }
+    let _serial = FORWARDING.lock().await;
     let bridge = "pvt-c21";
     let before = node_state(bridge, "c21", &[]);
     let nat_existed = [

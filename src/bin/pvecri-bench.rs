@@ -27,6 +27,10 @@ struct Args {
     /// Label for the output table.
     #[arg(long, default_value = "runtime")]
     label: String,
+    /// Pods in the node's network namespace, to compare against pod
+    /// networking (the difference is the network's share of pod start).
+    #[arg(long)]
+    host_network: bool,
     /// Pod log directory.
     #[arg(long, default_value = "/tmp/pvecri-bench-logs")]
     log_dir: PathBuf,
@@ -86,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
             // shareProcessNamespace: one PID namespace per container.
             linux: Some(v1::LinuxPodSandboxConfig {
                 security_context: Some(v1::LinuxSandboxSecurityContext {
-                    namespace_options: Some(kubelet_namespaces()),
+                    namespace_options: Some(kubelet_namespaces(args.host_network)),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -119,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
                     log_path: "c.log".into(),
                     linux: Some(v1::LinuxContainerConfig {
                         security_context: Some(v1::LinuxContainerSecurityContext {
-                            namespace_options: Some(kubelet_namespaces()),
+                            namespace_options: Some(kubelet_namespaces(args.host_network)),
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -208,10 +212,14 @@ fn percentiles(v: &mut [Duration]) -> (f64, f64) {
     (at(0.5), at(0.9))
 }
 
-/// The kubelet's namespace options for an ordinary pod.
-fn kubelet_namespaces() -> v1::NamespaceOption {
+/// The kubelet's namespace options for an ordinary (or host-network) pod.
+fn kubelet_namespaces(host_network: bool) -> v1::NamespaceOption {
     v1::NamespaceOption {
-        network: v1::NamespaceMode::Pod as i32,
+        network: if host_network {
+            v1::NamespaceMode::Node as i32
+        } else {
+            v1::NamespaceMode::Pod as i32
+        },
         pid: v1::NamespaceMode::Container as i32,
         ipc: v1::NamespaceMode::Pod as i32,
         ..Default::default()

@@ -126,6 +126,9 @@ pub struct CniAttachment {
     pub args: String,
     pub conf: ConfList,
     pub host_ports: Vec<HostPort>,
+    /// The pod's DNS config, for plugins with the `dns` capability.
+    #[serde(default)]
+    pub dns: Option<crate::pod::record::Dns>,
     pub result: Option<Value>,
 }
 
@@ -200,6 +203,16 @@ impl Runner {
                 })
                 .collect();
             runtime.insert("portMappings".into(), Value::Array(ports));
+        }
+        if let Some(dns) = a.dns.as_ref().filter(|_| wants("dns")) {
+            runtime.insert(
+                "dns".into(),
+                json!({
+                    "servers": dns.servers,
+                    "searches": dns.searches,
+                    "options": dns.options,
+                }),
+            );
         }
         if !runtime.is_empty() {
             config["runtimeConfig"] = Value::Object(runtime);
@@ -363,7 +376,7 @@ mod tests {
             PathBuf::from("/x.conflist"),
             json!({"cniVersion":"1.0.0","name":"net","plugins":[
                 {"type":"bridge"},
-                {"type":"portmap","capabilities":{"portMappings":true}}]}),
+                {"type":"portmap","capabilities":{"portMappings":true,"dns":true}}]}),
         )
         .unwrap();
         let a = CniAttachment {
@@ -378,6 +391,11 @@ mod tests {
                 pod_ip: "10.0.0.2".parse().unwrap(),
                 container_port: 5353,
             }],
+            dns: Some(crate::pod::record::Dns {
+                servers: vec!["10.0.0.10".into()],
+                searches: vec![],
+                options: vec!["ndots:5".into()],
+            }),
             result: None,
         };
         let runner = Runner { bin_dirs: vec![] };
@@ -391,6 +409,10 @@ mod tests {
         assert_eq!(
             second["runtimeConfig"]["portMappings"][0],
             json!({"hostPort":53,"containerPort":5353,"protocol":"udp","hostIP":""})
+        );
+        assert_eq!(
+            second["runtimeConfig"]["dns"],
+            json!({"servers":["10.0.0.10"],"searches":[],"options":["ndots:5"]})
         );
     }
 

@@ -99,18 +99,22 @@ fn as_u128(ip: IpAddr) -> u128 {
     }
 }
 
-/// The last address handed out from a subnet, persisted so that a restart
-/// does not start over at the bottom of the range.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IpamCursor {
-    pub subnet: String,
-    pub last: String,
+/// The last address handed out from each subnet, persisted so that a
+/// restart does not start over at the bottom of the range.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IpamCursors {
+    /// Subnet (CIDR text) -> last address handed out.
+    pub last: std::collections::BTreeMap<String, String>,
 }
 
-impl Record for IpamCursor {
-    const TABLE: &'static str = "ipam_cursors";
+impl IpamCursors {
+    pub const KEY: &'static str = "cursors";
+}
+
+impl Record for IpamCursors {
+    const TABLE: &'static str = "ipam";
     fn key(&self) -> String {
-        self.subnet.clone()
+        Self::KEY.to_owned()
     }
 }
 

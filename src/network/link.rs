@@ -13,7 +13,8 @@ use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
 };
 
 use super::error::NetworkError;
@@ -88,8 +89,8 @@ impl Netlink {
     }
 
     /// Creates the bridge unless it exists, brings it up and returns its
-    /// index and MTU.
-    pub async fn ensure_bridge(&self, name: &str) -> Result<(u32, u32), NetworkError> {
+    /// MTU and whether pvecri manages it (created it, now or before).
+    pub async fn ensure_bridge(&self, name: &str) -> Result<(u32, bool), NetworkError> {
         let mut created = false;
         if self.link(name).await?.is_none() {
             created = true;
@@ -122,7 +123,8 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| NetworkError::netlink("bring up bridge", name, e))?;
-        Ok((index, mtu_of(&link).unwrap_or(1500)))
+        let managed = created || is_managed(&link);
+        Ok((mtu_of(&link).unwrap_or(1500), managed))
     }
 
     /// Deletes the bridge if pvecri created it and no interface is a port
@@ -131,11 +133,7 @@ impl Netlink {
         let Some(bridge) = self.link(name).await? else {
             return Ok(true);
         };
-        let managed = bridge
-            .attributes
-            .iter()
-            .any(|a| matches!(a, LinkAttribute::IfAlias(alias) if alias == MANAGED_ALIAS));
-        if !managed {
+        if !is_managed(&bridge) {
             return Ok(false);
         }
         let index = bridge.header.index;
@@ -206,6 +204,18 @@ impl Netlink {
             .map_err(|e| NetworkError::netlink("create veth", host, e))
     }
 
+    /// Lets frames leave the bridge port they came in on, so a pod reaches
+    /// itself through its own host port.
+    pub async fn set_hairpin(&self, port: &str) -> Result<(), NetworkError> {
+        let index = self.index(port).await?;
+        self.handle
+            .link()
+            .set_port(LinkBridgePort::new(index).hairpin(true).build())
+            .execute()
+            .await
+            .map_err(|e| NetworkError::netlink("set hairpin on", port, e))
+    }
+
     /// Deletes the link `name`; a missing link is not an error.
     pub async fn delete_link(&self, name: &str) -> Result<(), NetworkError> {
         let Some(link) = self.link(name).await? else {
@@ -255,6 +265,12 @@ impl Netlink {
         }
         Ok(())
     }
+}
+
+fn is_managed(link: &LinkMessage) -> bool {
+    link.attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::IfAlias(alias) if alias == MANAGED_ALIAS))
 }
 
 fn mtu_of(link: &LinkMessage) -> Option<u32> {

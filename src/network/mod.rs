@@ -33,7 +33,7 @@ use crate::config::{NetworkConfig, NetworkMode};
 use crate::pod::record::PortMapping;
 use crate::pod::PodConfig;
 use crate::store::{Record, Store};
-use ipam::{IpamCursor, Subnet};
+use ipam::{IpamCursors, Subnet};
 use link::Netlink;
 use nft::{HostPort, Proto, TableSpec};
 
@@ -213,7 +213,7 @@ impl Network {
     async fn setup_node(&self) -> Result<(), NetworkError> {
         let nl = Netlink::host()?;
         let bridge = &self.config.bridge;
-        let (_, mtu) = nl.ensure_bridge(bridge).await?;
+        let (mtu, managed) = nl.ensure_bridge(bridge).await?;
         *self.mtu.lock().unwrap() = mtu;
         let subnets = self.subnets();
         for s in std::iter::once(subnets.v4).chain(subnets.v6) {
@@ -222,10 +222,18 @@ impl Network {
         }
         // DNAT'd connections from 127.0.0.1 leave through the bridge with
         // their loopback source until masqueraded in postrouting.
-        let path = Path::new("/proc/sys/net/ipv4/conf")
-            .join(bridge)
-            .join("route_localnet");
-        std::fs::write(&path, "1").map_err(|source| NetworkError::Sysctl { path, source })?;
+        let mut sysctls = vec!["route_localnet"];
+        if managed {
+            // Routing of what arrives on pvecri's own bridge: pods reaching
+            // host ports (hairpin included) and, with `egress`, the world.
+            // The node's other interfaces keep their setting; an existing
+            // bridge such as vmbr0 is the operator's.
+            sysctls.push("forwarding");
+        }
+        for key in sysctls {
+            let path = Path::new("/proc/sys/net/ipv4/conf").join(bridge).join(key);
+            std::fs::write(&path, "1").map_err(|source| NetworkError::Sysctl { path, source })?;
+        }
         self.write_table().await
     }
 
@@ -324,6 +332,7 @@ impl Network {
             ),
             conf,
             host_ports,
+            dns: pod.dns.clone(),
             result: None,
         };
         // Stored first: a crash during ADD is followed by DEL at start.
@@ -358,24 +367,19 @@ impl Network {
             .filter_map(|ip| ip.parse().ok())
             .collect();
         let subnets = self.subnets();
+        let mut cursors = self
+            .store
+            .get::<IpamCursors>(IpamCursors::KEY)?
+            .unwrap_or_default();
         let mut ips = Vec::new();
-        let mut cursors = Vec::new();
         for subnet in std::iter::once(subnets.v4).chain(subnets.v6) {
             let key = subnet.net().to_string();
-            let last = self
-                .store
-                .list::<IpamCursor>()?
-                .into_iter()
-                .find(|c| c.subnet == key)
-                .and_then(|c| c.last.parse().ok());
+            let last = cursors.last.get(&key).and_then(|l| l.parse().ok());
             let ip = subnet
                 .next_free(last, &used)
                 .ok_or_else(|| NetworkError::Exhausted(key.clone()))?;
             ips.push(ip);
-            cursors.push(IpamCursor {
-                subnet: key,
-                last: ip.to_string(),
-            });
+            cursors.last.insert(key, ip.to_string());
         }
         let IpAddr::V4(pod_v4) = ips[0] else {
             unreachable!("the first subnet is IPv4");
@@ -387,10 +391,8 @@ impl Network {
             host_veth: host_veth_name(pod_id),
             host_ports,
         };
-        self.store.put(&record)?;
-        for c in &cursors {
-            self.store.put(c)?;
-        }
+        // One commit: the allocation and the cursor move together.
+        self.store.put_pair(&record, &cursors)?;
         Ok(record)
     }
 
@@ -416,6 +418,9 @@ impl Network {
         let mtu = *self.mtu.lock().unwrap();
         host.add_veth(&record.host_veth, bridge_index, mtu, &ns_file)
             .await?;
+        if !record.host_ports.is_empty() {
+            host.set_hairpin(&record.host_veth).await?;
+        }
         let subnets = self.subnets();
         let addrs: Vec<(IpAddr, u8, IpAddr)> = record
             .ips

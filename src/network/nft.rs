@@ -97,6 +97,13 @@ pub fn table_script(spec: &TableSpec<'_>, ports: &[HostPort]) -> String {
         s,
         "    oifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade"
     );
+    // A pod reaching a host port that leads back onto the bridge (itself,
+    // or another pod): without this the answer would bypass the node and
+    // not match the connection.
+    let _ = writeln!(
+        s,
+        "    oifname \"{bridge}\" ip saddr {cidr} ct status dnat masquerade"
+    );
     if spec.masquerade {
         let _ = writeln!(
             s,

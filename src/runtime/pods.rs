@@ -148,6 +148,7 @@ impl Runtime {
                 .then(|| ns_dir.join(name).display().to_string())
         };
         let net_ns = path_of(NsKind::Net, "net");
+        let network_started = std::time::Instant::now();
         let ips = match &net_ns {
             Some(netns) => match self.attach_network(id, Path::new(netns), &config).await {
                 Ok(ips) => ips,
@@ -163,6 +164,7 @@ impl Runtime {
             },
             None => Vec::new(),
         };
+        let network_us = network_started.elapsed().as_micros() as u64;
         let record = PodRecord {
             id: id.to_owned(),
             state: PodState::Ready,
@@ -182,7 +184,7 @@ impl Runtime {
             self.release_pod_resources(&record).await;
             return Err(e.into());
         }
-        info!(pod_id = id, name = %record.config.name, namespace = %record.config.namespace, "pod sandbox ready");
+        info!(pod_id = id, name = %record.config.name, namespace = %record.config.namespace, ips = ?record.ips, network_us, "pod sandbox ready");
         self.emit_pod_ready(&record);
         Ok(())
     }

@@ -105,6 +105,25 @@ impl Store {
 
     /// Inserts or replaces a record.
     pub fn put<R: Record>(&self, record: &R) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
+        self.insert(&txn, record)?;
+        txn.commit().map_err(self.err("commit"))
+    }
+
+    /// Inserts or replaces two records in one commit: both are on disk
+    /// afterwards, or neither (and one fsync instead of two).
+    pub fn put_pair<A: Record, B: Record>(&self, a: &A, b: &B) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
+        self.insert(&txn, a)?;
+        self.insert(&txn, b)?;
+        txn.commit().map_err(self.err("commit"))
+    }
+
+    fn insert<R: Record>(
+        &self,
+        txn: &redb::WriteTransaction,
+        record: &R,
+    ) -> Result<(), StoreError> {
         let key = record.key();
         let bytes = serde_json::to_vec(record).map_err(|source| StoreError::Encode {
             table: R::TABLE,
@@ -112,14 +131,11 @@ impl Store {
             source,
         })?;
         let def = TableDefinition::<&str, &[u8]>::new(R::TABLE);
-        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
-        {
-            let mut table = txn.open_table(def).map_err(self.err("open table"))?;
-            table
-                .insert(key.as_str(), bytes.as_slice())
-                .map_err(self.err("insert"))?;
-        }
-        txn.commit().map_err(self.err("commit"))
+        let mut table = txn.open_table(def).map_err(self.err("open table"))?;
+        table
+            .insert(key.as_str(), bytes.as_slice())
+            .map_err(self.err("insert"))?;
+        Ok(())
     }
 
     /// Reads one record by key.
@@ -204,6 +220,32 @@ mod tests {
         fn key(&self) -> String {
             self.id.clone()
         }
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Other {
+        id: String,
+    }
+
+    impl Record for Other {
+        const TABLE: &'static str = "others";
+        fn key(&self) -> String {
+            self.id.clone()
+        }
+    }
+
+    #[test]
+    fn a_pair_is_written_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let thing = Thing {
+            id: "t".into(),
+            n: 1,
+        };
+        let other = Other { id: "o".into() };
+        s.put_pair(&thing, &other).unwrap();
+        assert_eq!(s.get::<Thing>("t").unwrap(), Some(thing));
+        assert_eq!(s.get::<Other>("o").unwrap(), Some(other));
     }
 
     #[test]
