@@ -136,17 +136,26 @@ async fn unimplemented_rpcs_name_themselves() {
     let mut c = d.client().await;
     let err = c
         .runtime
-        .port_forward(v1::PortForwardRequest::default())
+        .checkpoint_container(v1::CheckpointContainerRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(err.message().contains("PortForward"), "{}", err.message());
+    assert!(
+        err.message().contains("CheckpointContainer"),
+        "{}",
+        err.message()
+    );
     let err = c
         .runtime
-        .exec(v1::ExecRequest::default())
+        .update_pod_sandbox_resources(v1::UpdatePodSandboxResourcesRequest::default())
         .await
         .unwrap_err();
-    assert!(err.message().contains("Exec"), "{}", err.message());
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert!(
+        err.message().contains("UpdatePodSandboxResources"),
+        "{}",
+        err.message()
+    );
 }
 
 #[test]
