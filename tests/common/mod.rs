@@ -119,6 +119,18 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.is_some() {
+            // Containers outlive the daemon by design: remove what a test
+            // (or a failed assertion) left running, so no test leaks
+            // processes, mounts or addresses into the next.
+            let _ = Command::new("crictl")
+                .arg(format!(
+                    "--runtime-endpoint=unix://{}",
+                    self.socket.display()
+                ))
+                .args(["--timeout=30s", "rmp", "--all", "--force"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             self.stop();
         }
         // The daemon keeps run/ns as a private bind mount across restarts;
