@@ -155,6 +155,8 @@ impl Runtime {
                 Err(e) => {
                     let (ns_dir, files_dir) = (ns_dir.clone(), files_dir.clone());
                     let _ = tokio::task::spawn_blocking(move || {
+                        // The shared PID namespace's holder, if any, goes too.
+                        crate::sandbox::infra::kill(infra_pid, None);
                         let _ = ns::unpin(&ns_dir);
                         let _ = std::fs::remove_dir_all(&files_dir);
                     })
