@@ -203,11 +203,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
                     .state
                     .as_ref()
                     .and_then(|s| convert::pod_state_filter(s.state)),
-                labels: f
-                    .label_selector
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                labels: selector(&f.label_selector),
             },
             None => PodFilter::default(),
         };
@@ -290,11 +286,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
                     .state
                     .as_ref()
                     .and_then(|s| convert::container_state_filter(s.state)),
-                labels: f
-                    .label_selector
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                labels: selector(&f.label_selector),
             },
             None => ContainerFilter::default(),
         };
@@ -532,11 +524,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
                 id: f.id.clone(),
                 pod_id: f.pod_sandbox_id.clone(),
                 state: None,
-                labels: f
-                    .label_selector
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                labels: selector(&f.label_selector),
             },
             None => ContainerFilter::default(),
         };
@@ -573,11 +561,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
             Some(f) => PodFilter {
                 id: f.id.clone(),
                 state: None,
-                labels: f
-                    .label_selector
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                labels: selector(&f.label_selector),
             },
             None => PodFilter::default(),
         };
@@ -646,6 +630,11 @@ fn stream_stdio(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> StreamStd
         stderr,
         tty,
     }
+}
+
+/// A CRI label selector as the runtime's filters take it.
+fn selector(labels: &HashMap<String, String>) -> std::collections::BTreeMap<String, String> {
+    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 fn required_id<'a>(field: &str, id: &'a str) -> Result<&'a str, Status> {

@@ -963,11 +963,7 @@ async fn wait_for_exit(run_dir: &Path, timeout: Duration) -> bool {
 }
 
 /// Field 22 of /proc/<pid>/stat: the process start time in clock ticks.
-pub(crate) fn proc_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = stat.rsplit_once(')')?.1;
-    after_comm.split_whitespace().nth(19)?.parse().ok()
-}
+pub(crate) use crate::sandbox::infra::proc_start_time;
 
 /// `SIGTERM`, `TERM`, `15` -> the signal.
 pub(crate) fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use super::Runtime;
 use crate::container::{ContainerRecord, ContainerState};
 use crate::pod::{PodRecord, PodState};
+use crate::sandbox::ns::is_nsfs;
 
 /// What the pass changed, for the log and the tests.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -158,11 +159,6 @@ impl Runtime {
         }
         Ok(out)
     }
-}
-
-fn is_nsfs(path: &Path) -> bool {
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == NSFS_MAGIC)
 }
 
 /// SIGKILLs every live process in a cgroup whose path names `id` (the

@@ -292,7 +292,8 @@ pub fn is_pinned(dir: &Path, kind: NsKind) -> bool {
     is_nsfs(&dir.join(kind.name()))
 }
 
-fn is_nsfs(path: &Path) -> bool {
+/// Whether `path` is an nsfs file (a pinned namespace).
+pub fn is_nsfs(path: &Path) -> bool {
     statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
 }
 
