@@ -1,7 +1,8 @@
 //! The security context on real containers, through the real daemon:
 //! capabilities, users, read-only root, masked and read-only paths,
-//! seccomp, no_new_privs, PID/IPC/network namespace modes, bidirectional
-//! volumes, and refusal of bad paths and names.
+//! seccomp, no_new_privs, PID/IPC/network namespace modes, user namespaces
+//! (hostUsers: false), bidirectional volumes, and refusal of bad paths and
+//! names.
 
 mod common;
 
@@ -661,4 +662,254 @@ async fn bad_security_input_is_refused() {
             .unwrap()
             .into_inner();
     assert!(list.containers.is_empty());
+}
+
+fn userns(mode: v1::NamespaceMode, mappings: &[(u32, u32, u32)]) -> v1::NamespaceOption {
+    let ids: Vec<v1::IdMapping> = mappings
+        .iter()
+        .map(|&(container_id, host_id, length)| v1::IdMapping {
+            container_id,
+            host_id,
+            length,
+        })
+        .collect();
+    v1::NamespaceOption {
+        pid: v1::NamespaceMode::Pod as i32,
+        userns_options: Some(v1::UserNamespace {
+            mode: mode as i32,
+            uids: ids.clone(),
+            gids: ids,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The mounts under the daemon's directory, from /proc/self/mountinfo.
+fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|m| m.starts_with(&dir))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_namespace_pod() {
+    if !ready("user_namespace_pod") {
+        return;
+    }
+    if std::fs::read_to_string("/proc/sys/user/max_user_namespaces").is_ok_and(|n| n.trim() == "0")
+    {
+        eprintln!("skipping user_namespace_pod: user namespaces are disabled (user.max_user_namespaces = 0)");
+        return;
+    }
+    let mut e = env(&[BUSYBOX]).await;
+    let status =
+        e.c.runtime
+            .status(v1::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+    assert!(
+        status.runtime_handlers[0]
+            .features
+            .as_ref()
+            .unwrap()
+            .user_namespaces,
+        "this kernel supports idmapped mounts, yet user namespaces are not advertised:\n{}",
+        e._d.log()
+    );
+    let mounts_before = mounts_under(e._d.dir.path());
+
+    // A private volume owned by host root, as the kubelet's pod dirs are.
+    let vol = tempfile::tempdir().unwrap();
+    std::fs::create_dir(vol.path().join("d")).unwrap();
+    std::fs::write(vol.path().join("d/secret"), "from-host\n").unwrap();
+    for (path, mode) in [
+        (vol.path().to_owned(), 0o700),
+        (vol.path().join("d/secret"), 0o600),
+    ] {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+
+    const HOST: u32 = 231072;
+    let pod = run_pod(
+        &mut e,
+        "userns",
+        userns(v1::NamespaceMode::Pod, &[(0, HOST, 65536)]),
+        false,
+    )
+    .await;
+    let pod_status =
+        e.c.runtime
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.id.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    let reported = pod_status
+        .status
+        .unwrap()
+        .linux
+        .unwrap()
+        .namespaces
+        .unwrap()
+        .options
+        .unwrap();
+    let reported = reported.userns_options.unwrap();
+    assert_eq!(reported.mode, v1::NamespaceMode::Pod as i32);
+    assert_eq!(reported.uids[0].host_id, HOST);
+
+    let mut config = container("main", BUSYBOX, &["sleep", "3600"], Default::default());
+    config.mounts = vec![v1::Mount {
+        container_path: "/vol".into(),
+        host_path: vol.path().display().to_string(),
+        ..Default::default()
+    }];
+    let id = create(&mut e, &pod, config).await.unwrap();
+    e.c.runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let side = running(&mut e, &pod, "side", Default::default()).await;
+
+    let (code, out, err) = sh(
+        &mut e,
+        &id,
+        "cat /proc/self/uid_map /proc/self/gid_map; id -u; \
+         touch /etc/written && stat -c '%u %g' /etc/written /bin/sh; \
+         cat /vol/d/secret && echo x > /vol/d/from-pod && stat -c '%u' /vol/d/secret; \
+         ps -o comm | grep -c sleep",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let host = HOST.to_string();
+    let expected: Vec<Vec<&str>> = vec![
+        vec!["0", &host, "65536"],
+        vec!["0", &host, "65536"],
+        vec!["0"],
+        // The image's files and what the pod writes belong to its root.
+        vec!["0", "0"],
+        vec!["0", "0"],
+        vec!["from-host"],
+        vec!["0"],
+        // Both containers' sleeps: one PID namespace for the pod.
+        vec!["2"],
+    ];
+    assert_eq!(lines, expected, "{out}");
+
+    // On the host: the workload runs as the mapped ID, and the volume file
+    // it wrote has the unshifted owner.
+    let host_uids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.parse::<u32>().ok())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter(|s| s.lines().any(|l| l == "Name:\tsleep"))
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|u| u.split_whitespace().next()?.parse().ok())
+        })
+        .collect();
+    assert!(
+        host_uids.contains(&HOST),
+        "sleep processes run as {host_uids:?}"
+    );
+    let written = std::fs::metadata(vol.path().join("d/from-pod")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&written), 0);
+
+    // Staged volumes and idmapped layer clones are gone once the
+    // container runs; everything is gone with the pod.
+    let leftovers: Vec<String> = mounts_under(e._d.dir.path())
+        .into_iter()
+        .filter(|m| m.contains("/staging/") || m.contains("/m/"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    for c in [&id, &side] {
+        e.c.runtime
+            .remove_container(v1::RemoveContainerRequest {
+                container_id: c.to_string(),
+            })
+            .await
+            .unwrap();
+    }
+    e.c.runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap();
+    e.c.runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(mounts_under(e._d.dir.path()), mounts_before);
+
+    // What critest and the kubelet must never get: a pod in a user
+    // namespace it did not ask for, or one that silently ignores the ask.
+    let refusals = [
+        (
+            userns(v1::NamespaceMode::Container, &[]),
+            "userns_options.mode",
+        ),
+        (
+            userns(v1::NamespaceMode::Target, &[]),
+            "userns_options.mode",
+        ),
+        (
+            userns(
+                v1::NamespaceMode::Pod,
+                &[(0, HOST, 1000), (1000, HOST + 5000, 1000)],
+            ),
+            "userns_options.uids",
+        ),
+        (
+            userns(v1::NamespaceMode::Pod, &[(1, HOST, 1000)]),
+            "userns_options.uids",
+        ),
+        (
+            userns(v1::NamespaceMode::Pod, &[(0, u32::MAX - 10, 1000)]),
+            "userns_options.uids",
+        ),
+        (
+            v1::NamespaceOption {
+                network: v1::NamespaceMode::Node as i32,
+                ..userns(v1::NamespaceMode::Pod, &[(0, HOST, 65536)])
+            },
+            "namespace_options.network",
+        ),
+    ];
+    for (n, (ns, field)) in refusals.into_iter().enumerate() {
+        let config = pod_config(&e, &format!("bad-userns-{n}"), ns, false);
+        let err =
+            e.c.runtime
+                .run_pod_sandbox(v1::RunPodSandboxRequest {
+                    config: Some(config),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{n}: {err:?}");
+        assert!(err.message().contains(field), "{n}: {}", err.message());
+    }
+    let pods =
+        e.c.runtime
+            .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert!(pods.is_empty(), "refused pods left records: {pods:?}");
 }

@@ -1,11 +1,12 @@
 //! Snapshot backends on real filesystems: layer whiteouts as a container
-//! sees them in its mounted root, for overlay and dir.
+//! sees them in its mounted root, for overlay and dir, and root
+//! filesystems idmapped for a user namespace.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::require_root;
+use common::{init_path, require_init, require_root};
 use pvecri::snapshot::{BackendKind, Snapshots};
 
 /// Writes a gzip layer with the given (path, contents) entries; a `None`
@@ -81,7 +82,7 @@ fn check_whiteouts(kind: BackendKind) {
     snaps.commit_layer(&c2, Some(&c1), &l2).unwrap();
     assert_eq!(snaps.layers().unwrap(), vec![c1.clone(), c2.clone()]);
 
-    let root = snaps.prepare_rootfs("ctr-1", Some(&c2)).unwrap();
+    let root = snaps.prepare_rootfs("ctr-1", Some(&c2), None).unwrap();
     assert_eq!(std::fs::read_to_string(root.join("a/keep")).unwrap(), "k");
     assert!(!root.join("a/gone").exists(), "whited-out file visible");
     assert!(!root.join("dir-gone").exists(), "whited-out dir visible");
@@ -92,7 +93,7 @@ fn check_whiteouts(kind: BackendKind) {
     assert_eq!(std::fs::read_to_string(root.join("opq/new")).unwrap(), "n");
     // The container's writes stay in its own layer.
     std::fs::write(root.join("a/keep"), "changed").unwrap();
-    let other = snaps.prepare_rootfs("ctr-2", Some(&c2)).unwrap();
+    let other = snaps.prepare_rootfs("ctr-2", Some(&c2), None).unwrap();
     assert_eq!(std::fs::read_to_string(other.join("a/keep")).unwrap(), "k");
 
     snaps.remove_rootfs("ctr-1").unwrap();
@@ -163,4 +164,98 @@ fn pvecri_error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         src = s.source();
     }
     msg
+}
+
+/// A root filesystem prepared for a user-namespace pod shows the layer's
+/// files as owned by the pod root's host ID, keeps what the pod writes in
+/// the container's own layer, and leaves no mount behind or shared layer
+/// damaged when removed (removal must never recurse through an idmapped
+/// layer clone).
+fn check_idmapped(kind: BackendKind) {
+    use pvecri::sandbox::userns::{Holder, IdMapping, UserNamespace};
+    use std::os::unix::fs::MetadataExt;
+    const HOST: u32 = 300000;
+    let dir = tempfile::tempdir().unwrap();
+    let l1 = layer(
+        dir.path(),
+        "l1.tgz",
+        &[("etc", None), ("etc/conf", Some("c"))],
+    );
+    let state = dir.path().join("state");
+    let snaps = Snapshots::open(&state, kind).unwrap();
+    let c1 = format!("sha256:{}", "1".repeat(64));
+    snaps.commit_layer(&c1, None, &l1).unwrap();
+
+    let m = IdMapping {
+        container_id: 0,
+        host_id: HOST,
+        length: 65536,
+    };
+    let holder = Holder::start(&init_path(), &UserNamespace { uids: m, gids: m }, &[]).unwrap();
+    let userns = dir.path().join("userns");
+    std::fs::write(&userns, "").unwrap();
+    let pin = nix::mount::mount(
+        Some(std::path::Path::new(&format!(
+            "/proc/{}/ns/user",
+            holder.pid()
+        ))),
+        &userns,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    );
+    holder.finish();
+    pin.unwrap();
+    let idmap = pvecri::snapshot::Idmap {
+        userns: userns.clone(),
+        uid: HOST,
+        gid: HOST,
+    };
+    let root = snaps
+        .prepare_rootfs("ctr-u", Some(&c1), Some(&idmap))
+        .unwrap();
+    let conf = std::fs::metadata(root.join("etc/conf")).unwrap();
+    assert_eq!((conf.uid(), conf.gid()), (HOST, HOST), "{kind:?}");
+    let top = std::fs::metadata(&root).unwrap();
+    assert_eq!(top.uid(), HOST, "{kind:?}: the root dir");
+    let layer_file = std::fs::read_dir(snaps.layers_root())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("fs/etc/conf");
+    assert_eq!(std::fs::metadata(&layer_file).unwrap().uid(), 0);
+
+    snaps.remove_rootfs("ctr-u").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&layer_file).unwrap(),
+        "c",
+        "{kind:?}"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let here = state.display().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&here)),
+        "{kind:?}: mounts left under {here}:\n{mounts}"
+    );
+    nix::mount::umount2(&userns, nix::mount::MntFlags::MNT_DETACH).unwrap();
+}
+
+#[test]
+fn overlay_rootfs_idmapped_for_a_user_namespace() {
+    if require_root("overlay_rootfs_idmapped_for_a_user_namespace")
+        && require_init("overlay_rootfs_idmapped_for_a_user_namespace")
+    {
+        check_idmapped(BackendKind::Overlay);
+    }
+}
+
+#[test]
+fn dir_rootfs_idmapped_for_a_user_namespace() {
+    if require_root("dir_rootfs_idmapped_for_a_user_namespace")
+        && require_init("dir_rootfs_idmapped_for_a_user_namespace")
+    {
+        check_idmapped(BackendKind::Dir);
+    }
 }

@@ -19,6 +19,7 @@ mod security;
 mod shared;
 mod spec;
 mod sys;
+mod userns;
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
@@ -40,6 +41,9 @@ fn main() {
     }
     if args.get(1).is_some_and(|a| a == "pause") {
         pause::run();
+    }
+    if args.get(1).is_some_and(|a| a == "userns") {
+        userns::run(&args[2..]);
     }
     if args.get(1).is_some_and(|a| a == "mount-shared") {
         shared::run(&args[2..]);

@@ -37,7 +37,7 @@ fn start() -> Result<libc::pid_t, (&'static str, Errno)> {
 }
 
 /// PID 1 of the pod's namespace.
-fn namespace_init() -> ! {
+pub fn namespace_init() -> ! {
     // Its own session, stdio on /dev/null: nothing ties it to the daemon.
     // SAFETY: plain syscall without pointers.
     unsafe { libc::setsid() };

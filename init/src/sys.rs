@@ -442,8 +442,12 @@ pub fn apparmor_exec_label(profile: &str) -> Result<(), Errno> {
 }
 
 pub fn unshare_pid() -> Result<(), Errno> {
+    unshare(libc::CLONE_NEWPID)
+}
+
+pub fn unshare(flags: libc::c_int) -> Result<(), Errno> {
     // SAFETY: plain syscall without pointers.
-    check(unsafe { libc::unshare(libc::CLONE_NEWPID) }).map(drop)
+    check(unsafe { libc::unshare(flags) }).map(drop)
 }
 
 /// Points fds 0-2 at /dev/null (best effort: nothing reads them).

@@ -17,6 +17,19 @@ pub struct SharedNamespaces {
     /// Join this PID namespace (the pod's shared one, or a target
     /// container's) instead of getting a new one.
     pub pid: Option<PathBuf>,
+    /// The pod's user namespace (`hostUsers: false`) and its maps.
+    pub user: Option<UserNs>,
+}
+
+/// A pinned user namespace to join, with the maps it was made with:
+/// liblxc needs them to become the namespace's root and to set the
+/// container up as an unprivileged one (it does not write them again for
+/// a shared namespace).
+#[derive(Debug, Clone)]
+pub struct UserNs {
+    pub path: PathBuf,
+    pub uids: crate::sandbox::userns::IdMapping,
+    pub gids: crate::sandbox::userns::IdMapping,
 }
 
 /// A bind mount into the container.
@@ -104,6 +117,15 @@ pub fn render(plan: &LxcPlan) -> String {
             None => keep.push(kind),
         }
     }
+    if let Some(user) = &plan.namespaces.user {
+        line("lxc.namespace.share.user", &user.path.display());
+        for (kind, m) in [("u", user.uids), ("g", user.gids)] {
+            line(
+                "lxc.idmap",
+                &format!("{kind} {} {} {}", m.container_id, m.host_id, m.length),
+            );
+        }
+    }
     if plan.namespaces.host_pid {
         keep.push("pid");
     } else if let Some(p) = &plan.namespaces.pid {
@@ -189,6 +211,7 @@ mod tests {
                 uts: Some("/run/pvecri/ns/p1/uts".into()),
                 host_pid: false,
                 pid: Some("/run/pvecri/ns/p1/pid".into()),
+                user: None,
             },
             mounts: vec![BindMount {
                 source: "/data dir".into(),
@@ -231,6 +254,33 @@ mod tests {
         assert!(!text.contains("lxc.include"));
         assert!(!text.contains("lxc.uts.name"));
         assert!(!text.contains("lxc.net."));
+    }
+
+    #[test]
+    fn user_namespace_pods_join_and_map() {
+        let mut p = plan();
+        p.namespaces.ipc = Some("/run/pvecri/ns/p1/ipc".into());
+        let m = |host_id| crate::sandbox::userns::IdMapping {
+            container_id: 0,
+            host_id,
+            length: 65536,
+        };
+        p.namespaces.user = Some(UserNs {
+            path: "/run/pvecri/ns/p1/user".into(),
+            uids: m(131072),
+            gids: m(196608),
+        });
+        let text = render(&p);
+        for expected in [
+            "lxc.namespace.share.user = /run/pvecri/ns/p1/user\n",
+            "lxc.idmap = u 0 131072 65536\n",
+            "lxc.idmap = g 0 196608 65536\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        // Nothing of the host's is kept, so liblxc creates no other user
+        // namespace.
+        assert!(!text.contains("lxc.namespace.keep"), "{text}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod lxc_config;
 pub mod process;
 pub mod record;
+pub mod staging;
 
 pub use record::{
     ContainerConfig, ContainerRecord, ContainerState, ImageVolume, MountSpec, SecurityConfig,

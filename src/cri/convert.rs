@@ -56,17 +56,7 @@ pub fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, Status> {
     let opts = linux
         .and_then(|l| l.security_context.as_ref())
         .and_then(|s| s.namespace_options.as_ref());
-    // hostUsers: false. Status does not advertise user namespaces, so a
-    // kubelet never asks; anyone else gets a clear refusal rather than a
-    // pod silently running in the host's user namespace.
-    if let Some(userns) = opts.and_then(|o| o.userns_options.as_ref()) {
-        if userns.mode != v1::NamespaceMode::Node as i32 {
-            return Err(Status::failed_precondition(
-                "config.linux.security_context.namespace_options.userns_options: \
-                 user namespaces are not supported by this runtime (hostUsers: false)",
-            ));
-        }
-    }
+    let userns = user_namespace(opts)?;
     Ok(PodConfig {
         name: md.name.clone(),
         uid: md.uid.clone(),
@@ -97,6 +87,114 @@ pub fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, Status> {
         ipc: opts.map(|o| ns_mode(o.ipc)).unwrap_or_default(),
         sysctls: linux.map(|l| btree(&l.sysctls)).unwrap_or_default(),
         runtime_handler: req.runtime_handler.clone(),
+        userns,
+    })
+}
+
+fn userns_proto(ids: Option<&crate::sandbox::userns::UserNamespace>) -> v1::UserNamespace {
+    let mapping = |m: crate::sandbox::userns::IdMapping| v1::IdMapping {
+        container_id: m.container_id,
+        host_id: m.host_id,
+        length: m.length,
+    };
+    match ids {
+        None => v1::UserNamespace {
+            mode: v1::NamespaceMode::Node as i32,
+            ..Default::default()
+        },
+        Some(ids) => v1::UserNamespace {
+            mode: v1::NamespaceMode::Pod as i32,
+            uids: vec![mapping(ids.uids)],
+            gids: vec![mapping(ids.gids)],
+        },
+    }
+}
+
+const USERNS_FIELD: &str = "config.linux.security_context.namespace_options.userns_options";
+
+/// `hostUsers: false` arrives as mode POD with exactly one uid and one gid
+/// range that maps container ID 0; NODE (or nothing) is the host's user
+/// namespace. CONTAINER and TARGET have no meaning for user namespaces.
+fn user_namespace(
+    opts: Option<&v1::NamespaceOption>,
+) -> Result<Option<crate::sandbox::userns::UserNamespace>, Status> {
+    let Some(userns) = opts.and_then(|o| o.userns_options.as_ref()) else {
+        return Ok(None);
+    };
+    match v1::NamespaceMode::try_from(userns.mode) {
+        Ok(v1::NamespaceMode::Node) => return Ok(None),
+        Ok(v1::NamespaceMode::Pod) => {}
+        Ok(other) => {
+            return Err(invalid(
+                &format!("{USERNS_FIELD}.mode"),
+                format!(
+                    "{} is not supported for user namespaces (POD or NODE only)",
+                    other.as_str_name()
+                ),
+            ))
+        }
+        Err(_) => {
+            return Err(invalid(
+                &format!("{USERNS_FIELD}.mode"),
+                format!("unknown mode {}", userns.mode),
+            ))
+        }
+    }
+    let opts = opts.expect("userns_options came from opts");
+    for (name, mode) in [
+        ("network", opts.network),
+        ("pid", opts.pid),
+        ("ipc", opts.ipc),
+    ] {
+        if mode == v1::NamespaceMode::Node as i32 {
+            return Err(invalid(
+                &format!("config.linux.security_context.namespace_options.{name}"),
+                "a pod with its own user namespace cannot use the node's namespaces",
+            ));
+        }
+    }
+    Ok(Some(crate::sandbox::userns::UserNamespace {
+        uids: one_mapping("uids", &userns.uids)?,
+        gids: one_mapping("gids", &userns.gids)?,
+    }))
+}
+
+fn one_mapping(
+    what: &str,
+    mappings: &[v1::IdMapping],
+) -> Result<crate::sandbox::userns::IdMapping, Status> {
+    let field = format!("{USERNS_FIELD}.{what}");
+    let [m] = mappings else {
+        return Err(invalid(
+            &field,
+            format!(
+                "exactly one mapping is supported, {} were given",
+                mappings.len()
+            ),
+        ));
+    };
+    if m.container_id != 0 {
+        return Err(invalid(
+            &field,
+            format!(
+                "the mapping must start at container ID 0 (it starts at {})",
+                m.container_id
+            ),
+        ));
+    }
+    if m.length == 0 || m.host_id.checked_add(m.length).is_none() {
+        return Err(invalid(
+            &field,
+            format!(
+                "host IDs {}..+{} are not a valid range",
+                m.host_id, m.length
+            ),
+        ));
+    }
+    Ok(crate::sandbox::userns::IdMapping {
+        container_id: m.container_id,
+        host_id: m.host_id,
+        length: m.length,
     })
 }
 
@@ -144,6 +242,7 @@ pub fn pod_status(p: &PodRecord) -> v1::PodSandboxStatus {
                     network: ns_mode_proto(p.config.network),
                     pid: ns_mode_proto(p.config.pid),
                     ipc: ns_mode_proto(p.config.ipc),
+                    userns_options: Some(userns_proto(p.config.userns.as_ref())),
                     ..Default::default()
                 }),
             }),

@@ -91,7 +91,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
                 name: String::new(),
                 features: Some(v1::RuntimeHandlerFeatures {
                     recursive_read_only_mounts: false,
-                    user_namespaces: false,
+                    user_namespaces: self.runtime.supports_user_namespaces(),
                 }),
             }],
             features: Some(v1::RuntimeFeatures {

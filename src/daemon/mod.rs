@@ -25,7 +25,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     create_dir(&config.state_dir, 0o711)?;
     create_dir(&config.runtime_dir, 0o711)?;
     let _lock = StateLock::acquire(&config.lock_path())?;
-    create_dir(&config.lxc_path(), 0o700)?;
+    // Traversable: the root of a user-namespace pod is an unprivileged
+    // host ID while liblxc sets its container up.
+    create_dir(&config.lxc_path(), 0o711)?;
+    set_mode(&config.lxc_path(), 0o711)?;
+    for dir in [
+        config.state_dir.join("sandboxes"),
+        config.runtime_dir.join("containers"),
+        config.runtime_dir.join("staging"),
+    ] {
+        create_dir(&dir, 0o711)?;
+        set_mode(&dir, 0o711)?;
+    }
     if let Some(parent) = config.socket.parent() {
         create_dir(parent, 0o711)?;
     }
@@ -47,15 +58,23 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 fn create_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     if !path.is_dir() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(mode)
             .create(path)
             .with_context(|| format!("cannot create directory {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot set mode of {}", path.display()))?;
+        set_mode(path, mode)?;
     }
+    Ok(())
+}
+
+/// For a directory pvecri owns, also when an older version made it with
+/// another mode.
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set mode of {}", path.display()))?;
     Ok(())
 }

@@ -48,6 +48,9 @@ pub struct PodConfig {
     pub ipc: NsMode,
     pub sysctls: BTreeMap<String, String>,
     pub runtime_handler: String,
+    /// `hostUsers: false`: the pod's user namespace maps (mode POD).
+    #[serde(default)]
+    pub userns: Option<crate::sandbox::userns::UserNamespace>,
 }
 
 impl PodConfig {
@@ -89,6 +92,9 @@ pub struct PodRecord {
     pub infra_pid: i32,
     #[serde(default)]
     pub infra_start_time: u64,
+    /// The pod's pinned user namespace (`hostUsers: false`).
+    #[serde(default)]
+    pub user_ns: Option<String>,
 }
 
 impl Record for PodRecord {

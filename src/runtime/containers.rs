@@ -87,6 +87,12 @@ pub struct ContainerFilter {
 }
 
 impl Runtime {
+    /// Where a user-namespace container's volumes are staged
+    /// (`crate::container::staging`).
+    pub(crate) fn staging_dir(&self, id: &str) -> PathBuf {
+        self.config.runtime_dir.join("staging").join(id)
+    }
+
     fn container_run_dir(&self, id: &str) -> PathBuf {
         self.config.runtime_dir.join("containers").join(id)
     }
@@ -141,17 +147,20 @@ impl Runtime {
                 })?;
         let snapshots = self.images.snapshots().clone();
         let (id2, top) = (id.to_owned(), image.top_layer().map(str::to_owned));
-        let rootfs =
-            tokio::task::spawn_blocking(move || snapshots.prepare_rootfs(&id2, top.as_deref()))
-                .await
-                .map_err(|e| RuntimeError::os("preparing the root filesystem", id, e))?
-                .map_err(|e| {
-                    RuntimeError::os(
-                        "preparing the root filesystem",
-                        id,
-                        crate::errors::chain(&e),
-                    )
-                })?;
+        let idmap = pod_idmap(pod);
+        let idmap2 = idmap.clone();
+        let rootfs = tokio::task::spawn_blocking(move || {
+            snapshots.prepare_rootfs(&id2, top.as_deref(), idmap2.as_ref())
+        })
+        .await
+        .map_err(|e| RuntimeError::os("preparing the root filesystem", id, e))?
+        .map_err(|e| {
+            RuntimeError::os(
+                "preparing the root filesystem",
+                id,
+                crate::errors::chain(&e),
+            )
+        })?;
 
         let passwd = process::read_image_file(&rootfs, "etc/passwd");
         let group = process::read_image_file(&rootfs, "etc/group");
@@ -204,6 +213,22 @@ impl Runtime {
             &serde_json::to_vec(&spec).expect("spec serialises"),
         )
         .map_err(|e| RuntimeError::os("writing spec.json", id, e))?;
+        if let Some(map) = &idmap {
+            // pvecri-init reads these as the pod's root, an unprivileged
+            // host ID.
+            for path in [
+                run_dir.clone(),
+                run_dir.join("start"),
+                run_dir.join("spec.json"),
+            ] {
+                nix::unistd::chown(
+                    &path,
+                    Some(nix::unistd::Uid::from_raw(map.uid)),
+                    Some(nix::unistd::Gid::from_raw(map.gid)),
+                )
+                .map_err(|e| RuntimeError::os("handing the run dir to the pod's root", id, e))?;
+            }
+        }
 
         let log_file = if config.log_path.is_empty() || pod.config.log_directory.is_empty() {
             String::new()
@@ -236,7 +261,8 @@ impl Runtime {
                 });
             }
         }
-        self.prepare_image_volumes(id, &mut config).await?;
+        self.prepare_image_volumes(id, &mut config, idmap.as_ref())
+            .await?;
         for (i, m) in config.mounts.iter().enumerate() {
             let source = match &m.image {
                 Some(iv) => image_volume_root(&self.images, id, i)?.join(&iv.sub_path),
@@ -270,6 +296,12 @@ impl Runtime {
                 },
             });
         }
+        if let Some(map) = &idmap {
+            let userns = std::fs::File::open(&map.userns)
+                .map_err(|e| RuntimeError::os("opening the pod's user namespace", id, e))?;
+            crate::container::staging::stage(&self.staging_dir(id), &mut mounts, &userns)
+                .map_err(|e| RuntimeError::os("staging volumes", id, crate::errors::chain(&e)))?;
+        }
         let (host_pid, pid_ns) = self.pid_namespace(pod, &config)?;
         let plan = LxcPlan {
             hostname,
@@ -282,6 +314,15 @@ impl Runtime {
                 uts: pod.uts_ns.as_ref().map(PathBuf::from),
                 host_pid,
                 pid: pid_ns,
+                user: pod
+                    .user_ns
+                    .as_ref()
+                    .zip(pod.config.userns)
+                    .map(|(path, ids)| crate::container::lxc_config::UserNs {
+                        path: PathBuf::from(path),
+                        uids: ids.uids,
+                        gids: ids.gids,
+                    }),
             },
             mounts,
             cgroup_container: cgroup_container.clone(),
@@ -307,6 +348,11 @@ impl Runtime {
             tty: config.tty,
         };
         let init_pid = self.spawn_monitor(id, &run_dir, &log_file, stdin).await?;
+        if idmap.is_some() {
+            // liblxc has bound the staged volumes: the copies can go.
+            crate::container::staging::unstage(&self.staging_dir(id))
+                .map_err(|e| RuntimeError::os("detaching staged volumes", id, e))?;
+        }
         if let Err(e) = self.attach_shared_mounts(id, init_pid, &config).await {
             // The container's init still waits for StartContainer: killing
             // it ends the monitor too.
@@ -359,6 +405,7 @@ impl Runtime {
         &self,
         id: &str,
         config: &mut ContainerConfig,
+        idmap: Option<&crate::snapshot::Idmap>,
     ) -> Result<(), RuntimeError> {
         for (i, m) in config.mounts.iter_mut().enumerate() {
             let Some(iv) = m.image.as_mut() else { continue };
@@ -372,12 +419,15 @@ impl Runtime {
             iv.top_layer = image.top_layer().map(str::to_owned);
             let snapshots = self.images.snapshots().clone();
             let (name, top) = (image_volume_id(id, i), iv.top_layer.clone());
-            tokio::task::spawn_blocking(move || snapshots.prepare_rootfs(&name, top.as_deref()))
-                .await
-                .map_err(|e| RuntimeError::os("preparing an image volume", id, e))?
-                .map_err(|e| {
-                    RuntimeError::os("preparing an image volume", id, crate::errors::chain(&e))
-                })?;
+            let idmap = idmap.cloned();
+            tokio::task::spawn_blocking(move || {
+                snapshots.prepare_rootfs(&name, top.as_deref(), idmap.as_ref())
+            })
+            .await
+            .map_err(|e| RuntimeError::os("preparing an image volume", id, e))?
+            .map_err(|e| {
+                RuntimeError::os("preparing an image volume", id, crate::errors::chain(&e))
+            })?;
         }
         Ok(())
     }
@@ -685,6 +735,7 @@ impl Runtime {
         let snapshots = self.images.snapshots().clone();
         let lxc_dir = self.config.lxc_path().join(id);
         let run_dir = self.container_run_dir(id);
+        let staging = self.staging_dir(id);
         let id2 = id.to_owned();
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = snapshots.remove_rootfs(&id2) {
@@ -694,6 +745,9 @@ impl Runtime {
                 if let Err(e) = snapshots.remove_rootfs(&name) {
                     warn!(container_id = %id2, error = %crate::errors::chain(&e), "cannot remove an image volume");
                 }
+            }
+            if let Err(e) = crate::container::staging::unstage(&staging) {
+                warn!(container_id = %id2, dir = %staging.display(), error = %e, "cannot detach staged volumes");
             }
             for dir in [lxc_dir, run_dir] {
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -944,6 +998,18 @@ fn signal_disposition(pid: i32, sig: nix::sys::signal::Signal) -> Disposition {
     } else {
         Disposition::Default
     }
+}
+
+/// How a container of `pod` maps its root filesystem: through the pod's
+/// user namespace (`hostUsers: false`), or not at all.
+fn pod_idmap(pod: &PodRecord) -> Option<crate::snapshot::Idmap> {
+    let (userns, ids) = (pod.user_ns.as_ref()?, pod.config.userns.as_ref()?);
+    let (uid, gid) = ids.root();
+    Some(crate::snapshot::Idmap {
+        userns: PathBuf::from(userns),
+        uid,
+        gid,
+    })
 }
 
 /// The kernel's name for a process running `/.pvecri-init`.

@@ -62,6 +62,9 @@ pub struct Runtime {
     /// Containers whose STOPPED event went out.
     stopped_reported: std::sync::Mutex<HashSet<String>>,
     network: crate::network::Network,
+    /// Whether `hostUsers: false` pods can run here, or why not (probed
+    /// once at start-up).
+    userns_support: Result<(), String>,
 }
 
 impl Runtime {
@@ -101,6 +104,11 @@ impl Runtime {
             max_concurrent_downloads: config.images.max_concurrent_downloads,
             fallback_to_upstream: config.images.fallback_to_upstream,
         };
+        let userns_support =
+            crate::sandbox::userns::probe(&config.init_path, snapshots.layers_root());
+        if let Err(why) = &userns_support {
+            tracing::warn!(reason = %why, "user namespaces (hostUsers: false) are unavailable");
+        }
         let puller = Puller::new(settings, content.clone());
         let images = ImageManager::new(store.clone(), content, snapshots, puller);
         let ns_root = config.runtime_dir.join("ns");
@@ -140,11 +148,17 @@ impl Runtime {
             cpu_sampler: Default::default(),
             layer_usage: Default::default(),
             stopped_reported: Default::default(),
+            userns_support,
         };
         runtime
             .reconcile()
             .context("cannot reconcile the store with the node")?;
         Ok(Arc::new(runtime))
+    }
+
+    /// Whether this node runs `hostUsers: false` pods.
+    pub fn supports_user_namespaces(&self) -> bool {
+        self.userns_support.is_ok()
     }
 
     pub fn config(&self) -> &Config {

@@ -19,6 +19,64 @@ pub struct PodFilter {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
+/// What can fail while making a pod's namespaces.
+#[derive(Debug, thiserror::Error)]
+enum PodNsError {
+    #[error(transparent)]
+    Pin(#[from] ns::NsError),
+    #[error(transparent)]
+    Userns(#[from] crate::sandbox::userns::UsernsError),
+    #[error(transparent)]
+    Infra(#[from] crate::sandbox::infra::InfraError),
+}
+
+fn pin_error(id: &str, e: PodNsError) -> RuntimeError {
+    match e {
+        PodNsError::Pin(
+            ns::NsError::Sysctl(_) | ns::NsError::SysctlWrite { .. } | ns::NsError::Hostname(_),
+        ) => RuntimeError::Invalid {
+            field: "config.linux.sysctls",
+            message: crate::errors::chain(&e),
+        },
+        other => RuntimeError::os("pinning pod namespaces", id, crate::errors::chain(&other)),
+    }
+}
+
+/// The namespaces of a `hostUsers: false` pod: the helper makes the user
+/// namespace and the others inside it, then they are pinned (configured as
+/// usual from a thread that joins them). Returns the shared PID
+/// namespace's PID 1, or 0. Blocking.
+fn userns_namespaces(
+    init: &Path,
+    ids: &crate::sandbox::userns::UserNamespace,
+    pin: &PinRequest,
+    shared_pid: bool,
+) -> Result<i32, PodNsError> {
+    let mut args: Vec<&str> = pin.kinds.iter().map(|k| k.name()).collect();
+    if shared_pid {
+        args.push("pid");
+    }
+    let holder = crate::sandbox::userns::Holder::start(init, ids, &args)?;
+    let pid1 = holder.pid1.unwrap_or(0);
+    let pinned = (|| -> Result<(), PodNsError> {
+        ns::pin(&PinRequest {
+            join: Some(holder.pid()),
+            ..*pin
+        })?;
+        holder.pin_user(pin.dir)?;
+        if pid1 > 0 {
+            crate::sandbox::infra::pin(pin.dir, pid1)?;
+        }
+        Ok(())
+    })();
+    holder.finish();
+    if let Err(e) = pinned {
+        crate::sandbox::infra::kill(pid1, None);
+        return Err(e);
+    }
+    Ok(pid1)
+}
+
 impl Runtime {
     pub async fn run_pod(&self, config: PodConfig) -> Result<String, RuntimeError> {
         if config.name.is_empty() {
@@ -79,6 +137,17 @@ impl Runtime {
         let id2 = id.to_owned();
         let shared_pid = config.pid == NsMode::Pod;
         let init = self.config.init_path.clone();
+        let userns = config.userns;
+        if userns.is_some() {
+            if let Err(why) = &self.userns_support {
+                return Err(RuntimeError::WrongState {
+                    what: "node",
+                    id: "user namespaces".into(),
+                    state: "unavailable".into(),
+                    message: format!("hostUsers: false pods cannot run here: {why}"),
+                });
+            }
+        }
         let infra_pid = tokio::task::spawn_blocking(move || -> Result<i32, RuntimeError> {
             write_pod_files(
                 &files_dir2,
@@ -101,6 +170,30 @@ impl Runtime {
                 std::fs::create_dir_all(&log_dir)
                     .map_err(|e| RuntimeError::os("creating the log directory", &id2, e))?;
             }
+            if let Some(ids) = &userns {
+                // The pod's files are bound into its containers by liblxc
+                // acting as the pod's (unprivileged) root.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&files_dir2, std::fs::Permissions::from_mode(0o711))
+                    .map_err(|e| RuntimeError::os("opening the pod files dir", &id2, e))?;
+                return userns_namespaces(
+                    &init,
+                    ids,
+                    &PinRequest {
+                        dir: &ns_dir2,
+                        kinds: &kinds2,
+                        hostname: Some(hostname2.as_str()),
+                        sysctls: &sysctls,
+                        join: None,
+                    },
+                    shared_pid,
+                )
+                .map_err(|e| {
+                    let _ = ns::unpin(&ns_dir2);
+                    let _ = std::fs::remove_dir_all(&files_dir2);
+                    pin_error(&id2, e)
+                });
+            }
             if !kinds2.is_empty() {
                 let uts_hostname = kinds2.contains(&NsKind::Uts).then_some(hostname2.as_str());
                 ns::pin(&PinRequest {
@@ -108,22 +201,11 @@ impl Runtime {
                     kinds: &kinds2,
                     hostname: uts_hostname,
                     sysctls: &sysctls,
+                    join: None,
                 })
                 .map_err(|e| {
                     let _ = std::fs::remove_dir_all(&files_dir2);
-                    match e {
-                        ns::NsError::Sysctl(_)
-                        | ns::NsError::SysctlWrite { .. }
-                        | ns::NsError::Hostname(_) => RuntimeError::Invalid {
-                            field: "config.linux.sysctls",
-                            message: crate::errors::chain(&e),
-                        },
-                        other => RuntimeError::os(
-                            "pinning pod namespaces",
-                            &id2,
-                            crate::errors::chain(&other),
-                        ),
-                    }
+                    pin_error(&id2, PodNsError::Pin(e))
                 })?;
             }
             if !shared_pid {
@@ -180,6 +262,7 @@ impl Runtime {
             pid_ns: (infra_pid > 0).then(|| ns_dir.join("pid").display().to_string()),
             infra_pid,
             infra_start_time: crate::sandbox::infra::proc_start_time(infra_pid).unwrap_or_default(),
+            user_ns: userns.map(|_| ns_dir.join("user").display().to_string()),
             config,
         };
         if let Err(e) = self.store.put(&record) {

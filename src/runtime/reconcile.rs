@@ -75,6 +75,12 @@ impl Runtime {
                 }
             }
         }
+        // Volumes staged for a container whose start a crash interrupted.
+        for id in entries(&self.config.runtime_dir.join("staging")) {
+            if let Err(e) = crate::container::staging::unstage(&self.staging_dir(&id)) {
+                warn!(container_id = %id, error = %e, "cannot detach staged volumes");
+            }
+        }
         for id in &orphans {
             warn!(container_id = %id, "removing a container left half-made by a crash");
             kill_cgroup_members(id);

@@ -55,6 +55,13 @@ pub fn start(init: &Path, ns_dir: &Path) -> Result<i32, InfraError> {
             })
         }
     };
+    pin(ns_dir, pid)?;
+    Ok(pid)
+}
+
+/// Pins the PID namespace of `pid` at `ns_dir/pid`; kills `pid` when that
+/// fails (nothing else would end the namespace).
+pub fn pin(ns_dir: &Path, pid: i32) -> Result<(), InfraError> {
     let path = ns_dir.join("pid");
     let io = |e: std::io::Error| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     let pin = || -> nix::Result<()> {
@@ -72,7 +79,7 @@ pub fn start(init: &Path, ns_dir: &Path) -> Result<i32, InfraError> {
         kill(pid, None);
         return Err(InfraError::Pin { pid, path, source });
     }
-    Ok(pid)
+    Ok(())
 }
 
 /// Kills the infra process (and with it every process left in the pod's

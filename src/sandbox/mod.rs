@@ -10,11 +10,13 @@
 
 pub mod files;
 pub mod hostname;
+pub mod idmap;
 pub mod infra;
 mod loopback;
 mod mountinfo;
 pub mod ns;
 pub mod sysctl;
+pub mod userns;
 
 pub use files::{hosts_text, write_hosts, write_pod_files, DnsConfig, FilesError, PodFiles};
 pub use hostname::{validate_hostname, InvalidHostname};

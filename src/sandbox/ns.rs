@@ -87,6 +87,10 @@ pub struct PinRequest<'a> {
     pub hostname: Option<&'a str>,
     /// `(name, value)`; see [`Sysctl`] for which names are allowed.
     pub sysctls: &'a [(String, String)],
+    /// Join the namespaces of this process instead of creating new ones
+    /// (the user-namespace helper made them inside the pod's user
+    /// namespace; see `super::userns`).
+    pub join: Option<i32>,
 }
 
 #[derive(Debug, Error)]
@@ -196,6 +200,7 @@ pub fn pin(req: &PinRequest) -> Result<(), NsError> {
         kinds: &kinds,
         hostname,
         sysctls: &sysctls,
+        join: req.join,
     };
     let result = std::thread::scope(|scope| {
         let thread = std::thread::Builder::new()
@@ -310,13 +315,24 @@ struct PinWork<'a> {
     kinds: &'a [NsKind],
     hostname: Option<&'a str>,
     sysctls: &'a [Sysctl],
+    join: Option<i32>,
 }
 
 impl PinWork<'_> {
     /// Must run on a thread of its own that exits afterwards.
     fn run(&self) -> Result<(), NsError> {
         for &kind in self.kinds {
-            unshare(kind.clone_flag()).map_err(|e| self.fail(kind, "unshare", e.into()))?;
+            match self.join {
+                None => {
+                    unshare(kind.clone_flag()).map_err(|e| self.fail(kind, "unshare", e.into()))?
+                }
+                Some(pid) => {
+                    let ns = fs::File::open(format!("/proc/{pid}/ns/{}", kind.name()))
+                        .map_err(|e| self.fail(kind, "opening the helper's namespace", e))?;
+                    nix::sched::setns(&ns, kind.clone_flag())
+                        .map_err(|e| self.fail(kind, "setns", e.into()))?
+                }
+            }
         }
         if let Some(hostname) = self.hostname {
             nix::unistd::sethostname(hostname)
@@ -458,6 +474,7 @@ mod tests {
             kinds: &NsKind::ALL,
             hostname: Some("pod-a"),
             sysctls: &sysctls,
+            join: None,
         })
         .unwrap();
         let _cleanup = Unpin(&dir);
@@ -514,6 +531,7 @@ mod tests {
             kinds: &[NsKind::Ipc, NsKind::Ipc],
             hostname: Some("ignored"),
             sysctls: &sysctls(&[("fs.mqueue.queues_max", "300")]),
+            join: None,
         })
         .unwrap();
         let _cleanup = Unpin(&dir);
@@ -538,6 +556,7 @@ mod tests {
                 kinds,
                 hostname: None,
                 sysctls: &sysctls(pairs),
+                join: None,
             })
         };
         let err = try_pin(&NsKind::ALL, &[("vm.swappiness", "10")]).unwrap_err();
@@ -594,6 +613,7 @@ mod tests {
                 kinds: &NsKind::ALL,
                 hostname: Some("pod-a"),
                 sysctls: &sysctls(&[(name, value)]),
+                join: None,
             });
             let left_behind = dir.exists();
             let _ = unpin(&dir);
@@ -616,6 +636,7 @@ mod tests {
             kinds: &NsKind::ALL,
             hostname: None,
             sysctls: &[],
+            join: None,
         })
         .unwrap_err();
         assert!(matches!(err, NsError::DirExists { .. }), "{err}");
@@ -631,6 +652,7 @@ mod tests {
             kinds: &NsKind::ALL,
             hostname: Some("pod_a"),
             sysctls: &[],
+            join: None,
         })
         .unwrap_err();
         assert!(matches!(err, NsError::Hostname(_)), "{err}");
@@ -719,6 +741,7 @@ mod tests {
             kinds: &[NsKind::Net],
             hostname: None,
             sysctls: &[],
+            join: None,
         })
         .unwrap();
         let _cleanup = Unpin(&dir);

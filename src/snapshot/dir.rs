@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::io;
-use super::{container_dir_name, copy::copy_tree, id_hex, SnapshotError, Snapshotter};
+use super::{container_dir_name, copy::copy_tree, id_hex, Idmap, SnapshotError, Snapshotter};
 use crate::image::unpack::{unpack_layer, WhiteoutMode};
 
 const TMP_PREFIX: &str = ".tmp-";
@@ -27,6 +27,7 @@ impl DirSnapshotter {
         for dir in [&s.layers, &s.containers] {
             std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         }
+        open_path_to_containers(&root, &s.containers)?;
         remove_temporaries(&s.layers)?;
         Ok(s)
     }
@@ -91,17 +92,34 @@ impl Snapshotter for DirSnapshotter {
         committed_ids(&self.layers)
     }
 
-    fn prepare_rootfs(&self, id: &str, top: Option<&str>) -> Result<PathBuf, SnapshotError> {
+    fn prepare_rootfs(
+        &self,
+        id: &str,
+        top: Option<&str>,
+        idmap: Option<&Idmap>,
+    ) -> Result<PathBuf, SnapshotError> {
         let dir = self.containers.join(container_dir_name(id)?);
         let rootfs = dir.join("rootfs");
+        detach_all(&rootfs)?;
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        if idmap.is_some() {
+            set_mode(&dir, 0o711)?;
+        }
         match top {
             Some(top) => copy_tree(&self.fs_of(top)?, &rootfs)?,
             None => {
                 std::fs::create_dir(&rootfs).map_err(io("create", &rootfs))?;
                 set_mode(&rootfs, 0o755)?;
             }
+        }
+        if let Some(map) = idmap {
+            // The copy is the container's own: an idmapped mount of it on
+            // itself maps it for the pod.
+            let userns = std::fs::File::open(&map.userns).map_err(io("open", &map.userns))?;
+            crate::sandbox::idmap::IdmappedTree::new(&rootfs, &userns, false)
+                .and_then(|tree| tree.attach(&rootfs))
+                .map_err(|source| SnapshotError::Idmap { source })?;
         }
         Ok(rootfs)
     }
@@ -111,12 +129,13 @@ impl Snapshotter for DirSnapshotter {
         if rootfs.is_dir() {
             Ok(rootfs)
         } else {
-            self.prepare_rootfs(id, top)
+            self.prepare_rootfs(id, top, None)
         }
     }
 
     fn remove_rootfs(&self, id: &str) -> Result<(), SnapshotError> {
         let dir = self.containers.join(container_dir_name(id)?);
+        detach_all(&dir.join("rootfs"))?;
         remove_tree(&dir)
     }
 
@@ -127,6 +146,34 @@ impl Snapshotter for DirSnapshotter {
     fn rootfs_root(&self) -> &Path {
         &self.containers
     }
+}
+
+/// Unmounts every mount stacked on `path` (idmapped mounts live on the
+/// same device as their source, so a device check cannot see them).
+pub(crate) fn detach_all(path: &Path) -> Result<(), SnapshotError> {
+    loop {
+        match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => continue,
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(source) => {
+                return Err(SnapshotError::Unmount {
+                    target: path.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Makes the path from the snapshots dir to `containers` traversable (not
+/// listable): the root of a `hostUsers: false` pod is an unprivileged host
+/// ID while liblxc mounts its root filesystem. Layers stay private.
+pub(crate) fn open_path_to_containers(root: &Path, containers: &Path) -> Result<(), SnapshotError> {
+    if let Some(snapshots) = root.parent() {
+        set_mode(snapshots, 0o711)?;
+    }
+    set_mode(root, 0o711)?;
+    set_mode(containers, 0o711)
 }
 
 /// Removes a directory tree; one that is already gone is not an error.

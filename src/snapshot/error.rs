@@ -36,6 +36,11 @@ pub enum SnapshotError {
         #[source]
         source: nix::Error,
     },
+    #[error("cannot map the root filesystem for a user namespace")]
+    Idmap {
+        #[source]
+        source: crate::sandbox::idmap::IdmapError,
+    },
     #[error("overlay mount options for {id} are {len} bytes, over the kernel's {max}-byte limit ({layers} layers)")]
     TooManyLayers {
         id: String,

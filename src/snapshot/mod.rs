@@ -62,8 +62,15 @@ pub trait Snapshotter: Send + Sync {
     /// Committed layer chain IDs.
     fn layers(&self) -> Result<Vec<String>, SnapshotError>;
     /// Creates and mounts a writable root filesystem for `id` on top of the
-    /// layer `top` (none: an empty root) and returns its path.
-    fn prepare_rootfs(&self, id: &str, top: Option<&str>) -> Result<PathBuf, SnapshotError>;
+    /// layer `top` (none: an empty root) and returns its path. With
+    /// `idmap`, the root filesystem shows the layers' files as owned by
+    /// the IDs of a user namespace (see [`Idmap`]).
+    fn prepare_rootfs(
+        &self,
+        id: &str,
+        top: Option<&str>,
+        idmap: Option<&Idmap>,
+    ) -> Result<PathBuf, SnapshotError>;
     /// Re-mounts a prepared root filesystem after a reboot or crash; a no-op
     /// when it is mounted.
     fn mount_rootfs(&self, id: &str, top: Option<&str>) -> Result<PathBuf, SnapshotError>;
@@ -73,6 +80,18 @@ pub trait Snapshotter: Send + Sync {
     fn layers_root(&self) -> &Path;
     /// Directory holding container root filesystems.
     fn rootfs_root(&self) -> &Path;
+}
+
+/// How a root filesystem for a `hostUsers: false` pod is mapped: through
+/// mounts idmapped with the pod's user namespace (`crate::sandbox::idmap`),
+/// so layer files owned by 0 belong to the pod's root, whose host IDs are
+/// `uid`/`gid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idmap {
+    /// The pod's pinned user namespace (an nsfs file).
+    pub userns: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The configured backend.

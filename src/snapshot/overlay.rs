@@ -7,14 +7,20 @@
 //!   `lowerdir=` option of a deep image stays under the kernel's one-page
 //!   limit on mount data;
 //! - `containers/<id>/{upper,work,rootfs}`: a container's writable layer
-//!   and its mount point.
+//!   and its mount point;
+//! - `containers/<id>/m/<n>`: for a `hostUsers: false` pod, idmapped
+//!   clones of the lower layers, there only while the overlay is mounted
+//!   (overlayfs keeps private references to its layers, so the clones are
+//!   detached right after). overlayfs itself cannot be idmapped, so the
+//!   lowers are, and the upper dir holds host IDs: its root is chowned to
+//!   the pod root's, and what the pod writes is stored as its host IDs.
 
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::error::io;
-use super::{container_dir_name, id_hex, SnapshotError, Snapshotter};
+use super::{container_dir_name, id_hex, Idmap, SnapshotError, Snapshotter};
 use crate::image::unpack::{unpack_layer, WhiteoutMode};
 
 /// The kernel copies mount data into one page, NUL included.
@@ -42,6 +48,7 @@ impl OverlaySnapshotter {
             std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         }
         super::dir::set_mode(&s.empty, 0o755)?;
+        super::dir::open_path_to_containers(&s.root, &s.containers)?;
         super::dir::remove_temporaries(&s.layers)?;
         Ok(s)
     }
@@ -69,11 +76,39 @@ impl OverlaySnapshotter {
         id: &str,
         top: Option<&str>,
         dir: &Path,
+        idmap: Option<&Idmap>,
     ) -> Result<PathBuf, SnapshotError> {
-        let lowers = match top {
+        let mut lowers = match top {
             Some(top) => self.lower_dirs(top)?,
             None => vec![self.empty.clone()],
         };
+        let Some(map) = idmap else {
+            return self.mount_lowers(id, &lowers, dir);
+        };
+        let upper = dir.join("upper");
+        nix::unistd::chown(
+            &upper,
+            Some(nix::unistd::Uid::from_raw(map.uid)),
+            Some(nix::unistd::Gid::from_raw(map.gid)),
+        )
+        .map_err(|e| io("chown", &upper)(e.into()))?;
+        let result = stage_idmapped(dir, &mut lowers, map)
+            .and_then(|()| self.mount_lowers(id, &lowers, dir));
+        let unstaged = unstage(dir);
+        let target = result?;
+        if let Err(e) = unstaged {
+            let _ = umount2(&target, MntFlags::MNT_DETACH);
+            return Err(e);
+        }
+        Ok(target)
+    }
+
+    fn mount_lowers(
+        &self,
+        id: &str,
+        lowers: &[PathBuf],
+        dir: &Path,
+    ) -> Result<PathBuf, SnapshotError> {
         let lowerdir = lowers
             .iter()
             .map(|p| p.display().to_string())
@@ -175,7 +210,12 @@ impl Snapshotter for OverlaySnapshotter {
         super::dir::committed_ids(&self.layers)
     }
 
-    fn prepare_rootfs(&self, id: &str, top: Option<&str>) -> Result<PathBuf, SnapshotError> {
+    fn prepare_rootfs(
+        &self,
+        id: &str,
+        top: Option<&str>,
+        idmap: Option<&Idmap>,
+    ) -> Result<PathBuf, SnapshotError> {
         let dir = self.containers.join(container_dir_name(id)?);
         for sub in ["upper", "work", "rootfs"] {
             let p = dir.join(sub);
@@ -184,7 +224,10 @@ impl Snapshotter for OverlaySnapshotter {
             // sets it: it must be traversable by non-root workloads.
             super::dir::set_mode(&p, 0o755)?;
         }
-        self.mount_overlay(id, top, &dir)
+        if idmap.is_some() {
+            super::dir::set_mode(&dir, 0o711)?;
+        }
+        self.mount_overlay(id, top, &dir, idmap)
     }
 
     fn mount_rootfs(&self, id: &str, top: Option<&str>) -> Result<PathBuf, SnapshotError> {
@@ -193,7 +236,7 @@ impl Snapshotter for OverlaySnapshotter {
         if is_mountpoint(&target)? {
             return Ok(target);
         }
-        self.mount_overlay(id, top, &dir)
+        self.mount_overlay(id, top, &dir, None)
     }
 
     fn remove_rootfs(&self, id: &str) -> Result<(), SnapshotError> {
@@ -205,6 +248,9 @@ impl Snapshotter for OverlaySnapshotter {
                 source,
             })?;
         }
+        // Idmapped layer clones a crash left behind: unmounted first, or
+        // removing the tree would delete the shared layers through them.
+        unstage(&dir)?;
         super::dir::remove_tree(&dir)
     }
 
@@ -215,6 +261,40 @@ impl Snapshotter for OverlaySnapshotter {
     fn rootfs_root(&self) -> &Path {
         &self.containers
     }
+}
+
+/// Replaces each lower dir with an idmapped clone of it at `dir/m/<n>`.
+fn stage_idmapped(dir: &Path, lowers: &mut [PathBuf], map: &Idmap) -> Result<(), SnapshotError> {
+    let userns = std::fs::File::open(&map.userns).map_err(io("open", &map.userns))?;
+    let staging = dir.join("m");
+    std::fs::create_dir_all(&staging).map_err(io("create", &staging))?;
+    for (n, lower) in lowers.iter_mut().enumerate() {
+        let target = staging.join(n.to_string());
+        std::fs::create_dir(&target).map_err(io("create", &target))?;
+        crate::sandbox::idmap::IdmappedTree::new(lower, &userns, false)
+            .and_then(|tree| tree.attach(&target))
+            .map_err(|source| SnapshotError::Idmap { source })?;
+        *lower = target;
+    }
+    Ok(())
+}
+
+/// Detaches and removes the idmapped clones under `dir/m`. Only empty
+/// directories are removed: a clone that is still mounted fails the
+/// removal instead of exposing a shared layer to deletion.
+fn unstage(dir: &Path) -> Result<(), SnapshotError> {
+    let staging = dir.join("m");
+    let entries = match std::fs::read_dir(&staging) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("read", &staging)(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(io("read", &staging))?.path();
+        super::dir::detach_all(&path)?;
+        std::fs::remove_dir(&path).map_err(io("remove", &path))?;
+    }
+    std::fs::remove_dir(&staging).map_err(io("remove", &staging))
 }
 
 fn read_parent(layer_dir: &Path) -> Result<Option<String>, SnapshotError> {

@@ -36,6 +36,13 @@ impl Daemon {
             .prefix("pvecri-it-")
             .tempdir()
             .expect("temp dir");
+        // Traversable like /var/lib: a user-namespace pod's root (an
+        // unprivileged host ID) walks into it while liblxc sets up.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .expect("chmod the temp dir");
         let config = write_config(dir.path(), extra);
         let mut d = Self {
             child: None,
