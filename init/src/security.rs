@@ -32,7 +32,8 @@ impl std::fmt::Display for SecurityError {
 
 impl std::error::Error for SecurityError {}
 
-/// Masked paths, read-only paths and the read-only root, in that order
+/// Masked paths, read-only paths, recursively read-only volumes and the
+/// read-only root, in that order
 /// (a read-only root would not stop the others, but keeps them last to
 /// touch a writable tree). Paths missing from the image are skipped.
 pub fn apply_mounts(spec: &Spec) -> Result<(), SecurityError> {
@@ -59,6 +60,13 @@ pub fn apply_mounts(spec: &Spec) -> Result<(), SecurityError> {
                 })
             }
         }
+    }
+    for path in &spec.recursive_readonly {
+        // Not skipped when missing: liblxc made these mount points.
+        sys::readonly_recursive(&cstring(path)).map_err(|errno| SecurityError::ReadOnly {
+            path: path.clone(),
+            errno,
+        })?;
     }
     if spec.readonly_rootfs {
         sys::remount_readonly(c"/").map_err(|errno| SecurityError::ReadOnly {

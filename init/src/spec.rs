@@ -43,6 +43,10 @@ pub struct Spec {
     /// Paths re-mounted read-only.
     #[serde(default)]
     pub readonly_paths: Vec<String>,
+    /// Volume mount points made read-only with every mount beneath them
+    /// (CRI `recursive_read_only`).
+    #[serde(default)]
+    pub recursive_readonly: Vec<String>,
     #[serde(default)]
     pub readonly_rootfs: bool,
     /// The seccomp filter to load; `None` runs unconfined.
@@ -170,6 +174,7 @@ impl Spec {
         for (field, paths) in [
             ("masked_paths", &spec.masked_paths),
             ("readonly_paths", &spec.readonly_paths),
+            ("recursive_readonly", &spec.recursive_readonly),
         ] {
             if paths
                 .iter()

@@ -327,6 +327,39 @@ pub fn remount_readonly(path: &CStr) -> Result<(), Errno> {
     )
 }
 
+/// Makes the mount at `path` and every mount beneath it read-only with
+/// mount_setattr(2) (MOUNT_ATTR_RDONLY, AT_RECURSIVE); a remount would
+/// reach only the top one.
+pub fn readonly_recursive(path: &CStr) -> Result<(), Errno> {
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: path is NUL-terminated and outlives the call; attr is a
+    // mount_attr of the size passed.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        ) as libc::c_int
+    })
+    .map(drop)
+}
+
 /// Binds `path` onto itself and makes that mount read-only.
 pub fn bind_readonly(path: &CStr) -> Result<(), Errno> {
     mount(path, path, None, libc::MS_BIND | libc::MS_REC, None)?;

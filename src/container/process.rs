@@ -31,6 +31,9 @@ pub struct ProcessSpec {
     pub masked_paths: Vec<String>,
     #[serde(default)]
     pub readonly_paths: Vec<String>,
+    /// Volume targets made read-only recursively (CRI `recursive_read_only`).
+    #[serde(default)]
+    pub recursive_readonly: Vec<String>,
     #[serde(default)]
     pub readonly_rootfs: bool,
     #[serde(default)]

@@ -21,6 +21,9 @@ pub struct MountSpec {
     /// 0 private, 1 host-to-container (rslave), 2 bidirectional (rshared), as CRI.
     pub propagation: i32,
     pub selinux_relabel: bool,
+    /// Read-only with every mount beneath it too.
+    #[serde(default)]
+    pub recursive_read_only: bool,
     /// An image volume: the image mounted read-only instead of a host path.
     #[serde(default)]
     pub image: Option<ImageVolume>,

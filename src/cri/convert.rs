@@ -333,12 +333,25 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
                 None
             }
         };
+        if m.recursive_read_only {
+            let field = format!("config.mounts[{i}].recursive_read_only");
+            if !m.readonly {
+                return Err(invalid(&field, "needs readonly: true"));
+            }
+            if m.propagation != v1::MountPropagation::PropagationPrivate as i32 {
+                return Err(invalid(
+                    &field,
+                    "needs private propagation (mounts arriving later would be writable)",
+                ));
+            }
+        }
         mounts.push(MountSpec {
             container_path: m.container_path.clone(),
             host_path: m.host_path.clone(),
             readonly: m.readonly,
             propagation: m.propagation,
             selinux_relabel: m.selinux_relabel,
+            recursive_read_only: m.recursive_read_only,
             image,
         });
     }

@@ -90,7 +90,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
             runtime_handlers: vec![v1::RuntimeHandler {
                 name: String::new(),
                 features: Some(v1::RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
+                    recursive_read_only_mounts: self.runtime.supports_recursive_read_only(),
                     user_namespaces: self.runtime.supports_user_namespaces(),
                 }),
             }],

@@ -195,6 +195,12 @@ impl Runtime {
             ambient_capabilities: confinement.ambient,
             masked_paths: confinement.masked_paths,
             readonly_paths: confinement.readonly_paths,
+            recursive_readonly: config
+                .mounts
+                .iter()
+                .filter(|m| m.recursive_read_only)
+                .map(|m| m.container_path.clone())
+                .collect(),
             readonly_rootfs: confinement.readonly_rootfs,
             seccomp: confinement.seccomp,
             apparmor_profile: confinement.apparmor,

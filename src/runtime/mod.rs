@@ -65,6 +65,7 @@ pub struct Runtime {
     /// Whether `hostUsers: false` pods can run here, or why not (probed
     /// once at start-up).
     userns_support: Result<(), String>,
+    recursive_read_only: bool,
 }
 
 impl Runtime {
@@ -149,11 +150,18 @@ impl Runtime {
             layer_usage: Default::default(),
             stopped_reported: Default::default(),
             userns_support,
+            recursive_read_only: crate::sandbox::idmap::mount_setattr_available(),
         };
         runtime
             .reconcile()
             .context("cannot reconcile the store with the node")?;
         Ok(Arc::new(runtime))
+    }
+
+    /// Whether volumes can be recursively read-only (pvecri-init applies
+    /// them with mount_setattr(2)).
+    pub fn supports_recursive_read_only(&self) -> bool {
+        self.recursive_read_only
     }
 
     /// Whether this node runs `hostUsers: false` pods.

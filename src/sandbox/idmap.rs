@@ -151,3 +151,21 @@ fn cstring(path: &Path) -> io::Result<std::ffi::CString> {
 pub fn supported(path: &Path, userns: &File) -> Result<(), IdmapError> {
     IdmappedTree::new(path, userns, false).map(drop)
 }
+
+/// Whether the kernel has mount_setattr(2) (5.12 and later), which
+/// recursive read-only volumes need.
+pub fn mount_setattr_available() -> bool {
+    // SAFETY: a bad fd with a null attr pointer and size 0: the kernel
+    // rejects the call without touching memory.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            c"".as_ptr(),
+            0,
+            std::ptr::null::<libc::mount_attr>(),
+            0usize,
+        )
+    };
+    ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
+}
