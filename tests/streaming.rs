@@ -259,7 +259,7 @@ fn exec_with_a_tty_gets_the_client_terminal_size() {
     let (_pod, ctr) = e.pod_with("tty", &["sleep", "3600"], false);
     let endpoint = format!("unix://{}", e.d.socket.display());
     let inner = format!(
-        "stty cols 91 rows 33; {CRICTL} --runtime-endpoint {endpoint} exec -it {ctr} sh -c 'stty size; test -t 0 && echo is-a-tty'"
+        "stty cols 91 rows 33; {CRICTL} --runtime-endpoint {endpoint} exec -it {ctr} sh -c 'stty size; test -t 0 && echo is-a-tty; tty'"
     );
     let out = Command::new("script")
         .args(["-qec", &inner, "/dev/null"])
@@ -269,6 +269,8 @@ fn exec_with_a_tty_gets_the_client_terminal_size() {
     let text = stdout(&out);
     assert!(text.contains("33 91"), "{text}");
     assert!(text.contains("is-a-tty"), "{text}");
+    // The terminal is the container's own: tty(1) finds it in /dev/pts.
+    assert!(text.contains("\n/dev/pts/"), "{text}");
 }
 
 /// Attach to a shell reading its stdin: what the client types runs, and

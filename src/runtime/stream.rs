@@ -3,8 +3,11 @@
 //! drives once the client has connected.
 //!
 //! Exec runs `pvecri exec-helper` (see `crate::exec`) with pipes, or with a
-//! pseudo-terminal made here (openpty is two syscalls, no fork) whose slave
-//! end becomes the helper's stdio. Port-forward connects from a dedicated
+//! pseudo-terminal made here whose slave end becomes the helper's stdio.
+//! The terminal comes from the container's own devpts instance (its
+//! `/dev/pts/ptmx` reached through `/proc/<init>/root`, the slave opened
+//! with TIOCGPTPEER), so inside the container `tty` and `ttyname` find it
+//! under `/dev/pts`; the host's openpty is the fallback. Port-forward connects from a dedicated
 //! thread that joins the pod's network namespace: a socket stays in the
 //! namespace it was created in, so the connected socket is handed back to
 //! tokio and the thread ends. No tool runs inside the container.
@@ -197,8 +200,15 @@ impl Runtime {
         command.arg("--").args(cmd).kill_on_drop(true);
         let os = |op, e: std::io::Error| RuntimeError::os(op, id, e);
         if stdio.tty {
-            let pty = nix::pty::openpty(None, None)
-                .map_err(|e| os("opening a pseudo-terminal", e.into()))?;
+            let pty = match self
+                .container(id)
+                .ok()
+                .and_then(|c| container_pty(c.init_pid).ok())
+            {
+                Some(pty) => pty,
+                None => nix::pty::openpty(None, None)
+                    .map_err(|e| os("opening a pseudo-terminal", e.into()))?,
+            };
             let slave = |fd: &OwnedFd| -> Result<Stdio, RuntimeError> {
                 Ok(Stdio::from(
                     fd.try_clone()
@@ -308,4 +318,43 @@ fn connect_blocking(net_ns: Option<PathBuf>, port: u16) -> std::io::Result<std::
             std::net::TcpStream::connect_timeout(&v6, timeout).map_err(|_| err)
         }
     }
+}
+
+/// A pseudo-terminal from the devpts instance mounted in the container of
+/// `init_pid`.
+fn container_pty(init_pid: i32) -> std::io::Result<nix::pty::OpenptyResult> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    if init_pid <= 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    let master: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(format!("/proc/{init_pid}/root/dev/pts/ptmx"))?
+        .into();
+    // SAFETY: master is a live ptmx fd; unlockpt's ioctl takes a pointer
+    // to an int that lives across the call.
+    let unlocked = unsafe { libc::unlockpt(master.as_raw_fd()) };
+    if unlocked != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new fd for the
+    // slave of this master (Linux 4.13+), which nothing else owns.
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(nix::pty::OpenptyResult {
+        master,
+        // SAFETY: see above: a fresh fd owned here.
+        slave: unsafe { OwnedFd::from_raw_fd(slave) },
+    })
 }
