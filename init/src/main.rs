@@ -82,7 +82,7 @@ fn exec_mode(args: &[std::ffi::OsString]) -> ! {
         file.read_to_end(&mut bytes)
             .map_err(|e| StartError::ReadSpec { errno: e.into() })?;
         drop(file);
-        let mut spec = Spec::parse(&bytes).map_err(StartError::Spec)?;
+        let mut spec = spec::parse(&bytes).map_err(StartError::Spec)?;
         spec.args = argv
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -183,7 +183,7 @@ fn confine_and_exec(spec: &Spec) -> Result<std::convert::Infallible, StartError>
     })?;
 
     let name = &spec.args[0];
-    let path = path::resolve(name, spec.path_var())
+    let path = path::resolve(name, spec::path_var(spec))
         .ok_or_else(|| StartError::NotInPath { name: name.clone() })?;
     let c_path = CString::new(path.as_os_str().as_bytes()).expect("validated by Spec::parse");
     sys::reset_signals();
@@ -210,7 +210,7 @@ fn read_spec(run_dir: BorrowedFd<'_>) -> Result<Spec, StartError> {
         Ok(bytes)
     };
     let bytes = read().map_err(|errno| StartError::ReadSpec { errno })?;
-    Spec::parse(&bytes).map_err(StartError::Spec)
+    spec::parse(&bytes).map_err(StartError::Spec)
 }
 
 /// Reports `err` to the monitor (start-error) and the container log

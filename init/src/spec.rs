@@ -1,117 +1,10 @@
-//! `spec.json`: what the daemon tells pvecri-init to execute (docs/lifecycle.md).
-//!
-//! Unknown fields are rejected: if a newer daemon asks for something this
-//! init does not know (a seccomp profile, say), failing the start is safer
-//! than silently running the workload without it.
+//! Reading `spec.json` (the types are the `pvecri-spec` crate's, shared
+//! with the daemon) and checking what serde cannot: argv, cwd and paths.
 
 use std::ffi::CString;
 use std::fmt;
 
-use serde::Deserialize;
-
-/// The process to start, as written by the daemon.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Spec {
-    /// argv; `args[0]` is searched in the spec's `PATH` when it has no `/`.
-    pub args: Vec<String>,
-    /// The complete environment (`KEY=VALUE`), nothing is inherited.
-    #[serde(default)]
-    pub env: Vec<String>,
-    /// Absolute working directory, entered after dropping privileges.
-    pub cwd: String,
-    pub uid: u32,
-    pub gid: u32,
-    /// Supplementary groups; empty clears the inherited ones.
-    #[serde(default)]
-    pub additional_gids: Vec<u32>,
-    #[serde(default)]
-    pub no_new_privs: bool,
-    /// Capabilities the workload keeps (bounding, permitted, effective and
-    /// inheritable sets), as a bit mask of capability numbers; `None` keeps
-    /// every capability (privileged containers).
-    #[serde(default)]
-    pub capabilities: Option<u64>,
-    /// Capabilities also raised in the ambient set (kept across exec by a
-    /// non-root workload).
-    #[serde(default)]
-    pub ambient_capabilities: u64,
-    /// Paths hidden from the workload: files get /dev/null bound over
-    /// them, directories an empty read-only tmpfs.
-    #[serde(default)]
-    pub masked_paths: Vec<String>,
-    /// Paths re-mounted read-only.
-    #[serde(default)]
-    pub readonly_paths: Vec<String>,
-    /// Volume mount points made read-only with every mount beneath them
-    /// (CRI `recursive_read_only`).
-    #[serde(default)]
-    pub recursive_readonly: Vec<String>,
-    #[serde(default)]
-    pub readonly_rootfs: bool,
-    /// The seccomp filter to load; `None` runs unconfined.
-    #[serde(default)]
-    pub seccomp: Option<Seccomp>,
-    /// The AppArmor profile to exec the workload into.
-    #[serde(default)]
-    pub apparmor_profile: Option<String>,
-}
-
-/// A seccomp filter, already resolved by the daemon (RuntimeDefault and
-/// Localhost profiles both arrive in this form).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Seccomp {
-    pub default_action: Action,
-    /// Status returned when a filter rule's syscall is not known on this
-    /// architecture is irrelevant: unknown names are skipped, as runc does.
-    pub rules: Vec<Rule>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Action {
-    Allow,
-    Errno(u16),
-    KillProcess,
-    KillThread,
-    Trap,
-    Log,
-    Trace(u16),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub names: Vec<String>,
-    pub action: Action,
-    /// All must hold (libseccomp ANDs the conditions of one rule).
-    #[serde(default)]
-    pub args: Vec<ArgCondition>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ArgCondition {
-    pub index: u32,
-    pub op: CmpOp,
-    pub value: u64,
-    /// The datum compared against `arg & value` for `masked_eq`.
-    #[serde(default)]
-    pub value_two: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CmpOp {
-    Ne,
-    Lt,
-    Le,
-    Eq,
-    Ge,
-    Gt,
-    MaskedEq,
-}
+pub use pvecri_spec::{Action, CmpOp, Filter as Seccomp, ProcessSpec as Spec};
 
 /// Why `spec.json` cannot be used.
 #[derive(Debug)]
@@ -152,10 +45,10 @@ impl std::error::Error for SpecError {
     }
 }
 
-impl Spec {
-    /// Parses and validates, so that everything after this only fails in the
-    /// kernel.
-    pub fn parse(bytes: &[u8]) -> Result<Self, SpecError> {
+/// Parses and validates, so that everything after this only fails in the
+/// kernel.
+pub fn parse(bytes: &[u8]) -> Result<Spec, SpecError> {
+    {
         let spec: Spec = serde_json::from_slice(bytes).map_err(SpecError::Parse)?;
         if spec.args.is_empty() {
             return Err(SpecError::EmptyArgs);
@@ -185,20 +78,19 @@ impl Spec {
         }
         Ok(spec)
     }
-
-    /// The `PATH` the workload will see: the last `PATH=` entry wins, as
-    /// with `setenv` in order; the runc default when there is none.
-    pub fn path_var(&self) -> &str {
-        self.env
-            .iter()
-            .rev()
-            .find_map(|kv| kv.strip_prefix("PATH="))
-            .unwrap_or(DEFAULT_PATH)
-    }
 }
 
-/// runc's and containerd's default when the image sets no `PATH`.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The `PATH` the workload will see: the last `PATH=` entry wins, as with
+/// `setenv` in order; the runc default when there is none.
+pub fn path_var(spec: &Spec) -> &str {
+    spec.env
+        .iter()
+        .rev()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+}
+
+pub use pvecri_spec::DEFAULT_PATH;
 
 /// Strings as C strings; callers only pass values `Spec::parse` checked.
 pub fn c_strings(values: &[String]) -> Vec<CString> {
@@ -217,7 +109,7 @@ mod tests {
 
     #[test]
     fn parses_the_contract_example() {
-        let spec = Spec::parse(FULL.as_bytes()).unwrap();
+        let spec = parse(FULL.as_bytes()).unwrap();
         assert_eq!(spec.args, ["/bin/sh", "-c", "echo hi"]);
         assert_eq!(spec.env, ["PATH=/usr/bin:/bin", "HOME=/root"]);
         assert_eq!(spec.cwd, "/");
@@ -228,11 +120,11 @@ mod tests {
 
     #[test]
     fn optional_fields_default() {
-        let spec = Spec::parse(br#"{"args": ["true"], "cwd": "/", "uid": 0, "gid": 0}"#).unwrap();
+        let spec = parse(br#"{"args": ["true"], "cwd": "/", "uid": 0, "gid": 0}"#).unwrap();
         assert!(spec.env.is_empty());
         assert!(spec.additional_gids.is_empty());
         assert!(!spec.no_new_privs);
-        assert_eq!(spec.path_var(), DEFAULT_PATH);
+        assert_eq!(path_var(&spec), DEFAULT_PATH);
     }
 
     #[test]
@@ -273,14 +165,14 @@ mod tests {
             ),
             ("", "invalid spec.json"),
         ] {
-            let err = Spec::parse(json.as_bytes()).unwrap_err().to_string();
+            let err = parse(json.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(want), "{json}: got {err:?}, want {want:?}");
         }
     }
 
     #[test]
     fn parses_security_fields() {
-        let spec = Spec::parse(
+        let spec = parse(
             br#"{"args": ["x"], "cwd": "/", "uid": 0, "gid": 0, "capabilities": 5,
                 "ambient_capabilities": 1, "masked_paths": ["/proc/kcore"],
                 "readonly_paths": ["/proc/sys"], "readonly_rootfs": true,
@@ -300,11 +192,11 @@ mod tests {
 
     #[test]
     fn last_path_entry_wins() {
-        let mut spec = Spec::parse(FULL.as_bytes()).unwrap();
-        assert_eq!(spec.path_var(), "/usr/bin:/bin");
+        let mut spec = parse(FULL.as_bytes()).unwrap();
+        assert_eq!(path_var(&spec), "/usr/bin:/bin");
         spec.env.push("PATH=/opt/bin".into());
-        assert_eq!(spec.path_var(), "/opt/bin");
+        assert_eq!(path_var(&spec), "/opt/bin");
         spec.env = vec!["MYPATH=/nope".into()];
-        assert_eq!(spec.path_var(), DEFAULT_PATH);
+        assert_eq!(path_var(&spec), DEFAULT_PATH);
     }
 }

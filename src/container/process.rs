@@ -5,43 +5,13 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use super::ContainerConfig;
 use crate::image::spec::RunConfig;
 
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use pvecri_spec::DEFAULT_PATH;
 
 /// The contract with pvecri-init (docs/lifecycle.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessSpec {
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub additional_gids: Vec<u32>,
-    pub no_new_privs: bool,
-    /// Bounding/effective/permitted/inheritable mask; `None` keeps all.
-    #[serde(default)]
-    pub capabilities: Option<u64>,
-    #[serde(default)]
-    pub ambient_capabilities: u64,
-    #[serde(default)]
-    pub masked_paths: Vec<String>,
-    #[serde(default)]
-    pub readonly_paths: Vec<String>,
-    /// Volume targets made read-only recursively (CRI `recursive_read_only`).
-    #[serde(default)]
-    pub recursive_readonly: Vec<String>,
-    #[serde(default)]
-    pub readonly_rootfs: bool,
-    #[serde(default)]
-    pub seccomp: Option<crate::security::seccomp::Filter>,
-    /// AppArmor profile the workload is exec'd into; `None`: unconfined.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub apparmor_profile: Option<String>,
-}
+pub use pvecri_spec::ProcessSpec;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProcessError {

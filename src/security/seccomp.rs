@@ -5,57 +5,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use caps::Capability;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::caps::has;
 
 /// The filter as pvecri-init's spec.json carries it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Filter {
-    pub default_action: Action,
-    pub rules: Vec<Rule>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Allow,
-    Errno(u16),
-    KillProcess,
-    KillThread,
-    Trap,
-    Log,
-    Trace(u16),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rule {
-    pub names: Vec<String>,
-    pub action: Action,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub args: Vec<ArgCondition>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArgCondition {
-    pub index: u32,
-    pub op: CmpOp,
-    pub value: u64,
-    #[serde(default)]
-    pub value_two: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CmpOp {
-    Ne,
-    Lt,
-    Le,
-    Eq,
-    Ge,
-    Gt,
-    MaskedEq,
-}
+pub use pvecri_spec::{Action, ArgCondition, CmpOp, Filter, Rule};
 
 const EPERM: u16 = libc::EPERM as u16;
 const ENOSYS: u16 = libc::ENOSYS as u16;
