@@ -349,11 +349,15 @@ impl TempFile {
     ) -> Result<(TempFile, tokio::fs::File), ContentError> {
         let seq = INGEST_SEQ.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!("{}-{}-{seq}", digest.hex, std::process::id()));
-        let file = tokio::fs::OpenOptions::new()
+        // Created synchronously: tokio's open runs on a blocking thread that
+        // would finish creating the file after a cancelled pull dropped
+        // this future, leaving it with no guard to remove it. Creating an
+        // empty file is one short syscall.
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
-            .await
+            .map(tokio::fs::File::from_std)
             .map_err(|source| ContentError::Io {
                 op: "create",
                 path: path.clone(),
