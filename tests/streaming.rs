@@ -31,7 +31,12 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        let d = Daemon::start(&mirror_config());
+        Self::with_config("")
+    }
+
+    /// With `extra` TOML after the test config.
+    fn with_config(extra: &str) -> Self {
+        let d = Daemon::start(&format!("{}\n{extra}", mirror_config()));
         let e = Self {
             d,
             files: tempfile::tempdir().unwrap(),
@@ -241,6 +246,31 @@ fn exec_carries_stdin_stdout_stderr_and_exit_code_over_both_transports() {
         let ok = e.crictl(&["exec", "--transport", transport, &ctr, "echo", "fine"]);
         assert!(ok.status.success(), "{transport}: {}", stderr(&ok));
         assert_eq!(stdout(&ok), "fine\n");
+    }
+}
+
+/// An exec whose connection moves nothing for the idle timeout is closed
+/// and its process killed, over both transports.
+#[test]
+fn idle_exec_connections_are_closed() {
+    if !ready("idle_exec_connections_are_closed") {
+        return;
+    }
+    let e = Env::with_config("[streaming]\nidle_timeout_seconds = 2\n");
+    let (_pod, ctr) = e.pod_with("idle", &["sleep", "3600"], false);
+    for transport in ["spdy", "websocket"] {
+        let started = std::time::Instant::now();
+        let out = e.crictl_input(
+            &["exec", "--transport", transport, "-i", &ctr, "sleep", "47"],
+            b"",
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "{transport}: an idle exec outlived the idle timeout: {}",
+            stderr(&out)
+        );
+        let ps = e.ok(&["exec", &ctr, "ps", "-o", "args"]);
+        assert!(!ps.contains("sleep 47"), "{transport}: {ps}");
     }
 }
 

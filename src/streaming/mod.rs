@@ -8,6 +8,7 @@
 //! forwards connections into the pod's network namespace
 //! ([`portforward`]).
 
+mod activity;
 mod channel;
 pub mod portforward;
 pub mod remotecommand;

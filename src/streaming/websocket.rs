@@ -147,7 +147,7 @@ async fn run(server: Arc<StreamingServer>, ws: Ws, protocol: Option<&str>, pendi
         } => {
             let version = protocol.and_then(Version::from_name).unwrap_or(Version::V1);
             let encoding = protocol.map_or(Encoding::Binary, protocol_encoding);
-            let (channels, closer) = channels(ws, stdio, encoding);
+            let (channels, closer) = channels(ws, stdio, encoding, server.idle_timeout());
             super::session::exec(&server, &container_id, &cmd, stdio, version, channels).await;
             closer.close().await;
         }
@@ -157,7 +157,7 @@ async fn run(server: Arc<StreamingServer>, ws: Ws, protocol: Option<&str>, pendi
         } => {
             let version = protocol.and_then(Version::from_name).unwrap_or(Version::V1);
             let encoding = protocol.map_or(Encoding::Binary, protocol_encoding);
-            let (channels, closer) = channels(ws, stdio, encoding);
+            let (channels, closer) = channels(ws, stdio, encoding, server.idle_timeout());
             super::session::attach(&server, &container_id, stdio, version, channels).await;
             closer.close().await;
         }
@@ -242,9 +242,18 @@ pub fn decode(encoding: Encoding, message: &Message) -> Option<(u8, Bytes)> {
 }
 
 /// Splits the connection into the remote command channels `stdio` needs.
-fn channels(ws: Ws, stdio: Stdio, encoding: Encoding) -> (ClientChannels, Closer) {
+/// A connection that moves no data either way for `idle` ends as if the
+/// client had gone (as SPDY connections do).
+fn channels(
+    ws: Ws,
+    stdio: Stdio,
+    encoding: Encoding,
+    idle: std::time::Duration,
+) -> (ClientChannels, Closer) {
     let (mut write, mut read) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<WsOut>(64);
+    let activity = Arc::new(super::activity::Activity::new());
+    let written = activity.clone();
     tokio::spawn(async move {
         while let Some(out) = out_rx.recv().await {
             match out {
@@ -252,6 +261,7 @@ fn channels(ws: Ws, stdio: Stdio, encoding: Encoding) -> (ClientChannels, Closer
                     if write.send(encode(encoding, channel, &data)).await.is_err() {
                         break;
                     }
+                    written.touch();
                 }
                 WsOut::Close(done) => {
                     let frame = CloseFrame {
@@ -273,7 +283,19 @@ fn channels(ws: Ws, stdio: Stdio, encoding: Encoding) -> (ClientChannels, Closer
         // Dropped when the client's side ends: the session's "gone".
         let _gone_tx = gone_tx;
         let mut stdin_tx = Some(stdin_tx);
-        while let Some(Ok(message)) = read.next().await {
+        loop {
+            let wait = idle.saturating_sub(activity.idle_for());
+            let message = match tokio::time::timeout(wait, read.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(_) => break,
+                // Output may have kept the connection busy meanwhile.
+                Err(_) if activity.idle_for() < idle => continue,
+                Err(_) => {
+                    tracing::info!(idle_timeout = ?idle, "closing an idle WebSocket streaming connection");
+                    break;
+                }
+            };
+            activity.touch();
             if matches!(message, Message::Close(_)) {
                 break;
             }

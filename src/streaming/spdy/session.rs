@@ -8,10 +8,11 @@
 //! enforced: the Kubernetes clients neither send nor honour WINDOW_UPDATE,
 //! so windows are left at their defaults and updates ignored.
 
+use crate::streaming::activity::Activity;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -108,24 +109,6 @@ impl StreamWriter {
     }
 }
 
-/// When the session last moved data either way.
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn touch(&self) {
-        self.last_ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.start.elapsed().saturating_sub(last)
-    }
-}
-
 pub struct Session {
     /// Streams as the peer opens them; ends when the connection does.
     pub incoming: mpsc::UnboundedReceiver<Stream>,
@@ -144,10 +127,7 @@ impl Session {
     {
         let (read, write) = tokio::io::split(io);
         let (tx, rx) = mpsc::channel(64);
-        let activity = Arc::new(Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        });
+        let activity = Arc::new(Activity::new());
         let sender = Sender { tx, activity };
         let (incoming_tx, incoming) = mpsc::unbounded_channel();
         let last_peer_stream = Arc::new(AtomicU64::new(0));

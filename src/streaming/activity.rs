@@ -1,0 +1,49 @@
+//! When a streaming connection last moved data either way, for the idle
+//! timeout both transports enforce.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn touch(&self) {
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn touching_resets_the_idle_time() {
+        let a = Activity::new();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(a.idle_for() >= Duration::from_millis(20));
+        a.touch();
+        assert!(a.idle_for() < Duration::from_millis(20));
+    }
+}
