@@ -373,7 +373,9 @@ fn attach_to_a_tty_container_gets_the_terminal() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let log = e.files.path().join("ttyattach").join("main.log");
     loop {
-        input.write_all(b"stty size; echo tty-$((20+1))\n").unwrap();
+        input
+            .write_all(b"stty size; tty; echo tty-$((20+1))\n")
+            .unwrap();
         std::thread::sleep(Duration::from_millis(500));
         if std::fs::read_to_string(&log)
             .unwrap_or_default()
@@ -389,6 +391,8 @@ fn attach_to_a_tty_container_gets_the_terminal() {
     let text = reader.join().unwrap();
     assert!(text.contains("22 77"), "{text}");
     assert!(text.contains("tty-21"), "{text}");
+    // The container's terminal is reachable inside as its console.
+    assert!(text.contains("\n/dev/console"), "{text}");
 }
 
 #[test]

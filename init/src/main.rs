@@ -112,6 +112,12 @@ fn start(run_dir: BorrowedFd<'_>, error_file: &mut Option<File>) -> Result<NotSt
         .ok()
         .map(File::from);
     let spec = read_spec(run_dir)?;
+    if let Err(errno) = sys::terminal_as_console() {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "pvecri-init: cannot show the terminal as /dev/console: {errno}"
+        );
+    }
     security::apply_mounts(&spec).map_err(StartError::Security)?;
 
     // While still privileged: a detach needs CAP_SYS_ADMIN. `run_dir` keeps the

@@ -542,3 +542,53 @@ mod tests {
         assert!(text.contains("100000"), "{text}");
     }
 }
+
+/// Reopens the container's terminal through /dev/console, so `tty` and
+/// ttyname(3) find it: the terminal is a pty slave from the host's devpts,
+/// which the container's /dev/pts does not show, and the monitor has it
+/// bound onto /dev/console (as LXC does for its console). Returns whether
+/// it did; without that bind (or without a terminal) nothing changes.
+pub fn terminal_as_console() -> Result<bool, Errno> {
+    // SAFETY: isatty only inspects the fd.
+    if unsafe { libc::isatty(0) } != 1 {
+        return Ok(false);
+    }
+    let mut ours = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fd 0 is open; ours is a writable stat.
+    check(unsafe { libc::fstat(0, ours.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled the struct.
+    let ours = unsafe { ours.assume_init() };
+    let console = c"/dev/console";
+    // SAFETY: the path is a NUL-terminated constant.
+    let tty = match check(unsafe {
+        libc::open(
+            console.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    }) {
+        Ok(fd) => fd,
+        // No bind, or (user namespaces) a terminal owned by an ID the
+        // container does not map: keep the inherited descriptors.
+        Err(Errno(libc::ENOENT | libc::EACCES)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut theirs = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: tty is open; theirs is a writable stat.
+    let same = unsafe { libc::fstat(tty, theirs.as_mut_ptr()) } == 0
+        // SAFETY: fstat succeeded, so it filled the struct.
+        && unsafe { theirs.assume_init() }.st_rdev == ours.st_rdev;
+    if same {
+        for target in 0..3 {
+            // SAFETY: plain fd calls; dup2 onto 0-2 replaces a descriptor
+            // of the same terminal and clears CLOEXEC on the copy.
+            unsafe {
+                if libc::isatty(target) == 1 {
+                    libc::dup2(tty, target);
+                }
+            }
+        }
+    }
+    // SAFETY: tty is ours; the copies stay open.
+    unsafe { libc::close(tty) };
+    Ok(same)
+}

@@ -150,6 +150,18 @@ fn run_container(id: &str, lxcpath: &str) -> StarterReport {
     if !c.is_defined() {
         return failed(format!("container {id:?} has no config in {lxcpath:?}"));
     }
+    // A terminal (TTY containers) from the host's devpts is invisible
+    // under the container's /dev/pts: bound onto /dev/console while the
+    // host's mounts are still reachable, pvecri-init can reopen it there
+    // so ttyname(3) works.
+    if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        if let Ok(slave) = std::fs::read_link("/proc/self/fd/0") {
+            let entry = format!("{} dev/console none bind,create=file 0 0", slave.display());
+            if let Err(err) = c.set_config_item("lxc.mount.entry", &entry) {
+                return failed(format!("{err}"));
+            }
+        }
+    }
     // init must inherit our stdio, not a console pty.
     if c.config_item("lxc.console.path")
         .is_none_or(|v| v.is_empty())
