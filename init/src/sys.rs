@@ -526,23 +526,6 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errno_displays_lowercase_strerror() {
-        assert_eq!(Errno(libc::ENOENT).to_string(), "no such file or directory");
-        assert_eq!(Errno(libc::EACCES).to_string(), "permission denied");
-    }
-
-    #[test]
-    fn unknown_errno_still_says_something() {
-        let text = Errno(100_000).to_string();
-        assert!(text.contains("100000"), "{text}");
-    }
-}
-
 /// Reopens the container's terminal through /dev/console, so `tty` and
 /// ttyname(3) find it: the terminal is a pty slave from the host's devpts,
 /// which the container's /dev/pts does not show, and the monitor has it
@@ -591,4 +574,21 @@ pub fn terminal_as_console() -> Result<bool, Errno> {
     // SAFETY: tty is ours; the copies stay open.
     unsafe { libc::close(tty) };
     Ok(same)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_displays_lowercase_strerror() {
+        assert_eq!(Errno(libc::ENOENT).to_string(), "no such file or directory");
+        assert_eq!(Errno(libc::EACCES).to_string(), "permission denied");
+    }
+
+    #[test]
+    fn unknown_errno_still_says_something() {
+        let text = Errno(100_000).to_string();
+        assert!(text.contains("100000"), "{text}");
+    }
 }
