@@ -771,3 +771,104 @@ async fn image_volumes_are_read_only_and_cleaned_up() {
         "image volume snapshots are removed"
     );
 }
+
+/// Removes `name` (a test's cgroup tree) from every cgroup hierarchy,
+/// children first.
+fn remove_cgroup_tree(name: &str) {
+    fn rm(dir: &std::path::Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        rm(&hierarchy.path().join(name));
+    }
+    rm(&std::path::Path::new("/sys/fs/cgroup").join(name));
+}
+
+/// The kubelet makes `kubepods/<qos>/pod<uid>` itself on cgroup v1, with
+/// cpus and mems filled in but `clone_children` off; a container cgroup
+/// created beneath must still get cpus, or nothing can enter it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_start_under_kubelet_made_cpuset_cgroups() {
+    if !ready("containers_start_under_kubelet_made_cpuset_cgroups") {
+        return;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some(cpuset) = pvecri::container::cpuset::mount_point(&mountinfo) else {
+        eprintln!("skipping containers_start_under_kubelet_made_cpuset_cgroups: no cgroup v1 cpuset hierarchy on this node");
+        return;
+    };
+    let top = format!("pvecri-it-kubepods-{}", std::process::id());
+    let pod_dir = cpuset.join(&top).join("podx");
+    std::fs::create_dir_all(&pod_dir).unwrap();
+    for dir in [cpuset.join(&top), pod_dir.clone()] {
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let value = std::fs::read_to_string(cpuset.join(file)).unwrap();
+            std::fs::write(dir.join(file), value.trim()).unwrap();
+        }
+        std::fs::write(dir.join("cgroup.clone_children"), "0").unwrap();
+    }
+
+    let mut e = env().await;
+    let mut config = pod_config(&e, "kubecg");
+    config.linux = Some(v1::LinuxPodSandboxConfig {
+        cgroup_parent: format!("{top}/podx"),
+        ..Default::default()
+    });
+    let pod =
+        e.c.runtime
+            .run_pod_sandbox(v1::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+    let created =
+        e.c.runtime
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(v1::ContainerConfig {
+                    metadata: Some(v1::ContainerMetadata {
+                        name: "c".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(v1::ImageSpec {
+                        image: BUSYBOX.into(),
+                        ..Default::default()
+                    }),
+                    command: vec!["sleep".into(), "1000".into()],
+                    log_path: "c.log".into(),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config),
+            })
+            .await;
+    let result = match created {
+        Ok(r) => {
+            let id = r.into_inner().container_id;
+            start(&mut e, &id).await;
+            let r = exec(&mut e, &id, &["true"], 10).await.unwrap();
+            // The container's cpuset cgroup, as the host sees it.
+            let leaf = pod_dir.join(&id);
+            Ok((
+                r.exit_code,
+                std::fs::read_to_string(leaf.join("cpuset.cpus")),
+            ))
+        }
+        Err(status) => Err(status),
+    };
+    stop_remove_pod(&mut e, &pod).await;
+    drop(e);
+    remove_cgroup_tree(&top);
+    let (code, cpus) = result.expect("CreateContainer under a kubelet-made cgroup");
+    assert_eq!(code, 0);
+    assert!(!cpus.unwrap().trim().is_empty());
+}

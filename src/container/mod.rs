@@ -2,6 +2,7 @@
 //! and the process spec handed to pvecri-init.
 
 pub mod cgroup;
+pub mod cpuset;
 pub mod lxc_config;
 pub mod process;
 pub mod record;

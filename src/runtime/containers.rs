@@ -353,6 +353,14 @@ impl Runtime {
             once: config.stdin_once,
             tty: config.tty,
         };
+        if let Some(mount) = self.cpuset_v1() {
+            let parent = cgroup_container
+                .rsplit_once('/')
+                .map(|(parent, _)| parent)
+                .unwrap_or_default();
+            crate::container::cpuset::prepare(mount, parent)
+                .map_err(|e| RuntimeError::os("preparing the cpuset cgroups of the pod", id, e))?;
+        }
         let init_pid = self.spawn_monitor(id, &run_dir, &log_file, stdin).await?;
         if idmap.is_some() {
             // liblxc has bound the staged volumes: the copies can go.

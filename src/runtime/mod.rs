@@ -66,6 +66,9 @@ pub struct Runtime {
     /// once at start-up).
     userns_support: Result<(), String>,
     recursive_read_only: bool,
+    /// The v1 cpuset hierarchy, if the node has one
+    /// (`crate::container::cpuset`).
+    cpuset_v1: Option<std::path::PathBuf>,
 }
 
 impl Runtime {
@@ -151,6 +154,9 @@ impl Runtime {
             stopped_reported: Default::default(),
             userns_support,
             recursive_read_only: crate::sandbox::idmap::mount_setattr_available(),
+            cpuset_v1: std::fs::read_to_string("/proc/self/mountinfo")
+                .ok()
+                .and_then(|m| crate::container::cpuset::mount_point(&m)),
         };
         runtime
             .reconcile()
@@ -162,6 +168,10 @@ impl Runtime {
     /// them with mount_setattr(2)).
     pub fn supports_recursive_read_only(&self) -> bool {
         self.recursive_read_only
+    }
+
+    pub(crate) fn cpuset_v1(&self) -> Option<&std::path::Path> {
+        self.cpuset_v1.as_deref()
     }
 
     /// Whether this node runs `hostUsers: false` pods.
