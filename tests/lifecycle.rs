@@ -293,6 +293,19 @@ async fn exec_sync_output_exit_code_and_timeout() {
     assert_eq!(r.exit_code, 7);
     let r = exec(&mut e, &id, &["hostname"], 10).await.unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "host-exec");
+    // The runc umask, not the daemon's private one: files a container
+    // writes are readable by the pod's other users.
+    let r = exec(
+        &mut e,
+        &id,
+        &["sh", "-c", "umask; grep Umask /proc/1/status"],
+        10,
+    )
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(out.starts_with("0022\n"), "{out}");
+    assert!(out.contains("Umask:\t0022"), "{out}");
     let r = exec(&mut e, &id, &["cat", "/etc/resolv.conf"], 10)
         .await
         .unwrap();

@@ -142,6 +142,7 @@ fn start(run_dir: BorrowedFd<'_>, error_file: &mut Option<File>) -> Result<NotSt
 /// CAP_SETPCAP (so before setuid), and a filter needs CAP_SYS_ADMIN unless
 /// no_new_privs is set (so early without it, last with it).
 fn confine_and_exec(spec: &Spec) -> Result<std::convert::Infallible, StartError> {
+    sys::set_workload_umask();
     if let (Some(filter), false) = (&spec.seccomp, spec.no_new_privs) {
         security::load_seccomp(filter).map_err(StartError::Security)?;
     }

@@ -133,6 +133,15 @@ pub fn setuid(uid: libc::uid_t) -> Result<(), Errno> {
     check(unsafe { libc::setuid(uid) }).map(drop)
 }
 
+/// The file mode mask a workload starts with: runc's and containerd's 022,
+/// not whatever the daemon runs with (pvecri's own 077 would make every
+/// file a container writes private to its owner, breaking volumes shared
+/// between containers running as different users).
+pub fn set_workload_umask() {
+    // SAFETY: umask cannot fail and takes an integer.
+    unsafe { libc::umask(0o022) };
+}
+
 pub fn set_no_new_privs() -> Result<(), Errno> {
     // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
     check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
