@@ -885,3 +885,108 @@ async fn containers_start_under_kubelet_made_cpuset_cgroups() {
     assert_eq!(code, 0);
     assert!(!cpus.unwrap().trim().is_empty());
 }
+
+/// The kubelet creates containers by image ID; their status (which it
+/// copies into the pod's) names the image as the user wrote it, or by its
+/// tag, and keeps the ID in image_ref/image_id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_image_the_user_asked_for() {
+    if !ready("status_names_the_image_the_user_asked_for") {
+        return;
+    }
+    let mut e = env().await;
+    let image_id =
+        e.c.image
+            .image_status(v1::ImageStatusRequest {
+                image: Some(v1::ImageSpec {
+                    image: BUSYBOX.into(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .image
+            .unwrap()
+            .id;
+    let pod = run_pod(&mut e, "imgname").await;
+    let pod_cfg = pod_config(&e, "imgname");
+    let mut seen = Vec::new();
+    for (name, user_specified) in [("by-id", ""), ("by-id-named", "busybox-as-typed")] {
+        let id =
+            e.c.runtime
+                .create_container(v1::CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(v1::ContainerConfig {
+                        metadata: Some(v1::ContainerMetadata {
+                            name: name.into(),
+                            attempt: 0,
+                        }),
+                        image: Some(v1::ImageSpec {
+                            image: image_id.clone(),
+                            user_specified_image: user_specified.into(),
+                            ..Default::default()
+                        }),
+                        command: vec!["true".into()],
+                        log_path: format!("{name}.log"),
+                        ..Default::default()
+                    }),
+                    sandbox_config: Some(pod_cfg.clone()),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .container_id;
+        let s = status(&mut e, &id).await;
+        assert_eq!(s.image_id, image_id);
+        seen.push(s.image.unwrap());
+    }
+    assert_eq!(seen[0].image, BUSYBOX);
+    assert_eq!(seen[1].image, "busybox-as-typed");
+    assert_eq!(seen[1].user_specified_image, "busybox-as-typed");
+    stop_remove_pod(&mut e, &pod).await;
+}
+
+/// A CreateContainer that fails after the container's log file was opened
+/// leaves no log file: the kubelet counts restarts from the files it finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_create_leaves_no_log_file() {
+    if !ready("a_failed_create_leaves_no_log_file") {
+        return;
+    }
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "failedcreate").await;
+    let pod_cfg = pod_config(&e, "failedcreate");
+    let err =
+        e.c.runtime
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(v1::ContainerConfig {
+                    metadata: Some(v1::ContainerMetadata {
+                        name: "broken".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(v1::ImageSpec {
+                        image: BUSYBOX.into(),
+                        ..Default::default()
+                    }),
+                    command: vec!["true".into()],
+                    log_path: "broken/0.log".into(),
+                    // liblxc fails to bind a source that does not exist.
+                    mounts: vec![v1::Mount {
+                        container_path: "/data".into(),
+                        host_path: "/nonexistent/pvecri-test-source".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                sandbox_config: Some(pod_cfg),
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Internal, "{err:?}");
+    let log = e.logs.path().join("failedcreate/broken/0.log");
+    assert!(!log.exists(), "{} was left behind", log.display());
+    stop_remove_pod(&mut e, &pod).await;
+}

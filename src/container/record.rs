@@ -49,7 +49,11 @@ pub struct ImageVolume {
 pub struct ContainerConfig {
     pub name: String,
     pub attempt: u32,
+    /// As the request named it (the kubelet sends the image ID).
     pub image: String,
+    /// The name the user wrote in the pod spec (CRI `user_specified_image`).
+    #[serde(default)]
+    pub user_specified_image: String,
     pub command: Vec<String>,
     pub args: Vec<String>,
     pub working_dir: String,
@@ -104,6 +108,10 @@ pub struct ContainerRecord {
     pub image_id: String,
     /// The image as the kubelet should see it (a repo digest, else the ID).
     pub image_ref: String,
+    /// The image's name when the container was created (its first tag), for
+    /// status when the request named it by ID.
+    #[serde(default)]
+    pub image_name: String,
     pub top_layer: Option<String>,
     pub state: ContainerState,
     pub created_at_ns: i64,

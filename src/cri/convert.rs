@@ -369,6 +369,11 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
         name: md.name.clone(),
         attempt: md.attempt,
         image,
+        user_specified_image: c
+            .image
+            .as_ref()
+            .map(|i| i.user_specified_image.clone())
+            .unwrap_or_default(),
         command: c.command.clone(),
         args: c.args.clone(),
         working_dir: c.working_dir.clone(),
@@ -552,9 +557,18 @@ fn container_metadata(c: &ContainerRecord) -> v1::ContainerMetadata {
     }
 }
 
+/// The container's image as a name a user recognises: what they wrote in
+/// the pod spec, else the image's tag, else the request's reference (the
+/// kubelet copies this into the pod's status; the ID is in `image_ref` and
+/// `image_id`).
 fn image_spec(c: &ContainerRecord) -> v1::ImageSpec {
+    let image = [&c.config.user_specified_image, &c.image_name]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or(&c.config.image);
     v1::ImageSpec {
-        image: c.config.image.clone(),
+        image: image.clone(),
+        user_specified_image: c.config.user_specified_image.clone(),
         ..Default::default()
     }
 }

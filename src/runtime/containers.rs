@@ -124,11 +124,19 @@ impl Runtime {
                 key: key.clone(),
                 holder,
             })?;
+        // A log file this attempt creates goes with a failed attempt: the
+        // kubelet counts restarts from the log files it finds.
+        let log = (!config.log_path.is_empty() && !pod.config.log_directory.is_empty())
+            .then(|| Path::new(&pod.config.log_directory).join(&config.log_path))
+            .filter(|log| !log.exists());
         let result = self.create_reserved(&id, &pod, config).await;
         if let Err(err) = &result {
             warn!(container_id = %id, error = %crate::errors::chain(err), "create failed; cleaning up");
             self.names.release(&key, &id);
             self.cleanup_container_dirs(&id).await;
+            if let Some(log) = log {
+                let _ = std::fs::remove_file(log);
+            }
         }
         result.map(|()| id)
     }
@@ -385,6 +393,16 @@ impl Runtime {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| image.id.clone()),
+            // Named by ID (as the kubelet does): the image's tag instead.
+            image_name: match image.repo_tags.first() {
+                Some(tag)
+                    if image.id.trim_start_matches("sha256:")
+                        == config.image.trim_start_matches("sha256:") =>
+                {
+                    tag.clone()
+                }
+                _ => config.image.clone(),
+            },
             top_layer: image.top_layer().map(str::to_owned),
             state: ContainerState::Created,
             created_at_ns: now_ns(),
