@@ -3,6 +3,7 @@
 #   crictl  - the CRI command line client (sigs.k8s.io/cri-tools/cmd/crictl)
 #   critest - the CRI conformance suite, a `go test -c` binary of cmd/critest
 #   crane   - registry client used by build-fixture-images.sh
+#   kubelet - the real kubelet, run standalone by tests/kubelet.rs
 # Everything is built from source fetched through the Go module proxy.
 # A tool is rebuilt only when its stamp line (tool, version, sha256 of the
 # installed binary) in $STAMP_DIR/tools.stamp does not match what is installed.
@@ -12,13 +13,14 @@
 #
 # Environment knobs (defaults in brackets):
 #   BIN_DIR [/usr/local/bin]  STAMP_DIR [/usr/local/lib/pvecri-test]
-#   CRI_TOOLS_VERSION [v1.37.0]  CRANE_VERSION [v0.22.1]
+#   CRI_TOOLS_VERSION [v1.37.0]  CRANE_VERSION [v0.22.1]  KUBELET_VERSION [v1.37.2]
 #   GO_BOOTSTRAP_VERSION [1.26.8]  GO_BOOTSTRAP_ROOT [/usr/local/go]
 #   FORCE=1 rebuilds everything.
 set -euo pipefail
 
 CRI_TOOLS_VERSION="${CRI_TOOLS_VERSION:-v1.37.0}"
 CRANE_VERSION="${CRANE_VERSION:-v0.22.1}"
+KUBELET_VERSION="${KUBELET_VERSION:-v1.37.2}"
 BIN_DIR="${BIN_DIR:-/usr/local/bin}"
 STAMP_DIR="${STAMP_DIR:-/usr/local/lib/pvecri-test}"
 STAMP="$STAMP_DIR/tools.stamp"
@@ -169,6 +171,44 @@ else
     log "crane $CRANE_VERSION already installed"
 fi
 
+# kubelet: k8s.io/kubernetes requires its staging modules (k8s.io/api,
+# client-go, ...) at v0.0.0 and replaces them with ./staging, so it cannot
+# be `go install`ed. A throwaway main module that requires it and points
+# every such module at its published v0.MINOR.PATCH release builds it.
+build_kubelet() {
+    local version="$1" work kmod goline staging minor patch
+    [[ "$version" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "KUBELET_VERSION must look like v1.N.M"
+    minor="${BASH_REMATCH[1]}" patch="${BASH_REMATCH[2]}"
+    work="$(mktemp -d)"
+    kmod="$(cd "$work" && GOFLAGS=-mod=mod "$GO" mod download -json "k8s.io/kubernetes@$version" |
+        sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+    [ -f "$kmod" ] || die "go mod download k8s.io/kubernetes@$version failed"
+    goline="$(awk '$1 == "go" { print; exit }' "$kmod")"
+    staging="$(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" { print $1 }' "$kmod" | sort -u)"
+    {
+        printf 'module pvecri-kubelet-build\n\n%s\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$goline" "$version"
+        for m in $staging; do printf '\t%s => %s v0.%s.%s\n' "$m" "$m" "$minor" "$patch"; done
+        printf ')\n'
+    } >"$work/go.mod"
+    (
+        cd "$work"
+        GOFLAGS="$GOFLAGS -mod=mod" "$GO" get "k8s.io/kubernetes/cmd/kubelet@$version"
+        GOFLAGS="$GOFLAGS -mod=mod" "$GO" build \
+            -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+            -o "$BIN_DIR/.kubelet.new" k8s.io/kubernetes/cmd/kubelet
+    )
+    rm -rf "$work"
+}
+
+if ! up_to_date kubelet "$KUBELET_VERSION"; then
+    log "building kubelet $KUBELET_VERSION (several minutes)"
+    build_kubelet "$KUBELET_VERSION"
+    install_built kubelet "$KUBELET_VERSION" "$BIN_DIR/.kubelet.new"
+else
+    log "kubelet $KUBELET_VERSION already installed"
+fi
+
 "$BIN_DIR/crictl" --version
 log "critest: $BIN_DIR/critest ($(grep '^critest ' "$STAMP" | cut -d' ' -f2))"
 log "crane: $BIN_DIR/crane ($(grep '^crane ' "$STAMP" | cut -d' ' -f2))"
+log "kubelet: $BIN_DIR/kubelet ($("$BIN_DIR/kubelet" --version))"

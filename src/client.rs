@@ -22,6 +22,7 @@ pub async fn channel(socket: &Path) -> Result<Channel, tonic::transport::Error> 
 }
 
 /// Both CRI service clients over one connection.
+#[derive(Clone)]
 pub struct CriClient {
     pub runtime: RuntimeServiceClient<Channel>,
     pub image: ImageServiceClient<Channel>,

@@ -785,25 +785,6 @@ async fn image_volumes_are_read_only_and_cleaned_up() {
     );
 }
 
-/// Removes `name` (a test's cgroup tree) from every cgroup hierarchy,
-/// children first.
-fn remove_cgroup_tree(name: &str) {
-    fn rm(dir: &std::path::Path) {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    rm(&e.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(dir);
-    }
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        rm(&hierarchy.path().join(name));
-    }
-    rm(&std::path::Path::new("/sys/fs/cgroup").join(name));
-}
-
 /// The kubelet makes `kubepods/<qos>/pod<uid>` itself on cgroup v1, with
 /// cpus and mems filled in but `clone_children` off; a container cgroup
 /// created beneath must still get cpus, or nothing can enter it.
@@ -880,7 +861,7 @@ async fn containers_start_under_kubelet_made_cpuset_cgroups() {
     };
     stop_remove_pod(&mut e, &pod).await;
     drop(e);
-    remove_cgroup_tree(&top);
+    common::remove_cgroup_tree(&top);
     let (code, cpus) = result.expect("CreateContainer under a kubelet-made cgroup");
     assert_eq!(code, 0);
     assert!(!cpus.unwrap().trim().is_empty());

@@ -221,3 +221,22 @@ pub fn require_init(test: &str) -> bool {
     }
     ok
 }
+
+/// Removes `name` (a test's cgroup tree) from every cgroup hierarchy,
+/// children first.
+pub fn remove_cgroup_tree(name: &str) {
+    fn rm(dir: &std::path::Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        rm(&hierarchy.path().join(name));
+    }
+    rm(&std::path::Path::new("/sys/fs/cgroup").join(name));
+}
