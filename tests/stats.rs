@@ -250,6 +250,27 @@ async fn cpu_memory_processes_and_network_follow_the_workload() {
     assert_eq!(empty.code(), tonic::Code::InvalidArgument);
     assert!(empty.message().contains("container_id"), "{empty:?}");
 
+    // Pressure stall information where the node's cgroup2 hierarchy has
+    // it (the unified mount, or the hybrid layout's cgroup2 beside v1).
+    let psi_here = [
+        "/sys/fs/cgroup/cpu.pressure",
+        "/sys/fs/cgroup/unified/cpu.pressure",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists());
+    if psi_here {
+        let s = container_stats(&mut c, &burner).await;
+        let cpu_psi = s.cpu.as_ref().unwrap().psi.as_ref().expect("cpu psi");
+        assert!(cpu_psi.some.is_some(), "{s:?}");
+        assert!(s.memory.as_ref().unwrap().psi.is_some(), "{s:?}");
+        assert!(
+            s.io.as_ref().and_then(|io| io.psi.as_ref()).is_some(),
+            "{s:?}"
+        );
+    } else {
+        eprintln!("skipping the PSI checks: this kernel has no cgroup pressure files");
+    }
+
     // The burner's CPU time rises and its rate is plausible: more than
     // nothing (a busy loop gets some CPU even on a loaded node; the CI VM's
     // two cores are shared with builds) and at most every core of the node.

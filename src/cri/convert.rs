@@ -676,8 +676,28 @@ fn cpu_usage(at_ns: i64, s: &crate::stats::CgroupStats, nano_cores: Option<u64>)
         timestamp: at_ns,
         usage_core_nano_seconds: s.cpu_usage_ns.and_then(u64v),
         usage_nano_cores: nano_cores.and_then(u64v),
-        psi: None,
+        psi: s.pressure.cpu.map(psi_stats),
     }
+}
+
+fn psi_stats(p: crate::stats::psi::Psi) -> v1::PsiStats {
+    let data = |l: crate::stats::psi::PsiLine| v1::PsiData {
+        total: l.total_us,
+        avg10: l.avg10,
+        avg60: l.avg60,
+        avg300: l.avg300,
+    };
+    v1::PsiStats {
+        full: p.full.map(data),
+        some: Some(data(p.some)),
+    }
+}
+
+fn io_usage(at_ns: i64, s: &crate::stats::CgroupStats) -> Option<v1::IoUsage> {
+    s.pressure.io.map(|p| v1::IoUsage {
+        timestamp: at_ns,
+        psi: Some(psi_stats(p)),
+    })
 }
 
 fn memory_usage(at_ns: i64, s: &crate::stats::CgroupStats) -> v1::MemoryUsage {
@@ -690,7 +710,7 @@ fn memory_usage(at_ns: i64, s: &crate::stats::CgroupStats) -> v1::MemoryUsage {
             rss_bytes: u64v(m.rss_bytes),
             page_faults: u64v(m.page_faults),
             major_page_faults: u64v(m.major_page_faults),
-            psi: None,
+            psi: s.pressure.memory.map(psi_stats),
         },
         // The timestamp alone says "sampled, nothing charged" (a created
         // or exited container).
@@ -727,7 +747,7 @@ pub fn container_stats(u: &crate::runtime::ContainerUsage) -> v1::ContainerStats
                 inodes_used: u64v(usage.inodes),
             }),
         swap: Some(swap_usage(u.at_ns, &u.cgroup)),
-        io: None,
+        io: io_usage(u.at_ns, &u.cgroup),
     }
 }
 
@@ -769,7 +789,7 @@ pub fn pod_stats(u: &crate::runtime::PodUsage) -> v1::PodSandboxStats {
                 process_count: u.cgroup.pids.and_then(u64v),
             }),
             containers: u.containers.iter().map(container_stats).collect(),
-            io: None,
+            io: io_usage(u.at_ns, &u.cgroup),
         }),
         windows: None,
     }

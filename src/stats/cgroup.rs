@@ -16,13 +16,18 @@ use crate::node::cgroups::CgroupLayout;
 /// unlimited.
 const V1_UNLIMITED: u64 = 1 << 62;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CgroupStats {
     /// Cumulative CPU time of every task, in nanoseconds.
     pub cpu_usage_ns: Option<u64>,
     pub memory: Option<MemoryStats>,
     /// Tasks (threads) in the cgroup.
     pub pids: Option<u64>,
+    /// Pressure stall information (cgroup v2 files); not summed by [`add`]:
+    /// stall averages of several cgroups do not add up.
+    ///
+    /// [`add`]: CgroupStats::add
+    pub pressure: super::psi::Pressure,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,8 +82,12 @@ impl CgroupStats {
 pub enum CgroupReader {
     /// cgroup v2: `<root>/<cgroup>/cpu.stat`, `memory.current`, ...
     V2 { root: PathBuf },
-    /// cgroup v1: `<root>/<controller>/<cgroup>/...`.
-    V1 { root: PathBuf },
+    /// cgroup v1: `<root>/<controller>/<cgroup>/...`; pressure from the
+    /// cgroup2 hierarchy at `unified` (hybrid hosts), if any.
+    V1 {
+        root: PathBuf,
+        unified: Option<PathBuf>,
+    },
 }
 
 impl CgroupReader {
@@ -88,7 +97,14 @@ impl CgroupReader {
         let root = PathBuf::from("/sys/fs/cgroup");
         match layout {
             CgroupLayout::Unified => CgroupReader::V2 { root },
-            _ => CgroupReader::V1 { root },
+            CgroupLayout::Hybrid { unified_at } => CgroupReader::V1 {
+                root,
+                unified: Some(PathBuf::from(unified_at)),
+            },
+            _ => CgroupReader::V1 {
+                root,
+                unified: None,
+            },
         }
     }
 
@@ -97,7 +113,13 @@ impl CgroupReader {
         let cgroup = cgroup.trim_matches('/');
         match self {
             CgroupReader::V2 { root } => read_v2(&root.join(cgroup)),
-            CgroupReader::V1 { root } => read_v1(root, cgroup),
+            CgroupReader::V1 { root, unified } => {
+                let mut stats = read_v1(root, cgroup);
+                if let Some(unified) = unified {
+                    stats.pressure = super::psi::Pressure::read(&unified.join(cgroup));
+                }
+                stats
+            }
         }
     }
 }
@@ -128,6 +150,7 @@ fn read_v2(dir: &Path) -> CgroupStats {
         cpu_usage_ns,
         memory,
         pids: read_u64(&dir.join("pids.current")),
+        pressure: super::psi::Pressure::read(dir),
     }
 }
 
@@ -179,6 +202,7 @@ fn read_v1(root: &Path, cgroup: &str) -> CgroupStats {
         cpu_usage_ns,
         memory,
         pids: read_u64(&root.join("pids").join(cgroup).join("pids.current")),
+        pressure: Default::default(),
     }
 }
 
@@ -272,10 +296,22 @@ mod tests {
                 ("pids/pvecri/c1/pids.current", "1\n"),
             ],
         );
+        write(
+            root.path(),
+            &[(
+                "unified/pvecri/c1/memory.pressure",
+                "some avg10=1.50 avg60=0.00 avg300=0.00 total=77\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=5\n",
+            )],
+        );
         let reader = CgroupReader::V1 {
             root: root.path().to_owned(),
+            unified: Some(root.path().join("unified")),
         };
         let s = reader.read("pvecri/c1");
+        // Hybrid: pressure from the cgroup2 hierarchy.
+        let memory_psi = s.pressure.memory.unwrap();
+        assert_eq!((memory_psi.some.total_us, memory_psi.some.avg10), (77, 1.5));
+        assert_eq!(s.pressure.cpu, None);
         assert_eq!(s.cpu_usage_ns, Some(123_456_789));
         assert_eq!(s.pids, Some(1));
         let m = s.memory.unwrap();
@@ -292,6 +328,7 @@ mod tests {
         for reader in [
             CgroupReader::V1 {
                 root: root.path().to_owned(),
+                unified: None,
             },
             CgroupReader::V2 {
                 root: root.path().to_owned(),
@@ -312,6 +349,7 @@ mod tests {
                 available_bytes: None,
                 ..Default::default()
             }),
+            pressure: Default::default(),
         };
         let mut total = CgroupStats::default();
         total.add(&a);
@@ -378,7 +416,7 @@ impl CgroupReader {
         let cgroup = cgroup.trim_matches('/');
         match self {
             CgroupReader::V2 { root } => detail_v2(&root.join(cgroup)),
-            CgroupReader::V1 { root } => detail_v1(root, cgroup),
+            CgroupReader::V1 { root, .. } => detail_v1(root, cgroup),
         }
     }
 }
@@ -525,6 +563,7 @@ mod detail_tests {
         }
         let d = CgroupReader::V1 {
             root: v1.path().to_owned(),
+            unified: None,
         }
         .read_detail("c");
         assert_eq!((d.cpu_user_ns, d.cpu_system_ns), (30_000_000, 10_000_000));

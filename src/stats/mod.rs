@@ -5,6 +5,7 @@
 pub mod cadvisor;
 pub mod cgroup;
 pub mod netdev;
+pub mod psi;
 pub mod sampler;
 
 pub use cgroup::{CgroupDetail, CgroupReader, CgroupStats, MemoryStats};
