@@ -574,9 +574,18 @@ async fn prometheus_endpoint_counts_rpcs() {
         return;
     }
     let port = free_port();
-    let d = Daemon::start(&format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"));
+    let d = Daemon::start(&format!(
+        "{}\n[metrics]\naddress = \"127.0.0.1:{port}\"\n",
+        mirror_config()
+    ));
     let mut c = d.client().await;
     let before = scrape(port);
+    if require_registry("prometheus_endpoint_counts_rpcs (pull bytes)") {
+        // A fresh state dir: every blob of the image is downloaded.
+        pull(&mut c).await;
+        let bytes = counter(&scrape(port), "pvecri_image_pull_bytes_total", &[]);
+        assert!(bytes > 500_000.0, "pulled {bytes} bytes of busybox");
+    }
     let versions = counter(
         &before,
         "pvecri_cri_requests_total",

@@ -15,8 +15,8 @@ pub use http::serve;
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Latency buckets for CRI calls and pulls: 1 ms to about 2 min.
@@ -32,6 +32,7 @@ pub struct Metrics {
     pub image_pulls: IntCounterVec,
     pub image_pull_duration: Histogram,
     pub image_pulls_in_flight: IntGauge,
+    pub image_pull_bytes: IntCounter,
     pub containers: IntGaugeVec,
     pub sandboxes: IntGaugeVec,
     pub monitors: IntGauge,
@@ -91,6 +92,10 @@ impl Metrics {
         )?;
         let image_pulls_in_flight =
             IntGauge::new("pvecri_image_pulls_in_flight", "PullImage calls under way.")?;
+        let image_pull_bytes = IntCounter::new(
+            "pvecri_image_pull_bytes_total",
+            "Bytes of image blobs downloaded from registries and verified (blobs already present are not counted).",
+        )?;
         let containers = IntGaugeVec::new(
             Opts::new("pvecri_containers", "Containers, by state."),
             &["state"],
@@ -113,6 +118,7 @@ impl Metrics {
         registry.register(Box::new(image_pulls.clone()))?;
         registry.register(Box::new(image_pull_duration.clone()))?;
         registry.register(Box::new(image_pulls_in_flight.clone()))?;
+        registry.register(Box::new(image_pull_bytes.clone()))?;
         let conditions = IntGaugeVec::new(
             Opts::new(
                 "pvecri_runtime_condition",
@@ -138,6 +144,7 @@ impl Metrics {
             image_pulls,
             image_pull_duration,
             image_pulls_in_flight,
+            image_pull_bytes,
             containers,
             sandboxes,
             monitors,

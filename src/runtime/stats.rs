@@ -216,6 +216,18 @@ impl Runtime {
         for c in &containers {
             cgroup.add(&c.cgroup);
         }
+        // Stall times do not add up: the pod's own cgroup has them, when
+        // the kubelet gave it one (without a parent, pods share pvecri's).
+        if !pod.config.cgroup_parent.is_empty() {
+            let (container, _) = crate::container::cgroup::container_paths(
+                self.config().cgroup_driver,
+                &pod.config.cgroup_parent,
+                "x",
+            );
+            if let Some((pod_cgroup, _)) = container.rsplit_once('/') {
+                cgroup.pressure = self.cgroup_reader.pressure(pod_cgroup);
+            }
+        }
         let nano_cores = cgroup
             .cpu_usage_ns
             .and_then(|u| self.cpu_sampler.observe(&pod.id, at_ns, u));

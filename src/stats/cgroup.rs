@@ -108,6 +108,20 @@ impl CgroupReader {
         }
     }
 
+    /// Only the pressure files of `cgroup` (a pod's cgroup, whose other
+    /// counters pvecri sums from its containers).
+    pub fn pressure(&self, cgroup: &str) -> super::psi::Pressure {
+        let cgroup = cgroup.trim_matches('/');
+        match self {
+            CgroupReader::V2 { root } => super::psi::Pressure::read(&root.join(cgroup)),
+            CgroupReader::V1 {
+                unified: Some(unified),
+                ..
+            } => super::psi::Pressure::read(&unified.join(cgroup)),
+            CgroupReader::V1 { unified: None, .. } => Default::default(),
+        }
+    }
+
     /// The counters of `cgroup` (a path relative to the hierarchy root).
     pub fn read(&self, cgroup: &str) -> CgroupStats {
         let cgroup = cgroup.trim_matches('/');
@@ -320,6 +334,35 @@ mod tests {
         assert_eq!((m.page_faults, m.major_page_faults), (50, 2));
         assert_eq!(m.available_bytes, None, "no limit");
         assert_eq!(m.swap_usage_bytes, None, "no swap accounting");
+    }
+
+    #[test]
+    fn pod_pressure_comes_from_the_cgroup2_hierarchy() {
+        let root = tempfile::tempdir().unwrap();
+        write(
+            root.path(),
+            &[(
+                "unified/kubepods/pod1/cpu.pressure",
+                "some avg10=0.00 avg60=0.00 avg300=0.00 total=11\n",
+            )],
+        );
+        let hybrid = CgroupReader::V1 {
+            root: root.path().to_owned(),
+            unified: Some(root.path().join("unified")),
+        };
+        assert_eq!(
+            hybrid.pressure("/kubepods/pod1").cpu.unwrap().some.total_us,
+            11
+        );
+        let v2 = CgroupReader::V2 {
+            root: root.path().join("unified"),
+        };
+        assert_eq!(v2.pressure("kubepods/pod1").cpu.unwrap().some.total_us, 11);
+        let legacy = CgroupReader::V1 {
+            root: root.path().to_owned(),
+            unified: None,
+        };
+        assert_eq!(legacy.pressure("kubepods/pod1"), Default::default());
     }
 
     #[test]

@@ -301,6 +301,10 @@ impl<'a> Session<'a> {
             )
             .await
             .map_err(|e| self.content_error(&blob.digest, e))?;
+        // Verified and stored: the digest check passed, so the size is exact.
+        crate::metrics::global()
+            .image_pull_bytes
+            .inc_by(blob.size.max(0) as u64);
         Ok(())
     }
 
