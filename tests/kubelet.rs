@@ -2,8 +2,9 @@
 //! standalone against the daemon: static pods from a manifest directory,
 //! with no API server. It exercises what critest does not: the kubelet's own
 //! cgroup tree (`kubepods/...` made before CreateContainer), pod-level
-//! volumes shared between an init container and a non-root container,
-//! restarts with back-off, and pod removal when the manifest goes.
+//! volumes shared between an init container and a non-root container, a
+//! `hostUsers: false` pod with the kubelet's own ID range, restarts with
+//! back-off, and pod removal when the manifest goes.
 //!
 //! The kubelet changes node state this test puts back: three kernel
 //! tunables it insists on (vm.overcommit_memory, kernel.panic,
@@ -231,6 +232,25 @@ spec:
     )
 }
 
+/// A pod in its own user namespace; the kubelet picks the ID range.
+fn userns_manifest() -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: userns
+  namespace: default
+spec:
+  terminationGracePeriodSeconds: 2
+  hostUsers: false
+  containers:
+  - name: mapped
+    image: {BUSYBOX}
+    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]
+"
+    )
+}
+
 fn crashy_manifest() -> String {
     format!(
         "apiVersion: v1
@@ -315,6 +335,7 @@ async fn static_pods_run_restart_and_go_away() {
     let manifests = dir.path().join("manifests");
     std::fs::write(manifests.join("web.yaml"), web_manifest()).unwrap();
     std::fs::write(manifests.join("crashy.yaml"), crashy_manifest()).unwrap();
+    std::fs::write(manifests.join("userns.yaml"), userns_manifest()).unwrap();
     let config = kubelet_config(dir.path(), &socket);
     let log = dir.path().join("kubelet.log");
     let out = std::fs::File::create(&log).unwrap();
@@ -372,6 +393,45 @@ async fn static_pods_run_restart_and_go_away() {
         main.image.as_ref().map(|i| i.image.as_str()),
         Some(BUSYBOX),
         "status names the image, not its ID"
+    );
+
+    // hostUsers: false: the kubelet's mapping reaches the container.
+    let mapped = eventually(
+        Duration::from_secs(120),
+        "the userns pod's container",
+        &log,
+        || {
+            let mut c = c.clone();
+            async move {
+                containers(&mut c).await.into_iter().find(|x| {
+                    x.state == v1::ContainerState::ContainerRunning as i32
+                        && x.metadata.as_ref().is_some_and(|m| m.name == "mapped")
+                })
+            }
+        },
+    )
+    .await;
+    let r = c
+        .runtime
+        .exec_sync(v1::ExecSyncRequest {
+            container_id: mapped.id.clone(),
+            cmd: vec!["cat".into(), "/proc/self/uid_map".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let map = String::from_utf8_lossy(&r.stdout);
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    assert_eq!(fields.len(), 3, "{map}");
+    assert_eq!(fields[0], "0", "{map}");
+    assert_ne!(
+        fields[1], "0",
+        "root inside must not be root outside: {map}"
+    );
+    eprintln!(
+        "the kubelet's mapping for a hostUsers: false pod: {}",
+        map.trim()
     );
 
     // A container that exits is restarted (after the kubelet's back-off).
