@@ -293,6 +293,21 @@ async fn ready_pods(c: &mut CriClient, name: &str) -> usize {
         .count()
 }
 
+/// Waits for a running container named `name`.
+async fn running(c: &CriClient, name: &str, limit: Duration, log: &Path) -> v1::Container {
+    let what = format!("a running container {name}");
+    eventually(limit, &what, log, || {
+        let mut c = c.clone();
+        async move {
+            containers(&mut c).await.into_iter().find(|x| {
+                x.state == v1::ContainerState::ContainerRunning as i32
+                    && x.metadata.as_ref().is_some_and(|m| m.name == name)
+            })
+        }
+    })
+    .await
+}
+
 /// Polls `check` once a second until it gives a value or `limit` passes.
 async fn eventually<T, F, Fut>(limit: Duration, what: &str, log: &Path, mut check: F) -> T
 where
@@ -354,21 +369,7 @@ async fn static_pods_run_restart_and_go_away() {
 
     // The main container runs, after its init container, under the
     // kubelet's cgroups, and reads the init container's file as uid 1000.
-    let main = eventually(
-        Duration::from_secs(180),
-        "the web pod's main container",
-        &log,
-        || {
-            let mut c = c.clone();
-            async move {
-                containers(&mut c).await.into_iter().find(|x| {
-                    x.state == v1::ContainerState::ContainerRunning as i32
-                        && x.metadata.as_ref().is_some_and(|m| m.name == "main")
-                })
-            }
-        },
-    )
-    .await;
+    let main = running(&c, "main", Duration::from_secs(180), &log).await;
     let r = c
         .runtime
         .exec_sync(v1::ExecSyncRequest {
@@ -396,21 +397,7 @@ async fn static_pods_run_restart_and_go_away() {
     );
 
     // hostUsers: false: the kubelet's mapping reaches the container.
-    let mapped = eventually(
-        Duration::from_secs(120),
-        "the userns pod's container",
-        &log,
-        || {
-            let mut c = c.clone();
-            async move {
-                containers(&mut c).await.into_iter().find(|x| {
-                    x.state == v1::ContainerState::ContainerRunning as i32
-                        && x.metadata.as_ref().is_some_and(|m| m.name == "mapped")
-                })
-            }
-        },
-    )
-    .await;
+    let mapped = running(&c, "mapped", Duration::from_secs(120), &log).await;
     let r = c
         .runtime
         .exec_sync(v1::ExecSyncRequest {

@@ -5,7 +5,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{mirror_config, require_init, require_registry, require_root, Daemon};
+use common::{
+    container_config, create_container, mirror_config, require_init, require_registry,
+    require_root, Daemon,
+};
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
 
@@ -80,27 +83,11 @@ async fn create(e: &mut Env, pod: &str, name: &str, cmd: &[&str]) -> Result<Stri
         None => "unknown".to_owned(),
     };
     let pod_cfg = pod_config(e, &pod_name);
-    e.c.runtime
-        .create_container(v1::CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(v1::ContainerConfig {
-                metadata: Some(v1::ContainerMetadata {
-                    name: name.into(),
-                    attempt: 0,
-                }),
-                image: Some(v1::ImageSpec {
-                    image: BUSYBOX.into(),
-                    ..Default::default()
-                }),
-                command: cmd.iter().map(|s| s.to_string()).collect(),
-                log_path: format!("{name}.log"),
-                labels: HashMap::from([("c".into(), name.into())]),
-                ..Default::default()
-            }),
-            sandbox_config: Some(pod_cfg),
-        })
-        .await
-        .map(|r| r.into_inner().container_id)
+    let config = v1::ContainerConfig {
+        labels: HashMap::from([("c".into(), name.into())]),
+        ..container_config(name, BUSYBOX, cmd)
+    };
+    create_container(&mut e.c, pod, &pod_cfg, config).await
 }
 
 async fn pod_name_of(e: &mut Env, pod: &str) -> Option<String> {
@@ -557,39 +544,28 @@ async fn an_oom_kill_is_reported_as_oomkilled() {
     let mut e = env().await;
     let pod = run_pod(&mut e, "oom").await;
     let pod_cfg = pod_config(&e, "oom");
-    let id =
-        e.c.runtime
-            .create_container(v1::CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(v1::ContainerConfig {
-                    metadata: Some(v1::ContainerMetadata {
-                        name: "hog".into(),
-                        attempt: 0,
-                    }),
-                    image: Some(v1::ImageSpec {
-                        image: BUSYBOX.into(),
-                        ..Default::default()
-                    }),
-                    command: vec![
-                        "sh".into(),
-                        "-c".into(),
-                        "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived".into(),
-                    ],
-                    linux: Some(v1::LinuxContainerConfig {
-                        resources: Some(v1::LinuxContainerResources {
-                            memory_limit_in_bytes: 32 << 20,
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                sandbox_config: Some(pod_cfg),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
+    let config = v1::ContainerConfig {
+        linux: Some(v1::LinuxContainerConfig {
+            resources: Some(v1::LinuxContainerResources {
+                memory_limit_in_bytes: 32 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        log_path: String::new(),
+        ..container_config(
+            "hog",
+            BUSYBOX,
+            &[
+                "sh",
+                "-c",
+                "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived",
+            ],
+        )
+    };
+    let id = create_container(&mut e.c, &pod, &pod_cfg, config)
+        .await
+        .unwrap();
     start(&mut e, &id).await;
     let s = wait_exited(&mut e, &id).await;
     assert_eq!(s.reason, "OOMKilled", "{s:?}");
@@ -825,29 +801,15 @@ async fn containers_start_under_kubelet_made_cpuset_cgroups() {
             .unwrap()
             .into_inner()
             .pod_sandbox_id;
-    let created =
-        e.c.runtime
-            .create_container(v1::CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(v1::ContainerConfig {
-                    metadata: Some(v1::ContainerMetadata {
-                        name: "c".into(),
-                        attempt: 0,
-                    }),
-                    image: Some(v1::ImageSpec {
-                        image: BUSYBOX.into(),
-                        ..Default::default()
-                    }),
-                    command: vec!["sleep".into(), "1000".into()],
-                    log_path: "c.log".into(),
-                    ..Default::default()
-                }),
-                sandbox_config: Some(config),
-            })
-            .await;
+    let created = create_container(
+        &mut e.c,
+        &pod,
+        &config,
+        container_config("c", BUSYBOX, &["sleep", "1000"]),
+    )
+    .await;
     let result = match created {
-        Ok(r) => {
-            let id = r.into_inner().container_id;
+        Ok(id) => {
             start(&mut e, &id).await;
             let r = exec(&mut e, &id, &["true"], 10).await.unwrap();
             // The container's cpuset cgroup, as the host sees it.
@@ -895,30 +857,17 @@ async fn status_names_the_image_the_user_asked_for() {
     let pod_cfg = pod_config(&e, "imgname");
     let mut seen = Vec::new();
     for (name, user_specified) in [("by-id", ""), ("by-id-named", "busybox-as-typed")] {
-        let id =
-            e.c.runtime
-                .create_container(v1::CreateContainerRequest {
-                    pod_sandbox_id: pod.clone(),
-                    config: Some(v1::ContainerConfig {
-                        metadata: Some(v1::ContainerMetadata {
-                            name: name.into(),
-                            attempt: 0,
-                        }),
-                        image: Some(v1::ImageSpec {
-                            image: image_id.clone(),
-                            user_specified_image: user_specified.into(),
-                            ..Default::default()
-                        }),
-                        command: vec!["true".into()],
-                        log_path: format!("{name}.log"),
-                        ..Default::default()
-                    }),
-                    sandbox_config: Some(pod_cfg.clone()),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .container_id;
+        let config = v1::ContainerConfig {
+            image: Some(v1::ImageSpec {
+                image: image_id.clone(),
+                user_specified_image: user_specified.into(),
+                ..Default::default()
+            }),
+            ..container_config(name, "", &["true"])
+        };
+        let id = create_container(&mut e.c, &pod, &pod_cfg, config)
+            .await
+            .unwrap();
         let s = status(&mut e, &id).await;
         assert_eq!(s.image_id, image_id);
         seen.push(s.image.unwrap());
@@ -939,33 +888,19 @@ async fn a_failed_create_leaves_no_log_file() {
     let mut e = env().await;
     let pod = run_pod(&mut e, "failedcreate").await;
     let pod_cfg = pod_config(&e, "failedcreate");
-    let err =
-        e.c.runtime
-            .create_container(v1::CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(v1::ContainerConfig {
-                    metadata: Some(v1::ContainerMetadata {
-                        name: "broken".into(),
-                        attempt: 0,
-                    }),
-                    image: Some(v1::ImageSpec {
-                        image: BUSYBOX.into(),
-                        ..Default::default()
-                    }),
-                    command: vec!["true".into()],
-                    log_path: "broken/0.log".into(),
-                    // liblxc fails to bind a source that does not exist.
-                    mounts: vec![v1::Mount {
-                        container_path: "/data".into(),
-                        host_path: "/nonexistent/pvecri-test-source".into(),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                sandbox_config: Some(pod_cfg),
-            })
-            .await
-            .unwrap_err();
+    let config = v1::ContainerConfig {
+        log_path: "broken/0.log".into(),
+        // liblxc fails to bind a source that does not exist.
+        mounts: vec![v1::Mount {
+            container_path: "/data".into(),
+            host_path: "/nonexistent/pvecri-test-source".into(),
+            ..Default::default()
+        }],
+        ..container_config("broken", BUSYBOX, &["true"])
+    };
+    let err = create_container(&mut e.c, &pod, &pod_cfg, config)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Internal, "{err:?}");
     let log = e.logs.path().join("failedcreate/broken/0.log");
     assert!(!log.exists(), "{} was left behind", log.display());

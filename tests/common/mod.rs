@@ -240,3 +240,39 @@ pub fn remove_cgroup_tree(name: &str) {
     }
     rm(&std::path::Path::new("/sys/fs/cgroup").join(name));
 }
+
+/// A container config the way the tests mostly need one: `cmd` in `image`,
+/// logging to `<name>.log`.
+pub fn container_config(name: &str, image: &str, cmd: &[&str]) -> pvecri::cri::v1::ContainerConfig {
+    use pvecri::cri::v1;
+    v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(v1::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+/// CreateContainer in `pod`, whose RunPodSandbox config was `sandbox`.
+pub async fn create_container(
+    c: &mut CriClient,
+    pod: &str,
+    sandbox: &pvecri::cri::v1::PodSandboxConfig,
+    config: pvecri::cri::v1::ContainerConfig,
+) -> Result<String, tonic::Status> {
+    c.runtime
+        .create_container(pvecri::cri::v1::CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: Some(sandbox.clone()),
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
