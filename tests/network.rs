@@ -14,7 +14,10 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{mirror_config, require_init, require_registry, require_root, Daemon};
+use common::{
+    container_config, create_container, mirror_config, require_init, require_registry,
+    require_root, Daemon,
+};
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
 
@@ -232,29 +235,11 @@ async fn start_container(
     config: &v1::PodSandboxConfig,
     cmd: &[&str],
 ) -> String {
-    let id =
-        e.c.runtime
-            .create_container(v1::CreateContainerRequest {
-                pod_sandbox_id: pod.into(),
-                config: Some(v1::ContainerConfig {
-                    metadata: Some(v1::ContainerMetadata {
-                        name: "c".into(),
-                        attempt: 0,
-                    }),
-                    image: Some(v1::ImageSpec {
-                        image: BUSYBOX.into(),
-                        ..Default::default()
-                    }),
-                    command: cmd.iter().map(|s| s.to_string()).collect(),
-                    labels: HashMap::new(),
-                    ..Default::default()
-                }),
-                sandbox_config: Some(config.clone()),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
+    let ctr = v1::ContainerConfig {
+        log_path: String::new(),
+        ..container_config("c", BUSYBOX, cmd)
+    };
+    let id = create_container(&mut e.c, pod, config, ctr).await.unwrap();
     e.c.runtime
         .start_container(v1::StartContainerRequest {
             container_id: id.clone(),

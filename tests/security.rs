@@ -8,7 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{mirror_config, require_init, require_registry, require_root, Daemon};
+use common::{
+    create_container, mirror_config, require_init, require_registry, require_root, Daemon,
+};
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
 
@@ -131,14 +133,7 @@ async fn create(
     pod: &Pod,
     config: v1::ContainerConfig,
 ) -> Result<String, tonic::Status> {
-    e.c.runtime
-        .create_container(v1::CreateContainerRequest {
-            pod_sandbox_id: pod.id.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod.config.clone()),
-        })
-        .await
-        .map(|r| r.into_inner().container_id)
+    create_container(&mut e.c, &pod.id, &pod.config, config).await
 }
 
 /// Creates and starts a long-running busybox container.

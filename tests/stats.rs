@@ -5,7 +5,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{mirror_config, require_init, require_registry, require_root, Daemon};
+use common::{
+    container_config, create_container, mirror_config, require_init, require_registry,
+    require_root, Daemon,
+};
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
 
@@ -57,28 +60,14 @@ async fn run_pod(c: &mut CriClient, name: &str) -> String {
 }
 
 async fn create(c: &mut CriClient, pod: &str, pod_name: &str, name: &str, cmd: &[&str]) -> String {
-    c.runtime
-        .create_container(v1::CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(v1::ContainerConfig {
-                metadata: Some(v1::ContainerMetadata {
-                    name: name.into(),
-                    attempt: 0,
-                }),
-                image: Some(v1::ImageSpec {
-                    image: BUSYBOX.into(),
-                    ..Default::default()
-                }),
-                command: cmd.iter().map(|s| s.to_string()).collect(),
-                labels: HashMap::from([("c".into(), name.into())]),
-                ..Default::default()
-            }),
-            sandbox_config: Some(pod_config(pod_name)),
-        })
+    let config = v1::ContainerConfig {
+        labels: HashMap::from([("c".into(), name.into())]),
+        log_path: String::new(),
+        ..container_config(name, BUSYBOX, cmd)
+    };
+    create_container(c, pod, &pod_config(pod_name), config)
         .await
         .unwrap()
-        .into_inner()
-        .container_id
 }
 
 async fn start(c: &mut CriClient, id: &str) {
