@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{
-    container_config, create_container, mirror_config, require_init, require_registry,
+    container_config, create_container, mirror_config, pull_image, require_init, require_registry,
     require_root, Daemon,
 };
 use pvecri::client::CriClient;
@@ -27,16 +27,7 @@ struct Env {
 async fn env() -> Env {
     let d = Daemon::start(&mirror_config());
     let mut c = d.client().await;
-    c.image
-        .pull_image(v1::PullImageRequest {
-            image: Some(v1::ImageSpec {
-                image: BUSYBOX.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    pull_image(&mut c, BUSYBOX).await;
     Env {
         d,
         c,

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    container_config, create_container, mirror_config, require_init, require_registry,
+    container_config, create_container, mirror_config, pull_image, require_init, require_registry,
     require_root, Daemon,
 };
 use pvecri::client::CriClient;
@@ -159,16 +159,7 @@ struct Env {
 async fn env(config: &str) -> Env {
     let d = Daemon::start(config);
     let mut c = d.client().await;
-    c.image
-        .pull_image(v1::PullImageRequest {
-            image: Some(v1::ImageSpec {
-                image: BUSYBOX.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("pull busybox");
+    pull_image(&mut c, BUSYBOX).await;
     Env { d, c }
 }
 

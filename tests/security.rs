@@ -9,7 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    create_container, mirror_config, require_init, require_registry, require_root, Daemon,
+    create_container, mirror_config, pull_image, require_init, require_registry, require_root,
+    Daemon,
 };
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
@@ -31,16 +32,7 @@ async fn env(images: &[&str]) -> Env {
     let d = Daemon::start(&mirror_config());
     let mut c = d.client().await;
     for image in images {
-        c.image
-            .pull_image(v1::PullImageRequest {
-                image: Some(v1::ImageSpec {
-                    image: image.to_string(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        pull_image(&mut c, image).await;
     }
     Env {
         _d: d,

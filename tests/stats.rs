@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{
-    container_config, create_container, mirror_config, require_init, require_registry,
+    container_config, create_container, mirror_config, pull_image, require_init, require_registry,
     require_root, Daemon,
 };
 use pvecri::client::CriClient;
@@ -22,16 +22,7 @@ fn ready(test: &str) -> bool {
 }
 
 async fn pull(c: &mut CriClient) {
-    c.image
-        .pull_image(v1::PullImageRequest {
-            image: Some(v1::ImageSpec {
-                image: BUSYBOX.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    pull_image(c, BUSYBOX).await;
 }
 
 fn pod_config(name: &str) -> v1::PodSandboxConfig {

@@ -276,3 +276,17 @@ pub async fn create_container(
         .await
         .map(|r| r.into_inner().container_id)
 }
+
+/// PullImage, failing the test when it fails.
+pub async fn pull_image(c: &mut CriClient, image: &str) {
+    c.image
+        .pull_image(pvecri::cri::v1::PullImageRequest {
+            image: Some(pvecri::cri::v1::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("pull {image}: {e}"));
+}
