@@ -147,18 +147,7 @@ async fn exec(
 }
 
 async fn stop_remove_pod(e: &mut Env, pod: &str) {
-    e.c.runtime
-        .stop_pod_sandbox(v1::StopPodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        })
-        .await
-        .unwrap();
-    e.c.runtime
-        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        })
-        .await
-        .unwrap();
+    common::stop_remove_pod(&mut e.c, pod).await;
 }
 
 fn count_entries(path: std::path::PathBuf) -> usize {

@@ -9,8 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    create_container, mirror_config, pull_image, require_init, require_registry, require_root,
-    Daemon,
+    container_config, create_container, mirror_config, pull_image, require_init, require_registry,
+    require_root, Daemon,
 };
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
@@ -102,21 +102,11 @@ fn container(
     sc: v1::LinuxContainerSecurityContext,
 ) -> v1::ContainerConfig {
     v1::ContainerConfig {
-        metadata: Some(v1::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(v1::ImageSpec {
-            image: image.into(),
-            ..Default::default()
-        }),
-        command: cmd.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
         linux: Some(v1::LinuxContainerConfig {
             security_context: Some(sc),
             ..Default::default()
         }),
-        ..Default::default()
+        ..container_config(name, image, cmd)
     }
 }
 
@@ -135,9 +125,12 @@ async fn running(
     name: &str,
     sc: v1::LinuxContainerSecurityContext,
 ) -> String {
-    let id = create(e, pod, container(name, BUSYBOX, &["sleep", "3600"], sc))
-        .await
-        .unwrap();
+    started(e, pod, container(name, BUSYBOX, &["sleep", "3600"], sc)).await
+}
+
+/// Creates and starts a container from `config`.
+async fn started(e: &mut Env, pod: &Pod, config: v1::ContainerConfig) -> String {
+    let id = create(e, pod, config).await.unwrap();
     e.c.runtime
         .start_container(v1::StartContainerRequest {
             container_id: id.clone(),
@@ -540,13 +533,7 @@ async fn bidirectional_volume() {
         propagation: v1::MountPropagation::PropagationBidirectional as i32,
         ..Default::default()
     }];
-    let id = create(&mut e, &pod, config).await.unwrap();
-    e.c.runtime
-        .start_container(v1::StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    let id = started(&mut e, &pod, config).await;
     // Host to container.
     std::fs::create_dir_all(src.join("from-host")).unwrap();
     let extra = dir.path().join("extra");
@@ -757,13 +744,7 @@ async fn user_namespace_pod() {
         host_path: vol.path().display().to_string(),
         ..Default::default()
     }];
-    let id = create(&mut e, &pod, config).await.unwrap();
-    e.c.runtime
-        .start_container(v1::StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    let id = started(&mut e, &pod, config).await;
     let side = running(&mut e, &pod, "side", Default::default()).await;
 
     let (code, out, err) = sh(
@@ -830,18 +811,7 @@ async fn user_namespace_pod() {
             .await
             .unwrap();
     }
-    e.c.runtime
-        .stop_pod_sandbox(v1::StopPodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .unwrap();
-    e.c.runtime
-        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.id.clone(),
-        })
-        .await
-        .unwrap();
+    common::stop_remove_pod(&mut e.c, &pod.id).await;
     assert_eq!(mounts_under(e._d.dir.path()), mounts_before);
 
     // What critest and the kubelet must never get: a pod in a user

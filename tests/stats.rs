@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     container_config, create_container, mirror_config, pull_image, require_init, require_registry,
-    require_root, Daemon,
+    require_root, stop_remove_pod, Daemon,
 };
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
@@ -65,21 +65,6 @@ async fn start(c: &mut CriClient, id: &str) {
     c.runtime
         .start_container(v1::StartContainerRequest {
             container_id: id.into(),
-        })
-        .await
-        .unwrap();
-}
-
-async fn stop_remove_pod(c: &mut CriClient, pod: &str) {
-    c.runtime
-        .stop_pod_sandbox(v1::StopPodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        })
-        .await
-        .unwrap();
-    c.runtime
-        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.into(),
         })
         .await
         .unwrap();

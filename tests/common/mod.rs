@@ -290,3 +290,20 @@ pub async fn pull_image(c: &mut CriClient, image: &str) {
         .await
         .unwrap_or_else(|e| panic!("pull {image}: {e}"));
 }
+
+/// StopPodSandbox then RemovePodSandbox, failing the test on an error.
+pub async fn stop_remove_pod(c: &mut CriClient, pod: &str) {
+    use pvecri::cri::v1;
+    c.runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+    c.runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+}
