@@ -401,6 +401,12 @@ async fn pods_reach_each_other_the_host_and_host_ports_and_leave_nothing() {
         assert!(body.ends_with("served-by-pod\n"), "{addr}: {body}");
     }
 
+    // The IPv6 host port, on the bridge's IPv6 address (the kernel cannot
+    // DNAT from ::1, as with every runtime).
+    let gateway6: IpAddr = "fd78:11::1".parse().unwrap();
+    let body = http_get(SocketAddr::new(gateway6, 18081));
+    assert!(body.ends_with("served-by-pod\n"), "[{gateway6}]: {body}");
+
     // Through the host port from pods: another pod, and the pod itself
     // (hairpin).
     let via_node = format!("http://{gateway}:18081/index.html");

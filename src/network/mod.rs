@@ -244,12 +244,18 @@ impl Network {
             .into_iter()
             .flat_map(|n| n.host_ports)
             .collect();
-        let IpNet::V4(pod_cidr) = self.subnets().v4.net() else {
+        let subnets = self.subnets();
+        let IpNet::V4(pod_cidr) = subnets.v4.net() else {
             unreachable!("the first subnet is IPv4");
         };
+        let pod_cidr_v6 = subnets.v6.and_then(|s| match s.net() {
+            IpNet::V6(net) => Some(net),
+            IpNet::V4(_) => None,
+        });
         let spec = TableSpec {
             bridge: &self.config.bridge,
             pod_cidr,
+            pod_cidr_v6,
             masquerade: self.config.masquerade,
             egress: self.config.egress,
         };
@@ -322,7 +328,13 @@ impl Network {
         pod: &PodConfig,
     ) -> Result<Vec<String>, NetworkError> {
         let conf = cni::load(&self.config.cni_conf_dir)?;
-        let host_ports = host_ports(&pod.port_mappings, Ipv4Addr::UNSPECIFIED)?;
+        // The plugins map the host ports to the pod's addresses themselves;
+        // these entries only carry the mappings as capability args.
+        let host_ports = host_ports(
+            &pod.port_mappings,
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Some(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
+        )?;
         let mut attachment = cni::CniAttachment {
             pod_id: pod_id.to_owned(),
             netns: netns.display().to_string(),
@@ -381,10 +393,7 @@ impl Network {
             ips.push(ip);
             cursors.last.insert(key, ip.to_string());
         }
-        let IpAddr::V4(pod_v4) = ips[0] else {
-            unreachable!("the first subnet is IPv4");
-        };
-        let host_ports = host_ports(port_mappings, pod_v4)?;
+        let host_ports = host_ports(port_mappings, ips[0], ips.get(1).copied())?;
         let record = PodNetwork {
             pod_id: pod_id.to_owned(),
             ips: ips.iter().map(IpAddr::to_string).collect(),
@@ -526,8 +535,14 @@ impl Network {
 }
 
 /// The DNAT entries of a pod's port mappings; mappings without a host port
-/// need none (the pod IP is reachable as it is).
-fn host_ports(mappings: &[PortMapping], pod_ip: Ipv4Addr) -> Result<Vec<HostPort>, NetworkError> {
+/// need none (the pod IP is reachable as it is). A mapping without a host
+/// IP is made for each of the pod's families, one with a host IP for that
+/// address's family.
+fn host_ports(
+    mappings: &[PortMapping],
+    pod_v4: IpAddr,
+    pod_v6: Option<IpAddr>,
+) -> Result<Vec<HostPort>, NetworkError> {
     let invalid = |message: String| NetworkError::Invalid {
         field: "config.port_mappings",
         message,
@@ -548,33 +563,39 @@ fn host_ports(mappings: &[PortMapping], pod_ip: Ipv4Addr) -> Result<Vec<HostPort
             .filter(|p| *p != 0)
             .ok_or_else(|| invalid(format!("host_port {} is not a port", m.host_port)))?;
         let host_ip = match m.host_ip.trim() {
-            "" | "0.0.0.0" => None,
-            text => match text.parse::<IpAddr>() {
-                Ok(IpAddr::V4(ip)) => Some(ip),
-                Ok(IpAddr::V6(_)) => {
-                    return Err(invalid(format!(
-                        "host_ip {text}: IPv6 host ports are not supported"
-                    )))
-                }
-                Err(_) => return Err(invalid(format!("host_ip {text:?} is not an IP address"))),
-            },
+            "" | "0.0.0.0" | "::" => None,
+            text => Some(
+                text.parse::<IpAddr>()
+                    .map_err(|_| invalid(format!("host_ip {text:?} is not an IP address")))?,
+            ),
         };
-        let entry = HostPort {
-            protocol,
-            host_ip,
-            host_port,
-            pod_ip,
-            container_port,
+        let targets: Vec<IpAddr> = match host_ip {
+            None => std::iter::once(pod_v4).chain(pod_v6).collect(),
+            Some(IpAddr::V4(_)) => vec![pod_v4],
+            Some(ip @ IpAddr::V6(_)) => vec![pod_v6.ok_or_else(|| {
+                invalid(format!("host_ip {ip}: the pod has no IPv6 address"))
+            })?],
         };
-        if out
-            .iter()
-            .any(|p| p.protocol == protocol && p.host_port == host_port && p.host_ip == host_ip)
-        {
-            return Err(invalid(format!(
-                "host port {host_port} is mapped twice for the same protocol and address"
-            )));
+        for pod_ip in targets {
+            let same = |p: &HostPort| {
+                p.protocol == protocol
+                    && p.host_port == host_port
+                    && p.host_ip == host_ip
+                    && p.pod_ip.is_ipv6() == pod_ip.is_ipv6()
+            };
+            if out.iter().any(same) {
+                return Err(invalid(format!(
+                    "host port {host_port} is mapped twice for the same protocol and address"
+                )));
+            }
+            out.push(HostPort {
+                protocol,
+                host_ip,
+                host_port,
+                pod_ip,
+                container_port,
+            });
         }
-        out.push(entry);
     }
     Ok(out)
 }
@@ -632,7 +653,7 @@ mod tests {
 
     #[test]
     fn port_mappings_become_dnat_entries() {
-        let ip: Ipv4Addr = "10.77.0.2".parse().unwrap();
+        let ip: IpAddr = "10.77.0.2".parse().unwrap();
         let out = host_ports(
             &[
                 mapping(0, 80, 8000, ""),
@@ -640,22 +661,46 @@ mod tests {
                 mapping(0, 9000, 0, ""),
             ],
             ip,
+            None,
         )
         .unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].protocol, Proto::Udp);
-        assert_eq!(out[1].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(out[1].host_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         for bad in [
             mapping(7, 80, 8000, ""),
             mapping(0, 0, 8000, ""),
             mapping(0, 80, 70000, ""),
             mapping(0, 80, 8000, "nope"),
-            mapping(0, 80, 8000, "::1"),
+            // An IPv6 host address for a pod without an IPv6 address.
+            mapping(0, 80, 8000, "fd00::1"),
         ] {
-            let err = host_ports(&[bad], ip).unwrap_err().to_string();
+            let err = host_ports(&[bad], ip, None).unwrap_err().to_string();
             assert!(err.contains("config.port_mappings"), "{err}");
         }
-        let twice = host_ports(&[mapping(0, 80, 8000, ""), mapping(0, 81, 8000, "")], ip);
+        let twice = host_ports(
+            &[mapping(0, 80, 8000, ""), mapping(0, 81, 8000, "")],
+            ip,
+            None,
+        );
         assert!(twice.is_err());
+    }
+
+    #[test]
+    fn dual_stack_pods_get_a_mapping_per_family() {
+        let v4: IpAddr = "10.77.0.2".parse().unwrap();
+        let v6: IpAddr = "fd00:77::2".parse().unwrap();
+        let out = host_ports(
+            &[
+                mapping(0, 80, 8000, ""),
+                mapping(0, 81, 8001, "fd00::1"),
+                mapping(0, 82, 8002, "192.0.2.1"),
+            ],
+            v4,
+            Some(v6),
+        )
+        .unwrap();
+        let pods: Vec<(u16, IpAddr)> = out.iter().map(|p| (p.host_port, p.pod_ip)).collect();
+        assert_eq!(pods, [(8000, v4), (8000, v6), (8001, v6), (8002, v4)]);
     }
 }

@@ -1,5 +1,5 @@
-//! pvecri's nftables rules: one `ip` table per bridge, written by the `nft`
-//! binary.
+//! pvecri's nftables rules: one `ip` table per bridge (and an `ip6` one
+//! when pods get IPv6 addresses), written by the `nft` binary.
 //!
 //! The table is replaced in one transaction when the daemon starts (and when
 //! the pod CIDR changes); per pod only map elements are added and deleted,
@@ -10,9 +10,9 @@
 //! firewall is left alone.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// A CRI `Protocol`.
@@ -44,21 +44,57 @@ impl Proto {
     }
 }
 
-/// One host port DNAT'd to a pod.
+/// One host port DNAT'd to a pod, in the family of `pod_ip`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostPort {
     pub protocol: Proto,
-    /// `None`: every local address of the node.
-    pub host_ip: Option<Ipv4Addr>,
+    /// `None`: every local address of the node (of the pod IP's family).
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
-    pub pod_ip: Ipv4Addr,
+    pub pod_ip: IpAddr,
     pub container_port: u16,
+}
+
+impl HostPort {
+    fn family(&self) -> Family {
+        if self.pod_ip.is_ipv6() {
+            Family::V6
+        } else {
+            Family::V4
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The nft table family.
+    fn table(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+
+    /// The address match and nft address type.
+    fn addr(self) -> (&'static str, &'static str) {
+        match self {
+            Family::V4 => ("ip", "ipv4_addr"),
+            Family::V6 => ("ip6", "ipv6_addr"),
+        }
+    }
 }
 
 /// What the table is built from.
 pub struct TableSpec<'a> {
     pub bridge: &'a str,
     pub pod_cidr: Ipv4Net,
+    /// The IPv6 pod subnet, when dual-stack: it gets an `ip6` table.
+    pub pod_cidr_v6: Option<Ipv6Net>,
     pub masquerade: bool,
     pub egress: bool,
 }
@@ -67,47 +103,71 @@ pub fn table_name(bridge: &str) -> String {
     format!("pvecri-{bridge}")
 }
 
-/// A script that (re)creates the table atomically with `ports` in its maps.
+/// A script that (re)creates the tables atomically with `ports` in their
+/// maps; an `ip6` table left from a dual-stack configuration goes when
+/// the pods are IPv4 only.
 pub fn table_script(spec: &TableSpec<'_>, ports: &[HostPort]) -> String {
+    let mut s = family_table(spec, Family::V4, &spec.pod_cidr.to_string());
+    match spec.pod_cidr_v6 {
+        Some(v6) => s.push_str(&family_table(spec, Family::V6, &v6.to_string())),
+        None => s.push_str(&delete_family(spec.bridge, Family::V6)),
+    }
+    s.push_str(&elements_script("add", spec.bridge, ports));
+    s
+}
+
+fn delete_family(bridge: &str, family: Family) -> String {
+    let table = table_name(bridge);
+    let f = family.table();
+    // Declaring the table first makes the delete valid when it is missing.
+    format!("table {f} {table}\ndelete table {f} {table}\n")
+}
+
+fn family_table(spec: &TableSpec<'_>, family: Family, cidr: &str) -> String {
     let table = table_name(spec.bridge);
     let bridge = spec.bridge;
-    let cidr = spec.pod_cidr;
-    let mut s = String::new();
-    // Declaring the table first makes the delete valid when it is missing.
-    let _ = writeln!(s, "table ip {table}");
-    let _ = writeln!(s, "delete table ip {table}");
-    let _ = writeln!(s, "table ip {table} {{");
-    s.push_str(
-        "  map hostports_any { type inet_proto . inet_service : ipv4_addr . inet_service; }\n",
+    let (f, (ip, addr)) = (family.table(), family.addr());
+    let mut s = delete_family(bridge, family);
+    let _ = writeln!(s, "table {f} {table} {{");
+    let _ = writeln!(
+        s,
+        "  map hostports_any {{ type inet_proto . inet_service : {addr} . inet_service; }}"
     );
-    s.push_str(
-        "  map hostports_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }\n",
+    let _ = writeln!(
+        s,
+        "  map hostports_ip {{ type {addr} . inet_proto . inet_service : {addr} . inet_service; }}"
     );
     s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump hostports\n  }\n");
-    // Connections from the node itself (127.0.0.1:hostPort) are NATed on
-    // the output hook.
+    // Connections from the node itself (to one of its addresses) are
+    // NATed on the output hook.
     s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump hostports\n  }\n");
-    s.push_str("  chain hostports {\n    dnat ip to ip daddr . meta l4proto . th dport map @hostports_ip\n    dnat ip to meta l4proto . th dport map @hostports_any\n  }\n");
+    let _ = writeln!(
+        s,
+        "  chain hostports {{\n    dnat {ip} to {ip} daddr . meta l4proto . th dport map @hostports_ip\n    dnat {ip} to meta l4proto . th dport map @hostports_any\n  }}"
+    );
     s.push_str(
         "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n",
     );
-    // A loopback source cannot leave on the bridge: give DNAT'd localhost
-    // connections the bridge address.
-    let _ = writeln!(
-        s,
-        "    oifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade"
-    );
+    if family == Family::V4 {
+        // A loopback source cannot leave on the bridge: give DNAT'd
+        // localhost connections the bridge address. (IPv6 cannot DNAT
+        // from ::1 at all, so there is no such rule there.)
+        let _ = writeln!(
+            s,
+            "    oifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade"
+        );
+    }
     // A pod reaching a host port that leads back onto the bridge (itself,
     // or another pod): without this the answer would bypass the node and
     // not match the connection.
     let _ = writeln!(
         s,
-        "    oifname \"{bridge}\" ip saddr {cidr} ct status dnat masquerade"
+        "    oifname \"{bridge}\" {ip} saddr {cidr} ct status dnat masquerade"
     );
     if spec.masquerade {
         let _ = writeln!(
             s,
-            "    ip saddr {cidr} ip daddr != {cidr} oifname != \"{bridge}\" masquerade"
+            "    {ip} saddr {cidr} {ip} daddr != {cidr} oifname != \"{bridge}\" masquerade"
         );
     }
     s.push_str("  }\n");
@@ -116,12 +176,11 @@ pub fn table_script(spec: &TableSpec<'_>, ports: &[HostPort]) -> String {
         s.push_str(
             "  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
         );
-        let _ = writeln!(s, "    ip saddr {cidr} oifname != \"{bridge}\" drop");
-        let _ = writeln!(s, "    ip daddr {cidr} oifname != \"{bridge}\" drop");
+        let _ = writeln!(s, "    {ip} saddr {cidr} oifname != \"{bridge}\" drop");
+        let _ = writeln!(s, "    {ip} daddr {cidr} oifname != \"{bridge}\" drop");
         s.push_str("  }\n");
     }
     s.push_str("}\n");
-    s.push_str(&elements_script("add", spec.bridge, ports));
     s
 }
 
@@ -131,20 +190,21 @@ pub fn elements_script(verb: &str, bridge: &str, ports: &[HostPort]) -> String {
     let mut s = String::new();
     for p in ports {
         let proto = p.protocol.keyword();
+        let f = p.family().table();
         let value = format!(" : {} . {}", p.pod_ip, p.container_port);
         let value = if verb == "add" { value.as_str() } else { "" };
         match p.host_ip {
             Some(ip) => {
                 let _ = writeln!(
                     s,
-                    "{verb} element ip {table} hostports_ip {{ {ip} . {proto} . {}{value} }}",
+                    "{verb} element {f} {table} hostports_ip {{ {ip} . {proto} . {}{value} }}",
                     p.host_port
                 );
             }
             None => {
                 let _ = writeln!(
                     s,
-                    "{verb} element ip {table} hostports_any {{ {proto} . {}{value} }}",
+                    "{verb} element {f} {table} hostports_any {{ {proto} . {}{value} }}",
                     p.host_port
                 );
             }
@@ -153,10 +213,9 @@ pub fn elements_script(verb: &str, bridge: &str, ports: &[HostPort]) -> String {
     s
 }
 
-/// A script that deletes the table (nothing when it is missing).
+/// A script that deletes the tables (nothing when they are missing).
 pub fn delete_table_script(bridge: &str) -> String {
-    let table = table_name(bridge);
-    format!("table ip {table}\ndelete table ip {table}\n")
+    delete_family(bridge, Family::V4) + &delete_family(bridge, Family::V6)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +272,7 @@ mod tests {
         let spec = TableSpec {
             bridge: "pvecri0",
             pod_cidr: "10.77.0.0/16".parse().unwrap(),
+            pod_cidr_v6: None,
             masquerade: true,
             egress: true,
         };
@@ -238,6 +298,39 @@ mod tests {
         );
         assert!(!off.contains("masquerade\n    ip saddr 10") && !off.contains("ip daddr !="));
         assert!(off.contains("ip saddr 10.77.0.0/16 oifname != \"pvecri0\" drop"));
+        // IPv4 only: a dual-stack leftover ip6 table is deleted.
+        assert!(off.contains("delete table ip6 pvecri-pvecri0\n"));
+        assert!(!off.contains("table ip6 pvecri-pvecri0 {"));
+    }
+
+    #[test]
+    fn dual_stack_gets_an_ip6_table_and_ip6_elements() {
+        let spec = TableSpec {
+            bridge: "br",
+            pod_cidr: "10.77.0.0/16".parse().unwrap(),
+            pod_cidr_v6: Some("fd00:77::/64".parse().unwrap()),
+            masquerade: true,
+            egress: false,
+        };
+        let v6 = HostPort {
+            pod_ip: "fd00:77::5".parse().unwrap(),
+            ..port(None)
+        };
+        let s = table_script(&spec, &[port(None), v6]);
+        assert!(s.contains("table ip6 pvecri-br {"));
+        assert!(s.contains(
+            "  map hostports_any { type inet_proto . inet_service : ipv6_addr . inet_service; }"
+        ));
+        assert!(s.contains("dnat ip6 to meta l4proto . th dport map @hostports_any"));
+        assert!(s.contains(
+            "ip6 saddr fd00:77::/64 ip6 daddr != fd00:77::/64 oifname != \"br\" masquerade"
+        ));
+        assert!(s.contains("ip6 saddr fd00:77::/64 oifname != \"br\" drop"));
+        assert!(s.contains("add element ip6 pvecri-br hostports_any { tcp . 8000 : fd00:77::5 . 80 }"));
+        assert!(s.contains("add element ip pvecri-br hostports_any { tcp . 8000 : 10.77.0.5 . 80 }"));
+        // No loopback masquerade in the ip6 table: ::1 cannot be DNAT'd.
+        let ip6_part = &s[s.find("table ip6 pvecri-br {").unwrap()..];
+        assert!(!ip6_part.contains("127.0.0.0/8"));
     }
 
     #[test]
