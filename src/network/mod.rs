@@ -572,9 +572,8 @@ fn host_ports(
         let targets: Vec<IpAddr> = match host_ip {
             None => std::iter::once(pod_v4).chain(pod_v6).collect(),
             Some(IpAddr::V4(_)) => vec![pod_v4],
-            Some(ip @ IpAddr::V6(_)) => vec![pod_v6.ok_or_else(|| {
-                invalid(format!("host_ip {ip}: the pod has no IPv6 address"))
-            })?],
+            Some(ip @ IpAddr::V6(_)) => vec![pod_v6
+                .ok_or_else(|| invalid(format!("host_ip {ip}: the pod has no IPv6 address")))?],
         };
         for pod_ip in targets {
             let same = |p: &HostPort| {

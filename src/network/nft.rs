@@ -326,8 +326,12 @@ mod tests {
             "ip6 saddr fd00:77::/64 ip6 daddr != fd00:77::/64 oifname != \"br\" masquerade"
         ));
         assert!(s.contains("ip6 saddr fd00:77::/64 oifname != \"br\" drop"));
-        assert!(s.contains("add element ip6 pvecri-br hostports_any { tcp . 8000 : fd00:77::5 . 80 }"));
-        assert!(s.contains("add element ip pvecri-br hostports_any { tcp . 8000 : 10.77.0.5 . 80 }"));
+        assert!(
+            s.contains("add element ip6 pvecri-br hostports_any { tcp . 8000 : fd00:77::5 . 80 }")
+        );
+        assert!(
+            s.contains("add element ip pvecri-br hostports_any { tcp . 8000 : 10.77.0.5 . 80 }")
+        );
         // No loopback masquerade in the ip6 table: ::1 cannot be DNAT'd.
         let ip6_part = &s[s.find("table ip6 pvecri-br {").unwrap()..];
         assert!(!ip6_part.contains("127.0.0.0/8"));
