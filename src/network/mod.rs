@@ -405,28 +405,42 @@ impl Network {
         Ok(record)
     }
 
+    /// The pod bridge's index, setting the bridge up again when it was
+    /// removed under us (by an operator, or another daemon on the same
+    /// bridge that stopped with no pods).
+    async fn bridge_index(&self, host: &Netlink) -> Result<u32, NetworkError> {
+        if let Some(link) = host.link(&self.config.bridge).await? {
+            return Ok(link.header.index);
+        }
+        warn!(bridge = %self.config.bridge, "the pod bridge is gone; setting it up again");
+        self.setup_node().await?;
+        host.link(&self.config.bridge)
+            .await?
+            .map(|l| l.header.index)
+            .ok_or_else(|| NetworkError::NoLink(self.config.bridge.clone()))
+    }
+
     async fn wire(&self, record: &PodNetwork, netns: &Path) -> Result<(), NetworkError> {
         let host = Netlink::host()?;
-        let bridge_index = match host.link(&self.config.bridge).await? {
-            Some(link) => link.header.index,
-            None => {
-                // Removed under us (an operator, or another daemon on the
-                // same bridge that stopped with no pods): set it up again.
-                warn!(bridge = %self.config.bridge, "the pod bridge is gone; setting it up again");
-                self.setup_node().await?;
-                host.link(&self.config.bridge)
-                    .await?
-                    .map(|l| l.header.index)
-                    .ok_or_else(|| NetworkError::NoLink(self.config.bridge.clone()))?
-            }
-        };
         let ns_file = std::fs::File::open(netns).map_err(|source| NetworkError::Netns {
             path: netns.to_owned(),
             source,
         })?;
         let mtu = *self.mtu.lock().unwrap();
-        host.add_veth(&record.host_veth, bridge_index, mtu, &ns_file)
-            .await?;
+        let bridge_index = self.bridge_index(&host).await?;
+        if let Err(first) = host
+            .add_veth(&record.host_veth, bridge_index, mtu, &ns_file)
+            .await
+        {
+            // The bridge can vanish between the lookup and the request (the
+            // kernel then refuses the master index): look again, once.
+            let again = self.bridge_index(&host).await?;
+            if again == bridge_index {
+                return Err(first);
+            }
+            host.add_veth(&record.host_veth, again, mtu, &ns_file)
+                .await?;
+        }
         if !record.host_ports.is_empty() {
             host.set_hairpin(&record.host_veth).await?;
         }
