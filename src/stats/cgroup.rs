@@ -449,6 +449,8 @@ pub struct CgroupDetail {
     pub pids_max: u64,
     /// Processes (thread group leaders) in the cgroup.
     pub procs: Vec<i32>,
+    /// Block I/O per device.
+    pub io: Vec<super::blkio::DeviceIo>,
 }
 
 /// USER_HZ, the unit of v1's `cpuacct.stat` (100 on every Linux ABI).
@@ -490,6 +492,7 @@ fn detail_v2(dir: &Path) -> CgroupDetail {
         oom_kills: events.get("oom_kill").copied().unwrap_or(0),
         pids_max: read_limit_v2(&dir.join("pids.max")).unwrap_or(0),
         procs: read_procs(&dir.join("cgroup.procs")),
+        io: super::blkio::read_v2(dir),
     }
 }
 
@@ -528,6 +531,7 @@ fn detail_v1(root: &Path, cgroup: &str) -> CgroupDetail {
         oom_kills: oom.get("oom_kill").copied().unwrap_or(0),
         pids_max: read_limit_v2(&root.join("pids").join(cgroup).join("pids.max")).unwrap_or(0),
         procs: read_procs(&mem_dir.join("cgroup.procs")),
+        io: super::blkio::read_v1(&root.join("blkio").join(cgroup)),
     }
 }
 

@@ -2,6 +2,7 @@
 //! network interface counters of a pod's network namespace, and the CPU
 //! rate sampler behind `usage_nano_cores`.
 
+pub mod blkio;
 pub mod cadvisor;
 pub mod cgroup;
 pub mod netdev;
