@@ -186,9 +186,13 @@ impl Runner {
         let wants = |cap: &str| plugin["capabilities"][cap].as_bool() == Some(true);
         let mut runtime = serde_json::Map::new();
         if wants("portMappings") && !a.host_ports.is_empty() {
+            // One entry per mapping: pvecri keeps a DNAT entry per address
+            // family, the plugin maps both families itself.
+            let mut seen = std::collections::HashSet::new();
             let ports: Vec<Value> = a
                 .host_ports
                 .iter()
+                .filter(|p| seen.insert((p.protocol, p.host_port, p.container_port, p.host_ip)))
                 .map(|p| {
                     json!({
                         "hostPort": p.host_port,
@@ -384,13 +388,17 @@ mod tests {
             netns: "/run/ns".into(),
             args: String::new(),
             conf: conf.clone(),
-            host_ports: vec![HostPort {
-                protocol: Proto::Udp,
-                host_ip: None,
-                host_port: 53,
-                pod_ip: "10.0.0.2".parse().unwrap(),
-                container_port: 5353,
-            }],
+            // A mapping without a host IP is kept once per family.
+            host_ports: ["0.0.0.0", "::"]
+                .iter()
+                .map(|ip| HostPort {
+                    protocol: Proto::Udp,
+                    host_ip: None,
+                    host_port: 53,
+                    pod_ip: ip.parse().unwrap(),
+                    container_port: 5353,
+                })
+                .collect(),
             dns: Some(crate::pod::record::Dns {
                 servers: vec!["10.0.0.10".into()],
                 searches: vec![],
@@ -407,8 +415,8 @@ mod tests {
         let second = runner.plugin_config(&a, &conf.plugins[1], Some(&prev));
         assert_eq!(second["prevResult"], prev);
         assert_eq!(
-            second["runtimeConfig"]["portMappings"][0],
-            json!({"hostPort":53,"containerPort":5353,"protocol":"udp","hostIP":""})
+            second["runtimeConfig"]["portMappings"],
+            json!([{"hostPort":53,"containerPort":5353,"protocol":"udp","hostIP":""}])
         );
         assert_eq!(
             second["runtimeConfig"]["dns"],
