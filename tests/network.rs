@@ -731,7 +731,8 @@ async fn cni_mode_with_debian_plugins() {
                         "dataDir": dir.path().join("ipam"),
                     }
                 },
-                {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+                {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
+                {"type": "bandwidth", "capabilities": {"bandwidth": true}}
             ]
         })
         .to_string(),
@@ -745,8 +746,30 @@ async fn cni_mode_with_debian_plugins() {
             .into_inner();
     assert!(network_ready(status.status.unwrap().conditions).status);
 
-    let server_config = pod_config("cni-server", vec![port(18082, 80)], false);
+    // A bad bandwidth annotation is refused, naming it.
+    let mut bad = pod_config("cni-bad", Vec::new(), false);
+    bad.annotations = HashMap::from([(
+        "kubernetes.io/ingress-bandwidth".to_owned(),
+        "lots".to_owned(),
+    )]);
+    let err = run_pod(&mut e, bad).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("ingress-bandwidth"), "{err:?}");
+
+    let mut server_config = pod_config("cni-server", vec![port(18082, 80)], false);
+    // Shaped by the bandwidth plugin: a token bucket on the host side.
+    server_config.annotations = HashMap::from([(
+        "kubernetes.io/ingress-bandwidth".to_owned(),
+        "10M".to_owned(),
+    )]);
     let server = run_pod(&mut e, server_config.clone()).await.unwrap();
+    let qdiscs = run("tc", &["qdisc", "show"]);
+    assert!(
+        qdiscs
+            .lines()
+            .any(|l| l.contains("tbf") && l.contains("rate 10Mbit")),
+        "{qdiscs}"
+    );
     let (server_ip, _) = pod_ips(&mut e, &server).await;
     assert!(server_ip.starts_with("10.78.21."), "{server_ip}");
     start_container(&mut e, &server, &server_config, HTTPD).await;

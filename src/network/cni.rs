@@ -129,6 +129,10 @@ pub struct CniAttachment {
     /// The pod's DNS config, for plugins with the `dns` capability.
     #[serde(default)]
     pub dns: Option<crate::pod::record::Dns>,
+    /// Limits from the pod's bandwidth annotations, for plugins with the
+    /// `bandwidth` capability.
+    #[serde(default)]
+    pub bandwidth: Option<super::bandwidth::Bandwidth>,
     pub result: Option<Value>,
 }
 
@@ -207,6 +211,21 @@ impl Runner {
                 })
                 .collect();
             runtime.insert("portMappings".into(), Value::Array(ports));
+        }
+        if let Some(b) = a.bandwidth.filter(|_| wants("bandwidth")) {
+            // As containerd: the rate asked for, and a burst so large it
+            // never limits.
+            let mut limits = serde_json::Map::new();
+            for (rate, burst, value) in [
+                ("ingressRate", "ingressBurst", b.ingress),
+                ("egressRate", "egressBurst", b.egress),
+            ] {
+                if let Some(v) = value {
+                    limits.insert(rate.into(), json!(v));
+                    limits.insert(burst.into(), json!(u32::MAX));
+                }
+            }
+            runtime.insert("bandwidth".into(), Value::Object(limits));
         }
         if let Some(dns) = a.dns.as_ref().filter(|_| wants("dns")) {
             runtime.insert(
@@ -380,7 +399,8 @@ mod tests {
             PathBuf::from("/x.conflist"),
             json!({"cniVersion":"1.0.0","name":"net","plugins":[
                 {"type":"bridge"},
-                {"type":"portmap","capabilities":{"portMappings":true,"dns":true}}]}),
+                {"type":"portmap","capabilities":{"portMappings":true,"dns":true}},
+                {"type":"bandwidth","capabilities":{"bandwidth":true}}]}),
         )
         .unwrap();
         let a = CniAttachment {
@@ -404,6 +424,10 @@ mod tests {
                 searches: vec![],
                 options: vec!["ndots:5".into()],
             }),
+            bandwidth: Some(crate::network::bandwidth::Bandwidth {
+                ingress: Some(1_000_000),
+                egress: None,
+            }),
             result: None,
         };
         let runner = Runner { bin_dirs: vec![] };
@@ -421,6 +445,12 @@ mod tests {
         assert_eq!(
             second["runtimeConfig"]["dns"],
             json!({"servers":["10.0.0.10"],"searches":[],"options":["ndots:5"]})
+        );
+        assert!(second["runtimeConfig"].get("bandwidth").is_none());
+        let third = runner.plugin_config(&a, &conf.plugins[2], Some(&prev));
+        assert_eq!(
+            third["runtimeConfig"],
+            json!({"bandwidth":{"ingressRate":1_000_000,"ingressBurst":u32::MAX}})
         );
     }
 

@@ -12,6 +12,7 @@
 //! gone: after a crash the record says what to clean up, and an address is
 //! never handed out twice.
 
+pub mod bandwidth;
 pub mod cni;
 mod error;
 pub mod ipam;
@@ -328,6 +329,12 @@ impl Network {
         pod: &PodConfig,
     ) -> Result<Vec<String>, NetworkError> {
         let conf = cni::load(&self.config.cni_conf_dir)?;
+        let bandwidth = bandwidth::from_annotations(&pod.annotations).map_err(|message| {
+            NetworkError::Invalid {
+                field: "config.annotations",
+                message,
+            }
+        })?;
         // The plugins map the host ports to the pod's addresses themselves;
         // these entries only carry the mappings as capability args.
         let host_ports = host_ports(
@@ -345,6 +352,7 @@ impl Network {
             conf,
             host_ports,
             dns: pod.dns.clone(),
+            bandwidth,
             result: None,
         };
         // Stored first: a crash during ADD is followed by DEL at start.
