@@ -755,6 +755,7 @@ async fn containers_start_under_kubelet_made_cpuset_cgroups() {
         return;
     };
     let top = format!("pvecri-it-kubepods-{}", std::process::id());
+    let _tree = common::CgroupTreeGuard(top.clone());
     let pod_dir = cpuset.join(&top).join("podx");
     std::fs::create_dir_all(&pod_dir).unwrap();
     for dir in [cpuset.join(&top), pod_dir.clone()] {
@@ -802,8 +803,6 @@ async fn containers_start_under_kubelet_made_cpuset_cgroups() {
         Err(status) => Err(status),
     };
     stop_remove_pod(&mut e, &pod).await;
-    drop(e);
-    common::remove_cgroup_tree(&top);
     let (code, cpus) = result.expect("CreateContainer under a kubelet-made cgroup");
     assert_eq!(code, 0);
     assert!(!cpus.unwrap().trim().is_empty());

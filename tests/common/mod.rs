@@ -307,3 +307,14 @@ pub async fn stop_remove_pod(c: &mut CriClient, pod: &str) {
         .await
         .unwrap();
 }
+
+/// Removes a test's cgroup tree (see [`remove_cgroup_tree`]) when dropped,
+/// also when the test fails half-way. Declare it before the daemon, so the
+/// daemon (and with it the test's containers) goes first.
+pub struct CgroupTreeGuard(pub String);
+
+impl Drop for CgroupTreeGuard {
+    fn drop(&mut self) {
+        remove_cgroup_tree(&self.0);
+    }
+}
