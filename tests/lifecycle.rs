@@ -57,15 +57,7 @@ fn pod_config(e: &Env, name: &str) -> v1::PodSandboxConfig {
 
 async fn run_pod(e: &mut Env, name: &str) -> String {
     let config = pod_config(e, name);
-    e.c.runtime
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(config),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id
+    common::run_pod_sandbox(&mut e.c, &config).await.unwrap()
 }
 
 async fn create(e: &mut Env, pod: &str, name: &str, cmd: &[&str]) -> Result<String, tonic::Status> {
@@ -772,16 +764,7 @@ async fn containers_start_under_kubelet_made_cpuset_cgroups() {
         cgroup_parent: format!("{top}/podx"),
         ..Default::default()
     });
-    let pod =
-        e.c.runtime
-            .run_pod_sandbox(v1::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
+    let pod = common::run_pod_sandbox(&mut e.c, &config).await.unwrap();
     let created = create_container(
         &mut e.c,
         &pod,

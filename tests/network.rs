@@ -191,13 +191,7 @@ fn pod_config(name: &str, ports: Vec<v1::PortMapping>, host_network: bool) -> v1
 }
 
 async fn run_pod(e: &mut Env, config: v1::PodSandboxConfig) -> Result<String, tonic::Status> {
-    e.c.runtime
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(config),
-            ..Default::default()
-        })
-        .await
-        .map(|r| r.into_inner().pod_sandbox_id)
+    common::run_pod_sandbox(&mut e.c, &config).await
 }
 
 async fn pod_ips(e: &mut Env, pod: &str) -> (String, Vec<String>) {

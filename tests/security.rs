@@ -82,16 +82,7 @@ struct Pod {
 
 async fn run_pod(e: &mut Env, name: &str, ns: v1::NamespaceOption, privileged: bool) -> Pod {
     let config = pod_config(e, name, ns, privileged);
-    let id =
-        e.c.runtime
-            .run_pod_sandbox(v1::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
+    let id = common::run_pod_sandbox(&mut e.c, &config).await.unwrap();
     Pod { id, config }
 }
 

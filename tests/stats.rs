@@ -39,15 +39,19 @@ fn pod_config(name: &str) -> v1::PodSandboxConfig {
 }
 
 async fn run_pod(c: &mut CriClient, name: &str) -> String {
+    common::run_pod_sandbox(c, &pod_config(name)).await.unwrap()
+}
+
+async fn list_stats(
+    c: &mut CriClient,
+    filter: Option<v1::ContainerStatsFilter>,
+) -> Vec<v1::ContainerStats> {
     c.runtime
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(pod_config(name)),
-            ..Default::default()
-        })
+        .list_container_stats(v1::ListContainerStatsRequest { filter })
         .await
         .unwrap()
         .into_inner()
-        .pod_sandbox_id
+        .stats
 }
 
 async fn create(c: &mut CriClient, pod: &str, pod_name: &str, name: &str, cmd: &[&str]) -> String {
@@ -150,13 +154,7 @@ async fn cpu_memory_processes_and_network_follow_the_workload() {
     let idle = create(&mut c, &pod, "load", "idle", &["sleep", "3600"]).await;
 
     // A created container is listed, with timestamps, before it starts.
-    let all = c
-        .runtime
-        .list_container_stats(v1::ListContainerStatsRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .stats;
+    let all = list_stats(&mut c, None).await;
     assert_eq!(all.len(), 3, "{all:?}");
     for s in &all {
         assert!(s.cpu.as_ref().unwrap().timestamp > 0);
@@ -170,32 +168,24 @@ async fn cpu_memory_processes_and_network_follow_the_workload() {
     }
 
     // Filters: by ID, by pod, by label.
-    let by_label = c
-        .runtime
-        .list_container_stats(v1::ListContainerStatsRequest {
-            filter: Some(v1::ContainerStatsFilter {
-                label_selector: HashMap::from([("c".into(), "hog".into())]),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .stats;
+    let by_label = list_stats(
+        &mut c,
+        Some(v1::ContainerStatsFilter {
+            label_selector: HashMap::from([("c".into(), "hog".into())]),
+            ..Default::default()
+        }),
+    )
+    .await;
     assert_eq!(by_label.len(), 1);
     assert_eq!(by_label[0].attributes.as_ref().unwrap().id, hog);
-    let by_pod = c
-        .runtime
-        .list_container_stats(v1::ListContainerStatsRequest {
-            filter: Some(v1::ContainerStatsFilter {
-                pod_sandbox_id: pod.clone(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .stats;
+    let by_pod = list_stats(
+        &mut c,
+        Some(v1::ContainerStatsFilter {
+            pod_sandbox_id: pod.clone(),
+            ..Default::default()
+        }),
+    )
+    .await;
     assert_eq!(by_pod.len(), 3);
     let missing = c
         .runtime

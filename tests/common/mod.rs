@@ -318,3 +318,17 @@ impl Drop for CgroupTreeGuard {
         remove_cgroup_tree(&self.0);
     }
 }
+
+/// RunPodSandbox with `config`; the pod ID.
+pub async fn run_pod_sandbox(
+    c: &mut CriClient,
+    config: &pvecri::cri::v1::PodSandboxConfig,
+) -> Result<String, tonic::Status> {
+    c.runtime
+        .run_pod_sandbox(pvecri::cri::v1::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().pod_sandbox_id)
+}
