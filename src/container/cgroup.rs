@@ -137,6 +137,56 @@ pub fn files(v2: bool, r: &Resources) -> Vec<(String, String)> {
     out
 }
 
+/// A cpuset list as the kernel reads it: numbers and ranges separated by
+/// commas (`0-3,8`), or empty.
+pub fn check_cpuset(value: &str) -> Result<(), String> {
+    let number = |s: &str| !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit());
+    let ok = value.is_empty()
+        || value.split(',').all(|part| match part.split_once('-') {
+            Some((a, b)) => number(a) && number(b),
+            None => number(part),
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not a cpu or node list like \"0-3,8\""
+        ))
+    }
+}
+
+/// The controllers whose files a request may set through `unified`.
+const UNIFIED_CONTROLLERS: &[&str] = &[
+    "cpu", "cpuset", "hugetlb", "io", "memory", "misc", "pids", "rdma",
+];
+
+/// One `unified` entry (cgroup v2 file name and value) from a request. The
+/// file must belong to a resource controller: `devices.*` would rewrite
+/// the device policy (liblxc turns `lxc.cgroup2.devices.*` into the
+/// container's device program) and `cgroup.*` files shape the hierarchy.
+/// The value is written as one config line: no control characters.
+pub fn check_unified(key: &str, value: &str) -> Result<(), String> {
+    let valid_name = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+    let controller = key.split('.').next().unwrap_or_default();
+    if !valid_name || !key.contains('.') || key.contains("..") {
+        return Err(format!("{key:?} is not a cgroup file name"));
+    }
+    if !UNIFIED_CONTROLLERS.contains(&controller) {
+        return Err(format!(
+            "{key:?} is not a file of a resource controller ({})",
+            UNIFIED_CONTROLLERS.join(", ")
+        ));
+    }
+    crate::security::input::check_text(value)?;
+    if value.trim() != value {
+        return Err(format!("{value:?} has leading or trailing white space"));
+    }
+    Ok(())
+}
+
 /// The kubelet's conversion of CPU shares (2..262144) to cgroup v2 weight (1..10000).
 pub fn shares_to_weight(shares: i64) -> u64 {
     let shares = shares.clamp(2, 262_144) as u64;
@@ -234,5 +284,35 @@ mod tests {
         assert!(v2.contains(&("lxc.cgroup2.cpuset.cpus".into(), "0".into())));
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(262_144), 10_000);
+    }
+
+    #[test]
+    fn cpusets_are_number_lists() {
+        for ok in ["", "0", "0-3", "0-3,8,10-11"] {
+            check_cpuset(ok).unwrap();
+        }
+        for bad in ["0-", "a", "0\nlxc.hook.start=/bin/x", "1 2", ",", "0-3,,4"] {
+            assert!(check_cpuset(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unified_keys_name_resource_controller_files_only() {
+        check_unified("memory.high", "1073741824").unwrap();
+        check_unified("io.max", "8:0 rbps=1048576").unwrap();
+        check_unified("cpu.max", "max 100000").unwrap();
+        for (key, value) in [
+            ("devices.allow", "a *:* rwm"),
+            ("devices.deny", ""),
+            ("cgroup.procs", "1"),
+            ("cgroup.subtree_control", "+memory"),
+            ("../memory.max", "1"),
+            ("memory.max\nlxc.hook.start", "1"),
+            ("memory", "1"),
+            ("MEMORY.max", "1"),
+            ("memory.high", "1\nlxc.hook.pre-start = /bin/touch"),
+        ] {
+            assert!(check_unified(key, value).is_err(), "{key:?} = {value:?}");
+        }
     }
 }

@@ -1,6 +1,13 @@
 //! The LXC config pvecri writes for one CRI container: complete, with no
 //! `lxc.include` (on Proxmox VE the common includes pull in PVE's hooks).
 //! Pure text generation from a [`LxcPlan`], so every line is unit-tested.
+//!
+//! The writer is the last line of defence against config injection: liblxc
+//! reads one `key = value` per line and runs `lxc.hook.*` commands as root
+//! on the host, so a value that could end its line (any control character)
+//! is refused here even though requests were checked where they entered
+//! (`security::input`). Mount paths escape space, tab and backslash as
+//! fstab does.
 
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -36,12 +43,26 @@ pub struct UserNs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
     pub source: PathBuf,
-    /// Absolute path inside the container.
+    /// Path inside the container; once placed (`container::mountpoints`),
+    /// relative and free of symlinks.
     pub target: String,
     pub readonly: bool,
     pub propagation: Propagation,
-    /// Create a file (not a directory) at the target when missing.
+    /// The source is a file (the target is a file, not a directory).
     pub file: bool,
+    /// liblxc creates the target (only inside the fresh autodev `/dev`).
+    pub create: bool,
+    /// A missing source is skipped instead of failing the start.
+    pub optional: bool,
+}
+
+/// A value the config cannot hold.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to write {key} = {value:?} into the LXC config: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,8 +78,6 @@ pub enum Propagation {
 pub struct LxcPlan {
     pub hostname: String,
     pub rootfs: PathBuf,
-    pub init_binary: PathBuf,
-    pub run_dir: PathBuf,
     pub namespaces: SharedNamespaces,
     pub mounts: Vec<BindMount>,
     /// cgroup paths relative to the cgroup root.
@@ -74,24 +93,37 @@ pub struct LxcPlan {
     pub selinux_label: Option<String>,
 }
 
-/// Renders the config file text.
-pub fn render(plan: &LxcPlan) -> String {
+/// Renders the config file text, or refuses a value that would not stay
+/// on its line.
+pub fn render(plan: &LxcPlan) -> Result<String, ConfigError> {
     let mut out = String::new();
-    let mut line = |k: &str, v: &dyn std::fmt::Display| {
-        let _ = writeln!(out, "{k} = {v}");
+    let mut line = |k: &str, v: &dyn std::fmt::Display| -> Result<(), ConfigError> {
+        let value = v.to_string();
+        let bad = |reason: String| ConfigError {
+            key: k.to_owned(),
+            value: value.clone(),
+            reason,
+        };
+        crate::security::input::check_text(k).map_err(bad)?;
+        crate::security::input::check_text(&value).map_err(bad)?;
+        if value.trim() != value {
+            return Err(bad("liblxc trims leading and trailing spaces".to_owned()));
+        }
+        let _ = writeln!(out, "{k} = {value}");
+        Ok(())
     };
     // No lxc.uts.name: the UTS namespace is the pod's (hostname already
     // set when it was pinned) or the host's, which must never be renamed.
-    line("lxc.rootfs.path", &format!("dir:{}", plan.rootfs.display()));
-    line("lxc.rootfs.managed", &0);
+    line("lxc.rootfs.path", &format!("dir:{}", plan.rootfs.display()))?;
+    line("lxc.rootfs.managed", &0)?;
     // pvecri-init holds the container until StartContainer, then execs the workload.
-    line("lxc.init.cmd", &"/.pvecri-init");
-    line("lxc.init.cwd", &"/");
+    line("lxc.init.cmd", &"/.pvecri-init")?;
+    line("lxc.init.cwd", &"/")?;
     // Init inherits the monitor's stdout/stderr pipes: no console, no ttys.
-    line("lxc.console.path", &"none");
-    line("lxc.tty.max", &0);
-    line("lxc.pty.max", &1024);
-    line("lxc.autodev", &1);
+    line("lxc.console.path", &"none")?;
+    line("lxc.tty.max", &0)?;
+    line("lxc.pty.max", &1024)?;
+    line("lxc.autodev", &1)?;
     line(
         "lxc.mount.auto",
         &if plan.privileged {
@@ -99,13 +131,13 @@ pub fn render(plan: &LxcPlan) -> String {
         } else {
             "proc:mixed sys:ro cgroup:ro"
         },
-    );
-    line("lxc.apparmor.profile", &"unconfined");
+    )?;
+    line("lxc.apparmor.profile", &"unconfined")?;
     if let Some(label) = &plan.selinux_label {
-        line("lxc.selinux.context", label);
+        line("lxc.selinux.context", label)?;
     }
-    line("lxc.log.file", &plan.log_file.display());
-    line("lxc.log.level", &"WARN");
+    line("lxc.log.file", &plan.log_file.display())?;
+    line("lxc.log.level", &"WARN")?;
     let mut keep = Vec::new();
     for (kind, path) in [
         ("net", &plan.namespaces.net),
@@ -113,23 +145,23 @@ pub fn render(plan: &LxcPlan) -> String {
         ("uts", &plan.namespaces.uts),
     ] {
         match path {
-            Some(p) => line(&format!("lxc.namespace.share.{kind}"), &p.display()),
+            Some(p) => line(&format!("lxc.namespace.share.{kind}"), &p.display())?,
             None => keep.push(kind),
         }
     }
     if let Some(user) = &plan.namespaces.user {
-        line("lxc.namespace.share.user", &user.path.display());
+        line("lxc.namespace.share.user", &user.path.display())?;
         for (kind, m) in [("u", user.uids), ("g", user.gids)] {
             line(
                 "lxc.idmap",
                 &format!("{kind} {} {} {}", m.container_id, m.host_id, m.length),
-            );
+            )?;
         }
     }
     if plan.namespaces.host_pid {
         keep.push("pid");
     } else if let Some(p) = &plan.namespaces.pid {
-        line("lxc.namespace.share.pid", &p.display());
+        line("lxc.namespace.share.pid", &p.display())?;
     }
     if !keep.is_empty() {
         // The host's namespace: do not create a new one. With
@@ -138,41 +170,39 @@ pub fn render(plan: &LxcPlan) -> String {
         // makes every file creation fail (EOVERFLOW in mount_autodev), so
         // the host's user namespace is kept too.
         keep.push("user");
-        line("lxc.namespace.keep", &keep.join(" "));
+        line("lxc.namespace.keep", &keep.join(" "))?;
     }
-    line("lxc.cgroup.dir.container", &plan.cgroup_container);
-    line("lxc.cgroup.dir.monitor", &plan.cgroup_monitor);
+    line("lxc.cgroup.dir.container", &plan.cgroup_container)?;
+    line("lxc.cgroup.dir.monitor", &plan.cgroup_monitor)?;
     for (key, value) in &plan.cgroup_settings {
-        line(key, value);
+        if !(key.starts_with("lxc.cgroup.") || key.starts_with("lxc.cgroup2.")) {
+            return Err(ConfigError {
+                key: key.clone(),
+                value: value.clone(),
+                reason: "not a cgroup setting".to_owned(),
+            });
+        }
+        line(key, value)?;
     }
     if let Some(adj) = plan.oom_score_adj {
-        line("lxc.proc.oom_score_adj", &adj);
+        line("lxc.proc.oom_score_adj", &adj)?;
     }
-    line(
-        "lxc.mount.entry",
-        &format!(
-            "{} .pvecri-init none bind,ro,create=file 0 0",
-            plan.init_binary.display()
-        ),
-    );
-    line(
-        "lxc.mount.entry",
-        &format!(
-            "{} .pvecri none bind,create=dir 0 0",
-            plan.run_dir.display()
-        ),
-    );
     for m in &plan.mounts {
-        line("lxc.mount.entry", &mount_entry(m));
+        line("lxc.mount.entry", &mount_entry(m))?;
     }
-    out
+    Ok(out)
 }
 
 /// One `lxc.mount.entry` value (fstab syntax; the target is relative to the
 /// rootfs, spaces escaped as `\040`).
 fn mount_entry(m: &BindMount) -> String {
     let mut opts = vec!["rbind"];
-    opts.push(if m.file { "create=file" } else { "create=dir" });
+    if m.create {
+        opts.push(if m.file { "create=file" } else { "create=dir" });
+    }
+    if m.optional {
+        opts.push("optional");
+    }
     if m.readonly {
         opts.push("ro");
     }
@@ -189,6 +219,8 @@ fn mount_entry(m: &BindMount) -> String {
     )
 }
 
+/// fstab's octal escapes for the characters that separate its fields.
+/// Control characters are not escaped but refused by `render`.
 fn escape(s: &str) -> String {
     s.replace('\\', "\\134")
         .replace(' ', "\\040")
@@ -196,15 +228,13 @@ fn escape(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn plan() -> LxcPlan {
         LxcPlan {
             hostname: "pod-a".into(),
             rootfs: "/var/lib/pvecri/snapshots/overlay/containers/c1/rootfs".into(),
-            init_binary: "/usr/lib/pvecri/pvecri-init".into(),
-            run_dir: "/run/pvecri/containers/c1".into(),
             namespaces: SharedNamespaces {
                 net: Some("/run/pvecri/ns/p1/net".into()),
                 ipc: None,
@@ -213,13 +243,35 @@ mod tests {
                 pid: Some("/run/pvecri/ns/p1/pid".into()),
                 user: None,
             },
-            mounts: vec![BindMount {
-                source: "/data dir".into(),
-                target: "/mnt/data".into(),
-                readonly: true,
-                propagation: Propagation::Slave,
-                file: false,
-            }],
+            mounts: vec![
+                BindMount {
+                    source: "/usr/lib/pvecri/pvecri-init".into(),
+                    target: ".pvecri-init".into(),
+                    readonly: true,
+                    propagation: Propagation::Private,
+                    file: true,
+                    create: false,
+                    optional: false,
+                },
+                BindMount {
+                    source: "/data dir".into(),
+                    target: "mnt/data".into(),
+                    readonly: true,
+                    propagation: Propagation::Slave,
+                    file: false,
+                    create: false,
+                    optional: false,
+                },
+                BindMount {
+                    source: "/dev/fuse".into(),
+                    target: "dev/fuse".into(),
+                    readonly: false,
+                    propagation: Propagation::Private,
+                    file: true,
+                    create: true,
+                    optional: true,
+                },
+            ],
             cgroup_container: "kubepods/pod1/c1".into(),
             cgroup_monitor: "pvecri.monitor/c1".into(),
             cgroup_settings: vec![("lxc.cgroup.cpu.shares".into(), "512".into())],
@@ -232,7 +284,7 @@ mod tests {
 
     #[test]
     fn renders_a_complete_config() {
-        let text = render(&plan());
+        let text = render(&plan()).unwrap();
         for expected in [
             "lxc.rootfs.path = dir:/var/lib/pvecri/snapshots/overlay/containers/c1/rootfs\n",
             "lxc.init.cmd = /.pvecri-init\n",
@@ -246,8 +298,9 @@ mod tests {
             "lxc.cgroup.cpu.shares = 512\n",
             "lxc.proc.oom_score_adj = -998\n",
             "lxc.selinux.context = system_u:system_r:container_t:s0:c1,c2\n",
-            "lxc.mount.entry = /usr/lib/pvecri/pvecri-init .pvecri-init none bind,ro,create=file 0 0\n",
-            "lxc.mount.entry = /data\\040dir mnt/data none rbind,create=dir,ro,rslave 0 0\n",
+            "lxc.mount.entry = /usr/lib/pvecri/pvecri-init .pvecri-init none rbind,ro,rprivate 0 0\n",
+            "lxc.mount.entry = /data\\040dir mnt/data none rbind,ro,rslave 0 0\n",
+            "lxc.mount.entry = /dev/fuse dev/fuse none rbind,create=file,optional,rprivate 0 0\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
@@ -270,7 +323,7 @@ mod tests {
             uids: m(131072),
             gids: m(196608),
         });
-        let text = render(&p);
+        let text = render(&p).unwrap();
         for expected in [
             "lxc.namespace.share.user = /run/pvecri/ns/p1/user\n",
             "lxc.idmap = u 0 131072 65536\n",
@@ -287,6 +340,110 @@ mod tests {
     fn privileged_gets_writable_proc_and_sys() {
         let mut p = plan();
         p.privileged = true;
-        assert!(render(&p).contains("lxc.mount.auto = proc:rw sys:rw cgroup:rw\n"));
+        assert!(render(&p)
+            .unwrap()
+            .contains("lxc.mount.auto = proc:rw sys:rw cgroup:rw\n"));
+    }
+
+    /// What liblxc holds after loading `text`: every known key with a
+    /// non-empty value.
+    pub(crate) fn loaded(text: &str) -> std::collections::BTreeMap<String, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("c")).unwrap();
+        std::fs::write(dir.path().join("c/config"), text).unwrap();
+        let c = crate::lxc::Container::open("c", dir.path().to_str().unwrap()).unwrap();
+        let keys = c.known_config_keys();
+        assert!(keys.len() > 50, "liblxc listed its keys: {keys:?}");
+        keys.into_iter()
+            .filter_map(|k| {
+                let v = c.config_item(&k)?;
+                (!v.is_empty()).then_some((k, v))
+            })
+            .collect()
+    }
+
+    const INJECTED: &str = "\nlxc.hook.pre-start = /usr/bin/touch /pvecri-injected";
+
+    #[test]
+    fn a_value_that_would_start_a_second_line_is_refused() {
+        type Edit = Box<dyn Fn(&mut LxcPlan)>;
+        let edits: Vec<(&str, Edit)> = vec![
+            (
+                "mount target",
+                Box::new(|p| p.mounts[1].target = format!("/x{INJECTED}")),
+            ),
+            (
+                "mount source",
+                Box::new(|p| p.mounts[1].source = format!("/x{INJECTED}").into()),
+            ),
+            (
+                "selinux label",
+                Box::new(|p| p.selinux_label = Some(format!("a:b:c:s0{INJECTED}"))),
+            ),
+            (
+                "cgroup dir",
+                Box::new(|p| p.cgroup_container = format!("kubepods{INJECTED}")),
+            ),
+            (
+                "cgroup value",
+                Box::new(|p| p.cgroup_settings[0].1 = format!("512{INJECTED}")),
+            ),
+            (
+                "cgroup key",
+                Box::new(|p| p.cgroup_settings[0].0 = "lxc.hook.pre-start".into()),
+            ),
+            (
+                "namespace path",
+                Box::new(|p| p.namespaces.net = Some(format!("/ns{INJECTED}").into())),
+            ),
+            (
+                "carriage return",
+                Box::new(|p| p.mounts[1].target = "/x\rlxc.hook.start=/bin/x".into()),
+            ),
+            (
+                "leading space",
+                Box::new(|p| p.cgroup_settings[0].1 = " 512".into()),
+            ),
+        ];
+        for (what, edit) in edits {
+            let mut p = plan();
+            edit(&mut p);
+            let err = render(&p).expect_err(what);
+            assert!(
+                err.to_string().contains("refusing to write"),
+                "{what}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn odd_but_legal_paths_load_back_as_exactly_the_planned_keys() {
+        let benign = loaded(&render(&plan()).unwrap());
+        let mut odd = plan();
+        odd.mounts[1].source = "/data dir\\with#hash = and\tspace ".into();
+        odd.mounts[1].target = "mnt/a b#c=d".into();
+        let text = render(&odd).unwrap();
+        let got = loaded(&text);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            benign.keys().collect::<Vec<_>>(),
+            "{text}"
+        );
+        assert_eq!(
+            got["lxc.mount.entry"].lines().count(),
+            benign["lxc.mount.entry"].lines().count()
+        );
+        assert!(
+            got["lxc.mount.entry"].contains(
+                "/data\\040dir\\134with#hash\\040=\\040and\\011space\\040 mnt/a\\040b#c=d "
+            ),
+            "{}",
+            got["lxc.mount.entry"]
+        );
+        let hooks: Vec<_> = got
+            .iter()
+            .filter(|(k, _)| k.starts_with("lxc.hook.") && *k != "lxc.hook.version")
+            .collect();
+        assert!(hooks.is_empty(), "{hooks:?}");
     }
 }

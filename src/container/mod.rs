@@ -3,11 +3,14 @@
 
 pub mod cgroup;
 pub mod cpuset;
+pub mod devices;
 pub mod lxc_config;
+pub mod mountpoints;
 pub mod process;
 pub mod record;
 pub mod staging;
 
 pub use record::{
-    ContainerConfig, ContainerRecord, ContainerState, ImageVolume, MountSpec, SecurityConfig,
+    ContainerConfig, ContainerRecord, ContainerState, DeviceSpec, ImageVolume, MountSpec,
+    SecurityConfig,
 };

@@ -44,6 +44,15 @@ pub struct ImageVolume {
     pub top_layer: Option<String>,
 }
 
+/// A host device the container asked for (CRI `Device`), validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    pub host_path: String,
+    pub container_path: String,
+    /// A subset of `rwm`.
+    pub permissions: String,
+}
+
 /// What CreateContainer asked for, after validation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerConfig {
@@ -66,6 +75,8 @@ pub struct ContainerConfig {
     pub stdin_once: bool,
     pub tty: bool,
     pub resources: Resources,
+    #[serde(default)]
+    pub devices: Vec<DeviceSpec>,
     pub run_as_user: Option<i64>,
     pub run_as_group: Option<i64>,
     pub run_as_username: String,
@@ -86,7 +97,9 @@ pub struct SecurityConfig {
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     pub seccomp: crate::security::Profile,
-    pub apparmor: crate::security::Profile,
+    /// `None`: the request named no profile (the node's default applies).
+    #[serde(default)]
+    pub apparmor: Option<crate::security::Profile>,
     /// PID namespace mode asked for the container, and the container whose
     /// namespace TARGET joins.
     pub pid_mode: crate::pod::NsMode,

@@ -9,7 +9,8 @@ use super::status::invalid;
 use super::v1;
 use crate::container::cgroup::Resources;
 use crate::container::{
-    ContainerConfig, ContainerRecord, ContainerState, ImageVolume, MountSpec, SecurityConfig,
+    ContainerConfig, ContainerRecord, ContainerState, DeviceSpec, ImageVolume, MountSpec,
+    SecurityConfig,
 };
 use crate::pod::record::{Dns, PortMapping};
 use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
@@ -21,6 +22,28 @@ fn btree(m: &HashMap<String, String>) -> BTreeMap<String, String> {
 fn hash(m: &BTreeMap<String, String>) -> HashMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
+
+/// Refuses control characters in a request string (`security::input`).
+fn text(field: &str, value: &str) -> Result<(), Status> {
+    crate::security::input::check_text(value).map_err(|e| invalid(field, e))
+}
+
+/// [`text`] for every key and value of a map.
+fn text_map(field: &str, map: &HashMap<String, String>, values_too: bool) -> Result<(), Status> {
+    for (k, v) in map {
+        text(&format!("{field} key"), k)?;
+        if values_too {
+            text(&format!("{field}[{k:?}]"), v)?;
+        }
+    }
+    Ok(())
+}
+
+/// The runtime handlers pvecri serves: the default one (empty name, as the
+/// kubelet sends without a RuntimeClass) and the same under an explicit
+/// name a RuntimeClass can use. Anything else is refused rather than run
+/// as a plain LXC container.
+pub const RUNTIME_HANDLERS: &[&str] = &["", "lxc"];
 
 fn ns_mode(mode: i32) -> NsMode {
     match v1::NamespaceMode::try_from(mode).unwrap_or(v1::NamespaceMode::Pod) {
@@ -52,6 +75,7 @@ pub fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, Status> {
     if md.name.is_empty() {
         return Err(invalid("config.metadata.name", "a pod name is required"));
     }
+    pod_strings(req, c, md)?;
     let linux = c.linux.as_ref();
     let opts = linux
         .and_then(|l| l.security_context.as_ref())
@@ -89,6 +113,54 @@ pub fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, Status> {
         runtime_handler: req.runtime_handler.clone(),
         userns,
     })
+}
+
+/// Every string of a RunPodSandbox request that reaches a file, a path, a
+/// command line or a log (`security::input`).
+fn pod_strings(
+    req: &v1::RunPodSandboxRequest,
+    c: &v1::PodSandboxConfig,
+    md: &v1::PodSandboxMetadata,
+) -> Result<(), Status> {
+    text("config.metadata.name", &md.name)?;
+    text("config.metadata.uid", &md.uid)?;
+    text("config.metadata.namespace", &md.namespace)?;
+    text("config.hostname", &c.hostname)?;
+    if !c.log_directory.is_empty() {
+        crate::security::paths::check_absolute(&c.log_directory)
+            .map_err(|e| invalid("config.log_directory", e))?;
+    }
+    if let Some(dns) = &c.dns_config {
+        for (field, list) in [
+            ("servers", &dns.servers),
+            ("searches", &dns.searches),
+            ("options", &dns.options),
+        ] {
+            crate::security::input::check_all(list)
+                .map_err(|e| invalid(&format!("config.dns_config.{field}"), e))?;
+        }
+    }
+    for (i, p) in c.port_mappings.iter().enumerate() {
+        text(&format!("config.port_mappings[{i}].host_ip"), &p.host_ip)?;
+    }
+    text_map("config.labels", &c.labels, true)?;
+    text_map("config.annotations", &c.annotations, false)?;
+    if let Some(linux) = &c.linux {
+        crate::security::input::check_cgroup_path(&linux.cgroup_parent)
+            .map_err(|e| invalid("config.linux.cgroup_parent", e))?;
+        text_map("config.linux.sysctls", &linux.sysctls, true)?;
+    }
+    text("runtime_handler", &req.runtime_handler)?;
+    if !RUNTIME_HANDLERS.contains(&req.runtime_handler.as_str()) {
+        return Err(invalid(
+            "runtime_handler",
+            format!(
+                "{:?} is not a runtime handler of pvecri (it has {:?})",
+                req.runtime_handler, RUNTIME_HANDLERS
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn userns_proto(ids: Option<&crate::sandbox::userns::UserNamespace>) -> v1::UserNamespace {
@@ -317,13 +389,16 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
     if image.is_empty() {
         return Err(invalid("config.image.image", "an image is required"));
     }
+    container_strings(c, md)?;
     let linux = c.linux.as_ref();
     let sc = linux.and_then(|l| l.security_context.as_ref());
     let privileged = sc.is_some_and(|s| s.privileged);
+    let devices = devices(&c.devices)?;
     let mut mounts = Vec::new();
     for (i, m) in c.mounts.iter().enumerate() {
         crate::security::paths::check_mount_target(&m.container_path, privileged)
             .map_err(|e| invalid(&format!("config.mounts[{i}].container_path"), e))?;
+        text(&format!("config.mounts[{i}].host_path"), &m.host_path)?;
         let image = m.image.as_ref().filter(|i| !i.image.is_empty());
         let image = match image {
             Some(spec) => Some(image_volume(i, m, spec)?),
@@ -394,7 +469,8 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
         stdin: c.stdin,
         stdin_once: c.stdin_once,
         tty: c.tty,
-        resources: resources(linux.and_then(|l| l.resources.as_ref())),
+        resources: checked_resources(linux.and_then(|l| l.resources.as_ref()))?,
+        devices,
         run_as_user: sc.and_then(|s| s.run_as_user.as_ref()).map(|v| v.value),
         run_as_group: sc.and_then(|s| s.run_as_group.as_ref()).map(|v| v.value),
         run_as_username: sc.map(|s| s.run_as_username.clone()).unwrap_or_default(),
@@ -404,6 +480,116 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
         privileged,
         security,
     })
+}
+
+/// Every string of a CreateContainer request that reaches a config file, a
+/// path, a command line or a log and has no stricter check of its own below
+/// (`security::input`). Commands and environment values may span lines
+/// (scripts, certificates) but hold no NUL.
+fn container_strings(c: &v1::ContainerConfig, md: &v1::ContainerMetadata) -> Result<(), Status> {
+    use crate::security::input::{check_env_name, check_no_nul};
+    text("config.metadata.name", &md.name)?;
+    if let Some(image) = &c.image {
+        text("config.image.image", &image.image)?;
+        text(
+            "config.image.user_specified_image",
+            &image.user_specified_image,
+        )?;
+    }
+    for (field, list) in [("config.command", &c.command), ("config.args", &c.args)] {
+        for (i, a) in list.iter().enumerate() {
+            check_no_nul(a).map_err(|e| invalid(&format!("{field}[{i}]"), e))?;
+        }
+    }
+    text("config.working_dir", &c.working_dir)?;
+    for (i, kv) in c.envs.iter().enumerate() {
+        check_env_name(&kv.key).map_err(|e| invalid(&format!("config.envs[{i}].key"), e))?;
+        check_no_nul(&String::from_utf8_lossy(&kv.value))
+            .map_err(|e| invalid(&format!("config.envs[{i}].value"), e))?;
+    }
+    text("config.log_path", &c.log_path)?;
+    text_map("config.labels", &c.labels, true)?;
+    text_map("config.annotations", &c.annotations, false)?;
+    if let Some(sc) = c.linux.as_ref().and_then(|l| l.security_context.as_ref()) {
+        text(
+            "config.linux.security_context.run_as_username",
+            &sc.run_as_username,
+        )?;
+    }
+    Ok(())
+}
+
+/// Exec and attach commands become an argument vector: no NUL.
+pub fn exec_command(cmd: &[String]) -> Result<(), Status> {
+    if cmd.is_empty() {
+        return Err(invalid("cmd", "a command is required"));
+    }
+    for (i, a) in cmd.iter().enumerate() {
+        crate::security::input::check_no_nul(a).map_err(|e| invalid(&format!("cmd[{i}]"), e))?;
+    }
+    Ok(())
+}
+
+/// CRI devices: absolute paths without control characters, permissions a
+/// non-empty subset of `rwm` (empty means all three, as runc reads it).
+/// Whether the host path is a device is checked at CreateContainer.
+fn devices(list: &[v1::Device]) -> Result<Vec<DeviceSpec>, Status> {
+    use crate::security::paths::check_absolute;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, d) in list.iter().enumerate() {
+        check_absolute(&d.host_path)
+            .map_err(|e| invalid(&format!("config.devices[{i}].host_path"), e))?;
+        check_absolute(&d.container_path)
+            .map_err(|e| invalid(&format!("config.devices[{i}].container_path"), e))?;
+        if !d.container_path.starts_with("/dev/") {
+            return Err(invalid(
+                &format!("config.devices[{i}].container_path"),
+                format!("{:?} is not under /dev", d.container_path),
+            ));
+        }
+        let permissions = if d.permissions.is_empty() {
+            "rwm".to_owned()
+        } else {
+            d.permissions.clone()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        if !permissions
+            .chars()
+            .all(|p| "rwm".contains(p) && seen.insert(p))
+        {
+            return Err(invalid(
+                &format!("config.devices[{i}].permissions"),
+                format!("{:?} is not a subset of \"rwm\"", d.permissions),
+            ));
+        }
+        out.push(DeviceSpec {
+            host_path: d.host_path.clone(),
+            container_path: d.container_path.clone(),
+            permissions,
+        });
+    }
+    Ok(out)
+}
+
+/// [`resources`], with the strings that become cgroup settings checked:
+/// cpusets are lists of numbers and ranges, and `unified` may only name
+/// files of the resource controllers. Device access is pvecri's decision
+/// alone (`devices.*` would open the device cgroup) and `cgroup.*` files
+/// shape the hierarchy.
+fn checked_resources(r: Option<&v1::LinuxContainerResources>) -> Result<Resources, Status> {
+    let out = resources(r);
+    for (field, value) in [
+        ("cpuset_cpus", &out.cpuset_cpus),
+        ("cpuset_mems", &out.cpuset_mems),
+    ] {
+        crate::container::cgroup::check_cpuset(value)
+            .map_err(|e| invalid(&format!("config.linux.resources.{field}"), e))?;
+    }
+    for (key, value) in &out.unified {
+        crate::container::cgroup::check_unified(key, value)
+            .map_err(|e| invalid(&format!("config.linux.resources.unified[{key:?}]"), e))?;
+    }
+    Ok(out)
 }
 
 /// An image volume: read-only (the kubelet always asks so; anything else is
@@ -416,7 +602,9 @@ fn image_volume(i: usize, m: &v1::Mount, spec: &v1::ImageSpec) -> Result<ImageVo
         ));
     }
     let sub = &m.image_sub_path;
-    if sub.starts_with('/') || sub.split('/').any(|c| c == "..") || sub.contains('\0') {
+    text(&format!("config.mounts[{i}].image.image"), &spec.image)?;
+    text(&format!("config.mounts[{i}].image_sub_path"), sub)?;
+    if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
         return Err(invalid(
             &format!("config.mounts[{i}].image_sub_path"),
             format!("{sub:?} must be a relative path inside the image, without .."),
@@ -466,14 +654,41 @@ fn security_config(
                 .map_err(|e| invalid(&format!("config.linux.security_context.{field}"), e))?;
         }
     }
+    // No seccomp profile means none, as the CRI defines it (the kubelet
+    // sends RuntimeDefault when the node defaults to it).
     let seccomp = profile(sc.seccomp.as_ref(), &sc.seccomp_profile_path)
-        .map_err(|e| invalid("config.linux.security_context.seccomp", e))?;
+        .map_err(|e| invalid("config.linux.security_context.seccomp", e))?
+        .unwrap_or_default();
     if let crate::security::Profile::Localhost(path) = &seccomp {
         check_absolute(path)
             .map_err(|e| invalid("config.linux.security_context.seccomp.localhost_ref", e))?;
     }
     let apparmor = profile(sc.apparmor.as_ref(), &sc.apparmor_profile)
         .map_err(|e| invalid("config.linux.security_context.apparmor", e))?;
+    if let Some(crate::security::Profile::Localhost(name)) = &apparmor {
+        text("config.linux.security_context.apparmor.localhost_ref", name)?;
+    }
+    if let Some(o) = &sc.selinux_options {
+        for (field, value, colon_ok) in [
+            ("user", &o.user, false),
+            ("role", &o.role, false),
+            ("type", &o.r#type, false),
+            ("level", &o.level, true),
+        ] {
+            let field = format!("config.linux.security_context.selinux_options.{field}");
+            // SELinux names are identifiers; levels add `:`, `,`, `-` and
+            // `.` (`s0-s0:c0.c1023`).
+            let allowed = |c: char| {
+                c.is_ascii_alphanumeric()
+                    || c == '_'
+                    || c == '.'
+                    || (colon_ok && matches!(c, ':' | ',' | '-'))
+            };
+            if !value.chars().all(allowed) {
+                return Err(invalid(&field, format!("{value:?} is not an SELinux name")));
+            }
+        }
+    }
     let ns = sc.namespace_options.as_ref();
     Ok(SecurityConfig {
         add_capabilities: caps.add_capabilities,
@@ -504,29 +719,32 @@ fn security_config(
 }
 
 /// CRI's `SecurityProfile`, or when it is absent the deprecated string
-/// (`runtime/default`, `docker/default`, `unconfined`, `localhost/<ref>`).
+/// (`runtime/default`, `docker/default`, `unconfined`, `localhost/<ref>`);
+/// `None` when the request names no profile at all (the kubelet's way of
+/// leaving the choice to the runtime).
 fn profile(
     structured: Option<&v1::SecurityProfile>,
     legacy: &str,
-) -> Result<crate::security::Profile, String> {
+) -> Result<Option<crate::security::Profile>, String> {
     use crate::security::Profile;
     use v1::security_profile::ProfileType;
     if let Some(p) = structured {
         return match ProfileType::try_from(p.profile_type) {
-            Ok(ProfileType::RuntimeDefault) => Ok(Profile::RuntimeDefault),
-            Ok(ProfileType::Unconfined) => Ok(Profile::Unconfined),
+            Ok(ProfileType::RuntimeDefault) => Ok(Some(Profile::RuntimeDefault)),
+            Ok(ProfileType::Unconfined) => Ok(Some(Profile::Unconfined)),
             Ok(ProfileType::Localhost) if p.localhost_ref.is_empty() => {
                 Err("a Localhost profile needs localhost_ref".to_owned())
             }
-            Ok(ProfileType::Localhost) => Ok(Profile::Localhost(p.localhost_ref.clone())),
+            Ok(ProfileType::Localhost) => Ok(Some(Profile::Localhost(p.localhost_ref.clone()))),
             Err(_) => Err(format!("unknown profile type {}", p.profile_type)),
         };
     }
     match legacy {
-        "" | "unconfined" => Ok(Profile::Unconfined),
-        "runtime/default" | "docker/default" => Ok(Profile::RuntimeDefault),
+        "" => Ok(None),
+        "unconfined" => Ok(Some(Profile::Unconfined)),
+        "runtime/default" | "docker/default" => Ok(Some(Profile::RuntimeDefault)),
         other => match other.strip_prefix("localhost/") {
-            Some(r) if !r.is_empty() => Ok(Profile::Localhost(r.to_owned())),
+            Some(r) if !r.is_empty() => Ok(Some(Profile::Localhost(r.to_owned()))),
             _ => Err(format!("unknown profile {other:?}")),
         },
     }

@@ -2,6 +2,8 @@
 //! types, and maps domain errors to gRPC status codes. No logic lives here.
 
 mod convert;
+#[cfg(test)]
+mod hostile_tests;
 mod image_service;
 mod runtime_service;
 mod status;

@@ -356,6 +356,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
     ) -> Result<Response<v1::ExecSyncResponse>, Status> {
         let req = request.into_inner();
         let id = required_id("container_id", &req.container_id)?.to_owned();
+        convert::exec_command(&req.cmd)?;
         let timeout = std::time::Duration::from_secs(req.timeout.max(0) as u64);
         let out = self
             .runtime
@@ -375,6 +376,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
     ) -> Result<Response<v1::ExecResponse>, Status> {
         let req = request.into_inner();
         let stdio = stream_stdio(req.stdin, req.stdout, req.stderr, req.tty);
+        convert::exec_command(&req.cmd)?;
         let container_id = self
             .runtime
             .check_exec(&req.container_id, &req.cmd, stdio)
@@ -639,8 +641,8 @@ fn selector(labels: &HashMap<String, String>) -> std::collections::BTreeMap<Stri
 
 fn required_id<'a>(field: &str, id: &'a str) -> Result<&'a str, Status> {
     if id.is_empty() {
-        Err(invalid(field, "an ID is required"))
-    } else {
-        Ok(id)
+        return Err(invalid(field, "an ID is required"));
     }
+    crate::security::input::check_text(id).map_err(|e| invalid(field, e))?;
+    Ok(id)
 }

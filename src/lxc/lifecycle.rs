@@ -74,6 +74,52 @@ impl Container {
         Some(value.to_string_lossy().into_owned())
     }
 
+    /// Every config key liblxc knows (`get_keys` without a key), for
+    /// checking which ones a config file really set.
+    pub fn known_config_keys(&self) -> Vec<String> {
+        let c = self.raw();
+        // SAFETY: live container; with a NULL key liblxc lists its config
+        // table, and with a NULL buffer and length 0 only reports the length.
+        let len = unsafe {
+            (*c).get_keys
+                .map(|f| f(c, std::ptr::null(), std::ptr::null_mut(), 0))
+                .unwrap_or(-1)
+        };
+        let Ok(len) = usize::try_from(len) else {
+            return Vec::new();
+        };
+        let mut buf = vec![0u8; len + 1];
+        let Ok(inlen) = i32::try_from(buf.len()) else {
+            return Vec::new();
+        };
+        // SAFETY: live container; `buf` is writable for `inlen` bytes and
+        // liblxc writes at most `inlen` bytes including the NUL.
+        let ret = unsafe {
+            (*c).get_keys
+                .map(|f| {
+                    f(
+                        c,
+                        std::ptr::null(),
+                        buf.as_mut_ptr().cast::<c_char>(),
+                        inlen,
+                    )
+                })
+                .unwrap_or(-1)
+        };
+        if ret < 0 {
+            return Vec::new();
+        }
+        CStr::from_bytes_until_nul(&buf)
+            .map(|s| {
+                s.to_string_lossy()
+                    .lines()
+                    .map(str::to_owned)
+                    .filter(|k| !k.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Runs the container in this process with its configured
     /// `lxc.init.cmd` (`start(c, 0, NULL)`) and returns when init has exited.
     ///

@@ -28,6 +28,85 @@ const READY_FD: i32 = 3;
 /// How long CreateContainer waits for the container's init to come up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A bind mount of `source` at `target` before it is placed.
+fn bind(source: PathBuf, target: &str, file: bool, readonly: bool) -> BindMount {
+    BindMount {
+        source,
+        target: target.to_owned(),
+        readonly,
+        propagation: Propagation::Private,
+        file,
+        create: false,
+        optional: false,
+    }
+}
+
+/// Path depth, for mounting parents before children.
+fn depth(path: &str) -> usize {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .count()
+}
+
+/// Resolves `m`'s target inside the container (`container::mountpoints`)
+/// and points the mount at the result.
+fn place(
+    tree: &mut crate::container::mountpoints::MountTree,
+    m: &mut BindMount,
+) -> Result<(), RuntimeError> {
+    let placed = tree
+        .place(&m.target, &m.source, m.file)
+        .map_err(|e| RuntimeError::Invalid {
+            field: "config.mounts.container_path",
+            message: e.to_string(),
+        })?;
+    m.target = placed.target;
+    m.create = placed.create;
+    Ok(())
+}
+
+/// The device nodes bound into the container's /dev and its device policy.
+/// A non-privileged container gets the default allow-list plus its CRI
+/// devices; a privileged one every device node of the host and no policy
+/// (`None`: the node's).
+fn devices(
+    config: &ContainerConfig,
+) -> Result<(Vec<BindMount>, Option<Vec<crate::container::devices::Rule>>), RuntimeError> {
+    use crate::container::devices;
+    let mut nodes = Vec::new();
+    for d in &config.devices {
+        nodes.extend(devices::lookup(d).map_err(|e| RuntimeError::Invalid {
+            field: "config.devices.host_path",
+            message: e.to_string(),
+        })?);
+    }
+    let rules = (!config.privileged).then(|| {
+        let mut rules = devices::default_rules();
+        rules.extend(nodes.iter().map(|n| n.rule.clone()));
+        rules
+    });
+    let mut mounts: Vec<BindMount> = nodes
+        .into_iter()
+        .map(|n| bind(n.host_path, &n.container_path, true, false))
+        .collect();
+    if config.privileged {
+        let asked: std::collections::BTreeSet<String> =
+            mounts.iter().map(|m| m.target.clone()).collect();
+        mounts.extend(
+            devices::host_nodes(Path::new("/dev"))
+                .into_iter()
+                .filter(|n| !asked.contains(&n.container_path))
+                .map(|n| {
+                    // A device unplugged before the start is skipped.
+                    let mut m = bind(n.host_path, &n.container_path, true, false);
+                    m.optional = true;
+                    m
+                }),
+        );
+    }
+    Ok((mounts, rules))
+}
+
 /// The snapshot name of a container's `n`th mount as an image volume.
 fn image_volume_id(id: &str, n: usize) -> String {
     format!("{id}-iv{n}")
@@ -203,10 +282,15 @@ impl Runtime {
             ambient_capabilities: confinement.ambient,
             masked_paths: confinement.masked_paths,
             readonly_paths: confinement.readonly_paths,
+            // Image volumes too: their image must stay read-only whatever
+            // is mounted beneath them.
             recursive_readonly: config
                 .mounts
                 .iter()
-                .filter(|m| m.recursive_read_only)
+                .filter(|m| {
+                    m.recursive_read_only
+                        || (m.image.is_some() && self.supports_recursive_read_only())
+                })
                 .map(|m| m.container_path.clone())
                 .collect(),
             readonly_rootfs: confinement.readonly_rootfs,
@@ -257,71 +341,39 @@ impl Runtime {
 
         let (cgroup_container, cgroup_monitor) =
             cgroup::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, id);
-        let mut mounts = vec![];
-        let files = Path::new(&pod.files_dir);
-        let wants = |target: &str| !config.mounts.iter().any(|m| m.container_path == target);
-        for (name, target) in [
-            ("hostname", "/etc/hostname"),
-            ("resolv.conf", "/etc/resolv.conf"),
-            ("hosts", "/etc/hosts"),
-        ] {
-            if wants(target) {
-                mounts.push(BindMount {
-                    source: files.join(name),
-                    target: target.to_owned(),
-                    readonly: false,
-                    propagation: Propagation::Private,
-                    file: true,
-                });
-            }
-        }
         self.prepare_image_volumes(id, &mut config, idmap.as_ref())
             .await?;
-        for (i, m) in config.mounts.iter().enumerate() {
-            let source = match &m.image {
-                Some(iv) => image_volume_root(&self.images, id, i)?.join(&iv.sub_path),
-                None => PathBuf::from(&m.host_path),
-            };
-            if m.image.is_some() && !source.exists() {
-                return Err(RuntimeError::Invalid {
-                    field: "config.mounts.image_sub_path",
-                    message: format!(
-                        "{:?} does not exist in image {}",
-                        m.image
-                            .as_ref()
-                            .map(|iv| iv.sub_path.as_str())
-                            .unwrap_or_default(),
-                        m.image
-                            .as_ref()
-                            .map(|iv| iv.image.as_str())
-                            .unwrap_or_default()
-                    ),
-                });
-            }
-            mounts.push(BindMount {
-                file: source.is_file(),
-                source,
-                target: m.container_path.clone(),
-                readonly: m.readonly,
-                propagation: match m.propagation {
-                    1 => Propagation::Slave,
-                    2 => Propagation::Shared,
-                    _ => Propagation::Private,
-                },
-            });
+        let mut tree = crate::container::mountpoints::MountTree::new(
+            &rootfs,
+            idmap.as_ref().map(|m| (m.uid, m.gid)),
+            config.privileged,
+        );
+        let mut fixed = vec![
+            bind(self.config.init_path.clone(), "/.pvecri-init", true, true),
+            bind(run_dir.clone(), "/.pvecri", false, false),
+        ];
+        let mut volumes = self.volume_mounts(id, pod, &config)?;
+        let (mut devices, device_rules) = devices(&config)?;
+        for m in fixed
+            .iter_mut()
+            .chain(volumes.iter_mut())
+            .chain(devices.iter_mut())
+        {
+            place(&mut tree, m)?;
         }
         if let Some(map) = &idmap {
             let userns = std::fs::File::open(&map.userns)
                 .map_err(|e| RuntimeError::os("opening the pod's user namespace", id, e))?;
-            crate::container::staging::stage(&self.staging_dir(id), &mut mounts, &userns)
+            crate::container::staging::stage(&self.staging_dir(id), &mut volumes, &userns)
                 .map_err(|e| RuntimeError::os("staging volumes", id, crate::errors::chain(&e)))?;
         }
+        let mut mounts = fixed;
+        mounts.append(&mut volumes);
+        mounts.append(&mut devices);
         let (host_pid, pid_ns) = self.pid_namespace(pod, &config)?;
         let plan = LxcPlan {
             hostname,
             rootfs: rootfs.clone(),
-            init_binary: self.config.init_path.clone(),
-            run_dir: run_dir.clone(),
             namespaces: SharedNamespaces {
                 net: pod.net_ns.as_ref().map(PathBuf::from),
                 ipc: pod.ipc_ns.as_ref().map(PathBuf::from),
@@ -341,7 +393,14 @@ impl Runtime {
             mounts,
             cgroup_container: cgroup_container.clone(),
             cgroup_monitor,
-            cgroup_settings: cgroup::lxc_settings(&self.cgroup_layout, &config.resources),
+            cgroup_settings: device_rules
+                .map(|rules| {
+                    crate::container::devices::cgroup_settings(&self.cgroup_layout, &rules)
+                })
+                .unwrap_or_default()
+                .into_iter()
+                .chain(cgroup::lxc_settings(&self.cgroup_layout, &config.resources))
+                .collect(),
             oom_score_adj: self.clamp_oom_score_adj(config.resources.oom_score_adj),
             log_file: run_dir.join("lxc.log"),
             privileged: config.privileged,
@@ -350,11 +409,12 @@ impl Runtime {
         let lxc_dir = self.config.lxc_path().join(id);
         std::fs::create_dir_all(&lxc_dir)
             .map_err(|e| RuntimeError::os("creating the LXC dir", id, e))?;
-        write_file(
-            &lxc_dir.join("config"),
-            lxc_config::render(&plan).as_bytes(),
-        )
-        .map_err(|e| RuntimeError::os("writing the LXC config", id, e))?;
+        let text = lxc_config::render(&plan).map_err(|e| RuntimeError::Invalid {
+            field: "config",
+            message: e.to_string(),
+        })?;
+        write_file(&lxc_dir.join("config"), text.as_bytes())
+            .map_err(|e| RuntimeError::os("writing the LXC config", id, e))?;
 
         let stdin = StdinMode {
             open: config.stdin,
@@ -427,6 +487,63 @@ impl Runtime {
         info!(container_id = id, pod_id = %pod.id, name = %record.config.name, init_pid, "container created");
         self.emit_container_event(crate::events::EventKind::Created, &record);
         Ok(())
+    }
+
+    /// The pod's hostname, hosts and resolv.conf files (unless a volume
+    /// replaces one) and the requested volumes, parents before children
+    /// (as containerd orders them), with image volumes' sub-paths resolved
+    /// inside their image.
+    fn volume_mounts(
+        &self,
+        id: &str,
+        pod: &PodRecord,
+        config: &ContainerConfig,
+    ) -> Result<Vec<BindMount>, RuntimeError> {
+        let mut mounts = vec![];
+        let files = Path::new(&pod.files_dir);
+        let wants = |target: &str| !config.mounts.iter().any(|m| m.container_path == target);
+        for (name, target) in [
+            ("hostname", "/etc/hostname"),
+            ("resolv.conf", "/etc/resolv.conf"),
+            ("hosts", "/etc/hosts"),
+        ] {
+            if wants(target) {
+                let mut m = bind(files.join(name), target, true, false);
+                m.readonly = false;
+                mounts.push(m);
+            }
+        }
+        let mut requested: Vec<(usize, &crate::container::MountSpec)> =
+            config.mounts.iter().enumerate().collect();
+        requested.sort_by_key(|(_, m)| depth(&m.container_path));
+        for (i, m) in requested {
+            let source = match &m.image {
+                Some(iv) => {
+                    let root = image_volume_root(&self.images, id, i)?;
+                    crate::container::mountpoints::resolve_in_root(&root, &iv.sub_path).map_err(
+                        |e| RuntimeError::Invalid {
+                            field: "config.mounts.image_sub_path",
+                            message: format!("image {}: {e}", iv.image),
+                        },
+                    )?
+                }
+                None => PathBuf::from(&m.host_path),
+            };
+            mounts.push(BindMount {
+                file: source.is_file(),
+                source,
+                target: m.container_path.clone(),
+                readonly: m.readonly,
+                propagation: match m.propagation {
+                    1 => Propagation::Slave,
+                    2 => Propagation::Shared,
+                    _ => Propagation::Private,
+                },
+                create: false,
+                optional: false,
+            });
+        }
+        Ok(mounts)
     }
 
     /// Image volumes: each image's filesystem as a snapshot of its own

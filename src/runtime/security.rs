@@ -32,8 +32,9 @@ pub(crate) fn confinement(config: &ContainerConfig) -> Result<Confinement, Runti
     let invalid = |field: &'static str, message: String| RuntimeError::Invalid { field, message };
     // Checked even when privileged: a profile asked for on a node that
     // cannot enforce it is an error rather than a silent downgrade.
-    let apparmor = apparmor::resolve(&sc.apparmor, apparmor::enabled())
-        .map_err(|m| invalid("config.linux.security_context.apparmor", m))?;
+    let apparmor =
+        apparmor::resolve_requested(sc.apparmor.as_ref(), apparmor::enabled(), config.privileged)
+            .map_err(|m| invalid("config.linux.security_context.apparmor", m))?;
     if config.privileged {
         return Ok(Confinement {
             readonly_rootfs: sc.readonly_rootfs,

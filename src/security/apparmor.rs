@@ -17,6 +17,22 @@ pub const DEFAULT_PROFILE: &str = "pvecri-default";
 /// unconfined. Without AppArmor on the node any confined profile is an
 /// error, as with containerd: silently running unconfined would be worse.
 pub fn resolve(profile: &Profile, node_enabled: bool) -> Result<Option<String>, String> {
+    resolve_requested(Some(profile), node_enabled, false)
+}
+
+/// [`resolve`] for a request that may name no profile: then, as containerd
+/// does, a node with AppArmor confines non-privileged containers with the
+/// runtime default, and a node without it runs them unconfined.
+pub fn resolve_requested(
+    profile: Option<&Profile>,
+    node_enabled: bool,
+    privileged: bool,
+) -> Result<Option<String>, String> {
+    let profile = match profile {
+        Some(p) => p,
+        None if node_enabled && !privileged => &Profile::RuntimeDefault,
+        None => &Profile::Unconfined,
+    };
     match (profile, node_enabled) {
         (Profile::Unconfined, _) => Ok(None),
         (_, false) => Err("AppArmor is not enabled on this node".to_owned()),
@@ -135,6 +151,17 @@ mod tests {
     #[test]
     fn profiles_resolve() {
         assert_eq!(resolve(&Profile::Unconfined, false), Ok(None));
+        // Nothing asked: the default where AppArmor runs, unless privileged.
+        assert_eq!(
+            resolve_requested(None, true, false),
+            Ok(Some(DEFAULT_PROFILE.to_owned()))
+        );
+        assert_eq!(resolve_requested(None, true, true), Ok(None));
+        assert_eq!(resolve_requested(None, false, false), Ok(None));
+        assert_eq!(
+            resolve_requested(Some(&Profile::Unconfined), true, false),
+            Ok(None)
+        );
         assert!(resolve(&Profile::RuntimeDefault, false).is_err());
         assert_eq!(
             resolve(&Profile::RuntimeDefault, true),

@@ -4,6 +4,7 @@
 
 pub mod apparmor;
 pub mod caps;
+pub mod input;
 pub mod paths;
 pub mod seccomp;
 

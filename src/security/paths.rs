@@ -27,15 +27,13 @@ pub const DEFAULT_READONLY: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
-/// An absolute, normalised path: no `..`, no empty or `.` components
-/// beyond what a trailing slash gives, no NUL.
+/// An absolute path without `..` components or control characters (NUL
+/// and newline included: see `security::input`).
 pub fn check_absolute(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("{path:?} is not an absolute path"));
     }
-    if path.contains('\0') {
-        return Err(format!("{path:?} contains a NUL byte"));
-    }
+    super::input::check_text(path)?;
     if path.split('/').any(|c| c == "..") {
         return Err(format!("{path:?} contains a \"..\" component"));
     }
@@ -72,6 +70,7 @@ mod tests {
         assert!(check_absolute("data").is_err());
         assert!(check_absolute("/data/../etc").is_err());
         assert!(check_absolute("/a\0b").is_err());
+        assert!(check_absolute("/x\nlxc.hook.pre-start=/usr/bin/touch").is_err());
     }
 
     #[test]
