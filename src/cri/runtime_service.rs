@@ -87,13 +87,16 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         Ok(Response::new(v1::StatusResponse {
             status: Some(v1::RuntimeStatus { conditions }),
             info,
-            runtime_handlers: vec![v1::RuntimeHandler {
-                name: String::new(),
-                features: Some(v1::RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: self.runtime.supports_recursive_read_only(),
-                    user_namespaces: self.runtime.supports_user_namespaces(),
-                }),
-            }],
+            runtime_handlers: convert::RUNTIME_HANDLERS
+                .iter()
+                .map(|name| v1::RuntimeHandler {
+                    name: (*name).to_owned(),
+                    features: Some(v1::RuntimeHandlerFeatures {
+                        recursive_read_only_mounts: self.runtime.supports_recursive_read_only(),
+                        user_namespaces: self.runtime.supports_user_namespaces(),
+                    }),
+                })
+                .collect(),
             features: Some(v1::RuntimeFeatures {
                 supplemental_groups_policy: true,
                 ..Default::default()
