@@ -10,7 +10,8 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -592,6 +593,198 @@ async fn network_ready_and_bad_port_mappings() {
     drop(guard);
     assert_eq!(
         node_state(&net.bridge, "n13", &[pod]),
+        before,
+        "the node changed"
+    );
+}
+
+fn route_localnet(bridge: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Runs `f` on a thread that has entered the network namespace pinned at
+/// `pin`: the sockets it opens, the `/proc/sys/net` files it writes and the
+/// commands it starts are the namespace's.
+fn in_netns<T: Send + 'static>(pin: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = std::fs::File::open(pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display()));
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// What a pod with NET_ADMIN, or any machine on the bridge's LAN, can do:
+/// make 127.0.0.0/8 non-local and send it to the gateway, accept
+/// loopback-addressed answers on `eth0`, and send from another loopback
+/// address (127.0.0.2, put on `eth0`).
+fn route_loopback_to_the_node(pin: &Path, gateway: IpAddr) {
+    in_netns(pin, move || {
+        run("ip", &["addr", "flush", "dev", "lo"]);
+        run("ip", &["addr", "add", "127.0.0.2/32", "dev", "eth0"]);
+        run(
+            "ip",
+            &[
+                "route",
+                "add",
+                "127.0.0.0/8",
+                "via",
+                &gateway.to_string(),
+                "dev",
+                "eth0",
+            ],
+        );
+        for conf in ["all", "eth0"] {
+            std::fs::write(
+                format!("/proc/sys/net/ipv4/conf/{conf}/route_localnet"),
+                "1",
+            )
+            .unwrap();
+        }
+    });
+}
+
+/// Whether a TCP connection from the namespace at `pin` to the node's
+/// `127.0.0.1` listener gets through, or at least reaches the listener.
+fn node_loopback_reachable_from(pin: &Path, listener: &TcpListener) -> bool {
+    let addr = listener.local_addr().unwrap();
+    let connected = in_netns(pin, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok()
+    });
+    let accepted = match listener.accept() {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(e) => panic!("accept: {e}"),
+    };
+    connected || accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_localnet_only_with_loopback_host_ports_and_pods_never_reach_node_loopback() {
+    let test = "route_localnet_only_with_loopback_host_ports_and_pods_never_reach_node_loopback";
+    if !ready(test) {
+        return;
+    }
+    // The hairpin below is forwarded on the bridge.
+    let _serial = FORWARDING.lock().await;
+    let net = Net::new(15);
+    let before = node_state(&net.bridge, "n15", &[]);
+    let guard = Guard::new("n15", &net.bridge, &format!("{}.0/24", net.prefix));
+    let mut e = env(&net.config("")).await;
+    let gateway: IpAddr = format!("{}.1", net.prefix).parse().unwrap();
+    assert_eq!(route_localnet(&net.bridge), "0", "on with no pods");
+
+    // A host port on the bridge address only: loopback is not involved.
+    let side = run_pod(
+        &mut e,
+        pod_config(
+            "side",
+            vec![v1::PortMapping {
+                host_ip: gateway.to_string(),
+                ..port(18085, 80)
+            }],
+            false,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        route_localnet(&net.bridge),
+        "0",
+        "on for a bridge-address port"
+    );
+
+    let exposed_config = pod_config("exposed", vec![port(18083, 80)], false);
+    let exposed = run_pod(&mut e, exposed_config.clone()).await.unwrap();
+    assert_eq!(route_localnet(&net.bridge), "1", "off with a loopback port");
+    start_container(&mut e, &exposed, &exposed_config, HTTPD).await;
+    let (exposed_ip, _) = pod_ips(&mut e, &exposed).await;
+    let exposed_ip: IpAddr = exposed_ip.parse().unwrap();
+    let pin = e.d.dir.path().join("run/ns").join(&exposed).join("net");
+    route_loopback_to_the_node(&pin, gateway);
+
+    // The path works: 127.0.0.1 from the pod reaches the node and is
+    // DNAT'd back to the pod through its own host port.
+    let body = in_netns(&pin, || {
+        http_get(SocketAddr::new("127.0.0.1".parse().unwrap(), 18083))
+    });
+    assert!(body.ends_with("served-by-pod\n"), "{body}");
+
+    // But nothing listening on the node's loopback answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        !node_loopback_reachable_from(&pin, &listener),
+        "the pod reached a listener on the node's 127.0.0.1"
+    );
+
+    // Nor does a datagram from a spoofed loopback source reach a node
+    // socket (the kernel refuses 127.0.0.1 itself, other 127/8 sources only
+    // with rp_filter on, which is off here as on many nodes); one from the
+    // pod's own address does, so the first to arrive must be that one.
+    let socket = UdpSocket::bind((gateway, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let to = socket.local_addr().unwrap();
+    in_netns(&pin, move || {
+        let spoofed = UdpSocket::bind("127.0.0.2:0").unwrap();
+        spoofed.send_to(b"spoofed", to).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let honest = UdpSocket::bind((exposed_ip, 0)).unwrap();
+        honest.send_to(b"honest", to).unwrap();
+    });
+    let mut buf = [0u8; 16];
+    let (n, from) = socket.recv_from(&mut buf).expect("the honest datagram");
+    assert_eq!(
+        (&buf[..n], from.ip()),
+        (&b"honest"[..], exposed_ip),
+        "a spoofed loopback source reached the node"
+    );
+
+    // Derived from the stored pod networks at start: a flag lost in a crash
+    // comes back, and the table with its guard is rebuilt.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(e.d.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::fs::write(
+        format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge),
+        "0",
+    )
+    .unwrap();
+    e.d.restart();
+    e.c = e.d.client().await;
+    assert_eq!(route_localnet(&net.bridge), "1", "not restored at start");
+    assert!(
+        !node_loopback_reachable_from(&pin, &listener),
+        "the pod reached the node's 127.0.0.1 after a restart"
+    );
+
+    // The last loopback port gone, the flag goes; the other pod's port
+    // does not keep it.
+    stop_pod(&mut e, &exposed).await;
+    assert_eq!(
+        route_localnet(&net.bridge),
+        "0",
+        "on after the last loopback port"
+    );
+    stop_pod(&mut e, &exposed).await;
+    remove_pod(&mut e, &exposed).await;
+    assert_eq!(route_localnet(&net.bridge), "0");
+    stop_pod(&mut e, &side).await;
+    remove_pod(&mut e, &side).await;
+    let pods = [exposed, side];
+    assert_eq!(veth_count(&pods), 0, "veths left behind");
+    e.d.stop();
+    drop(guard);
+    assert_eq!(
+        node_state(&net.bridge, "n15", &pods),
         before,
         "the node changed"
     );

@@ -5,7 +5,8 @@
 //! gateway address of the pod subnet; per pod a veth pair made in one
 //! netlink request with its pod end created directly as `eth0` in the pod's
 //! namespace; addresses from [`ipam`]; host ports and masquerade in an
-//! nftables table of pvecri's own ([`nft`]).
+//! nftables table of pvecri's own ([`nft`]); `route_localnet` on the
+//! bridge only while a pod's host port needs it ([`sysctl`]).
 //!
 //! Every pod's allocation is a [`PodNetwork`] record written to the store
 //! *before* anything is created, and deleted only after everything is
@@ -18,6 +19,7 @@ mod error;
 pub mod ipam;
 mod link;
 pub mod nft;
+mod sysctl;
 
 pub use error::NetworkError;
 
@@ -133,6 +135,9 @@ pub struct Network {
     alloc: tokio::sync::Mutex<()>,
     /// CNI mode's plugin runner.
     cni: cni::Runner,
+    /// Serialises reading the stored host ports and writing
+    /// `route_localnet`, so that the last write follows the latest records.
+    route_localnet: Mutex<()>,
 }
 
 impl Network {
@@ -157,6 +162,7 @@ impl Network {
             cni: cni::Runner {
                 bin_dirs: config.cni_bin_dirs.clone(),
             },
+            route_localnet: Mutex::new(()),
         }
     }
 
@@ -212,6 +218,19 @@ impl Network {
     }
 
     async fn setup_node(&self) -> Result<(), NetworkError> {
+        let result = self.setup_bridge_and_table().await;
+        if result.is_err() {
+            // The flag a previous run left (an older pvecri's table had no
+            // loopback guard) must not outlive a table this run could not
+            // write.
+            if let Err(e) = self.sync_route_localnet(false) {
+                warn!(bridge = %self.config.bridge, error = %crate::errors::chain(&e), "cannot turn route_localnet off");
+            }
+        }
+        result
+    }
+
+    async fn setup_bridge_and_table(&self) -> Result<(), NetworkError> {
         let nl = Netlink::host()?;
         let bridge = &self.config.bridge;
         let (mtu, managed) = nl.ensure_bridge(bridge).await?;
@@ -221,21 +240,27 @@ impl Network {
             nl.ensure_address(bridge, s.gateway(), s.prefix_len())
                 .await?;
         }
-        // DNAT'd connections from 127.0.0.1 leave through the bridge with
-        // their loopback source until masqueraded in postrouting.
-        let mut sysctls = vec!["route_localnet"];
         if managed {
             // Routing of what arrives on pvecri's own bridge: pods reaching
             // host ports (hairpin included) and, with `egress`, the world.
             // The node's other interfaces keep their setting; an existing
             // bridge such as vmbr0 is the operator's.
-            sysctls.push("forwarding");
+            sysctl::set(bridge, sysctl::Key::Forwarding, true)?;
         }
-        for key in sysctls {
-            let path = Path::new("/proc/sys/net/ipv4/conf").join(bridge).join(key);
-            std::fs::write(&path, "1").map_err(|source| NetworkError::Sysctl { path, source })?;
-        }
-        self.write_table().await
+        self.write_table().await?;
+        // Derived from the stored pod networks, so a crash between a pod's
+        // record and the flag is repaired here.
+        self.sync_route_localnet(true)
+    }
+
+    /// Turns `route_localnet` on the bridge on exactly while a stored pod
+    /// network has a host port reachable on loopback. `guarded`: pvecri's
+    /// table, with its loopback guard, is known to be in place; without it
+    /// the flag only goes off.
+    fn sync_route_localnet(&self, guarded: bool) -> Result<(), NetworkError> {
+        let _serial = self.route_localnet.lock().unwrap();
+        let on = guarded && sysctl::route_localnet_needed(&self.store.list::<PodNetwork>()?);
+        sysctl::set(&self.config.bridge, sysctl::Key::RouteLocalnet, on)
     }
 
     async fn write_table(&self) -> Result<(), NetworkError> {
@@ -468,6 +493,15 @@ impl Network {
             .collect();
         let pod = Netlink::in_netns(netns).await?;
         pod.configure_pod_side(&addrs).await?;
+        if record
+            .host_ports
+            .iter()
+            .any(HostPort::reachable_on_loopback)
+        {
+            // The record is stored, so the flag goes on (before the ports
+            // answer) and stays on until it is deleted.
+            self.sync_route_localnet(true)?;
+        }
         if !record.host_ports.is_empty() {
             let script = nft::elements_script("add", &self.config.bridge, &record.host_ports);
             nft::run(&script).await.map_err(NetworkError::Nft)?;
@@ -537,6 +571,15 @@ impl Network {
         Netlink::host()?.delete_link(&veth).await?;
         if record.is_some() {
             self.store.delete::<PodNetwork>(pod_id)?;
+        }
+        // Also without a record: a repeated Stop/Remove finishes what a
+        // failed write left. Before the node is set up at start the flag
+        // only goes off; the set-up derives it afterwards.
+        let had_loopback = record
+            .as_ref()
+            .is_none_or(|r| r.host_ports.iter().any(HostPort::reachable_on_loopback));
+        if had_loopback {
+            self.sync_route_localnet(self.readiness().is_ok())?;
         }
         Ok(())
     }

@@ -56,6 +56,12 @@ pub struct HostPort {
 }
 
 impl HostPort {
+    /// Whether connections the node makes to 127.0.0.1 are DNAT'd by this
+    /// entry: an IPv4 entry for every local address or for a loopback one.
+    pub fn reachable_on_loopback(&self) -> bool {
+        self.pod_ip.is_ipv4() && self.host_ip.is_none_or(|ip| ip.is_loopback())
+    }
+
     fn family(&self) -> Family {
         if self.pod_ip.is_ipv6() {
             Family::V6
@@ -171,6 +177,11 @@ fn family_table(spec: &TableSpec<'_>, family: Family, cidr: &str) -> String {
         );
     }
     s.push_str("  }\n");
+    if family == Family::V4 {
+        s.push_str(&loopback_guard());
+    }
+    // No such chain in the ip6 table: IPv6 has no `route_localnet`, the
+    // kernel drops packets for ::1 arriving on any interface but `lo`.
     if !spec.egress {
         // Pods talk to each other and to the node, never past it.
         s.push_str(
@@ -181,6 +192,27 @@ fn family_table(spec: &TableSpec<'_>, family: Family, cidr: &str) -> String {
         s.push_str("  }\n");
     }
     s.push_str("}\n");
+    s
+}
+
+/// The input chain that keeps `route_localnet` (see `sysctl.rs`) from
+/// opening the node's loopback to the bridge's LAN, as kube-proxy's
+/// KUBE-FIREWALL does: a packet arriving on any interface but `lo` to or
+/// from 127.0.0.0/8 is dropped unless it belongs to a connection already
+/// accepted (the replies of the node's DNAT'd connections to 127.0.0.1)
+/// or one DNAT'd to loopback. The source rule stops spoofed loopback
+/// sources (other than 127.0.0.1, which the kernel refuses itself) from
+/// reaching services that trust them. A chain of its own with `return`s
+/// rather than one rule: `ct status` does not match a packet without a
+/// connection (state `invalid`), which must be dropped too. A drop here is
+/// final whatever other tables accept; an accept here decides nothing.
+fn loopback_guard() -> String {
+    let mut s = String::from(
+        "  chain input {\n    type filter hook input priority filter; policy accept;\n",
+    );
+    s.push_str("    iifname != \"lo\" ip daddr 127.0.0.0/8 jump loopback_from_outside\n");
+    s.push_str("    iifname != \"lo\" ip saddr 127.0.0.0/8 jump loopback_from_outside\n  }\n");
+    s.push_str("  chain loopback_from_outside {\n    ct state established,related return\n    ct status dnat return\n    drop\n  }\n");
     s
 }
 
@@ -335,6 +367,87 @@ mod tests {
         // No loopback masquerade in the ip6 table: ::1 cannot be DNAT'd.
         let ip6_part = &s[s.find("table ip6 pvecri-br {").unwrap()..];
         assert!(!ip6_part.contains("127.0.0.0/8"));
+    }
+
+    #[test]
+    fn loopback_is_guarded_in_the_ip_table_only() {
+        let spec = TableSpec {
+            bridge: "br",
+            pod_cidr: "10.77.0.0/16".parse().unwrap(),
+            pod_cidr_v6: Some("fd00:77::/64".parse().unwrap()),
+            masquerade: false,
+            egress: true,
+        };
+        let s = table_script(&spec, &[]);
+        let (ip_part, ip6_part) = s.split_at(s.find("table ip6 pvecri-br {").unwrap());
+        assert!(ip_part.contains(
+            "    type filter hook input priority filter; policy accept;\n    iifname != \"lo\" ip daddr 127.0.0.0/8 jump loopback_from_outside\n    iifname != \"lo\" ip saddr 127.0.0.0/8 jump loopback_from_outside\n"
+        ));
+        assert!(ip_part.contains(
+            "  chain loopback_from_outside {\n    ct state established,related return\n    ct status dnat return\n    drop\n  }\n"
+        ));
+        assert!(!ip6_part.contains("hook input"));
+    }
+
+    /// The kernel's own check of every table variant (`nft -c` commits
+    /// nothing), so a syntax or type error shows up here and not at a
+    /// daemon start.
+    #[test]
+    fn scripts_pass_nft_check() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping scripts_pass_nft_check: nft -c needs root");
+            return;
+        }
+        let v6 = HostPort {
+            pod_ip: "fd00:77::5".parse().unwrap(),
+            ..port(None)
+        };
+        let ports = [port(None), port(Some("127.0.0.1")), v6];
+        for (v6_cidr, masquerade, egress) in
+            [(None, true, true), (Some("fd00:77::/64"), false, false)]
+        {
+            let spec = TableSpec {
+                bridge: "pvecri-chk0",
+                pod_cidr: "10.77.0.0/16".parse().unwrap(),
+                pod_cidr_v6: v6_cidr.map(|c| c.parse().unwrap()),
+                masquerade,
+                egress,
+            };
+            let ports: &[HostPort] = if v6_cidr.is_some() {
+                &ports
+            } else {
+                &ports[..2]
+            };
+            let script = table_script(&spec, ports)
+                + &elements_script("delete", spec.bridge, ports)
+                + &delete_table_script(spec.bridge);
+            let mut child = match std::process::Command::new("nft")
+                .args(["-c", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+            {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    eprintln!("skipping scripts_pass_nft_check: nft is not installed");
+                    return;
+                }
+                Err(e) => panic!("cannot run nft: {e}"),
+            };
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "nft -c refused:\n{script}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     #[test]
