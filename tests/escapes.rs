@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -222,7 +222,10 @@ impl Drop for AuthRegistry {
 fn start_auth_registry() -> Option<AuthRegistry> {
     let bin = std::path::Path::new("/usr/bin/docker-registry");
     if !bin.exists() {
-        eprintln!("skipping: /usr/bin/docker-registry is not installed");
+        common::skip(
+            "the authenticated registry test",
+            "/usr/bin/docker-registry is not installed",
+        );
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

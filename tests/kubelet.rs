@@ -32,8 +32,10 @@ const TUNABLES: [&str; 3] = [
 
 fn ready(test: &str) -> bool {
     if !Path::new(KUBELET).exists() {
-        eprintln!("skipping {test}: needs {KUBELET} (scripts/install-cri-tools.sh)");
-        return false;
+        return common::skip(
+            test,
+            &format!("needs {KUBELET} (scripts/install-cri-tools.sh)"),
+        );
     }
     require_root(test) && require_registry(test) && require_init(test)
 }

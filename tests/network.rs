@@ -862,7 +862,10 @@ async fn cni_mode_with_debian_plugins() {
     }
     let plugins = std::path::Path::new("/usr/lib/cni");
     if !plugins.join("bridge").exists() || !plugins.join("portmap").exists() {
-        eprintln!("skipping cni_mode_with_debian_plugins: containernetworking-plugins is not installed (scripts/install-deps.sh)");
+        common::skip(
+            "cni_mode_with_debian_plugins",
+            "containernetworking-plugins is not installed (scripts/install-deps.sh)",
+        );
         return;
     }
     let _serial = FORWARDING.lock().await;

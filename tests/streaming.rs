@@ -17,8 +17,10 @@ const BUSYBOX: &str = "busybox:1.36";
 
 fn ready(test: &str) -> bool {
     if !Path::new(CRICTL).exists() {
-        eprintln!("skipping {test}: needs {CRICTL} (scripts/install-cri-tools.sh)");
-        return false;
+        return common::skip(
+            test,
+            &format!("needs {CRICTL} (scripts/install-cri-tools.sh)"),
+        );
     }
     require_root(test) && require_registry(test) && require_init(test)
 }

@@ -11,14 +11,25 @@ use pvecri::client::CriClient;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
 
+/// A test that cannot run here: prints a loud skip line and returns
+/// `false`, except in CI (`CI=true`), where every precondition is
+/// installed by the scripts and a missing one must fail the run instead of
+/// passing it silently.
+pub fn skip(test: &str, reason: &str) -> bool {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run in CI: {reason}");
+    }
+    eprintln!("skipping {test}: {reason}");
+    false
+}
+
 /// True when the test may run; prints a loud skip line otherwise.
 pub fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipping {test}: needs root (the daemon manages namespaces, cgroups and LXC containers)");
-        false
-    }
+    nix::unistd::geteuid().is_root()
+        || skip(
+            test,
+            "needs root (the daemon manages namespaces, cgroups and LXC containers)",
+        )
 }
 
 /// A running daemon with its own temporary directories. Stopped on drop.
@@ -201,10 +212,10 @@ pub fn require_registry(test: &str) -> bool {
         Duration::from_secs(1),
     )
     .is_ok();
-    if !up {
-        eprintln!("skipping {test}: no fixture registry on 127.0.0.1:5000 (run scripts/registry.sh start && scripts/build-fixture-images.sh)");
-    }
-    up
+    up || skip(
+        test,
+        "no fixture registry on 127.0.0.1:5000 (run scripts/registry.sh start && scripts/build-fixture-images.sh)",
+    )
 }
 
 /// The static pvecri-init that scripts/build-init.sh builds.
@@ -215,11 +226,7 @@ pub fn init_path() -> PathBuf {
 
 /// True when pvecri-init is built; prints a loud skip line otherwise.
 pub fn require_init(test: &str) -> bool {
-    let ok = init_path().exists();
-    if !ok {
-        eprintln!("skipping {test}: pvecri-init is not built (run scripts/build-init.sh)");
-    }
-    ok
+    init_path().exists() || skip(test, "pvecri-init is not built (run scripts/build-init.sh)")
 }
 
 /// Removes `name` (a test's cgroup tree) from every cgroup hierarchy,
