@@ -1,7 +1,5 @@
 //! From a container's security context to what pvecri-init enforces.
 
-use std::sync::OnceLock;
-
 use super::error::RuntimeError;
 use crate::container::ContainerConfig;
 use crate::security::{apparmor, caps, paths, seccomp, Profile};
@@ -17,12 +15,6 @@ pub(crate) struct Confinement {
     pub no_new_privs: bool,
     pub seccomp: Option<seccomp::Filter>,
     pub apparmor: Option<String>,
-}
-
-/// This machine's syscall table, read once from libseccomp.
-fn native_syscalls() -> &'static std::collections::BTreeSet<String> {
-    static TABLE: OnceLock<std::collections::BTreeSet<String>> = OnceLock::new();
-    TABLE.get_or_init(seccomp::native_syscalls)
 }
 
 /// Resolves capabilities, paths and profiles. Privileged containers keep
@@ -55,7 +47,7 @@ pub(crate) fn confinement(config: &ContainerConfig) -> Result<Confinement, Runti
     };
     let filter = match &sc.seccomp {
         Profile::Unconfined => None,
-        Profile::RuntimeDefault => Some(seccomp::runtime_default(keep, native_syscalls())),
+        Profile::RuntimeDefault => Some(seccomp::runtime_default(keep)),
         Profile::Localhost(path) => Some(
             seccomp::load_localhost(std::path::Path::new(path), keep).map_err(|e| {
                 invalid(
