@@ -26,6 +26,10 @@ pub enum StartError {
         errno: Errno,
     },
     Spec(SpecError),
+    /// Descriptors above stderr could not be kept from the workload.
+    CloseFds {
+        errno: Errno,
+    },
     Unmount {
         path: &'static str,
         errno: Errno,
@@ -89,6 +93,7 @@ impl fmt::Display for StartError {
             Self::WaitForStart { errno } => write!(f, "wait on /.pvecri/start: {errno}"),
             Self::ReadSpec { errno } => write!(f, "read /.pvecri/spec.json: {errno}"),
             Self::Spec(e) => e.fmt(f),
+            Self::CloseFds { errno } => write!(f, "close inherited descriptors: {errno}"),
             Self::Unmount { path, errno } => write!(f, "unmount {path}: {errno}"),
             Self::SetGroups { gids, errno } => write!(f, "setgroups {gids:?}: {errno}"),
             Self::SetGid { gid, errno } => write!(f, "setgid {gid}: {errno}"),
@@ -114,6 +119,7 @@ impl std::error::Error for StartError {
             Self::OpenRunDir { errno }
             | Self::WaitForStart { errno }
             | Self::ReadSpec { errno }
+            | Self::CloseFds { errno }
             | Self::Unmount { errno, .. }
             | Self::SetGroups { errno, .. }
             | Self::SetGid { errno, .. }

@@ -13,8 +13,11 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod error;
+mod fds;
+mod holder;
 mod path;
 mod pause;
+mod sealed;
 mod security;
 mod shared;
 mod spec;
@@ -63,8 +66,11 @@ fn main() {
 /// `pvecri-init exec <spec fd> -- <argv>`: the exec helper runs this
 /// (attached to the container, still root) so an exec'd process gets the
 /// same user, capabilities, no_new_privs and seccomp filter as the
-/// workload. The spec is the container's, read from an inherited fd; the
-/// argv replaces its args.
+/// workload. The spec is the container's, read from an inherited fd (a
+/// sealed copy) and closed; the argv replaces its args. This binary itself
+/// runs from a sealed copy too, whose inherited descriptor
+/// `confine_and_exec` keeps from the command along with everything else
+/// above stderr.
 fn exec_mode(args: &[std::ffi::OsString]) -> ! {
     let run = || -> Result<std::convert::Infallible, StartError> {
         let (fd, argv) = match args {
@@ -137,11 +143,14 @@ fn start(run_dir: BorrowedFd<'_>, error_file: &mut Option<File>) -> Result<NotSt
     Err(err)
 }
 
-/// Seccomp, capabilities, credentials, no_new_privs, cwd, then `execve`;
-/// only returns on failure. The order matters: the bounding set needs
+/// Descriptors, seccomp, capabilities, credentials, no_new_privs, cwd,
+/// then `execve`; only returns on failure. The order matters: every
+/// descriptor above stderr is marked close-on-exec first (a Localhost
+/// seccomp profile might not allow close_range), the bounding set needs
 /// CAP_SETPCAP (so before setuid), and a filter needs CAP_SYS_ADMIN unless
 /// no_new_privs is set (so early without it, last with it).
 fn confine_and_exec(spec: &Spec) -> Result<std::convert::Infallible, StartError> {
+    fds::cloexec_above_stdio().map_err(|errno| StartError::CloseFds { errno })?;
     sys::set_workload_umask();
     if let (Some(filter), false) = (&spec.seccomp, spec.no_new_privs) {
         security::load_seccomp(filter).map_err(StartError::Security)?;

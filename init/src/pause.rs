@@ -1,9 +1,12 @@
 //! `pvecri-init pause`: the infra process of a pod that shares one PID
 //! namespace between its containers (shareProcessNamespace). It creates the
-//! namespace, forks its PID 1, prints that child's host PID and exits; the
-//! child detaches, reaps the orphans the namespace hands it, and otherwise
-//! sleeps until the daemon kills it (which ends the namespace and every
-//! process left in it).
+//! namespace, forks its PID 1 (see `holder`: confined to an empty root
+//! without capabilities), prints that child's host PID once it is confined
+//! and exits; the child reaps the orphans the namespace hands it until the
+//! daemon kills it (which ends the namespace and every process left in it).
+//!
+//! It first re-executes itself from a sealed copy (see `sealed`), so that
+//! the pod's `/proc/1/exe` is never the host's pvecri-init.
 
 use std::io::Write;
 
@@ -27,29 +30,8 @@ pub fn run() -> ! {
 }
 
 fn start() -> Result<libc::pid_t, (&'static str, Errno)> {
+    crate::sealed::reexec_sealed()?;
     sys::unshare_pid().map_err(|e| ("unshare(CLONE_NEWPID)", e))?;
-    // SAFETY: this process is single-threaded, so the child may run any code.
-    match unsafe { libc::fork() } {
-        -1 => Err(("fork", Errno::last())),
-        0 => namespace_init(),
-        child => Ok(child),
-    }
-}
-
-/// PID 1 of the pod's namespace.
-pub fn namespace_init() -> ! {
-    // Its own session, stdio on /dev/null: nothing ties it to the daemon.
-    // SAFETY: plain syscall without pointers.
-    unsafe { libc::setsid() };
-    sys::stdio_to_null();
-    sys::catch_sigchld();
-    loop {
-        // Reap every exited orphan; then sleep until the next SIGCHLD.
-        // SAFETY: a null status pointer is allowed.
-        let reaped = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
-        if reaped <= 0 {
-            // SAFETY: pause takes no arguments; a signal wakes it.
-            unsafe { libc::pause() };
-        }
-    }
+    // SAFETY: this process is single-threaded.
+    unsafe { crate::holder::spawn() }
 }

@@ -7,7 +7,7 @@
 
 use std::ffi::{CStr, CString};
 use std::fmt;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -451,7 +451,8 @@ pub fn enter_mount_ns(path: &CStr) -> Result<(), Errno> {
     check(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNS) }).map(drop)
 }
 
-fn open_at_cwd(path: &CStr) -> Result<OwnedFd, Errno> {
+/// Opens `path` read-only (close-on-exec).
+pub fn open_at_cwd(path: &CStr) -> Result<OwnedFd, Errno> {
     // SAFETY: path is NUL-terminated and outlives the call.
     let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
     // SAFETY: open returned a new fd that nothing else owns.
@@ -492,29 +493,228 @@ pub fn unshare(flags: libc::c_int) -> Result<(), Errno> {
     check(unsafe { libc::unshare(flags) }).map(drop)
 }
 
-/// Points fds 0-2 at /dev/null (best effort: nothing reads them).
-pub fn stdio_to_null() {
-    // SAFETY: the path is a NUL-terminated constant; dup2 and close take
-    // plain fds.
-    unsafe {
-        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if fd >= 0 {
-            for target in 0..3 {
-                libc::dup2(fd, target);
-            }
-            if fd > 2 {
-                libc::close(fd);
-            }
+/// Points fds 0-2 at /dev/null.
+pub fn stdio_to_null() -> Result<(), Errno> {
+    // Not close-on-exec: it may itself be one of 0-2 (when they were closed).
+    // SAFETY: the path is a NUL-terminated constant.
+    let null = check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) })?;
+    // SAFETY: open returned a new fd that nothing else owns.
+    let null = unsafe { OwnedFd::from_raw_fd(null) };
+    for target in 0..3 {
+        // SAFETY: dup2 takes plain fds; the copies (without close-on-exec)
+        // replace whatever 0-2 were.
+        check(unsafe { libc::dup2(null.as_raw_fd(), target) })?;
+    }
+    if null.as_raw_fd() <= 2 {
+        // It is one of stdio itself (they were closed): keep it open.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(null);
+    }
+    Ok(())
+}
+
+/// `close_range(first, ~0, flags)`: every descriptor from `first` up.
+/// ENOSYS on kernels before 5.9 (5.11 for CLOSE_RANGE_CLOEXEC, which
+/// older ones refuse with EINVAL).
+pub fn close_range_from(first: libc::c_uint, flags: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: close_range takes integers only; closing descriptors other
+    // code still owns is the caller's contract (see `fds`).
+    check(unsafe { libc::close_range(first, libc::c_uint::MAX, flags) }).map(drop)
+}
+
+/// `close_range(first, last, 0)`.
+pub fn close_between(first: libc::c_uint, last: libc::c_uint) -> Result<(), Errno> {
+    // SAFETY: as in `close_range_from`.
+    check(unsafe { libc::close_range(first, last, 0) }).map(drop)
+}
+
+/// Sets FD_CLOEXEC on `fd`, keeping its other descriptor flags.
+pub fn set_cloexec(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: F_GETFD/F_SETFD take integers only; an fd that is not open
+    // fails with EBADF.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) }).map(drop)
+}
+
+/// Closes `fd`, ignoring errors: the descriptor is gone either way.
+pub fn close(fd: RawFd) {
+    // SAFETY: the caller owns `fd` and does not use it again.
+    unsafe { libc::close(fd) };
+}
+
+/// `memfd_create(name, flags)`.
+pub fn memfd_create(name: &CStr, flags: libc::c_uint) -> Result<OwnedFd, Errno> {
+    // SAFETY: name is NUL-terminated and outlives the call.
+    let fd = check(unsafe { libc::memfd_create(name.as_ptr(), flags) })?;
+    // SAFETY: memfd_create returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds file seals (F_SEAL_*) to a memfd.
+pub fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: F_ADD_SEALS takes an integer; fd is live for the borrow.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+}
+
+/// The seals of `fd`; EINVAL for a file that cannot be sealed.
+pub fn seals(fd: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
+    // SAFETY: F_GET_SEALS takes no argument; fd is live for the borrow.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
+}
+
+/// Copies everything from `from` (at its offset) to `to` with sendfile(2),
+/// which takes any file as the destination (copy_file_range refuses to
+/// copy from the host's file system into a memfd: EXDEV).
+pub fn copy_all(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<u64, Errno> {
+    let mut total = 0u64;
+    loop {
+        // SAFETY: both fds are live for the borrows; a null offset uses
+        // and advances `from`'s file offset.
+        let n = unsafe {
+            libc::sendfile(
+                to.as_raw_fd(),
+                from.as_raw_fd(),
+                std::ptr::null_mut(),
+                1 << 30,
+            )
+        };
+        match n {
+            0 => return Ok(total),
+            n if n > 0 => total += n as u64,
+            _ => match Errno::last() {
+                Errno(libc::EINTR) => {}
+                errno => return Err(errno),
+            },
         }
     }
 }
 
-extern "C" fn on_sigchld(_: libc::c_int) {}
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the program `fd`
+/// holds without a path (none is needed, nor /proc); returns only on
+/// failure.
+pub fn execve_fd(fd: BorrowedFd<'_>, args: &[CString], env: &[CString]) -> Errno {
+    let argv = null_terminated(args);
+    let envp = null_terminated(env);
+    // SAFETY: the empty path, argv and envp are NUL-terminated and the
+    // arrays end in a null pointer; all outlive the call, which only
+    // returns on error.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::last()
+}
 
-/// A no-op SIGCHLD handler, so that the signal interrupts `pause`.
-pub fn catch_sigchld() {
-    // SAFETY: the handler does nothing, which is async-signal-safe.
-    unsafe { libc::signal(libc::SIGCHLD, on_sigchld as *const () as libc::sighandler_t) };
+/// `PR_SET_DUMPABLE`: a process that is not dumpable has its /proc files
+/// owned by root and may only be ptraced with CAP_SYS_PTRACE.
+pub fn set_dumpable(dumpable: bool) -> Result<(), Errno> {
+    // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_DUMPABLE,
+            libc::c_ulong::from(dumpable),
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Empties the ambient capability set.
+pub fn clear_ambient() -> Result<(), Errno> {
+    // SAFETY: PR_CAP_AMBIENT takes integer arguments only.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Makes every mount of this (private) mount namespace private, so that
+/// nothing done here reaches the host's mounts (and pivot_root accepts it).
+pub fn make_mounts_private() -> Result<(), Errno> {
+    mount(c"none", c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+}
+
+/// Mounts an empty, read-only tmpfs at `target`.
+pub fn mount_empty_tmpfs(target: &CStr) -> Result<(), Errno> {
+    mount(
+        c"none",
+        target,
+        Some(c"tmpfs"),
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some(c"size=4k,mode=0555"),
+    )
+}
+
+/// `pivot_root(".", ".")`: the mount at the working directory becomes
+/// the root, with the old root stacked on it until it is detached.
+pub fn pivot_root_here() -> Result<(), Errno> {
+    // SAFETY: both paths are NUL-terminated constants.
+    check(unsafe {
+        libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as libc::c_int
+    })
+    .map(drop)
+}
+
+fn sigchld_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before sigaddset reads it.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        set
+    }
+}
+
+/// Blocks SIGCHLD, so that it stays pending until `wait_for_sigchld`
+/// takes it: a child that exits between a reaping pass and the wait is
+/// not missed.
+pub fn block_sigchld() {
+    let set = sigchld_set();
+    // SAFETY: set is initialised; the old-mask pointer may be null.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// Sleeps until a (blocked) SIGCHLD is pending and takes it.
+pub fn wait_for_sigchld() {
+    let set = sigchld_set();
+    // SAFETY: set is initialised; a null siginfo pointer is allowed.
+    unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
+}
+
+/// A pipe, both ends close-on-exec: (read, write).
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a writable array of two ints, as pipe2 expects.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 returned two new fds that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `fork()`: the child gets `None`. Only for the single-threaded modes.
+///
+/// # Safety
+/// The calling process must be single-threaded, so that the child may
+/// run any code (no lock can be held by a thread that is not copied).
+pub unsafe fn fork() -> Result<Option<libc::pid_t>, Errno> {
+    // SAFETY: the caller guarantees a single-threaded process.
+    match check(unsafe { libc::fork() })? {
+        0 => Ok(None),
+        child => Ok(Some(child)),
+    }
 }
 
 /// `execve`; returns only on failure.

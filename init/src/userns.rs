@@ -10,8 +10,8 @@
 //! 1. it unshares the user namespace and prints `ready`;
 //! 2. the daemon writes `/proc/<pid>/{uid,gid}_map` and sends a line;
 //! 3. it unshares the requested namespaces (with `pid`: forks the PID 1 of
-//!    the new PID namespace, as `pause` does) and prints that PID 1's host
-//!    PID, or 0;
+//!    the new PID namespace, confined as `pause`'s, having first re-executed
+//!    itself from a sealed copy) and prints that PID 1's host PID, or 0;
 //! 4. the daemon pins `/proc/<pid>/ns/*` and closes stdin; it exits.
 
 use std::io::{BufRead, Write};
@@ -49,6 +49,10 @@ fn flags(args: &[std::ffi::OsString]) -> Result<(libc::c_int, bool), (&'static s
 
 fn steps(args: &[std::ffi::OsString]) -> Result<(), (&'static str, Errno)> {
     let (flags, pid) = flags(args)?;
+    if pid {
+        // The PID 1 forked below stays in the pod: see `pause`.
+        crate::sealed::reexec_sealed()?;
+    }
     sys::unshare(libc::CLONE_NEWUSER).map_err(|e| ("unshare(CLONE_NEWUSER)", e))?;
     say("ready")?;
     let mut stdin = std::io::stdin().lock();
@@ -63,13 +67,8 @@ fn steps(args: &[std::ffi::OsString]) -> Result<(), (&'static str, Errno)> {
     }
     let pid1 = if pid {
         sys::unshare_pid().map_err(|e| ("unshare(CLONE_NEWPID)", e))?;
-        // SAFETY: this process is single-threaded, so the child may run
-        // any code.
-        match unsafe { libc::fork() } {
-            -1 => return Err(("fork", Errno::last())),
-            0 => crate::pause::namespace_init(),
-            child => child,
-        }
+        // SAFETY: this process is single-threaded.
+        unsafe { crate::holder::spawn() }?
     } else {
         0
     };

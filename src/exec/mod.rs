@@ -5,6 +5,7 @@
 //! container's spec.json), all namespaces, the container's cgroup.
 
 mod confine;
+mod sealed;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,8 +26,9 @@ pub struct ExecHelperArgs {
     /// The container's spec.json (user, environment, working directory).
     #[arg(long)]
     pub spec: PathBuf,
-    /// pvecri-init on the host: the command runs through its exec mode so
-    /// that it gets the workload's capabilities and seccomp filter.
+    /// pvecri-init on the host: the command runs through its exec mode
+    /// (from a sealed memfd copy, never this file) so that it gets the
+    /// workload's capabilities and seccomp filter.
     #[arg(long)]
     pub init: PathBuf,
     /// Kill the command after this many seconds (0: no limit).

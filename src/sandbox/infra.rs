@@ -3,6 +3,12 @@
 //! PID 1 running, detached from the daemon; the namespace is pinned next to
 //! the pod's others as `pid`, and containers join it with
 //! `lxc.namespace.share.pid`. Killing the infra process ends the namespace.
+//!
+//! Every container of the pod sees that PID 1, so pvecri-init confines it
+//! before it reports its PID: it runs from a sealed copy of the binary, in
+//! an empty read-only root of its own mount namespace, without
+//! capabilities, with no_new_privs, not dumpable, holding only /dev/null.
+//! A failure there fails `start` with the step that failed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
