@@ -135,8 +135,18 @@ fn assert_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &s
     );
 }
 
-/// Files the reported injection made at the host's root.
-const INJECTION_TRACES: &[&str] = &["/none", "/0", "/pvecri-injected"];
+/// Files the injection makes at the host's root when it works: the hook
+/// runs with the rest of the mount entry, and liblxc's container name,
+/// section and hook type, as arguments (seen against the code before the
+/// fix).
+const INJECTION_TRACES: &[&str] = &[
+    "/none",
+    "/0",
+    "/lxc",
+    "/pre-start",
+    "/rbind,create=dir,rprivate",
+    "/pvecri-injected",
+];
 
 #[tokio::test]
 async fn config_injection_through_any_string_is_refused() {

@@ -73,6 +73,9 @@ fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
 }
 
 fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    // Whatever the daemon's parent left open (a shell's, a test harness's)
+    // must not travel on to the monitors and exec helpers it spawns.
+    cloexec_inherited();
     let config = load(path)?;
     logging::init(&config);
     if let Err(err) = crate::daemon::run(config) {
@@ -80,6 +83,35 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         return Err(err);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Marks every descriptor above stderr close-on-exec: `close_range` with
+/// `CLOSE_RANGE_CLOEXEC` (5.11+), else one `fcntl` per open descriptor.
+fn cloexec_inherited() {
+    // SAFETY: plain syscall with integer arguments; it only sets flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number; a closed one gives EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
 }
 
 /// pvecri manages containers, namespaces and cgroups: every verb is root only.

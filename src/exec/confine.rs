@@ -25,9 +25,14 @@ pub struct ConfinedArgv {
 }
 
 /// `argv` wrapped as `/proc/self/fd/<init> exec <spec fd> -- argv...`.
+/// `init` may name the daemon's own sealed copy (`/proc/<daemon>/fd/<n>`,
+/// reopened here without copying); any other file is copied.
 pub fn wrap(init: &Path, spec: &Path, argv: &[String]) -> anyhow::Result<ConfinedArgv> {
-    let init_copy = sealed_copy(init, c"pvecri-init")
-        .with_context(|| format!("cannot copy pvecri-init {}", init.display()))?;
+    let init_copy = match File::open(init) {
+        Ok(file) if super::sealed::is_sealed(&file) => file,
+        _ => sealed_copy(init, c"pvecri-init")
+            .with_context(|| format!("cannot copy pvecri-init {}", init.display()))?,
+    };
     let spec_copy = sealed_copy(spec, c"spec.json")?;
     for f in [&init_copy, &spec_copy] {
         inheritable(f)?;
@@ -59,6 +64,37 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+
+    #[test]
+    fn a_sealed_init_is_reused_and_a_plain_one_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (init, spec) = (dir.path().join("pvecri-init"), dir.path().join("spec.json"));
+        std::fs::write(&init, b"\x7fELF not really").unwrap();
+        std::fs::write(&spec, b"{}").unwrap();
+        let daemon_copy = sealed_copy(&init, c"pvecri-init").unwrap();
+        let by_proc = std::path::PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            daemon_copy.as_raw_fd()
+        ));
+        let fd_of = |w: &ConfinedArgv| -> i32 {
+            w.argv[0]
+                .strip_prefix("/proc/self/fd/")
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let inode = |fd: i32| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(format!("/proc/self/fd/{fd}"))
+                .unwrap()
+                .ino()
+        };
+        let reused = wrap(&by_proc, &spec, &["true".into()]).unwrap();
+        assert_eq!(inode(fd_of(&reused)), inode(daemon_copy.as_raw_fd()));
+        let copied = wrap(&init, &spec, &["true".into()]).unwrap();
+        assert_ne!(inode(fd_of(&copied)), inode(daemon_copy.as_raw_fd()));
+    }
 
     #[test]
     fn the_attached_process_gets_sealed_copies_only() {

@@ -5,7 +5,7 @@
 //! container's spec.json), all namespaces, the container's cgroup.
 
 mod confine;
-mod sealed;
+pub(crate) mod sealed;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

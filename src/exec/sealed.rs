@@ -69,6 +69,14 @@ pub fn sealed_copy(path: &Path, name: &std::ffi::CStr) -> Result<File, SealError
     Ok(copy)
 }
 
+/// Whether `file` carries every seal a [`sealed_copy`] has (a regular file
+/// carries none).
+pub fn is_sealed(file: &impl std::os::fd::AsFd) -> bool {
+    // SAFETY: F_GET_SEALS takes no argument; the fd is live for the borrow.
+    let seals = unsafe { libc::fcntl(file.as_fd().as_raw_fd(), libc::F_GET_SEALS) };
+    seals >= 0 && seals & SEALS == SEALS
+}
+
 fn memfd(name: &std::ffi::CStr) -> std::io::Result<OwnedFd> {
     let create = |flags: libc::c_uint| {
         // SAFETY: name is NUL-terminated and outlives the call.
@@ -92,16 +100,8 @@ fn memfd(name: &std::ffi::CStr) -> std::io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
-    use std::os::fd::AsFd;
 
     use super::*;
-
-    /// Whether `file` carries all of the seals a sealed copy has.
-    fn is_sealed(file: &impl AsFd) -> bool {
-        // SAFETY: F_GET_SEALS takes no argument; the fd is live for the borrow.
-        let seals = unsafe { libc::fcntl(file.as_fd().as_raw_fd(), libc::F_GET_SEALS) };
-        seals >= 0 && seals & SEALS == SEALS
-    }
 
     #[test]
     fn a_copy_has_the_bytes_and_no_descriptor_can_change_it() {

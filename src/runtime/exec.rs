@@ -54,7 +54,7 @@ impl Runtime {
             .arg("--spec")
             .arg(spec)
             .arg("--init")
-            .arg(&self.config.init_path)
+            .arg(self.init_for_exec())
             .arg("--timeout")
             .arg(timeout.as_secs().to_string())
             .arg("--")

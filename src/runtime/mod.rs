@@ -52,6 +52,11 @@ pub struct Runtime {
     /// Resolved once because after a package upgrade /proc/self/exe names
     /// the deleted old file, while the path holds the new one.
     self_exe: std::path::PathBuf,
+    /// A sealed memfd copy of pvecri-init made at start, which exec helpers
+    /// reopen through `/proc` instead of copying the binary per exec
+    /// (`crate::exec::sealed`); `None` when it could not be made (they
+    /// copy it themselves then).
+    init_copy: Option<std::fs::File>,
     /// Lifecycle events for GetContainerEvents.
     events: crate::events::EventHub,
     /// Reads container cgroups on this node's layout.
@@ -138,6 +143,14 @@ impl Runtime {
             let _ = names.reserve(&c.config.name_key(&c.pod_id), &c.id);
         }
         let network = network::start(&config, &store)?;
+        let init_copy = crate::exec::sealed::sealed_copy(&config.init_path, c"pvecri-init")
+            .inspect_err(|e| {
+                tracing::warn!(
+                    error = %crate::errors::chain(e),
+                    "no shared sealed copy of pvecri-init; each exec copies it"
+                )
+            })
+            .ok();
         let runtime = Self {
             network,
             config,
@@ -147,6 +160,7 @@ impl Runtime {
             cgroup_layout,
             min_oom_score_adj: own_oom_score_adj(),
             self_exe: std::env::current_exe().context("cannot find the pvecri binary")?,
+            init_copy,
             events: Default::default(),
             cgroup_reader,
             cpu_sampler: Default::default(),
@@ -168,6 +182,16 @@ impl Runtime {
     /// them with mount_setattr(2)).
     pub fn supports_recursive_read_only(&self) -> bool {
         self.recursive_read_only
+    }
+
+    /// What exec helpers get as `--init`: the daemon's sealed copy of
+    /// pvecri-init as `/proc/<pid>/fd/<n>`, else the file itself.
+    pub(crate) fn init_for_exec(&self) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd;
+        match &self.init_copy {
+            Some(copy) => format!("/proc/{}/fd/{}", std::process::id(), copy.as_raw_fd()).into(),
+            None => self.config.init_path.clone(),
+        }
     }
 
     pub(crate) fn cpuset_v1(&self) -> Option<&std::path::Path> {

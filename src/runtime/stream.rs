@@ -193,7 +193,7 @@ impl Runtime {
             .arg("--spec")
             .arg(spec)
             .arg("--init")
-            .arg(&self.config.init_path);
+            .arg(self.init_for_exec());
         if stdio.tty {
             command.arg("--tty");
         }
