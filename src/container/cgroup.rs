@@ -181,6 +181,11 @@ pub fn check_unified(key: &str, value: &str) -> Result<(), String> {
         ));
     }
     crate::security::input::check_text(value)?;
+    if value.is_empty() {
+        // liblxc reads `lxc.cgroup2.<file> =` as "clear every cgroup2
+        // setting", the device rules included.
+        return Err(format!("{key:?} has an empty value"));
+    }
     if value.trim() != value {
         return Err(format!("{value:?} has leading or trailing white space"));
     }
@@ -304,6 +309,7 @@ mod tests {
         for (key, value) in [
             ("devices.allow", "a *:* rwm"),
             ("devices.deny", ""),
+            ("memory.high", ""),
             ("cgroup.procs", "1"),
             ("cgroup.subtree_control", "+memory"),
             ("../memory.max", "1"),

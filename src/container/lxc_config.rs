@@ -109,6 +109,14 @@ pub fn render(plan: &LxcPlan) -> Result<String, ConfigError> {
         if value.trim() != value {
             return Err(bad("liblxc trims leading and trailing spaces".to_owned()));
         }
+        if value.is_empty() {
+            // An empty value resets a list key in liblxc: `lxc.cgroup2.x =`
+            // drops every cgroup2 setting before it (the device rules too),
+            // `lxc.mount.entry =` every mount.
+            return Err(bad(
+                "an empty value clears what liblxc has read so far".to_owned()
+            ));
+        }
         let _ = writeln!(out, "{k} = {value}");
         Ok(())
     };
@@ -403,6 +411,11 @@ pub(crate) mod tests {
             (
                 "leading space",
                 Box::new(|p| p.cgroup_settings[0].1 = " 512".into()),
+            ),
+            (
+                // liblxc would drop every cgroup setting read before it.
+                "empty cgroup value",
+                Box::new(|p| p.cgroup_settings[0].1 = String::new()),
             ),
         ];
         for (what, edit) in edits {

@@ -49,10 +49,15 @@ pub fn check_env_name(name: &str) -> Result<(), String> {
 
 /// A cgroup relative path from the kubelet (`cgroup_parent`): text
 /// without `.` or `..` components, so it cannot leave the hierarchy.
+/// liblxc refuses `..` anywhere in `lxc.cgroup.dir.*`, so such a name is
+/// refused here with a clear message instead of a failed config load.
 pub fn check_cgroup_path(path: &str) -> Result<(), String> {
     check_text(path)?;
     if path.contains(char::is_whitespace) {
         return Err(format!("{path:?} contains white space"));
+    }
+    if path.contains("..") {
+        return Err(format!("{path:?} contains \"..\""));
     }
     if path
         .split('/')
@@ -107,7 +112,14 @@ mod tests {
         check_cgroup_path("kubepods/burstable/pod1").unwrap();
         check_cgroup_path("/kubepods.slice/kubepods-pod1.slice").unwrap();
         check_cgroup_path("").unwrap();
-        for bad in ["../../x", "a/./b", "a\nb", "kubepods/cgroup.procs"] {
+        for bad in [
+            "../../x",
+            "a/./b",
+            "a\nb",
+            "kubepods/cgroup.procs",
+            "..a/b",
+            "a/b..c",
+        ] {
             assert!(check_cgroup_path(bad).is_err(), "{bad}");
         }
     }
