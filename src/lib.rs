@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod errors;
 pub mod events;
 pub mod exec;
+pub mod failpoint;
 pub mod image;
 pub mod lxc;
 pub mod metrics;

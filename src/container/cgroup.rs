@@ -38,7 +38,13 @@ pub fn container_paths(driver: CgroupDriver, parent: &str, id: &str) -> (String,
     } else {
         format!("{parent}/{leaf}")
     };
-    (container, format!("pvecri.monitor/{id}"))
+    (container, monitor_path(id))
+}
+
+/// The cgroup liblxc puts a container's monitor in (its starter, running
+/// liblxc's start, stays there for the container's life).
+pub fn monitor_path(id: &str) -> String {
+    format!("pvecri.monitor/{id}")
 }
 
 /// `kubepods-burstable-pod1.slice` -> `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice`,

@@ -2,6 +2,7 @@
 //! and the process spec handed to pvecri-init.
 
 pub mod cgroup;
+pub mod cgroup_tree;
 pub mod cpuset;
 pub mod devices;
 pub mod lxc_config;

@@ -22,6 +22,7 @@ pub use lock::{LockError, StateLock};
 
 /// Runs the daemon until a termination signal arrives.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    crate::failpoint::init()?;
     create_dir(&config.state_dir, 0o711)?;
     create_dir(&config.runtime_dir, 0o711)?;
     let _lock = StateLock::acquire(&config.lock_path())?;

@@ -130,7 +130,15 @@ impl ImageManager {
                     image: reference.to_string(),
                     source: Box::new(source),
                 })?;
+        crate::failpoint::hit("pull.after_fetch").map_err(|e| ImageError::Task {
+            what: "pull",
+            message: e.to_string(),
+        })?;
         let record = self.unpack(&reference, &pulled).await?;
+        crate::failpoint::hit("pull.before_record").map_err(|e| ImageError::Task {
+            what: "pull",
+            message: e.to_string(),
+        })?;
         let id = record.id.clone();
         self.add_names(record, &reference, &pulled.repo_digest)
             .await?;

@@ -24,6 +24,7 @@ use super::ready::{Readiness, ReadyFd};
 use super::run::Settings;
 use super::starter::{self, StarterFds, StarterReport};
 use super::timestamp::unix_nanos;
+use crate::container::cgroup_tree::{self, KillMethod};
 use crate::lxc::Container;
 
 /// The OOM sampling period while the container runs.
@@ -34,6 +35,9 @@ const STARTUP_TICK: Duration = Duration::from_millis(2);
 const SLOW_STARTUP_TICK: Duration = Duration::from_millis(20);
 const FAST_STARTUP: Duration = Duration::from_secs(1);
 /// How long to wait for EOF on the output pipes after init's status came.
+/// How long processes init left behind get to die once SIGKILLed.
+const LEFTOVER_KILL: Duration = Duration::from_secs(5);
+
 const DRAIN: Duration = Duration::from_millis(500);
 /// How much of the container's stderr to keep for a start-failure message.
 const STDERR_TAIL: usize = 2048;
@@ -63,6 +67,9 @@ pub(super) struct Session<'a> {
     /// liblxc's view of the container, to ask for init's pid (opened after
     /// the fork, dropped once the pid is known).
     container: Option<Container>,
+    /// The container's cgroup (`lxc.cgroup.dir.container`), relative to
+    /// the hierarchy roots.
+    cgroup: Option<String>,
     init_pid: Option<i32>,
     ready: Option<ReadyFd>,
     oom: Option<OomWatch>,
@@ -95,6 +102,10 @@ impl<'a> Session<'a> {
             stderr: stdio.child_stderr,
             status: status_w,
         };
+        let cgroup = Container::open(&s.id, &s.lxcpath)
+            .ok()
+            .and_then(|c| c.config_item("lxc.cgroup.dir.container"))
+            .filter(|p| !p.is_empty());
         let starter = starter::spawn(&s.id, &s.lxcpath, fds)?;
         tracing::info!(starter = starter.as_raw(), "starter forked");
         Ok(Self {
@@ -112,6 +123,7 @@ impl<'a> Session<'a> {
             report: None,
             report_at: None,
             container: None,
+            cgroup,
             init_pid: None,
             ready: ready.take(),
             oom: None,
@@ -339,6 +351,33 @@ impl<'a> Session<'a> {
         self.report = Some(report);
         self.report_at = Some(Instant::now());
         self.sample_oom();
+        self.kill_leftovers();
+    }
+
+    /// Init is gone. Without a PID namespace of its own (hostPID, or the
+    /// pod's shared one) its children outlive it: they go too, as they
+    /// would with the namespace, so the output pipes close, the exit is
+    /// final and the cgroup can be removed.
+    fn kill_leftovers(&self) {
+        let Some(rel) = &self.cgroup else { return };
+        let killed = cgroup_tree::hierarchies()
+            .and_then(|h| cgroup_tree::kill_and_wait(&h, rel, LEFTOVER_KILL));
+        match killed {
+            Ok(KillMethod::Empty) => {}
+            Ok(method) => tracing::info!(?method, "killed processes init left behind"),
+            Err(err) => tracing::warn!(error = %err, "cannot kill processes init left behind"),
+        }
+    }
+
+    /// Removes the container's cgroup if liblxc could not (it tries while
+    /// processes init left behind may still be in it).
+    fn remove_cgroup(&self) {
+        let Some(rel) = &self.cgroup else { return };
+        if let Err(err) = cgroup_tree::hierarchies()
+            .and_then(|h| cgroup_tree::remove(&h, rel, Duration::from_secs(2)))
+        {
+            tracing::warn!(error = %err, "cannot remove the container's cgroup");
+        }
     }
 
     fn tick(&mut self) {
@@ -443,6 +482,7 @@ impl<'a> Session<'a> {
                 now,
             ),
         };
+        self.remove_cgroup();
         tracing::info!(?record, starter = starter_end, "container exited");
         record
             .write_atomic(&self.s.run_dir)

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use super::error::RuntimeError;
 use super::names::new_id;
 use super::pods::find_by_id;
+use super::teardown;
 use super::{now_ns, Runtime};
 use crate::container::cgroup;
 use crate::container::lxc_config::{self, BindMount, LxcPlan, Propagation, SharedNamespaces};
@@ -212,6 +213,14 @@ impl Runtime {
         if let Err(err) = &result {
             warn!(container_id = %id, error = %crate::errors::chain(err), "create failed; cleaning up");
             self.names.release(&key, &id);
+            // A monitor may already run, with init waiting for a start
+            // that will never come: both go with their cgroups.
+            let (container_cgroup, monitor_cgroup) =
+                cgroup::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, &id);
+            if let Err(e) = teardown::remove_cgroups(&id, &container_cgroup, &monitor_cgroup).await
+            {
+                warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot end what the failed create started");
+            }
             self.cleanup_container_dirs(&id).await;
             if let Some(log) = log {
                 let _ = std::fs::remove_file(log);
@@ -429,7 +438,9 @@ impl Runtime {
             crate::container::cpuset::prepare(mount, parent)
                 .map_err(|e| RuntimeError::os("preparing the cpuset cgroups of the pod", id, e))?;
         }
+        crate::failpoint::hit("create.after_rootfs")?;
         let init_pid = self.spawn_monitor(id, &run_dir, &log_file, stdin).await?;
+        crate::failpoint::hit("create.after_monitor")?;
         if idmap.is_some() {
             // liblxc has bound the staged volumes: the copies can go.
             crate::container::staging::unstage(&self.staging_dir(id))
@@ -483,6 +494,7 @@ impl Runtime {
             }),
             config,
         };
+        crate::failpoint::hit("create.before_record")?;
         self.store.put(&record)?;
         info!(container_id = id, pod_id = %pod.id, name = %record.config.name, init_pid, "container created");
         self.emit_container_event(crate::events::EventKind::Created, &record);
@@ -767,6 +779,7 @@ impl Runtime {
             ));
         }
         let fifo = self.container_run_dir(&c.id).join("start");
+        crate::failpoint::hit("start.before_release")?;
         release_init(&fifo, c.init_pid, c.init_start_time)
             .await
             .map_err(|e| RuntimeError::os("releasing the container's init", &c.id, e))?;
@@ -774,6 +787,7 @@ impl Runtime {
         // stop signal would reach init, which as PID 1 without handlers
         // ignores it (runc's start likewise returns after the exec).
         wait_for_exec(c.init_pid, c.init_start_time).await;
+        crate::failpoint::hit("start.before_record")?;
         c.started_at_ns = now_ns();
         c.state = ContainerState::Running;
         self.store.put(&c)?;
@@ -794,27 +808,50 @@ impl Runtime {
             return Ok(());
         }
         let run_dir = self.container_run_dir(&c.id);
-        if c.state == ContainerState::Running && timeout > 0 {
-            let sig = parse_signal(&c.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM);
-            if self
-                .graceful_stop(&c, sig, Duration::from_secs(timeout as u64))
-                .await
-            {
-                self.container(id)?;
-                return Ok(());
-            }
+        let graceful = c.state == ContainerState::Running
+            && timeout > 0
+            && self
+                .graceful_stop(
+                    &c,
+                    parse_signal(&c.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM),
+                    Duration::from_secs(timeout as u64),
+                )
+                .await;
+        // Init has exited, or the grace period is over: SIGKILL whatever
+        // is left in the cgroup, init included. Children of a hostPID or
+        // shared-PID-namespace container survive their init otherwise.
+        if !graceful {
+            self.signal_init(&c, nix::sys::signal::Signal::SIGKILL);
         }
-        self.signal_init(&c, nix::sys::signal::Signal::SIGKILL);
-        if !wait_for_exit(&run_dir, Duration::from_secs(10)).await {
+        crate::failpoint::hit("stop.after_signal")?;
+        teardown::kill_leftovers(&c.id, &c.cgroup).await?;
+        if !graceful && !wait_for_exit(&run_dir, &c.id, Duration::from_secs(10)).await {
             return Err(RuntimeError::Timeout {
                 op: "stopping the container",
                 id: c.id,
                 seconds: 10,
             });
         }
+        self.settle_if_monitor_lost(&c).await;
         self.container(id)?;
         info!(container_id = %c.id, "container stopped");
         Ok(())
+    }
+
+    /// A container whose monitor is gone gets its exit recorded here
+    /// (`teardown::settle_lost_monitor`).
+    async fn settle_if_monitor_lost(&self, c: &ContainerRecord) {
+        let run_dir = self.container_run_dir(&c.id);
+        if run_dir.join(crate::monitor::EXIT_FILE).exists()
+            || teardown::monitor_alive(&run_dir, &c.id)
+        {
+            return;
+        }
+        let (id, cgroup) = (c.id.clone(), c.cgroup.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            teardown::settle_lost_monitor(&run_dir, &id, &cgroup)
+        })
+        .await;
     }
 
     /// Sends the stop signal and waits up to `timeout` for the exit. The
@@ -836,7 +873,7 @@ impl Runtime {
         loop {
             let step = Duration::from_millis(if delivered { 1000 } else { 50 });
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if wait_for_exit(&run_dir, step.min(left)).await {
+            if wait_for_exit(&run_dir, &c.id, step.min(left)).await {
                 return true;
             }
             if left <= step {
@@ -872,7 +909,12 @@ impl Runtime {
         if c.state == ContainerState::Running || c.state == ContainerState::Created {
             self.stop_container(&c.id, 0).await?;
         }
+        // Only once nothing of it runs: the record stays (and the kubelet
+        // retries) while a process survives.
+        teardown::remove_cgroups(&c.id, &c.cgroup, &cgroup::monitor_path(&c.id)).await?;
+        crate::failpoint::hit("remove_container.after_cgroups")?;
         self.cleanup_container_dirs(&c.id).await;
+        crate::failpoint::hit("remove_container.before_record")?;
         self.store.delete::<ContainerRecord>(&c.id)?;
         self.names.release(&c.config.name_key(&c.pod_id), &c.id);
         info!(container_id = %c.id, "container removed");
@@ -924,7 +966,13 @@ impl Runtime {
         if c.state == ContainerState::Exited {
             return Ok(c);
         }
-        if let Ok(Some(exit)) = ExitRecord::read(&self.container_run_dir(&c.id)) {
+        let run_dir = self.container_run_dir(&c.id);
+        if !run_dir.join(crate::monitor::EXIT_FILE).exists()
+            && !teardown::monitor_alive(&run_dir, &c.id)
+        {
+            teardown::settle_lost_monitor(&run_dir, &c.id, &c.cgroup);
+        }
+        if let Ok(Some(exit)) = ExitRecord::read(&run_dir) {
             c.state = ContainerState::Exited;
             c.exit_code = exit.exit_code;
             // The CRI reason strings, as serialised into exit.json.
@@ -1164,10 +1212,15 @@ fn pod_idmap(pod: &PodRecord) -> Option<crate::snapshot::Idmap> {
 /// The kernel's name for a process running `/.pvecri-init`.
 const INIT_COMM: &str = ".pvecri-init";
 
-async fn wait_for_exit(run_dir: &Path, timeout: Duration) -> bool {
+/// Waits for the container's exit record, or for its monitor to be gone
+/// (then nobody writes one: see `teardown::settle_lost_monitor`).
+async fn wait_for_exit(run_dir: &Path, id: &str, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if run_dir.join("exit.json").exists() {
+    for round in 0u32.. {
+        if run_dir.join(crate::monitor::EXIT_FILE).exists() {
+            return true;
+        }
+        if round % 20 == 19 && !teardown::monitor_alive(run_dir, id) {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -1175,6 +1228,7 @@ async fn wait_for_exit(run_dir: &Path, timeout: Duration) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    false
 }
 
 /// Field 22 of /proc/<pid>/stat: the process start time in clock ticks.

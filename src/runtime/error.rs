@@ -73,3 +73,13 @@ impl RuntimeError {
         }
     }
 }
+
+impl From<crate::failpoint::Fired> for RuntimeError {
+    fn from(e: crate::failpoint::Fired) -> Self {
+        RuntimeError::Os {
+            op: "a step",
+            id: e.0.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}

@@ -14,6 +14,7 @@ mod reconcile;
 mod security;
 mod stats;
 mod stream;
+mod teardown;
 
 pub use containers::ContainerFilter;
 pub use error::RuntimeError;

@@ -231,22 +231,24 @@ impl Runtime {
         };
         let net_ns = path_of(NsKind::Net, "net");
         let network_started = std::time::Instant::now();
-        let ips = match &net_ns {
-            Some(netns) => match self.attach_network(id, Path::new(netns), &config).await {
-                Ok(ips) => ips,
-                Err(e) => {
-                    let (ns_dir, files_dir) = (ns_dir.clone(), files_dir.clone());
-                    let _ = tokio::task::spawn_blocking(move || {
-                        // The shared PID namespace's holder, if any, goes too.
-                        crate::sandbox::infra::kill(infra_pid, None);
-                        let _ = ns::unpin(&ns_dir);
-                        let _ = std::fs::remove_dir_all(&files_dir);
-                    })
-                    .await;
-                    return Err(e);
-                }
-            },
-            None => Vec::new(),
+        let attached = match (crate::failpoint::hit("run_pod.after_namespaces"), &net_ns) {
+            (Err(fired), _) => Err(fired.into()),
+            (Ok(()), Some(netns)) => self.attach_network(id, Path::new(netns), &config).await,
+            (Ok(()), None) => Ok(Vec::new()),
+        };
+        let ips = match attached {
+            Ok(ips) => ips,
+            Err(e) => {
+                let (ns_dir, files_dir) = (ns_dir.clone(), files_dir.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    // The shared PID namespace's holder, if any, goes too.
+                    crate::sandbox::infra::kill(infra_pid, None);
+                    let _ = ns::unpin(&ns_dir);
+                    let _ = std::fs::remove_dir_all(&files_dir);
+                })
+                .await;
+                return Err(e);
+            }
         };
         let network_us = network_started.elapsed().as_micros() as u64;
         let record = PodRecord {
@@ -265,9 +267,14 @@ impl Runtime {
             user_ns: userns.map(|_| ns_dir.join("user").display().to_string()),
             config,
         };
-        if let Err(e) = self.store.put(&record) {
+        let stored = crate::failpoint::hit("run_pod.after_network")
+            .and_then(|()| crate::failpoint::hit("run_pod.before_record"))
+            .map_err(RuntimeError::from)
+            .and_then(|()| self.store.put(&record).map_err(RuntimeError::from));
+        if let Err(e) = stored {
             self.release_pod_resources(&record).await;
-            return Err(e.into());
+            let _ = std::fs::remove_dir_all(&record.files_dir);
+            return Err(e);
         }
         info!(pod_id = id, name = %record.config.name, namespace = %record.config.namespace, ips = ?record.ips, network_us, "pod sandbox ready");
         self.emit_pod_ready(&record);
@@ -343,7 +350,9 @@ impl Runtime {
         for c in self.containers_of(&pod.id)? {
             self.remove_container(&c.id).await?;
         }
+        crate::failpoint::hit("remove_pod.after_containers")?;
         self.release_pod_resources(&pod).await;
+        crate::failpoint::hit("remove_pod.before_record")?;
         let files = PathBuf::from(&pod.files_dir);
         if let Err(e) = std::fs::remove_dir_all(&files) {
             if e.kind() != std::io::ErrorKind::NotFound {

@@ -10,6 +10,7 @@ use std::path::Path;
 use tracing::{info, warn};
 
 use super::Runtime;
+use crate::container::cgroup_tree;
 use crate::container::{ContainerRecord, ContainerState};
 use crate::pod::{PodRecord, PodState};
 use crate::sandbox::ns::is_nsfs;
@@ -41,6 +42,49 @@ fn entries(dir: &Path) -> Vec<String> {
 }
 
 impl Runtime {
+    /// Kills and removes the cgroups (container and monitor) of every
+    /// container in `orphans`: ids this daemon left dirs for but has no
+    /// record of. Only names pvecri generated are touched:
+    /// `pvecri.monitor/<id>` and, under any parent, `<id>` or
+    /// `pvecri-<id>.scope`. Cgroups are node-wide, so ids are taken from
+    /// this daemon's own dirs, never from the hierarchy (another daemon's
+    /// containers live there too).
+    fn remove_orphan_cgroups(&self, orphans: &HashSet<String>) {
+        let Ok(h) = cgroup_tree::hierarchies() else {
+            return;
+        };
+        let ids = orphans;
+        if ids.is_empty() {
+            return;
+        }
+        let names: HashSet<String> = ids
+            .iter()
+            .flat_map(|id| [id.clone(), format!("pvecri-{id}.scope")])
+            .collect();
+        let mut paths: Vec<String> = cgroup_tree::find_named(&h, &names)
+            .into_iter()
+            .map(|(_, rel)| rel)
+            .filter(|rel| rel != "pvecri.monitor" && !rel.starts_with("pvecri.monitor/"))
+            .collect();
+        // Containers first: their monitors exit once they are gone.
+        paths.extend(
+            ids.iter()
+                .map(|id| crate::container::cgroup::monitor_path(id)),
+        );
+        for rel in paths {
+            let ended = cgroup_tree::kill_and_wait(&h, &rel, super::teardown::KILL_TIMEOUT)
+                .and_then(|_| cgroup_tree::remove(&h, &rel, super::teardown::KILL_TIMEOUT));
+            match ended {
+                Ok(()) => {
+                    info!(cgroup = %rel, "removed the cgroup of a container without a record")
+                }
+                Err(e) => {
+                    warn!(cgroup = %rel, error = %e, "cannot remove the cgroup of a container without a record")
+                }
+            }
+        }
+    }
+
     pub(crate) fn reconcile(&self) -> anyhow::Result<Reconciled> {
         let mut out = Reconciled::default();
         let containers = self.store.list::<ContainerRecord>()?;
@@ -81,9 +125,11 @@ impl Runtime {
                 warn!(container_id = %id, error = %e, "cannot detach staged volumes");
             }
         }
+        // Cgroups of containers without a record: a crash between the
+        // monitor's start and the record leaves them (every hierarchy).
+        self.remove_orphan_cgroups(&orphans);
         for id in &orphans {
             warn!(container_id = %id, "removing a container left half-made by a crash");
-            kill_cgroup_members(id);
             if let Err(e) = self.images.snapshots().remove_rootfs(id) {
                 warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot remove its root filesystem");
             }
@@ -164,39 +210,6 @@ impl Runtime {
             info!(?out, "reconciled the store with the node");
         }
         Ok(out)
-    }
-}
-
-/// SIGKILLs every live process in a cgroup whose path names `id` (the
-/// container's and its monitor's), and waits (bounded) until none is left,
-/// so that its root filesystem can be unmounted.
-fn kill_cgroup_members(id: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let members: Vec<i32> = procs()
-            .filter(|pid| {
-                let status =
-                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                let zombie = status
-                    .lines()
-                    .any(|l| l.starts_with("State:") && l.contains('Z'));
-                !zombie
-                    && std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                        .unwrap_or_default()
-                        .lines()
-                        .any(|l| l.contains(id))
-            })
-            .collect();
-        if members.is_empty() || std::time::Instant::now() > deadline {
-            return;
-        }
-        for pid in members {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

@@ -100,10 +100,21 @@ pub fn kill(pid: i32, start_time: Option<u64>) {
             return;
         }
     }
+    let started = start_time.or_else(|| proc_start_time(pid));
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     );
+    // The namespace ends, and every process in it is killed, when its PID 1
+    // is gone: wait for that (bounded), so a stopped pod has nothing left.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline
+        && started.is_some()
+        && proc_start_time(pid) == started
+        && !crate::container::cgroup_tree::is_zombie(pid)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Field 22 of /proc/<pid>/stat: start time in clock ticks since boot.

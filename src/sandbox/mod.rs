@@ -13,7 +13,7 @@ pub mod hostname;
 pub mod idmap;
 pub mod infra;
 mod loopback;
-mod mountinfo;
+pub(crate) mod mountinfo;
 pub mod ns;
 pub mod sysctl;
 pub mod userns;

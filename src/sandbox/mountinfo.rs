@@ -36,7 +36,7 @@ fn parse(text: &str) -> Vec<Mount> {
 }
 
 /// The kernel escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> String {
+pub(crate) fn unescape(field: &str) -> String {
     let b = field.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

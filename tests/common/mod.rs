@@ -35,6 +35,8 @@ pub fn require_root(test: &str) -> bool {
 /// A running daemon with its own temporary directories. Stopped on drop.
 pub struct Daemon {
     child: Option<Child>,
+    /// `PVECRI_FAILPOINTS` for the next (re)start; see `pvecri::failpoint`.
+    pub failpoints: Option<String>,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub config: PathBuf,
@@ -57,6 +59,7 @@ impl Daemon {
         let config = write_config(dir.path(), extra);
         let mut d = Self {
             child: None,
+            failpoints: None,
             socket: dir.path().join("run/pvecri.sock"),
             config,
             dir,
@@ -76,12 +79,12 @@ impl Daemon {
 
     /// Starts a second daemon process on this daemon's config.
     pub fn spawn_again(&self) -> Child {
-        spawn_daemon(&self.config, &self.dir.path().join("daemon2.log"))
+        spawn_daemon(&self.config, &self.dir.path().join("daemon2.log"), None)
     }
 
     fn spawn(&mut self) {
         let log = self.dir.path().join("daemon.log");
-        let mut child = spawn_daemon(&self.config, &log);
+        let mut child = spawn_daemon(&self.config, &log, self.failpoints.as_deref());
         let deadline = Instant::now() + Duration::from_secs(20);
         // A killed daemon leaves its socket file behind: wait until the new
         // one accepts connections, not just until the file exists.
@@ -113,6 +116,20 @@ impl Daemon {
 
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Waits (bounded) for a daemon that is expected to die by itself
+    /// (a failure point's crash); its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -160,10 +177,14 @@ impl Drop for Daemon {
     }
 }
 
-fn spawn_daemon(config: &Path, log: &Path) -> Child {
+fn spawn_daemon(config: &Path, log: &Path, failpoints: Option<&str>) -> Child {
     let log = std::fs::File::create(log).expect("daemon log file");
-    Command::new(BIN)
-        .args(["daemon", "--config"])
+    let mut cmd = Command::new(BIN);
+    match failpoints {
+        Some(f) => cmd.env("PVECRI_FAILPOINTS", f),
+        None => cmd.env_remove("PVECRI_FAILPOINTS"),
+    };
+    cmd.args(["daemon", "--config"])
         .arg(config)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
