@@ -4,7 +4,12 @@ use std::process::Command;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/api.proto");
-    println!("cargo:rerun-if-changed=.git/HEAD");
+    // Rebuild when HEAD moves. `--git-path` finds the files in a linked
+    // worktree too, where `.git` is a file and a fixed path would not exist
+    // (and a missing path makes cargo rerun this script on every build).
+    for path in git_paths() {
+        println!("cargo:rerun-if-changed={path}");
+    }
 
     tonic_prost_build::configure()
         .build_server(true)
@@ -22,4 +27,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=PVECRI_GIT_HASH={hash}");
     Ok(())
+}
+
+/// HEAD and the branch ref it names, as paths git itself reports.
+fn git_paths() -> Vec<String> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let mut paths: Vec<String> = git(&["rev-parse", "--git-path", "HEAD"])
+        .into_iter()
+        .collect();
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        paths.extend(git(&["rev-parse", "--git-path", &branch]));
+    }
+    paths
+        .into_iter()
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect()
 }
