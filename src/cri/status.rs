@@ -20,6 +20,7 @@ pub fn from_image_error(err: &ImageError) -> Status {
         ImageError::Pull { source, .. } if source.is_not_found() => Code::NotFound,
         ImageError::Pull { source, .. } if source.is_unauthorized() => Code::Unauthenticated,
         ImageError::Pull { source, .. } if source.is_stalled() => Code::DeadlineExceeded,
+        ImageError::Pull { source, .. } if source.is_too_large() => Code::ResourceExhausted,
         ImageError::Pull { .. } => Code::Unavailable,
         ImageError::BadConfig { .. } | ImageError::LayerCount { .. } => Code::InvalidArgument,
         ImageError::Import { .. } => Code::InvalidArgument,

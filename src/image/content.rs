@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ALGORITHM: &str = "sha256";
 const HEX_LEN: usize = 64;
@@ -47,6 +47,12 @@ pub enum ContentError {
     },
     #[error("content {digest} not found")]
     NotFound { digest: String },
+    #[error("content {digest} is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        digest: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("reading the data for {digest} failed")]
     Source {
         digest: String,
@@ -250,26 +256,46 @@ impl ContentStore {
         .await
     }
 
-    /// Reads a whole blob and checks it still matches its digest; meant for
-    /// small blobs such as manifests and configs.
-    pub async fn read(&self, digest: &str) -> Result<Vec<u8>, ContentError> {
+    /// Reads a whole blob of at most `limit` bytes and checks it still
+    /// matches its digest; meant for small blobs such as manifests and
+    /// configs. The cap holds whatever descriptor led here: a manifest may
+    /// name a big layer already in the store as its config.
+    pub async fn read(&self, digest: &str, limit: u64) -> Result<Vec<u8>, ContentError> {
         let expected = Digest::parse(digest)?;
         let path = self.blob_path(&expected);
-        let data = match tokio::fs::read(&path).await {
-            Ok(data) => data,
+        let io_error = |op, source| ContentError::Io {
+            op,
+            path: path.clone(),
+            source,
+        };
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(ContentError::NotFound {
                     digest: digest.to_owned(),
                 })
             }
-            Err(source) => {
-                return Err(ContentError::Io {
-                    op: "read",
-                    path,
-                    source,
-                })
-            }
+            Err(source) => return Err(io_error("open", source)),
         };
+        let size = file
+            .metadata()
+            .await
+            .map_err(|source| io_error("stat", source))?
+            .len();
+        if size > limit {
+            return Err(ContentError::TooLarge {
+                digest: digest.to_owned(),
+                size,
+                limit,
+            });
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        // Blobs are never rewritten in place; the take() only matters if
+        // something outside pvecri does it anyway.
+        file.take(limit)
+            .read_to_end(&mut data)
+            .await
+            .map_err(|source| io_error("read", source))?;
         let computed = Digest::of(&data);
         if computed != expected {
             return Err(ContentError::DigestMismatch {
@@ -468,7 +494,7 @@ mod tests {
         assert_eq!(path, store.path(&digest).unwrap());
         assert_eq!(fs::read(&path).unwrap(), b"hello world");
         assert!(store.has(&digest));
-        assert_eq!(store.read(&digest).await.unwrap(), b"hello world");
+        assert_eq!(store.read(&digest, 11).await.unwrap(), b"hello world");
         assert_eq!(store.list().unwrap(), vec![digest.clone()]);
         let (bytes, inodes) = store.usage().unwrap();
         assert_eq!(inodes, 1);
@@ -566,7 +592,7 @@ mod tests {
                 matches!(err, ContentError::InvalidDigest { .. }),
                 "{digest}: {err:?}"
             );
-            assert!(store.read(digest).await.is_err());
+            assert!(store.read(digest, 1024).await.is_err());
             assert!(store.remove(digest).is_err());
         }
         let err = store
@@ -583,14 +609,22 @@ mod tests {
         let (_dir, store) = store();
         let digest = Digest::of(b"config").to_string();
         assert!(matches!(
-            store.read(&digest).await,
+            store.read(&digest, 1024).await,
             Err(ContentError::NotFound { .. })
         ));
         let path = store.ingest_bytes(&digest, b"config").await.unwrap();
         fs::write(&path, b"bitrot").unwrap();
         assert!(matches!(
-            store.read(&digest).await,
+            store.read(&digest, 1024).await,
             Err(ContentError::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            store.read(&digest, 5).await,
+            Err(ContentError::TooLarge {
+                size: 6,
+                limit: 5,
+                ..
+            })
         ));
     }
 

@@ -5,6 +5,7 @@ pub mod auth_file;
 pub mod content;
 mod error;
 pub mod import;
+pub mod limits;
 mod manager;
 pub mod record;
 pub mod reference;

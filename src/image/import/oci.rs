@@ -21,6 +21,7 @@ use super::layout::Layout;
 use super::template_name::{repository_component, tag};
 use super::Imported;
 use crate::image::content::{ContentStore, Digest};
+use crate::image::limits::{CONFIG_MAX, MANIFEST_MAX};
 use crate::image::record::{ImageRecord, LayerRecord};
 use crate::image::reference::Reference;
 use crate::image::registry::platform::{select_manifest, Platform};
@@ -28,8 +29,6 @@ use crate::image::spec::ConfigFile;
 use crate::snapshot::{chain_ids, Snapshots};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// Manifests, indexes and configs are small; anything bigger is not one.
-const DOC_LIMIT: u64 = 4 << 20;
 
 /// How an imported layout image is named when its own name will not do.
 pub(super) struct Fallback<'a> {
@@ -48,7 +47,7 @@ pub(super) fn import(
     snapshots: &Snapshots,
 ) -> Result<Imported, ImportError> {
     let index: OciImageIndex =
-        serde_json::from_slice(&layout.read_file(ctx, "index.json", DOC_LIMIT)?)
+        serde_json::from_slice(&layout.read_file(ctx, "index.json", MANIFEST_MAX)?)
             .map_err(ctx.json("index.json"))?;
     let (entry, ref_name) = select_entry(ctx, &index.manifests, wanted)?;
     let entry = resolve_platform(ctx, layout, entry)?;
@@ -58,7 +57,7 @@ pub(super) fn import(
         "manifest",
         &manifest_digest,
         size(ctx, &entry.digest, entry.size)?,
-        DOC_LIMIT,
+        MANIFEST_MAX,
     )?;
     let manifest: OciImageManifest = serde_json::from_slice(&manifest_bytes)
         .map_err(ctx.json(format!("manifest {manifest_digest}")))?;
@@ -66,7 +65,7 @@ pub(super) fn import(
 
     let config_digest = digest(ctx, "config", &manifest.config.digest)?;
     let config_size = size(ctx, &manifest.config.digest, manifest.config.size)?;
-    let config_bytes = layout.read_blob(ctx, "config", &config_digest, config_size, DOC_LIMIT)?;
+    let config_bytes = layout.read_blob(ctx, "config", &config_digest, config_size, CONFIG_MAX)?;
     let config =
         ConfigFile::parse(&config_bytes).map_err(ctx.json(format!("config {config_digest}")))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
@@ -213,7 +212,7 @@ fn resolve_platform(
                 "index",
                 &digest,
                 size(ctx, &only.digest, only.size)?,
-                DOC_LIMIT,
+                MANIFEST_MAX,
             )?;
             let nested: OciImageIndex =
                 serde_json::from_slice(&bytes).map_err(ctx.json(format!("index {digest}")))?;

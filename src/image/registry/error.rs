@@ -71,6 +71,21 @@ pub enum PullError {
         endpoint: String,
         timeout: Duration,
     },
+    #[error(
+        "image {reference} from {endpoint}: {what} {name} is {}, over the limit of {limit} bytes",
+        oversize(*size, *limit)
+    )]
+    TooLarge {
+        reference: String,
+        endpoint: String,
+        /// "manifest", "index entry" or "config".
+        what: &'static str,
+        /// The tag or digest it was fetched by.
+        name: String,
+        /// The declared size; `None` when the bytes gave it away.
+        size: Option<u64>,
+        limit: u64,
+    },
     #[error("pull of {reference} from {endpoint} failed: network error")]
     Network {
         reference: String,
@@ -135,6 +150,19 @@ impl PullError {
         }
     }
 
+    /// A manifest or config was bigger than its cap. With several
+    /// endpoints, only when every one of them served too much: a mirror
+    /// serving garbage proves nothing about the image.
+    pub fn is_too_large(&self) -> bool {
+        match self {
+            PullError::TooLarge { .. } => true,
+            PullError::AllEndpointsFailed { attempts, .. } => {
+                attempts.iter().all(PullError::is_too_large)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the failure was a stall (no data within the stall timeout).
     pub fn is_stalled(&self) -> bool {
         match self {
@@ -144,6 +172,13 @@ impl PullError {
             }
             _ => false,
         }
+    }
+}
+
+fn oversize(size: Option<u64>, limit: u64) -> String {
+    match size {
+        Some(size) => format!("{size} bytes"),
+        None => format!("more than {limit} bytes"),
     }
 }
 

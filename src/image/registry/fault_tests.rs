@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::test_http::{serve, Reply};
 use super::{PullError, Puller, RegistrySettings};
 use crate::image::content::{ContentStore, Digest};
+use crate::image::limits::{CONFIG_MAX, MANIFEST_MAX};
 use crate::image::reference::Reference;
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -270,4 +271,274 @@ async fn missing_blob_is_not_reported_as_missing_image() {
         .unwrap_err();
     assert!(!err.is_not_found(), "{err:?}");
     assert!(matches!(err, PullError::Registry { .. }), "{err:?}");
+}
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A pull that must fail with `TooLarge` for `what`, promptly, leaving
+/// nothing half-written.
+async fn assert_too_large(f: &Fixture, r: &Reference, what: &str) -> PullError {
+    let started = std::time::Instant::now();
+    let err = f.puller.pull(r, None).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    match &err {
+        PullError::TooLarge { what: got, .. } => assert_eq!(*got, what, "{err}"),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(err.is_too_large());
+    assert!(ingest_is_empty(&f.content));
+    err
+}
+
+#[tokio::test]
+async fn manifest_announced_over_the_cap_is_refused_unread() {
+    let f = fixture();
+    // Announces 5 MiB, sends a little, then waits: only the announcement
+    // can end this before the stall timeout.
+    let addr = serve(HashMap::from([(
+        "/v2/big/app/manifests/v1".to_owned(),
+        Reply::Stall {
+            length: (MANIFEST_MAX + 1) as usize,
+            body: b"{".to_vec(),
+        },
+    )]))
+    .await;
+    let err = assert_too_large(&f, &reference(addr, "big/app"), "manifest").await;
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "image {addr}/big/app:v1 from http://{addr}/big/app: manifest v1 is {} bytes, \
+             over the limit of {MANIFEST_MAX} bytes",
+            MANIFEST_MAX + 1
+        )
+    );
+}
+
+#[tokio::test]
+async fn manifest_over_the_cap_with_its_length_is_refused() {
+    let f = fixture();
+    let addr = serve(HashMap::from([(
+        "/v2/big/app/manifests/v1".to_owned(),
+        Reply::Ok {
+            content_type: DOCKER_MANIFEST,
+            body: vec![b' '; (MANIFEST_MAX + 1) as usize],
+        },
+    )]))
+    .await;
+    assert_too_large(&f, &reference(addr, "big/app"), "manifest").await;
+}
+
+#[tokio::test]
+async fn chunked_manifest_over_the_cap_is_refused() {
+    let f = fixture();
+    let addr = serve(HashMap::from([(
+        "/v2/big/app/manifests/v1".to_owned(),
+        Reply::Chunked {
+            content_type: DOCKER_MANIFEST,
+            body: vec![b' '; (MANIFEST_MAX + 1) as usize],
+        },
+    )]))
+    .await;
+    let err = assert_too_large(&f, &reference(addr, "big/app"), "manifest").await;
+    assert!(
+        err.to_string()
+            .contains(&format!("is more than {MANIFEST_MAX} bytes")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn endless_manifest_is_cut_off_at_the_cap() {
+    let f = fixture();
+    let addr = serve(HashMap::from([(
+        "/v2/big/app/manifests/v1".to_owned(),
+        Reply::Endless,
+    )]))
+    .await;
+    assert_too_large(&f, &reference(addr, "big/app"), "manifest").await;
+}
+
+#[tokio::test]
+async fn chunked_manifest_under_the_cap_is_fine() {
+    let f = fixture();
+    let (mut routes, config, _) = image_routes("ok/app", good(), good());
+    let path = "/v2/ok/app/manifests/v1".to_owned();
+    let Reply::Ok { body, .. } = routes[&path].clone() else {
+        unreachable!()
+    };
+    routes.insert(
+        path,
+        Reply::Chunked {
+            content_type: DOCKER_MANIFEST,
+            body,
+        },
+    );
+    let addr = serve(routes).await;
+    let pulled = f
+        .puller
+        .pull(&reference(addr, "ok/app"), None)
+        .await
+        .unwrap();
+    assert_eq!(pulled.config_digest, config);
+}
+
+#[tokio::test]
+async fn index_entry_declaring_a_huge_manifest_is_not_fetched() {
+    let f = fixture();
+    let platform = super::platform::Platform::host();
+    let child = Digest::of(b"never fetched").to_string();
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+            {{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":{},"digest":"{child}",
+              "platform":{{"os":"linux","architecture":"{}"{}}}}}]}}"#,
+        MANIFEST_MAX + 1,
+        platform.architecture,
+        platform
+            .variant
+            .as_ref()
+            .map(|v| format!(r#","variant":"{v}""#))
+            .unwrap_or_default()
+    );
+    let addr = serve(HashMap::from([
+        (
+            "/v2/idx/app/manifests/v1".to_owned(),
+            Reply::Ok {
+                content_type: OCI_INDEX,
+                body: index.into_bytes(),
+            },
+        ),
+        // Would stall the pull if it were asked for.
+        (format!("/v2/idx/app/manifests/{child}"), Reply::Hang),
+    ]))
+    .await;
+    let err = assert_too_large(&f, &reference(addr, "idx/app"), "manifest").await;
+    assert!(err.to_string().contains(&child), "{err}");
+}
+
+#[tokio::test]
+async fn config_declared_over_the_cap_is_not_downloaded() {
+    let f = fixture();
+    let (mut routes, config, layer) = image_routes("fat/app", Reply::Hang, good());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}",
+            "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{config}"}},
+            "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":20,"digest":"{layer}"}}]}}"#,
+        CONFIG_MAX + 1
+    );
+    routes.insert(
+        "/v2/fat/app/manifests/v1".to_owned(),
+        Reply::Ok {
+            content_type: DOCKER_MANIFEST,
+            body: manifest.into_bytes(),
+        },
+    );
+    let addr = serve(routes).await;
+    let err = assert_too_large(&f, &reference(addr, "fat/app"), "config").await;
+    assert!(
+        err.to_string().contains(&format!(
+            "config {config} is {} bytes, over the limit of {CONFIG_MAX} bytes",
+            CONFIG_MAX + 1
+        )),
+        "{err}"
+    );
+    assert!(!f.content.has(&layer), "nothing was downloaded");
+}
+
+#[tokio::test]
+async fn config_naming_a_big_stored_blob_is_not_read_whole() {
+    let f = fixture();
+    // A blob already in the store (a layer of another image, say) that a
+    // manifest names as its config with a small size.
+    let big = vec![0u8; (CONFIG_MAX + 1) as usize];
+    let big_digest = Digest::of(&big).to_string();
+    f.content.ingest_bytes(&big_digest, &big).await.unwrap();
+    let (mut routes, _, layer) = image_routes("liar/app", good(), good());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}",
+            "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":80,"digest":"{big_digest}"}},
+            "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":20,"digest":"{layer}"}}]}}"#
+    );
+    routes.insert(
+        "/v2/liar/app/manifests/v1".to_owned(),
+        Reply::Ok {
+            content_type: DOCKER_MANIFEST,
+            body: manifest.into_bytes(),
+        },
+    );
+    let addr = serve(routes).await;
+    assert_too_large(&f, &reference(addr, "liar/app"), "config").await;
+}
+
+/// A registry that wants a bearer token from its token endpoint for
+/// everything, `/v2/` included, as Docker Hub does.
+#[tokio::test]
+async fn bearer_token_auth_covers_manifests_and_blobs() {
+    let f = fixture();
+    let (routes, config, layer) = image_routes("tok/app", good(), good());
+    let guard = |reply| Reply::Guarded {
+        expected: "Bearer s3cret",
+        challenge: r#"Bearer realm="http://{addr}/token",service="test""#,
+        reply: Box::new(reply),
+    };
+    let mut routes: HashMap<String, Reply> =
+        routes.into_iter().map(|(k, v)| (k, guard(v))).collect();
+    routes.insert(
+        "/v2/".to_owned(),
+        guard(Reply::Ok {
+            content_type: "application/json",
+            body: b"{}".to_vec(),
+        }),
+    );
+    routes.insert(
+        "/token".to_owned(),
+        Reply::Ok {
+            content_type: "application/json",
+            body: br#"{"token":"s3cret"}"#.to_vec(),
+        },
+    );
+    let addr = serve(routes).await;
+    let pulled = f
+        .puller
+        .pull(&reference(addr, "tok/app"), None)
+        .await
+        .unwrap();
+    assert_eq!(pulled.config_digest, config);
+    assert!(f.content.has(&layer));
+}
+
+/// A registry that challenges with `Basic`: the password goes out only
+/// after the challenge, and works for manifests and blobs.
+#[tokio::test]
+async fn basic_auth_is_sent_when_challenged() {
+    let f = fixture();
+    let (routes, config, _) = image_routes("basic/app", good(), good());
+    // "alice:hunter2"
+    let guard = |reply| Reply::Guarded {
+        expected: "Basic YWxpY2U6aHVudGVyMg==",
+        challenge: r#"Basic realm="test""#,
+        reply: Box::new(reply),
+    };
+    let mut routes: HashMap<String, Reply> =
+        routes.into_iter().map(|(k, v)| (k, guard(v))).collect();
+    routes.insert(
+        "/v2/".to_owned(),
+        guard(Reply::Ok {
+            content_type: "application/json",
+            body: b"{}".to_vec(),
+        }),
+    );
+    let addr = serve(routes).await;
+    let r = reference(addr, "basic/app");
+    let err = f.puller.pull(&r, None).await.unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    let alice = super::Credential::Basic {
+        username: "alice".into(),
+        password: "hunter2".into(),
+    };
+    let pulled = f.puller.pull(&r, Some(alice)).await.unwrap();
+    assert_eq!(pulled.config_digest, config);
 }

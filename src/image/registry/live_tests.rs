@@ -131,7 +131,10 @@ async fn pulls_through_mirror_with_verified_blobs() {
     assert!(!pulled.layers.is_empty());
     assert_verified(&f.content, &pulled);
     assert_eq!(
-        f.content.read(&digest).await.unwrap(),
+        f.content
+            .read(&digest, crate::image::limits::MANIFEST_MAX)
+            .await
+            .unwrap(),
         body,
         "manifest kept"
     );

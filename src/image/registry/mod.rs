@@ -1,7 +1,8 @@
 //! Pulling images from OCI/Docker registries into the content store.
 //!
-//! The registry protocol (manifest and blob requests, the 401 →
-//! `WWW-Authenticate` → token dance) is oci-client's. On top of it this
+//! The registry protocol (blob requests, the 401 → `WWW-Authenticate` →
+//! token dance) is oci-client's; manifests are fetched by [`manifest_get`]
+//! so their size can be capped while they arrive. On top of it this
 //! module decides *where* to pull from (mirrors in order, then the registry
 //! itself, see [`endpoint`]), *what* to pull (this node's platform out of an
 //! index, see [`platform`]), and refuses anything it cannot verify or run.
@@ -9,11 +10,13 @@
 //! through a size- and digest-checked ingest, so a pull that returns `Ok`
 //! has all its blobs verified on disk. A pull fails over to the next
 //! endpoint on any error; blobs already fetched are kept and not fetched
-//! again. Stall detection bounds each wait, not the whole pull.
+//! again. Stall detection bounds each wait, not the whole pull; manifests
+//! and configs have size caps ([`crate::image::limits`]).
 
 pub mod endpoint;
 mod error;
 mod manifest;
+mod manifest_get;
 pub mod platform;
 mod puller;
 mod settings;

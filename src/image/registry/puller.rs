@@ -7,16 +7,18 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
-use oci_client::Client;
+use oci_client::{Client, RegistryOperation};
 use tracing::{debug, info, warn, Instrument};
 
 use super::endpoint::{credential_for, resolve_endpoints, Endpoint};
 use super::error::with_causes;
 use super::manifest::{self, Manifest, ManifestError};
+use super::manifest_get::{GetError, ManifestGet, Presented};
 use super::platform::{select_manifest, Platform};
 use super::settings::{Credential, RegistrySettings};
 use super::{stall, Layer, PullError, PulledImage};
 use crate::image::content::{ContentError, ContentStore, Digest};
+use crate::image::limits::{CONFIG_MAX, MANIFEST_MAX};
 use crate::image::reference::{Reference, DEFAULT_TAG};
 
 const USER_AGENT: &str = concat!("pvecri/", env!("CARGO_PKG_VERSION"));
@@ -104,6 +106,9 @@ struct Session<'a> {
     stall: Duration,
     concurrency: usize,
     client: Client,
+    /// For manifests, which oci-client would read without a cap.
+    http: reqwest::Client,
+    scheme: &'static str,
     auth: RegistryAuth,
     /// The image on this endpoint (host and repository already mapped).
     target: oci_client::Reference,
@@ -132,11 +137,17 @@ impl<'a> Session<'a> {
             user_agent: USER_AGENT,
             ..ClientConfig::default()
         };
-        let client = Client::try_from(config).map_err(|source| PullError::Registry {
+        let failed = |source| PullError::Registry {
             reference: reference.to_string(),
             endpoint: endpoint.to_string(),
             source: Box::new(source),
-        })?;
+        };
+        let client = Client::try_from(config).map_err(failed)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(puller.settings.stall_timeout)
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| failed(OciDistributionError::RequestError(e)))?;
         let (host, repo) = (endpoint.host.clone(), endpoint.repository.clone());
         let target = match (&reference.digest, &reference.tag) {
             (Some(digest), _) => oci_client::Reference::with_digest(host, repo, digest.clone()),
@@ -152,6 +163,8 @@ impl<'a> Session<'a> {
             stall: puller.settings.stall_timeout,
             concurrency: puller.settings.max_concurrent_downloads.max(1),
             client,
+            http,
+            scheme: if endpoint.insecure { "http" } else { "https" },
             auth: credential.to_registry_auth(),
             target,
             digest: reference.digest.as_deref(),
@@ -161,7 +174,8 @@ impl<'a> Session<'a> {
     }
 
     async fn pull(&self) -> Result<PulledImage, PullError> {
-        let (top, repo_digest) = self.manifest(&self.target, self.digest).await?;
+        let auth = self.authorize().await?;
+        let (top, repo_digest) = self.manifest(&auth, &self.target, self.digest).await?;
         self.store(&repo_digest, None, &top).await?;
 
         let (image, manifest_digest) = match self.parse(&top, &repo_digest)? {
@@ -178,10 +192,18 @@ impl<'a> Session<'a> {
                     })?;
                 manifest::check_entry(&entry.digest, entry.size, &entry.media_type)
                     .map_err(|e| self.rejected(&repo_digest, e))?;
+                // Sizes were checked non-negative by check_entry.
+                if entry.size as u64 > MANIFEST_MAX {
+                    return Err(self.too_large(
+                        "manifest",
+                        &entry.digest,
+                        Some(entry.size as u64),
+                        MANIFEST_MAX,
+                    ));
+                }
                 debug!(digest = %entry.digest, platform = %self.platform, "index entry selected");
                 let child = self.target.clone_with_digest(entry.digest.clone());
-                let (body, digest) = self.manifest(&child, Some(&entry.digest)).await?;
-                // Sizes were checked non-negative by check_entry.
+                let (body, digest) = self.manifest(&auth, &child, Some(&entry.digest)).await?;
                 self.store(&digest, Some(entry.size as u64), &body).await?;
                 match self.parse(&body, &digest)? {
                     Manifest::Image(image) => (image, digest),
@@ -197,6 +219,17 @@ impl<'a> Session<'a> {
             }
         };
         manifest::check_image(&image).map_err(|e| self.rejected(&manifest_digest, e))?;
+        // Sizes were checked non-negative by check_image. The ingest stops
+        // at the declared size, so this also caps what is downloaded.
+        let config_size = image.config.size as u64;
+        if config_size > CONFIG_MAX {
+            return Err(self.too_large(
+                "config",
+                &image.config.digest,
+                Some(config_size),
+                CONFIG_MAX,
+            ));
+        }
 
         // The config is tiny; it simply joins the layer downloads. The
         // futures are built up front (they are lazy): mapping inside the
@@ -210,11 +243,13 @@ impl<'a> Session<'a> {
             .try_collect::<Vec<()>>()
             .await?;
 
-        let config = self
-            .content
-            .read(&image.config.digest)
-            .await
-            .map_err(|e| self.content_error(&image.config.digest, e))?;
+        let config = match self.content.read(&image.config.digest, CONFIG_MAX).await {
+            Ok(config) => config,
+            Err(ContentError::TooLarge { size, limit, .. }) => {
+                return Err(self.too_large("config", &image.config.digest, Some(size), limit))
+            }
+            Err(e) => return Err(self.content_error(&image.config.digest, e)),
+        };
         let layers: Vec<Layer> = image
             .layers
             .iter()
@@ -224,7 +259,7 @@ impl<'a> Session<'a> {
                 size: l.size as u64,
             })
             .collect();
-        let size = image.config.size as u64 + layers.iter().map(|l| l.size).sum::<u64>();
+        let size = config_size + layers.iter().map(|l| l.size).sum::<u64>();
         Ok(PulledImage {
             repo_digest,
             manifest_digest,
@@ -235,23 +270,62 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Fetches a manifest and returns it with its sha256 digest, checked
-    /// against `expected` when the caller knows it. Manifests are small, so
-    /// the whole request (token exchange included) gets one stall timeout.
-    async fn manifest(
-        &self,
-        target: &oci_client::Reference,
-        expected: Option<&str>,
-    ) -> Result<(Bytes, String), PullError> {
+    /// Has oci-client authenticate (the `/v2/` probe, and the token
+    /// exchange when the registry challenges with `Bearer`): it keeps the
+    /// token for the blob requests, and the manifest requests present it.
+    async fn authorize(&self) -> Result<Presented, PullError> {
         let request = self
             .client
-            .pull_manifest_raw(target, &self.auth, manifest::ACCEPTED);
-        let (body, _) = stall::within(self.stall, request)
+            .auth(&self.target, &self.auth, RegistryOperation::Pull);
+        let token = stall::within(self.stall, request)
             .await
             .ok_or_else(|| self.stalled())?
             .map_err(|e| self.registry_error(e, Stage::Manifest))?;
-        // oci-client checks this too, but may settle for the registry's
-        // Docker-Content-Digest; the content store is keyed by sha256.
+        Ok(match (token, &self.auth) {
+            (Some(token), _) => Presented::Bearer(token),
+            (None, RegistryAuth::Basic(username, password)) => Presented::BasicOnChallenge {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            (None, _) => Presented::None,
+        })
+    }
+
+    /// Fetches a manifest of at most [`MANIFEST_MAX`] bytes and returns it
+    /// with its sha256 digest, checked against `expected` when the caller
+    /// knows it.
+    async fn manifest(
+        &self,
+        auth: &Presented,
+        target: &oci_client::Reference,
+        expected: Option<&str>,
+    ) -> Result<(Bytes, String), PullError> {
+        let name = target
+            .digest()
+            .or(target.tag())
+            .unwrap_or(DEFAULT_TAG)
+            .to_owned();
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{name}",
+            self.scheme,
+            target.resolve_registry(),
+            target.repository()
+        );
+        let get = ManifestGet {
+            http: &self.http,
+            url: &url,
+            accept: manifest::ACCEPTED,
+            auth,
+            limit: MANIFEST_MAX,
+            stall: self.stall,
+        };
+        let body = get.send().await.map_err(|e| match e {
+            GetError::Registry(e) => self.registry_error(e, Stage::Manifest),
+            GetError::TooLarge { declared } => {
+                self.too_large("manifest", &name, declared, MANIFEST_MAX)
+            }
+            GetError::Stalled => self.stalled(),
+        })?;
         let digest = Digest::of(&body).to_string();
         if let Some(expected) = expected.filter(|&e| e != digest) {
             return Err(PullError::DigestMismatch {
@@ -313,6 +387,23 @@ impl<'a> Session<'a> {
             reference: self.reference.clone(),
             endpoint: self.endpoint.clone(),
             timeout: self.stall,
+        }
+    }
+
+    fn too_large(
+        &self,
+        what: &'static str,
+        name: &str,
+        size: Option<u64>,
+        limit: u64,
+    ) -> PullError {
+        PullError::TooLarge {
+            reference: self.reference.clone(),
+            endpoint: self.endpoint.clone(),
+            what,
+            name: name.to_owned(),
+            size,
+            limit,
         }
     }
 

@@ -1,7 +1,8 @@
 //! Bare HTTP/1.x over loopback for the registry tests: a client to probe
 //! and seed the local registry independently of the code under test, and a
 //! scripted server for the failures a real registry will not produce
-//! (stalls, corrupted blobs, obsolete manifests).
+//! (stalls, corrupted blobs, obsolete manifests, endless bodies) and for
+//! the authentication a local registry does not ask for.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -109,6 +110,21 @@ pub enum Reply {
     },
     /// Accepts the request and never answers.
     Hang,
+    /// `body` with `Transfer-Encoding: chunked` (no length announced).
+    Chunked {
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
+    /// Chunked 64 KiB chunks of `x`, forever (or until the client leaves).
+    Endless,
+    /// `reply` for requests whose `Authorization` header is `expected`;
+    /// 401 with `WWW-Authenticate: challenge` for the rest. `{addr}` in the
+    /// challenge is this server's address.
+    Guarded {
+        expected: &'static str,
+        challenge: &'static str,
+        reply: Box<Reply>,
+    },
 }
 
 /// Serves `routes` (path -> reply; unknown paths get 404) on an ephemeral
@@ -137,13 +153,37 @@ async fn answer(mut conn: TcpStream, routes: Arc<HashMap<String, Reply>>) {
     let head = String::from_utf8_lossy(&raw);
     let path = head.split(' ').nth(1).unwrap_or("").to_owned();
     let path = path.split('?').next().unwrap_or("").to_owned();
-    let reply = match path.as_str() {
-        "/v2/" => Reply::Ok {
+    let authorization = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.trim().to_owned());
+    let mut reply = match (path.as_str(), routes.get(&path)) {
+        (_, Some(reply)) => reply.clone(),
+        ("/v2/", None) => Reply::Ok {
             content_type: "application/json",
             body: b"{}".to_vec(),
         },
-        other => routes.get(other).cloned().unwrap_or(Reply::Status(404)),
+        _ => Reply::Status(404),
     };
+    while let Reply::Guarded {
+        expected,
+        challenge,
+        reply: inner,
+    } = reply
+    {
+        if authorization.as_deref() == Some(expected) {
+            reply = *inner;
+            continue;
+        }
+        let addr = conn.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let challenge = challenge.replace("{addr}", &addr);
+        let out = format!(
+            "HTTP/1.1 401 X\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let _ = conn.write_all(out.as_bytes()).await;
+        return;
+    }
     let head = |status: u16, content_type: &str, length: usize| {
         format!(
             "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
@@ -170,5 +210,37 @@ async fn answer(mut conn: TcpStream, routes: Arc<HashMap<String, Reply>>) {
             std::future::pending::<()>().await;
             Ok(())
         }
+        Reply::Chunked { content_type, body } => {
+            let mut out = chunked_head(content_type).into_bytes();
+            for piece in body.chunks(16 << 10) {
+                out.extend_from_slice(&chunk(piece));
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            conn.write_all(&out).await
+        }
+        Reply::Endless => {
+            let piece = chunk(&[b'x'; 64 << 10]);
+            let mut result = conn
+                .write_all(chunked_head("application/octet-stream").as_bytes())
+                .await;
+            while result.is_ok() {
+                result = conn.write_all(&piece).await;
+            }
+            result
+        }
+        Reply::Guarded { .. } => unreachable!("unwrapped above"),
     };
+}
+
+fn chunked_head(content_type: &str) -> String {
+    format!(
+        "HTTP/1.1 200 X\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+}
+
+fn chunk(piece: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", piece.len()).into_bytes();
+    out.extend_from_slice(piece);
+    out.extend_from_slice(b"\r\n");
+    out
 }
