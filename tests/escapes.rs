@@ -6,6 +6,8 @@
 //!   open it; CRI devices open exactly what was asked;
 //! - image symlinks that point mount targets and image-volume sub-paths at
 //!   host paths;
+//! - an image whose /etc/passwd is a FIFO, which would hang the daemon's
+//!   user lookup;
 //! - unknown runtime handlers.
 //!
 //! The exec path (host binaries and descriptors) and the shared PID
@@ -530,12 +532,20 @@ impl Drop for HostTarget {
 /// Pushes busybox plus one layer of symlinks (`name -> target`) to the
 /// fixture registry; returns the image name to pull.
 fn hostile_image(links: &[(&str, &Path)]) -> String {
+    hostile_layer_image("hostile-links", |root| {
+        for (name, target) in links {
+            std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+        }
+    })
+}
+
+/// Pushes busybox plus one layer made by `fill` in an empty directory to
+/// the fixture registry as `pvecri-test/<repo>`; returns the image name.
+fn hostile_layer_image(repo: &str, fill: impl FnOnce(&Path)) -> String {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    for (name, target) in links {
-        std::os::unix::fs::symlink(target, root.join(name)).unwrap();
-    }
+    fill(&root);
     let layer = dir.path().join("layer.tar");
     let tar = Command::new("tar")
         .args(["-C"])
@@ -546,10 +556,7 @@ fn hostile_image(links: &[(&str, &Path)]) -> String {
         .status()
         .unwrap();
     assert!(tar.success());
-    let name = format!(
-        "127.0.0.1:5000/pvecri-test/hostile-links:{}",
-        std::process::id()
-    );
+    let name = format!("127.0.0.1:5000/pvecri-test/{repo}:{}", std::process::id());
     let out = Command::new("crane")
         .args([
             "append",
@@ -657,6 +664,52 @@ async fn image_symlinks_cannot_point_mounts_at_the_host() {
     assert_ne!(code, 0, "the image volume is read-only: {out}");
     assert!(err.contains("Read-only file system"), "{err}");
     assert_eq!(host.entries(), vec!["marker".to_owned()]);
+    common::stop_remove_pod(&mut e.c, &pod.id).await;
+}
+
+#[tokio::test]
+async fn a_fifo_for_etc_passwd_fails_create_instead_of_hanging_it() {
+    if !ready("a_fifo_for_etc_passwd_fails_create_instead_of_hanging_it") {
+        return;
+    }
+    let image = hostile_layer_image("passwd-fifo", |root| {
+        std::fs::create_dir(root.join("etc")).unwrap();
+        let fifo = root.join("etc/passwd");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    });
+    let mut e = env().await;
+    pull_image(&mut e.c, &image).await;
+    let pod = run_pod(&mut e, "fifo").await;
+    let config = v1::ContainerConfig {
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                run_as_username: "nobody".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..container_config("fifo", &image, &["sleep", "3600"])
+    };
+    let started = std::time::Instant::now();
+    let created = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        create(&mut e, &pod, config),
+    )
+    .await
+    .expect("CreateContainer answers instead of blocking on the FIFO");
+    let err = created.expect_err("a FIFO is no passwd file");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .contains("the image's /etc/passwd is a FIFO, not a regular file"),
+        "{}",
+        err.message()
+    );
+    // The daemon still serves, containers of sound images included.
+    let id = running(&mut e, &pod, container_config("fine", BUSYBOX, &[])).await;
+    let (code, out, err) = sh(&mut e, &id, "id -u").await;
+    assert_eq!((code, out.trim()), (0, "0"), "{err}");
     common::stop_remove_pod(&mut e.c, &pod.id).await;
 }
 

@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod cgroup_tree;
 pub mod cpuset;
 pub mod devices;
+pub mod image_file;
 pub mod lxc_config;
 pub mod mountpoints;
 pub mod process;

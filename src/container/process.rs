@@ -3,8 +3,6 @@
 //! override by name, user resolution in the image's /etc/passwd and
 //! /etc/group). Written as `spec.json` into the container's run dir.
 
-use std::path::Path;
-
 use super::ContainerConfig;
 use crate::image::spec::RunConfig;
 
@@ -213,22 +211,6 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
             })
         })
         .collect()
-}
-
-/// Reads a small text file of the image (`etc/passwd`) without following a
-/// symlink at the last component; missing files read as empty.
-pub fn read_image_file(rootfs: &Path, rel: &str) -> String {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut out = String::new();
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(rootfs.join(rel))
-    {
-        let _ = f.by_ref().take(4 << 20).read_to_string(&mut out);
-    }
-    out
 }
 
 #[cfg(test)]

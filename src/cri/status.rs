@@ -36,7 +36,9 @@ pub fn from_runtime_error(err: &RuntimeError) -> Status {
     let code = match err {
         RuntimeError::NotFound { .. } | RuntimeError::ImageNotFound { .. } => Code::NotFound,
         RuntimeError::NameTaken { .. } => Code::AlreadyExists,
-        RuntimeError::Invalid { .. } | RuntimeError::Process { .. } => Code::InvalidArgument,
+        RuntimeError::Invalid { .. }
+        | RuntimeError::Process { .. }
+        | RuntimeError::ImageFile { .. } => Code::InvalidArgument,
         RuntimeError::WrongState { .. } => Code::FailedPrecondition,
         RuntimeError::Timeout { .. } => Code::DeadlineExceeded,
         RuntimeError::Image(e) => return from_image_error(e),

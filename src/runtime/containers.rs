@@ -17,6 +17,7 @@ use super::pods::find_by_id;
 use super::teardown;
 use super::{now_ns, Runtime};
 use crate::container::cgroup;
+use crate::container::image_file::{self, ImageFileError};
 use crate::container::lxc_config::{self, BindMount, LxcPlan, Propagation, SharedNamespaces};
 use crate::container::process::{self, ProcessSpec};
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState};
@@ -258,8 +259,20 @@ impl Runtime {
             )
         })?;
 
-        let passwd = process::read_image_file(&rootfs, "etc/passwd");
-        let group = process::read_image_file(&rootfs, "etc/group");
+        // Off the async threads: the image's files are untrusted.
+        let root = rootfs.clone();
+        let (passwd, group) = tokio::task::spawn_blocking(move || {
+            Ok::<_, ImageFileError>((
+                image_file::read(&root, "etc/passwd")?,
+                image_file::read(&root, "etc/group")?,
+            ))
+        })
+        .await
+        .map_err(|e| RuntimeError::os("reading the image's users and groups", id, e))?
+        .map_err(|source| RuntimeError::ImageFile {
+            id: id.to_owned(),
+            source,
+        })?;
         let who =
             process::identity(&config, &image.run_config, &passwd, &group).map_err(|source| {
                 RuntimeError::Process {

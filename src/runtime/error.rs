@@ -1,5 +1,6 @@
 use thiserror::Error;
 
+use crate::container::image_file::ImageFileError;
 use crate::container::process::ProcessError;
 use crate::image::ImageError;
 use crate::store::StoreError;
@@ -35,6 +36,12 @@ pub enum RuntimeError {
         id: String,
         #[source]
         source: ProcessError,
+    },
+    #[error("container {id}: cannot look up users and groups")]
+    ImageFile {
+        id: String,
+        #[source]
+        source: ImageFileError,
     },
     #[error("{op} for {id} failed: {message}")]
     Os {
