@@ -46,3 +46,50 @@ pub fn from_runtime_error(err: &RuntimeError) -> Status {
     };
     Status::new(code, chain(err))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::image_file::ImageFileError;
+    use crate::image::registry::PullError;
+
+    #[test]
+    fn oversized_images_are_resource_exhausted_and_bad_passwd_invalid() {
+        let pull = ImageError::Pull {
+            image: "r/a:1".into(),
+            source: Box::new(PullError::TooLarge {
+                reference: "r/a:1".into(),
+                endpoint: "https://r/a".into(),
+                what: "manifest",
+                name: "1".into(),
+                size: None,
+                limit: 4 << 20,
+            }),
+        };
+        let status = from_image_error(&pull);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(
+            status
+                .message()
+                .contains("manifest 1 is over the limit of 4194304 bytes"),
+            "{}",
+            status.message()
+        );
+        let passwd = RuntimeError::ImageFile {
+            id: "c1".into(),
+            source: ImageFileError::NotRegular {
+                path: "etc/passwd".into(),
+                kind: "a FIFO",
+            },
+        };
+        let status = from_runtime_error(&passwd);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status
+                .message()
+                .contains("the image's /etc/passwd is a FIFO, not a regular file"),
+            "{}",
+            status.message()
+        );
+    }
+}

@@ -72,8 +72,8 @@ pub enum PullError {
         timeout: Duration,
     },
     #[error(
-        "image {reference} from {endpoint}: {what} {name} is {}, over the limit of {limit} bytes",
-        oversize(*size, *limit)
+        "image {reference} from {endpoint}: {what} {name} is {}over the limit of {limit} bytes",
+        size.map(|s| format!("{s} bytes, ")).unwrap_or_default()
     )]
     TooLarge {
         reference: String,
@@ -172,13 +172,6 @@ impl PullError {
             }
             _ => false,
         }
-    }
-}
-
-fn oversize(size: Option<u64>, limit: u64) -> String {
-    match size {
-        Some(size) => format!("{size} bytes"),
-        None => format!("more than {limit} bytes"),
     }
 }
 

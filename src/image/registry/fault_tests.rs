@@ -345,8 +345,9 @@ async fn chunked_manifest_over_the_cap_is_refused() {
     .await;
     let err = assert_too_large(&f, &reference(addr, "big/app"), "manifest").await;
     assert!(
-        err.to_string()
-            .contains(&format!("is more than {MANIFEST_MAX} bytes")),
+        err.to_string().contains(&format!(
+            "manifest v1 is over the limit of {MANIFEST_MAX} bytes"
+        )),
         "{err}"
     );
 }
