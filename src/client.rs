@@ -21,6 +21,10 @@ pub async fn channel(socket: &Path) -> Result<Channel, tonic::transport::Error> 
         .await
 }
 
+/// The largest response accepted: the kubelet's limit, so the CLI and the
+/// tests see what the kubelet would.
+const MAX_RESPONSE: usize = 16 << 20;
+
 /// Both CRI service clients over one connection.
 #[derive(Clone)]
 pub struct CriClient {
@@ -32,8 +36,8 @@ impl CriClient {
     pub async fn connect(socket: &Path) -> Result<Self, tonic::transport::Error> {
         let ch = channel(socket).await?;
         Ok(Self {
-            runtime: RuntimeServiceClient::new(ch.clone()),
-            image: ImageServiceClient::new(ch),
+            runtime: RuntimeServiceClient::new(ch.clone()).max_decoding_message_size(MAX_RESPONSE),
+            image: ImageServiceClient::new(ch).max_decoding_message_size(MAX_RESPONSE),
         })
     }
 }

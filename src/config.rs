@@ -74,6 +74,12 @@ pub struct StreamingConfig {
     /// A stream with no traffic either way for this many seconds is closed
     /// (0: never).
     pub idle_timeout_seconds: u64,
+    /// A connection that has not sent a complete request head within this
+    /// many seconds is closed.
+    pub header_read_timeout_seconds: u64,
+    /// Connections served at once, upgraded sessions included; new ones
+    /// past it are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for StreamingConfig {
@@ -82,7 +88,28 @@ impl Default for StreamingConfig {
             address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             port: 0,
             idle_timeout_seconds: 4 * 60 * 60,
+            header_read_timeout_seconds: 10,
+            max_connections: 128,
         }
+    }
+}
+
+impl StreamingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        // A day is far past any client's patience and keeps the timer sane.
+        if !(1..=86_400).contains(&self.header_read_timeout_seconds) {
+            return Err(ConfigError::Invalid {
+                key: "streaming.header_read_timeout_seconds",
+                message: "must be between 1 and 86400".to_owned(),
+            });
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "streaming.max_connections",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -336,6 +363,7 @@ impl RawConfig {
             })?),
         };
         self.network.validate()?;
+        self.streaming.validate()?;
         let socket_group = if self.socket_group.is_empty() {
             None
         } else {
@@ -506,6 +534,36 @@ mod tests {
         let c = Config::from_toml(shipped).unwrap();
         let d = Config::from_toml("").unwrap();
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn streaming_limits_have_defaults_and_are_validated() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.streaming.header_read_timeout_seconds, 10);
+        assert_eq!(c.streaming.max_connections, 128);
+        let c = Config::from_toml(
+            "[streaming]\nheader_read_timeout_seconds = 3\nmax_connections = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.streaming.header_read_timeout_seconds, 3);
+        assert_eq!(c.streaming.max_connections, 2);
+        for (bad, key) in [
+            (
+                "[streaming]\nheader_read_timeout_seconds = 0",
+                "streaming.header_read_timeout_seconds",
+            ),
+            (
+                "[streaming]\nheader_read_timeout_seconds = 86401",
+                "streaming.header_read_timeout_seconds",
+            ),
+            (
+                "[streaming]\nmax_connections = 0",
+                "streaming.max_connections",
+            ),
+        ] {
+            let msg = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(msg.contains(key), "{bad}: {msg}");
+        }
     }
 
     #[test]

@@ -868,3 +868,84 @@ async fn a_failed_create_leaves_no_log_file() {
     assert!(!log.exists(), "{} was left behind", log.display());
     stop_remove_pod(&mut e, &pod).await;
 }
+
+/// A command writing far more than ExecSync keeps is read to its end: the
+/// call returns promptly with the kept head (stdout and stderr together fit
+/// in one kubelet response), with and without a timeout. A command still
+/// writing at its timeout times out, and a process left in the background
+/// holding the output open does not hold the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sync_output_past_the_cap_is_truncated_not_blocking() {
+    if !ready("exec_sync_output_past_the_cap_is_truncated_not_blocking") {
+        return;
+    }
+    // 16 MiB (the kubelet's gRPC receive limit) less 4 KiB for framing.
+    const KEPT: usize = (16 << 20) - (4 << 10);
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "bigexec").await;
+    let id = create(&mut e, &pod, "sleeper", &["sleep", "1000"])
+        .await
+        .unwrap();
+    start(&mut e, &id).await;
+    for timeout in [0, 60] {
+        let started = Instant::now();
+        let r = exec(
+            &mut e,
+            &id,
+            &["head", "-c", "41943040", "/dev/zero"],
+            timeout,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.exit_code, 0, "timeout {timeout}");
+        assert_eq!(r.stdout.len(), KEPT, "timeout {timeout}");
+        assert!(r.stderr.is_empty(), "timeout {timeout}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timeout {timeout}: took {:?}",
+            started.elapsed()
+        );
+    }
+    let r = exec(
+        &mut e,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "head -c 20971520 /dev/zero; head -c 20971520 /dev/zero >&2",
+        ],
+        60,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.exit_code, 0);
+    assert_eq!((r.stdout.len(), r.stderr.len()), (KEPT / 2, KEPT / 2));
+
+    let started = Instant::now();
+    let err = exec(
+        &mut e,
+        &id,
+        &["sh", "-c", "head -c 41943040 /dev/zero; sleep 30"],
+        2,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::DeadlineExceeded,
+        "{}",
+        err.message()
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+
+    let started = Instant::now();
+    let r = exec(&mut e, &id, &["sh", "-c", "sleep 30 & echo done"], 0)
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, b"done\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a background process held the call for {:?}",
+        started.elapsed()
+    );
+}

@@ -514,3 +514,211 @@ async fn bad_requests_are_refused_and_urls_work_once() {
     );
     assert!(request(true).contains(" 404 "), "the token is spent");
 }
+
+/// A pod sandbox (no container) run through crictl; its ID.
+fn bare_pod(e: &Env, name: &str) -> String {
+    let pod = e.write(
+        &format!("{name}-pod.json"),
+        serde_json::json!({
+            "metadata": {"name": name, "namespace": "test", "uid": format!("uid-{name}")},
+            "log_directory": e.files.path().join(name).display().to_string(),
+            "linux": {},
+        }),
+    );
+    e.ok(&["runp", pod.to_str().unwrap()])
+}
+
+/// A fresh port-forward URL for `pod`: (host:port, path).
+async fn port_forward_url(e: &Env, pod: &str) -> (String, String) {
+    let mut c = e.d.client().await;
+    let url = c
+        .runtime
+        .port_forward(v1::PortForwardRequest {
+            pod_sandbox_id: pod.into(),
+            port: vec![80],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let (host, path) = url
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once('/'))
+        .expect("http URL");
+    (host.to_owned(), format!("/{path}"))
+}
+
+/// Asks for the SPDY upgrade of a port-forward URL; the connection after
+/// the response head, and the status line.
+fn spdy_upgrade(host: &str, path: &str) -> (BufReader<std::net::TcpStream>, String) {
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+         X-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    (r, status)
+}
+
+/// A connection that sends half a request head and then nothing.
+fn stalled(host: &str) -> (std::net::TcpStream, Instant) {
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "POST /portforward/x HTTP/1.1\r\nHost: {host}\r\n").unwrap();
+    (s, Instant::now())
+}
+
+/// How long after `since` the server closed `s` (end of file or reset);
+/// `None` when it was still open after 15 s.
+fn closed_after(s: &mut std::net::TcpStream, since: Instant) -> Option<Duration> {
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            // A 408 or similar may come first; the close is what counts.
+            Ok(n) if n > 0 => continue,
+            Ok(_) => return Some(since.elapsed()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None
+            }
+            Err(_) => return Some(since.elapsed()),
+        }
+    }
+}
+
+/// Connections that stall in their request head are closed after the
+/// header read timeout; connections past max_connections are closed at
+/// once; requests that behave are served before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_excess_streaming_connections_are_closed() {
+    if !ready("slow_and_excess_streaming_connections_are_closed") {
+        return;
+    }
+    let e = Env::with_config("[streaming]\nheader_read_timeout_seconds = 2\nmax_connections = 3\n");
+    let pod = bare_pod(&e, "limits");
+    let (host, path) = port_forward_url(&e, &pod).await;
+
+    let mut slow = vec![stalled(&host)];
+    // Served while a slow connection waits (two of three places taken).
+    let (conn, status) = spdy_upgrade(&host, &path);
+    assert!(status.contains(" 101 "), "{status}");
+    drop(conn);
+    // The session ends once the client has gone and gives its place back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    slow.push(stalled(&host));
+    slow.push(stalled(&host));
+    let (mut over, at) = (std::net::TcpStream::connect(&host).unwrap(), Instant::now());
+    let closed = closed_after(&mut over, at).expect("a connection past the limit stays open");
+    assert!(
+        closed < Duration::from_millis(1500),
+        "a connection past the limit was closed only after {closed:?} (the header timeout, not the limit)"
+    );
+
+    for (mut s, opened) in slow {
+        let closed = closed_after(&mut s, opened).expect("a stalled connection stays open");
+        assert!(
+            closed >= Duration::from_millis(1500) && closed < Duration::from_secs(6),
+            "a stalled connection was closed after {closed:?}, with a 2 s header timeout"
+        );
+    }
+
+    let (path_host, path) = port_forward_url(&e, &pod).await;
+    let (_conn, status) = spdy_upgrade(&path_host, &path);
+    assert!(
+        status.contains(" 101 "),
+        "served again once the slow ones are gone: {status}"
+    );
+}
+
+/// A SPDY client opening more streams than a connection serves at once
+/// gets REFUSED_STREAM for the extra one, the rest are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spdy_streams_past_the_limit_are_refused() {
+    use pvecri::streaming::spdy::frame::{self, Frame, FrameHead};
+    use pvecri::streaming::spdy::headers::{Compressor, Decompressor};
+    use pvecri::streaming::spdy::session::MAX_STREAMS;
+
+    if !ready("spdy_streams_past_the_limit_are_refused") {
+        return;
+    }
+    let e = Env::new();
+    let pod = bare_pod(&e, "streams");
+    let (host, path) = port_forward_url(&e, &pod).await;
+    let (mut conn, status) = spdy_upgrade(&host, &path);
+    assert!(status.contains(" 101 "), "{status}");
+    let mut out = conn.get_ref().try_clone().unwrap();
+    let (mut deflate, mut inflate) = (Compressor::new(), Decompressor::new());
+    // Error streams whose data streams never come: each one stays open.
+    let streams = MAX_STREAMS as u32 + 1;
+    for i in 0..streams {
+        let syn = Frame::SynStream {
+            stream_id: 2 * i + 1,
+            associated_id: 0,
+            priority: 0,
+            fin: false,
+            headers: vec![
+                ("streamtype".into(), "error".into()),
+                ("port".into(), "80".into()),
+                ("requestid".into(), i.to_string()),
+            ],
+        };
+        let mut buf = Vec::new();
+        frame::encode(&syn, &mut deflate, &mut buf).unwrap();
+        out.write_all(&buf).unwrap();
+    }
+    let (mut replied, mut refused) = (Vec::new(), Vec::new());
+    while replied.len() + refused.len() < streams as usize {
+        let mut head = [0u8; 8];
+        conn.read_exact(&mut head)
+            .expect("an answer to every stream");
+        let head = FrameHead::parse(head);
+        let mut payload = vec![0u8; head.length];
+        conn.read_exact(&mut payload).unwrap();
+        match frame::decode(head, payload.into(), &mut inflate).unwrap() {
+            Some(Frame::SynReply { stream_id, .. }) => replied.push(stream_id),
+            Some(Frame::RstStream { stream_id, status }) => {
+                assert_eq!(status, frame::RST_REFUSED_STREAM, "stream {stream_id}");
+                refused.push(stream_id);
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    assert_eq!(replied.len(), MAX_STREAMS);
+    assert_eq!(refused, [2 * MAX_STREAMS as u32 + 1]);
+}
+
+/// Stdin much larger than the bounded input queues arrives whole over
+/// both transports: the queues slow the client down, they drop nothing.
+#[test]
+fn large_stdin_passes_the_bounded_queues_whole() {
+    if !ready("large_stdin_passes_the_bounded_queues_whole") {
+        return;
+    }
+    let e = Env::new();
+    let (_pod, ctr) = e.pod_with("bigin", &["sleep", "3600"], false);
+    let input = vec![b'x'; 8 << 20];
+    for transport in ["spdy", "websocket"] {
+        let out = e.crictl_input(
+            &["exec", "--transport", transport, "-i", &ctr, "wc", "-c"],
+            &input,
+        );
+        assert!(out.status.success(), "{transport}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "8388608", "{transport}");
+    }
+}

@@ -1,16 +1,21 @@
 //! ExecSync: a command in a running container, its output captured.
+//!
+//! The output is read to its end and kept up to a budget
+//! ([`super::exec_output`]), so a command writing without end blocks
+//! neither itself nor the call. The call returns at the timeout, or once
+//! the command has exited and its pipes closed; a process the command left
+//! in the background may keep them open, so after the exit the pipes get
+//! [`DRAIN_AFTER_EXIT`] more and are then abandoned.
 
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-
 use super::error::RuntimeError;
+use super::exec_output::{self, Captured};
 use super::Runtime;
 use crate::container::ContainerState;
 
-/// Output kept per stream; more is discarded (the kubelet's probes only
-/// need the head).
-const MAX_OUTPUT: usize = 16 << 20;
+/// How long output is still read once the command has exited.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 pub struct ExecOutput {
     pub stdout: Vec<u8>,
@@ -71,20 +76,30 @@ impl Runtime {
         let started = std::time::Instant::now();
         let mut out = child.stdout.take().expect("piped");
         let mut err = child.stderr.take().expect("piped");
+        let (mut so, mut se) = (Captured::default(), Captured::default());
         let run = async {
-            let (mut so, mut se) = (Vec::new(), Vec::new());
-            let mut out = (&mut out).take(MAX_OUTPUT as u64);
-            let mut err = (&mut err).take(MAX_OUTPUT as u64);
-            let (r1, r2, status) = tokio::join!(
-                out.read_to_end(&mut so),
-                err.read_to_end(&mut se),
-                child.wait()
-            );
-            r1.and(r2)
-                .map_err(|e| RuntimeError::os("reading exec output", id, e))?;
+            let (exited_tx, exited) = tokio::sync::oneshot::channel::<()>();
+            let wait = async {
+                let status = child.wait().await;
+                let _ = exited_tx.send(());
+                status
+            };
+            let read = async {
+                let both = async { tokio::join!(so.read_all(&mut out), se.read_all(&mut err)) };
+                let drain_deadline = async {
+                    let _ = exited.await;
+                    tokio::time::sleep(DRAIN_AFTER_EXIT).await;
+                };
+                tokio::select! {
+                    (r1, r2) = both => r1.and(r2).map(|()| true),
+                    () = drain_deadline => Ok(false),
+                }
+            };
+            let (status, drained) = tokio::join!(wait, read);
+            let drained = drained.map_err(|e| RuntimeError::os("reading exec output", id, e))?;
             let status =
                 status.map_err(|e| RuntimeError::os("waiting for the exec helper", id, e))?;
-            Ok::<_, RuntimeError>((so, se, status))
+            Ok::<_, RuntimeError>((status, drained))
         };
         // The helper enforces the timeout itself (it owns the attached
         // process); this bound only catches a helper that hangs.
@@ -106,7 +121,23 @@ impl Runtime {
                 }
             }
         };
-        let (stdout, stderr, status) = result?;
+        let (status, drained) = result?;
+        if !drained {
+            tracing::info!(
+                container_id = %c.id,
+                "exec output still open after the command exited (a background process holds it); returning what was read"
+            );
+        }
+        let (mut stdout, mut stderr) = (so.data, se.data);
+        let discarded = so.discarded + se.discarded + exec_output::fit(&mut stdout, &mut stderr);
+        if discarded > 0 {
+            tracing::info!(
+                container_id = %c.id,
+                discarded,
+                kept = stdout.len() + stderr.len(),
+                "exec output truncated"
+            );
+        }
         // 124 from the helper means it killed the command at the deadline;
         // a command that itself exits 124 before the deadline is not a timeout.
         if status.code() == Some(i32::from(crate::exec::TIMED_OUT))

@@ -6,6 +6,7 @@ mod containers;
 mod error;
 mod events;
 mod exec;
+mod exec_output;
 mod health;
 mod names;
 mod network;

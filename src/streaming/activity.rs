@@ -26,6 +26,18 @@ impl Activity {
         let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
         self.start.elapsed().saturating_sub(last)
     }
+
+    /// Resolves once nothing has moved for `idle`: bounds how long a
+    /// connection reader may wait on a consumer that has stopped.
+    pub async fn expired(&self, idle: Duration) {
+        loop {
+            let left = idle.saturating_sub(self.idle_for());
+            if left.is_zero() {
+                return;
+            }
+            tokio::time::sleep(left).await;
+        }
+    }
 }
 
 impl Default for Activity {
@@ -45,5 +57,15 @@ mod tests {
         assert!(a.idle_for() >= Duration::from_millis(20));
         a.touch();
         assert!(a.idle_for() < Duration::from_millis(20));
+    }
+
+    #[tokio::test]
+    async fn expiry_waits_for_the_idle_time_since_the_last_touch() {
+        let a = Activity::new();
+        let started = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        a.touch();
+        a.expired(Duration::from_millis(60)).await;
+        assert!(started.elapsed() >= Duration::from_millis(90));
     }
 }

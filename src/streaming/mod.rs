@@ -10,12 +10,14 @@
 
 mod activity;
 mod channel;
+mod inbound;
 pub mod portforward;
 pub mod remotecommand;
 pub mod server;
 mod session;
 pub mod spdy;
 mod spdy_command;
+mod throttle;
 pub mod tokens;
 mod websocket;
 

@@ -7,11 +7,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use super::channel::Sink;
+use super::inbound::Inbound;
 use super::spdy::{Session, Stream};
 
 #[derive(Default)]
@@ -78,7 +77,7 @@ async fn forward(error: Stream, data: Stream, pod_id: String, net_ns: Option<Pat
 /// Connects and copies until both directions are done. Only a failure to
 /// connect is an error the client hears about.
 pub async fn copy(
-    mut from_client: mpsc::UnboundedReceiver<Bytes>,
+    mut from_client: Inbound,
     to_client: Sink,
     net_ns: Option<PathBuf>,
     port: u16,

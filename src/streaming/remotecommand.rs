@@ -7,12 +7,15 @@
 //! a plain error message; v3 adds the resize channel; v4 and v5 write a
 //! `Status` object, `NonZeroExitCode` with the code as an `ExitCode` cause.
 
-use bytes::Bytes;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use super::channel::Sink;
+use super::inbound::Inbound;
+
+/// Resize bytes kept while waiting for the end of a size message; a
+/// message never needs more, so anything longer is garbage and dropped.
+const MAX_RESIZE_PENDING: usize = 4096;
 
 /// The remote command protocol versions, oldest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,11 +56,11 @@ pub enum Outcome {
 
 /// The client's side, already set up by the transport.
 pub struct ClientChannels {
-    pub stdin: Option<mpsc::UnboundedReceiver<Bytes>>,
+    pub stdin: Option<Inbound>,
     pub stdout: Option<Sink>,
     pub stderr: Option<Sink>,
     pub error: Option<Sink>,
-    pub resize: Option<mpsc::UnboundedReceiver<Bytes>>,
+    pub resize: Option<Inbound>,
     /// Fails `changed()` once the client's connection has ended.
     pub gone: Option<tokio::sync::watch::Receiver<()>>,
 }
@@ -129,6 +132,9 @@ pub async fn run<F>(
                 for size in parse_sizes(&mut buf) {
                     resize(size.width, size.height);
                 }
+                if buf.len() > MAX_RESIZE_PENDING {
+                    buf.clear();
+                }
             }
         });
     }
@@ -167,10 +173,7 @@ pub async fn run<F>(
     }
 }
 
-async fn copy_in(
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
-    mut w: Box<dyn AsyncWrite + Send + Unpin>,
-) {
+async fn copy_in(mut rx: Inbound, mut w: Box<dyn AsyncWrite + Send + Unpin>) {
     while let Some(chunk) = rx.recv().await {
         if w.write_all(&chunk).await.is_err() || w.flush().await.is_err() {
             return;

@@ -5,6 +5,14 @@
 //! `X-Stream-Protocol-Version`, or a WebSocket handshake with them in
 //! `Sec-WebSocket-Protocol`. The server picks the newest one it knows,
 //! answers 101 and runs the session on the upgraded connection.
+//!
+//! Limits: a connection must send its request head within
+//! `header_read_timeout_seconds` (hyper's header timer), and at most
+//! `max_connections` connections are served at once. A connection holds
+//! its slot until it closes, through the upgrade and the session that runs
+//! on it; a connection accepted past the limit is closed at once, without
+//! reading from it, so a flood of idle sockets costs nothing but the
+//! accept.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,9 +23,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::remotecommand::Version;
+use super::throttle::Throttle;
 use super::tokens::{Pending, Tokens};
 use super::{session, websocket};
 use crate::runtime::Runtime;
@@ -32,7 +42,13 @@ pub struct StreamingServer {
     tokens: Tokens,
     runtime: Arc<Runtime>,
     idle_timeout: Duration,
+    header_read_timeout: Duration,
+    connections: Arc<Semaphore>,
 }
+
+/// A connection's place under `max_connections`, held by whatever still
+/// serves it: the HTTP connection, then the session on the upgraded one.
+pub type ConnectionSlot = Arc<OwnedSemaphorePermit>;
 
 impl StreamingServer {
     /// Binds the configured address and serves in the background.
@@ -60,6 +76,8 @@ impl StreamingServer {
             tokens: Tokens::default(),
             runtime,
             idle_timeout,
+            header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
         });
         tracing::info!(%addr, "serving exec, attach and port-forward");
         tokio::spawn(accept_loop(server.clone(), listener));
@@ -88,6 +106,7 @@ impl StreamingServer {
 }
 
 async fn accept_loop(server: Arc<StreamingServer>, listener: tokio::net::TcpListener) {
+    let mut refusals = Throttle::default();
     loop {
         let (conn, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -97,14 +116,30 @@ async fn accept_loop(server: Arc<StreamingServer>, listener: tokio::net::TcpList
                 continue;
             }
         };
+        let Ok(slot) = server.connections.clone().try_acquire_owned() else {
+            if let Some(refused) = refusals.event() {
+                tracing::warn!(
+                    %peer,
+                    refused,
+                    "closing streaming connections past max_connections"
+                );
+            }
+            drop(conn);
+            continue;
+        };
+        let slot: ConnectionSlot = Arc::new(slot);
         let _ = conn.set_nodelay(true);
         let server = server.clone();
         tokio::spawn(async move {
+            let header_read_timeout = server.header_read_timeout;
             let service = hyper::service::service_fn(move |req| {
                 let server = server.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(server, req)) }
+                let slot = slot.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(server, slot, req)) }
             });
             let result = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
                 .serve_connection(TokioIo::new(conn), service)
                 .with_upgrades()
                 .await;
@@ -158,7 +193,7 @@ pub fn negotiate<'a>(offered: &'a [String], known: &dyn Fn(&str) -> bool) -> Opt
     offered.iter().map(String::as_str).find(|p| known(p))
 }
 
-fn handle(server: Arc<StreamingServer>, mut req: Request<Incoming>) -> Reply {
+fn handle(server: Arc<StreamingServer>, slot: ConnectionSlot, mut req: Request<Incoming>) -> Reply {
     let path = req.uri().path().trim_matches('/').to_owned();
     let Some((kind, token)) = path.split_once('/') else {
         return reply(StatusCode::NOT_FOUND, "not found");
@@ -204,6 +239,7 @@ fn handle(server: Arc<StreamingServer>, mut req: Request<Incoming>) -> Reply {
             let idle = server.idle_timeout;
             let header = HeaderValue::from_str(&chosen).ok();
             tokio::spawn(async move {
+                let _slot = slot;
                 match upgrade.await {
                     Ok(io) => {
                         let session = super::spdy::Session::start(TokioIo::new(io), idle);
@@ -221,7 +257,7 @@ fn handle(server: Arc<StreamingServer>, mut req: Request<Incoming>) -> Reply {
             }
             r
         }
-        Transport::WebSocket => websocket::upgrade(server, req, pending, is_port_forward),
+        Transport::WebSocket => websocket::upgrade(server, slot, req, pending, is_port_forward),
     }
 }
 

@@ -112,7 +112,8 @@ pub(super) async fn attach(
     let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(demux(from_monitor, out_w, err_w, cancel_rx));
     let (stdin_w, stdin_r) = tokio::io::duplex(64 * 1024);
-    let (resize_tx, resize_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Only the latest size matters: a burst of resizes collapses into one.
+    let (resize_tx, resize_rx) = tokio::sync::watch::channel(None);
     let upstream = tokio::spawn(mux(stdin_r, resize_rx, to_monitor, stdio.stdin));
     let io = CommandIo {
         stdin: stdio
@@ -125,7 +126,7 @@ pub(super) async fn attach(
             .then(|| Box::new(err_r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
         resize: stdio.tty.then(|| {
             Box::new(move |w, h| {
-                let _ = resize_tx.send((w, h));
+                resize_tx.send_replace(Some((w, h)));
             }) as Box<dyn Fn(u16, u16) + Send + Sync>
         }),
     };
@@ -142,7 +143,7 @@ pub(super) async fn attach(
 /// a closed stdin.
 async fn mux(
     mut stdin: tokio::io::DuplexStream,
-    mut resizes: tokio::sync::mpsc::UnboundedReceiver<(u16, u16)>,
+    mut resizes: tokio::sync::watch::Receiver<Option<(u16, u16)>>,
     mut to: tokio::net::unix::OwnedWriteHalf,
     has_stdin: bool,
 ) {
@@ -166,8 +167,9 @@ async fn mux(
                     }
                 }
             },
-            size = resizes.recv() => match size {
-                Some((w, h)) => {
+            changed = resizes.changed() => match changed.ok().map(|()| *resizes.borrow_and_update()) {
+                Some(None) => {}
+                Some(Some((w, h))) => {
                     let mut body = w.to_be_bytes().to_vec();
                     body.extend_from_slice(&h.to_be_bytes());
                     if stdin_open || !has_stdin {

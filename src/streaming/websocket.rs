@@ -10,6 +10,12 @@
 //!
 //! Port-forward tunnels SPDY: with `SPDY/3.1+portforward.k8s.io` binary
 //! messages carry the bytes of an ordinary SPDY port-forward session.
+//!
+//! Messages are limited to [`inbound::MAX_MESSAGE`], like SPDY frames.
+//! The reader hands stdin and resize data to bounded queues and waits for
+//! room before it reads the next message, so a client typing faster than
+//! the command reads is held back by TCP (the resize channel shares the
+//! connection, so it waits behind a full stdin queue too).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,13 +33,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::channel::Sink;
+use super::inbound::{self, InboundTx};
 use super::remotecommand::{ClientChannels, Version};
-use super::server::{negotiate, StreamingServer};
+use super::server::{negotiate, ConnectionSlot, StreamingServer};
 use super::tokens::{Pending, Stdio};
 
 const TUNNELED_PORT_FORWARD: &str = "SPDY/3.1+portforward.k8s.io";
@@ -72,6 +79,7 @@ fn protocol_encoding(name: &str) -> Encoding {
 /// Answers the WebSocket handshake and runs the session once upgraded.
 pub fn upgrade(
     server: Arc<StreamingServer>,
+    slot: ConnectionSlot,
     mut req: Request<Incoming>,
     pending: Pending,
     port_forward: bool,
@@ -109,6 +117,7 @@ pub fn upgrade(
     let upgrade = hyper::upgrade::on(&mut req);
     let protocol = chosen.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         let io = match upgrade.await {
             Ok(io) => TokioIo::new(io),
             Err(err) => {
@@ -116,7 +125,10 @@ pub fn upgrade(
                 return;
             }
         };
-        let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(inbound::MAX_MESSAGE))
+            .max_frame_size(Some(inbound::MAX_MESSAGE));
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         run(server, ws, protocol.as_deref(), pending).await;
     });
     let mut r = reply(StatusCode::SWITCHING_PROTOCOLS, String::new());
@@ -276,8 +288,8 @@ fn channels(
             }
         }
     });
-    let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
-    let (resize_tx, resize_rx) = mpsc::unbounded_channel();
+    let (stdin_tx, stdin_rx) = inbound::queue();
+    let (resize_tx, resize_rx) = inbound::queue();
     let (gone_tx, gone) = tokio::sync::watch::channel(());
     tokio::spawn(async move {
         // Dropped when the client's side ends: the session's "gone".
@@ -302,19 +314,20 @@ fn channels(
             let Some((channel, data)) = decode(encoding, &message) else {
                 continue;
             };
-            match channel {
-                STDIN => {
-                    if let Some(tx) = &stdin_tx {
-                        if !data.is_empty() {
-                            let _ = tx.send(data);
-                        }
-                    }
+            let queue = match channel {
+                STDIN => stdin_tx.as_ref(),
+                RESIZE => Some(&resize_tx),
+                CLOSE if data.first() == Some(&STDIN) => {
+                    stdin_tx = None;
+                    None
                 }
-                RESIZE => {
-                    let _ = resize_tx.send(data);
+                _ => None,
+            };
+            if let Some(queue) = queue.filter(|_| !data.is_empty()) {
+                if !deliver(queue, data, &activity, idle).await {
+                    tracing::info!(idle_timeout = ?idle, "closing a WebSocket streaming connection whose input consumer stopped");
+                    break;
                 }
-                CLOSE if data.first() == Some(&STDIN) => stdin_tx = None,
-                _ => {}
             }
         }
     });
@@ -337,6 +350,21 @@ fn channels(
         gone: Some(gone),
     };
     (channels, Closer(out_tx))
+}
+
+/// Queues client input, waiting for room while the connection moves
+/// something either way; false once it has been idle for `idle`. Input
+/// nobody reads any more is dropped.
+async fn deliver(
+    queue: &InboundTx,
+    data: Bytes,
+    activity: &super::activity::Activity,
+    idle: std::time::Duration,
+) -> bool {
+    tokio::select! {
+        _ = queue.send(data) => true,
+        () = activity.expired(idle) => false,
+    }
 }
 
 /// A WebSocket carrying a byte stream in binary messages, for SPDY.

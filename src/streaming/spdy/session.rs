@@ -7,8 +7,24 @@
 //! writes frames in the order they are queued. Flow control is not
 //! enforced: the Kubernetes clients neither send nor honour WINDOW_UPDATE,
 //! so windows are left at their defaults and updates ignored.
+//!
+//! Bounds: at most [`MAX_STREAMS`] streams are served at once (a stream
+//! counts until the handler has dropped every part of it); a SYN_STREAM
+//! past that is answered with RST_STREAM `REFUSED_STREAM`. Each stream's
+//! data goes through a bounded queue ([`crate::streaming::inbound`]) and
+//! the reader awaits room in it before reading the next frame. Without
+//! flow control that is the only backpressure there is, and it is
+//! per connection: while one stream's consumer is behind (a command not
+//! reading its stdin, a pod socket not draining), the other streams of the
+//! same connection wait too. The alternatives, buffering without bound or
+//! dropping data, are worse; a port-forward client that needs independent
+//! connections can open several sessions. A wait that lasts the idle
+//! timeout with nothing moving either way ends the connection, like any
+//! idle one, so a stuck consumer cannot pin it forever.
 
 use crate::streaming::activity::Activity;
+use crate::streaming::inbound::{self, Inbound, InboundTx};
+use crate::streaming::throttle::Throttle;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +32,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::frame::{self, Frame, FrameHead};
 use super::headers::{self, Compressor, Decompressor, Headers};
@@ -25,7 +41,10 @@ use super::SpdyError;
 /// Largest DATA payload this side sends; bigger writes are split.
 const MAX_DATA: usize = 32 * 1024;
 /// Largest frame accepted from the peer.
-const MAX_FRAME_IN: usize = 16 << 20;
+const MAX_FRAME_IN: usize = inbound::MAX_MESSAGE;
+/// Streams served at once on one connection. Exec and attach need five at
+/// most, a port-forward two per forwarded connection.
+pub const MAX_STREAMS: usize = 16;
 
 enum Out {
     Frame(Frame),
@@ -55,7 +74,7 @@ pub struct Stream {
     pub id: u32,
     pub headers: Headers,
     /// The peer's data; ends at its FIN, a reset or the connection's end.
-    pub data: mpsc::UnboundedReceiver<Bytes>,
+    pub data: Inbound,
     pub writer: StreamWriter,
 }
 
@@ -70,6 +89,8 @@ impl Stream {
 pub struct StreamWriter {
     id: u32,
     sender: Sender,
+    /// The stream's place under [`MAX_STREAMS`], shared with its data.
+    _slot: Arc<OwnedSemaphorePermit>,
 }
 
 impl StreamWriter {
@@ -111,7 +132,7 @@ impl StreamWriter {
 
 pub struct Session {
     /// Streams as the peer opens them; ends when the connection does.
-    pub incoming: mpsc::UnboundedReceiver<Stream>,
+    pub incoming: mpsc::Receiver<Stream>,
     sender: Sender,
     last_peer_stream: Arc<AtomicU64>,
     gone: watch::Receiver<()>,
@@ -129,7 +150,9 @@ impl Session {
         let (tx, rx) = mpsc::channel(64);
         let activity = Arc::new(Activity::new());
         let sender = Sender { tx, activity };
-        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        // Every queued stream holds one of the MAX_STREAMS slots, so
+        // this queue never fills.
+        let (incoming_tx, incoming) = mpsc::channel(MAX_STREAMS);
         let last_peer_stream = Arc::new(AtomicU64::new(0));
         let (gone_tx, gone) = watch::channel(());
         tokio::spawn(write_loop(write, rx));
@@ -244,12 +267,14 @@ async fn read_frame<R: AsyncRead + Unpin>(
 async fn read_loop<R: AsyncRead + Unpin>(
     mut read: R,
     sender: Sender,
-    incoming: mpsc::UnboundedSender<Stream>,
+    incoming: mpsc::Sender<Stream>,
     idle_timeout: Duration,
     last_peer_stream: Arc<AtomicU64>,
 ) {
     let mut inflate = Decompressor::new();
-    let mut streams: HashMap<u32, mpsc::UnboundedSender<Bytes>> = HashMap::new();
+    let slots = Arc::new(Semaphore::new(MAX_STREAMS));
+    let mut refusals = Throttle::default();
+    let mut streams: HashMap<u32, InboundTx> = HashMap::new();
     loop {
         let next = tokio::time::timeout(idle_timeout, read_frame(&mut read));
         let (head, payload) = match next.await {
@@ -298,6 +323,24 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         .await;
                     continue;
                 }
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    if let Some(refused) = refusals.event() {
+                        tracing::warn!(
+                            stream_id,
+                            refused,
+                            max_streams = MAX_STREAMS,
+                            "refusing SPDY streams past the per-connection limit"
+                        );
+                    }
+                    let _ = sender
+                        .send(Frame::RstStream {
+                            stream_id,
+                            status: frame::RST_REFUSED_STREAM,
+                        })
+                        .await;
+                    continue;
+                };
+                let slot = Arc::new(slot);
                 last_peer_stream.store(u64::from(stream_id), Ordering::Relaxed);
                 let _ = sender
                     .send(Frame::SynReply {
@@ -306,20 +349,21 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         headers: Vec::new(),
                     })
                     .await;
-                let (data_tx, data) = mpsc::unbounded_channel();
+                let (data_tx, data) = inbound::queue();
                 if !fin {
                     streams.insert(stream_id, data_tx);
                 }
                 let stream = Stream {
                     id: stream_id,
                     headers,
-                    data,
+                    data: data.guarded(slot.clone()),
                     writer: StreamWriter {
                         id: stream_id,
                         sender: sender.clone(),
+                        _slot: slot,
                     },
                 };
-                if incoming.send(stream).is_err() {
+                if incoming.try_send(stream).is_err() {
                     let _ = sender
                         .send(Frame::RstStream {
                             stream_id,
@@ -335,7 +379,23 @@ async fn read_loop<R: AsyncRead + Unpin>(
             } => {
                 if let Some(tx) = streams.get(&stream_id) {
                     if !data.is_empty() {
-                        let _ = tx.send(data);
+                        tokio::select! {
+                            sent = tx.send(data) => {
+                                // Nobody reads it any more: later data is
+                                // dropped here instead of waited for.
+                                if sent.is_err() {
+                                    streams.remove(&stream_id);
+                                }
+                            }
+                            () = sender.activity.expired(idle_timeout) => {
+                                tracing::info!(
+                                    ?idle_timeout,
+                                    stream_id,
+                                    "closing a streaming connection whose stream consumer stopped"
+                                );
+                                break;
+                            }
+                        }
                     }
                     if fin {
                         streams.remove(&stream_id);
@@ -448,5 +508,109 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn syn(stream_id: u32) -> Frame {
+        Frame::SynStream {
+            stream_id,
+            associated_id: 0,
+            priority: 0,
+            fin: false,
+            headers: vec![("streamtype".into(), "data".into())],
+        }
+    }
+
+    /// Past MAX_STREAMS open streams a new one is refused with
+    /// REFUSED_STREAM; once the handler lets go of one, there is room again.
+    #[tokio::test]
+    async fn streams_past_the_limit_are_refused_until_one_ends() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut session = Session::start(server, Duration::from_secs(60));
+        let (mut cr, mut cw) = tokio::io::split(client);
+        let (mut c, mut d) = (Compressor::new(), Decompressor::new());
+        let mut held = Vec::new();
+        for i in 0..MAX_STREAMS as u32 {
+            let id = 2 * i + 1;
+            client_send(&mut cw, &mut c, syn(id)).await;
+            assert!(matches!(
+                client_recv(&mut cr, &mut d).await,
+                Frame::SynReply { stream_id, .. } if stream_id == id
+            ));
+            held.push(session.accept().await.unwrap());
+        }
+        let over = 2 * MAX_STREAMS as u32 + 1;
+        client_send(&mut cw, &mut c, syn(over)).await;
+        assert_eq!(
+            client_recv(&mut cr, &mut d).await,
+            Frame::RstStream {
+                stream_id: over,
+                status: frame::RST_REFUSED_STREAM
+            }
+        );
+        // The writer alone keeps a stream's place: data ends, writing goes on.
+        let Stream { writer, .. } = held.remove(0);
+        client_send(&mut cw, &mut c, syn(over + 2)).await;
+        assert!(matches!(
+            client_recv(&mut cr, &mut d).await,
+            Frame::RstStream {
+                status: frame::RST_REFUSED_STREAM,
+                ..
+            }
+        ));
+        drop(writer);
+        client_send(&mut cw, &mut c, syn(over + 4)).await;
+        assert!(matches!(
+            client_recv(&mut cr, &mut d).await,
+            Frame::SynReply { stream_id, .. } if stream_id == over + 4
+        ));
+        assert_eq!(session.accept().await.unwrap().id, over + 4);
+    }
+
+    /// A stream whose consumer does not read stops the session reading
+    /// the connection, so the peer's writes stall instead of piling up
+    /// here; nothing is lost once the consumer catches up.
+    #[tokio::test]
+    async fn a_consumer_that_falls_behind_stalls_the_peer() {
+        const FRAMES: usize = 64;
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut session = Session::start(server, Duration::from_secs(60));
+        let (mut cr, mut cw) = tokio::io::split(client);
+        let (mut c, mut d) = (Compressor::new(), Decompressor::new());
+        client_send(&mut cw, &mut c, syn(1)).await;
+        let mut stream = session.accept().await.unwrap();
+        client_recv(&mut cr, &mut d).await;
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let writer = tokio::spawn(async move {
+            for _ in 0..FRAMES {
+                let data = Bytes::from(vec![7u8; inbound::MAX_CHUNK]);
+                client_send(
+                    &mut cw,
+                    &mut c,
+                    Frame::Data {
+                        stream_id: 1,
+                        fin: false,
+                        data,
+                    },
+                )
+                .await;
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            cw
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = sent.load(Ordering::Relaxed) as usize;
+        assert!(
+            before < FRAMES,
+            "the peer wrote everything although nothing was consumed"
+        );
+        // Queue plus socket buffers, not the whole transfer.
+        assert!(before <= inbound::QUEUE_CHUNKS + 4, "{before} frames taken");
+        let mut total = 0;
+        while total < FRAMES * inbound::MAX_CHUNK {
+            total += stream.data.recv().await.unwrap().len();
+        }
+        writer.await.unwrap();
+        assert_eq!(total, FRAMES * inbound::MAX_CHUNK);
     }
 }
