@@ -1,7 +1,9 @@
 //! Mounts pvecri made: anything mounted under the state and run dirs
-//! (container root filesystems, staged volumes, the private bind of
-//! `run/ns`), with the pods' namespace pins (`run/ns/<pod>/<kind>`) told
-//! apart. A node census also takes mounts anywhere that have the shape of
+//! (container root filesystems, staged volumes), with the pods' namespace
+//! pins (`run/ns/<pod>/<kind>`) told apart. The private bind of `run/ns`
+//! onto itself is not counted: the daemon keeps it across restarts by
+//! design (`crate::sandbox::ns::prepare_ns_root`), and it holds nothing
+//! once the pins under it are gone. A node census also takes mounts anywhere that have the shape of
 //! pvecri's layout (a pin or a container root filesystem), which finds
 //! those of a state dir that has since been deleted (a test's temporary
 //! directory, for one).
@@ -53,6 +55,9 @@ pub(super) fn find(
     let mut out = Mounts::default();
     for m in mountinfo::parse(mountinfo_text) {
         let point = m.mount_point.as_path();
+        if point == ns_root {
+            continue;
+        }
         let line = point.display().to_string();
         let is_pin =
             below(point, &ns_root).is_some_and(|n| n.len() >= 2) || (node && pin_shaped(point));
@@ -102,16 +107,15 @@ mod tests {
         );
         assert_eq!(
             m.other,
-            [
-                "/run/pvecri/ns".to_owned(),
-                format!("/var/lib/pvecri/snapshots/overlay/containers/{id}/rootfs"),
-            ]
+            [format!(
+                "/var/lib/pvecri/snapshots/overlay/containers/{id}/rootfs"
+            )]
         );
         let n = find(&text, state, run, true);
         assert_eq!(n.pins.len(), 3, "{n:?}");
         assert!(n.pins[2].starts_with("/tmp/pvecri-it-x/run/ns/"));
-        assert_eq!(n.other.len(), 3, "{n:?}");
-        assert!(n.other[2].starts_with("/tmp/pvecri-it-x/state/snapshots/"));
+        assert_eq!(n.other.len(), 2, "{n:?}");
+        assert!(n.other[1].starts_with("/tmp/pvecri-it-x/state/snapshots/"));
         let spaced = find(&text, state, Path::new("/run/pvecri two"), false);
         assert!(
             spaced.other.contains(&"/run/pvecri two/x".to_owned()),
