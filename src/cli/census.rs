@@ -3,6 +3,7 @@
 //! stopped with every pod removed: any live state left is a failure
 //! (exit 1). See docs/census.md.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -63,10 +64,15 @@ pub fn run(mut config: Config, args: CensusArgs) -> anyhow::Result<ExitCode> {
         ids: args.ids.into_iter().collect(),
     };
     let report = census::take(&config, &options, &RealHost, &store);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let out = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        print!("{}", report.text());
+        report.text()
+    };
+    // A reader that stops early (`| head`) is not an error.
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     let leftovers = report.leftovers();
     if args.stopped && !leftovers.is_empty() {
