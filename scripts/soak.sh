@@ -22,7 +22,7 @@
 # each new thread its own malloc arena; pulls (3 parallel downloads plus
 # unpacking) raise both once. Growth that continues after that is a leak.
 #
-# Needs root, the fixture registry (scripts/registry.sh start,
+# Needs root, jq, the fixture registry (scripts/registry.sh start,
 # scripts/build-fixture-images.sh) and pvecri-init (scripts/build-init.sh).
 # Environment: SOAK_CYCLES [1000]  SOAK_PULLS [1000]  SOAK_EVERY [250]
 #   SOAK_WARMUP [100]  SOAK_SETTLE [11]  PROFILE [release]
