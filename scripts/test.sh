@@ -36,3 +36,10 @@ cargo test --locked --workspace
 
 step "critest conformance"
 PVECRI_CRITEST=1 cargo test --locked --test critest -- --nocapture
+
+# Last: nothing any test's daemon made may outlive it. Every daemon of
+# the run is stopped by now, so the whole node must hold no pvecri
+# process, cgroup, mount, pin, link, nftables state or per-container dir
+# (docs/census.md); the critest daemon's config names its bridge.
+step "census: nothing left behind"
+cargo run --locked --quiet --bin pvecri -- --config tests/critest/pvecri.toml census --stopped --node

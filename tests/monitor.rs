@@ -18,10 +18,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use pvecri::container::cgroup_tree;
 use pvecri::monitor::{self, ExitReason, ExitRecord, Readiness};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// The cgroup (on every hierarchy) the test containers and their monitors
+/// are made in.
+const CGROUP_PARENT: &str = "pvecri-test";
 /// What each script runs first (see the module docs).
 const SETTLE: &str = "sleep 0.2";
 
@@ -78,8 +82,8 @@ impl Fixture {
              lxc.mount.auto = proc:mixed sys:mixed\n\
              lxc.apparmor.profile = unconfined\n\
              lxc.net.0.type = empty\n\
-             lxc.cgroup.dir.container = pvecri-test/{name}\n\
-             lxc.cgroup.dir.monitor = pvecri-test/{name}.monitor\n\
+             lxc.cgroup.dir.container = {CGROUP_PARENT}/{name}\n\
+             lxc.cgroup.dir.monitor = {CGROUP_PARENT}/{name}.monitor\n\
              lxc.log.level = ERROR\n\
              lxc.log.file = {log}\n\
              {extra_config}\n",
@@ -209,14 +213,22 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        // liblxc removes the container's cgroups; drop the empty parents
-        // (other tests may still use them: errors are fine).
-        for hierarchy in ["memory", "unified", "pids", "cpu", "systemd", ""] {
-            let _ = std::fs::remove_dir(
-                Path::new("/sys/fs/cgroup")
-                    .join(hierarchy)
-                    .join("pvecri-test"),
-            );
+        // liblxc removes the container's cgroups when it ends normally; a
+        // failed test may leave them (and the monitor's). Then the shared
+        // parent goes on every hierarchy once no other test's fixture is
+        // in it (a busy one is left to the last fixture to drop).
+        let Ok(h) = cgroup_tree::hierarchies() else {
+            return;
+        };
+        for rel in [
+            format!("{CGROUP_PARENT}/{}", self.name),
+            format!("{CGROUP_PARENT}/{}.monitor", self.name),
+        ] {
+            let _ = cgroup_tree::kill_and_wait(&h, &rel, TIMEOUT);
+            let _ = cgroup_tree::remove(&h, &rel, TIMEOUT);
+        }
+        for (_, dir) in cgroup_tree::dirs(&h, CGROUP_PARENT) {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }

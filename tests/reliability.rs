@@ -98,76 +98,11 @@ fn processes_with(marker: &str) -> Vec<i32> {
 }
 
 /// What of the pods and containers `ids` (and of the daemon in `d`) is
-/// still on the node: cgroups (container and monitor, every hierarchy),
-/// processes in them or started for them, mounts and directories under
-/// the daemon's dirs. Empty means clean.
+/// still on the node, by `pvecri census` of the daemon's state dir: what
+/// the running daemon itself keeps (its lock, bridge and nftables table,
+/// shared with the other test daemons) aside. Empty means clean.
 fn census(d: &Daemon, ids: &HashSet<String>) -> Vec<String> {
-    let mut left = Vec::new();
-    let h = cgroup_tree::hierarchies().unwrap();
-    let names: HashSet<String> = ids
-        .iter()
-        .flat_map(|id| [id.clone(), format!("pvecri-{id}.scope")])
-        .collect();
-    for (_, rel) in cgroup_tree::find_named(&h, &names) {
-        left.push(format!(
-            "cgroup {rel} (members {:?})",
-            cgroup_tree::members(&h, &rel)
-        ));
-    }
-    let dir = d.dir.path().display().to_string();
-    for pid in processes_with(&dir).into_iter().filter(|p| *p != d.pid()) {
-        left.push(format!("process {pid} started for {dir}"));
-    }
-    for id in ids {
-        for pid in std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        {
-            let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-            if cg.contains(id.as_str()) && !cgroup_tree::is_zombie(pid) {
-                left.push(format!("process {pid} in a cgroup of {id}"));
-            }
-        }
-    }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for line in mountinfo.lines() {
-        let point = line.split(' ').nth(4).unwrap_or_default();
-        // The daemon's private bind of its namespace dir lives as long as
-        // the daemon does.
-        if point.starts_with(&dir) && point != format!("{dir}/run/ns") {
-            left.push(format!("mount {point}"));
-        }
-    }
-    for sub in [
-        "state/lxc",
-        "run/containers",
-        "run/ns",
-        "run/staging",
-        "state/sandboxes",
-    ] {
-        for e in std::fs::read_dir(d.dir.path().join(sub))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            left.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
-        }
-    }
-    for e in std::fs::read_dir(d.dir.path().join("state/snapshots"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for c in std::fs::read_dir(e.path().join("containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            left.push(format!("snapshot {}", c.path().display()));
-        }
-    }
-    left
+    common::census_leftovers(d, ids, &["daemon", "bridges", "nft_tables", "nft_elements"])
 }
 
 /// Ids of the pods and containers the daemon knows or left dirs for.

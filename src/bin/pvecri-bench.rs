@@ -4,7 +4,9 @@
 //! runs RunPodSandbox -> CreateContainer -> StartContainer -> ExecSync ->
 //! StopContainer -> RemoveContainer -> StopPodSandbox -> RemovePodSandbox
 //! and prints the median and p90 of each call, so pvecri and containerd can
-//! be compared in one run with the same client.
+//! be compared in one run with the same client. `--pulls N` adds N
+//! PullImage -> RemoveImage cycles of `--pull-image` (scripts/soak.sh runs
+//! both in batches and watches the daemon in between).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +36,13 @@ struct Args {
     /// Pod log directory.
     #[arg(long, default_value = "/tmp/pvecri-bench-logs")]
     log_dir: PathBuf,
+    /// PullImage -> RemoveImage cycles after the pod lifecycles.
+    #[arg(long, default_value_t = 0)]
+    pulls: usize,
+    /// Image pulled and removed by `--pulls` (not the one pods run: it is
+    /// removed after each pull).
+    #[arg(long, default_value = "registry.k8s.io/pause:3.10")]
+    pull_image: String,
 }
 
 const STEPS: [&str; 8] = [
@@ -52,6 +61,58 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let socket = PathBuf::from(args.endpoint.trim_start_matches("unix://"));
     let mut c = CriClient::connect(&socket).await?;
+    if args.iterations > 0 {
+        lifecycles(&mut c, &args).await?;
+    }
+    if args.pulls > 0 {
+        pulls(&mut c, &args).await?;
+    }
+    Ok(())
+}
+
+/// `--pulls` PullImage -> RemoveImage cycles, timed.
+async fn pulls(c: &mut CriClient, args: &Args) -> anyhow::Result<()> {
+    let image = v1::ImageSpec {
+        image: args.pull_image.clone(),
+        ..Default::default()
+    };
+    let (mut pull, mut remove) = (Vec::new(), Vec::new());
+    for _ in 0..args.pulls {
+        let t = Instant::now();
+        let image_ref = c
+            .image
+            .pull_image(v1::PullImageRequest {
+                image: Some(image.clone()),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .image_ref;
+        pull.push(t.elapsed());
+        let t = Instant::now();
+        c.image
+            .remove_image(v1::RemoveImageRequest {
+                image: Some(v1::ImageSpec {
+                    image: image_ref,
+                    ..Default::default()
+                }),
+            })
+            .await?;
+        remove.push(t.elapsed());
+    }
+    println!(
+        "{} ({} pulls of {}): median / p90 in ms",
+        args.label, args.pulls, args.pull_image
+    );
+    for (step, v) in [("PullImage", &mut pull), ("RemoveImage", &mut remove)] {
+        let (p50, p90) = percentiles(v);
+        println!("  {step:<18} {p50:>8.2} {p90:>8.2}");
+    }
+    Ok(())
+}
+
+/// `--iterations` pod lifecycles, timed per call.
+async fn lifecycles(c: &mut CriClient, args: &Args) -> anyhow::Result<()> {
     let image = v1::ImageSpec {
         image: args.image.clone(),
         ..Default::default()

@@ -1,6 +1,7 @@
 //! The `pvecri` command line: the daemon entry point and the root-only
 //! diagnostic verbs. This is the only place that prints to stdout.
 
+mod census;
 mod doctor;
 mod events;
 mod logging;
@@ -36,6 +37,9 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Follow the daemon's container lifecycle events.
     Events,
+    /// Count what pvecri owns on the node (processes, cgroups, mounts,
+    /// links, nftables, dirs, records), one line per kind.
+    Census(census::CensusArgs),
     /// Supervise one container (spawned by the daemon).
     #[command(hide = true)]
     Monitor(crate::monitor::MonitorArgs),
@@ -56,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Doctor => load(cli.config).and_then(|c| doctor::run(&c)),
         Command::Stats(args) => load(cli.config).and_then(|c| stats::run(&c, args)),
         Command::Events => load(cli.config).and_then(|c| events::run(&c)),
+        Command::Census(args) => load(cli.config).and_then(|c| census::run(c, args)),
         Command::Monitor(args) => crate::monitor::run(args),
         Command::ExecHelper(args) => crate::exec::run(args),
     };

@@ -160,6 +160,33 @@ pub fn members(hierarchies: &[Hierarchy], rel: &str) -> Vec<i32> {
     out
 }
 
+/// Every cgroup below the hierarchy roots for which `matches(rel, name)`
+/// holds (`rel` relative to the root, `name` its last component): the
+/// index of its hierarchy in `hierarchies` and `rel`, once per hierarchy.
+pub fn walk(
+    hierarchies: &[Hierarchy],
+    matches: impl Fn(&str, &str) -> bool,
+) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, h) in hierarchies.iter().enumerate() {
+        for dir in subtree(&h.mount_point).into_iter().skip(1) {
+            let (Some(name), Ok(rel)) = (
+                dir.file_name().and_then(|n| n.to_str()),
+                dir.strip_prefix(&h.mount_point),
+            ) else {
+                continue;
+            };
+            let Some(rel) = rel.to_str() else {
+                continue;
+            };
+            if matches(rel, name) {
+                out.push((i, rel.to_owned()));
+            }
+        }
+    }
+    out
+}
+
 /// Every cgroup, on any hierarchy, whose directory name is in `names`:
 /// (name, path relative to the hierarchy root), each path once.
 pub fn find_named(
@@ -167,20 +194,11 @@ pub fn find_named(
     names: &std::collections::HashSet<String>,
 ) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for h in hierarchies {
-        for dir in subtree(&h.mount_point).into_iter().skip(1) {
-            let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if !names.contains(name) {
-                continue;
-            }
-            if let Ok(rel) = dir.strip_prefix(&h.mount_point) {
-                let found = (name.to_owned(), rel.to_string_lossy().into_owned());
-                if !out.contains(&found) {
-                    out.push(found);
-                }
-            }
+    for (_, rel) in walk(hierarchies, |_, name| names.contains(name)) {
+        let name = rel.rsplit('/').next().unwrap_or_default().to_owned();
+        let found = (name, rel);
+        if !out.contains(&found) {
+            out.push(found);
         }
     }
     out

@@ -355,19 +355,39 @@ pub(crate) mod tests {
 
     /// What liblxc holds after loading `text`: every known key with a
     /// non-empty value.
+    /// liblxc creates `lxc.log.file` as it loads a config, so the file is
+    /// put in the temp dir (tests leave nothing in /run/pvecri) and the
+    /// configured value is reported as written.
     pub(crate) fn loaded(text: &str) -> std::collections::BTreeMap<String, String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("c")).unwrap();
+        let log = dir.path().join("lxc.log");
+        let mut configured_log = None;
+        let text: String = text
+            .split_inclusive('\n')
+            .map(|l| match l.strip_prefix("lxc.log.file = ") {
+                Some(v) => {
+                    configured_log = Some(v.trim_end_matches('\n').to_owned());
+                    format!("lxc.log.file = {}\n", log.display())
+                }
+                None => l.to_owned(),
+            })
+            .collect();
         std::fs::write(dir.path().join("c/config"), text).unwrap();
         let c = crate::lxc::Container::open("c", dir.path().to_str().unwrap()).unwrap();
         let keys = c.known_config_keys();
         assert!(keys.len() > 50, "liblxc listed its keys: {keys:?}");
-        keys.into_iter()
+        let mut out: std::collections::BTreeMap<String, String> = keys
+            .into_iter()
             .filter_map(|k| {
                 let v = c.config_item(&k)?;
                 (!v.is_empty()).then_some((k, v))
             })
-            .collect()
+            .collect();
+        if let Some(v) = configured_log {
+            out.insert("lxc.log.file".into(), v);
+        }
+        out
     }
 
     const INJECTED: &str = "\nlxc.hook.pre-start = /usr/bin/touch /pvecri-injected";

@@ -93,9 +93,52 @@ impl StateLock {
     }
 }
 
+/// Whether a daemon holds the lock at `path`: its pid as written in the
+/// file (empty when unreadable), or `None` when the lock is free or the
+/// file does not exist. Probes with a shared lock, released at once.
+pub fn holder(path: &Path) -> Result<Option<String>, LockError> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(LockError::Open {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(_free) => Ok(None),
+        Err((mut file, Errno::EWOULDBLOCK)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Ok(Some(pid.trim().to_owned()))
+        }
+        Err((_, errno)) => Err(LockError::Lock {
+            path: path.to_owned(),
+            source: errno,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_holder_is_named_while_the_lock_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pvecri.lock");
+        assert_eq!(holder(&path).unwrap(), None);
+        let lock = StateLock::acquire(&path).unwrap();
+        assert_eq!(holder(&path).unwrap(), Some(std::process::id().to_string()));
+        drop(lock);
+        assert_eq!(holder(&path).unwrap(), None);
+    }
 
     #[test]
     fn second_lock_is_refused_with_the_holder_pid() {

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::runtime::Runtime;
 use crate::store::Store;
 
-pub use lock::{LockError, StateLock};
+pub use lock::{holder as lock_holder, LockError, StateLock};
 
 /// Runs the daemon until a termination signal arrives.
 pub fn run(config: Config) -> anyhow::Result<()> {

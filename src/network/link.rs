@@ -24,7 +24,7 @@ pub const POD_IFNAME: &str = "eth0";
 
 /// The alias of a bridge pvecri created, so that only those are ever
 /// deleted (an existing `vmbr*` never is).
-const MANAGED_ALIAS: &str = "pvecri-managed";
+pub(crate) const MANAGED_ALIAS: &str = "pvecri-managed";
 
 /// A netlink connection to one network namespace.
 pub struct Netlink {

@@ -22,6 +22,7 @@ pub mod nft;
 mod sysctl;
 
 pub use error::NetworkError;
+pub(crate) use link::MANAGED_ALIAS;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};

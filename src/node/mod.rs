@@ -2,5 +2,6 @@
 //! layout, kernel features and security modules. Parsing is separate from
 //! reading so the logic is tested against fixture text.
 
+pub mod census;
 pub mod cgroups;
 pub mod kernel;

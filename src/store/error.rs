@@ -10,6 +10,10 @@ pub enum StoreError {
         #[source]
         source: Box<redb::Error>,
     },
+    #[error("state store {path} is open in a running daemon")]
+    InUse { path: PathBuf },
+    #[error("state store {path} needs the repair a daemon does when it opens it (it was not closed cleanly)")]
+    NeedsRepair { path: PathBuf },
     #[error("state store {path}: {op} failed")]
     Db {
         path: PathBuf,

@@ -8,8 +8,10 @@
 //! is refused rather than misread.
 
 mod error;
+mod readonly;
 
 pub use error::StoreError;
+pub use readonly::ReadOnlyStore;
 
 use std::path::{Path, PathBuf};
 

@@ -360,3 +360,59 @@ pub async fn run_pod_sandbox(
         .await
         .map(|r| r.into_inner().pod_sandbox_id)
 }
+
+/// `pvecri census --json` of the daemon's state dir (plus `args`), parsed;
+/// and whether it exited 0.
+pub fn census(d: &Daemon, args: &[&str]) -> (serde_json::Value, bool) {
+    let config = d.config.display().to_string();
+    let mut all = vec!["--config", config.as_str(), "census", "--json"];
+    all.extend_from_slice(args);
+    let out = pvecri(&all);
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "census printed no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (report, out.status.success())
+}
+
+/// The count of one kind in a census report.
+pub fn census_count(report: &serde_json::Value, kind: &str) -> u64 {
+    report["sections"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["kind"] == kind))
+        .and_then(|s| s["count"].as_u64())
+        .unwrap_or_else(|| panic!("no {kind} in the census: {report:#}"))
+}
+
+/// What the pods and containers `ids` (and the daemon's dirs) left on the
+/// node while the daemon may still run: every live census item except
+/// those of the kinds in `skip` (the daemon itself, and what a running
+/// daemon keeps: its bridge and nftables table). Empty means clean.
+pub fn census_leftovers(
+    d: &Daemon,
+    ids: &std::collections::HashSet<String>,
+    skip: &[&str],
+) -> Vec<String> {
+    let mut args = Vec::new();
+    for id in ids {
+        args.extend(["--id", id.as_str()]);
+    }
+    let (report, _) = census(d, &args);
+    let mut left = Vec::new();
+    for s in report["sections"].as_array().into_iter().flatten() {
+        let kind = s["kind"].as_str().unwrap_or_default();
+        if s["live"] != true || skip.contains(&kind) {
+            continue;
+        }
+        if let Some(err) = s.get("error") {
+            left.push(format!("{kind}: unreadable: {err}"));
+        }
+        for item in s["items"].as_array().into_iter().flatten() {
+            left.push(format!("{kind}: {}", item.as_str().unwrap_or_default()));
+        }
+    }
+    left
+}
