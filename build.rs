@@ -16,31 +16,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .compile_protos(&["proto/api.proto"], &["proto"])?;
 
-    let hash = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned());
+    let hash = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=PVECRI_GIT_HASH={hash}");
     Ok(())
 }
 
 /// HEAD and the branch ref it names, as paths git itself reports.
 fn git_paths() -> Vec<String> {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|out| out.status.success())
-            .and_then(|out| String::from_utf8(out.stdout).ok())
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-    };
     let mut paths: Vec<String> = git(&["rev-parse", "--git-path", "HEAD"])
         .into_iter()
         .collect();
@@ -51,4 +33,16 @@ fn git_paths() -> Vec<String> {
         .into_iter()
         .filter(|p| std::path::Path::new(p).exists())
         .collect()
+}
+
+/// The trimmed output of a successful, non-empty `git` command.
+fn git(args: &[&str]) -> Option<String> {
+    Command::new("git")
+        .args(args)
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
