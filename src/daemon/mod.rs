@@ -5,6 +5,7 @@
 //! first one's socket or store. On SIGTERM/SIGINT the server stops accepting
 //! calls and exits; containers are separate processes and keep running.
 
+mod deadline;
 mod lock;
 mod server;
 mod socket;

@@ -39,6 +39,7 @@ pub async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     let server = tonic::transport::Server::builder()
         .trace_fn(|req| info_span!("cri", method = %req.uri().path()))
         .layer(crate::metrics::MetricsLayer)
+        .layer(super::deadline::DeadlineLayer)
         .add_service(
             RuntimeService::new(runtime.clone())
                 .with_streaming(streaming)
