@@ -12,6 +12,8 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
+pub use super::record::Propagation;
+
 /// Which of the pod's namespaces a container joins, by nsfs path; `None`
 /// means the host's (hostNetwork/hostIPC pods).
 #[derive(Debug, Clone, Default)]
@@ -63,14 +65,6 @@ pub struct ConfigError {
     pub key: String,
     pub value: String,
     pub reason: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Propagation {
-    #[default]
-    Private,
-    Slave,
-    Shared,
 }
 
 /// Everything the config needs.

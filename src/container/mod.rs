@@ -14,5 +14,5 @@ pub mod staging;
 
 pub use record::{
     ContainerConfig, ContainerRecord, ContainerState, DeviceSpec, ImageVolume, MountSpec,
-    SecurityConfig,
+    Propagation, SecurityConfig,
 };

@@ -18,8 +18,9 @@ pub struct MountSpec {
     pub container_path: String,
     pub host_path: String,
     pub readonly: bool,
-    /// 0 private, 1 host-to-container (rslave), 2 bidirectional (rshared), as CRI.
-    pub propagation: i32,
+    /// Stored as the CRI number, as before the field was typed.
+    #[serde(with = "propagation_as_cri")]
+    pub propagation: Propagation,
     pub selinux_relabel: bool,
     /// Read-only with every mount beneath it too.
     #[serde(default)]
@@ -27,6 +28,59 @@ pub struct MountSpec {
     /// An image volume: the image mounted read-only instead of a host path.
     #[serde(default)]
     pub image: Option<ImageVolume>,
+}
+
+/// How mounts propagate between the host and a bind mount (CRI
+/// `MountPropagation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Propagation {
+    /// `rprivate`: nothing crosses in either direction.
+    #[default]
+    Private,
+    /// `rslave`: host mounts appear in the container (CRI host-to-container).
+    Slave,
+    /// `rshared`: mounts cross both ways (CRI bidirectional).
+    Shared,
+}
+
+impl Propagation {
+    /// From the CRI enum value (private 0, host-to-container 1,
+    /// bidirectional 2).
+    pub fn from_cri(value: i32) -> Option<Self> {
+        match value {
+            0 => Some(Propagation::Private),
+            1 => Some(Propagation::Slave),
+            2 => Some(Propagation::Shared),
+            _ => None,
+        }
+    }
+
+    /// The CRI enum value.
+    pub fn to_cri(self) -> i32 {
+        match self {
+            Propagation::Private => 0,
+            Propagation::Slave => 1,
+            Propagation::Shared => 2,
+        }
+    }
+}
+
+/// Stores a [`Propagation`] as its CRI number, the on-disk form container
+/// records had before the field was typed, so older records load. Versions
+/// before the type stored any number and mounted unknown ones private, so
+/// an unknown stored number still reads as private rather than making the
+/// record unreadable.
+mod propagation_as_cri {
+    use super::Propagation;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Propagation, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(p.to_cri())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Propagation, D::Error> {
+        Ok(Propagation::from_cri(i32::deserialize(d)?).unwrap_or_default())
+    }
 }
 
 /// The image of an image volume and the part of it mounted.
@@ -163,5 +217,34 @@ impl Record for ContainerRecord {
     const TABLE: &'static str = "containers";
     fn key(&self) -> String {
         self.id.clone()
+    }
+}
+
+#[cfg(test)]
+mod propagation_tests {
+    use super::*;
+
+    #[test]
+    fn stored_mounts_keep_the_cri_number_on_disk() {
+        let m = MountSpec {
+            container_path: "/d".into(),
+            host_path: "/h".into(),
+            propagation: Propagation::Slave,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["propagation"], 1);
+        let back: MountSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn an_unknown_stored_number_reads_as_private_as_it_always_mounted() {
+        let json = serde_json::json!({
+            "container_path": "/d", "host_path": "/h", "readonly": false,
+            "propagation": 9, "selinux_relabel": false,
+        });
+        let m: MountSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(m.propagation, Propagation::Private);
     }
 }

@@ -10,9 +10,9 @@ use super::v1;
 use crate::container::cgroup::Resources;
 use crate::container::{
     ContainerConfig, ContainerRecord, ContainerState, DeviceSpec, ImageVolume, MountSpec,
-    SecurityConfig,
+    Propagation, SecurityConfig,
 };
-use crate::pod::record::{Dns, PortMapping};
+use crate::pod::record::{Dns, PortMapping, Proto};
 use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
 
 fn btree(m: &HashMap<String, String>) -> BTreeMap<String, String> {
@@ -93,16 +93,7 @@ pub fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, Status> {
             searches: d.searches.clone(),
             options: d.options.clone(),
         }),
-        port_mappings: c
-            .port_mappings
-            .iter()
-            .map(|p| PortMapping {
-                protocol: p.protocol,
-                container_port: p.container_port,
-                host_port: p.host_port,
-                host_ip: p.host_ip.clone(),
-            })
-            .collect(),
+        port_mappings: port_mappings(&c.port_mappings)?,
         labels: btree(&c.labels),
         annotations: btree(&c.annotations),
         cgroup_parent: linux.map(|l| l.cgroup_parent.clone()).unwrap_or_default(),
@@ -117,6 +108,28 @@ pub fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, Status> {
 
 /// Every string of a RunPodSandbox request that reaches a file, a path, a
 /// command line or a log (`security::input`).
+/// CRI port mappings as pod records; the protocol must be one CRI names.
+/// Port numbers and host addresses are checked where the network is made.
+fn port_mappings(list: &[v1::PortMapping]) -> Result<Vec<PortMapping>, Status> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let protocol = Proto::from_cri(p.protocol).ok_or_else(|| {
+                invalid(
+                    &format!("config.port_mappings[{i}].protocol"),
+                    format!("unknown protocol {}", p.protocol),
+                )
+            })?;
+            Ok(PortMapping {
+                protocol,
+                container_port: p.container_port,
+                host_port: p.host_port,
+                host_ip: p.host_ip.clone(),
+            })
+        })
+        .collect()
+}
+
 fn pod_strings(
     req: &v1::RunPodSandboxRequest,
     c: &v1::PodSandboxConfig,
@@ -399,6 +412,12 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
         crate::security::paths::check_mount_target(&m.container_path, privileged)
             .map_err(|e| invalid(&format!("config.mounts[{i}].container_path"), e))?;
         text(&format!("config.mounts[{i}].host_path"), &m.host_path)?;
+        let propagation = Propagation::from_cri(m.propagation).ok_or_else(|| {
+            invalid(
+                &format!("config.mounts[{i}].propagation"),
+                format!("unknown mount propagation {}", m.propagation),
+            )
+        })?;
         let image = m.image.as_ref().filter(|i| !i.image.is_empty());
         let image = match image {
             Some(spec) => Some(image_volume(i, m, spec)?),
@@ -413,7 +432,7 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
             if !m.readonly {
                 return Err(invalid(&field, "needs readonly: true"));
             }
-            if m.propagation != v1::MountPropagation::PropagationPrivate as i32 {
+            if propagation != Propagation::Private {
                 return Err(invalid(
                     &field,
                     "needs private propagation (mounts arriving later would be writable)",
@@ -424,7 +443,7 @@ pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Stat
             container_path: m.container_path.clone(),
             host_path: m.host_path.clone(),
             readonly: m.readonly,
-            propagation: m.propagation,
+            propagation,
             selinux_relabel: m.selinux_relabel,
             recursive_read_only: m.recursive_read_only,
             image,
@@ -830,7 +849,7 @@ pub fn container_status(c: &ContainerRecord) -> v1::ContainerStatus {
                 host_path: m.host_path.clone(),
                 readonly: m.readonly,
                 selinux_relabel: m.selinux_relabel,
-                propagation: m.propagation,
+                propagation: m.propagation.to_cri(),
                 image: m.image.as_ref().map(|iv| v1::ImageSpec {
                     image: iv.image.clone(),
                     image_ref: iv.image_ref.clone(),
@@ -1076,5 +1095,142 @@ pub fn pod_sandbox_metrics(m: &crate::runtime::PodMetrics) -> v1::PodSandboxMetr
                 metrics: samples.iter().map(|(l, s)| metric(m.at_ns, l, s)).collect(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_round_trip_through_their_cri_numbers() {
+        for (cri, ours) in [
+            (v1::Protocol::Tcp, Proto::Tcp),
+            (v1::Protocol::Udp, Proto::Udp),
+            (v1::Protocol::Sctp, Proto::Sctp),
+        ] {
+            assert_eq!(Proto::from_cri(cri as i32), Some(ours));
+            assert_eq!(ours.to_cri(), cri as i32);
+        }
+        assert_eq!(Proto::from_cri(3), None);
+        assert_eq!(Proto::from_cri(-1), None);
+    }
+
+    #[test]
+    fn mount_propagations_round_trip_through_their_cri_numbers() {
+        for (cri, ours) in [
+            (
+                v1::MountPropagation::PropagationPrivate,
+                Propagation::Private,
+            ),
+            (
+                v1::MountPropagation::PropagationHostToContainer,
+                Propagation::Slave,
+            ),
+            (
+                v1::MountPropagation::PropagationBidirectional,
+                Propagation::Shared,
+            ),
+        ] {
+            assert_eq!(Propagation::from_cri(cri as i32), Some(ours));
+            assert_eq!(ours.to_cri(), cri as i32);
+        }
+        assert_eq!(Propagation::from_cri(3), None);
+    }
+
+    #[test]
+    fn namespace_modes_and_states_round_trip() {
+        for mode in [NsMode::Pod, NsMode::Container, NsMode::Node, NsMode::Target] {
+            assert_eq!(ns_mode(ns_mode_proto(mode)), mode);
+        }
+        for state in [PodState::Ready, PodState::NotReady] {
+            assert_eq!(pod_state_filter(pod_state(state)), Some(state));
+        }
+        for state in [
+            ContainerState::Created,
+            ContainerState::Running,
+            ContainerState::Exited,
+            ContainerState::Unknown,
+        ] {
+            assert_eq!(container_state_filter(container_state(state)), Some(state));
+        }
+        assert_eq!(pod_state_filter(9), None);
+        assert_eq!(container_state_filter(9), None);
+    }
+
+    fn pod_request(ports: Vec<v1::PortMapping>) -> v1::RunPodSandboxRequest {
+        v1::RunPodSandboxRequest {
+            config: Some(v1::PodSandboxConfig {
+                metadata: Some(v1::PodSandboxMetadata {
+                    name: "p".into(),
+                    uid: "u".into(),
+                    namespace: "n".into(),
+                    attempt: 0,
+                }),
+                port_mappings: ports,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn port_mapping_protocols_become_domain_values_and_unknown_ones_are_refused() {
+        let udp = v1::PortMapping {
+            protocol: v1::Protocol::Udp as i32,
+            container_port: 53,
+            host_port: 5353,
+            host_ip: String::new(),
+        };
+        let pod = pod_config(&pod_request(vec![udp.clone()])).unwrap();
+        assert_eq!(pod.port_mappings[0].protocol, Proto::Udp);
+
+        let bogus = v1::PortMapping { protocol: 7, ..udp };
+        let err = pod_config(&pod_request(vec![bogus])).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("config.port_mappings[0].protocol"),
+            "{}",
+            err.message()
+        );
+    }
+
+    fn container_request(mount: v1::Mount) -> v1::ContainerConfig {
+        v1::ContainerConfig {
+            metadata: Some(v1::ContainerMetadata {
+                name: "c".into(),
+                attempt: 0,
+            }),
+            image: Some(v1::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+            mounts: vec![mount],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mount_propagation_becomes_a_domain_value_and_unknown_ones_are_refused() {
+        let shared = v1::Mount {
+            container_path: "/data".into(),
+            host_path: "/srv/data".into(),
+            propagation: v1::MountPropagation::PropagationBidirectional as i32,
+            ..Default::default()
+        };
+        let config = container_config(&container_request(shared.clone())).unwrap();
+        assert_eq!(config.mounts[0].propagation, Propagation::Shared);
+
+        let bogus = v1::Mount {
+            propagation: 42,
+            ..shared
+        };
+        let err = container_config(&container_request(bogus)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("config.mounts[0].propagation"),
+            "{}",
+            err.message()
+        );
     }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use super::nft::{HostPort, Proto};
+use super::nft::HostPort;
 use crate::store::Record;
 
 /// A plugin that has not answered after this long is killed.
@@ -201,11 +201,7 @@ impl Runner {
                     json!({
                         "hostPort": p.host_port,
                         "containerPort": p.container_port,
-                        "protocol": match p.protocol {
-                            Proto::Tcp => "tcp",
-                            Proto::Udp => "udp",
-                            Proto::Sctp => "sctp",
-                        },
+                        "protocol": p.protocol.keyword(),
                         "hostIP": p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
                     })
                 })
@@ -360,6 +356,7 @@ pub fn result_ips(result: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pod::record::Proto;
 
     #[test]
     fn the_first_config_by_name_is_loaded_and_a_single_conf_is_a_list() {

@@ -39,7 +39,7 @@ use crate::pod::PodConfig;
 use crate::store::{Record, Store};
 use ipam::{IpamCursors, Subnet};
 use link::Netlink;
-use nft::{HostPort, Proto, TableSpec};
+use nft::{HostPort, TableSpec};
 
 /// What pvecri set up for one pod; the store's record of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -615,8 +615,7 @@ fn host_ports(
     };
     let mut out: Vec<HostPort> = Vec::new();
     for m in mappings {
-        let protocol = Proto::from_cri(m.protocol)
-            .ok_or_else(|| invalid(format!("unknown protocol {}", m.protocol)))?;
+        let protocol = m.protocol;
         let container_port = u16::try_from(m.container_port)
             .ok()
             .filter(|p| *p != 0)
@@ -668,6 +667,7 @@ fn host_ports(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pod::record::Proto;
 
     #[test]
     fn veth_names_stay_clear_of_proxmox_and_fit_the_kernel() {
@@ -709,7 +709,7 @@ mod tests {
 
     fn mapping(protocol: i32, container_port: i32, host_port: i32, host_ip: &str) -> PortMapping {
         PortMapping {
-            protocol,
+            protocol: Proto::from_cri(protocol).unwrap(),
             container_port,
             host_port,
             host_ip: host_ip.to_owned(),
@@ -733,7 +733,6 @@ mod tests {
         assert_eq!(out[1].protocol, Proto::Udp);
         assert_eq!(out[1].host_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         for bad in [
-            mapping(7, 80, 8000, ""),
             mapping(0, 0, 8000, ""),
             mapping(0, 80, 70000, ""),
             mapping(0, 80, 8000, "nope"),

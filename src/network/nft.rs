@@ -15,34 +15,7 @@ use std::net::IpAddr;
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-/// A CRI `Protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Proto {
-    /// From the CRI enum value (TCP = 0, UDP = 1, SCTP = 2).
-    pub fn from_cri(value: i32) -> Option<Self> {
-        match value {
-            0 => Some(Proto::Tcp),
-            1 => Some(Proto::Udp),
-            2 => Some(Proto::Sctp),
-            _ => None,
-        }
-    }
-
-    fn keyword(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-            Proto::Sctp => "sctp",
-        }
-    }
-}
+use crate::pod::record::Proto;
 
 /// One host port DNAT'd to a pod, in the family of `pod_ip`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

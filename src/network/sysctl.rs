@@ -59,7 +59,7 @@ pub(super) fn route_localnet_needed(nets: &[PodNetwork]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::nft::Proto;
+    use crate::pod::record::Proto;
 
     fn net(host_ip: Option<&str>, pod_ip: &str) -> PodNetwork {
         PodNetwork {

@@ -21,9 +21,69 @@ pub struct Dns {
     pub options: Vec<String>,
 }
 
+/// A port mapping's transport protocol (CRI `Protocol`).
+///
+/// Host-port entries store it by name (`"tcp"`); a pod's stored config keeps
+/// the CRI number it has always had (see [`PortMapping::protocol`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Proto {
+    /// From the CRI enum value (TCP = 0, UDP = 1, SCTP = 2).
+    pub fn from_cri(value: i32) -> Option<Self> {
+        match value {
+            0 => Some(Proto::Tcp),
+            1 => Some(Proto::Udp),
+            2 => Some(Proto::Sctp),
+            _ => None,
+        }
+    }
+
+    /// The CRI enum value.
+    pub fn to_cri(self) -> i32 {
+        match self {
+            Proto::Tcp => 0,
+            Proto::Udp => 1,
+            Proto::Sctp => 2,
+        }
+    }
+
+    /// The name nftables and CNI plugins use.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
+        }
+    }
+}
+
+/// Stores a [`Proto`] as its CRI number, the on-disk form pod records had
+/// before the field was typed, so records written by older versions load.
+mod proto_as_cri {
+    use super::Proto;
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Proto, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(p.to_cri())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Proto, D::Error> {
+        let n = i32::deserialize(d)?;
+        Proto::from_cri(n).ok_or_else(|| D::Error::custom(format!("unknown protocol {n}")))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PortMapping {
-    pub protocol: i32,
+    #[serde(with = "proto_as_cri")]
+    pub protocol: Proto,
     pub container_port: i32,
     pub host_port: i32,
     pub host_ip: String,
@@ -101,5 +161,28 @@ impl Record for PodRecord {
     const TABLE: &'static str = "pods";
     fn key(&self) -> String {
         self.id.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_port_mappings_keep_the_cri_number_on_disk() {
+        let p = PortMapping {
+            protocol: Proto::Sctp,
+            container_port: 80,
+            host_port: 8080,
+            host_ip: String::new(),
+        };
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["protocol"], 2);
+        let back: PortMapping = serde_json::from_value(json).unwrap();
+        assert_eq!(back, p);
+        let bogus = serde_json::json!({
+            "protocol": 7, "container_port": 80, "host_port": 0, "host_ip": "",
+        });
+        assert!(serde_json::from_value::<PortMapping>(bogus).is_err());
     }
 }

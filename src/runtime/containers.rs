@@ -559,11 +559,7 @@ impl Runtime {
                 source,
                 target: m.container_path.clone(),
                 readonly: m.readonly,
-                propagation: match m.propagation {
-                    1 => Propagation::Slave,
-                    2 => Propagation::Shared,
-                    _ => Propagation::Private,
-                },
+                propagation: m.propagation,
                 create: false,
                 optional: false,
             });
@@ -618,7 +614,7 @@ impl Runtime {
         let shared: Vec<_> = config
             .mounts
             .iter()
-            .filter(|m| m.propagation == 2)
+            .filter(|m| m.propagation == Propagation::Shared)
             .collect();
         if shared.is_empty() {
             return Ok(());
