@@ -394,17 +394,17 @@ impl NetworkConfig {
                 message: format!("{:?} is not a usable interface name", self.bridge),
             });
         }
-        if let Err(message) = crate::network::parse_pod_cidr(&self.pod_cidr, false) {
+        if let Err(e) = crate::network::parse_pod_cidr(&self.pod_cidr, false) {
             return Err(ConfigError::Invalid {
                 key: "network.pod_cidr",
-                message,
+                message: e.to_string(),
             });
         }
         if !self.pod_cidr_v6.is_empty() {
-            if let Err(message) = crate::network::parse_pod_cidr(&self.pod_cidr_v6, true) {
+            if let Err(e) = crate::network::parse_pod_cidr(&self.pod_cidr_v6, true) {
                 return Err(ConfigError::Invalid {
                     key: "network.pod_cidr_v6",
-                    message,
+                    message: e.to_string(),
                 });
             }
         }

@@ -186,7 +186,7 @@ pub fn check_unified(key: &str, value: &str) -> Result<(), String> {
             UNIFIED_CONTROLLERS.join(", ")
         ));
     }
-    crate::security::input::check_text(value)?;
+    crate::security::input::check_text(value).map_err(|e| e.to_string())?;
     if value.is_empty() {
         // liblxc reads `lxc.cgroup2.<file> =` as "clear every cgroup2
         // setting", the device rules included.

@@ -98,8 +98,8 @@ pub fn render(plan: &LxcPlan) -> Result<String, ConfigError> {
             value: value.clone(),
             reason,
         };
-        crate::security::input::check_text(k).map_err(bad)?;
-        crate::security::input::check_text(&value).map_err(bad)?;
+        crate::security::input::check_text(k).map_err(|e| bad(e.to_string()))?;
+        crate::security::input::check_text(&value).map_err(|e| bad(e.to_string()))?;
         if value.trim() != value {
             return Err(bad("liblxc trims leading and trailing spaces".to_owned()));
         }

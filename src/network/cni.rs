@@ -86,28 +86,41 @@ pub fn load(dir: &Path) -> Result<ConfList, CniError> {
     };
     let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    parse(path.clone(), value).map_err(bad)
+    parse(path.clone(), value).map_err(|e| bad(e.to_string()))
 }
 
-fn parse(path: PathBuf, value: Value) -> Result<ConfList, String> {
+/// What makes a network configuration file unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum ConfError {
+    #[error("`name` is missing")]
+    NoName,
+    #[error("`plugins` is not a list")]
+    PluginsNotAList,
+    #[error("`plugins` is empty")]
+    NoPlugins,
+    #[error("a plugin has no `type`")]
+    PluginWithoutType,
+}
+
+fn parse(path: PathBuf, value: Value) -> Result<ConfList, ConfError> {
     let name = value["name"]
         .as_str()
         .filter(|n| !n.is_empty())
-        .ok_or("`name` is missing")?
+        .ok_or(ConfError::NoName)?
         .to_owned();
     let cni_version = value["cniVersion"].as_str().unwrap_or("0.2.0").to_owned();
     // A single-plugin `.conf` is a list of one.
     let plugins = match value.get("plugins") {
         Some(Value::Array(list)) => list.clone(),
-        Some(_) => return Err("`plugins` is not a list".into()),
+        Some(_) => return Err(ConfError::PluginsNotAList),
         None => vec![value.clone()],
     };
     if plugins.is_empty() {
-        return Err("`plugins` is empty".into());
+        return Err(ConfError::NoPlugins);
     }
     for p in &plugins {
         if p["type"].as_str().is_none_or(str::is_empty) {
-            return Err("a plugin has no `type`".into());
+            return Err(ConfError::PluginWithoutType);
         }
     }
     Ok(ConfList {

@@ -5,10 +5,23 @@ use thiserror::Error;
 use super::nft::NftError;
 use crate::store::StoreError;
 
+/// Why pods cannot get a network yet: the whole cause chain of the last
+/// setup failure as one reason, since it is kept and reported (as the
+/// NetworkReady condition's message) long after the error itself.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct NotReady(pub String);
+
+impl NotReady {
+    pub fn from_error(e: &(dyn std::error::Error + 'static)) -> Self {
+        NotReady(crate::errors::chain(e))
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum NetworkError {
     #[error("pod networking is not ready: {0}")]
-    NotReady(String),
+    NotReady(#[source] NotReady),
     #[error("cannot open a netlink socket")]
     Socket(#[source] std::io::Error),
     #[error("cannot enter the network namespace {path}")]

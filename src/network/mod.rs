@@ -21,7 +21,7 @@ mod link;
 pub mod nft;
 mod sysctl;
 
-pub use error::NetworkError;
+pub use error::{NetworkError, NotReady};
 pub(crate) use link::MANAGED_ALIAS;
 
 use std::collections::HashSet;
@@ -99,20 +99,31 @@ fn is_proxmox_veth(name: &str) -> bool {
         && n.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Why a pod subnet was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("{0:?} is not a CIDR such as 10.77.0.0/16")]
+    Syntax(String),
+    #[error("{text:?} is not an {family} subnet")]
+    Family { text: String, family: &'static str },
+    #[error("{0:?} is too small for a gateway and a pod")]
+    TooSmall(String),
+}
+
 /// Parses a pod subnet of the given family with room for at least one pod.
-pub fn parse_pod_cidr(text: &str, ipv6: bool) -> Result<IpNet, String> {
+pub fn parse_pod_cidr(text: &str, ipv6: bool) -> Result<IpNet, CidrError> {
     let net: IpNet = text
         .trim()
         .parse()
-        .map_err(|_| format!("{text:?} is not a CIDR such as 10.77.0.0/16"))?;
+        .map_err(|_| CidrError::Syntax(text.to_owned()))?;
     if net.addr().is_ipv6() != ipv6 {
-        return Err(format!(
-            "{text:?} is not an {} subnet",
-            if ipv6 { "IPv6" } else { "IPv4" }
-        ));
+        return Err(CidrError::Family {
+            text: text.to_owned(),
+            family: if ipv6 { "IPv6" } else { "IPv4" },
+        });
     }
     if net.prefix_len() + 2 > net.max_prefix_len() {
-        return Err(format!("{text:?} is too small for a gateway and a pod"));
+        return Err(CidrError::TooSmall(text.to_owned()));
     }
     Ok(net.trunc())
 }
@@ -131,7 +142,7 @@ pub struct Network {
     /// Bridge MTU, given to every veth.
     mtu: Mutex<u32>,
     /// `Err(reason)` until the node side is set up.
-    ready: Mutex<Result<(), String>>,
+    ready: Mutex<Result<(), NotReady>>,
     /// Serialises allocation: read used addresses, pick, persist.
     alloc: tokio::sync::Mutex<()>,
     /// CNI mode's plugin runner.
@@ -146,10 +157,10 @@ impl Network {
         let v4 = parse_pod_cidr(&config.pod_cidr, false).expect("validated with the config");
         let v6 = (!config.pod_cidr_v6.is_empty())
             .then(|| parse_pod_cidr(&config.pod_cidr_v6, true).expect("validated with the config"));
-        let not_ready = match config.mode {
+        let not_ready = NotReady(match config.mode {
             NetworkMode::Builtin => "the pod bridge is not set up yet".to_owned(),
             NetworkMode::Cni => String::new(),
-        };
+        });
         Self {
             config: config.clone(),
             store,
@@ -168,13 +179,13 @@ impl Network {
     }
 
     /// `Ok` when pods can get a network, else the reason.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         match self.config.mode {
             NetworkMode::Builtin => self.ready.lock().unwrap().clone(),
             // Looked up each time: a config installed later counts at once.
             NetworkMode::Cni => cni::load(&self.config.cni_conf_dir)
                 .map(|_| ())
-                .map_err(|e| crate::errors::chain(&e)),
+                .map_err(|e| NotReady::from_error(&e)),
         }
     }
 
@@ -211,7 +222,7 @@ impl Network {
         } else {
             info!(bridge = %self.config.bridge, pod_cidr = %self.subnets().v4.net(), "pod networking ready");
         }
-        *self.ready.lock().unwrap() = result.map_err(|e| crate::errors::chain(&e));
+        *self.ready.lock().unwrap() = result.map_err(|e| NotReady::from_error(&e));
     }
 
     fn subnets(&self) -> Subnets {
@@ -297,9 +308,9 @@ impl Network {
         let mut next = self.subnets();
         for cidr in cidrs.split(',').map(str::trim).filter(|c| !c.is_empty()) {
             let ipv6 = cidr.contains(':');
-            let net = parse_pod_cidr(cidr, ipv6).map_err(|message| NetworkError::Invalid {
+            let net = parse_pod_cidr(cidr, ipv6).map_err(|e| NetworkError::Invalid {
                 field: "runtime_config.network_config.pod_cidr",
-                message,
+                message: e.to_string(),
             })?;
             if ipv6 {
                 next.v6 = Some(Subnet::new(net));
@@ -318,7 +329,7 @@ impl Network {
             *self.ready.lock().unwrap() = result
                 .as_ref()
                 .map(|_| ())
-                .map_err(|e| crate::errors::chain(e));
+                .map_err(|e| NotReady::from_error(e));
             result?;
         }
         Ok(())

@@ -947,12 +947,12 @@ impl Runtime {
                 }
             }
             if let Err(e) = crate::container::staging::unstage(&staging) {
-                warn!(container_id = %id2, dir = %staging.display(), error = %e, "cannot detach staged volumes");
+                warn!(container_id = %id2, dir = %staging.display(), error = %crate::errors::chain(&e), "cannot detach staged volumes");
             }
             for dir in [lxc_dir, run_dir] {
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
                     if e.kind() != std::io::ErrorKind::NotFound {
-                        warn!(container_id = %id2, dir = %dir.display(), error = %e, "cannot remove");
+                        warn!(container_id = %id2, dir = %dir.display(), error = %crate::errors::chain(&e), "cannot remove");
                     }
                 }
             }

@@ -1,5 +1,8 @@
 use thiserror::Error;
 
+/// Any error kept as a cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 use crate::container::image_file::ImageFileError;
 use crate::container::process::ProcessError;
 use crate::image::ImageError;
@@ -43,11 +46,12 @@ pub enum RuntimeError {
         #[source]
         source: ImageFileError,
     },
-    #[error("{op} for {id} failed: {message}")]
+    #[error("{op} for {id} failed")]
     Os {
         op: &'static str,
         id: String,
-        message: String,
+        #[source]
+        source: BoxError,
     },
     #[error("{op} for {id} timed out after {seconds}s")]
     Timeout {
@@ -72,11 +76,13 @@ impl RuntimeError {
         }
     }
 
-    pub(crate) fn os(op: &'static str, id: &str, err: impl std::fmt::Display) -> Self {
+    /// A failed step of an operation on `id`; `err` stays the cause, so
+    /// callers and logs can walk the whole chain.
+    pub(crate) fn os(op: &'static str, id: &str, err: impl Into<BoxError>) -> Self {
         RuntimeError::Os {
             op,
             id: id.to_owned(),
-            message: err.to_string(),
+            source: err.into(),
         }
     }
 }
@@ -86,7 +92,26 @@ impl From<crate::failpoint::Fired> for RuntimeError {
         RuntimeError::Os {
             op: "a step",
             id: e.0.to_owned(),
-            message: e.to_string(),
+            source: Box::new(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn os_errors_keep_their_cause() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let err = RuntimeError::os("writing the config", "c1", io);
+        assert_eq!(err.to_string(), "writing the config for c1 failed");
+        let cause = err.source().expect("a cause");
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .expect("the io::Error");
+        assert_eq!(io.raw_os_error(), Some(libc::ENOSPC));
+        assert!(crate::errors::chain(&err).starts_with("writing the config for c1 failed: "));
     }
 }

@@ -85,7 +85,7 @@ impl Runtime {
         }) {
             Ok(list) => list,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot list containers for the exit watcher");
+                tracing::warn!(error = %crate::errors::chain(&e), "cannot list containers for the exit watcher");
                 return;
             }
         };

@@ -83,10 +83,10 @@ pub fn runtime_condition(config: &Config) -> Condition {
 }
 
 /// Ready once the network backend has set up the node side; else its reason.
-pub fn network_condition(readiness: Result<(), String>) -> Condition {
+pub fn network_condition(readiness: Result<(), crate::network::NotReady>) -> Condition {
     match readiness {
         Ok(()) => Condition::ready(ConditionKind::NetworkReady),
-        Err(message) => Condition::not_ready(
+        Err(crate::network::NotReady(message)) => Condition::not_ready(
             ConditionKind::NetworkReady,
             "NetworkPluginNotReady",
             message,

@@ -71,7 +71,7 @@ pub struct Runtime {
     network: crate::network::Network,
     /// Whether `hostUsers: false` pods can run here, or why not (probed
     /// once at start-up).
-    userns_support: Result<(), String>,
+    userns_support: Result<(), crate::sandbox::userns::ProbeError>,
     recursive_read_only: bool,
     /// The v1 cpuset hierarchy, if the node has one
     /// (`crate::container::cpuset`).
@@ -118,7 +118,7 @@ impl Runtime {
         let userns_support =
             crate::sandbox::userns::probe(&config.init_path, snapshots.layers_root());
         if let Err(why) = &userns_support {
-            tracing::warn!(reason = %why, "user namespaces (hostUsers: false) are unavailable");
+            tracing::warn!(reason = %crate::errors::chain(why), "user namespaces (hostUsers: false) are unavailable");
         }
         let puller = Puller::new(settings, content.clone());
         let images = ImageManager::new(store.clone(), content, snapshots, puller);
@@ -133,7 +133,11 @@ impl Runtime {
             crate::node::cgroups::detect().context("cannot read the cgroup layout")?;
         if crate::security::apparmor::enabled() {
             if let Err(e) = crate::security::apparmor::load_default() {
-                tracing::warn!(error = %e, "cannot load the pvecri-default AppArmor profile");
+                let error = anyhow::Error::from(e);
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot load the pvecri-default AppArmor profile"
+                );
             }
         }
         let cgroup_reader = crate::stats::CgroupReader::for_layout(&cgroup_layout);

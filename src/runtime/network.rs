@@ -70,7 +70,7 @@ impl Runtime {
 fn network_error(id: &str, e: NetworkError) -> RuntimeError {
     match e {
         NetworkError::Invalid { field, message } => RuntimeError::Invalid { field, message },
-        NetworkError::NotReady(message) => RuntimeError::WrongState {
+        NetworkError::NotReady(crate::network::NotReady(message)) => RuntimeError::WrongState {
             what: "pod network",
             id: id.to_owned(),
             state: "not ready".to_owned(),

@@ -144,7 +144,10 @@ impl Runtime {
                     what: "node",
                     id: "user namespaces".into(),
                     state: "unavailable".into(),
-                    message: format!("hostUsers: false pods cannot run here: {why}"),
+                    message: format!(
+                        "hostUsers: false pods cannot run here: {}",
+                        crate::errors::chain(why)
+                    ),
                 });
             }
         }
@@ -356,7 +359,7 @@ impl Runtime {
         let files = PathBuf::from(&pod.files_dir);
         if let Err(e) = std::fs::remove_dir_all(&files) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                warn!(pod_id = %pod.id, error = %e, "cannot remove pod files");
+                warn!(pod_id = %pod.id, error = %crate::errors::chain(&e), "cannot remove pod files");
             }
         }
         self.store.delete::<PodRecord>(&pod.id)?;

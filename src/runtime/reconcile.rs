@@ -79,7 +79,7 @@ impl Runtime {
                     info!(cgroup = %rel, "removed the cgroup of a container without a record")
                 }
                 Err(e) => {
-                    warn!(cgroup = %rel, error = %e, "cannot remove the cgroup of a container without a record")
+                    warn!(cgroup = %rel, error = %crate::errors::chain(&e), "cannot remove the cgroup of a container without a record")
                 }
             }
         }
@@ -122,7 +122,7 @@ impl Runtime {
         // Volumes staged for a container whose start a crash interrupted.
         for id in entries(&self.config.runtime_dir.join("staging")) {
             if let Err(e) = crate::container::staging::unstage(&self.staging_dir(&id)) {
-                warn!(container_id = %id, error = %e, "cannot detach staged volumes");
+                warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot detach staged volumes");
             }
         }
         // Cgroups of containers without a record: a crash between the

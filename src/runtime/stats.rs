@@ -236,7 +236,7 @@ impl Runtime {
                 std::path::Path::new(ns),
             )
             .unwrap_or_else(|e| {
-                tracing::debug!(pod_id = %pod.id, error = %e, "cannot read the pod's interfaces");
+                tracing::debug!(pod_id = %pod.id, error = %crate::errors::chain(&e), "cannot read the pod's interfaces");
                 Vec::new()
             }),
             _ => Vec::new(),

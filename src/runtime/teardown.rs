@@ -103,7 +103,9 @@ pub(crate) fn settle_lost_monitor(run_dir: &Path, id: &str, container_cgroup: &s
         Ok(h) => {
             cgroup_tree::kill(&h, container_cgroup);
         }
-        Err(e) => warn!(container_id = %id, error = %e, "cannot kill the container"),
+        Err(e) => {
+            warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot kill the container")
+        }
     }
     let record = ExitRecord::unknown(
         false,
@@ -112,7 +114,7 @@ pub(crate) fn settle_lost_monitor(run_dir: &Path, id: &str, container_cgroup: &s
         super::now_ns(),
     );
     if let Err(e) = record.write_atomic(run_dir) {
-        warn!(container_id = %id, error = %e, "cannot write the exit record");
+        warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot write the exit record");
     }
 }
 

@@ -243,10 +243,21 @@ impl Holder {
     }
 }
 
+/// Why this node cannot run user-namespace pods.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot start a user namespace holder")]
+    Holder(#[source] UsernsError),
+    #[error("opening the helper's user namespace")]
+    Open(#[source] std::io::Error),
+    #[error("idmapped mounts do not work here")]
+    Idmap(#[source] super::idmap::IdmapError),
+}
+
 /// Whether this node can run user-namespace pods: a throwaway user
 /// namespace from the helper, and an idmapped clone of `path` (where root
 /// filesystems live). `Err` says why not.
-pub fn probe(init: &Path, path: &Path) -> Result<(), String> {
+pub fn probe(init: &Path, path: &Path) -> Result<(), ProbeError> {
     let ids = UserNamespace {
         uids: IdMapping {
             container_id: 0,
@@ -259,11 +270,11 @@ pub fn probe(init: &Path, path: &Path) -> Result<(), String> {
             length: 65536,
         },
     };
-    let holder = Holder::start(init, &ids, &[]).map_err(|e| crate::errors::chain(&e))?;
+    let holder = Holder::start(init, &ids, &[]).map_err(ProbeError::Holder)?;
     let result = holder
         .open_userns()
-        .map_err(|e| format!("opening the helper's user namespace: {e}"))
-        .and_then(|ns| super::idmap::supported(path, &ns).map_err(|e| crate::errors::chain(&e)));
+        .map_err(ProbeError::Open)
+        .and_then(|ns| super::idmap::supported(path, &ns).map_err(ProbeError::Idmap));
     holder.finish();
     result
 }

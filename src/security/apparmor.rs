@@ -90,9 +90,22 @@ profile {DEFAULT_PROFILE} flags=(attach_disconnected,mediate_deleted) {{
     )
 }
 
+/// Why `apparmor_parser` did not load a profile.
+#[derive(Debug, thiserror::Error)]
+pub enum ParserError {
+    #[error("cannot run apparmor_parser")]
+    Spawn(#[source] std::io::Error),
+    #[error("cannot write to apparmor_parser")]
+    Write(#[source] std::io::Error),
+    #[error("apparmor_parser did not finish")]
+    Wait(#[source] std::io::Error),
+    #[error("apparmor_parser refused the profile: {0}")]
+    Refused(String),
+}
+
 /// Loads (or replaces) the default profile into the kernel with
 /// apparmor_parser; only called when AppArmor is enabled.
-pub fn load_default() -> Result<(), String> {
+pub fn load_default() -> Result<(), ParserError> {
     run_parser(
         &["--replace", "--write-cache", "--skip-read-cache"],
         &default_profile(),
@@ -100,7 +113,7 @@ pub fn load_default() -> Result<(), String> {
 }
 
 /// Runs `apparmor_parser ARGS` with `profile` on stdin.
-pub fn run_parser(args: &[&str], profile: &str) -> Result<(), String> {
+pub fn run_parser(args: &[&str], profile: &str) -> Result<(), ParserError> {
     use std::io::Write;
     let mut child = std::process::Command::new("apparmor_parser")
         .args(args)
@@ -108,22 +121,19 @@ pub fn run_parser(args: &[&str], profile: &str) -> Result<(), String> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run apparmor_parser: {e}"))?;
+        .map_err(ParserError::Spawn)?;
     child
         .stdin
         .take()
         .expect("piped")
         .write_all(profile.as_bytes())
-        .map_err(|e| format!("cannot write to apparmor_parser: {e}"))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("apparmor_parser: {e}"))?;
+        .map_err(ParserError::Write)?;
+    let out = child.wait_with_output().map_err(ParserError::Wait)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "apparmor_parser refused the profile: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+        Err(ParserError::Refused(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         ))
     }
 }

@@ -7,28 +7,57 @@
 //! The gRPC layer (`cri/convert.rs`) applies these checks where a request
 //! enters; the writers (`container/lxc_config.rs`) check again.
 
+/// Why a string from a request was refused. The text names the value, so
+/// callers prefix only the request field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("{value:?} contains the control character {ch:?} at byte {at}")]
+    ControlCharacter { value: String, ch: char, at: usize },
+    #[error("{0:?} contains a NUL byte")]
+    Nul(String),
+    #[error("an environment variable needs a name")]
+    EmptyEnvName,
+    #[error("{0:?} contains '='")]
+    EnvNameWithEquals(String),
+    #[error("{0:?} contains white space")]
+    WhiteSpace(String),
+    #[error("{0:?} contains \"..\"")]
+    DotDot(String),
+    #[error("{0:?} has a \".\", \"..\" or \"cgroup.*\" component")]
+    CgroupComponent(String),
+    #[error("{0:?} is not an absolute path")]
+    NotAbsolute(String),
+    #[error("{0:?} contains a \"..\" component")]
+    DotDotComponent(String),
+    #[error("a mount cannot replace the container's root")]
+    RootMount,
+    #[error("{0:?} is under /proc or /sys, which only privileged containers may mount over")]
+    KernelInterface(String),
+}
+
 /// Refuses control characters: C0 (below 0x20, tab and newline
 /// included), DEL and C1 (U+0080 to U+009F).
-pub fn check_text(value: &str) -> Result<(), String> {
+pub fn check_text(value: &str) -> Result<(), InputError> {
     match value.char_indices().find(|(_, c)| c.is_control()) {
         None => Ok(()),
-        Some((at, c)) => Err(format!(
-            "{value:?} contains the control character {:?} at byte {at}",
-            c
-        )),
+        Some((at, ch)) => Err(InputError::ControlCharacter {
+            value: value.to_owned(),
+            ch,
+            at,
+        }),
     }
 }
 
 /// [`check_text`] for each string of a list.
-pub fn check_all<'a>(values: impl IntoIterator<Item = &'a String>) -> Result<(), String> {
+pub fn check_all<'a>(values: impl IntoIterator<Item = &'a String>) -> Result<(), InputError> {
     values.into_iter().try_for_each(|v| check_text(v))
 }
 
 /// A string that becomes a C string (an argument or environment entry):
 /// anything but NUL, since multi-line scripts and values are legitimate.
-pub fn check_no_nul(value: &str) -> Result<(), String> {
+pub fn check_no_nul(value: &str) -> Result<(), InputError> {
     if value.contains('\0') {
-        Err(format!("{value:?} contains a NUL byte"))
+        Err(InputError::Nul(value.to_owned()))
     } else {
         Ok(())
     }
@@ -37,12 +66,12 @@ pub fn check_no_nul(value: &str) -> Result<(), String> {
 /// An environment variable name: not empty, no `=`, no NUL, no control
 /// characters (names with `-` or `.` are allowed, as Kubernetes allows
 /// them).
-pub fn check_env_name(name: &str) -> Result<(), String> {
+pub fn check_env_name(name: &str) -> Result<(), InputError> {
     if name.is_empty() {
-        return Err("an environment variable needs a name".to_owned());
+        return Err(InputError::EmptyEnvName);
     }
     if name.contains('=') {
-        return Err(format!("{name:?} contains '='"));
+        return Err(InputError::EnvNameWithEquals(name.to_owned()));
     }
     check_text(name)
 }
@@ -51,21 +80,19 @@ pub fn check_env_name(name: &str) -> Result<(), String> {
 /// without `.` or `..` components, so it cannot leave the hierarchy.
 /// liblxc refuses `..` anywhere in `lxc.cgroup.dir.*`, so such a name is
 /// refused here with a clear message instead of a failed config load.
-pub fn check_cgroup_path(path: &str) -> Result<(), String> {
+pub fn check_cgroup_path(path: &str) -> Result<(), InputError> {
     check_text(path)?;
     if path.contains(char::is_whitespace) {
-        return Err(format!("{path:?} contains white space"));
+        return Err(InputError::WhiteSpace(path.to_owned()));
     }
     if path.contains("..") {
-        return Err(format!("{path:?} contains \"..\""));
+        return Err(InputError::DotDot(path.to_owned()));
     }
     if path
         .split('/')
         .any(|c| c == "." || c == ".." || c.starts_with("cgroup."))
     {
-        return Err(format!(
-            "{path:?} has a \".\", \"..\" or \"cgroup.*\" component"
-        ));
+        return Err(InputError::CgroupComponent(path.to_owned()));
     }
     Ok(())
 }
@@ -86,7 +113,8 @@ mod tests {
             "c1\u{85}next-line",
         ] {
             let err = check_text(bad).unwrap_err();
-            assert!(err.contains("control character"), "{err}");
+            assert!(matches!(err, InputError::ControlCharacter { .. }), "{err}");
+            assert!(err.to_string().contains("control character"), "{err}");
         }
         for good in ["", "/data dir/x", "s0:c1,c2", "ünïcödé", "a=b#c"] {
             check_text(good).unwrap();

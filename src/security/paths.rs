@@ -1,6 +1,8 @@
 //! Masked and read-only paths: the lists a non-privileged container gets
 //! when the kubelet sends none, and validation of request paths.
 
+use super::input::InputError;
+
 /// Hidden from non-privileged containers (kernel interfaces that leak host
 /// data or allow host changes).
 pub const DEFAULT_MASKED: &[&str] = &[
@@ -29,20 +31,20 @@ pub const DEFAULT_READONLY: &[&str] = &[
 
 /// An absolute path without `..` components or control characters (NUL
 /// and newline included: see `security::input`).
-pub fn check_absolute(path: &str) -> Result<(), String> {
+pub fn check_absolute(path: &str) -> Result<(), InputError> {
     if !path.starts_with('/') {
-        return Err(format!("{path:?} is not an absolute path"));
+        return Err(InputError::NotAbsolute(path.to_owned()));
     }
     super::input::check_text(path)?;
     if path.split('/').any(|c| c == "..") {
-        return Err(format!("{path:?} contains a \"..\" component"));
+        return Err(InputError::DotDotComponent(path.to_owned()));
     }
     Ok(())
 }
 
 /// Mount destinations a non-privileged container may not cover: the
 /// kernel interfaces LXC set up read-only or masked.
-pub fn check_mount_target(path: &str, privileged: bool) -> Result<(), String> {
+pub fn check_mount_target(path: &str, privileged: bool) -> Result<(), InputError> {
     check_absolute(path)?;
     if privileged {
         return Ok(());
@@ -52,10 +54,8 @@ pub fn check_mount_target(path: &str, privileged: bool) -> Result<(), String> {
         .filter(|c| !c.is_empty() && *c != ".")
         .collect();
     match clean.as_slice() {
-        [] => Err("a mount cannot replace the container's root".to_owned()),
-        ["proc", ..] | ["sys", ..] => Err(format!(
-            "{path:?} is under /proc or /sys, which only privileged containers may mount over"
-        )),
+        [] => Err(InputError::RootMount),
+        ["proc", ..] | ["sys", ..] => Err(InputError::KernelInterface(path.to_owned())),
         _ => Ok(()),
     }
 }

@@ -26,7 +26,7 @@ pub(super) async fn run_spdy(
             let version = Version::from_name(protocol).unwrap_or(Version::V1);
             match super::spdy_command::collect(&mut session, version, stdio).await {
                 Ok(channels) => exec(&server, &container_id, &cmd, stdio, version, channels).await,
-                Err(message) => tracing::info!(container_id, message, "exec session abandoned"),
+                Err(why) => tracing::info!(container_id, message = %why, "exec session abandoned"),
             }
             session.close().await;
         }
@@ -37,7 +37,9 @@ pub(super) async fn run_spdy(
             let version = Version::from_name(protocol).unwrap_or(Version::V1);
             match super::spdy_command::collect(&mut session, version, stdio).await {
                 Ok(channels) => attach(&server, &container_id, stdio, version, channels).await,
-                Err(message) => tracing::info!(container_id, message, "attach session abandoned"),
+                Err(why) => {
+                    tracing::info!(container_id, message = %why, "attach session abandoned")
+                }
             }
             session.close().await;
         }

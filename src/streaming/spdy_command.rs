@@ -13,12 +13,21 @@ use super::tokens::Stdio;
 /// How long the client has to open its streams (the kubelet's own limit).
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Waits for the streams `stdio` needs. `Err` names what is missing.
+/// Why a session ended before the client opened the streams it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Abandoned {
+    #[error("the client closed the connection")]
+    Closed,
+    #[error("timed out waiting for the client's streams")]
+    TimedOut,
+}
+
+/// Waits for the streams `stdio` needs.
 pub async fn collect(
     session: &mut Session,
     version: Version,
     stdio: Stdio,
-) -> Result<ClientChannels, String> {
+) -> Result<ClientChannels, Abandoned> {
     let mut channels = ClientChannels {
         stdin: None,
         stdout: None,
@@ -39,8 +48,8 @@ pub async fn collect(
     while !complete(&channels) {
         let stream = match tokio::time::timeout_at(deadline, session.accept()).await {
             Ok(Some(stream)) => stream,
-            Ok(None) => return Err("the client closed the connection".into()),
-            Err(_) => return Err("timed out waiting for the client's streams".into()),
+            Ok(None) => return Err(Abandoned::Closed),
+            Err(_) => return Err(Abandoned::TimedOut),
         };
         let kind = stream.header("streamtype").unwrap_or_default().to_owned();
         let sink = Sink::Spdy(stream.writer.clone());

@@ -103,7 +103,7 @@ fn parse_oci(path: &str, text: &[u8], caps: u64) -> Result<Filter, ProfileError>
         message,
     };
     let default_action = action(&profile.default_action, profile.default_errno_ret)
-        .map_err(|m| field_err("defaultAction".into(), m))?;
+        .map_err(|e| field_err("defaultAction".into(), e.to_string()))?;
     let holds = |names: &[String]| {
         names
             .iter()
@@ -129,7 +129,8 @@ fn parse_oci(path: &str, text: &[u8], caps: u64) -> Result<Filter, ProfileError>
                 "needs at least one syscall name".into(),
             ));
         }
-        let act = action(&s.action, s.errno_ret).map_err(|m| field_err(at("action"), m))?;
+        let act =
+            action(&s.action, s.errno_ret).map_err(|e| field_err(at("action"), e.to_string()))?;
         let mut args = Vec::new();
         for (j, a) in s.args.iter().enumerate() {
             if a.index > 5 {
@@ -163,7 +164,16 @@ fn parse_oci(path: &str, text: &[u8], caps: u64) -> Result<Filter, ProfileError>
     })
 }
 
-fn action(name: &str, errno: Option<u16>) -> Result<Action, String> {
+/// An action name a profile may not use.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum ActionError {
+    #[error("SCMP_ACT_NOTIFY is not supported")]
+    Notify,
+    #[error("unknown action {0:?}")]
+    Unknown(String),
+}
+
+fn action(name: &str, errno: Option<u16>) -> Result<Action, ActionError> {
     Ok(match name {
         "SCMP_ACT_ALLOW" => Action::Allow,
         // Without errnoRet, EPERM (as runc and crun).
@@ -173,8 +183,8 @@ fn action(name: &str, errno: Option<u16>) -> Result<Action, String> {
         "SCMP_ACT_TRAP" => Action::Trap,
         "SCMP_ACT_LOG" => Action::Log,
         "SCMP_ACT_TRACE" => Action::Trace(errno.unwrap_or(EPERM)),
-        "SCMP_ACT_NOTIFY" => return Err("SCMP_ACT_NOTIFY is not supported".into()),
-        other => return Err(format!("unknown action {other:?}")),
+        "SCMP_ACT_NOTIFY" => return Err(ActionError::Notify),
+        other => return Err(ActionError::Unknown(other.to_owned())),
     })
 }
 
