@@ -19,6 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use pvecri::container::cgroup_tree;
+use pvecri::container::run_dir::RunDir;
 use pvecri::monitor::{self, ExitReason, ExitRecord, Readiness};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
@@ -98,8 +99,8 @@ impl Fixture {
         self.dir.path().join(rel)
     }
 
-    fn run_dir(&self) -> PathBuf {
-        self.path("run")
+    fn run_dir(&self) -> RunDir {
+        RunDir::at(self.path("run"))
     }
 
     fn log(&self) -> PathBuf {
@@ -116,7 +117,7 @@ impl Fixture {
             .arg("--lxcpath")
             .arg(self.path("lxc"))
             .arg("--run-dir")
-            .arg(self.run_dir())
+            .arg(self.run_dir().path())
             .arg("--log")
             .arg(self.log())
             .args(["--ready-fd", "3"])
@@ -176,7 +177,7 @@ impl Fixture {
         loop {
             if let Some(rec) = ExitRecord::read(&self.run_dir()).unwrap() {
                 // The monitor removes its pid file last.
-                while self.run_dir().join(monitor::PID_FILE).exists() {
+                while self.run_dir().monitor_pid().exists() {
                     assert!(Instant::now() < deadline, "monitor did not exit");
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -305,7 +306,7 @@ fn exit_code_and_both_streams_reach_the_cri_log() {
         vec![line("stderr", "F", "err"), line("stdout", "F", "out")]
     );
     assert!(
-        !f.run_dir().join(monitor::SOCKET_FILE).exists(),
+        !f.run_dir().control_socket().exists(),
         "monitor.sock is removed"
     );
 }
@@ -356,7 +357,7 @@ fn sigkill_of_init_gives_137_and_the_monitor_is_detached() {
         nix::unistd::getsid(Some(monitor_pid)).unwrap(),
         nix::unistd::getsid(None).unwrap()
     );
-    assert!(f.run_dir().join(monitor::SOCKET_FILE).exists());
+    assert!(f.run_dir().control_socket().exists());
     assert!(ExitRecord::read(&f.run_dir()).unwrap().is_none());
 
     // A second monitor for the same run dir is refused before it touches
@@ -367,14 +368,14 @@ fn sigkill_of_init_gives_137_and_the_monitor_is_detached() {
         .arg("--lxcpath")
         .arg(f.path("lxc"))
         .arg("--run-dir")
-        .arg(f.run_dir())
+        .arg(f.run_dir().path())
         .output()
         .unwrap();
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("another monitor"), "{stderr}");
     assert_eq!(f.read("run/monitor.pid").trim(), monitor_pid.to_string());
-    assert!(f.run_dir().join(monitor::SOCKET_FILE).exists());
+    assert!(f.run_dir().control_socket().exists());
     // The reported pid is the container's init (still the script, or the
     // sleep it execs).
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
@@ -421,8 +422,7 @@ fn reopen_moves_further_output_to_a_new_file() {
     assert!(f.log().exists(), "reopen creates the new file at once");
 
     // An unknown command is refused without upsetting the monitor.
-    let mut s =
-        std::os::unix::net::UnixStream::connect(f.run_dir().join(monitor::SOCKET_FILE)).unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(f.run_dir().control_socket()).unwrap();
     std::io::Write::write_all(&mut s, b"dance\n").unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
@@ -454,7 +454,7 @@ fn start_error_file_from_the_run_dir_sets_the_reason() {
     );
     let mount = format!(
         "lxc.mount.entry = {} .pvecri none bind 0 0\n",
-        f.run_dir().display()
+        f.run_dir().path().display()
     );
     let config = f.path(&format!("lxc/{}/config", f.name));
     let mut text = std::fs::read_to_string(&config).unwrap();

@@ -32,9 +32,8 @@ mod timestamp;
 
 use std::path::PathBuf;
 
-pub use control::{request_reopen, ControlError, SOCKET_FILE};
-pub use detach::{LOCK_FILE, LOG_FILE, PID_FILE};
-pub use exit::{ExitReason, ExitRecord, ExitRecordError, EXIT_FILE, START_ERROR_FILE};
+pub use control::{request_reopen, ControlError};
+pub use exit::{ExitReason, ExitRecord, ExitRecordError};
 pub use log::DEFAULT_MAX_LINE;
 pub use ready::Readiness;
 pub use run::run;
@@ -48,7 +47,8 @@ pub struct MonitorArgs {
     /// liblxc's lxcpath holding `<id>/config`.
     #[arg(long, value_name = "DIR")]
     pub lxcpath: PathBuf,
-    /// The container's run dir (exit.json, monitor.sock, monitor.pid, ...).
+    /// The container's run dir (`container::run_dir::RunDir`: exit.json,
+    /// monitor.sock, monitor.pid, ...).
     #[arg(long, value_name = "DIR")]
     pub run_dir: PathBuf,
     /// The CRI log file; omitted or empty: discard the output.

@@ -2,6 +2,7 @@ use thiserror::Error;
 
 use crate::container::image_file::ImageFileError;
 use crate::container::process::ProcessError;
+use crate::container::run_dir::RunDirError;
 use crate::image::ImageError;
 use crate::store::StoreError;
 
@@ -55,6 +56,8 @@ pub enum RuntimeError {
         id: String,
         seconds: u64,
     },
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]

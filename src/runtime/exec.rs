@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::error::RuntimeError;
 use super::exec_output::{self, Captured};
 use super::Runtime;
+use crate::container::run_dir::RunDir;
 use crate::container::ContainerState;
 
 /// How long output is still read once the command has exited.
@@ -44,12 +45,7 @@ impl Runtime {
             ));
         }
         let exe = self.self_exe.clone();
-        let spec = self
-            .config
-            .runtime_dir
-            .join("containers")
-            .join(&c.id)
-            .join("spec.json");
+        let spec = RunDir::new(&self.config.runtime_dir, &c.id)?.spec();
         let mut child = tokio::process::Command::new(exe)
             .arg("exec-helper")
             .arg("--id")

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::error::RuntimeError;
 use super::Runtime;
+use crate::container::run_dir::RunDir;
 use crate::container::ContainerState;
 
 /// A started exec: its stdio and how to wait for it.
@@ -162,10 +163,10 @@ impl Runtime {
     /// Connects to the monitor's attach socket of container `id` (see
     /// `crate::monitor::attach` for the framing).
     pub async fn connect_attach(&self, id: &str) -> Result<tokio::net::UnixStream, RuntimeError> {
-        let run_dir = self.config.runtime_dir.join("containers").join(id);
-        let (_dir, short) = crate::monitor::attach::socket_address(&run_dir)
+        let short = RunDir::new(&self.config.runtime_dir, id)?
+            .open_short()
             .map_err(|e| RuntimeError::os("finding the attach socket", id, e))?;
-        tokio::net::UnixStream::connect(short)
+        tokio::net::UnixStream::connect(short.attach_socket())
             .await
             .map_err(|e| RuntimeError::os("connecting to the container's monitor", id, e))
     }
@@ -177,12 +178,7 @@ impl Runtime {
         cmd: &[String],
         stdio: StreamStdio,
     ) -> Result<ExecProcess, RuntimeError> {
-        let spec = self
-            .config
-            .runtime_dir
-            .join("containers")
-            .join(id)
-            .join("spec.json");
+        let spec = RunDir::new(&self.config.runtime_dir, id)?.spec();
         let mut command = tokio::process::Command::new(&self.self_exe);
         command
             .arg("exec-helper")
