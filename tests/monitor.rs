@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use pvecri::container::cgroup_tree;
 use pvecri::container::run_dir::RunDir;
-use pvecri::monitor::{self, ExitReason, ExitRecord, Readiness};
+use pvecri::monitor::{self, ExitReason, ExitRecord, MonitorArgs, Readiness};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -107,20 +107,33 @@ impl Fixture {
         self.path("container.log")
     }
 
+    /// The monitor's arguments for this container, without a log or a
+    /// ready fd.
+    fn args(&self) -> MonitorArgs {
+        MonitorArgs {
+            id: self.name.clone(),
+            lxcpath: self.path("lxc"),
+            run_dir: self.run_dir().path().to_owned(),
+            log: None,
+            ready_fd: None,
+            max_log_line: monitor::DEFAULT_MAX_LINE,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
+        }
+    }
+
     /// Runs `pvecri monitor` with a ready pipe on fd 3 and waits for the
     /// launcher to exit (the monitor itself stays detached).
     fn start(&self, extra_args: &[&str]) -> Readiness {
         let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let args = MonitorArgs {
+            log: Some(self.log()),
+            ready_fd: Some(3),
+            ..self.args()
+        };
         let mut cmd = Command::new(BIN);
-        cmd.arg("monitor")
-            .args(["--id", &self.name])
-            .arg("--lxcpath")
-            .arg(self.path("lxc"))
-            .arg("--run-dir")
-            .arg(self.run_dir().path())
-            .arg("--log")
-            .arg(self.log())
-            .args(["--ready-fd", "3"])
+        cmd.args(args.to_args())
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -362,15 +375,7 @@ fn sigkill_of_init_gives_137_and_the_monitor_is_detached() {
 
     // A second monitor for the same run dir is refused before it touches
     // anything of the first.
-    let second = Command::new(BIN)
-        .arg("monitor")
-        .args(["--id", &f.name])
-        .arg("--lxcpath")
-        .arg(f.path("lxc"))
-        .arg("--run-dir")
-        .arg(f.run_dir().path())
-        .output()
-        .unwrap();
+    let second = Command::new(BIN).args(f.args().to_args()).output().unwrap();
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("another monitor"), "{stderr}");

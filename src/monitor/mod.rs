@@ -30,6 +30,7 @@ mod session;
 mod starter;
 mod timestamp;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 pub use control::{request_reopen, ControlError};
@@ -39,7 +40,9 @@ pub use ready::Readiness;
 pub use run::run;
 
 /// `pvecri monitor` arguments (a hidden subcommand spawned by the daemon).
-#[derive(Debug, Clone, clap::Args)]
+/// The daemon builds the command line with [`MonitorArgs::to_args`], so
+/// what it writes and what the monitor parses cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct MonitorArgs {
     /// Container ID: the LXC container name under `--lxcpath`.
     #[arg(long)]
@@ -72,4 +75,42 @@ pub struct MonitorArgs {
     /// `tty`): its output is one stream, attach clients can resize it.
     #[arg(long)]
     pub tty: bool,
+}
+
+impl MonitorArgs {
+    /// The subcommand's name on the `pvecri` command line.
+    pub const VERB: &'static str = "monitor";
+
+    /// The arguments after the program name (the verb first) that parse
+    /// back into `self`. Options at their default are left out, so the
+    /// command line reads as it did when it was written by hand.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = vec![Self::VERB.into()];
+        let mut opt = |name: &str, value: OsString| {
+            out.push(name.into());
+            out.push(value);
+        };
+        opt("--id", self.id.clone().into());
+        opt("--lxcpath", self.lxcpath.clone().into());
+        opt("--run-dir", self.run_dir.clone().into());
+        if let Some(log) = &self.log {
+            opt("--log", log.clone().into());
+        }
+        if let Some(fd) = self.ready_fd {
+            opt("--ready-fd", fd.to_string().into());
+        }
+        if self.max_log_line != log::DEFAULT_MAX_LINE {
+            opt("--max-log-line", self.max_log_line.to_string().into());
+        }
+        for (set, flag) in [
+            (self.stdin, "--stdin"),
+            (self.stdin_once, "--stdin-once"),
+            (self.tty, "--tty"),
+        ] {
+            if set {
+                out.push(flag.into());
+            }
+        }
+        out
+    }
 }

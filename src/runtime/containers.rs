@@ -23,6 +23,7 @@ use crate::container::process::{self, ProcessSpec};
 use crate::container::run_dir::RunDir;
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState};
 use crate::monitor::exit::ExitRecord;
+use crate::monitor::MonitorArgs;
 use crate::pod::PodRecord;
 
 /// The fd number the monitor reports readiness on.
@@ -703,16 +704,19 @@ impl Runtime {
         let exe = self.self_exe.clone();
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| RuntimeError::os("pipe", id, e))?;
+        let args = MonitorArgs {
+            id: id.to_owned(),
+            lxcpath: self.config.lxc_path(),
+            run_dir: run_dir.path().to_owned(),
+            log: non_empty(log_file).map(PathBuf::from),
+            ready_fd: Some(READY_FD),
+            max_log_line: crate::monitor::DEFAULT_MAX_LINE,
+            stdin: stdin.open,
+            stdin_once: stdin.open && stdin.once,
+            tty: stdin.tty,
+        };
         let mut cmd = std::process::Command::new(exe);
-        cmd.arg("monitor")
-            .arg("--id")
-            .arg(id)
-            .arg("--lxcpath")
-            .arg(self.config.lxc_path())
-            .arg("--run-dir")
-            .arg(run_dir.path())
-            .arg("--ready-fd")
-            .arg(READY_FD.to_string())
+        cmd.args(args.to_args())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(spawn_log(run_dir));
@@ -728,18 +732,6 @@ impl Runtime {
                 }
                 Ok(())
             });
-        }
-        if !log_file.is_empty() {
-            cmd.arg("--log").arg(log_file);
-        }
-        if stdin.open {
-            cmd.arg("--stdin");
-            if stdin.once {
-                cmd.arg("--stdin-once");
-            }
-        }
-        if stdin.tty {
-            cmd.arg("--tty");
         }
         // The monitor double-forks: this child exits at once and is reaped here.
         let status = tokio::task::spawn_blocking(move || {

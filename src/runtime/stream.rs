@@ -22,6 +22,7 @@ use super::error::RuntimeError;
 use super::Runtime;
 use crate::container::run_dir::RunDir;
 use crate::container::ContainerState;
+use crate::exec::ExecHelperArgs;
 
 /// A started exec: its stdio and how to wait for it.
 pub struct ExecProcess {
@@ -179,21 +180,17 @@ impl Runtime {
         stdio: StreamStdio,
     ) -> Result<ExecProcess, RuntimeError> {
         let spec = RunDir::new(&self.config.runtime_dir, id)?.spec();
+        let args = ExecHelperArgs {
+            id: id.to_owned(),
+            lxcpath: self.config.lxc_path(),
+            spec,
+            init: self.init_for_exec(),
+            timeout: 0,
+            tty: stdio.tty,
+            argv: cmd.to_vec(),
+        };
         let mut command = tokio::process::Command::new(&self.self_exe);
-        command
-            .arg("exec-helper")
-            .arg("--id")
-            .arg(id)
-            .arg("--lxcpath")
-            .arg(self.config.lxc_path())
-            .arg("--spec")
-            .arg(spec)
-            .arg("--init")
-            .arg(self.init_for_exec());
-        if stdio.tty {
-            command.arg("--tty");
-        }
-        command.arg("--").args(cmd).kill_on_drop(true);
+        command.args(args.to_args()).kill_on_drop(true);
         let os = |op, e: std::io::Error| RuntimeError::os(op, id, e);
         if stdio.tty {
             let pty = match self
