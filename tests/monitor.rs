@@ -19,7 +19,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use pvecri::container::cgroup_tree;
-use pvecri::monitor::{self, ExitReason, ExitRecord, Readiness};
+use pvecri::container::run_dir::RunDir;
+use pvecri::monitor::{self, ExitReason, ExitRecord, MonitorArgs, Readiness};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -98,28 +99,41 @@ impl Fixture {
         self.dir.path().join(rel)
     }
 
-    fn run_dir(&self) -> PathBuf {
-        self.path("run")
+    fn run_dir(&self) -> RunDir {
+        RunDir::at(self.path("run"))
     }
 
     fn log(&self) -> PathBuf {
         self.path("container.log")
     }
 
+    /// The monitor's arguments for this container, without a log or a
+    /// ready fd.
+    fn args(&self) -> MonitorArgs {
+        MonitorArgs {
+            id: self.name.clone(),
+            lxcpath: self.path("lxc"),
+            run_dir: self.run_dir().path().to_owned(),
+            log: None,
+            ready_fd: None,
+            max_log_line: monitor::DEFAULT_MAX_LINE,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
+        }
+    }
+
     /// Runs `pvecri monitor` with a ready pipe on fd 3 and waits for the
     /// launcher to exit (the monitor itself stays detached).
     fn start(&self, extra_args: &[&str]) -> Readiness {
         let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let args = MonitorArgs {
+            log: Some(self.log()),
+            ready_fd: Some(3),
+            ..self.args()
+        };
         let mut cmd = Command::new(BIN);
-        cmd.arg("monitor")
-            .args(["--id", &self.name])
-            .arg("--lxcpath")
-            .arg(self.path("lxc"))
-            .arg("--run-dir")
-            .arg(self.run_dir())
-            .arg("--log")
-            .arg(self.log())
-            .args(["--ready-fd", "3"])
+        cmd.args(args.to_args())
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -176,7 +190,7 @@ impl Fixture {
         loop {
             if let Some(rec) = ExitRecord::read(&self.run_dir()).unwrap() {
                 // The monitor removes its pid file last.
-                while self.run_dir().join(monitor::PID_FILE).exists() {
+                while self.run_dir().monitor_pid().exists() {
                     assert!(Instant::now() < deadline, "monitor did not exit");
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -305,7 +319,7 @@ fn exit_code_and_both_streams_reach_the_cri_log() {
         vec![line("stderr", "F", "err"), line("stdout", "F", "out")]
     );
     assert!(
-        !f.run_dir().join(monitor::SOCKET_FILE).exists(),
+        !f.run_dir().control_socket().exists(),
         "monitor.sock is removed"
     );
 }
@@ -356,25 +370,17 @@ fn sigkill_of_init_gives_137_and_the_monitor_is_detached() {
         nix::unistd::getsid(Some(monitor_pid)).unwrap(),
         nix::unistd::getsid(None).unwrap()
     );
-    assert!(f.run_dir().join(monitor::SOCKET_FILE).exists());
+    assert!(f.run_dir().control_socket().exists());
     assert!(ExitRecord::read(&f.run_dir()).unwrap().is_none());
 
     // A second monitor for the same run dir is refused before it touches
     // anything of the first.
-    let second = Command::new(BIN)
-        .arg("monitor")
-        .args(["--id", &f.name])
-        .arg("--lxcpath")
-        .arg(f.path("lxc"))
-        .arg("--run-dir")
-        .arg(f.run_dir())
-        .output()
-        .unwrap();
+    let second = Command::new(BIN).args(f.args().to_args()).output().unwrap();
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("another monitor"), "{stderr}");
     assert_eq!(f.read("run/monitor.pid").trim(), monitor_pid.to_string());
-    assert!(f.run_dir().join(monitor::SOCKET_FILE).exists());
+    assert!(f.run_dir().control_socket().exists());
     // The reported pid is the container's init (still the script, or the
     // sleep it execs).
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
@@ -421,8 +427,7 @@ fn reopen_moves_further_output_to_a_new_file() {
     assert!(f.log().exists(), "reopen creates the new file at once");
 
     // An unknown command is refused without upsetting the monitor.
-    let mut s =
-        std::os::unix::net::UnixStream::connect(f.run_dir().join(monitor::SOCKET_FILE)).unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(f.run_dir().control_socket()).unwrap();
     std::io::Write::write_all(&mut s, b"dance\n").unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
@@ -454,7 +459,7 @@ fn start_error_file_from_the_run_dir_sets_the_reason() {
     );
     let mount = format!(
         "lxc.mount.entry = {} .pvecri none bind 0 0\n",
-        f.run_dir().display()
+        f.run_dir().path().display()
     );
     let config = f.path(&format!("lxc/{}/config", f.name));
     let mut text = std::fs::read_to_string(&config).unwrap();

@@ -130,3 +130,90 @@ fn require_root() -> Result<(), String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+    use crate::exec::ExecHelperArgs;
+    use crate::monitor::MonitorArgs;
+
+    /// Parses a child's command line as the `pvecri` binary does.
+    fn parse(args: Vec<OsString>) -> Command {
+        let argv = std::iter::once(OsString::from("/usr/bin/pvecri")).chain(args);
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => cli.command,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    fn monitor(args: MonitorArgs) {
+        match parse(args.to_args()) {
+            Command::Monitor(parsed) => assert_eq!(parsed, args),
+            _ => panic!("{:?} is not the monitor verb", MonitorArgs::VERB),
+        }
+    }
+
+    fn exec_helper(args: ExecHelperArgs) {
+        match parse(args.to_args()) {
+            Command::ExecHelper(parsed) => assert_eq!(parsed, args),
+            _ => panic!("{:?} is not the exec-helper verb", ExecHelperArgs::VERB),
+        }
+    }
+
+    #[test]
+    fn monitor_command_lines_parse_back_into_their_arguments() {
+        let base = MonitorArgs {
+            id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+            lxcpath: "/var/lib/pvecri/lxc".into(),
+            run_dir: "/run/pvecri/containers/0123".into(),
+            log: None,
+            ready_fd: None,
+            max_log_line: crate::monitor::DEFAULT_MAX_LINE,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
+        };
+        monitor(base.clone());
+        monitor(MonitorArgs {
+            log: Some("/var/log/pods/ns_pod_uid/c/0.log".into()),
+            ready_fd: Some(3),
+            max_log_line: 8,
+            stdin: true,
+            stdin_once: true,
+            tty: true,
+            ..base.clone()
+        });
+        monitor(MonitorArgs {
+            run_dir: "/tmp/a dir with spaces/containers/c1".into(),
+            log: Some("/logs/--tty".into()),
+            stdin: true,
+            ..base
+        });
+    }
+
+    #[test]
+    fn exec_helper_command_lines_parse_back_into_their_arguments() {
+        let base = ExecHelperArgs {
+            id: "c1".into(),
+            lxcpath: "/var/lib/pvecri/lxc".into(),
+            spec: "/run/pvecri/containers/c1/spec.json".into(),
+            init: "/proc/1234/fd/7".into(),
+            timeout: 0,
+            tty: false,
+            argv: vec!["true".into()],
+        };
+        exec_helper(base.clone());
+        exec_helper(ExecHelperArgs {
+            timeout: 5,
+            tty: true,
+            // Words of the command that look like the helper's options
+            // stay the command's.
+            argv: ["sh", "-c", "echo $0", "--tty", "--", "--timeout", "9"]
+                .map(String::from)
+                .to_vec(),
+            ..base
+        });
+    }
+}

@@ -1,5 +1,6 @@
-//! CRI containers as LXC containers: the record, the LXC config, cgroups
-//! and the process spec handed to pvecri-init.
+//! CRI containers as LXC containers: the record, the LXC config, cgroups,
+//! the process spec handed to pvecri-init and the run dir layout shared
+//! with the monitor and the helpers.
 
 pub mod cgroup;
 pub mod cgroup_tree;
@@ -10,6 +11,7 @@ pub mod lxc_config;
 pub mod mountpoints;
 pub mod process;
 pub mod record;
+pub mod run_dir;
 pub mod staging;
 
 pub use record::{

@@ -38,7 +38,8 @@ pub fn from_runtime_error(err: &RuntimeError) -> Status {
         RuntimeError::NameTaken { .. } => Code::AlreadyExists,
         RuntimeError::Invalid { .. }
         | RuntimeError::Process { .. }
-        | RuntimeError::ImageFile { .. } => Code::InvalidArgument,
+        | RuntimeError::ImageFile { .. }
+        | RuntimeError::RunDir(_) => Code::InvalidArgument,
         RuntimeError::WrongState { .. } => Code::FailedPrecondition,
         RuntimeError::Timeout { .. } => Code::DeadlineExceeded,
         RuntimeError::Image(e) => return from_image_error(e),

@@ -33,7 +33,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     set_mode(&config.lxc_path(), 0o711)?;
     for dir in [
         config.state_dir.join("sandboxes"),
-        config.runtime_dir.join("containers"),
+        crate::container::run_dir::RunDir::all(&config.runtime_dir),
         config.runtime_dir.join("staging"),
     ] {
         create_dir(&dir, 0o711)?;

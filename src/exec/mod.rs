@@ -7,6 +7,7 @@
 mod confine;
 pub(crate) mod sealed;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +16,10 @@ use anyhow::Context;
 use crate::container::process::ProcessSpec;
 use crate::lxc::{AttachOptions, Container};
 
-#[derive(Debug, clap::Args)]
+/// `pvecri exec-helper` arguments. The daemon builds the command line with
+/// [`ExecHelperArgs::to_args`], so what it writes and what the helper
+/// parses cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct ExecHelperArgs {
     /// Container ID (the LXC container name).
     #[arg(long)]
@@ -41,6 +45,33 @@ pub struct ExecHelperArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
+}
+
+impl ExecHelperArgs {
+    /// The subcommand's name on the `pvecri` command line.
+    pub const VERB: &'static str = "exec-helper";
+
+    /// The arguments after the program name (the verb first) that parse
+    /// back into `self`; the command follows `--`, so none of its words
+    /// is taken for an option of the helper.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = vec![Self::VERB.into()];
+        let mut opt = |name: &str, value: OsString| {
+            out.push(name.into());
+            out.push(value);
+        };
+        opt("--id", self.id.clone().into());
+        opt("--lxcpath", self.lxcpath.clone().into());
+        opt("--spec", self.spec.clone().into());
+        opt("--init", self.init.clone().into());
+        opt("--timeout", self.timeout.to_string().into());
+        if self.tty {
+            out.push("--tty".into());
+        }
+        out.push("--".into());
+        out.extend(self.argv.iter().map(OsString::from));
+        out
+    }
 }
 
 pub fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {

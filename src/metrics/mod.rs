@@ -200,17 +200,10 @@ pub fn update_state_gauges(runtime: &crate::runtime::Runtime) {
     }
 }
 
-/// The monitor's pid file in a container's run dir (`monitor::detach`).
-const MONITOR_PID_FILE: &str = "monitor.pid";
-
 /// Whether the container's monitor (its pid file names it) still runs.
 fn monitor_alive(runtime_dir: &std::path::Path, id: &str) -> bool {
-    let pid_file = runtime_dir
-        .join("containers")
-        .join(id)
-        .join(MONITOR_PID_FILE);
-    std::fs::read_to_string(pid_file)
+    crate::container::run_dir::RunDir::new(runtime_dir, id)
         .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
+        .and_then(|d| d.read_monitor_pid())
         .is_some_and(|pid| pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists())
 }

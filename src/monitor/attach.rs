@@ -17,10 +17,9 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
 
-/// The attach socket's file name inside the run dir.
-pub const ATTACH_SOCKET_FILE: &str = "attach.sock";
+use crate::container::run_dir::RunDir;
+
 /// Stream tags of output frames.
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
@@ -29,14 +28,6 @@ pub const STDIN: u8 = 0;
 pub const RESIZE: u8 = 4;
 /// Largest client frame accepted.
 const MAX_FRAME: usize = 1 << 20;
-
-/// A short address for `run_dir/attach.sock` (see
-/// `control::socket_address`); the returned handle must stay open while the
-/// address is used.
-pub fn socket_address(run_dir: &Path) -> io::Result<(std::fs::File, PathBuf)> {
-    let (dir, control) = super::control::socket_address(run_dir)?;
-    Ok((dir, control.with_file_name(ATTACH_SOCKET_FILE)))
-}
 
 pub struct AttachServer {
     listener: UnixListener,
@@ -99,13 +90,13 @@ fn parse_frames(partial: &mut Vec<u8>, input: &mut Input) -> bool {
 }
 
 impl AttachServer {
-    pub fn bind(run_dir: &Path) -> io::Result<Self> {
-        match std::fs::remove_file(run_dir.join(ATTACH_SOCKET_FILE)) {
+    pub fn bind(run_dir: &RunDir) -> io::Result<Self> {
+        match std::fs::remove_file(run_dir.attach_socket()) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let (_dir, short) = socket_address(run_dir)?;
-        let listener = UnixListener::bind(&short)?;
+        let short = run_dir.open_short()?;
+        let listener = UnixListener::bind(short.attach_socket())?;
         listener.set_nonblocking(true)?;
         Ok(Self {
             listener,
@@ -265,9 +256,10 @@ mod tests {
     /// are reported.
     #[test]
     fn clients_get_output_and_send_input() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut server = AttachServer::bind(dir.path()).unwrap();
-        let mut client = UnixStream::connect(dir.path().join(ATTACH_SOCKET_FILE)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(tmp.path());
+        let mut server = AttachServer::bind(&dir).unwrap();
+        let mut client = UnixStream::connect(dir.attach_socket()).unwrap();
         server.accept_pending();
         server.broadcast(STDOUT, b"hello");
         let mut got = [0u8; 10];

@@ -6,11 +6,10 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// The control socket's file name inside the run dir.
-pub const SOCKET_FILE: &str = "monitor.sock";
+use crate::container::run_dir::RunDir;
 
 /// How long the monitor waits for a client's request line: the only client
 /// is the daemon, which writes it right after connecting.
@@ -38,22 +37,6 @@ pub enum ControlError {
     },
 }
 
-/// A short address for `run_dir/monitor.sock`: unix socket paths are
-/// limited to 107 bytes, which a deep runtime dir plus a 64-digit container
-/// ID can exceed. Going through an fd of the directory keeps the address
-/// short wherever the run dir is; the returned handle must stay open while
-/// the address is used.
-pub fn socket_address(run_dir: &Path) -> io::Result<(std::fs::File, PathBuf)> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(run_dir)?;
-    let short = PathBuf::from(format!("/proc/self/fd/{}/{SOCKET_FILE}", dir.as_raw_fd()));
-    Ok((dir, short))
-}
-
 /// The listening side, owned by the monitor.
 pub struct ControlServer {
     listener: UnixListener,
@@ -62,15 +45,15 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Binds `run_dir/monitor.sock`, replacing a stale socket.
-    pub fn bind(run_dir: &Path) -> io::Result<Self> {
-        let path = run_dir.join(SOCKET_FILE);
+    pub fn bind(run_dir: &RunDir) -> io::Result<Self> {
+        let path = run_dir.control_socket();
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
         // std creates the socket with SOCK_CLOEXEC.
-        let (_dir, short) = socket_address(run_dir)?;
-        let listener = UnixListener::bind(&short)?;
+        let short = run_dir.open_short()?;
+        let listener = UnixListener::bind(short.control_socket())?;
         listener.set_nonblocking(true)?;
         Ok(Self { listener, path })
     }
@@ -125,13 +108,13 @@ fn serve_one(
 
 /// Asks the monitor of `run_dir` to reopen its log file (ReopenContainerLog).
 /// Blocking: call it off the async threads.
-pub fn request_reopen(run_dir: &Path, timeout: Duration) -> Result<(), ControlError> {
+pub fn request_reopen(run_dir: &RunDir, timeout: Duration) -> Result<(), ControlError> {
     let answer = request(run_dir, "reopen", timeout)?;
     if answer == "ok" {
         Ok(())
     } else {
         Err(ControlError::Refused {
-            path: run_dir.join(SOCKET_FILE),
+            path: run_dir.control_socket(),
             request: "reopen",
             answer,
         })
@@ -139,13 +122,14 @@ pub fn request_reopen(run_dir: &Path, timeout: Duration) -> Result<(), ControlEr
 }
 
 fn request(
-    run_dir: &Path,
+    run_dir: &RunDir,
     command: &'static str,
     timeout: Duration,
 ) -> Result<String, ControlError> {
-    let path = run_dir.join(SOCKET_FILE);
-    let stream = socket_address(run_dir)
-        .and_then(|(_dir, short)| UnixStream::connect(short))
+    let path = run_dir.control_socket();
+    let stream = run_dir
+        .open_short()
+        .and_then(|short| UnixStream::connect(short.control_socket()))
         .map_err(|source| ControlError::Connect {
             path: path.clone(),
             source,
@@ -188,10 +172,10 @@ mod tests {
 
     #[test]
     fn reopen_runs_the_callback_and_answers_ok() {
-        let dir = tempfile::tempdir().unwrap();
-        let server = ControlServer::bind(dir.path()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let run_dir = RunDir::at(tmp.path());
+        let server = ControlServer::bind(&run_dir).unwrap();
         let calls = Cell::new(0);
-        let run_dir = dir.path().to_owned();
         let res = exchange(
             &server,
             move || request_reopen(&run_dir, Duration::from_secs(5)),
@@ -206,9 +190,10 @@ mod tests {
 
     #[test]
     fn failed_reopen_and_unknown_commands_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let server = ControlServer::bind(dir.path()).unwrap();
-        let run_dir = dir.path().to_owned();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(tmp.path());
+        let server = ControlServer::bind(&dir).unwrap();
+        let run_dir = dir.clone();
         let err = exchange(
             &server,
             move || request_reopen(&run_dir, Duration::from_secs(5)),
@@ -220,7 +205,7 @@ mod tests {
             "{err}"
         );
 
-        let run_dir = dir.path().to_owned();
+        let run_dir = dir.clone();
         let answer = exchange(
             &server,
             move || request(&run_dir, "frobnicate", Duration::from_secs(5)),
@@ -232,14 +217,15 @@ mod tests {
 
     #[test]
     fn bind_replaces_a_stale_socket_and_remove_deletes_it() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(ControlServer::bind(dir.path()).unwrap());
-        let server = ControlServer::bind(dir.path()).unwrap();
-        assert!(dir.path().join(SOCKET_FILE).exists());
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(tmp.path());
+        drop(ControlServer::bind(&dir).unwrap());
+        let server = ControlServer::bind(&dir).unwrap();
+        assert!(dir.control_socket().exists());
         server.remove();
-        assert!(!dir.path().join(SOCKET_FILE).exists());
+        assert!(!dir.control_socket().exists());
         assert!(matches!(
-            request_reopen(dir.path(), Duration::from_secs(1)),
+            request_reopen(&dir, Duration::from_secs(1)),
             Err(ControlError::Connect { .. })
         ));
     }

@@ -8,19 +8,13 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, setsid, ForkResult, Pid};
 
-/// The monitor's pid file name inside the run dir.
-pub const PID_FILE: &str = "monitor.pid";
-/// The monitor's own diagnostics, inside the run dir.
-pub const LOG_FILE: &str = "monitor.log";
-/// Held locked (flock) by the live monitor of a run dir.
-pub const LOCK_FILE: &str = "monitor.lock";
+use crate::container::run_dir::RunDir;
 
 /// Which process returned from [`detach`].
 pub enum Role {
@@ -33,8 +27,8 @@ pub enum Role {
 /// Takes the run dir's monitor lock, failing if another monitor holds it.
 /// The lock lives as long as the returned file's descriptor in any process:
 /// taken before [`detach`], it passes to the monitor with the fork.
-pub fn lock_run_dir(run_dir: &Path) -> anyhow::Result<std::fs::File> {
-    let path = run_dir.join(LOCK_FILE);
+pub fn lock_run_dir(run_dir: &RunDir) -> anyhow::Result<std::fs::File> {
+    let path = run_dir.monitor_lock();
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -45,11 +39,11 @@ pub fn lock_run_dir(run_dir: &Path) -> anyhow::Result<std::fs::File> {
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } < 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            let pid = std::fs::read_to_string(run_dir.join(PID_FILE)).unwrap_or_default();
+            let pid = std::fs::read_to_string(run_dir.monitor_pid()).unwrap_or_default();
             bail!(
                 "another monitor (pid {}) is running for {}",
                 pid.trim(),
-                run_dir.display()
+                run_dir.path().display()
             );
         }
         return Err(err).with_context(|| format!("cannot lock {}", path.display()));
@@ -71,7 +65,7 @@ pub fn ensure_single_threaded() -> anyhow::Result<()> {
 
 /// Detaches; returns in the launcher (after the intermediate child exited)
 /// and in the final monitor process.
-pub fn detach(run_dir: &Path) -> anyhow::Result<Role> {
+pub fn detach(run_dir: &RunDir) -> anyhow::Result<Role> {
     ensure_single_threaded()?;
     // SAFETY: the process is single-threaded (checked above), so the child
     // may run arbitrary code after fork.
@@ -114,9 +108,9 @@ pub fn detach(run_dir: &Path) -> anyhow::Result<Role> {
 
 /// Points stdin at /dev/null and stdout/stderr at `run_dir/monitor.log`, so
 /// the monitor holds nothing of the daemon's and its diagnostics persist.
-pub fn redirect_stdio(run_dir: &Path) -> anyhow::Result<()> {
+pub fn redirect_stdio(run_dir: &RunDir) -> anyhow::Result<()> {
     let null = std::fs::File::open("/dev/null").context("cannot open /dev/null")?;
-    let path = run_dir.join(LOG_FILE);
+    let path = run_dir.monitor_log();
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -129,9 +123,9 @@ pub fn redirect_stdio(run_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes the pid file whole (temp file and rename).
-fn write_pid_file(run_dir: &Path, pid: Pid) -> anyhow::Result<()> {
-    let path = run_dir.join(PID_FILE);
-    let tmp = run_dir.join(format!(".{PID_FILE}.tmp"));
+fn write_pid_file(run_dir: &RunDir, pid: Pid) -> anyhow::Result<()> {
+    let path = run_dir.monitor_pid();
+    let tmp = run_dir.monitor_pid_tmp();
     let mut file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     writeln!(file, "{pid}").with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -151,26 +145,28 @@ mod tests {
 
     #[test]
     fn run_dir_lock_is_exclusive_until_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(PID_FILE), "4321\n").unwrap();
-        let held = lock_run_dir(dir.path()).unwrap();
-        let err = lock_run_dir(dir.path()).unwrap_err();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(tmp.path());
+        std::fs::write(dir.monitor_pid(), "4321\n").unwrap();
+        let held = lock_run_dir(&dir).unwrap();
+        let err = lock_run_dir(&dir).unwrap_err();
         assert!(
             err.to_string().contains("another monitor (pid 4321)"),
             "{err}"
         );
         drop(held);
-        lock_run_dir(dir.path()).unwrap();
+        lock_run_dir(&dir).unwrap();
     }
 
     #[test]
     fn pid_file_is_written_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        write_pid_file(dir.path(), Pid::from_raw(1234)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(tmp.path());
+        write_pid_file(&dir, Pid::from_raw(1234)).unwrap();
         assert_eq!(
-            std::fs::read_to_string(dir.path().join(PID_FILE)).unwrap(),
+            std::fs::read_to_string(dir.monitor_pid()).unwrap(),
             "1234\n"
         );
-        assert!(!dir.path().join(format!(".{PID_FILE}.tmp")).exists());
+        assert!(!dir.monitor_pid_tmp().exists());
     }
 }

@@ -8,14 +8,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// The exit record's file name inside the run dir.
-pub const EXIT_FILE: &str = "exit.json";
-/// Written by pvecri-init when it could not exec the workload.
-pub const START_ERROR_FILE: &str = "start-error";
+use crate::container::run_dir::RunDir;
+
 /// The exit code recorded when liblxc could not start the container at all
 /// (containerd reports 128 for a failed start too).
 pub const START_FAILED_CODE: i32 = 128;
@@ -159,9 +157,9 @@ impl ExitRecord {
 
     /// Writes `run_dir/exit.json` so a reader sees the old state or the
     /// whole new record: temp file, fsync, rename, fsync of the directory.
-    pub fn write_atomic(&self, run_dir: &Path) -> Result<(), ExitRecordError> {
-        let path = run_dir.join(EXIT_FILE);
-        let tmp = run_dir.join(format!(".{EXIT_FILE}.tmp"));
+    pub fn write_atomic(&self, run_dir: &RunDir) -> Result<(), ExitRecordError> {
+        let path = run_dir.exit();
+        let tmp = run_dir.exit_tmp();
         let err = |source| ExitRecordError::Write {
             path: path.clone(),
             source,
@@ -177,12 +175,14 @@ impl ExitRecord {
         file.sync_all().map_err(err)?;
         drop(file);
         fs::rename(&tmp, &path).map_err(err)?;
-        File::open(run_dir).and_then(|d| d.sync_all()).map_err(err)
+        File::open(run_dir.path())
+            .and_then(|d| d.sync_all())
+            .map_err(err)
     }
 
     /// Reads `run_dir/exit.json`; `None` while the container has not exited.
-    pub fn read(run_dir: &Path) -> Result<Option<Self>, ExitRecordError> {
-        let path = run_dir.join(EXIT_FILE);
+    pub fn read(run_dir: &RunDir) -> Result<Option<Self>, ExitRecordError> {
+        let path = run_dir.exit();
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -197,8 +197,8 @@ impl ExitRecord {
 /// The text of `run_dir/start-error`, trimmed, if the file exists and is
 /// not empty (pvecri-init creates it before dropping privileges and only
 /// writes it when the start fails).
-pub fn read_start_error(run_dir: &Path) -> Option<String> {
-    let text = fs::read(run_dir.join(START_ERROR_FILE)).ok()?;
+pub fn read_start_error(run_dir: &RunDir) -> Option<String> {
+    let text = fs::read(run_dir.start_error()).ok()?;
     let text = String::from_utf8_lossy(&text).trim().to_owned();
     (!text.is_empty()).then_some(text)
 }
@@ -289,48 +289,47 @@ mod tests {
 
     #[test]
     fn write_then_read_round_trips_and_leaves_no_temp_file() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(ExitRecord::read(dir.path()).unwrap(), None);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(tmp.path());
+        assert_eq!(ExitRecord::read(&dir).unwrap(), None);
         let rec = ExitRecord::new(
             Termination::Signaled(15),
             false,
             None,
             1_700_000_000_000_000_000,
         );
-        rec.write_atomic(dir.path()).unwrap();
-        assert_eq!(ExitRecord::read(dir.path()).unwrap(), Some(rec.clone()));
+        rec.write_atomic(&dir).unwrap();
+        assert_eq!(ExitRecord::read(&dir).unwrap(), Some(rec.clone()));
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names, vec![EXIT_FILE.to_owned()]);
+        assert_eq!(names, vec!["exit.json".to_owned()]);
         // A second write replaces the record whole.
         let rec2 = ExitRecord::new(Termination::Exited(0), false, None, 7);
-        rec2.write_atomic(dir.path()).unwrap();
-        assert_eq!(ExitRecord::read(dir.path()).unwrap(), Some(rec2));
+        rec2.write_atomic(&dir).unwrap();
+        assert_eq!(ExitRecord::read(&dir).unwrap(), Some(rec2));
     }
 
     #[test]
     fn corrupt_record_is_a_parse_error() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(EXIT_FILE), "{\"exit_code\":").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(tmp.path());
+        fs::write(dir.exit(), "{\"exit_code\":").unwrap();
         assert!(matches!(
-            ExitRecord::read(dir.path()),
+            ExitRecord::read(&dir),
             Err(ExitRecordError::Parse { .. })
         ));
     }
 
     #[test]
     fn start_error_file_is_read_trimmed() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read_start_error(dir.path()), None);
-        fs::write(
-            dir.path().join(START_ERROR_FILE),
-            "StartError: exec: no such file\n",
-        )
-        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(tmp.path());
+        assert_eq!(read_start_error(&dir), None);
+        fs::write(dir.start_error(), "StartError: exec: no such file\n").unwrap();
         assert_eq!(
-            read_start_error(dir.path()).as_deref(),
+            read_start_error(&dir).as_deref(),
             Some("StartError: exec: no such file")
         );
     }

@@ -30,17 +30,19 @@ mod session;
 mod starter;
 mod timestamp;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-pub use control::{request_reopen, ControlError, SOCKET_FILE};
-pub use detach::{LOCK_FILE, LOG_FILE, PID_FILE};
-pub use exit::{ExitReason, ExitRecord, ExitRecordError, EXIT_FILE, START_ERROR_FILE};
+pub use control::{request_reopen, ControlError};
+pub use exit::{ExitReason, ExitRecord, ExitRecordError};
 pub use log::DEFAULT_MAX_LINE;
 pub use ready::Readiness;
 pub use run::run;
 
 /// `pvecri monitor` arguments (a hidden subcommand spawned by the daemon).
-#[derive(Debug, Clone, clap::Args)]
+/// The daemon builds the command line with [`MonitorArgs::to_args`], so
+/// what it writes and what the monitor parses cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct MonitorArgs {
     /// Container ID: the LXC container name under `--lxcpath`.
     #[arg(long)]
@@ -48,7 +50,8 @@ pub struct MonitorArgs {
     /// liblxc's lxcpath holding `<id>/config`.
     #[arg(long, value_name = "DIR")]
     pub lxcpath: PathBuf,
-    /// The container's run dir (exit.json, monitor.sock, monitor.pid, ...).
+    /// The container's run dir (`container::run_dir::RunDir`: exit.json,
+    /// monitor.sock, monitor.pid, ...).
     #[arg(long, value_name = "DIR")]
     pub run_dir: PathBuf,
     /// The CRI log file; omitted or empty: discard the output.
@@ -72,4 +75,42 @@ pub struct MonitorArgs {
     /// `tty`): its output is one stream, attach clients can resize it.
     #[arg(long)]
     pub tty: bool,
+}
+
+impl MonitorArgs {
+    /// The subcommand's name on the `pvecri` command line.
+    pub const VERB: &'static str = "monitor";
+
+    /// The arguments after the program name (the verb first) that parse
+    /// back into `self`. Options at their default are left out, so the
+    /// command line reads as it did when it was written by hand.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = vec![Self::VERB.into()];
+        let mut opt = |name: &str, value: OsString| {
+            out.push(name.into());
+            out.push(value);
+        };
+        opt("--id", self.id.clone().into());
+        opt("--lxcpath", self.lxcpath.clone().into());
+        opt("--run-dir", self.run_dir.clone().into());
+        if let Some(log) = &self.log {
+            opt("--log", log.clone().into());
+        }
+        if let Some(fd) = self.ready_fd {
+            opt("--ready-fd", fd.to_string().into());
+        }
+        if self.max_log_line != log::DEFAULT_MAX_LINE {
+            opt("--max-log-line", self.max_log_line.to_string().into());
+        }
+        for (set, flag) in [
+            (self.stdin, "--stdin"),
+            (self.stdin_once, "--stdin-once"),
+            (self.tty, "--tty"),
+        ] {
+            if set {
+                out.push(flag.into());
+            }
+        }
+        out
+    }
 }

@@ -12,18 +12,19 @@ use anyhow::{bail, Context};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::{self, SigHandler, Signal};
 
-use super::detach::{self, Role, PID_FILE};
+use super::detach::{self, Role};
 use super::exit::ExitRecord;
 use super::ready::{Readiness, ReadyFd};
 use super::session::Session;
 use super::timestamp::unix_nanos;
 use super::MonitorArgs;
+use crate::container::run_dir::{self, RunDir};
 
 /// Checked arguments.
 pub(super) struct Settings {
     pub(super) id: String,
     pub(super) lxcpath: String,
-    pub(super) run_dir: PathBuf,
+    pub(super) run_dir: RunDir,
     pub(super) log: Option<PathBuf>,
     pub(super) max_log_line: usize,
     pub(super) stdin: bool,
@@ -34,9 +35,7 @@ pub(super) struct Settings {
 impl Settings {
     fn from_args(args: &MonitorArgs) -> anyhow::Result<Self> {
         let id = args.id.clone();
-        if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\0']) {
-            bail!("invalid container id {id:?}");
-        }
+        run_dir::check_id(&id)?;
         let Some(lxcpath) = args.lxcpath.to_str() else {
             bail!("lxcpath {:?} is not UTF-8", args.lxcpath);
         };
@@ -49,7 +48,7 @@ impl Settings {
         Ok(Self {
             id,
             lxcpath: lxcpath.to_owned(),
-            run_dir: args.run_dir.clone(),
+            run_dir: RunDir::at(&args.run_dir),
             log: args.log.clone().filter(|p| !p.as_os_str().is_empty()),
             max_log_line: args.max_log_line,
             stdin: args.stdin,
@@ -74,7 +73,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         // dir would clobber monitor.sock, monitor.pid and exit.json.
         let lock = detach::lock_run_dir(&settings.run_dir)?;
         // An exit record of an earlier start of this container is stale.
-        match std::fs::remove_file(settings.run_dir.join(super::EXIT_FILE)) {
+        match std::fs::remove_file(settings.run_dir.exit()) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(e).context("cannot remove the stale exit record");
             }
@@ -107,9 +106,9 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             tracing::error!(error = %e, "cannot write the exit record");
         }
         send_failure(&mut ready, err);
-        let _ = std::fs::remove_file(settings.run_dir.join(super::SOCKET_FILE));
+        let _ = std::fs::remove_file(settings.run_dir.control_socket());
     }
-    let _ = std::fs::remove_file(settings.run_dir.join(PID_FILE));
+    let _ = std::fs::remove_file(settings.run_dir.monitor_pid());
     tracing::info!("monitor exiting");
     Ok(if result.is_ok() {
         ExitCode::SUCCESS

@@ -20,8 +20,10 @@ use crate::container::cgroup;
 use crate::container::image_file::{self, ImageFileError};
 use crate::container::lxc_config::{self, BindMount, LxcPlan, Propagation, SharedNamespaces};
 use crate::container::process::{self, ProcessSpec};
+use crate::container::run_dir::RunDir;
 use crate::container::{ContainerConfig, ContainerRecord, ContainerState};
 use crate::monitor::exit::ExitRecord;
+use crate::monitor::MonitorArgs;
 use crate::pod::PodRecord;
 
 /// The fd number the monitor reports readiness on.
@@ -174,8 +176,8 @@ impl Runtime {
         self.config.runtime_dir.join("staging").join(id)
     }
 
-    fn container_run_dir(&self, id: &str) -> PathBuf {
-        self.config.runtime_dir.join("containers").join(id)
+    fn container_run_dir(&self, id: &str) -> Result<RunDir, RuntimeError> {
+        Ok(RunDir::new(&self.config.runtime_dir, id)?)
     }
 
     pub async fn create_container(
@@ -320,16 +322,16 @@ impl Runtime {
             apparmor_profile: confinement.apparmor,
         };
 
-        let run_dir = self.container_run_dir(id);
-        std::fs::create_dir_all(&run_dir)
+        let run_dir = self.container_run_dir(id)?;
+        std::fs::create_dir_all(run_dir.path())
             .map_err(|e| RuntimeError::os("creating the run dir", id, e))?;
         nix::unistd::mkfifo(
-            &run_dir.join("start"),
+            &run_dir.start_fifo(),
             nix::sys::stat::Mode::from_bits_truncate(0o600),
         )
         .map_err(|e| RuntimeError::os("creating the start fifo", id, e))?;
         write_file(
-            &run_dir.join("spec.json"),
+            &run_dir.spec(),
             &serde_json::to_vec(&spec).expect("spec serialises"),
         )
         .map_err(|e| RuntimeError::os("writing spec.json", id, e))?;
@@ -337,9 +339,9 @@ impl Runtime {
             // pvecri-init reads these as the pod's root, an unprivileged
             // host ID.
             for path in [
-                run_dir.clone(),
-                run_dir.join("start"),
-                run_dir.join("spec.json"),
+                run_dir.path().to_owned(),
+                run_dir.start_fifo(),
+                run_dir.spec(),
             ] {
                 nix::unistd::chown(
                     &path,
@@ -372,7 +374,12 @@ impl Runtime {
         );
         let mut fixed = vec![
             bind(self.config.init_path.clone(), "/.pvecri-init", true, true),
-            bind(run_dir.clone(), "/.pvecri", false, false),
+            bind(
+                run_dir.path().to_owned(),
+                crate::container::run_dir::IN_CONTAINER,
+                false,
+                false,
+            ),
         ];
         let mut volumes = self.volume_mounts(id, pod, &config)?;
         let (mut devices, device_rules) = devices(&config)?;
@@ -424,7 +431,7 @@ impl Runtime {
                 .chain(cgroup::lxc_settings(&self.cgroup_layout, &config.resources))
                 .collect(),
             oom_score_adj: self.clamp_oom_score_adj(config.resources.oom_score_adj),
-            log_file: run_dir.join("lxc.log"),
+            log_file: run_dir.lxc_log(),
             privileged: config.privileged,
             selinux_label: selinux_label(id, &config.security.selinux_label),
         };
@@ -686,23 +693,26 @@ impl Runtime {
     async fn spawn_monitor(
         &self,
         id: &str,
-        run_dir: &Path,
+        run_dir: &RunDir,
         log_file: &str,
         stdin: StdinMode,
     ) -> Result<i32, RuntimeError> {
         let exe = self.self_exe.clone();
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| RuntimeError::os("pipe", id, e))?;
+        let args = MonitorArgs {
+            id: id.to_owned(),
+            lxcpath: self.config.lxc_path(),
+            run_dir: run_dir.path().to_owned(),
+            log: non_empty(log_file).map(PathBuf::from),
+            ready_fd: Some(READY_FD),
+            max_log_line: crate::monitor::DEFAULT_MAX_LINE,
+            stdin: stdin.open,
+            stdin_once: stdin.open && stdin.once,
+            tty: stdin.tty,
+        };
         let mut cmd = std::process::Command::new(exe);
-        cmd.arg("monitor")
-            .arg("--id")
-            .arg(id)
-            .arg("--lxcpath")
-            .arg(self.config.lxc_path())
-            .arg("--run-dir")
-            .arg(run_dir)
-            .arg("--ready-fd")
-            .arg(READY_FD.to_string())
+        cmd.args(args.to_args())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(spawn_log(run_dir));
@@ -719,18 +729,6 @@ impl Runtime {
                 Ok(())
             });
         }
-        if !log_file.is_empty() {
-            cmd.arg("--log").arg(log_file);
-        }
-        if stdin.open {
-            cmd.arg("--stdin");
-            if stdin.once {
-                cmd.arg("--stdin-once");
-            }
-        }
-        if stdin.tty {
-            cmd.arg("--tty");
-        }
         // The monitor double-forks: this child exits at once and is reaped here.
         let status = tokio::task::spawn_blocking(move || {
             let status = cmd.status();
@@ -741,7 +739,7 @@ impl Runtime {
         .map_err(|e| RuntimeError::os("spawning the monitor", id, e))?
         .map_err(|e| RuntimeError::os("spawning the monitor", id, e))?;
         if !status.success() {
-            let why = std::fs::read_to_string(run_dir.join(SPAWN_LOG)).unwrap_or_default();
+            let why = std::fs::read_to_string(run_dir.monitor_spawn_log()).unwrap_or_default();
             return Err(RuntimeError::os(
                 "spawning the monitor",
                 id,
@@ -766,7 +764,7 @@ impl Runtime {
                 )
             });
         }
-        let detail = std::fs::read_to_string(run_dir.join("lxc.log")).unwrap_or_default();
+        let detail = std::fs::read_to_string(run_dir.lxc_log()).unwrap_or_default();
         Err(RuntimeError::os(
             "starting the container",
             id,
@@ -787,7 +785,7 @@ impl Runtime {
                 "only a created container can be started",
             ));
         }
-        let fifo = self.container_run_dir(&c.id).join("start");
+        let fifo = self.container_run_dir(&c.id)?.start_fifo();
         crate::failpoint::hit("start.before_release")?;
         release_init(&fifo, c.init_pid, c.init_start_time)
             .await
@@ -816,12 +814,13 @@ impl Runtime {
         if c.state == ContainerState::Exited || c.state == ContainerState::Unknown {
             return Ok(());
         }
-        let run_dir = self.container_run_dir(&c.id);
+        let run_dir = self.container_run_dir(&c.id)?;
         let graceful = c.state == ContainerState::Running
             && timeout > 0
             && self
                 .graceful_stop(
                     &c,
+                    &run_dir,
                     parse_signal(&c.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM),
                     Duration::from_secs(timeout as u64),
                 )
@@ -841,7 +840,7 @@ impl Runtime {
                 seconds: 10,
             });
         }
-        self.settle_if_monitor_lost(&c).await;
+        self.settle_if_monitor_lost(&c, run_dir).await;
         self.container(id)?;
         info!(container_id = %c.id, "container stopped");
         Ok(())
@@ -849,11 +848,8 @@ impl Runtime {
 
     /// A container whose monitor is gone gets its exit recorded here
     /// (`teardown::settle_lost_monitor`).
-    async fn settle_if_monitor_lost(&self, c: &ContainerRecord) {
-        let run_dir = self.container_run_dir(&c.id);
-        if run_dir.join(crate::monitor::EXIT_FILE).exists()
-            || teardown::monitor_alive(&run_dir, &c.id)
-        {
+    async fn settle_if_monitor_lost(&self, c: &ContainerRecord, run_dir: RunDir) {
+        if run_dir.exit().exists() || teardown::monitor_alive(&run_dir, &c.id) {
             return;
         }
         let (id, cgroup) = (c.id.clone(), c.cgroup.clone());
@@ -872,17 +868,17 @@ impl Runtime {
     async fn graceful_stop(
         &self,
         c: &ContainerRecord,
+        run_dir: &RunDir,
         sig: nix::sys::signal::Signal,
         timeout: Duration,
     ) -> bool {
-        let run_dir = self.container_run_dir(&c.id);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut delivered = signal_disposition(c.init_pid, sig) != Disposition::Default;
         self.signal_init(c, sig);
         loop {
             let step = Duration::from_millis(if delivered { 1000 } else { 50 });
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if wait_for_exit(&run_dir, &c.id, step.min(left)).await {
+            if wait_for_exit(run_dir, &c.id, step.min(left)).await {
                 return true;
             }
             if left <= step {
@@ -934,7 +930,8 @@ impl Runtime {
     async fn cleanup_container_dirs(&self, id: &str) {
         let snapshots = self.images.snapshots().clone();
         let lxc_dir = self.config.lxc_path().join(id);
-        let run_dir = self.container_run_dir(id);
+        // IDs here are the store's (or a fresh one), so always valid.
+        let run_dir = self.container_run_dir(id).ok();
         let staging = self.staging_dir(id);
         let id2 = id.to_owned();
         let _ = tokio::task::spawn_blocking(move || {
@@ -949,7 +946,8 @@ impl Runtime {
             if let Err(e) = crate::container::staging::unstage(&staging) {
                 warn!(container_id = %id2, dir = %staging.display(), error = %crate::errors::chain(&e), "cannot detach staged volumes");
             }
-            for dir in [lxc_dir, run_dir] {
+            let run_dir = run_dir.map(|d| d.path().to_owned());
+            for dir in std::iter::once(lxc_dir).chain(run_dir) {
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         warn!(container_id = %id2, dir = %dir.display(), error = %crate::errors::chain(&e), "cannot remove");
@@ -975,10 +973,8 @@ impl Runtime {
         if c.state == ContainerState::Exited {
             return Ok(c);
         }
-        let run_dir = self.container_run_dir(&c.id);
-        if !run_dir.join(crate::monitor::EXIT_FILE).exists()
-            && !teardown::monitor_alive(&run_dir, &c.id)
-        {
+        let run_dir = self.container_run_dir(&c.id)?;
+        if !run_dir.exit().exists() && !teardown::monitor_alive(&run_dir, &c.id) {
             teardown::settle_lost_monitor(&run_dir, &c.id, &c.cgroup);
         }
         if let Ok(Some(exit)) = ExitRecord::read(&run_dir) {
@@ -1058,9 +1054,11 @@ impl Runtime {
                 "only a running container's log can be reopened",
             ));
         }
-        let (_dir, sock) = crate::monitor::control::socket_address(&self.container_run_dir(&c.id))
+        let short = self
+            .container_run_dir(&c.id)?
+            .open_short()
             .map_err(|e| RuntimeError::os("connecting to the monitor", &c.id, e))?;
-        let mut stream = tokio::net::UnixStream::connect(&sock)
+        let mut stream = tokio::net::UnixStream::connect(short.control_socket())
             .await
             .map_err(|e| RuntimeError::os("connecting to the monitor", &c.id, e))?;
         use tokio::io::AsyncWriteExt;
@@ -1098,10 +1096,8 @@ impl NonBlock for std::fs::OpenOptions {
 }
 
 /// Where the monitor's first child reports errors from before it detached.
-const SPAWN_LOG: &str = "monitor-spawn.log";
-
-fn spawn_log(run_dir: &Path) -> std::process::Stdio {
-    std::fs::File::create(run_dir.join(SPAWN_LOG))
+fn spawn_log(run_dir: &RunDir) -> std::process::Stdio {
+    std::fs::File::create(run_dir.monitor_spawn_log())
         .map(std::process::Stdio::from)
         .unwrap_or_else(|_| std::process::Stdio::null())
 }
@@ -1223,10 +1219,10 @@ const INIT_COMM: &str = ".pvecri-init";
 
 /// Waits for the container's exit record, or for its monitor to be gone
 /// (then nobody writes one: see `teardown::settle_lost_monitor`).
-async fn wait_for_exit(run_dir: &Path, id: &str, timeout: Duration) -> bool {
+async fn wait_for_exit(run_dir: &RunDir, id: &str, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     for round in 0u32.. {
-        if run_dir.join(crate::monitor::EXIT_FILE).exists() {
+        if run_dir.exit().exists() {
             return true;
         }
         if round % 20 == 19 && !teardown::monitor_alive(run_dir, id) {

@@ -5,6 +5,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 use crate::container::image_file::ImageFileError;
 use crate::container::process::ProcessError;
+use crate::container::run_dir::RunDirError;
 use crate::image::ImageError;
 use crate::store::StoreError;
 
@@ -59,6 +60,8 @@ pub enum RuntimeError {
         id: String,
         seconds: u64,
     },
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]

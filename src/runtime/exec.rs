@@ -12,7 +12,9 @@ use std::time::Duration;
 use super::error::RuntimeError;
 use super::exec_output::{self, Captured};
 use super::Runtime;
+use crate::container::run_dir::RunDir;
 use crate::container::ContainerState;
+use crate::exec::ExecHelperArgs;
 
 /// How long output is still read once the command has exited.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
@@ -44,26 +46,18 @@ impl Runtime {
             ));
         }
         let exe = self.self_exe.clone();
-        let spec = self
-            .config
-            .runtime_dir
-            .join("containers")
-            .join(&c.id)
-            .join("spec.json");
+        let spec = RunDir::new(&self.config.runtime_dir, &c.id)?.spec();
+        let args = ExecHelperArgs {
+            id: c.id.clone(),
+            lxcpath: self.config.lxc_path(),
+            spec,
+            init: self.init_for_exec(),
+            timeout: timeout.as_secs(),
+            tty: false,
+            argv: cmd,
+        };
         let mut child = tokio::process::Command::new(exe)
-            .arg("exec-helper")
-            .arg("--id")
-            .arg(&c.id)
-            .arg("--lxcpath")
-            .arg(self.config.lxc_path())
-            .arg("--spec")
-            .arg(spec)
-            .arg("--init")
-            .arg(self.init_for_exec())
-            .arg("--timeout")
-            .arg(timeout.as_secs().to_string())
-            .arg("--")
-            .args(&cmd)
+            .args(args.to_args())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::Runtime;
 use crate::container::cgroup_tree;
+use crate::container::run_dir::RunDir;
 use crate::container::{ContainerRecord, ContainerState};
 use crate::pod::{PodRecord, PodState};
 use crate::sandbox::ns::is_nsfs;
@@ -98,7 +99,7 @@ impl Runtime {
         let mut orphans: HashSet<String> = HashSet::new();
         for dir in [
             self.config.lxc_path(),
-            self.config.runtime_dir.join("containers"),
+            RunDir::all(&self.config.runtime_dir),
             snapshot_dir,
         ] {
             orphans.extend(
@@ -133,11 +134,9 @@ impl Runtime {
             if let Err(e) = self.images.snapshots().remove_rootfs(id) {
                 warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot remove its root filesystem");
             }
-            for dir in [
-                self.config.lxc_path().join(id),
-                self.config.runtime_dir.join("containers").join(id),
-            ] {
-                let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::remove_dir_all(self.config.lxc_path().join(id));
+            if let Ok(run_dir) = RunDir::new(&self.config.runtime_dir, id) {
+                let _ = std::fs::remove_dir_all(run_dir.path());
             }
             out.orphan_containers += 1;
         }

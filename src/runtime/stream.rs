@@ -20,7 +20,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::error::RuntimeError;
 use super::Runtime;
+use crate::container::run_dir::RunDir;
 use crate::container::ContainerState;
+use crate::exec::ExecHelperArgs;
 
 /// A started exec: its stdio and how to wait for it.
 pub struct ExecProcess {
@@ -162,10 +164,10 @@ impl Runtime {
     /// Connects to the monitor's attach socket of container `id` (see
     /// `crate::monitor::attach` for the framing).
     pub async fn connect_attach(&self, id: &str) -> Result<tokio::net::UnixStream, RuntimeError> {
-        let run_dir = self.config.runtime_dir.join("containers").join(id);
-        let (_dir, short) = crate::monitor::attach::socket_address(&run_dir)
+        let short = RunDir::new(&self.config.runtime_dir, id)?
+            .open_short()
             .map_err(|e| RuntimeError::os("finding the attach socket", id, e))?;
-        tokio::net::UnixStream::connect(short)
+        tokio::net::UnixStream::connect(short.attach_socket())
             .await
             .map_err(|e| RuntimeError::os("connecting to the container's monitor", id, e))
     }
@@ -177,27 +179,18 @@ impl Runtime {
         cmd: &[String],
         stdio: StreamStdio,
     ) -> Result<ExecProcess, RuntimeError> {
-        let spec = self
-            .config
-            .runtime_dir
-            .join("containers")
-            .join(id)
-            .join("spec.json");
+        let spec = RunDir::new(&self.config.runtime_dir, id)?.spec();
+        let args = ExecHelperArgs {
+            id: id.to_owned(),
+            lxcpath: self.config.lxc_path(),
+            spec,
+            init: self.init_for_exec(),
+            timeout: 0,
+            tty: stdio.tty,
+            argv: cmd.to_vec(),
+        };
         let mut command = tokio::process::Command::new(&self.self_exe);
-        command
-            .arg("exec-helper")
-            .arg("--id")
-            .arg(id)
-            .arg("--lxcpath")
-            .arg(self.config.lxc_path())
-            .arg("--spec")
-            .arg(spec)
-            .arg("--init")
-            .arg(self.init_for_exec());
-        if stdio.tty {
-            command.arg("--tty");
-        }
-        command.arg("--").args(cmd).kill_on_drop(true);
+        command.args(args.to_args()).kill_on_drop(true);
         let os = |op, e: std::io::Error| RuntimeError::os(op, id, e);
         if stdio.tty {
             let pty = match self

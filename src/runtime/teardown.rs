@@ -3,13 +3,13 @@
 //! hierarchy), and a monitor that died before it could record how the
 //! container ended.
 
-use std::path::Path;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
 use super::RuntimeError;
 use crate::container::cgroup_tree::{self, KillMethod};
+use crate::container::run_dir::RunDir;
 use crate::monitor::exit::ExitRecord;
 
 /// How long the processes of a cgroup get to die once SIGKILLed, and a
@@ -74,11 +74,8 @@ pub(crate) async fn remove_cgroups(
 
 /// Whether the container's monitor is running: the pid in its pid file is
 /// a live `pvecri monitor` for this container.
-pub(crate) fn monitor_alive(run_dir: &Path, id: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(run_dir.join(crate::monitor::PID_FILE)) else {
-        return false;
-    };
-    let Ok(pid) = text.trim().parse::<i32>() else {
+pub(crate) fn monitor_alive(run_dir: &RunDir, id: &str) -> bool {
+    let Some(pid) = run_dir.read_monitor_pid() else {
         return false;
     };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -91,9 +88,9 @@ pub(crate) fn monitor_alive(run_dir: &Path, id: &str) -> bool {
 /// exit, relay its output or record how it ended. It is ended here: its
 /// processes are SIGKILLed and an exit record says why, so the kubelet
 /// sees it exited and restarts it by its policy.
-pub(crate) fn settle_lost_monitor(run_dir: &Path, id: &str, container_cgroup: &str) {
+pub(crate) fn settle_lost_monitor(run_dir: &RunDir, id: &str, container_cgroup: &str) {
     // The monitor may have written its record just before it went.
-    if run_dir.join(crate::monitor::EXIT_FILE).exists() {
+    if run_dir.exit().exists() {
         return;
     }
     warn!(container_id = %id, "the container's monitor is gone: killing the container");
@@ -124,24 +121,22 @@ mod tests {
 
     #[test]
     fn a_pid_file_naming_something_else_is_no_monitor() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(!monitor_alive(dir.path(), "c1"), "no pid file");
-        std::fs::write(dir.path().join(crate::monitor::PID_FILE), "garbage").unwrap();
-        assert!(!monitor_alive(dir.path(), "c1"));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(tmp.path());
+        assert!(!monitor_alive(&dir, "c1"), "no pid file");
+        std::fs::write(dir.monitor_pid(), "garbage").unwrap();
+        assert!(!monitor_alive(&dir, "c1"));
         // This test process is alive but is not `pvecri monitor --id c1`.
-        std::fs::write(
-            dir.path().join(crate::monitor::PID_FILE),
-            std::process::id().to_string(),
-        )
-        .unwrap();
-        assert!(!monitor_alive(dir.path(), "c1"));
+        std::fs::write(dir.monitor_pid(), std::process::id().to_string()).unwrap();
+        assert!(!monitor_alive(&dir, "c1"));
     }
 
     #[test]
     fn a_lost_monitor_leaves_an_exit_record_saying_so() {
-        let dir = tempfile::tempdir().unwrap();
-        settle_lost_monitor(dir.path(), "c1", "pvecri-test-no-such-cgroup/c1");
-        let record = ExitRecord::read(dir.path()).unwrap().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(tmp.path());
+        settle_lost_monitor(&dir, "c1", "pvecri-test-no-such-cgroup/c1");
+        let record = ExitRecord::read(&dir).unwrap().unwrap();
         assert_eq!(record.exit_code, crate::monitor::exit::UNKNOWN_EXIT_CODE);
         assert!(
             record.message.contains("monitor died"),
@@ -149,6 +144,6 @@ mod tests {
             record.message
         );
         // A second call keeps the first record.
-        settle_lost_monitor(dir.path(), "c1", "pvecri-test-no-such-cgroup/c1");
+        settle_lost_monitor(&dir, "c1", "pvecri-test-no-such-cgroup/c1");
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::container::run_dir::RunDir;
 
 /// Per-container and per-pod dirs found (full paths) and image counts.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub(super) fn find(config: &Config) -> Dirs {
     let mut ids = BTreeSet::new();
     take(config.lxc_path(), &mut out.lxc, &mut ids);
     for dir in [
-        config.runtime_dir.join("containers"),
+        RunDir::all(&config.runtime_dir),
         config.runtime_dir.join("staging"),
         config.runtime_dir.join("ns"),
         config.state_dir.join("sandboxes"),
