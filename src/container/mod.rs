@@ -1,9 +1,6 @@
 //! CRI containers as LXC containers: the record, the LXC config, cgroups
 //! and the process spec handed to pvecri-init.
 
-pub mod cgroup;
-pub mod cgroup_tree;
-pub mod cpuset;
 pub mod devices;
 pub mod image_file;
 pub mod lxc_config;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::node::cgroups::CgroupLayout;
+use crate::cgroups::CgroupLayout;
 
 /// v1 reports "no limit" as a page-rounded i64::MAX; anything this large is
 /// unlimited.
@@ -92,7 +92,7 @@ pub enum CgroupReader {
 
 impl CgroupReader {
     /// The reader for the hierarchy pvecri puts containers in on this
-    /// layout (see `container::cgroup::file_dir`).
+    /// layout (see [`super::limits::file_dir`]).
     pub fn for_layout(layout: &CgroupLayout) -> Self {
         let root = PathBuf::from("/sys/fs/cgroup");
         match layout {
@@ -406,7 +406,7 @@ mod tests {
     fn reads_this_process_cgroup_on_this_node() {
         // The daemon's own cgroup exists on any layout; its CPU counter is
         // readable through the reader the daemon would pick.
-        let layout = crate::node::cgroups::detect().unwrap();
+        let layout = crate::cgroups::detect().unwrap();
         let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let reader = CgroupReader::for_layout(&layout);
         let path = match &reader {

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cgroups::CgroupLayout;
 use crate::config::CgroupDriver;
-use crate::node::cgroups::CgroupLayout;
 
 /// CRI Linux resources, as pvecri applies them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
