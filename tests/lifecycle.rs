@@ -741,8 +741,8 @@ async fn containers_start_under_kubelet_made_cpuset_cgroups() {
     if !ready("containers_start_under_kubelet_made_cpuset_cgroups") {
         return;
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let Some(cpuset) = pvecri::cgroups::cpuset::mount_point(&mountinfo) else {
+    let mounts = pvecri::cgroups::read_mounts().unwrap();
+    let Some(cpuset) = pvecri::cgroups::cpuset::mount_point(&mounts) else {
         eprintln!("skipping containers_start_under_kubelet_made_cpuset_cgroups: no cgroup v1 cpuset hierarchy on this node");
         return;
     };

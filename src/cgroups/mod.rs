@@ -20,6 +20,16 @@ pub mod stats;
 pub mod tree;
 
 use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::node::mountinfo::{self, Mount};
+
+/// Where the node mounts its cgroup filesystems: the cgroup2 mount on a
+/// unified host, the tmpfs holding one directory per v1 hierarchy
+/// otherwise. pvecri writes limits and reads counters there, as liblxc
+/// and the kubelet do.
+pub const ROOT: &str = "/sys/fs/cgroup";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupLayout {
@@ -46,35 +56,81 @@ impl fmt::Display for CgroupLayout {
     }
 }
 
-/// Reads the layout of this process's mount namespace.
-pub fn detect() -> std::io::Result<CgroupLayout> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(layout_from_mountinfo(&text))
+/// One mount of a cgroup filesystem, v1 or v2. Every lookup of a hierarchy
+/// (the layout, the hierarchies a cgroup is removed from, the memory and
+/// cpuset controllers) starts from these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupMount {
+    pub mount_point: PathBuf,
+    /// The cgroup shown at the mount point: `/`, unless a cgroup namespace
+    /// or a bind mount narrows the view.
+    pub root: PathBuf,
+    /// cgroup2 rather than a v1 hierarchy.
+    pub v2: bool,
+    /// The superblock options; for v1, the hierarchy's controllers
+    /// (`cpu`, `memory`, ...) and its `name=` if it is a named one.
+    pub options: Vec<String>,
+    /// The superblock (major, minor): bind mounts of one hierarchy share it.
+    pub dev: (u32, u32),
 }
 
-/// Classifies a `/proc/self/mountinfo` text.
-pub fn layout_from_mountinfo(mountinfo: &str) -> CgroupLayout {
-    let mut v2_at: Option<String> = None;
+impl CgroupMount {
+    /// The cgroup mount behind a mountinfo line, if it is one.
+    pub fn from_mount(m: Mount) -> Option<CgroupMount> {
+        let v2 = match m.fs_type.as_str() {
+            "cgroup2" => true,
+            "cgroup" => false,
+            _ => return None,
+        };
+        Some(CgroupMount {
+            mount_point: m.mount_point,
+            root: m.root,
+            v2,
+            options: m.super_options,
+            dev: (m.major, m.minor),
+        })
+    }
+
+    /// Whether this is a v1 hierarchy carrying `controller`.
+    pub fn has_v1_controller(&self, controller: &str) -> bool {
+        !self.v2 && self.options.iter().any(|o| o == controller)
+    }
+}
+
+/// The cgroup mounts among `mounts`, in mountinfo order (so a hierarchy's
+/// first mount comes before its later bind mounts).
+pub fn cgroup_mounts(mounts: impl IntoIterator<Item = Mount>) -> Vec<CgroupMount> {
+    mounts
+        .into_iter()
+        .filter_map(CgroupMount::from_mount)
+        .collect()
+}
+
+/// The cgroup mounts of this process's mount namespace.
+pub fn read_mounts() -> io::Result<Vec<CgroupMount>> {
+    Ok(cgroup_mounts(mountinfo::read_self()?))
+}
+
+/// Reads the layout of this process's mount namespace.
+pub fn detect() -> io::Result<CgroupLayout> {
+    Ok(layout(&read_mounts()?))
+}
+
+/// Classifies the node by its cgroup mounts.
+pub fn layout(mounts: &[CgroupMount]) -> CgroupLayout {
+    let mut v2_at: Option<&Path> = None;
     let mut has_v1 = false;
-    for line in mountinfo.lines() {
-        // Fields: id parent major:minor root mountpoint opts [optional...] - fstype source superopts
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let Some(mountpoint) = left.split_whitespace().nth(4) else {
-            continue;
-        };
-        match right.split_whitespace().next() {
-            Some("cgroup2") if v2_at.is_none() || mountpoint == "/sys/fs/cgroup" => {
-                v2_at = Some(mountpoint.to_owned());
-            }
-            Some("cgroup") => has_v1 = true,
-            _ => {}
+    for m in mounts {
+        if !m.v2 {
+            has_v1 = true;
+        } else if v2_at.is_none() || m.mount_point == Path::new(ROOT) {
+            v2_at = Some(&m.mount_point);
         }
     }
     match (v2_at, has_v1) {
-        (Some(at), false) if at == "/sys/fs/cgroup" => CgroupLayout::Unified,
-        (Some(at), true) => CgroupLayout::Hybrid { unified_at: at },
+        (Some(at), true) => CgroupLayout::Hybrid {
+            unified_at: at.to_string_lossy().into_owned(),
+        },
         (Some(_), false) => CgroupLayout::Unified,
         (None, true) => CgroupLayout::Legacy,
         (None, false) => CgroupLayout::None,
@@ -100,17 +156,60 @@ mod tests {
 38 33 0:32 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:15 - cgroup cgroup rw,memory
 ";
 
+    fn layout_of(text: &str) -> CgroupLayout {
+        layout(&cgroup_mounts(mountinfo::parse(text)))
+    }
+
     #[test]
     fn classifies_layouts() {
         assert_eq!(
-            layout_from_mountinfo(HYBRID),
+            layout_of(HYBRID),
             CgroupLayout::Hybrid {
                 unified_at: "/sys/fs/cgroup/unified".into()
             }
         );
-        assert_eq!(layout_from_mountinfo(UNIFIED), CgroupLayout::Unified);
-        assert_eq!(layout_from_mountinfo(LEGACY), CgroupLayout::Legacy);
-        assert_eq!(layout_from_mountinfo(""), CgroupLayout::None);
+        assert_eq!(layout_of(UNIFIED), CgroupLayout::Unified);
+        assert_eq!(layout_of(LEGACY), CgroupLayout::Legacy);
+        assert_eq!(layout_of(""), CgroupLayout::None);
+    }
+
+    #[test]
+    fn only_cgroup_filesystems_are_cgroup_mounts() {
+        let m = cgroup_mounts(mountinfo::parse(HYBRID));
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert_eq!(
+            m[0],
+            CgroupMount {
+                mount_point: "/sys/fs/cgroup/unified".into(),
+                root: "/".into(),
+                v2: true,
+                options: vec!["rw".into(), "nsdelegate".into()],
+                dev: (0, 28),
+            }
+        );
+        assert!(m[1].has_v1_controller("name=systemd"));
+        assert!(m[2].has_v1_controller("memory") && !m[2].has_v1_controller("cpu"));
+        // cgroup2 has no v1 controllers, whatever its options say.
+        assert!(!m[0].has_v1_controller("nsdelegate"));
+    }
+
+    #[test]
+    fn the_cgroup2_mount_at_the_root_wins_and_paths_are_decoded() {
+        let text = "\
+40 33 0:40 / /mnt/cg\\0402 rw - cgroup2 cgroup2 rw
+41 33 0:41 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+";
+        assert_eq!(layout_of(text), CgroupLayout::Unified);
+        let hybrid = "\
+40 33 0:40 / /mnt/cg\\0402 rw - cgroup2 cgroup2 rw
+42 33 0:42 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+";
+        assert_eq!(
+            layout_of(hybrid),
+            CgroupLayout::Hybrid {
+                unified_at: "/mnt/cg 2".into()
+            }
+        );
     }
 
     #[test]

@@ -129,7 +129,9 @@ impl Runtime {
                 ns_root.display()
             )
         })?;
-        let cgroup_layout = crate::cgroups::detect().context("cannot read the cgroup layout")?;
+        let cgroup_mounts =
+            crate::cgroups::read_mounts().context("cannot read the cgroup layout")?;
+        let cgroup_layout = crate::cgroups::layout(&cgroup_mounts);
         if crate::security::apparmor::enabled() {
             if let Err(e) = crate::security::apparmor::load_default() {
                 tracing::warn!(error = %e, "cannot load the pvecri-default AppArmor profile");
@@ -169,9 +171,7 @@ impl Runtime {
             stopped_reported: Default::default(),
             userns_support,
             recursive_read_only: crate::sandbox::idmap::mount_setattr_available(),
-            cpuset_v1: std::fs::read_to_string("/proc/self/mountinfo")
-                .ok()
-                .and_then(|m| crate::cgroups::cpuset::mount_point(&m)),
+            cpuset_v1: crate::cgroups::cpuset::mount_point(&cgroup_mounts),
         };
         runtime
             .reconcile()
