@@ -208,17 +208,17 @@ pub fn shares_to_weight(shares: i64) -> u64 {
 pub fn file_dir(layout: &CgroupLayout, container: &str, file: &str) -> PathBuf {
     let controller = file.split('.').next().unwrap_or_default();
     match layout {
-        CgroupLayout::Unified => Path::new("/sys/fs/cgroup").join(container),
+        CgroupLayout::Unified => Path::new(super::ROOT).join(container),
         CgroupLayout::Hybrid { .. } | CgroupLayout::Legacy | CgroupLayout::None => {
             let dir = match controller {
                 "cpu" => "cpu,cpuacct",
                 other => other,
             };
-            let base = Path::new("/sys/fs/cgroup").join(dir);
+            let base = Path::new(super::ROOT).join(dir);
             let base = if base.exists() {
                 base
             } else {
-                Path::new("/sys/fs/cgroup").join(controller)
+                Path::new(super::ROOT).join(controller)
             };
             base.join(container)
         }

@@ -111,6 +111,16 @@ pub fn read_mounts() -> io::Result<Vec<CgroupMount>> {
     Ok(cgroup_mounts(mountinfo::read_self()?))
 }
 
+/// The processes (thread group leaders) in the cgroup at `dir`, not below
+/// it; none when it cannot be read (the cgroup is gone).
+pub(crate) fn procs(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
 /// Reads the layout of this process's mount namespace.
 pub fn detect() -> io::Result<CgroupLayout> {
     Ok(layout(&read_mounts()?))

@@ -111,14 +111,6 @@ fn subtree(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn procs_of(dir: &Path) -> Vec<i32> {
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
 /// A process that has exited but is not reaped yet (or is gone) holds
 /// nothing.
 pub fn is_zombie(pid: i32) -> bool {
@@ -136,7 +128,7 @@ pub fn members(hierarchies: &[Hierarchy], rel: &str) -> Vec<i32> {
     let mut out: Vec<i32> = dirs(hierarchies, rel)
         .iter()
         .flat_map(|(_, d)| subtree(d))
-        .flat_map(|d| procs_of(&d))
+        .flat_map(|d| super::procs(&d))
         .filter(|pid| !is_zombie(*pid))
         .collect();
     out.sort_unstable();
