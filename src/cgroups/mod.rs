@@ -1,20 +1,23 @@
 //! Everything pvecri does with cgroups, for cgroup v1 (legacy and hybrid)
-//! and v2 alike: which layout the node uses (here), a container's cgroup
-//! paths and limits ([`limits`]), the v1 cpuset fix-up ([`cpuset`]),
-//! killing and removing a cgroup on every hierarchy ([`tree`]), finding a
-//! process's memory cgroup for OOM counting ([`memory`]), and reading
-//! usage counters ([`stats`], [`psi`], [`blkio`]).
+//! and v2 alike: which layout the node uses and where its hierarchies are
+//! mounted (here, from the one mountinfo parser `crate::node::mountinfo`),
+//! where a container's cgroup lives ([`paths`]), the limits written into
+//! it ([`limits`]), the v1 cpuset fix-up ([`cpuset`]), killing and
+//! removing a cgroup on every hierarchy ([`tree`]), finding a process's
+//! memory cgroup for OOM counting ([`memory`]), and reading usage counters
+//! ([`stats`], [`psi`], [`blkio`]).
 //!
 //! Proxmox VE 7+ runs the unified (v2) hierarchy; older hosts and the CI VMs
 //! run v1 controllers with a cgroup2 mount beside them (hybrid).
 //!
-//! This is a low-level module: it reads /proc and cgroupfs and knows
-//! nothing of containers, pods or the runtime that uses it.
+//! A low-level module: it reads /proc and cgroupfs, and imports nothing
+//! from the runtime, container, sandbox or monitor code that uses it.
 
 pub mod blkio;
 pub mod cpuset;
 pub mod limits;
 pub mod memory;
+pub mod paths;
 pub mod psi;
 pub mod stats;
 pub mod tree;

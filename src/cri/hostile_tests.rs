@@ -163,7 +163,7 @@ fn pod_request(f: &Fields) -> v1::RunPodSandboxRequest {
 fn config_text(f: &Fields) -> Result<String, tonic::Status> {
     let pod = convert::pod_config(&pod_request(f))?;
     let c = convert::container_config(&container_request(f))?;
-    let (cgroup_container, cgroup_monitor) = crate::cgroups::limits::container_paths(
+    let (cgroup_container, cgroup_monitor) = crate::cgroups::paths::container_paths(
         crate::config::CgroupDriver::Cgroupfs,
         &pod.cgroup_parent,
         "c1",

@@ -16,7 +16,7 @@ use super::names::new_id;
 use super::pods::find_by_id;
 use super::teardown;
 use super::{now_ns, Runtime};
-use crate::cgroups::limits;
+use crate::cgroups::{limits, paths};
 use crate::container::image_file::{self, ImageFileError};
 use crate::container::lxc_config::{self, BindMount, LxcPlan, Propagation, SharedNamespaces};
 use crate::container::process::{self, ProcessSpec};
@@ -217,7 +217,7 @@ impl Runtime {
             // A monitor may already run, with init waiting for a start
             // that will never come: both go with their cgroups.
             let (container_cgroup, monitor_cgroup) =
-                limits::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, &id);
+                paths::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, &id);
             if let Err(e) = teardown::remove_cgroups(&id, &container_cgroup, &monitor_cgroup).await
             {
                 warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot end what the failed create started");
@@ -362,7 +362,7 @@ impl Runtime {
         };
 
         let (cgroup_container, cgroup_monitor) =
-            limits::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, id);
+            paths::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, id);
         self.prepare_image_volumes(id, &mut config, idmap.as_ref())
             .await?;
         let mut tree = crate::container::mountpoints::MountTree::new(
@@ -924,7 +924,7 @@ impl Runtime {
         }
         // Only once nothing of it runs: the record stays (and the kubelet
         // retries) while a process survives.
-        teardown::remove_cgroups(&c.id, &c.cgroup, &limits::monitor_path(&c.id)).await?;
+        teardown::remove_cgroups(&c.id, &c.cgroup, &paths::monitor_path(&c.id)).await?;
         crate::failpoint::hit("remove_container.after_cgroups")?;
         self.cleanup_container_dirs(&c.id).await;
         crate::failpoint::hit("remove_container.before_record")?;

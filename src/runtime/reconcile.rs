@@ -67,10 +67,7 @@ impl Runtime {
             .filter(|rel| rel != "pvecri.monitor" && !rel.starts_with("pvecri.monitor/"))
             .collect();
         // Containers first: their monitors exit once they are gone.
-        paths.extend(
-            ids.iter()
-                .map(|id| crate::cgroups::limits::monitor_path(id)),
-        );
+        paths.extend(ids.iter().map(|id| crate::cgroups::paths::monitor_path(id)));
         for rel in paths {
             let ended = tree::kill_and_wait(&h, &rel, super::teardown::KILL_TIMEOUT)
                 .and_then(|_| tree::remove(&h, &rel, super::teardown::KILL_TIMEOUT));

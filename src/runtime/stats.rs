@@ -220,7 +220,7 @@ impl Runtime {
         // Stall times do not add up: the pod's own cgroup has them, when
         // the kubelet gave it one (without a parent, pods share pvecri's).
         if !pod.config.cgroup_parent.is_empty() {
-            let (container, _) = crate::cgroups::limits::container_paths(
+            let (container, _) = crate::cgroups::paths::container_paths(
                 self.config().cgroup_driver,
                 &pod.config.cgroup_parent,
                 "x",

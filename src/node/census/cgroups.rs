@@ -4,7 +4,7 @@
 //! A container's cgroup is `<pod cgroup parent>/<id>` (cgroupfs driver,
 //! `pvecri/<id>` without a parent) or `…/pvecri-<id>.scope` (systemd
 //! driver); its monitor's is `pvecri.monitor/<id>` (see
-//! `crate::cgroups::limits`). Cgroups are node-wide, so a census of one
+//! `crate::cgroups::paths`). Cgroups are node-wide, so a census of one
 //! state dir looks only for the IDs it knows; a node census also takes
 //! every child of `pvecri` and `pvecri.monitor` and every
 //! `pvecri-<64 hex>.scope`. The shared parents themselves are not counted:
