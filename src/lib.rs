@@ -1,6 +1,7 @@
 //! pvecri: a Kubernetes CRI v1 runtime that runs pod containers as LXC
 //! containers through liblxc. See `docs/architecture.md` for the design.
 
+pub mod cgroups;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -456,8 +456,8 @@ async fn stop_right_after_start_reaches_the_workload() {
 /// The container's cgroup directory for a controller file, from the
 /// status' verbose info.
 fn cgroup_file(cgroup: &str, file: &str) -> std::path::PathBuf {
-    let layout = pvecri::node::cgroups::detect().unwrap();
-    pvecri::container::cgroup::file_dir(&layout, cgroup, file).join(file)
+    let layout = pvecri::cgroups::detect().unwrap();
+    pvecri::cgroups::limits::file_dir(&layout, cgroup, file).join(file)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,8 +482,8 @@ async fn update_container_resources_reaches_the_live_cgroup() {
     let detail: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
     let cgroup = detail["cgroup"].as_str().unwrap().to_owned();
     let v2 = matches!(
-        pvecri::node::cgroups::detect().unwrap(),
-        pvecri::node::cgroups::CgroupLayout::Unified
+        pvecri::cgroups::detect().unwrap(),
+        pvecri::cgroups::CgroupLayout::Unified
     );
     let (file, expected) = if v2 {
         ("cpu.weight", "20")
@@ -741,8 +741,8 @@ async fn containers_start_under_kubelet_made_cpuset_cgroups() {
     if !ready("containers_start_under_kubelet_made_cpuset_cgroups") {
         return;
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let Some(cpuset) = pvecri::container::cpuset::mount_point(&mountinfo) else {
+    let mounts = pvecri::cgroups::read_mounts().unwrap();
+    let Some(cpuset) = pvecri::cgroups::cpuset::mount_point(&mounts) else {
         eprintln!("skipping containers_start_under_kubelet_made_cpuset_cgroups: no cgroup v1 cpuset hierarchy on this node");
         return;
     };

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use pvecri::container::cgroup_tree;
+use pvecri::cgroups::tree;
 use pvecri::container::run_dir::RunDir;
 use pvecri::monitor::{self, ExitReason, ExitRecord, MonitorArgs, Readiness};
 
@@ -231,17 +231,17 @@ impl Drop for Fixture {
         // failed test may leave them (and the monitor's). Then the shared
         // parent goes on every hierarchy once no other test's fixture is
         // in it (a busy one is left to the last fixture to drop).
-        let Ok(h) = cgroup_tree::hierarchies() else {
+        let Ok(h) = tree::hierarchies() else {
             return;
         };
         for rel in [
             format!("{CGROUP_PARENT}/{}", self.name),
             format!("{CGROUP_PARENT}/{}.monitor", self.name),
         ] {
-            let _ = cgroup_tree::kill_and_wait(&h, &rel, TIMEOUT);
-            let _ = cgroup_tree::remove(&h, &rel, TIMEOUT);
+            let _ = tree::kill_and_wait(&h, &rel, TIMEOUT);
+            let _ = tree::remove(&h, &rel, TIMEOUT);
         }
-        for (_, dir) in cgroup_tree::dirs(&h, CGROUP_PARENT) {
+        for (_, dir) in tree::dirs(&h, CGROUP_PARENT) {
             let _ = std::fs::remove_dir(dir);
         }
     }

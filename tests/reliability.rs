@@ -14,8 +14,8 @@ use common::{
     container_config, create_container, mirror_config, require_init, require_registry,
     require_root, Daemon,
 };
+use pvecri::cgroups::tree;
 use pvecri::client::CriClient;
-use pvecri::container::cgroup_tree;
 use pvecri::cri::v1;
 
 const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
@@ -92,7 +92,7 @@ fn processes_with(marker: &str) -> Vec<i32> {
         .filter(|pid| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            cmd.contains(marker) && !cgroup_tree::is_zombie(*pid)
+            cmd.contains(marker) && !tree::is_zombie(*pid)
         })
         .collect()
 }

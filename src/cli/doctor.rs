@@ -6,9 +6,10 @@ use std::fmt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::process::ExitCode;
 
+use crate::cgroups;
 use crate::config::Config;
 use crate::lxc;
-use crate::node::{cgroups, kernel};
+use crate::node::kernel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {

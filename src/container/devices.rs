@@ -18,8 +18,8 @@ use std::fmt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::cgroups::CgroupLayout;
 use crate::container::DeviceSpec;
-use crate::node::cgroups::CgroupLayout;
 
 /// Character or block device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,9 +2,6 @@
 //! the process spec handed to pvecri-init and the run dir layout shared
 //! with the monitor and the helpers.
 
-pub mod cgroup;
-pub mod cgroup_tree;
-pub mod cpuset;
 pub mod devices;
 pub mod image_file;
 pub mod lxc_config;

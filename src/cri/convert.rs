@@ -7,7 +7,7 @@ use tonic::Status;
 
 use super::status::invalid;
 use super::v1;
-use crate::container::cgroup::Resources;
+use crate::cgroups::limits::Resources;
 use crate::container::{
     ContainerConfig, ContainerRecord, ContainerState, DeviceSpec, ImageVolume, MountSpec,
     Propagation, SecurityConfig,
@@ -601,11 +601,11 @@ fn checked_resources(r: Option<&v1::LinuxContainerResources>) -> Result<Resource
         ("cpuset_cpus", &out.cpuset_cpus),
         ("cpuset_mems", &out.cpuset_mems),
     ] {
-        crate::container::cgroup::check_cpuset(value)
+        crate::cgroups::limits::check_cpuset(value)
             .map_err(|e| invalid(&format!("config.linux.resources.{field}"), e))?;
     }
     for (key, value) in &out.unified {
-        crate::container::cgroup::check_unified(key, value)
+        crate::cgroups::limits::check_unified(key, value)
             .map_err(|e| invalid(&format!("config.linux.resources.unified[{key:?}]"), e))?;
     }
     Ok(out)
@@ -908,7 +908,11 @@ pub fn pod_attributes(p: &PodRecord) -> v1::PodSandboxAttributes {
     }
 }
 
-fn cpu_usage(at_ns: i64, s: &crate::stats::CgroupStats, nano_cores: Option<u64>) -> v1::CpuUsage {
+fn cpu_usage(
+    at_ns: i64,
+    s: &crate::cgroups::stats::CgroupStats,
+    nano_cores: Option<u64>,
+) -> v1::CpuUsage {
     v1::CpuUsage {
         timestamp: at_ns,
         usage_core_nano_seconds: s.cpu_usage_ns.and_then(u64v),
@@ -917,8 +921,8 @@ fn cpu_usage(at_ns: i64, s: &crate::stats::CgroupStats, nano_cores: Option<u64>)
     }
 }
 
-fn psi_stats(p: crate::stats::psi::Psi) -> v1::PsiStats {
-    let data = |l: crate::stats::psi::PsiLine| v1::PsiData {
+fn psi_stats(p: crate::cgroups::psi::Psi) -> v1::PsiStats {
+    let data = |l: crate::cgroups::psi::PsiLine| v1::PsiData {
         total: l.total_us,
         avg10: l.avg10,
         avg60: l.avg60,
@@ -930,14 +934,14 @@ fn psi_stats(p: crate::stats::psi::Psi) -> v1::PsiStats {
     }
 }
 
-fn io_usage(at_ns: i64, s: &crate::stats::CgroupStats) -> Option<v1::IoUsage> {
+fn io_usage(at_ns: i64, s: &crate::cgroups::stats::CgroupStats) -> Option<v1::IoUsage> {
     s.pressure.io.map(|p| v1::IoUsage {
         timestamp: at_ns,
         psi: Some(psi_stats(p)),
     })
 }
 
-fn memory_usage(at_ns: i64, s: &crate::stats::CgroupStats) -> v1::MemoryUsage {
+fn memory_usage(at_ns: i64, s: &crate::cgroups::stats::CgroupStats) -> v1::MemoryUsage {
     match &s.memory {
         Some(m) => v1::MemoryUsage {
             timestamp: at_ns,
@@ -958,7 +962,7 @@ fn memory_usage(at_ns: i64, s: &crate::stats::CgroupStats) -> v1::MemoryUsage {
     }
 }
 
-fn swap_usage(at_ns: i64, s: &crate::stats::CgroupStats) -> v1::SwapUsage {
+fn swap_usage(at_ns: i64, s: &crate::cgroups::stats::CgroupStats) -> v1::SwapUsage {
     let m = s.memory.as_ref();
     v1::SwapUsage {
         timestamp: at_ns,

@@ -11,8 +11,8 @@ use proptest::prelude::*;
 
 use super::convert;
 use super::v1;
+use crate::cgroups::CgroupLayout;
 use crate::container::lxc_config::{self, BindMount, LxcPlan, Propagation, SharedNamespaces};
-use crate::node::cgroups::CgroupLayout;
 
 /// Strings rich in what breaks line formats, plus any character at all.
 fn hostile() -> impl Strategy<Value = String> {
@@ -163,7 +163,7 @@ fn pod_request(f: &Fields) -> v1::RunPodSandboxRequest {
 fn config_text(f: &Fields) -> Result<String, tonic::Status> {
     let pod = convert::pod_config(&pod_request(f))?;
     let c = convert::container_config(&container_request(f))?;
-    let (cgroup_container, cgroup_monitor) = crate::container::cgroup::container_paths(
+    let (cgroup_container, cgroup_monitor) = crate::cgroups::paths::container_paths(
         crate::config::CgroupDriver::Cgroupfs,
         &pod.cgroup_parent,
         "c1",
@@ -201,10 +201,7 @@ fn config_text(f: &Fields) -> Result<String, tonic::Status> {
         cgroup_monitor,
         cgroup_settings: crate::container::devices::cgroup_settings(&layout, &rules)
             .into_iter()
-            .chain(crate::container::cgroup::lxc_settings(
-                &layout,
-                &c.resources,
-            ))
+            .chain(crate::cgroups::limits::lxc_settings(&layout, &c.resources))
             .collect(),
         oom_score_adj: None,
         log_file: "/run/pvecri/lxc.log".into(),

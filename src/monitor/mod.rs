@@ -10,13 +10,13 @@
 //! The contract with the daemon is docs/lifecycle.md ("The monitor").
 //!
 //! One job per file: [`detach`], [`starter`], [`run`] (the loop), [`log`]
-//! (CRI log format), [`exit`] (status decoding, exit record), [`cgroup`] and
-//! [`oom`] (OOM detection), [`control`] (the socket), [`ready`] (the ready
-//! fd), [`lxclog`] (liblxc's errors for failure messages), [`poll`] and
-//! [`timestamp`] (helpers), [`attach`] (the attach socket).
+//! (CRI log format), [`exit`] (status decoding, exit record), [`oom`] (OOM
+//! detection, on the memory cgroup `crate::cgroups::memory` finds),
+//! [`control`] (the socket), [`ready`] (the ready fd), [`lxclog`] (liblxc's
+//! errors for failure messages), [`poll`] and [`timestamp`] (helpers),
+//! [`attach`] (the attach socket).
 
 pub mod attach;
-mod cgroup;
 pub mod control;
 mod detach;
 pub mod exit;

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::cgroup::{CgroupVersion, MemoryCgroup};
+use crate::cgroups::memory::{CgroupVersion, MemoryCgroup};
 
 /// How long to keep re-reading the counter quickly after a notification.
 pub const BURST: Duration = Duration::from_millis(50);

@@ -13,7 +13,6 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
 use super::attach::{self, AttachServer};
-use super::cgroup;
 use super::control::ControlServer;
 use super::exit::{self, ExitRecord};
 use super::log::{LogWriter, Stream};
@@ -24,7 +23,8 @@ use super::ready::{Readiness, ReadyFd};
 use super::run::Settings;
 use super::starter::{self, StarterFds, StarterReport};
 use super::timestamp::unix_nanos;
-use crate::container::cgroup_tree::{self, KillMethod};
+use crate::cgroups::memory;
+use crate::cgroups::tree::{self, KillMethod};
 use crate::lxc::Container;
 
 /// The OOM sampling period while the container runs.
@@ -360,8 +360,7 @@ impl<'a> Session<'a> {
     /// final and the cgroup can be removed.
     fn kill_leftovers(&self) {
         let Some(rel) = &self.cgroup else { return };
-        let killed = cgroup_tree::hierarchies()
-            .and_then(|h| cgroup_tree::kill_and_wait(&h, rel, LEFTOVER_KILL));
+        let killed = tree::hierarchies().and_then(|h| tree::kill_and_wait(&h, rel, LEFTOVER_KILL));
         match killed {
             Ok(KillMethod::Empty) => {}
             Ok(method) => tracing::info!(?method, "killed processes init left behind"),
@@ -373,8 +372,8 @@ impl<'a> Session<'a> {
     /// processes init left behind may still be in it).
     fn remove_cgroup(&self) {
         let Some(rel) = &self.cgroup else { return };
-        if let Err(err) = cgroup_tree::hierarchies()
-            .and_then(|h| cgroup_tree::remove(&h, rel, Duration::from_secs(2)))
+        if let Err(err) =
+            tree::hierarchies().and_then(|h| tree::remove(&h, rel, Duration::from_secs(2)))
         {
             tracing::warn!(error = %err, "cannot remove the container's cgroup");
         }
@@ -425,7 +424,7 @@ impl<'a> Session<'a> {
         if let Some(ready) = self.ready.take() {
             ready.send(&Readiness::Running { init_pid: pid });
         }
-        match cgroup::locate(pid) {
+        match memory::locate(pid) {
             Some(cg) => {
                 tracing::info!(cgroup = %cg.dir.display(), version = ?cg.version, "watching for OOM kills");
                 self.oom = Some(OomWatch::new(cg));

@@ -1,7 +1,8 @@
-//! Facts about the node pvecri runs on, read from /proc and /sys: the cgroup
-//! layout, kernel features and security modules. Parsing is separate from
+//! Facts about the node pvecri runs on, read from /proc and /sys: kernel
+//! features and security modules, the mount table, and the census of what pvecri left on
+//! it. (The cgroup layout is `crate::cgroups`.) Parsing is separate from
 //! reading so the logic is tested against fixture text.
 
 pub mod census;
-pub mod cgroups;
 pub mod kernel;
+pub mod mountinfo;

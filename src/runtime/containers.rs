@@ -16,7 +16,7 @@ use super::names::new_id;
 use super::pods::find_by_id;
 use super::teardown;
 use super::{now_ns, Runtime};
-use crate::container::cgroup;
+use crate::cgroups::{limits, paths};
 use crate::container::image_file::{self, ImageFileError};
 use crate::container::lxc_config::{self, BindMount, LxcPlan, Propagation, SharedNamespaces};
 use crate::container::process::{self, ProcessSpec};
@@ -219,7 +219,7 @@ impl Runtime {
             // A monitor may already run, with init waiting for a start
             // that will never come: both go with their cgroups.
             let (container_cgroup, monitor_cgroup) =
-                cgroup::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, &id);
+                paths::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, &id);
             if let Err(e) = teardown::remove_cgroups(&id, &container_cgroup, &monitor_cgroup).await
             {
                 warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot end what the failed create started");
@@ -364,7 +364,7 @@ impl Runtime {
         };
 
         let (cgroup_container, cgroup_monitor) =
-            cgroup::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, id);
+            paths::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, id);
         self.prepare_image_volumes(id, &mut config, idmap.as_ref())
             .await?;
         let mut tree = crate::container::mountpoints::MountTree::new(
@@ -428,7 +428,7 @@ impl Runtime {
                 })
                 .unwrap_or_default()
                 .into_iter()
-                .chain(cgroup::lxc_settings(&self.cgroup_layout, &config.resources))
+                .chain(limits::lxc_settings(&self.cgroup_layout, &config.resources))
                 .collect(),
             oom_score_adj: self.clamp_oom_score_adj(config.resources.oom_score_adj),
             log_file: run_dir.lxc_log(),
@@ -455,7 +455,7 @@ impl Runtime {
                 .rsplit_once('/')
                 .map(|(parent, _)| parent)
                 .unwrap_or_default();
-            crate::container::cpuset::prepare(mount, parent)
+            crate::cgroups::cpuset::prepare(mount, parent)
                 .map_err(|e| RuntimeError::os("preparing the cpuset cgroups of the pod", id, e))?;
         }
         crate::failpoint::hit("create.after_rootfs")?;
@@ -916,7 +916,7 @@ impl Runtime {
         }
         // Only once nothing of it runs: the record stays (and the kubelet
         // retries) while a process survives.
-        teardown::remove_cgroups(&c.id, &c.cgroup, &cgroup::monitor_path(&c.id)).await?;
+        teardown::remove_cgroups(&c.id, &c.cgroup, &paths::monitor_path(&c.id)).await?;
         crate::failpoint::hit("remove_container.after_cgroups")?;
         self.cleanup_container_dirs(&c.id).await;
         crate::failpoint::hit("remove_container.before_record")?;
@@ -1033,11 +1033,11 @@ impl Runtime {
     pub async fn update_container_resources(
         &self,
         id: &str,
-        resources: cgroup::Resources,
+        resources: limits::Resources,
     ) -> Result<(), RuntimeError> {
         let mut c = self.container(id)?;
         if c.state == ContainerState::Running || c.state == ContainerState::Created {
-            cgroup::apply_live(&self.cgroup_layout, &c.cgroup, &resources)
+            limits::apply_live(&self.cgroup_layout, &c.cgroup, &resources)
                 .map_err(|e| RuntimeError::os("updating cgroup resources", &c.id, e))?;
         }
         c.config.resources = resources;

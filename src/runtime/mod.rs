@@ -33,11 +33,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::cgroups::CgroupLayout;
 use crate::config::Config;
 use crate::image::content::ContentStore;
 use crate::image::registry::{Puller, RegistrySettings};
 use crate::image::ImageManager;
-use crate::node::cgroups::CgroupLayout;
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 
@@ -62,7 +62,7 @@ pub struct Runtime {
     /// Lifecycle events for GetContainerEvents.
     events: crate::events::EventHub,
     /// Reads container cgroups on this node's layout.
-    cgroup_reader: crate::stats::CgroupReader,
+    cgroup_reader: crate::cgroups::stats::CgroupReader,
     /// Previous CPU samples, for usage_nano_cores.
     cpu_sampler: crate::stats::CpuSampler,
     layer_usage: stats::LayerUsageCache,
@@ -74,7 +74,7 @@ pub struct Runtime {
     userns_support: Result<(), crate::sandbox::userns::ProbeError>,
     recursive_read_only: bool,
     /// The v1 cpuset hierarchy, if the node has one
-    /// (`crate::container::cpuset`).
+    /// (`crate::cgroups::cpuset`).
     cpuset_v1: Option<std::path::PathBuf>,
 }
 
@@ -129,8 +129,9 @@ impl Runtime {
                 ns_root.display()
             )
         })?;
-        let cgroup_layout =
-            crate::node::cgroups::detect().context("cannot read the cgroup layout")?;
+        let cgroup_mounts =
+            crate::cgroups::read_mounts().context("cannot read the cgroup layout")?;
+        let cgroup_layout = crate::cgroups::layout(&cgroup_mounts);
         if crate::security::apparmor::enabled() {
             if let Err(e) = crate::security::apparmor::load_default() {
                 let error = anyhow::Error::from(e);
@@ -140,7 +141,7 @@ impl Runtime {
                 );
             }
         }
-        let cgroup_reader = crate::stats::CgroupReader::for_layout(&cgroup_layout);
+        let cgroup_reader = crate::cgroups::stats::CgroupReader::for_layout(&cgroup_layout);
         let names = names::Names::default();
         for pod in store.list::<crate::pod::PodRecord>()? {
             let _ = names.reserve(&pod.config.name_key(), &pod.id);
@@ -174,9 +175,7 @@ impl Runtime {
             stopped_reported: Default::default(),
             userns_support,
             recursive_read_only: crate::sandbox::idmap::mount_setattr_available(),
-            cpuset_v1: std::fs::read_to_string("/proc/self/mountinfo")
-                .ok()
-                .and_then(|m| crate::container::cpuset::mount_point(&m)),
+            cpuset_v1: crate::cgroups::cpuset::mount_point(&cgroup_mounts),
         };
         runtime
             .reconcile()

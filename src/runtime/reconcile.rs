@@ -10,7 +10,7 @@ use std::path::Path;
 use tracing::{info, warn};
 
 use super::Runtime;
-use crate::container::cgroup_tree;
+use crate::cgroups::tree;
 use crate::container::run_dir::RunDir;
 use crate::container::{ContainerRecord, ContainerState};
 use crate::pod::{PodRecord, PodState};
@@ -51,7 +51,7 @@ impl Runtime {
     /// this daemon's own dirs, never from the hierarchy (another daemon's
     /// containers live there too).
     fn remove_orphan_cgroups(&self, orphans: &HashSet<String>) {
-        let Ok(h) = cgroup_tree::hierarchies() else {
+        let Ok(h) = tree::hierarchies() else {
             return;
         };
         let ids = orphans;
@@ -62,19 +62,16 @@ impl Runtime {
             .iter()
             .flat_map(|id| [id.clone(), format!("pvecri-{id}.scope")])
             .collect();
-        let mut paths: Vec<String> = cgroup_tree::find_named(&h, &names)
+        let mut paths: Vec<String> = tree::find_named(&h, &names)
             .into_iter()
             .map(|(_, rel)| rel)
             .filter(|rel| rel != "pvecri.monitor" && !rel.starts_with("pvecri.monitor/"))
             .collect();
         // Containers first: their monitors exit once they are gone.
-        paths.extend(
-            ids.iter()
-                .map(|id| crate::container::cgroup::monitor_path(id)),
-        );
+        paths.extend(ids.iter().map(|id| crate::cgroups::paths::monitor_path(id)));
         for rel in paths {
-            let ended = cgroup_tree::kill_and_wait(&h, &rel, super::teardown::KILL_TIMEOUT)
-                .and_then(|_| cgroup_tree::remove(&h, &rel, super::teardown::KILL_TIMEOUT));
+            let ended = tree::kill_and_wait(&h, &rel, super::teardown::KILL_TIMEOUT)
+                .and_then(|_| tree::remove(&h, &rel, super::teardown::KILL_TIMEOUT));
             match ended {
                 Ok(()) => {
                     info!(cgroup = %rel, "removed the cgroup of a container without a record")

@@ -6,10 +6,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{now_ns, ContainerFilter, PodFilter, Runtime, RuntimeError};
+use crate::cgroups::stats::CgroupStats;
 use crate::container::{ContainerRecord, ContainerState};
 use crate::pod::{PodRecord, PodState};
 use crate::snapshot::Usage;
-use crate::stats::{cadvisor, CgroupStats, InterfaceStats};
+use crate::stats::{cadvisor, InterfaceStats};
 
 /// How long a writable layer's measured size is reused: walking a layer is
 /// the costliest part of a stats call, and the kubelet asks every 10 s.
@@ -219,7 +220,7 @@ impl Runtime {
         // Stall times do not add up: the pod's own cgroup has them, when
         // the kubelet gave it one (without a parent, pods share pvecri's).
         if !pod.config.cgroup_parent.is_empty() {
-            let (container, _) = crate::container::cgroup::container_paths(
+            let (container, _) = crate::cgroups::paths::container_paths(
                 self.config().cgroup_driver,
                 &pod.config.cgroup_parent,
                 "x",

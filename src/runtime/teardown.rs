@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::RuntimeError;
-use crate::container::cgroup_tree::{self, KillMethod};
+use crate::cgroups::tree::{self, KillMethod};
 use crate::container::run_dir::RunDir;
 use crate::monitor::exit::ExitRecord;
 
@@ -20,7 +20,7 @@ pub(crate) const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// once its container is gone, before it is killed too.
 const MONITOR_GRACE: Duration = Duration::from_secs(3);
 
-fn tree_error(op: &'static str, id: &str, e: cgroup_tree::TreeError) -> RuntimeError {
+fn tree_error(op: &'static str, id: &str, e: tree::TreeError) -> RuntimeError {
     RuntimeError::os(op, id, e)
 }
 
@@ -30,8 +30,8 @@ fn tree_error(op: &'static str, id: &str, e: cgroup_tree::TreeError) -> RuntimeE
 pub(crate) async fn kill_leftovers(id: &str, container_cgroup: &str) -> Result<(), RuntimeError> {
     let (id2, rel) = (id.to_owned(), container_cgroup.to_owned());
     let method = tokio::task::spawn_blocking(move || {
-        let h = cgroup_tree::hierarchies()?;
-        cgroup_tree::kill_and_wait(&h, &rel, KILL_TIMEOUT)
+        let h = tree::hierarchies()?;
+        tree::kill_and_wait(&h, &rel, KILL_TIMEOUT)
     })
     .await
     .map_err(|e| RuntimeError::os("killing the container's processes", &id2, e))?
@@ -57,15 +57,15 @@ pub(crate) async fn remove_cgroups(
         monitor_cgroup.to_owned(),
     );
     tokio::task::spawn_blocking(move || {
-        let h = cgroup_tree::hierarchies()?;
-        cgroup_tree::kill_and_wait(&h, &c, KILL_TIMEOUT)?;
+        let h = tree::hierarchies()?;
+        tree::kill_and_wait(&h, &c, KILL_TIMEOUT)?;
         let deadline = std::time::Instant::now() + MONITOR_GRACE;
-        while !cgroup_tree::members(&h, &m).is_empty() && std::time::Instant::now() < deadline {
+        while !tree::members(&h, &m).is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        cgroup_tree::kill_and_wait(&h, &m, KILL_TIMEOUT)?;
-        cgroup_tree::remove(&h, &c, KILL_TIMEOUT)?;
-        cgroup_tree::remove(&h, &m, KILL_TIMEOUT)
+        tree::kill_and_wait(&h, &m, KILL_TIMEOUT)?;
+        tree::remove(&h, &c, KILL_TIMEOUT)?;
+        tree::remove(&h, &m, KILL_TIMEOUT)
     })
     .await
     .map_err(|e| RuntimeError::os("removing the container's cgroups", &id2, e))?
@@ -81,7 +81,7 @@ pub(crate) fn monitor_alive(run_dir: &RunDir, id: &str) -> bool {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let is_monitor = args.contains(&&b"monitor"[..]) && args.contains(&id.as_bytes());
-    is_monitor && !cgroup_tree::is_zombie(pid)
+    is_monitor && !tree::is_zombie(pid)
 }
 
 /// A container whose monitor died (killed, OOM) has nobody to collect its
@@ -96,9 +96,9 @@ pub(crate) fn settle_lost_monitor(run_dir: &RunDir, id: &str, container_cgroup: 
     warn!(container_id = %id, "the container's monitor is gone: killing the container");
     // No waiting here (this runs inside status queries): StopContainer and
     // RemoveContainer wait for the cgroup to empty.
-    match cgroup_tree::hierarchies() {
+    match tree::hierarchies() {
         Ok(h) => {
-            cgroup_tree::kill(&h, container_cgroup);
+            tree::kill(&h, container_cgroup);
         }
         Err(e) => {
             warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot kill the container")

@@ -111,7 +111,7 @@ pub fn kill(pid: i32, start_time: Option<u64>) {
     while std::time::Instant::now() < deadline
         && started.is_some()
         && proc_start_time(pid) == started
-        && !crate::container::cgroup_tree::is_zombie(pid)
+        && !crate::cgroups::tree::is_zombie(pid)
     {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }

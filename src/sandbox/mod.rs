@@ -13,7 +13,6 @@ pub mod hostname;
 pub mod idmap;
 pub mod infra;
 mod loopback;
-pub(crate) mod mountinfo;
 pub mod ns;
 pub mod sysctl;
 pub mod userns;

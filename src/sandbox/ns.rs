@@ -36,9 +36,10 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::statfs::{statfs, NSFS_MAGIC};
 use thiserror::Error;
 
+use crate::node::mountinfo;
+
 use super::hostname::{validate_hostname, InvalidHostname};
 use super::loopback::bring_up_loopback;
-use super::mountinfo;
 use super::sysctl::{Sysctl, SysctlError};
 
 /// A namespace a sandbox can pin.
@@ -267,7 +268,7 @@ pub fn prepare_ns_root(root: &Path) -> Result<(), NsError> {
         .create(root)
         .map_err(fail("creating the directory"))?;
     let path = root.canonicalize().map_err(fail("resolving the path"))?;
-    let mounted = mountinfo::mounts()
+    let mounted = mountinfo::read_self()
         .map_err(fail("reading /proc/self/mountinfo"))?
         .iter()
         .any(|m| m.mount_point == path);
@@ -686,7 +687,7 @@ mod tests {
     }
 
     fn mounts_at(path: &Path) -> Vec<mountinfo::Mount> {
-        mountinfo::mounts()
+        mountinfo::read_self()
             .unwrap()
             .into_iter()
             .filter(|m| m.mount_point == path)
@@ -720,7 +721,7 @@ mod tests {
         )
         .unwrap();
         assert!(mounts_at(&parent)[0]
-            .tags
+            .optional_fields
             .iter()
             .any(|t| t.starts_with("shared:")));
 
@@ -731,7 +732,10 @@ mod tests {
         let at_root = mounts_at(&root);
         assert_eq!(at_root.len(), 1, "{at_root:?}");
         assert!(
-            !at_root[0].tags.iter().any(|t| t.starts_with("shared:")),
+            !at_root[0]
+                .optional_fields
+                .iter()
+                .any(|t| t.starts_with("shared:")),
             "{at_root:?}"
         );
 
@@ -748,7 +752,10 @@ mod tests {
         assert!(is_pinned(&dir, NsKind::Net));
         let pins = mounts_at(&dir.join("net"));
         assert_eq!(pins.len(), 1, "{pins:?}");
-        assert!(pins[0].tags.is_empty(), "pin propagates: {pins:?}");
+        assert!(
+            pins[0].optional_fields.is_empty(),
+            "pin propagates: {pins:?}"
+        );
         unpin(&dir).unwrap();
         assert!(!dir.exists());
     }

@@ -308,9 +308,9 @@ fn sample(name: &'static str, extra: &[&str], value: u64) -> Sample {
 
 /// What one container's samples are computed from.
 pub struct ContainerInputs<'a> {
-    pub stats: &'a super::CgroupStats,
-    pub detail: &'a super::CgroupDetail,
-    pub resources: &'a crate::container::cgroup::Resources,
+    pub stats: &'a crate::cgroups::stats::CgroupStats,
+    pub detail: &'a crate::cgroups::stats::CgroupDetail,
+    pub resources: &'a crate::cgroups::limits::Resources,
     pub started_at_ns: i64,
     pub now_ns: i64,
     /// Writable layer bytes, and the filesystem holding it.
@@ -457,7 +457,7 @@ pub fn container_samples(i: &ContainerInputs<'_>, fs_device: &str) -> Vec<Sample
 }
 
 /// Block I/O samples, per device (`major`/`minor` as cAdvisor numbers them).
-fn io_samples(io: &[super::blkio::DeviceIo]) -> Vec<Sample> {
+fn io_samples(io: &[crate::cgroups::blkio::DeviceIo]) -> Vec<Sample> {
     let mut out = Vec::new();
     for dev in io {
         let name = dev.device_name();
@@ -544,9 +544,9 @@ mod tests {
 
     #[test]
     fn every_sample_has_a_descriptor_with_matching_labels() {
-        let stats = super::super::CgroupStats::default();
-        let detail = super::super::CgroupDetail {
-            io: vec![super::super::blkio::DeviceIo {
+        let stats = crate::cgroups::stats::CgroupStats::default();
+        let detail = crate::cgroups::stats::CgroupDetail {
+            io: vec![crate::cgroups::blkio::DeviceIo {
                 major: 254,
                 minor: 0,
                 read_bytes: 4096,

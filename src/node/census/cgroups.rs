@@ -4,7 +4,7 @@
 //! A container's cgroup is `<pod cgroup parent>/<id>` (cgroupfs driver,
 //! `pvecri/<id>` without a parent) or `…/pvecri-<id>.scope` (systemd
 //! driver); its monitor's is `pvecri.monitor/<id>` (see
-//! `crate::container::cgroup`). Cgroups are node-wide, so a census of one
+//! `crate::cgroups::paths`). Cgroups are node-wide, so a census of one
 //! state dir looks only for the IDs it knows; a node census also takes
 //! every child of `pvecri` and `pvecri.monitor` and every
 //! `pvecri-<64 hex>.scope`. The shared parents themselves are not counted:
@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::container::cgroup_tree::{self, Hierarchy};
+use crate::cgroups::tree::{self, Hierarchy};
 
 /// The top-level cgroups pvecri creates children in.
 const PARENTS: [&str; 2] = ["pvecri", "pvecri.monitor"];
@@ -40,7 +40,7 @@ pub(super) fn find(
         ours || shaped
     };
     let mut out: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, rel) in cgroup_tree::walk(hierarchies, matches) {
+    for (_, rel) in tree::walk(hierarchies, matches) {
         *out.entry(rel).or_default() += 1;
     }
     // A match below another match (a container ID nested in a container's
@@ -66,7 +66,7 @@ pub(super) fn processes(hierarchies: &[Hierarchy], found: &BTreeMap<String, usiz
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for rel in found.keys() {
-        for pid in cgroup_tree::members(hierarchies, rel) {
+        for pid in tree::members(hierarchies, rel) {
             if seen.insert(pid) {
                 let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 out.push(format!("pid {pid} ({}) in {rel}", comm.trim()));

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::container::cgroup_tree::{self, Hierarchy};
+use crate::cgroups::tree::{self, Hierarchy};
 
 /// A process as the census sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum HostError {
         source: std::io::Error,
     },
     #[error("cannot list the cgroup hierarchies")]
-    Cgroups(#[source] cgroup_tree::TreeError),
+    Cgroups(#[source] tree::TreeError),
     #[error("cannot run `nft -j list ruleset`")]
     NftSpawn(#[source] std::io::Error),
     #[error("`nft -j list ruleset` failed: {stderr}")]
@@ -50,7 +50,7 @@ pub struct RealHost;
 
 impl Host for RealHost {
     fn hierarchies(&self) -> Result<Vec<Hierarchy>, HostError> {
-        cgroup_tree::hierarchies().map_err(HostError::Cgroups)
+        tree::hierarchies().map_err(HostError::Cgroups)
     }
 
     fn mountinfo(&self) -> Result<String, HostError> {
@@ -71,7 +71,7 @@ impl Host for RealHost {
             let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
                 continue;
             };
-            if raw.is_empty() || cgroup_tree::is_zombie(pid) {
+            if raw.is_empty() || tree::is_zombie(pid) {
                 continue;
             }
             let argv = raw

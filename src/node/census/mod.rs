@@ -222,7 +222,7 @@ mod tests {
 
     use super::host::{HostError, Process};
     use super::*;
-    use crate::container::cgroup_tree::Hierarchy;
+    use crate::cgroups::tree::Hierarchy;
 
     /// A node made of fixture files under one temp dir.
     struct FakeHost {

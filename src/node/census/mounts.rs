@@ -10,7 +10,7 @@
 
 use std::path::{Component, Path};
 
-use crate::sandbox::mountinfo;
+use crate::node::mountinfo;
 
 /// Mounts found, split into pins and the rest (one line each: the mount
 /// point).

@@ -1,10 +1,11 @@
 //! Finds a process's memory cgroup directory from `/proc/<pid>/cgroup` and
-//! `/proc/self/mountinfo`, on unified (v2), hybrid and legacy (v1) hosts.
-//! Parsing is pure and tested on fixture text; [`locate`] does the reading.
+//! the node's cgroup mounts, on unified (v2), hybrid and legacy (v1) hosts,
+//! for the monitor's OOM counting. Parsing is pure and tested on fixture
+//! text; [`locate`] does the reading.
 
 use std::path::{Path, PathBuf};
 
-use crate::sandbox::mountinfo::unescape;
+use super::CgroupMount;
 
 /// Which hierarchy holds the memory controller for a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,14 +40,6 @@ pub struct ProcCgroups {
     pub unified: Option<String>,
 }
 
-/// A cgroup filesystem mount: the hierarchy path it exposes (`root`) and
-/// where it is mounted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CgroupMount {
-    pub root: String,
-    pub mount_point: PathBuf,
-}
-
 /// The mounts of the two hierarchies that can hold the memory controller.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CgroupMounts {
@@ -72,38 +65,16 @@ pub fn parse_proc_cgroup(text: &str) -> ProcCgroups {
     out
 }
 
-/// Parses `/proc/self/mountinfo` for the v1 memory and the cgroup2 mounts
-/// (the first of each: later ones are usually bind mounts of the same).
-pub fn parse_mountinfo(text: &str) -> CgroupMounts {
-    let mut out = CgroupMounts::default();
-    for line in text.lines() {
-        // id parent major:minor root mountpoint opts [optional...] - fstype source superopts
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        let (Some(root), Some(mount_point), Some(fstype)) =
-            (left.get(3), left.get(4), right.first())
-        else {
-            continue;
-        };
-        let mount = || CgroupMount {
-            root: unescape(root),
-            mount_point: PathBuf::from(unescape(mount_point)),
-        };
-        match *fstype {
-            "cgroup2" if out.unified.is_none() => out.unified = Some(mount()),
-            "cgroup" if out.v1_memory.is_none() => {
-                let superopts = right.get(2).copied().unwrap_or_default();
-                if superopts.split(',').any(|o| o == "memory") {
-                    out.v1_memory = Some(mount());
-                }
-            }
-            _ => {}
-        }
+/// The v1 memory and the cgroup2 mounts among the cgroup mounts (the first
+/// of each: later ones are usually bind mounts of the same).
+pub fn memory_mounts(mounts: &[CgroupMount]) -> CgroupMounts {
+    CgroupMounts {
+        v1_memory: mounts
+            .iter()
+            .find(|m| m.has_v1_controller("memory"))
+            .cloned(),
+        unified: mounts.iter().find(|m| m.v2).cloned(),
     }
-    out
 }
 
 /// The candidate memory cgroup directories, unified first: on a hybrid host
@@ -133,7 +104,7 @@ pub fn candidates(procs: &ProcCgroups, mounts: &CgroupMounts) -> Vec<MemoryCgrou
 /// The memory cgroup of `pid`, if it still exists.
 pub fn locate(pid: i32) -> Option<MemoryCgroup> {
     let procs = parse_proc_cgroup(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?);
-    let mounts = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").ok()?);
+    let mounts = memory_mounts(&super::read_mounts().ok()?);
     candidates(&procs, &mounts)
         .into_iter()
         .find(|cg| cg.counter_file().exists())
@@ -142,7 +113,8 @@ pub fn locate(pid: i32) -> Option<MemoryCgroup> {
 /// `mount_point` + the part of the hierarchy `path` below the mount's root;
 /// `None` when the path is not visible through this mount.
 fn join_under(mount: &CgroupMount, path: &str) -> Option<PathBuf> {
-    let root = mount.root.trim_end_matches('/');
+    let root = mount.root.to_string_lossy();
+    let root = root.trim_end_matches('/');
     let rest = path.strip_prefix(root)?;
     if !rest.is_empty() && !rest.starts_with('/') {
         return None;
@@ -161,6 +133,12 @@ fn join_under(mount: &CgroupMount, path: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroups::cgroup_mounts;
+    use crate::node::mountinfo;
+
+    fn parse_mountinfo(text: &str) -> CgroupMounts {
+        memory_mounts(&cgroup_mounts(mountinfo::parse(text)))
+    }
 
     const HYBRID_MOUNTINFO: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -204,12 +182,10 @@ mod tests {
     #[test]
     fn parses_mountinfo_of_hybrid_and_unified_hosts() {
         let m = parse_mountinfo(HYBRID_MOUNTINFO);
+        let v1 = m.v1_memory.unwrap();
         assert_eq!(
-            m.v1_memory,
-            Some(CgroupMount {
-                root: "/".into(),
-                mount_point: "/sys/fs/cgroup/memory".into()
-            })
+            (v1.root, v1.mount_point),
+            ("/".into(), "/sys/fs/cgroup/memory".into())
         );
         assert_eq!(
             m.unified.unwrap().mount_point,

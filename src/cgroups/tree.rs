@@ -13,7 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::mountinfo::unescape;
+use super::CgroupMount;
 
 /// One mounted cgroup hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,36 +44,20 @@ pub enum TreeError {
     },
 }
 
-/// Parses `/proc/self/mountinfo` for cgroup mounts, one per hierarchy (a
-/// later mount of the same superblock is a bind mount of it).
-pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
+/// One hierarchy per superblock among the cgroup mounts (a later mount of
+/// the same superblock is a bind mount of it).
+pub fn hierarchies_of(mounts: &[CgroupMount]) -> Vec<Hierarchy> {
     let mut seen = Vec::new();
     let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        let (Some(dev), Some(mount_point), Some(fstype)) =
-            (left.get(2), left.get(4), right.first())
-        else {
-            continue;
-        };
-        let v2 = match *fstype {
-            "cgroup2" => true,
-            "cgroup" => false,
-            _ => continue,
-        };
-        if seen.contains(dev) {
+    for m in mounts {
+        if seen.contains(&m.dev) {
             continue;
         }
-        seen.push(*dev);
-        let superopts = right.get(2).copied().unwrap_or_default();
+        seen.push(m.dev);
         out.push(Hierarchy {
-            mount_point: PathBuf::from(unescape(mount_point)),
-            v2,
-            freezer: !v2 && superopts.split(',').any(|o| o == "freezer"),
+            mount_point: m.mount_point.clone(),
+            v2: m.v2,
+            freezer: m.has_v1_controller("freezer"),
         });
     }
     out
@@ -81,8 +65,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
 
 /// The hierarchies mounted in this process's mount namespace.
 pub fn hierarchies() -> Result<Vec<Hierarchy>, TreeError> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(TreeError::Mounts)?;
-    Ok(parse_mountinfo(&text))
+    let mounts = super::read_mounts().map_err(TreeError::Mounts)?;
+    Ok(hierarchies_of(&mounts))
 }
 
 /// A cgroup given relative to the hierarchy roots. Refuses what could
@@ -127,14 +111,6 @@ fn subtree(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn procs_of(dir: &Path) -> Vec<i32> {
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
 /// A process that has exited but is not reaped yet (or is gone) holds
 /// nothing.
 pub fn is_zombie(pid: i32) -> bool {
@@ -152,7 +128,7 @@ pub fn members(hierarchies: &[Hierarchy], rel: &str) -> Vec<i32> {
     let mut out: Vec<i32> = dirs(hierarchies, rel)
         .iter()
         .flat_map(|(_, d)| subtree(d))
-        .flat_map(|d| procs_of(&d))
+        .flat_map(|d| super::procs(&d))
         .filter(|pid| !is_zombie(*pid))
         .collect();
     out.sort_unstable();
@@ -340,6 +316,8 @@ pub fn kill_and_remove(rel: &str, timeout: Duration) -> Result<KillMethod, TreeE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroups::cgroup_mounts;
+    use crate::node::mountinfo;
 
     const HYBRID: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -353,7 +331,7 @@ mod tests {
 
     #[test]
     fn every_hierarchy_once_with_its_kind() {
-        let h = parse_mountinfo(HYBRID);
+        let h = hierarchies_of(&cgroup_mounts(mountinfo::parse(HYBRID)));
         let points: Vec<_> = h.iter().map(|h| h.mount_point.to_str().unwrap()).collect();
         assert_eq!(
             points,

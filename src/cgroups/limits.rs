@@ -1,10 +1,10 @@
-//! Where a container's cgroup lives and how CRI resources become cgroup
-//! settings, for cgroup v1 (and hybrid) and v2.
+//! How CRI resources become cgroup settings, for cgroup v1 (and hybrid)
+//! and v2: as `lxc.cgroup[2].*` keys at creation, written into the live
+//! cgroup on an update, and the checks a request's values pass first.
 
 use std::path::{Path, PathBuf};
 
-use crate::config::CgroupDriver;
-use crate::node::cgroups::CgroupLayout;
+use crate::cgroups::CgroupLayout;
 
 /// CRI Linux resources, as pvecri applies them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -19,46 +19,6 @@ pub struct Resources {
     pub pids_limit: i64,
     pub oom_score_adj: i64,
     pub unified: std::collections::BTreeMap<String, String>,
-}
-
-/// The cgroup (relative to each hierarchy's root) of a container, and of
-/// its pvecri monitor, kept outside the pod so the pod's accounting is the
-/// workload's alone.
-pub fn container_paths(driver: CgroupDriver, parent: &str, id: &str) -> (String, String) {
-    let parent = match driver {
-        CgroupDriver::Systemd if parent.ends_with(".slice") => expand_slice(parent),
-        _ => parent.trim_matches('/').to_owned(),
-    };
-    let leaf = match driver {
-        CgroupDriver::Systemd => format!("pvecri-{id}.scope"),
-        CgroupDriver::Cgroupfs => id.to_owned(),
-    };
-    let container = if parent.is_empty() {
-        format!("pvecri/{leaf}")
-    } else {
-        format!("{parent}/{leaf}")
-    };
-    (container, monitor_path(id))
-}
-
-/// The cgroup liblxc puts a container's monitor in (its starter, running
-/// liblxc's start, stays there for the container's life).
-pub fn monitor_path(id: &str) -> String {
-    format!("pvecri.monitor/{id}")
-}
-
-/// `kubepods-burstable-pod1.slice` -> `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice`,
-/// the path systemd gives a nested slice.
-pub fn expand_slice(slice: &str) -> String {
-    let name = slice.trim_matches('/').trim_end_matches(".slice");
-    if name.is_empty() || name == "-" {
-        return String::new();
-    }
-    let parts: Vec<&str> = name.split('-').collect();
-    (1..=parts.len())
-        .map(|n| format!("{}.slice", parts[..n].join("-")))
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// `lxc.cgroup*.` settings for the resources on this node's layout.
@@ -208,17 +168,17 @@ pub fn shares_to_weight(shares: i64) -> u64 {
 pub fn file_dir(layout: &CgroupLayout, container: &str, file: &str) -> PathBuf {
     let controller = file.split('.').next().unwrap_or_default();
     match layout {
-        CgroupLayout::Unified => Path::new("/sys/fs/cgroup").join(container),
+        CgroupLayout::Unified => Path::new(super::ROOT).join(container),
         CgroupLayout::Hybrid { .. } | CgroupLayout::Legacy | CgroupLayout::None => {
             let dir = match controller {
                 "cpu" => "cpu,cpuacct",
                 other => other,
             };
-            let base = Path::new("/sys/fs/cgroup").join(dir);
+            let base = Path::new(super::ROOT).join(dir);
             let base = if base.exists() {
                 base
             } else {
-                Path::new("/sys/fs/cgroup").join(controller)
+                Path::new(super::ROOT).join(controller)
             };
             base.join(container)
         }
@@ -243,35 +203,6 @@ pub fn apply_live(layout: &CgroupLayout, container: &str, r: &Resources) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slices_expand_like_systemd() {
-        assert_eq!(
-            expand_slice("kubepods-burstable-pod1.slice"),
-            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice"
-        );
-        assert_eq!(expand_slice("system.slice"), "system.slice");
-        assert_eq!(expand_slice("-.slice"), "");
-    }
-
-    #[test]
-    fn container_paths_per_driver() {
-        assert_eq!(
-            container_paths(CgroupDriver::Cgroupfs, "/kubepods/burstable/pod1", "c1"),
-            (
-                "kubepods/burstable/pod1/c1".into(),
-                "pvecri.monitor/c1".into()
-            )
-        );
-        assert_eq!(
-            container_paths(CgroupDriver::Cgroupfs, "", "c1").0,
-            "pvecri/c1"
-        );
-        assert_eq!(
-            container_paths(CgroupDriver::Systemd, "kubepods-pod1.slice", "c1").0,
-            "kubepods.slice/kubepods-pod1.slice/pvecri-c1.scope"
-        );
-    }
 
     #[test]
     fn resources_v1_and_v2() {

@@ -13,22 +13,15 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The mount point of the v1 cpuset hierarchy, from a
-/// `/proc/self/mountinfo` text; `None` on a unified-only host.
-pub fn mount_point(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        let is_cpuset = right.first() == Some(&"cgroup")
-            && right
-                .get(2)
-                .is_some_and(|o| o.split(',').any(|o| o == "cpuset"));
-        if !is_cpuset || left.get(3) != Some(&"/") {
-            return None;
-        }
-        left.get(4).map(PathBuf::from)
-    })
+use super::CgroupMount;
+
+/// The mount point of the v1 cpuset hierarchy (its mount showing the
+/// whole hierarchy) among the cgroup mounts; `None` on a unified-only host.
+pub fn mount_point(mounts: &[CgroupMount]) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .find(|m| m.has_v1_controller("cpuset") && m.root == Path::new("/"))
+        .map(|m| m.mount_point.clone())
 }
 
 /// Makes every existing ancestor on `parent` (relative to the hierarchy
@@ -60,18 +53,28 @@ pub fn prepare(mount: &Path, parent: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroups::cgroup_mounts;
+    use crate::node::mountinfo;
+
+    fn mounts(text: &str) -> Vec<CgroupMount> {
+        cgroup_mounts(mountinfo::parse(text))
+    }
 
     #[test]
     fn finds_the_cpuset_hierarchy() {
         let text = "\
 33 25 0:27 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+38 25 0:33 /lxc/ct1 /mnt/ct1\\040cpuset rw - cgroup cgroup rw,cpuset
 34 33 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate
 39 33 0:33 / /sys/fs/cgroup/cpuset rw,nosuid - cgroup cgroup rw,cpuset
 40 33 0:34 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
 ";
-        assert_eq!(mount_point(text), Some("/sys/fs/cgroup/cpuset".into()));
+        assert_eq!(
+            mount_point(&mounts(text)),
+            Some("/sys/fs/cgroup/cpuset".into())
+        );
         let unified = "33 25 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(mount_point(unified), None);
+        assert_eq!(mount_point(&mounts(unified)), None);
     }
 
     fn cgroup(dir: &Path, cpus: &str, mems: &str, clone: &str) {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::node::cgroups::CgroupLayout;
+use crate::cgroups::CgroupLayout;
 
 /// v1 reports "no limit" as a page-rounded i64::MAX; anything this large is
 /// unlimited.
@@ -92,9 +92,9 @@ pub enum CgroupReader {
 
 impl CgroupReader {
     /// The reader for the hierarchy pvecri puts containers in on this
-    /// layout (see `container::cgroup::file_dir`).
+    /// layout (see [`super::limits::file_dir`]).
     pub fn for_layout(layout: &CgroupLayout) -> Self {
-        let root = PathBuf::from("/sys/fs/cgroup");
+        let root = PathBuf::from(super::ROOT);
         match layout {
             CgroupLayout::Unified => CgroupReader::V2 { root },
             CgroupLayout::Hybrid { unified_at } => CgroupReader::V1 {
@@ -168,29 +168,35 @@ fn read_v2(dir: &Path) -> CgroupStats {
     }
 }
 
-fn read_v1(root: &Path, cgroup: &str) -> CgroupStats {
-    let controller = |name: &str| {
-        let dir = root.join(name);
-        let dir = if dir.exists() {
-            dir
-        } else {
-            // Without the per-controller symlinks only the joined
-            // mount point exists.
-            root.join("cpu,cpuacct")
-        };
-        dir.join(cgroup)
+/// `cgroup`'s directory in the v1 hierarchy of the `cpu` or `cpuacct`
+/// controller.
+fn v1_cpu_dir(root: &Path, controller: &str, cgroup: &str) -> PathBuf {
+    let dir = root.join(controller);
+    let dir = if dir.exists() {
+        dir
+    } else {
+        // Without the per-controller symlinks only the joined mount point
+        // exists.
+        root.join("cpu,cpuacct")
     };
-    let cpu_usage_ns = read_u64(&controller("cpuacct").join("cpuacct.usage"));
+    dir.join(cgroup)
+}
+
+/// A v1 `memory.stat` counter: the `total_` key, which includes
+/// descendants like v2's files do, else the cgroup's own.
+fn v1_memory_stat(stat: &HashMap<String, u64>, key: &str) -> u64 {
+    stat.get(&format!("total_{key}"))
+        .or_else(|| stat.get(key))
+        .copied()
+        .unwrap_or(0)
+}
+
+fn read_v1(root: &Path, cgroup: &str) -> CgroupStats {
+    let cpu_usage_ns = read_u64(&v1_cpu_dir(root, "cpuacct", cgroup).join("cpuacct.usage"));
     let mem = root.join("memory").join(cgroup);
     let memory = read_u64(&mem.join("memory.usage_in_bytes")).map(|usage| {
         let stat = read_keyed(&mem.join("memory.stat")).unwrap_or_default();
-        // The total_ keys include descendants, like v2's files do.
-        let get = |k: &str| {
-            stat.get(&format!("total_{k}"))
-                .or_else(|| stat.get(k))
-                .copied()
-                .unwrap_or(0)
-        };
+        let get = |k: &str| v1_memory_stat(&stat, k);
         let working_set = usage.saturating_sub(get("inactive_file"));
         let limit = read_u64(&mem.join("memory.limit_in_bytes")).filter(|l| *l < V1_UNLIMITED);
         // memsw counts memory plus swap; it exists only with swap accounting.
@@ -406,7 +412,7 @@ mod tests {
     fn reads_this_process_cgroup_on_this_node() {
         // The daemon's own cgroup exists on any layout; its CPU counter is
         // readable through the reader the daemon would pick.
-        let layout = crate::node::cgroups::detect().unwrap();
+        let layout = crate::cgroups::detect().unwrap();
         let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let reader = CgroupReader::for_layout(&layout);
         let path = match &reader {
@@ -491,31 +497,19 @@ fn detail_v2(dir: &Path) -> CgroupDetail {
         memory_failcnt: events.get("max").copied().unwrap_or(0),
         oom_kills: events.get("oom_kill").copied().unwrap_or(0),
         pids_max: read_limit_v2(&dir.join("pids.max")).unwrap_or(0),
-        procs: read_procs(&dir.join("cgroup.procs")),
+        procs: super::procs(dir),
         io: super::blkio::read_v2(dir),
     }
 }
 
 fn detail_v1(root: &Path, cgroup: &str) -> CgroupDetail {
-    let ctl = |name: &str, alt: &str| {
-        let dir = root.join(name);
-        if dir.exists() {
-            dir.join(cgroup)
-        } else {
-            root.join(alt).join(cgroup)
-        }
-    };
-    let acct = read_keyed(&ctl("cpuacct", "cpu,cpuacct").join("cpuacct.stat")).unwrap_or_default();
-    let cpu = read_keyed(&ctl("cpu", "cpu,cpuacct").join("cpu.stat")).unwrap_or_default();
+    let acct =
+        read_keyed(&v1_cpu_dir(root, "cpuacct", cgroup).join("cpuacct.stat")).unwrap_or_default();
+    let cpu = read_keyed(&v1_cpu_dir(root, "cpu", cgroup).join("cpu.stat")).unwrap_or_default();
     let mem_dir = root.join("memory").join(cgroup);
     let mem = read_keyed(&mem_dir.join("memory.stat")).unwrap_or_default();
     let oom = read_keyed(&mem_dir.join("memory.oom_control")).unwrap_or_default();
-    let m = |k: &str| {
-        mem.get(&format!("total_{k}"))
-            .or_else(|| mem.get(k))
-            .copied()
-            .unwrap_or(0)
-    };
+    let m = |k: &str| v1_memory_stat(&mem, k);
     let c = |k: &str| cpu.get(k).copied().unwrap_or(0);
     CgroupDetail {
         cpu_user_ns: acct.get("user").copied().unwrap_or(0) * USER_HZ_NS,
@@ -530,15 +524,9 @@ fn detail_v1(root: &Path, cgroup: &str) -> CgroupDetail {
         memory_failcnt: read_u64(&mem_dir.join("memory.failcnt")).unwrap_or(0),
         oom_kills: oom.get("oom_kill").copied().unwrap_or(0),
         pids_max: read_limit_v2(&root.join("pids").join(cgroup).join("pids.max")).unwrap_or(0),
-        procs: read_procs(&mem_dir.join("cgroup.procs")),
+        procs: super::procs(&mem_dir),
         io: super::blkio::read_v1(&root.join("blkio").join(cgroup)),
     }
-}
-
-fn read_procs(path: &Path) -> Vec<i32> {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
