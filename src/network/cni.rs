@@ -157,6 +157,7 @@ impl Record for CniAttachment {
 }
 
 /// Runs plugin lists from the configured binary directories.
+#[derive(Debug, Clone)]
 pub struct Runner {
     pub bin_dirs: Vec<PathBuf>,
 }
