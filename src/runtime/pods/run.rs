@@ -1,23 +1,17 @@
-//! Pod sandboxes: pinned namespaces, pod files, the record.
+//! RunPodSandbox: the pod's files and pinned namespaces (inside its user
+//! namespace for `hostUsers: false`), the shared PID namespace's holder,
+//! the network, then the record.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use tracing::{info, warn};
+use tracing::info;
 
-use super::error::RuntimeError;
-use super::names::new_id;
-use super::{now_ns, Runtime};
 use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::names::new_id;
+use crate::runtime::{now_ns, Runtime};
 use crate::sandbox::files::{write_pod_files, DnsConfig, FilesError};
 use crate::sandbox::ns::{self, NsKind, PinRequest};
-
-/// Filters of ListPodSandbox; empty fields match everything.
-#[derive(Debug, Default)]
-pub struct PodFilter {
-    pub id: String,
-    pub state: Option<PodState>,
-    pub labels: std::collections::BTreeMap<String, String>,
-}
 
 /// What can fail while making a pod's namespaces.
 #[derive(Debug, thiserror::Error)]
@@ -283,125 +277,4 @@ impl Runtime {
         self.emit_pod_ready(&record);
         Ok(())
     }
-
-    pub fn pod(&self, id: &str) -> Result<PodRecord, RuntimeError> {
-        let pods = self.store.list::<PodRecord>()?;
-        find_by_id(pods, id, |p| &p.id).ok_or_else(|| RuntimeError::NotFound {
-            what: "pod sandbox",
-            id: id.to_owned(),
-        })
-    }
-
-    /// The pod, which must be ready for `purpose` (the error's message).
-    pub(crate) fn ready_pod(&self, id: &str, purpose: &str) -> Result<PodRecord, RuntimeError> {
-        let pod = self.pod(id)?;
-        if pod.state != PodState::Ready {
-            return Err(RuntimeError::WrongState {
-                what: "pod sandbox",
-                id: pod.id,
-                state: "not ready".into(),
-                message: purpose.to_owned(),
-            });
-        }
-        Ok(pod)
-    }
-
-    pub fn list_pods(&self, filter: &PodFilter) -> Result<Vec<PodRecord>, RuntimeError> {
-        Ok(self
-            .store
-            .list::<PodRecord>()?
-            .into_iter()
-            .filter(|p| filter.id.is_empty() || p.id.starts_with(&filter.id))
-            .filter(|p| filter.state.is_none_or(|s| p.state == s))
-            .filter(|p| {
-                filter
-                    .labels
-                    .iter()
-                    .all(|(k, v)| p.config.labels.get(k) == Some(v))
-            })
-            .collect())
-    }
-
-    /// Stops every container and releases the namespaces; keeps the record.
-    /// A pod that does not exist is not an error (the kubelet retries).
-    pub async fn stop_pod(&self, id: &str) -> Result<(), RuntimeError> {
-        let mut pod = match self.pod(id) {
-            Ok(p) => p,
-            Err(RuntimeError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for c in self.containers_of(&pod.id)? {
-            self.stop_container(&c.id, 0).await?;
-        }
-        self.release_pod_resources(&pod).await;
-        if pod.state != PodState::NotReady {
-            pod.state = PodState::NotReady;
-            self.store.put(&pod)?;
-            info!(pod_id = %pod.id, "pod sandbox stopped");
-            self.emit_pod_event(crate::events::EventKind::Stopped, &pod);
-        }
-        Ok(())
-    }
-
-    /// Removes containers, namespaces, files and the record; idempotent.
-    pub async fn remove_pod(&self, id: &str) -> Result<(), RuntimeError> {
-        let pod = match self.pod(id) {
-            Ok(p) => p,
-            Err(RuntimeError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for c in self.containers_of(&pod.id)? {
-            self.remove_container(&c.id).await?;
-        }
-        crate::failpoint::hit("remove_pod.after_containers")?;
-        self.release_pod_resources(&pod).await;
-        crate::failpoint::hit("remove_pod.before_record")?;
-        let files = PathBuf::from(&pod.files_dir);
-        if let Err(e) = std::fs::remove_dir_all(&files) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                warn!(pod_id = %pod.id, error = %crate::errors::chain(&e), "cannot remove pod files");
-            }
-        }
-        self.store.delete::<PodRecord>(&pod.id)?;
-        self.names.release(&pod.config.name_key(), &pod.id);
-        info!(pod_id = %pod.id, "pod sandbox removed");
-        self.emit_pod_event(crate::events::EventKind::Deleted, &pod);
-        Ok(())
-    }
-
-    async fn release_pod_resources(&self, pod: &PodRecord) {
-        if pod.net_ns.is_some() {
-            if let Err(e) = self.detach_network(&pod.id).await {
-                warn!(pod_id = %pod.id, error = %crate::errors::chain(&e), "cannot release the pod network");
-            }
-        }
-        let dir = PathBuf::from(&pod.ns_dir);
-        let id = pod.id.clone();
-        let (infra_pid, infra_start) = (pod.infra_pid, pod.infra_start_time);
-        let _ = tokio::task::spawn_blocking(move || {
-            // Ends the shared PID namespace and whatever is left in it.
-            crate::sandbox::infra::kill(infra_pid, Some(infra_start));
-            if let Err(e) = ns::unpin(&dir) {
-                warn!(pod_id = %id, error = %crate::errors::chain(&e), "cannot release pod namespaces");
-            }
-        })
-        .await;
-    }
-}
-
-/// Exact ID match, else a unique prefix (crictl accepts truncated IDs).
-pub(crate) fn find_by_id<T>(items: Vec<T>, id: &str, key: impl Fn(&T) -> &str) -> Option<T> {
-    if id.is_empty() {
-        return None;
-    }
-    let mut prefixed = Vec::new();
-    for item in items {
-        if key(&item) == id {
-            return Some(item);
-        }
-        if key(&item).starts_with(id) {
-            prefixed.push(item);
-        }
-    }
-    (prefixed.len() == 1).then(|| prefixed.pop()).flatten()
 }
