@@ -1,17 +1,20 @@
 //! The container's mounts: the fixed ones, the pod's files, volumes
 //! (image volumes as snapshots of their own), device nodes, each placed
-//! inside the root filesystem; bidirectional volumes once init runs.
+//! inside the root filesystem (`container_mounts`); bidirectional volumes
+//! once init runs (`attach_shared_mounts`).
 
 use std::path::{Path, PathBuf};
 
+use crate::container::devices::Rule;
 use crate::container::lxc_config::{BindMount, Propagation};
+use crate::container::run_dir::RunDir;
 use crate::container::ContainerConfig;
 use crate::pod::PodRecord;
 use crate::runtime::error::RuntimeError;
 use crate::runtime::Runtime;
 
 /// A bind mount of `source` at `target` before it is placed.
-pub(super) fn bind(source: PathBuf, target: &str, file: bool, readonly: bool) -> BindMount {
+fn bind(source: PathBuf, target: &str, file: bool, readonly: bool) -> BindMount {
     BindMount {
         source,
         target: target.to_owned(),
@@ -32,7 +35,7 @@ fn depth(path: &str) -> usize {
 
 /// Resolves `m`'s target inside the container (`container::mountpoints`)
 /// and points the mount at the result.
-pub(super) fn place(
+fn place(
     tree: &mut crate::container::mountpoints::MountTree,
     m: &mut BindMount,
 ) -> Result<(), RuntimeError> {
@@ -51,9 +54,7 @@ pub(super) fn place(
 /// A non-privileged container gets the default allow-list plus its CRI
 /// devices; a privileged one every device node of the host and no policy
 /// (`None`: the node's).
-pub(super) fn devices(
-    config: &ContainerConfig,
-) -> Result<(Vec<BindMount>, Option<Vec<crate::container::devices::Rule>>), RuntimeError> {
+fn devices(config: &ContainerConfig) -> Result<(Vec<BindMount>, Option<Vec<Rule>>), RuntimeError> {
     use crate::container::devices;
     let mut nodes = Vec::new();
     for d in &config.devices {
@@ -123,6 +124,54 @@ pub(crate) fn image_volume_ids(snapshots: &crate::snapshot::Snapshots, id: &str)
 }
 
 impl Runtime {
+    /// Every bind mount of the container, each placed inside `rootfs`:
+    /// pvecri-init and the run dir, the pod's files and volumes, device
+    /// nodes; volumes are staged for a pod with its own user namespace.
+    /// Also the device policy (`devices`).
+    pub(super) fn container_mounts(
+        &self,
+        id: &str,
+        pod: &PodRecord,
+        config: &ContainerConfig,
+        rootfs: &Path,
+        run_dir: &RunDir,
+        idmap: Option<&crate::snapshot::Idmap>,
+    ) -> Result<(Vec<BindMount>, Option<Vec<Rule>>), RuntimeError> {
+        let mut tree = crate::container::mountpoints::MountTree::new(
+            rootfs,
+            idmap.map(|m| (m.uid, m.gid)),
+            config.privileged,
+        );
+        let mut fixed = vec![
+            bind(self.config.init_path.clone(), "/.pvecri-init", true, true),
+            bind(
+                run_dir.path().to_owned(),
+                crate::container::run_dir::IN_CONTAINER,
+                false,
+                false,
+            ),
+        ];
+        let mut volumes = self.volume_mounts(id, pod, config)?;
+        let (mut devices, device_rules) = devices(config)?;
+        for m in fixed
+            .iter_mut()
+            .chain(volumes.iter_mut())
+            .chain(devices.iter_mut())
+        {
+            place(&mut tree, m)?;
+        }
+        if let Some(map) = idmap {
+            let userns = std::fs::File::open(&map.userns)
+                .map_err(|e| RuntimeError::os("opening the pod's user namespace", id, e))?;
+            crate::container::staging::stage(&self.staging_dir(id), &mut volumes, &userns)
+                .map_err(|e| RuntimeError::os("staging volumes", id, crate::errors::chain(&e)))?;
+        }
+        let mut mounts = fixed;
+        mounts.append(&mut volumes);
+        mounts.append(&mut devices);
+        Ok((mounts, device_rules))
+    }
+
     /// The pod's hostname, hosts and resolv.conf files (unless a volume
     /// replaces one) and the requested volumes, parents before children
     /// (as containerd orders them), with image volumes' sub-paths resolved
