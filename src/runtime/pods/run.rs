@@ -319,8 +319,10 @@ fn make_namespaces(plan: &PodPlan) -> Result<(i32, Undo), RuntimeError> {
             0
         }
     };
-    // The shared PID namespace's holder, if any, goes first.
-    undo.push(move || crate::sandbox::infra::kill(infra_pid, None));
+    // The shared PID namespace's holder, if any, goes first; its start time,
+    // taken now, keeps the undo from killing a reused PID.
+    let infra_start = crate::sandbox::infra::proc_start_time(infra_pid);
+    undo.push(move || crate::sandbox::infra::kill(infra_pid, infra_start));
     Ok((infra_pid, undo))
 }
 
