@@ -12,6 +12,7 @@ mod names;
 mod network;
 mod pods;
 mod reconcile;
+mod rollback;
 mod security;
 mod stats;
 mod stream;

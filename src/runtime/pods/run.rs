@@ -1,0 +1,362 @@
+//! RunPodSandbox: the pod's files and pinned namespaces (inside its user
+//! namespace for `hostUsers: false`), the shared PID namespace's holder,
+//! the network, then the record.
+//!
+//! A failure undoes what the steps before it made: the blocking namespace
+//! step with an `Undo` guard (its own failures unwind inside it), the rest
+//! with the async `Rollback` its undo is handed to, which also frees the
+//! name (`crate::runtime::rollback`).
+
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::names::new_id;
+use crate::runtime::rollback::{Rollback, Undo};
+use crate::runtime::{now_ns, Runtime};
+use crate::sandbox::files::{write_pod_files, DnsConfig, FilesError};
+use crate::sandbox::ns::{self, NsKind, PinRequest};
+
+/// What can fail while making a pod's namespaces.
+#[derive(Debug, thiserror::Error)]
+enum PodNsError {
+    #[error(transparent)]
+    Pin(#[from] ns::NsError),
+    #[error(transparent)]
+    Userns(#[from] crate::sandbox::userns::UsernsError),
+    #[error(transparent)]
+    Infra(#[from] crate::sandbox::infra::InfraError),
+}
+
+fn pin_error(id: &str, e: PodNsError) -> RuntimeError {
+    match e {
+        PodNsError::Pin(
+            ns::NsError::Sysctl(_) | ns::NsError::SysctlWrite { .. } | ns::NsError::Hostname(_),
+        ) => RuntimeError::Invalid {
+            field: "config.linux.sysctls",
+            message: crate::errors::chain(&e),
+        },
+        other => RuntimeError::os("pinning pod namespaces", id, crate::errors::chain(&other)),
+    }
+}
+
+/// The namespaces of a `hostUsers: false` pod: the helper makes the user
+/// namespace and the others inside it, then they are pinned (configured as
+/// usual from a thread that joins them). Returns the shared PID
+/// namespace's PID 1, or 0. Blocking.
+fn userns_namespaces(
+    init: &Path,
+    ids: &crate::sandbox::userns::UserNamespace,
+    pin: &PinRequest,
+    shared_pid: bool,
+) -> Result<i32, PodNsError> {
+    let mut args: Vec<&str> = pin.kinds.iter().map(|k| k.name()).collect();
+    if shared_pid {
+        args.push("pid");
+    }
+    let holder = crate::sandbox::userns::Holder::start(init, ids, &args)?;
+    let pid1 = holder.pid1.unwrap_or(0);
+    let pinned = (|| -> Result<(), PodNsError> {
+        ns::pin(&PinRequest {
+            join: Some(holder.pid()),
+            ..*pin
+        })?;
+        holder.pin_user(pin.dir)?;
+        if pid1 > 0 {
+            crate::sandbox::infra::pin(pin.dir, pid1)?;
+        }
+        Ok(())
+    })();
+    holder.finish();
+    if let Err(e) = pinned {
+        crate::sandbox::infra::kill(pid1, None);
+        return Err(e);
+    }
+    Ok(pid1)
+}
+
+/// What RunPodSandbox makes for a pod, where, and how, decided before
+/// any of it is made.
+#[derive(Clone)]
+struct PodPlan {
+    id: String,
+    ns_dir: PathBuf,
+    files_dir: PathBuf,
+    hostname: String,
+    /// The namespaces pinned for the pod (the PID namespace aside).
+    kinds: Vec<NsKind>,
+    sysctls: Vec<(String, String)>,
+    dns: Option<DnsConfig>,
+    log_dir: String,
+    shared_pid: bool,
+    userns: Option<crate::sandbox::userns::UserNamespace>,
+    init: PathBuf,
+}
+
+impl PodPlan {
+    /// The path of the pinned namespace `kind`, if the pod has its own.
+    fn ns_path(&self, kind: NsKind, name: &str) -> Option<String> {
+        self.kinds
+            .contains(&kind)
+            .then(|| self.ns_dir.join(name).display().to_string())
+    }
+}
+
+impl Runtime {
+    pub async fn run_pod(&self, config: PodConfig) -> Result<String, RuntimeError> {
+        if config.name.is_empty() {
+            return Err(RuntimeError::Invalid {
+                field: "config.metadata.name",
+                message: "a pod name is required".into(),
+            });
+        }
+        let id = new_id();
+        let key = config.name_key();
+        self.names
+            .reserve(&key, &id)
+            .map_err(|holder| RuntimeError::NameTaken {
+                what: "pod",
+                key: key.clone(),
+                holder,
+            })?;
+        // Undone last: the name, once whatever the steps made is gone.
+        let mut rollback = Rollback::new();
+        rollback.push(async { self.names.release(&key, &id) });
+        match self.run_pod_reserved(&id, config, &mut rollback).await {
+            Ok(()) => {
+                rollback.disarm();
+                Ok(id)
+            }
+            Err(e) => {
+                rollback.run().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The steps of RunPodSandbox once its name is reserved; each registers
+    /// its undo in `rollback`, which the caller runs on failure.
+    async fn run_pod_reserved<'a>(
+        &'a self,
+        id: &'a str,
+        config: PodConfig,
+        rollback: &mut Rollback<'a>,
+    ) -> Result<(), RuntimeError> {
+        let plan = self.pod_plan(id, &config);
+        self.require_userns_support(&config)?;
+        let infra_pid = make_namespaces_blocking(plan.clone(), rollback).await?;
+        let net_ns = plan.ns_path(NsKind::Net, "net");
+        let network_started = std::time::Instant::now();
+        crate::failpoint::hit("run_pod.after_namespaces")?;
+        let ips = match &net_ns {
+            Some(netns) => {
+                let ips = self.attach_network(id, Path::new(netns), &config).await?;
+                rollback.push(async move {
+                    if let Err(e) = self.detach_network(id).await {
+                        warn!(pod_id = %id, error = %crate::errors::chain(&e), "cannot release the pod network");
+                    }
+                });
+                ips
+            }
+            None => Vec::new(),
+        };
+        let network_us = network_started.elapsed().as_micros() as u64;
+        let record = PodRecord {
+            id: id.to_owned(),
+            state: PodState::Ready,
+            created_at_ns: now_ns(),
+            ns_dir: plan.ns_dir.display().to_string(),
+            net_ns,
+            ipc_ns: plan.ns_path(NsKind::Ipc, "ipc"),
+            uts_ns: plan.ns_path(NsKind::Uts, "uts"),
+            files_dir: plan.files_dir.display().to_string(),
+            ips,
+            pid_ns: (infra_pid > 0).then(|| plan.ns_dir.join("pid").display().to_string()),
+            infra_pid,
+            infra_start_time: crate::sandbox::infra::proc_start_time(infra_pid).unwrap_or_default(),
+            user_ns: plan
+                .userns
+                .map(|_| plan.ns_dir.join("user").display().to_string()),
+            config,
+        };
+        crate::failpoint::hit("run_pod.after_network")?;
+        crate::failpoint::hit("run_pod.before_record")?;
+        self.store.put(&record)?;
+        info!(pod_id = id, name = %record.config.name, namespace = %record.config.namespace, ips = ?record.ips, network_us, "pod sandbox ready");
+        self.emit_pod_ready(&record);
+        Ok(())
+    }
+
+    fn pod_plan(&self, id: &str, config: &PodConfig) -> PodPlan {
+        // No hostname asked for: the node's, as containerd does.
+        let hostname = if config.hostname.is_empty() {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".to_owned())
+        } else {
+            config.hostname.clone()
+        };
+        let mut kinds = Vec::new();
+        if config.network != NsMode::Node {
+            kinds.push(NsKind::Net);
+            kinds.push(NsKind::Uts);
+        }
+        if config.ipc != NsMode::Node {
+            kinds.push(NsKind::Ipc);
+        }
+        PodPlan {
+            id: id.to_owned(),
+            ns_dir: self.config.runtime_dir.join("ns").join(id),
+            files_dir: self.config.state_dir.join("sandboxes").join(id),
+            hostname,
+            kinds,
+            sysctls: config.sysctls.clone().into_iter().collect(),
+            dns: config.dns.as_ref().map(|d| DnsConfig {
+                servers: d.servers.clone(),
+                searches: d.searches.clone(),
+                options: d.options.clone(),
+            }),
+            log_dir: config.log_directory.clone(),
+            shared_pid: config.pid == NsMode::Pod,
+            userns: config.userns,
+            init: self.config.init_path.clone(),
+        }
+    }
+
+    /// A `hostUsers: false` pod needs user namespaces on this node.
+    fn require_userns_support(&self, config: &PodConfig) -> Result<(), RuntimeError> {
+        if config.userns.is_some() {
+            if let Err(why) = &self.userns_support {
+                return Err(RuntimeError::WrongState {
+                    what: "node",
+                    id: "user namespaces".into(),
+                    state: "unavailable".into(),
+                    message: format!(
+                        "hostUsers: false pods cannot run here: {}",
+                        crate::errors::chain(why)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pod's files and namespaces, made off the async threads. What they
+/// made is registered in `rollback` as one blocking undo.
+async fn make_namespaces_blocking(
+    plan: PodPlan,
+    rollback: &mut Rollback<'_>,
+) -> Result<i32, RuntimeError> {
+    let id = plan.id.clone();
+    let (infra_pid, undo) = tokio::task::spawn_blocking(move || make_namespaces(&plan))
+        .await
+        .map_err(|e| RuntimeError::os("run pod", &id, e))??;
+    rollback.push_blocking(undo.into_action());
+    Ok(infra_pid)
+}
+
+/// Writes the pod's files, pins its namespaces and starts the shared PID
+/// namespace's holder; returns the holder's PID (or 0) and the undo of it
+/// all. A failing step drops the `Undo`, undoing the steps before it:
+/// the pod files are removed once pinning starts (a failure writing them
+/// leaves them, as ever), the pins once there are any. Blocking.
+fn make_namespaces(plan: &PodPlan) -> Result<(i32, Undo), RuntimeError> {
+    write_files(plan)?;
+    let mut undo = Undo::new();
+    let files_dir = plan.files_dir.clone();
+    undo.push(move || {
+        let _ = std::fs::remove_dir_all(&files_dir);
+    });
+    let ns_dir = plan.ns_dir.clone();
+    let unpin = move || {
+        let _ = ns::unpin(&ns_dir);
+    };
+    let infra_pid = if let Some(ids) = &plan.userns {
+        // The helper may have pinned some before failing.
+        undo.push(unpin);
+        userns_namespaces(
+            &plan.init,
+            ids,
+            &PinRequest {
+                dir: &plan.ns_dir,
+                kinds: &plan.kinds,
+                hostname: Some(plan.hostname.as_str()),
+                sysctls: &plan.sysctls,
+                join: None,
+            },
+            plan.shared_pid,
+        )
+        .map_err(|e| pin_error(&plan.id, e))?
+    } else {
+        if !plan.kinds.is_empty() {
+            let uts_hostname = plan
+                .kinds
+                .contains(&NsKind::Uts)
+                .then_some(plan.hostname.as_str());
+            ns::pin(&PinRequest {
+                dir: &plan.ns_dir,
+                kinds: &plan.kinds,
+                hostname: uts_hostname,
+                sysctls: &plan.sysctls,
+                join: None,
+            })
+            .map_err(|e| pin_error(&plan.id, PodNsError::Pin(e)))?;
+        }
+        undo.push(unpin);
+        if plan.shared_pid {
+            crate::sandbox::infra::start(&plan.init, &plan.ns_dir).map_err(|e| {
+                RuntimeError::os(
+                    "starting the pod's PID namespace holder",
+                    &plan.id,
+                    crate::errors::chain(&e),
+                )
+            })?
+        } else {
+            0
+        }
+    };
+    // The shared PID namespace's holder, if any, goes first; its start time,
+    // taken now, keeps the undo from killing a reused PID.
+    let infra_start = crate::sandbox::infra::proc_start_time(infra_pid);
+    undo.push(move || crate::sandbox::infra::kill(infra_pid, infra_start));
+    Ok((infra_pid, undo))
+}
+
+/// The pod's hostname, hosts and resolv.conf files and its log directory.
+/// Blocking.
+fn write_files(plan: &PodPlan) -> Result<(), RuntimeError> {
+    let id = plan.id.as_str();
+    write_pod_files(
+        &plan.files_dir,
+        &plan.hostname,
+        plan.dns.as_ref(),
+        Path::new("/etc/resolv.conf"),
+    )
+    .map_err(|e| match e {
+        FilesError::Hostname(_) => RuntimeError::Invalid {
+            field: "config.hostname",
+            message: crate::errors::chain(&e),
+        },
+        FilesError::InvalidDns { .. } => RuntimeError::Invalid {
+            field: "config.dns_config",
+            message: crate::errors::chain(&e),
+        },
+        other => RuntimeError::os("writing pod files", id, crate::errors::chain(&other)),
+    })?;
+    if !plan.log_dir.is_empty() {
+        std::fs::create_dir_all(&plan.log_dir)
+            .map_err(|e| RuntimeError::os("creating the log directory", id, e))?;
+    }
+    if plan.userns.is_some() {
+        // The pod's files are bound into its containers by liblxc acting
+        // as the pod's (unprivileged) root.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&plan.files_dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| RuntimeError::os("opening the pod files dir", id, e))?;
+    }
+    Ok(())
+}
