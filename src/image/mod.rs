@@ -11,7 +11,6 @@ pub mod record;
 pub mod reference;
 pub mod registry;
 pub mod spec;
-pub mod unpack;
 
 pub use error::ImageError;
 pub use manager::{resolve, FsUsage, ImageManager};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::io;
 use super::{container_dir_name, copy::copy_tree, id_hex, Idmap, SnapshotError, Snapshotter};
-use crate::image::unpack::{unpack_layer, WhiteoutMode};
+use crate::snapshot::unpack::{unpack_layer, WhiteoutMode};
 
 const TMP_PREFIX: &str = ".tmp-";
 

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::image::unpack::UnpackError;
+use crate::snapshot::unpack::UnpackError;
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {

@@ -16,6 +16,7 @@ mod copy;
 mod dir;
 mod error;
 mod overlay;
+pub mod unpack;
 mod usage;
 
 pub use dir::DirSnapshotter;

@@ -21,7 +21,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::error::io;
 use super::{container_dir_name, id_hex, Idmap, SnapshotError, Snapshotter};
-use crate::image::unpack::{unpack_layer, WhiteoutMode};
+use crate::snapshot::unpack::{unpack_layer, WhiteoutMode};
 
 /// The kernel copies mount data into one page, NUL included.
 const MAX_MOUNT_DATA: usize = 4095;

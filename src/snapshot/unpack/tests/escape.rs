@@ -7,7 +7,7 @@ use std::path::Path;
 use tar::EntryType;
 
 use super::{Layer, Scratch};
-use crate::image::unpack::{UnpackError, WhiteoutMode};
+use crate::snapshot::unpack::{UnpackError, WhiteoutMode};
 
 /// Unpacks `layer` in both modes and asserts it is refused as an escape
 /// naming `entry`, with nothing changed outside `dest`.

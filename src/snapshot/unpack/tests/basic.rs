@@ -6,7 +6,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use tar::EntryType;
 
 use super::{needs_root, Layer, Scratch, MTIME};
-use crate::image::unpack::{xattr, UnpackStats, WhiteoutMode};
+use crate::snapshot::unpack::{xattr, UnpackStats, WhiteoutMode};
 
 #[test]
 fn files_dirs_symlinks_and_hardlinks_are_recreated() {
@@ -172,7 +172,7 @@ fn user_xattrs_from_pax_are_set() {
         .file("d/f", b"x", 0o644)
         .tar();
     match s.unpack(&layer, WhiteoutMode::Overlay) {
-        Err(crate::image::unpack::UnpackError::Io { source, .. })
+        Err(crate::snapshot::unpack::UnpackError::Io { source, .. })
             if source.raw_os_error() == Some(libc::EOPNOTSUPP) =>
         {
             eprintln!("skipping user_xattrs_from_pax_are_set: filesystem lacks user xattrs");
@@ -264,7 +264,7 @@ fn non_directory_root_entry_is_invalid() {
     let layer = Layer::new().symlink(".", "/").tar();
     let err = s.unpack(&layer, WhiteoutMode::Overlay).unwrap_err();
     assert!(
-        matches!(err, crate::image::unpack::UnpackError::Invalid { .. }),
+        matches!(err, crate::snapshot::unpack::UnpackError::Invalid { .. }),
         "{err}"
     );
 }

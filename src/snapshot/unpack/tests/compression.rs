@@ -3,7 +3,7 @@
 use std::fs;
 
 use super::{gzip, zstd, Layer, Scratch};
-use crate::image::unpack::{UnpackError, WhiteoutMode};
+use crate::snapshot::unpack::{UnpackError, WhiteoutMode};
 
 fn sample() -> Vec<u8> {
     Layer::new()
@@ -75,12 +75,12 @@ fn missing_blob_and_destination_are_reported() {
     let mut s = Scratch::new();
     let missing = s.dest().join("no-such-blob");
     let err =
-        crate::image::unpack::unpack_layer(&missing, &s.dest(), WhiteoutMode::Overlay).unwrap_err();
+        crate::snapshot::unpack::unpack_layer(&missing, &s.dest(), WhiteoutMode::Overlay).unwrap_err();
     assert!(matches!(err, UnpackError::OpenLayer { .. }), "{err:?}");
 
     let blob = s.blob(&sample());
     let err =
-        crate::image::unpack::unpack_layer(&blob, &s.dest().join("nope"), WhiteoutMode::Overlay)
+        crate::snapshot::unpack::unpack_layer(&blob, &s.dest().join("nope"), WhiteoutMode::Overlay)
             .unwrap_err();
     assert!(matches!(err, UnpackError::OpenDest { .. }), "{err:?}");
 }

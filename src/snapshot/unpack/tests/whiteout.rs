@@ -5,7 +5,7 @@ use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::{names, needs_root, Layer, Scratch};
-use crate::image::unpack::{xattr, UnpackError, WhiteoutMode};
+use crate::snapshot::unpack::{xattr, UnpackError, WhiteoutMode};
 
 fn write(path: &Path, data: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
