@@ -74,8 +74,8 @@ fn bad_tar_header_checksum_is_corrupt() {
 fn missing_blob_and_destination_are_reported() {
     let mut s = Scratch::new();
     let missing = s.dest().join("no-such-blob");
-    let err =
-        crate::snapshot::unpack::unpack_layer(&missing, &s.dest(), WhiteoutMode::Overlay).unwrap_err();
+    let err = crate::snapshot::unpack::unpack_layer(&missing, &s.dest(), WhiteoutMode::Overlay)
+        .unwrap_err();
     assert!(matches!(err, UnpackError::OpenLayer { .. }), "{err:?}");
 
     let blob = s.blob(&sample());
