@@ -103,9 +103,26 @@ pub fn files(v2: bool, r: &Resources) -> Vec<(String, String)> {
     out
 }
 
+/// Why a resource value from a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceError {
+    #[error("{0:?} is not a cpu or node list like \"0-3,8\"")]
+    CpuList(String),
+    #[error("{0:?} is not a cgroup file name")]
+    FileName(String),
+    #[error("{key:?} is not a file of a resource controller ({controllers})")]
+    NotAResourceFile { key: String, controllers: String },
+    #[error(transparent)]
+    Text(#[from] crate::security::input::InputError),
+    #[error("{0:?} has an empty value")]
+    Empty(String),
+    #[error("{0:?} has leading or trailing white space")]
+    WhiteSpace(String),
+}
+
 /// A cpuset list as the kernel reads it: numbers and ranges separated by
 /// commas (`0-3,8`), or empty.
-pub fn check_cpuset(value: &str) -> Result<(), String> {
+pub fn check_cpuset(value: &str) -> Result<(), ResourceError> {
     let number = |s: &str| !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit());
     let ok = value.is_empty()
         || value.split(',').all(|part| match part.split_once('-') {
@@ -115,9 +132,7 @@ pub fn check_cpuset(value: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{value:?} is not a cpu or node list like \"0-3,8\""
-        ))
+        Err(ResourceError::CpuList(value.to_owned()))
     }
 }
 
@@ -131,29 +146,29 @@ const UNIFIED_CONTROLLERS: &[&str] = &[
 /// the device policy (liblxc turns `lxc.cgroup2.devices.*` into the
 /// container's device program) and `cgroup.*` files shape the hierarchy.
 /// The value is written as one config line: no control characters.
-pub fn check_unified(key: &str, value: &str) -> Result<(), String> {
+pub fn check_unified(key: &str, value: &str) -> Result<(), ResourceError> {
     let valid_name = !key.is_empty()
         && key
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
     let controller = key.split('.').next().unwrap_or_default();
     if !valid_name || !key.contains('.') || key.contains("..") {
-        return Err(format!("{key:?} is not a cgroup file name"));
+        return Err(ResourceError::FileName(key.to_owned()));
     }
     if !UNIFIED_CONTROLLERS.contains(&controller) {
-        return Err(format!(
-            "{key:?} is not a file of a resource controller ({})",
-            UNIFIED_CONTROLLERS.join(", ")
-        ));
+        return Err(ResourceError::NotAResourceFile {
+            key: key.to_owned(),
+            controllers: UNIFIED_CONTROLLERS.join(", "),
+        });
     }
-    crate::security::input::check_text(value).map_err(|e| e.to_string())?;
+    crate::security::input::check_text(value)?;
     if value.is_empty() {
         // liblxc reads `lxc.cgroup2.<file> =` as "clear every cgroup2
         // setting", the device rules included.
-        return Err(format!("{key:?} has an empty value"));
+        return Err(ResourceError::Empty(key.to_owned()));
     }
     if value.trim() != value {
-        return Err(format!("{value:?} has leading or trailing white space"));
+        return Err(ResourceError::WhiteSpace(value.to_owned()));
     }
     Ok(())
 }

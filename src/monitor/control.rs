@@ -62,8 +62,12 @@ impl ControlServer {
         self.listener.as_fd()
     }
 
-    /// Serves every pending connection; `reopen` runs `on_reopen`.
-    pub fn serve_pending(&self, mut on_reopen: impl FnMut() -> Result<(), String>) {
+    /// Serves every pending connection; `reopen` runs `on_reopen`, whose
+    /// error (with its causes) is the answer.
+    pub fn serve_pending<E: std::error::Error + 'static>(
+        &self,
+        mut on_reopen: impl FnMut() -> Result<(), E>,
+    ) {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
@@ -87,9 +91,9 @@ impl ControlServer {
     }
 }
 
-fn serve_one(
+fn serve_one<E: std::error::Error + 'static>(
     stream: UnixStream,
-    on_reopen: &mut impl FnMut() -> Result<(), String>,
+    on_reopen: &mut impl FnMut() -> Result<(), E>,
 ) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
@@ -99,7 +103,7 @@ fn serve_one(
     let answer = match line.trim_end_matches('\n') {
         "reopen" => match on_reopen() {
             Ok(()) => "ok\n".to_owned(),
-            Err(why) => format!("err {}\n", why.replace('\n', " ")),
+            Err(why) => format!("err {}\n", crate::errors::chain(&why).replace('\n', " ")),
         },
         _ => "err unknown command\n".to_owned(),
     };
@@ -159,7 +163,7 @@ mod tests {
     fn exchange<T: Send + 'static>(
         server: &ControlServer,
         client: impl FnOnce() -> T + Send + 'static,
-        on_reopen: impl FnMut() -> Result<(), String>,
+        on_reopen: impl FnMut() -> Result<(), io::Error>,
     ) -> T {
         let handle = std::thread::spawn(client);
         let mut on_reopen = on_reopen;
@@ -197,7 +201,7 @@ mod tests {
         let err = exchange(
             &server,
             move || request_reopen(&run_dir, Duration::from_secs(5)),
-            || Err("disk\nfull".into()),
+            || Err(io::Error::other("disk\nfull")),
         )
         .unwrap_err();
         assert!(

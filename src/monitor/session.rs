@@ -194,7 +194,7 @@ impl<'a> Session<'a> {
                 let log = &mut self.log;
                 self.control.serve_pending(|| {
                     tracing::info!("reopening the container log");
-                    log.reopen().map_err(|e| error_chain(&e))
+                    log.reopen()
                 });
             }
             if r_oom {

@@ -6,6 +6,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// A name already claimed, and by which ID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("already reserved by {holder}")]
+pub struct Taken {
+    pub holder: String,
+}
+
 #[derive(Default)]
 pub struct Names {
     taken: Mutex<HashMap<String, String>>,
@@ -13,10 +20,12 @@ pub struct Names {
 
 impl Names {
     /// Claims `key` for `id`; on conflict returns the ID that holds it.
-    pub fn reserve(&self, key: &str, id: &str) -> Result<(), String> {
+    pub fn reserve(&self, key: &str, id: &str) -> Result<(), Taken> {
         let mut taken = self.taken.lock().expect("names lock poisoned");
         match taken.get(key) {
-            Some(holder) => Err(holder.clone()),
+            Some(holder) => Err(Taken {
+                holder: holder.clone(),
+            }),
             None => {
                 taken.insert(key.to_owned(), id.to_owned());
                 Ok(())
@@ -61,7 +70,7 @@ mod tests {
     fn reserve_and_release() {
         let n = Names::default();
         n.reserve("a", "1").unwrap();
-        assert_eq!(n.reserve("a", "2"), Err("1".into()));
+        assert_eq!(n.reserve("a", "2"), Err(Taken { holder: "1".into() }));
         n.release("a", "2");
         assert!(n.reserve("a", "3").is_err());
         n.release("a", "1");

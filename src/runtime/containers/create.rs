@@ -58,11 +58,13 @@ impl Runtime {
         let key = config.name_key(&pod.id);
         self.names
             .reserve(&key, &id)
-            .map_err(|holder| RuntimeError::NameTaken {
-                what: "container",
-                key: key.clone(),
-                holder,
-            })?;
+            .map_err(
+                |crate::runtime::names::Taken { holder }| RuntimeError::NameTaken {
+                    what: "container",
+                    key: key.clone(),
+                    holder,
+                },
+            )?;
         let rollback = self.create_rollback(&id, &key, &pod, new_log_file(&pod, &config));
         match self.create_reserved(&id, &pod, config).await {
             Ok(()) => {

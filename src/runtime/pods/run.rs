@@ -116,11 +116,13 @@ impl Runtime {
         let key = config.name_key();
         self.names
             .reserve(&key, &id)
-            .map_err(|holder| RuntimeError::NameTaken {
-                what: "pod",
-                key: key.clone(),
-                holder,
-            })?;
+            .map_err(
+                |crate::runtime::names::Taken { holder }| RuntimeError::NameTaken {
+                    what: "pod",
+                    key: key.clone(),
+                    holder,
+                },
+            )?;
         // Undone last: the name, once whatever the steps made is gone.
         let mut rollback = Rollback::new();
         rollback.push(async { self.names.release(&key, &id) });
