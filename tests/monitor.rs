@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use pvecri::cgroups::tree;
-use pvecri::container::run_dir::RunDir;
-use pvecri::monitor::{self, ExitReason, ExitRecord, MonitorArgs, Readiness};
+use pvecri::testing::cgroups::tree;
+use pvecri::testing::container::RunDir;
+use pvecri::testing::monitor::{self, ExitReason, ExitRecord, MonitorArgs, Readiness};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
 const TIMEOUT: Duration = Duration::from_secs(20);

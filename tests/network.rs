@@ -40,7 +40,7 @@ struct NodeState {
 fn node_state(bridge: &str, tag: &str, pods: &[String]) -> NodeState {
     let ours: BTreeSet<String> = pods
         .iter()
-        .map(|p| pvecri::network::host_veth_name(p))
+        .map(|p| pvecri::testing::network::host_veth_name(p))
         .chain([bridge.to_owned()])
         .collect();
     let links = run("ip", &["-o", "link", "show"])
@@ -60,7 +60,7 @@ fn node_state(bridge: &str, tag: &str, pods: &[String]) -> NodeState {
 fn veth_count(pods: &[String]) -> usize {
     let names: BTreeSet<String> = pods
         .iter()
-        .map(|p| pvecri::network::host_veth_name(p))
+        .map(|p| pvecri::testing::network::host_veth_name(p))
         .collect();
     run("ip", &["-o", "link", "show"])
         .lines()

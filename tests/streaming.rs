@@ -650,9 +650,9 @@ async fn slow_and_excess_streaming_connections_are_closed() {
 /// gets REFUSED_STREAM for the extra one, the rest are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spdy_streams_past_the_limit_are_refused() {
-    use pvecri::streaming::spdy::frame::{self, Frame, FrameHead};
-    use pvecri::streaming::spdy::headers::{Compressor, Decompressor};
-    use pvecri::streaming::spdy::session::MAX_STREAMS;
+    use pvecri::testing::spdy::frame::{self, Frame, FrameHead};
+    use pvecri::testing::spdy::{Compressor, Decompressor};
+    use pvecri::testing::spdy::MAX_STREAMS;
 
     if !ready("spdy_streams_past_the_limit_are_refused") {
         return;

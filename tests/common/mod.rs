@@ -35,7 +35,7 @@ pub fn require_root(test: &str) -> bool {
 /// A running daemon with its own temporary directories. Stopped on drop.
 pub struct Daemon {
     child: Option<Child>,
-    /// `PVECRI_FAILPOINTS` for the next (re)start; see `pvecri::failpoint`.
+    /// `PVECRI_FAILPOINTS` for the next (re)start; see `pvecri::testing::failpoint`.
     pub failpoints: Option<String>,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
