@@ -59,8 +59,8 @@ pub mod testing {
 
     /// The per-container run directory shared by the daemon and monitor.
     pub mod container {
+        pub use crate::container::record::ContainerRecord;
         pub use crate::container::run_dir::RunDir;
-        pub use crate::container::ContainerRecord;
     }
 
     /// Names of the failure points `PVECRI_FAILPOINTS` accepts.
@@ -70,9 +70,10 @@ pub mod testing {
 
     /// The per-container monitor process, driven without the daemon.
     pub mod monitor {
-        pub use crate::monitor::{
-            request_reopen, ExitReason, ExitRecord, MonitorArgs, Readiness, DEFAULT_MAX_LINE,
-        };
+        pub use crate::monitor::control::request_reopen;
+        pub use crate::monitor::exit::{ExitReason, ExitRecord};
+        pub use crate::monitor::ready::Readiness;
+        pub use crate::monitor::{MonitorArgs, DEFAULT_MAX_LINE};
     }
 
     /// Host-side names the tests look for.
@@ -82,7 +83,7 @@ pub mod testing {
 
     /// Pod records, to delete one behind the daemon's back.
     pub mod pod {
-        pub use crate::pod::PodRecord;
+        pub use crate::pod::record::PodRecord;
     }
 
     /// User namespaces for the idmapped-mount snapshot tests.

@@ -19,7 +19,7 @@ impl Container {
     ///
     /// Rarely needed: `lxc_container_new` (that is, [`Container::open`])
     /// already loads `<lxcpath>/<name>/config` when the file exists.
-    pub fn load_config(&self, path: Option<&Path>) -> Result<(), LxcError> {
+    pub(crate) fn load_config(&self, path: Option<&Path>) -> Result<(), LxcError> {
         let c_path = match path {
             Some(p) => Some(cstring("config path", &p.to_string_lossy())?),
             None => None,
@@ -34,7 +34,7 @@ impl Container {
 
     /// Chooses between a daemonized start (liblxc double-forks and the
     /// caller gets no exit status) and a foreground one.
-    pub fn want_daemonize(&self, daemonize: bool) -> Result<(), LxcError> {
+    pub(crate) fn want_daemonize(&self, daemonize: bool) -> Result<(), LxcError> {
         let c = self.raw();
         // SAFETY: live container; the call only sets a flag on it.
         let ok = unsafe {
@@ -47,7 +47,7 @@ impl Container {
 
     /// The value of a config item as liblxc holds it in memory, `None` when
     /// liblxc does not know the key. An unset item is usually `Some("")`.
-    pub fn config_item(&self, key: &str) -> Option<String> {
+    pub(crate) fn config_item(&self, key: &str) -> Option<String> {
         let k = cstring("config key", key).ok()?;
         let c = self.raw();
         // SAFETY: live container; with a NULL buffer and length 0 liblxc only
@@ -76,7 +76,7 @@ impl Container {
 
     /// Every config key liblxc knows (`get_keys` without a key), for
     /// checking which ones a config file really set.
-    pub fn known_config_keys(&self) -> Vec<String> {
+    pub(crate) fn known_config_keys(&self) -> Vec<String> {
         let c = self.raw();
         // SAFETY: live container; with a NULL key liblxc lists its config
         // table, and with a NULL buffer and length 0 only reports the length.
@@ -131,7 +131,7 @@ impl Container {
     /// threaded process and fails. When this returns an error,
     /// [`Container::error_num`] is not a wait status (liblxc leaves 1 there
     /// for failures before init ran).
-    pub fn start_foreground(&self) -> Result<i32, LxcError> {
+    pub(crate) fn start_foreground(&self) -> Result<i32, LxcError> {
         let c = self.raw();
         // SAFETY: live container; argv NULL means "use lxc.init.cmd". liblxc
         // forks inside this call, which is sound because the documented
@@ -147,7 +147,7 @@ impl Container {
 
     /// liblxc's `error_num` field: after a foreground start, init's raw wait
     /// status.
-    pub fn error_num(&self) -> i32 {
+    pub(crate) fn error_num(&self) -> i32 {
         let c = self.raw();
         // SAFETY: live container; a plain int field read while no other
         // call on this handle runs (`Container` is not `Sync`).
@@ -158,7 +158,7 @@ impl Container {
     /// socket. `None` while the container is stopped or still being set up
     /// (liblxc answers commands only once it has entered its main loop,
     /// which is after it marked the container RUNNING).
-    pub fn init_pid(&self) -> Option<i32> {
+    pub(crate) fn init_pid(&self) -> Option<i32> {
         let c = self.raw();
         // SAFETY: live container; the call only talks to the command socket.
         let pid = unsafe { (*c).init_pid.map(|f| f(c)).unwrap_or(-1) };
@@ -167,7 +167,7 @@ impl Container {
 
     /// Waits up to `timeout_secs` (-1: forever, 0: just check) for liblxc
     /// state `state` (`RUNNING`, `STOPPED`, ...). True when it was reached.
-    pub fn wait_state(&self, state: &str, timeout_secs: i32) -> bool {
+    pub(crate) fn wait_state(&self, state: &str, timeout_secs: i32) -> bool {
         let Ok(s) = cstring("state", state) else {
             return false;
         };
@@ -182,7 +182,7 @@ impl Container {
 
     /// Kills the container: liblxc sends SIGKILL to its init, which takes the
     /// whole PID namespace down with it. Succeeds when it is not running.
-    pub fn stop(&self) -> Result<(), LxcError> {
+    pub(crate) fn stop(&self) -> Result<(), LxcError> {
         let c = self.raw();
         // SAFETY: live container; the call only talks to the command socket.
         let ok = unsafe { (*c).stop.map(|f| f(c)).unwrap_or(false) };

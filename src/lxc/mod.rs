@@ -14,14 +14,14 @@ mod container;
 mod error;
 mod lifecycle;
 
-pub use attach::AttachOptions;
-pub use container::Container;
-pub use error::LxcError;
+pub(crate) use attach::AttachOptions;
+pub(crate) use container::Container;
+pub(crate) use error::LxcError;
 
 use std::ffi::{CStr, CString};
 
 /// The liblxc version linked at run time, e.g. `5.0.2`.
-pub fn version() -> String {
+pub(crate) fn version() -> String {
     // SAFETY: lxc_get_version returns a pointer to a static NUL-terminated
     // string owned by liblxc; it is never freed.
     let ptr = unsafe { lxc_sys::lxc_get_version() };
@@ -35,7 +35,7 @@ pub fn version() -> String {
 }
 
 /// Parses `major.minor` out of a liblxc version string.
-pub fn parse_version(version: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_version(version: &str) -> Option<(u32, u32)> {
     let mut parts = version.split(|c: char| !c.is_ascii_digit());
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
@@ -44,7 +44,7 @@ pub fn parse_version(version: &str) -> Option<(u32, u32)> {
 
 /// Whether the linked liblxc advertises an API extension
 /// (the list `lxc-info --api-extensions` would print).
-pub fn has_api_extension(name: &str) -> bool {
+pub(crate) fn has_api_extension(name: &str) -> bool {
     let Ok(name) = CString::new(name) else {
         return false;
     };
@@ -55,7 +55,7 @@ pub fn has_api_extension(name: &str) -> bool {
 
 /// Whether the linked liblxc understands a config key such as
 /// `lxc.namespace.share.net`.
-pub fn config_item_supported(key: &str) -> bool {
+pub(crate) fn config_item_supported(key: &str) -> bool {
     let Ok(key) = CString::new(key) else {
         return false;
     };

@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 #[derive(Default)]
-pub struct Names {
+pub(super) struct Names {
     taken: Mutex<HashMap<String, String>>,
 }
 
 impl Names {
     /// Claims `key` for `id`; on conflict returns the ID that holds it.
-    pub fn reserve(&self, key: &str, id: &str) -> Result<(), String> {
+    pub(super) fn reserve(&self, key: &str, id: &str) -> Result<(), String> {
         let mut taken = self.taken.lock().expect("names lock poisoned");
         match taken.get(key) {
             Some(holder) => Err(holder.clone()),
@@ -25,7 +25,7 @@ impl Names {
     }
 
     /// Frees `key` if `id` holds it.
-    pub fn release(&self, key: &str, id: &str) {
+    pub(super) fn release(&self, key: &str, id: &str) {
         let mut taken = self.taken.lock().expect("names lock poisoned");
         if taken.get(key).is_some_and(|holder| holder == id) {
             taken.remove(key);
@@ -35,7 +35,7 @@ impl Names {
 
 /// A fresh 64-hex-digit ID, never all digits (so it can never look like a
 /// Proxmox VMID to tooling that sees the LXC container name).
-pub fn new_id() -> String {
+pub(super) fn new_id() -> String {
     loop {
         let mut bytes = [0u8; 32];
         getrandom(&mut bytes);

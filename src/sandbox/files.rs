@@ -23,21 +23,21 @@ const MAX_OPTION: usize = 256;
 
 /// The pod's DNS settings, as the kubelet sends them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DnsConfig {
+pub(crate) struct DnsConfig {
     pub servers: Vec<String>,
     pub searches: Vec<String>,
     pub options: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodFiles {
+pub(crate) struct PodFiles {
     pub hostname: PathBuf,
     pub hosts: PathBuf,
     pub resolv_conf: PathBuf,
 }
 
 #[derive(Debug, Error)]
-pub enum FilesError {
+pub(crate) enum FilesError {
     #[error(transparent)]
     Hostname(#[from] InvalidHostname),
     #[error("invalid dns {field} entry {value:?}: {reason}")]
@@ -73,7 +73,7 @@ pub enum FilesError {
 /// Without DNS settings, or with all three lists empty, `resolv.conf` is a
 /// copy of `host_resolv` (normally `/etc/resolv.conf`; a missing one gives
 /// an empty file, as the host itself then has no resolver config).
-pub fn write_pod_files(
+pub(crate) fn write_pod_files(
     dir: &Path,
     hostname: &str,
     dns: Option<&DnsConfig>,
@@ -108,7 +108,7 @@ pub fn write_pod_files(
 
 /// Rewrites `dir/hosts` with the pod's IPs. Containers that already
 /// bind-mounted the old file keep seeing it (see the module docs).
-pub fn write_hosts(dir: &Path, hostname: &str, pod_ips: &[String]) -> Result<PathBuf, FilesError> {
+pub(crate) fn write_hosts(dir: &Path, hostname: &str, pod_ips: &[String]) -> Result<PathBuf, FilesError> {
     validate_hostname(hostname)?;
     for ip in pod_ips {
         ip.parse::<IpAddr>()
@@ -123,7 +123,7 @@ pub fn write_hosts(dir: &Path, hostname: &str, pod_ips: &[String]) -> Result<Pat
 /// The kubelet's managed hosts file: the loopback and IPv6 multicast names,
 /// then `<ip> <hostname>` for each pod IP, or `127.0.1.1 <hostname>` when
 /// there is none yet. Inputs are expected to be validated.
-pub fn hosts_text(hostname: &str, pod_ips: &[String]) -> String {
+pub(crate) fn hosts_text(hostname: &str, pod_ips: &[String]) -> String {
     let mut text = String::from(
         "# Kubernetes-managed hosts file.\n\
          127.0.0.1\tlocalhost\n\

@@ -47,7 +47,7 @@ fn selinux_label(id: &str, label: &str) -> Option<String> {
 }
 
 impl Runtime {
-    pub async fn create_container(
+    pub(crate) async fn create_container(
         &self,
         pod_id: &str,
         config: ContainerConfig,
