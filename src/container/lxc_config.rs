@@ -70,7 +70,6 @@ pub(crate) struct ConfigError {
 /// Everything the config needs.
 #[derive(Debug, Clone)]
 pub(crate) struct LxcPlan {
-    pub hostname: String,
     pub rootfs: PathBuf,
     pub namespaces: SharedNamespaces,
     pub mounts: Vec<BindMount>,
@@ -235,7 +234,6 @@ pub(crate) mod tests {
 
     fn plan() -> LxcPlan {
         LxcPlan {
-            hostname: "pod-a".into(),
             rootfs: "/var/lib/pvecri/snapshots/overlay/containers/c1/rootfs".into(),
             namespaces: SharedNamespaces {
                 net: Some("/run/pvecri/ns/p1/net".into()),

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::runtime::Runtime;
 use crate::store::Store;
 
-pub(crate) use lock::{holder as lock_holder, LockError, StateLock};
+pub(crate) use lock::{holder as lock_holder, StateLock};
 
 /// Runs the daemon until a termination signal arrives.
 pub(crate) fn run(config: Config) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::str::FromStr;
@@ -245,6 +245,7 @@ impl ContentStore {
 
     /// [`ContentStore::ingest`] for data already in memory (manifests,
     /// configs).
+    #[cfg(test)]
     pub(crate) async fn ingest_bytes(&self, digest: &str, data: &[u8]) -> Result<PathBuf, ContentError> {
         let chunk = Bytes::copy_from_slice(data);
         let len = chunk.len() as u64;
@@ -334,7 +335,10 @@ impl ContentStore {
 
     /// `(bytes, inodes)` used by blobs and in-flight ingests; bytes are
     /// allocated blocks, as `du` counts them. Blocking.
+    #[cfg(test)]
     pub(crate) fn usage(&self) -> Result<(u64, u64), ContentError> {
+        use std::os::unix::fs::MetadataExt;
+
         let (mut bytes, mut inodes) = (0, 0);
         for dir in [&self.blobs, &self.ingest] {
             for (_, meta) in read_dir(dir)? {

@@ -13,5 +13,5 @@ pub(crate) mod registry;
 pub(crate) mod spec;
 
 pub(crate) use error::ImageError;
-pub(crate) use manager::{resolve, FsUsage, ImageManager};
+pub(crate) use manager::ImageManager;
 pub(crate) use record::ImageRecord;

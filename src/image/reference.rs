@@ -136,6 +136,7 @@ impl Reference {
     }
 
     /// `registry/repository`, without tag or digest.
+    #[cfg(test)]
     pub(crate) fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }

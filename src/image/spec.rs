@@ -7,8 +7,12 @@ use serde::{Deserialize, Serialize};
 /// The image config blob, as far as pvecri reads it.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct ConfigFile {
+    // Never read, but kept so that a config whose platform fields have the
+    // wrong type is still refused, and so they show in Debug output.
+    #[allow(dead_code)]
     #[serde(default)]
     pub architecture: String,
+    #[allow(dead_code)]
     #[serde(default)]
     pub os: String,
     #[serde(default)]

@@ -1,4 +1,4 @@
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::ptr::NonNull;
 
 use super::{check, LxcError};
@@ -61,20 +61,6 @@ impl Container {
         unsafe { (*c).is_running.map(|f| f(c)).unwrap_or(false) }
     }
 
-    /// liblxc's state name (`STOPPED`, `RUNNING`, ...).
-    pub(crate) fn state(&self) -> String {
-        let c = self.ptr.as_ptr();
-        // SAFETY: as in is_defined; the returned string is static in liblxc.
-        let ptr = unsafe { (*c).state.map(|f| f(c)).unwrap_or(std::ptr::null()) };
-        if ptr.is_null() {
-            return String::from("UNKNOWN");
-        }
-        // SAFETY: non-null static NUL-terminated string owned by liblxc.
-        unsafe { CStr::from_ptr(ptr) }
-            .to_string_lossy()
-            .into_owned()
-    }
-
     /// Sets one config item in memory (not saved until [`Container::save_config`]).
     pub(crate) fn set_config_item(&self, key: &str, value: &str) -> Result<(), LxcError> {
         let k = cstring("config key", key)?;
@@ -119,7 +105,6 @@ mod tests {
         assert_eq!(c.name(), "pvecri-test-none");
         assert!(!c.is_defined());
         assert!(!c.is_running());
-        assert_eq!(c.state(), "STOPPED");
     }
 
     #[test]

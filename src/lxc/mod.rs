@@ -42,24 +42,14 @@ pub(crate) fn parse_version(version: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Whether the linked liblxc advertises an API extension
-/// (the list `lxc-info --api-extensions` would print).
-pub(crate) fn has_api_extension(name: &str) -> bool {
-    let Ok(name) = CString::new(name) else {
-        return false;
-    };
-    // SAFETY: `name` is a valid NUL-terminated string that outlives the call;
-    // liblxc only reads it.
-    unsafe { lxc_sys::lxc_has_api_extension(name.as_ptr()) }
-}
-
 /// Whether the linked liblxc understands a config key such as
 /// `lxc.namespace.share.net`.
 pub(crate) fn config_item_supported(key: &str) -> bool {
     let Ok(key) = CString::new(key) else {
         return false;
     };
-    // SAFETY: as in has_api_extension: a valid C string only read by liblxc.
+    // SAFETY: `key` is a valid NUL-terminated string that outlives the call;
+    // liblxc only reads it.
     unsafe { lxc_sys::lxc_config_item_is_supported(key.as_ptr()) }
 }
 

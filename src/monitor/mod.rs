@@ -33,10 +33,7 @@ mod timestamp;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-pub(crate) use control::{request_reopen, ControlError};
-pub(crate) use exit::{ExitReason, ExitRecord, ExitRecordError};
 pub use log::DEFAULT_MAX_LINE;
-pub(crate) use ready::Readiness;
 pub(crate) use run::run;
 
 /// `pvecri monitor` arguments (a hidden subcommand spawned by the daemon).

@@ -34,10 +34,6 @@ impl Subnet {
         self.net.prefix_len()
     }
 
-    pub(crate) fn is_ipv6(&self) -> bool {
-        matches!(self.net, IpNet::V6(_))
-    }
-
     pub(crate) fn gateway(&self) -> IpAddr {
         self.at_offset(1)
     }

@@ -41,11 +41,6 @@ pub(crate) fn apparmor_enabled() -> bool {
         .unwrap_or(false)
 }
 
-/// Whether SELinux is enabled in the running kernel.
-pub(crate) fn selinux_enabled() -> bool {
-    Path::new("/sys/fs/selinux/enforce").exists()
-}
-
 /// Whether the ZFS module is loaded (its control device exists).
 pub(crate) fn zfs_available() -> bool {
     Path::new("/dev/zfs").exists()

@@ -21,12 +21,10 @@ mod teardown;
 pub(crate) use containers::ContainerFilter;
 pub(crate) use error::RuntimeError;
 pub(crate) use events::spawn_watcher;
-pub(crate) use exec::ExecOutput;
-pub(crate) use health::{Condition, ConditionKind};
+pub(crate) use health::Condition;
 pub(crate) use pods::PodFilter;
-pub(crate) use reconcile::Reconciled;
 pub(crate) use stats::{ContainerUsage, PodMetrics, PodUsage};
-pub(crate) use stream::{connect_in_netns, ExecProcess, StreamStdio, Terminal};
+pub(crate) use stream::{connect_in_netns, StreamStdio};
 
 use std::collections::HashSet;
 use std::sync::Arc;

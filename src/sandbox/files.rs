@@ -46,12 +46,6 @@ pub(crate) enum FilesError {
         value: String,
         reason: &'static str,
     },
-    #[error("invalid pod ip {value:?}")]
-    InvalidPodIp {
-        value: String,
-        #[source]
-        source: std::net::AddrParseError,
-    },
     #[error("reading the host's resolv.conf {path} failed")]
     HostResolv {
         path: PathBuf,
@@ -68,8 +62,8 @@ pub(crate) enum FilesError {
     },
 }
 
-/// Writes `hostname`, `hosts` (with `127.0.1.1` for the pod until it has
-/// IPs, see [`write_hosts`]) and `resolv.conf` into `dir`, creating it.
+/// Writes `hostname`, `hosts` (naming the pod `127.0.1.1`) and
+/// `resolv.conf` into `dir`, creating it.
 /// Without DNS settings, or with all three lists empty, `resolv.conf` is a
 /// copy of `host_resolv` (normally `/etc/resolv.conf`; a missing one gives
 /// an empty file, as the host itself then has no resolver config).
@@ -104,20 +98,6 @@ pub(crate) fn write_pod_files(
         hosts: write_atomic(dir, "hosts", hosts_text(hostname, &[]).as_bytes())?,
         resolv_conf: write_atomic(dir, "resolv.conf", &resolv)?,
     })
-}
-
-/// Rewrites `dir/hosts` with the pod's IPs. Containers that already
-/// bind-mounted the old file keep seeing it (see the module docs).
-pub(crate) fn write_hosts(dir: &Path, hostname: &str, pod_ips: &[String]) -> Result<PathBuf, FilesError> {
-    validate_hostname(hostname)?;
-    for ip in pod_ips {
-        ip.parse::<IpAddr>()
-            .map_err(|source| FilesError::InvalidPodIp {
-                value: ip.clone(),
-                source,
-            })?;
-    }
-    write_atomic(dir, "hosts", hosts_text(hostname, pod_ips).as_bytes())
 }
 
 /// The kubelet's managed hosts file: the loopback and IPv6 multicast names,
@@ -371,14 +351,7 @@ mod tests {
         write_pod_files(tmp.path(), "pod-a", None, host).unwrap();
         let files = write_pod_files(tmp.path(), "pod-b", None, host).unwrap();
         assert_eq!(read(&files.hostname), "pod-b\n");
-        let hosts =
-            write_hosts(tmp.path(), "pod-b", &["10.1.0.7".into(), "fd00::7".into()]).unwrap();
-        let text = read(&hosts);
-        assert!(
-            text.ends_with("10.1.0.7\tpod-b\nfd00::7\tpod-b\n"),
-            "{text}"
-        );
-        assert!(!text.contains("127.0.1.1"));
+        assert!(read(&files.hosts).ends_with("127.0.1.1\tpod-b\n"));
     }
 
     #[test]
@@ -430,12 +403,5 @@ mod tests {
             Path::new("/nonexistent"),
         )
         .unwrap();
-    }
-
-    #[test]
-    fn pod_ips_are_validated() {
-        let tmp = tempfile::tempdir().unwrap();
-        let err = write_hosts(tmp.path(), "pod-a", &["10.0.0.1\n6.6.6.6 evil".into()]).unwrap_err();
-        assert!(matches!(err, FilesError::InvalidPodIp { .. }), "{err}");
     }
 }

@@ -17,7 +17,3 @@ pub(crate) mod ns;
 pub(crate) mod sysctl;
 pub(crate) mod userns;
 
-pub(crate) use files::{hosts_text, write_hosts, write_pod_files, DnsConfig, FilesError, PodFiles};
-pub(crate) use hostname::{validate_hostname, InvalidHostname};
-pub(crate) use ns::{is_pinned, pin, prepare_ns_root, unpin, NsError, NsKind, PinRequest};
-pub(crate) use sysctl::{Sysctl, SysctlError};

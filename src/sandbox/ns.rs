@@ -51,6 +51,7 @@ pub(crate) enum NsKind {
 }
 
 impl NsKind {
+    #[cfg(test)]
     pub(crate) const ALL: [NsKind; 3] = [NsKind::Net, NsKind::Ipc, NsKind::Uts];
 
     /// The pin's file name, the same as under `/proc/<pid>/ns/`.
@@ -294,6 +295,7 @@ pub(crate) fn prepare_ns_root(root: &Path) -> Result<(), NsError> {
 }
 
 /// Whether `dir/<kind>` is a pinned namespace (an nsfs mount).
+#[cfg(test)]
 pub(crate) fn is_pinned(dir: &Path, kind: NsKind) -> bool {
     is_nsfs(&dir.join(kind.name()))
 }

@@ -16,13 +16,9 @@ pub(crate) const DEFAULT_PROFILE: &str = "pvecri-default";
 /// The AppArmor label the workload should be exec'd into, or `None` for
 /// unconfined. Without AppArmor on the node any confined profile is an
 /// error, as with containerd: silently running unconfined would be worse.
-pub(crate) fn resolve(profile: &Profile, node_enabled: bool) -> Result<Option<String>, String> {
-    resolve_requested(Some(profile), node_enabled, false)
-}
-
-/// [`resolve`] for a request that may name no profile: then, as containerd
-/// does, a node with AppArmor confines non-privileged containers with the
-/// runtime default, and a node without it runs them unconfined.
+/// When the request names no profile then, as containerd does, a node with
+/// AppArmor confines non-privileged containers with the runtime default,
+/// and a node without it runs them unconfined.
 pub(crate) fn resolve_requested(
     profile: Option<&Profile>,
     node_enabled: bool,
@@ -141,6 +137,11 @@ pub(crate) fn run_parser(args: &[&str], profile: &str) -> Result<(), ParserError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An explicitly requested profile for a non-privileged container.
+    fn resolve(profile: &Profile, node_enabled: bool) -> Result<Option<String>, String> {
+        resolve_requested(Some(profile), node_enabled, false)
+    }
 
     #[test]
     fn default_profile_parses() {

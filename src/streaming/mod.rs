@@ -22,4 +22,4 @@ pub(crate) mod tokens;
 mod websocket;
 
 pub(crate) use server::StreamingServer;
-pub(crate) use tokens::{Pending, Stdio};
+pub(crate) use tokens::Pending;

@@ -92,10 +92,6 @@ impl StreamingServer {
         Some(format!("http://{}/{kind}/{token}", self.addr))
     }
 
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     pub(crate) fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }

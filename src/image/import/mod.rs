@@ -29,7 +29,6 @@ use std::time::Instant;
 pub(crate) use error::ImportError;
 pub(crate) use source::{parse, LocalSource, SourceKind};
 pub(crate) use storage::PveStorages;
-pub(crate) use vztmpl::SOURCE_LABEL;
 
 use crate::image::content::ContentStore;
 use crate::image::record::ImageRecord;

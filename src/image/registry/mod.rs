@@ -29,8 +29,7 @@ mod live_tests;
 #[cfg(test)]
 mod test_http;
 
-pub(crate) use error::{Cause, PullError};
-pub(crate) use manifest::ManifestError;
+pub(crate) use error::PullError;
 pub(crate) use puller::Puller;
 pub(crate) use settings::{Credential, RegistrySettings};
 

@@ -169,15 +169,13 @@ pub(crate) struct Report {
 const TEXT_ITEMS: usize = 20;
 
 impl Report {
+    #[cfg(test)]
     pub(crate) fn section(&self, kind: Kind) -> Option<&Section> {
         self.sections.iter().find(|s| s.kind == kind)
     }
 
-    pub(crate) fn section_mut(&mut self, kind: Kind) -> Option<&mut Section> {
-        self.sections.iter_mut().find(|s| s.kind == kind)
-    }
-
     /// The count of `kind` (0 when not taken).
+    #[cfg(test)]
     pub(crate) fn count(&self, kind: Kind) -> usize {
         self.section(kind).map_or(0, |s| s.count)
     }

@@ -133,7 +133,6 @@ impl Runtime {
             self.container_mounts(id, pod, &config, &rootfs, &run_dir, idmap.as_ref())?;
         let (host_pid, pid_ns) = self.pid_namespace(pod, &config)?;
         let plan = LxcPlan {
-            hostname,
             rootfs: rootfs.clone(),
             namespaces: SharedNamespaces {
                 net: pod.net_ns.as_ref().map(PathBuf::from),

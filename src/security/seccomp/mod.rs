@@ -15,7 +15,7 @@ use caps::Capability;
 use super::caps::has;
 use default_list::{ALLOWED, BY_CAPABILITY, NEVER};
 
-pub(crate) use localhost::{load_localhost, ProfileError};
+pub(crate) use localhost::load_localhost;
 /// The filter as pvecri-init's spec.json carries it.
 pub(crate) use pvecri_spec::{Action, ArgCondition, CmpOp, Filter, Rule};
 

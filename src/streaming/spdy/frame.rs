@@ -27,7 +27,6 @@ const WINDOW_UPDATE: u16 = 9;
 /// RST_STREAM status codes used here.
 pub(crate) const RST_PROTOCOL_ERROR: u32 = 1;
 pub const RST_REFUSED_STREAM: u32 = 3;
-pub(crate) const RST_CANCEL: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -285,6 +284,9 @@ pub fn encode(frame: &Frame, deflate: &mut Compressor, out: &mut Vec<u8>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RST_STREAM's CANCEL status, only sent by these tests.
+    const RST_CANCEL: u32 = 5;
 
     fn round_trip(frame: Frame) -> Vec<u8> {
         let mut out = Vec::new();
