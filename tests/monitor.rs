@@ -9,6 +9,10 @@
 //! liblxc 5.0 splits `lxc.init.cmd` on spaces without honouring quotes, so
 //! the scripts are files in the rootfs rather than `/bin/sh -c "..."`.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;

@@ -6,6 +6,10 @@
 //! own that drops forwarding of the test subnet to anything but the test
 //! bridge: no test packet leaves this machine.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap};

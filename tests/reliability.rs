@@ -4,6 +4,10 @@
 //! each followed by a census of what the daemon's pods and containers left
 //! on the node.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashSet;
@@ -14,9 +18,9 @@ use common::{
     container_config, create_container, mirror_config, require_init, require_registry,
     require_root, Daemon,
 };
-use pvecri::testing::cgroups::tree;
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
+use pvecri::testing::cgroups::tree;
 
 const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
 

@@ -2,6 +2,10 @@
 //! sees them in its mounted root, for overlay and dir, and root
 //! filesystems idmapped for a user namespace.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -271,7 +271,11 @@ pub(crate) fn remove_cgroup_tree(name: &str) {
 
 /// A container config the way the tests mostly need one: `cmd` in `image`,
 /// logging to `<name>.log`.
-pub(crate) fn container_config(name: &str, image: &str, cmd: &[&str]) -> pvecri::cri::v1::ContainerConfig {
+pub(crate) fn container_config(
+    name: &str,
+    image: &str,
+    cmd: &[&str],
+) -> pvecri::cri::v1::ContainerConfig {
     use pvecri::cri::v1;
     v1::ContainerConfig {
         metadata: Some(v1::ContainerMetadata {
