@@ -186,7 +186,11 @@ pub fn file_dir(layout: &CgroupLayout, container: &str, file: &str) -> PathBuf {
 }
 
 /// Writes the resources into a live container cgroup.
-pub(crate) fn apply_live(layout: &CgroupLayout, container: &str, r: &Resources) -> std::io::Result<()> {
+pub(crate) fn apply_live(
+    layout: &CgroupLayout,
+    container: &str,
+    r: &Resources,
+) -> std::io::Result<()> {
     let v2 = matches!(layout, CgroupLayout::Unified);
     for (file, value) in files(v2, r) {
         let path = file_dir(layout, container, &file).join(&file);

@@ -25,7 +25,10 @@ pub(crate) enum ProcessError {
 
 /// Argv per Kubernetes: `command` replaces the entrypoint (and drops the
 /// image's cmd), `args` replaces the cmd.
-pub(crate) fn argv(config: &ContainerConfig, image: &RunConfig) -> Result<Vec<String>, ProcessError> {
+pub(crate) fn argv(
+    config: &ContainerConfig,
+    image: &RunConfig,
+) -> Result<Vec<String>, ProcessError> {
     let entrypoint = if config.command.is_empty() {
         image.entrypoint.clone().unwrap_or_default()
     } else {
@@ -46,7 +49,12 @@ pub(crate) fn argv(config: &ContainerConfig, image: &RunConfig) -> Result<Vec<St
 }
 
 /// Image env, then the config's, later names winning; PATH defaulted.
-pub(crate) fn env(config: &ContainerConfig, image: &RunConfig, hostname: &str, home: &str) -> Vec<String> {
+pub(crate) fn env(
+    config: &ContainerConfig,
+    image: &RunConfig,
+    hostname: &str,
+    home: &str,
+) -> Vec<String> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| match out.iter_mut().find(|(n, _)| n == k) {
         Some(slot) => slot.1 = v.to_owned(),

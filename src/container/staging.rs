@@ -42,7 +42,11 @@ pub(crate) enum StagingError {
 /// Stages every mount's source and points the mount at its staged copy.
 /// Sources on filesystems that cannot be idmapped are staged as plain
 /// clones (their files keep showing as the host's IDs).
-pub(crate) fn stage(dir: &Path, mounts: &mut [BindMount], userns: &File) -> Result<(), StagingError> {
+pub(crate) fn stage(
+    dir: &Path,
+    mounts: &mut [BindMount],
+    userns: &File,
+) -> Result<(), StagingError> {
     for (n, m) in mounts.iter_mut().enumerate() {
         let target = dir.join(n.to_string());
         let fail = |step| {

@@ -246,7 +246,11 @@ impl ContentStore {
     /// [`ContentStore::ingest`] for data already in memory (manifests,
     /// configs).
     #[cfg(test)]
-    pub(crate) async fn ingest_bytes(&self, digest: &str, data: &[u8]) -> Result<PathBuf, ContentError> {
+    pub(crate) async fn ingest_bytes(
+        &self,
+        digest: &str,
+        data: &[u8],
+    ) -> Result<PathBuf, ContentError> {
         let chunk = Bytes::copy_from_slice(data);
         let len = chunk.len() as u64;
         self.ingest(

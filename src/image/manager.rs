@@ -279,7 +279,11 @@ impl ImageManager {
     }
 
     /// Stores an image built locally (template import), under `name`.
-    pub(crate) async fn add_local(&self, record: ImageRecord, name: &str) -> Result<(), ImageError> {
+    pub(crate) async fn add_local(
+        &self,
+        record: ImageRecord,
+        name: &str,
+    ) -> Result<(), ImageError> {
         let _guard = self.names.lock().await;
         for mut other in self
             .store

@@ -104,7 +104,11 @@ impl Container {
     /// Starts `argv` in all of the container's namespaces and its cgroup
     /// and returns its pid (in this process's PID namespace) without
     /// waiting, so the caller can bound how long it runs.
-    pub(crate) fn attach_command(&self, opts: &AttachOptions, argv: &[String]) -> Result<i32, LxcError> {
+    pub(crate) fn attach_command(
+        &self,
+        opts: &AttachOptions,
+        argv: &[String],
+    ) -> Result<i32, LxcError> {
         let mut prepared = Prepared::new(opts, argv)?;
         let mut o = prepared.options(opts);
         let mut command = lxc_sys::lxc_attach_command_t {

@@ -27,7 +27,10 @@ pub(super) struct Captured {
 impl Captured {
     /// Reads `from` to its end, keeping at most [`MAX_OUTPUT`] bytes. What
     /// was read stays in `self` when the caller stops waiting early.
-    pub(super) async fn read_all(&mut self, mut from: impl AsyncRead + Unpin) -> std::io::Result<()> {
+    pub(super) async fn read_all(
+        &mut self,
+        mut from: impl AsyncRead + Unpin,
+    ) -> std::io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = from.read(&mut buf).await?;

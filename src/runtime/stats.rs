@@ -108,7 +108,9 @@ impl Runtime {
     }
 
     /// cAdvisor-style metrics of every ready pod.
-    pub(crate) async fn pod_metrics(self: &std::sync::Arc<Self>) -> Result<Vec<PodMetrics>, RuntimeError> {
+    pub(crate) async fn pod_metrics(
+        self: &std::sync::Arc<Self>,
+    ) -> Result<Vec<PodMetrics>, RuntimeError> {
         let rt = self.clone();
         run_blocking(move || {
             let pods = rt.list_pods(&PodFilter {

@@ -126,7 +126,11 @@ impl Runtime {
     }
 
     /// Checks an Attach request when it arrives.
-    pub(crate) fn check_attach(&self, id: &str, stdio: StreamStdio) -> Result<String, RuntimeError> {
+    pub(crate) fn check_attach(
+        &self,
+        id: &str,
+        stdio: StreamStdio,
+    ) -> Result<String, RuntimeError> {
         stdio.validate()?;
         self.running_container(id, "attach needs a running container")
     }
@@ -163,7 +167,10 @@ impl Runtime {
 
     /// Connects to the monitor's attach socket of container `id` (see
     /// `crate::monitor::attach` for the framing).
-    pub(crate) async fn connect_attach(&self, id: &str) -> Result<tokio::net::UnixStream, RuntimeError> {
+    pub(crate) async fn connect_attach(
+        &self,
+        id: &str,
+    ) -> Result<tokio::net::UnixStream, RuntimeError> {
         let short = RunDir::new(&self.config.runtime_dir, id)?
             .open_short()
             .map_err(|e| RuntimeError::os("finding the attach socket", id, e))?;

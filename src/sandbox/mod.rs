@@ -16,4 +16,3 @@ mod loopback;
 pub(crate) mod ns;
 pub(crate) mod sysctl;
 pub(crate) mod userns;
-

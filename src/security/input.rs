@@ -49,7 +49,9 @@ pub(crate) fn check_text(value: &str) -> Result<(), InputError> {
 }
 
 /// [`check_text`] for each string of a list.
-pub(crate) fn check_all<'a>(values: impl IntoIterator<Item = &'a String>) -> Result<(), InputError> {
+pub(crate) fn check_all<'a>(
+    values: impl IntoIterator<Item = &'a String>,
+) -> Result<(), InputError> {
     values.into_iter().try_for_each(|v| check_text(v))
 }
 

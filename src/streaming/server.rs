@@ -185,7 +185,10 @@ fn transport_of(headers: &HeaderMap) -> Option<Transport> {
 
 /// Picks the protocol to speak: the client's offers in its order of
 /// preference, first one this server knows.
-pub(crate) fn negotiate<'a>(offered: &'a [String], known: &dyn Fn(&str) -> bool) -> Option<&'a str> {
+pub(crate) fn negotiate<'a>(
+    offered: &'a [String],
+    known: &dyn Fn(&str) -> bool,
+) -> Option<&'a str> {
     offered.iter().map(String::as_str).find(|p| known(p))
 }
 

@@ -12,10 +12,6 @@
 // Generated code: bindgen's `Default` impls zero the struct in an unsafe
 // block without a SAFETY comment, and the workspace lint that asks for one
 // is a restriction lint that `clippy::all` does not cover.
-#![allow(
-    clippy::all,
-    clippy::pedantic,
-    clippy::undocumented_unsafe_blocks
-)]
+#![allow(clippy::all, clippy::pedantic, clippy::undocumented_unsafe_blocks)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));

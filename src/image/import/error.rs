@@ -155,7 +155,10 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn json(self, what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> ImportError {
+    pub(super) fn json(
+        self,
+        what: impl Into<String>,
+    ) -> impl FnOnce(serde_json::Error) -> ImportError {
         let input = self.0.to_owned();
         let what = what.into();
         move |source| ImportError::Json {

@@ -88,7 +88,12 @@ impl Layout {
     }
 
     /// A file of the layout (`index.json`), at most `limit` bytes.
-    pub(super) fn read_file(&self, ctx: Ctx<'_>, name: &str, limit: u64) -> Result<Vec<u8>, ImportError> {
+    pub(super) fn read_file(
+        &self,
+        ctx: Ctx<'_>,
+        name: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, ImportError> {
         let (mut reader, size, path) = self.open(ctx, name)?;
         if size > limit {
             return Err(ImportError::TooLarge {

@@ -36,7 +36,10 @@ impl fmt::Display for Endpoint {
 
 /// The endpoints to try for `reference`, in order. Never empty: without a
 /// usable mirror the registry itself is tried even if fallback is off.
-pub(crate) fn resolve_endpoints(settings: &RegistrySettings, reference: &Reference) -> Vec<Endpoint> {
+pub(crate) fn resolve_endpoints(
+    settings: &RegistrySettings,
+    reference: &Reference,
+) -> Vec<Endpoint> {
     let mut endpoints: Vec<Endpoint> = settings
         .mirrors
         .get(&reference.registry)

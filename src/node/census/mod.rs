@@ -52,7 +52,12 @@ pub(crate) struct Options {
 
 /// Counts what the daemon of `config` (or, with `node`, any pvecri) left
 /// on the node.
-pub(crate) fn take(config: &Config, options: &Options, host: &dyn Host, store: &StoreView) -> Report {
+pub(crate) fn take(
+    config: &Config,
+    options: &Options,
+    host: &dyn Host,
+    store: &StoreView,
+) -> Report {
     let node = options.node;
     let dirs = dirs::find(config);
     let mut ids: BTreeSet<String> = options.ids.clone();
