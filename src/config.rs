@@ -10,13 +10,13 @@ use serde::Deserialize;
 use thiserror::Error;
 
 /// Where the daemon looks when `--config` is not given.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/pvecri/config.toml";
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/pvecri/config.toml";
 
 /// Where the Debian package installs pvecri-init.
-pub const DEFAULT_INIT_PATH: &str = "/usr/lib/pvecri/pvecri-init";
+pub(crate) const DEFAULT_INIT_PATH: &str = "/usr/lib/pvecri/pvecri-init";
 
 #[derive(Debug, Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
@@ -32,7 +32,7 @@ pub enum ConfigError {
 /// How pod cgroups are named and created, as the kubelet's `cgroupDriver`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CgroupDriver {
+pub(crate) enum CgroupDriver {
     Cgroupfs,
     Systemd,
 }
@@ -40,7 +40,7 @@ pub enum CgroupDriver {
 /// Log line format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
@@ -66,7 +66,7 @@ struct RawConfig {
 /// `[streaming]`: the HTTP server behind CRI Exec, Attach and PortForward.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct StreamingConfig {
+pub(crate) struct StreamingConfig {
     /// IP address the server listens on.
     pub address: std::net::IpAddr,
     /// TCP port; 0 picks a free one at start-up.
@@ -116,7 +116,7 @@ impl StreamingConfig {
 /// How pods get their network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum NetworkMode {
+pub(crate) enum NetworkMode {
     /// pvecri's own bridge, veth and IPAM over netlink.
     Builtin,
     /// CNI plugins from a conflist.
@@ -126,7 +126,7 @@ pub enum NetworkMode {
 /// `[network]`: pod networking.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct NetworkConfig {
+pub(crate) struct NetworkConfig {
     pub mode: NetworkMode,
     /// Linux bridge the pods' veths join; created when missing.
     pub bridge: String,
@@ -172,7 +172,7 @@ struct MetricsConfig {
 /// `[images]`: where images come from and how they are stored.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ImagesConfig {
+pub(crate) struct ImagesConfig {
     /// Snapshot backend: `overlay` or `dir`.
     pub snapshotter: crate::snapshot::BackendKind,
     /// Registry host -> mirrors tried in order (`host[:port][/path-prefix]`).
@@ -224,7 +224,7 @@ impl Default for RawConfig {
 
 /// The validated configuration the daemon runs with.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// The CRI unix socket.
     pub socket: PathBuf,
     /// Group allowed to use the socket (mode 0660); `None` keeps it 0600 root.
@@ -249,7 +249,7 @@ pub struct Config {
 impl Config {
     /// Loads `path`, or the defaults when no path was given and the default
     /// file does not exist.
-    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+    pub(crate) fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         match path {
             Some(p) => Self::from_file(p),
             None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
@@ -259,7 +259,7 @@ impl Config {
         }
     }
 
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -273,7 +273,7 @@ impl Config {
         })
     }
 
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+    pub(crate) fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
             path: PathBuf::new(),
             message: err.message().to_owned() + &location(text, err.span()),
@@ -282,18 +282,18 @@ impl Config {
     }
 
     /// Where the embedded store lives.
-    pub fn store_path(&self) -> PathBuf {
+    pub(crate) fn store_path(&self) -> PathBuf {
         self.state_dir.join("pvecri.redb")
     }
 
     /// pvecri's own LXC path, separate from `/var/lib/lxc` so that Proxmox's
     /// containers and hooks are never touched.
-    pub fn lxc_path(&self) -> PathBuf {
+    pub(crate) fn lxc_path(&self) -> PathBuf {
         self.state_dir.join("lxc")
     }
 
     /// The lock file that keeps a second daemon off the same state dir.
-    pub fn lock_path(&self) -> PathBuf {
+    pub(crate) fn lock_path(&self) -> PathBuf {
         self.state_dir.join("pvecri.lock")
     }
 }

@@ -2,7 +2,7 @@
 
 /// `err: cause: cause...`, skipping causes whose text the message already
 /// contains.
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

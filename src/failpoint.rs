@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// The environment variable naming the armed points.
-pub const ENV: &str = "PVECRI_FAILPOINTS";
+pub(crate) const ENV: &str = "PVECRI_FAILPOINTS";
 
 /// Every point, in the order the operations reach them.
 pub const POINTS: &[&str] = &[
@@ -35,7 +35,7 @@ pub const POINTS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// The step fails with an error naming the point, the first time it
     /// is reached: a transient failure, which the kubelet's retry gets
     /// past.
@@ -47,10 +47,10 @@ pub enum Action {
 
 #[derive(Debug, thiserror::Error)]
 #[error("failure point {0} fired")]
-pub struct Fired(pub &'static str);
+pub(crate) struct Fired(pub &'static str);
 
 #[derive(Debug, thiserror::Error)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     #[error("{ENV}: {0:?} is not name=error or name=crash")]
     Syntax(String),
     #[error("{ENV}: no failure point is called {0:?}")]
@@ -58,7 +58,7 @@ pub enum ParseError {
 }
 
 /// Parses the variable's value.
-pub fn parse(spec: &str) -> Result<HashMap<&'static str, Action>, ParseError> {
+pub(crate) fn parse(spec: &str) -> Result<HashMap<&'static str, Action>, ParseError> {
     let mut out = HashMap::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, action) = item
@@ -85,7 +85,7 @@ static FIRED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::n
 
 /// Reads `PVECRI_FAILPOINTS`; the daemon calls this at start so that a
 /// bad value stops it with a clear message instead of being ignored.
-pub fn init() -> Result<(), ParseError> {
+pub(crate) fn init() -> Result<(), ParseError> {
     let armed = match std::env::var(ENV) {
         Ok(spec) => parse(&spec)?,
         Err(_) => HashMap::new(),
@@ -98,7 +98,7 @@ pub fn init() -> Result<(), ParseError> {
 }
 
 /// Passes point `name`: nothing happens unless it is armed.
-pub fn hit(name: &'static str) -> Result<(), Fired> {
+pub(crate) fn hit(name: &'static str) -> Result<(), Fired> {
     debug_assert!(POINTS.contains(&name), "unlisted failure point {name}");
     match ARMED.get().and_then(|armed| armed.get(name)) {
         None => Ok(()),

@@ -1,18 +1,18 @@
 //! Version strings reported by the CLI and the CRI `Version` call.
 
 /// The runtime name the kubelet and crictl show.
-pub const RUNTIME_NAME: &str = "pvecri";
+pub(crate) const RUNTIME_NAME: &str = "pvecri";
 /// The CRI API version pvecri speaks.
-pub const CRI_API_VERSION: &str = "v1";
+pub(crate) const CRI_API_VERSION: &str = "v1";
 /// The kubelet-runtime API version field of `VersionResponse`.
-pub const KUBELET_API_VERSION: &str = "0.1.0";
+pub(crate) const KUBELET_API_VERSION: &str = "0.1.0";
 
-pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const GIT_HASH: &str = env!("PVECRI_GIT_HASH");
+pub(crate) const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const GIT_HASH: &str = env!("PVECRI_GIT_HASH");
 
 /// `0.1.0+g1a2b3c4d5e6f`: the package version with the git revision as
 /// semver build metadata.
-pub fn runtime_version() -> String {
+pub(crate) fn runtime_version() -> String {
     format!("{PACKAGE_VERSION}+g{GIT_HASH}")
 }
 

@@ -5,6 +5,10 @@
 //! the census is scoped to its state dir and the IDs it created, so other
 //! daemons on the node do not disturb it.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{

@@ -7,6 +7,10 @@
 //! only shrinks. Lines starting with `hang: ` name specs that are skipped
 //! outright because they would block the suite.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

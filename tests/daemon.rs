@@ -1,5 +1,9 @@
 //! The daemon process: start-up, config handling, locking, socket, shutdown.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};

@@ -14,6 +14,10 @@
 //! namespace holder are tried in `tests/escapes_exec.rs`, loopback services
 //! in `tests/network.rs`.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

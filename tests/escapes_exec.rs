@@ -11,6 +11,10 @@
 //! The daemon runs a copy of pvecri-init, so a test that fails cannot damage
 //! the binary other tests use.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,9 @@
 //! ImageService against the real daemon and the real local registry.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::os::unix::process::ExitStatusExt;

@@ -11,6 +11,10 @@
 //! kernel.panic_on_oops), its iptables marker chains, its bind-mounted root
 //! dir and its `kubepods` cgroups.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,9 @@
 //! Pods and containers on real LXC containers, through the real daemon.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -456,8 +460,8 @@ async fn stop_right_after_start_reaches_the_workload() {
 /// The container's cgroup directory for a controller file, from the
 /// status' verbose info.
 fn cgroup_file(cgroup: &str, file: &str) -> std::path::PathBuf {
-    let layout = pvecri::cgroups::detect().unwrap();
-    pvecri::cgroups::limits::file_dir(&layout, cgroup, file).join(file)
+    let layout = pvecri::testing::cgroups::detect().unwrap();
+    pvecri::testing::cgroups::limits::file_dir(&layout, cgroup, file).join(file)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,8 +486,8 @@ async fn update_container_resources_reaches_the_live_cgroup() {
     let detail: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
     let cgroup = detail["cgroup"].as_str().unwrap().to_owned();
     let v2 = matches!(
-        pvecri::cgroups::detect().unwrap(),
-        pvecri::cgroups::CgroupLayout::Unified
+        pvecri::testing::cgroups::detect().unwrap(),
+        pvecri::testing::cgroups::CgroupLayout::Unified
     );
     let (file, expected) = if v2 {
         ("cpu.weight", "20")
@@ -557,8 +561,8 @@ async fn restart_reconciles_half_made_and_lost_state() {
     if !ready("restart_reconciles_half_made_and_lost_state") {
         return;
     }
-    use pvecri::container::ContainerRecord;
-    use pvecri::pod::PodRecord;
+    use pvecri::testing::container::ContainerRecord;
+    use pvecri::testing::pod::PodRecord;
     let mut e = env().await;
     let state = e.d.dir.path().join("state");
     let run = e.d.dir.path().join("run");
@@ -590,7 +594,7 @@ async fn restart_reconciles_half_made_and_lost_state() {
         // The killed daemon's lock on the store goes with its fds.
         let deadline = Instant::now() + Duration::from_secs(10);
         let store = loop {
-            match pvecri::store::Store::open(&state.join("pvecri.redb")) {
+            match pvecri::testing::store::Store::open(&state.join("pvecri.redb")) {
                 Ok(s) => break s,
                 Err(err) if Instant::now() < deadline => {
                     let _ = err;
@@ -741,8 +745,8 @@ async fn containers_start_under_kubelet_made_cpuset_cgroups() {
     if !ready("containers_start_under_kubelet_made_cpuset_cgroups") {
         return;
     }
-    let mounts = pvecri::cgroups::read_mounts().unwrap();
-    let Some(cpuset) = pvecri::cgroups::cpuset::mount_point(&mounts) else {
+    let mounts = pvecri::testing::cgroups::read_mounts().unwrap();
+    let Some(cpuset) = pvecri::testing::cgroups::cpuset::mount_point(&mounts) else {
         eprintln!("skipping containers_start_under_kubelet_made_cpuset_cgroups: no cgroup v1 cpuset hierarchy on this node");
         return;
     };

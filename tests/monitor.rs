@@ -9,6 +9,10 @@
 //! liblxc 5.0 splits `lxc.init.cmd` on spaces without honouring quotes, so
 //! the scripts are files in the rootfs rather than `/bin/sh -c "..."`.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -18,9 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use pvecri::cgroups::tree;
-use pvecri::container::run_dir::RunDir;
-use pvecri::monitor::{self, ExitReason, ExitRecord, MonitorArgs, Readiness};
+use pvecri::testing::cgroups::tree;
+use pvecri::testing::container::RunDir;
+use pvecri::testing::monitor::{self, ExitReason, ExitRecord, MonitorArgs, Readiness};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
 const TIMEOUT: Duration = Duration::from_secs(20);

@@ -6,6 +6,10 @@
 //! own that drops forwarding of the test subnet to anything but the test
 //! bridge: no test packet leaves this machine.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
@@ -40,7 +44,7 @@ struct NodeState {
 fn node_state(bridge: &str, tag: &str, pods: &[String]) -> NodeState {
     let ours: BTreeSet<String> = pods
         .iter()
-        .map(|p| pvecri::network::host_veth_name(p))
+        .map(|p| pvecri::testing::network::host_veth_name(p))
         .chain([bridge.to_owned()])
         .collect();
     let links = run("ip", &["-o", "link", "show"])
@@ -60,7 +64,7 @@ fn node_state(bridge: &str, tag: &str, pods: &[String]) -> NodeState {
 fn veth_count(pods: &[String]) -> usize {
     let names: BTreeSet<String> = pods
         .iter()
-        .map(|p| pvecri::network::host_veth_name(p))
+        .map(|p| pvecri::testing::network::host_veth_name(p))
         .collect();
     run("ip", &["-o", "link", "show"])
         .lines()

@@ -1,8 +1,12 @@
 //! Nothing leaks and nothing is lost: processes a container's init leaves
 //! behind, a monitor killed with SIGKILL, and a failure or a daemon crash
-//! at every failure point of the CRI operations (`pvecri::failpoint`),
+//! at every failure point of the CRI operations (`pvecri::testing::failpoint`),
 //! each followed by a census of what the daemon's pods and containers left
 //! on the node.
+
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -14,9 +18,9 @@ use common::{
     container_config, create_container, mirror_config, require_init, require_registry,
     require_root, Daemon,
 };
-use pvecri::cgroups::tree;
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
+use pvecri::testing::cgroups::tree;
 
 const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
 
@@ -421,7 +425,7 @@ async fn every_failure_point_fails_or_crashes_cleanly() {
     }
     let logs = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
-    for (n, point) in pvecri::failpoint::POINTS.iter().enumerate() {
+    for (n, point) in pvecri::testing::failpoint::POINTS.iter().enumerate() {
         // The step fails.
         let mut d = Daemon::start(&mirror_config());
         d.failpoints = Some(format!("{point}=error"));

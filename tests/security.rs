@@ -4,6 +4,10 @@
 //! (hostUsers: false), bidirectional volumes, and refusal of bad paths and
 //! names.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

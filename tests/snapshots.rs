@@ -2,12 +2,16 @@
 //! sees them in its mounted root, for overlay and dir, and root
 //! filesystems idmapped for a user namespace.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::{init_path, require_init, require_root};
-use pvecri::snapshot::{BackendKind, Snapshots};
+use pvecri::testing::snapshot::{BackendKind, Snapshots};
 
 /// Writes a gzip layer with the given (path, contents) entries; a `None`
 /// content makes a directory.
@@ -172,7 +176,7 @@ fn pvecri_error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// damaged when removed (removal must never recurse through an idmapped
 /// layer clone).
 fn check_idmapped(kind: BackendKind) {
-    use pvecri::sandbox::userns::{Holder, IdMapping, UserNamespace};
+    use pvecri::testing::sandbox::{Holder, IdMapping, UserNamespace};
     use std::os::unix::fs::MetadataExt;
     const HOST: u32 = 300000;
     let dir = tempfile::tempdir().unwrap();
@@ -206,7 +210,7 @@ fn check_idmapped(kind: BackendKind) {
     );
     holder.finish();
     pin.unwrap();
-    let idmap = pvecri::snapshot::Idmap {
+    let idmap = pvecri::testing::snapshot::Idmap {
         userns: userns.clone(),
         uid: HOST,
         gid: HOST,

@@ -1,5 +1,9 @@
 //! Stats, events and metrics of real containers, through the real daemon.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;

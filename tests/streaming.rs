@@ -2,6 +2,10 @@
 //! the real crictl over SPDY (its default) and WebSocket, against real LXC
 //! containers through the real daemon.
 
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -650,9 +654,9 @@ async fn slow_and_excess_streaming_connections_are_closed() {
 /// gets REFUSED_STREAM for the extra one, the rest are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spdy_streams_past_the_limit_are_refused() {
-    use pvecri::streaming::spdy::frame::{self, Frame, FrameHead};
-    use pvecri::streaming::spdy::headers::{Compressor, Decompressor};
-    use pvecri::streaming::spdy::session::MAX_STREAMS;
+    use pvecri::testing::spdy::frame::{self, Frame, FrameHead};
+    use pvecri::testing::spdy::MAX_STREAMS;
+    use pvecri::testing::spdy::{Compressor, Decompressor};
 
     if !ready("spdy_streams_past_the_limit_are_refused") {
         return;

@@ -12,10 +12,10 @@ use crate::spec::SpecError;
 use crate::sys::Errno;
 
 /// The exit reason the monitor records for these failures.
-pub const REASON: &str = "StartError";
+pub(crate) const REASON: &str = "StartError";
 
 #[derive(Debug)]
-pub enum StartError {
+pub(crate) enum StartError {
     OpenRunDir {
         errno: Errno,
     },
@@ -66,7 +66,7 @@ pub enum StartError {
 }
 
 impl StartError {
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             Self::NotInPath { .. }
             | Self::Exec {
@@ -80,7 +80,7 @@ impl StartError {
 
     /// The `start-error` line, newline included; newlines from the spec
     /// (a cwd, say) are escaped so the file stays one line.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let message = self.to_string().replace('\n', "\\n");
         format!("{REASON}: {message}\n")
     }

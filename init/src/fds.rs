@@ -19,7 +19,7 @@ const FIRST: RawFd = 3;
 /// descriptors pvecri-init still uses until its `execve` (the start-error
 /// file, the run dir) stay usable and nothing but stdio crosses the exec.
 /// Runs before the seccomp filter, which might not allow close_range.
-pub fn cloexec_above_stdio() -> Result<(), Errno> {
+pub(crate) fn cloexec_above_stdio() -> Result<(), Errno> {
     match sys::close_range_from(
         FIRST as libc::c_uint,
         libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
@@ -30,7 +30,7 @@ pub fn cloexec_above_stdio() -> Result<(), Errno> {
 }
 
 /// Closes every descriptor above stderr except `keep`.
-pub fn close_above_stdio_except(keep: RawFd) -> Result<(), Errno> {
+pub(crate) fn close_above_stdio_except(keep: RawFd) -> Result<(), Errno> {
     let ranges = [(FIRST, keep - 1), (keep + 1, RawFd::MAX)];
     for (first, last) in ranges.into_iter().filter(|(f, l)| f <= l) {
         match sys::close_between(first as libc::c_uint, last as libc::c_uint) {
@@ -52,7 +52,7 @@ pub fn close_above_stdio_except(keep: RawFd) -> Result<(), Errno> {
 
 /// The fallback of [`cloexec_above_stdio`]: marks each descriptor from
 /// `first` up that /proc/self/fd lists.
-pub fn mark_cloexec_from(first: RawFd) -> Result<(), Errno> {
+pub(crate) fn mark_cloexec_from(first: RawFd) -> Result<(), Errno> {
     for fd in open_fds()?.into_iter().filter(|fd| *fd >= first) {
         match sys::set_cloexec(fd) {
             // The directory handle the listing used, closed since.

@@ -99,7 +99,7 @@ impl Step {
 ///
 /// # Safety
 /// The calling process must be single-threaded (see [`sys::fork`]).
-pub unsafe fn spawn() -> Result<libc::pid_t, (&'static str, Errno)> {
+pub(crate) unsafe fn spawn() -> Result<libc::pid_t, (&'static str, Errno)> {
     let (read, write) = sys::pipe().map_err(|e| ("pipe", e))?;
     // SAFETY: the caller guarantees a single-threaded process.
     let child = match unsafe { sys::fork() }.map_err(|e| ("fork", e))? {

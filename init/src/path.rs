@@ -12,7 +12,7 @@ use crate::sys;
 /// The program to execute: `name` itself when it contains a `/`, otherwise
 /// the first executable regular file named `name` in `path_var`; `None`
 /// when there is none.
-pub fn resolve(name: &str, path_var: &str) -> Option<PathBuf> {
+pub(crate) fn resolve(name: &str, path_var: &str) -> Option<PathBuf> {
     if name.contains('/') {
         return Some(PathBuf::from(name));
     }

@@ -12,7 +12,7 @@ use std::io::Write;
 
 use crate::sys::{self, Errno};
 
-pub fn run() -> ! {
+pub(crate) fn run() -> ! {
     match start() {
         Ok(child) => {
             let mut out = std::io::stdout().lock();

@@ -12,12 +12,12 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use crate::sys::{self, Errno};
 
 /// The seals that make a memfd immutable for good.
-pub const SEALS: libc::c_int =
+pub(crate) const SEALS: libc::c_int =
     libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
 /// A close-on-exec memfd holding `from`'s contents (read from its current
 /// offset), executable and sealed.
-pub fn sealed_copy(from: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
+pub(crate) fn sealed_copy(from: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
     let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // MFD_EXEC (6.3) keeps the copy executable where vm.memfd_noexec asks
     // for non-executable memfds by default; older kernels refuse the flag.
@@ -31,7 +31,7 @@ pub fn sealed_copy(from: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> 
 }
 
 /// Whether `fd` is a memfd carrying all of [`SEALS`].
-pub fn is_sealed(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_sealed(fd: BorrowedFd<'_>) -> bool {
     sys::seals(fd).is_ok_and(|s| s & SEALS == SEALS)
 }
 
@@ -40,7 +40,7 @@ pub fn is_sealed(fd: BorrowedFd<'_>) -> bool {
 /// arguments and environment (and returns only if that fails). Used by the
 /// modes that leave a process in a pod's PID namespace, before anything
 /// else happens, so the PID stays the one the daemon started.
-pub fn reexec_sealed() -> Result<(), (&'static str, Errno)> {
+pub(crate) fn reexec_sealed() -> Result<(), (&'static str, Errno)> {
     let exe = sys::open_at_cwd(c"/proc/self/exe").map_err(|e| ("open /proc/self/exe", e))?;
     if is_sealed(exe.as_fd()) {
         return Ok(());

@@ -10,7 +10,7 @@ use crate::sys::{self, Errno};
 
 /// Why confinement could not be applied.
 #[derive(Debug)]
-pub enum SecurityError {
+pub(crate) enum SecurityError {
     Mask { path: String, errno: Errno },
     ReadOnly { path: String, errno: Errno },
     Capabilities { step: &'static str, errno: Errno },
@@ -36,7 +36,7 @@ impl std::error::Error for SecurityError {}
 /// read-only root, in that order
 /// (a read-only root would not stop the others, but keeps them last to
 /// touch a writable tree). Paths missing from the image are skipped.
-pub fn apply_mounts(spec: &Spec) -> Result<(), SecurityError> {
+pub(crate) fn apply_mounts(spec: &Spec) -> Result<(), SecurityError> {
     for path in &spec.masked_paths {
         let c = cstring(path);
         match sys::mask_path(&c) {
@@ -79,7 +79,7 @@ pub fn apply_mounts(spec: &Spec) -> Result<(), SecurityError> {
 
 /// Drops every capability outside `keep` from the bounding set; needs
 /// CAP_SETPCAP, so it runs before the uid changes.
-pub fn drop_bounding(keep: u64) -> Result<(), SecurityError> {
+pub(crate) fn drop_bounding(keep: u64) -> Result<(), SecurityError> {
     let last = sys::last_cap();
     for cap in 0..=last {
         if keep & (1 << cap) == 0 {
@@ -97,7 +97,7 @@ pub fn drop_bounding(keep: u64) -> Result<(), SecurityError> {
 /// inheritable to `ambient` only (an inheritable set would hand
 /// capabilities to file-capability binaries; ambient ones must be in it),
 /// then raises `ambient`.
-pub fn set_capabilities(keep: u64, ambient: u64) -> Result<(), SecurityError> {
+pub(crate) fn set_capabilities(keep: u64, ambient: u64) -> Result<(), SecurityError> {
     let err = |step| move |errno| SecurityError::Capabilities { step, errno };
     let current = sys::capget().map_err(err("capget"))?;
     let wanted = keep & current.permitted;
@@ -118,7 +118,7 @@ pub fn set_capabilities(keep: u64, ambient: u64) -> Result<(), SecurityError> {
 /// Builds and loads the filter. libseccomp must not set no_new_privs on
 /// its own: that is the spec's decision (the caller loads the filter
 /// while still holding CAP_SYS_ADMIN when no_new_privs is off).
-pub fn load_seccomp(filter: &Seccomp) -> Result<(), SecurityError> {
+pub(crate) fn load_seccomp(filter: &Seccomp) -> Result<(), SecurityError> {
     use libseccomp::{
         ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterAttr, ScmpFilterContext,
         ScmpSyscall,

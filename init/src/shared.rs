@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::sys::{self, Errno};
 
-pub fn run(args: &[OsString]) -> ! {
+pub(crate) fn run(args: &[OsString]) -> ! {
     match mount_all(args) {
         Ok(()) => std::process::exit(0),
         Err(message) => {

@@ -4,11 +4,11 @@
 use std::ffi::CString;
 use std::fmt;
 
-pub use pvecri_spec::{Action, CmpOp, Filter as Seccomp, ProcessSpec as Spec};
+pub(crate) use pvecri_spec::{Action, CmpOp, Filter as Seccomp, ProcessSpec as Spec};
 
 /// Why `spec.json` cannot be used.
 #[derive(Debug)]
-pub enum SpecError {
+pub(crate) enum SpecError {
     Parse(serde_json::Error),
     EmptyArgs,
     RelativeCwd(String),
@@ -47,7 +47,7 @@ impl std::error::Error for SpecError {
 
 /// Parses and validates, so that everything after this only fails in the
 /// kernel.
-pub fn parse(bytes: &[u8]) -> Result<Spec, SpecError> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Spec, SpecError> {
     {
         let spec: Spec = serde_json::from_slice(bytes).map_err(SpecError::Parse)?;
         if spec.args.is_empty() {
@@ -82,7 +82,7 @@ pub fn parse(bytes: &[u8]) -> Result<Spec, SpecError> {
 
 /// The `PATH` the workload will see: the last `PATH=` entry wins, as with
 /// `setenv` in order; the runc default when there is none.
-pub fn path_var(spec: &Spec) -> &str {
+pub(crate) fn path_var(spec: &Spec) -> &str {
     spec.env
         .iter()
         .rev()
@@ -90,10 +90,10 @@ pub fn path_var(spec: &Spec) -> &str {
         .unwrap_or(DEFAULT_PATH)
 }
 
-pub use pvecri_spec::DEFAULT_PATH;
+pub(crate) use pvecri_spec::DEFAULT_PATH;
 
 /// Strings as C strings; callers only pass values `Spec::parse` checked.
-pub fn c_strings(values: &[String]) -> Vec<CString> {
+pub(crate) fn c_strings(values: &[String]) -> Vec<CString> {
     values
         .iter()
         .map(|v| CString::new(v.as_str()).expect("validated by Spec::parse"))

@@ -14,10 +14,10 @@ use std::path::Path;
 /// An errno value; displays as a lowercase strerror ("no such file or
 /// directory"), the form kubelet users know from runc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Errno(pub i32);
+pub(crate) struct Errno(pub i32);
 
 impl Errno {
-    pub fn last() -> Self {
+    pub(crate) fn last() -> Self {
         Self(
             std::io::Error::last_os_error()
                 .raw_os_error()
@@ -71,7 +71,7 @@ fn check_retry(mut call: impl FnMut() -> libc::c_int) -> Result<libc::c_int, Err
 }
 
 /// Opens a directory for use as an `openat` base.
-pub fn open_dir(path: &CStr) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_dir(path: &CStr) -> Result<OwnedFd, Errno> {
     let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
     // SAFETY: path is a valid NUL-terminated string for the whole call.
     let fd = check_retry(|| unsafe { libc::open(path.as_ptr(), flags) })?;
@@ -80,7 +80,7 @@ pub fn open_dir(path: &CStr) -> Result<OwnedFd, Errno> {
 }
 
 /// `openat(dir, name, flags | O_CLOEXEC, mode)`.
-pub fn open_at(
+pub(crate) fn open_at(
     dir: BorrowedFd<'_>,
     name: &CStr,
     flags: libc::c_int,
@@ -102,7 +102,7 @@ pub fn open_at(
 }
 
 /// Reads one byte; `None` on end of file.
-pub fn read_byte(fd: BorrowedFd<'_>) -> Result<Option<u8>, Errno> {
+pub(crate) fn read_byte(fd: BorrowedFd<'_>) -> Result<Option<u8>, Errno> {
     let mut byte = 0u8;
     // SAFETY: byte is a writable one-byte buffer and fd is live for the borrow.
     let n = check_retry(|| unsafe {
@@ -112,23 +112,23 @@ pub fn read_byte(fd: BorrowedFd<'_>) -> Result<Option<u8>, Errno> {
 }
 
 /// `umount2(path, MNT_DETACH)`.
-pub fn umount_detach(path: &CStr) -> Result<(), Errno> {
+pub(crate) fn umount_detach(path: &CStr) -> Result<(), Errno> {
     // SAFETY: path is a valid NUL-terminated string for the whole call.
     check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) }).map(drop)
 }
 
-pub fn setgroups(gids: &[libc::gid_t]) -> Result<(), Errno> {
+pub(crate) fn setgroups(gids: &[libc::gid_t]) -> Result<(), Errno> {
     // SAFETY: the pointer and length describe the slice, which the kernel
     // only reads; a zero length clears the groups without reading.
     check(unsafe { libc::setgroups(gids.len(), gids.as_ptr()) }).map(drop)
 }
 
-pub fn setgid(gid: libc::gid_t) -> Result<(), Errno> {
+pub(crate) fn setgid(gid: libc::gid_t) -> Result<(), Errno> {
     // SAFETY: plain syscall wrapper without pointers.
     check(unsafe { libc::setgid(gid) }).map(drop)
 }
 
-pub fn setuid(uid: libc::uid_t) -> Result<(), Errno> {
+pub(crate) fn setuid(uid: libc::uid_t) -> Result<(), Errno> {
     // SAFETY: plain syscall wrapper without pointers.
     check(unsafe { libc::setuid(uid) }).map(drop)
 }
@@ -137,17 +137,17 @@ pub fn setuid(uid: libc::uid_t) -> Result<(), Errno> {
 /// not whatever the daemon runs with (pvecri's own 077 would make every
 /// file a container writes private to its owner, breaking volumes shared
 /// between containers running as different users).
-pub fn set_workload_umask() {
+pub(crate) fn set_workload_umask() {
     // SAFETY: umask cannot fail and takes an integer.
     unsafe { libc::umask(0o022) };
 }
 
-pub fn set_no_new_privs() -> Result<(), Errno> {
+pub(crate) fn set_no_new_privs() -> Result<(), Errno> {
     // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
     check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
 }
 
-pub fn chdir(path: &CStr) -> Result<(), Errno> {
+pub(crate) fn chdir(path: &CStr) -> Result<(), Errno> {
     // SAFETY: path is a valid NUL-terminated string for the whole call.
     check(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
 }
@@ -157,14 +157,14 @@ pub fn chdir(path: &CStr) -> Result<(), Errno> {
 /// root-owned run dir. It costs the workload nothing: execve clears the flag
 /// and computes a non-root process's capabilities without the old permitted
 /// set.
-pub fn keep_caps() -> Result<(), Errno> {
+pub(crate) fn keep_caps() -> Result<(), Errno> {
     // SAFETY: PR_SET_KEEPCAPS takes integer arguments only.
     check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) }).map(drop)
 }
 
 /// Raises CAP_DAC_OVERRIDE into the effective set if it is still permitted
 /// (see `keep_caps`); only used on the way to exit.
-pub fn raise_dac_override() -> Result<(), Errno> {
+pub(crate) fn raise_dac_override() -> Result<(), Errno> {
     const CAP_DAC_OVERRIDE: u32 = 1;
     let mut sets = capget()?;
     sets.effective |= sets.permitted & (1 << CAP_DAC_OVERRIDE);
@@ -173,7 +173,7 @@ pub fn raise_dac_override() -> Result<(), Errno> {
 
 /// The three per-thread capability sets as 64-bit masks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CapSets {
+pub(crate) struct CapSets {
     pub effective: u64,
     pub permitted: u64,
     pub inheritable: u64,
@@ -196,7 +196,7 @@ struct CapData {
 
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
-pub fn capget() -> Result<CapSets, Errno> {
+pub(crate) fn capget() -> Result<CapSets, Errno> {
     let mut header = CapHeader {
         version: CAP_VERSION_3,
         pid: 0,
@@ -214,7 +214,7 @@ pub fn capget() -> Result<CapSets, Errno> {
     })
 }
 
-pub fn capset(sets: CapSets) -> Result<(), Errno> {
+pub(crate) fn capset(sets: CapSets) -> Result<(), Errno> {
     let mut header = CapHeader {
         version: CAP_VERSION_3,
         pid: 0,
@@ -242,7 +242,7 @@ pub fn capset(sets: CapSets) -> Result<(), Errno> {
 }
 
 /// The highest capability number this kernel knows.
-pub fn last_cap() -> u32 {
+pub(crate) fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -252,7 +252,7 @@ pub fn last_cap() -> u32 {
 
 /// Drops `cap` from the bounding set; one that is already out is left
 /// alone (dropping needs CAP_SETPCAP even then).
-pub fn drop_bounding(cap: u32) -> Result<(), Errno> {
+pub(crate) fn drop_bounding(cap: u32) -> Result<(), Errno> {
     // SAFETY: PR_CAPBSET_READ takes integer arguments only.
     if unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 0 {
         return Ok(());
@@ -265,7 +265,7 @@ pub fn drop_bounding(cap: u32) -> Result<(), Errno> {
     }
 }
 
-pub fn raise_ambient(cap: u32) -> Result<(), Errno> {
+pub(crate) fn raise_ambient(cap: u32) -> Result<(), Errno> {
     // SAFETY: PR_CAP_AMBIENT takes integer arguments only.
     check(unsafe {
         libc::prctl(
@@ -325,7 +325,7 @@ fn locked_flags(path: &CStr) -> Result<libc::c_ulong, Errno> {
 }
 
 /// Remounts the mount at `path` read-only, keeping its other flags.
-pub fn remount_readonly(path: &CStr) -> Result<(), Errno> {
+pub(crate) fn remount_readonly(path: &CStr) -> Result<(), Errno> {
     let flags = locked_flags(path)?;
     mount(
         c"",
@@ -339,7 +339,7 @@ pub fn remount_readonly(path: &CStr) -> Result<(), Errno> {
 /// Makes the mount at `path` and every mount beneath it read-only with
 /// mount_setattr(2) (MOUNT_ATTR_RDONLY, AT_RECURSIVE); a remount would
 /// reach only the top one.
-pub fn readonly_recursive(path: &CStr) -> Result<(), Errno> {
+pub(crate) fn readonly_recursive(path: &CStr) -> Result<(), Errno> {
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
     #[repr(C)]
     struct MountAttr {
@@ -370,14 +370,14 @@ pub fn readonly_recursive(path: &CStr) -> Result<(), Errno> {
 }
 
 /// Binds `path` onto itself and makes that mount read-only.
-pub fn bind_readonly(path: &CStr) -> Result<(), Errno> {
+pub(crate) fn bind_readonly(path: &CStr) -> Result<(), Errno> {
     mount(path, path, None, libc::MS_BIND | libc::MS_REC, None)?;
     remount_readonly(path)
 }
 
 /// Hides `path`: an empty read-only tmpfs over a directory, /dev/null
 /// over anything else.
-pub fn mask_path(path: &CStr) -> Result<(), Errno> {
+pub(crate) fn mask_path(path: &CStr) -> Result<(), Errno> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: path is NUL-terminated and st is a writable stat.
     check(unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) })?;
@@ -397,7 +397,7 @@ pub fn mask_path(path: &CStr) -> Result<(), Errno> {
 }
 
 /// Whether the current (already dropped) credentials may execute `path`.
-pub fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };
@@ -413,7 +413,7 @@ pub fn is_executable(path: &Path) -> bool {
 /// survives execve, and a workload writing to a closed pipe must die as
 /// usual), and whatever the monitor was started with (a shell's ignored
 /// SIGINT/SIGQUIT, say) must not leak into the container.
-pub fn reset_signals() {
+pub(crate) fn reset_signals() {
     for sig in 1..libc::SIGRTMAX() {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
             // SAFETY: SIG_DFL involves no handler; signals glibc reserves
@@ -432,7 +432,7 @@ pub fn reset_signals() {
 
 /// A detached recursive clone of the mount tree at `path` (open_tree(2)
 /// with OPEN_TREE_CLONE).
-pub fn clone_tree(path: &CStr) -> Result<OwnedFd, Errno> {
+pub(crate) fn clone_tree(path: &CStr) -> Result<OwnedFd, Errno> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let flags =
         OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
@@ -445,14 +445,14 @@ pub fn clone_tree(path: &CStr) -> Result<OwnedFd, Errno> {
 }
 
 /// Joins the mount namespace at `path`; root and cwd become its root.
-pub fn enter_mount_ns(path: &CStr) -> Result<(), Errno> {
+pub(crate) fn enter_mount_ns(path: &CStr) -> Result<(), Errno> {
     let fd = open_at_cwd(path)?;
     // SAFETY: fd is a live nsfs fd for the duration of the call.
     check(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNS) }).map(drop)
 }
 
 /// Opens `path` read-only (close-on-exec).
-pub fn open_at_cwd(path: &CStr) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_at_cwd(path: &CStr) -> Result<OwnedFd, Errno> {
     // SAFETY: path is NUL-terminated and outlives the call.
     let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
     // SAFETY: open returned a new fd that nothing else owns.
@@ -460,7 +460,7 @@ pub fn open_at_cwd(path: &CStr) -> Result<OwnedFd, Errno> {
 }
 
 /// Attaches the detached mount tree `fd` at `target` with move_mount(2).
-pub fn attach_mount(fd: OwnedFd, target: &CStr) -> Result<(), Errno> {
+pub(crate) fn attach_mount(fd: OwnedFd, target: &CStr) -> Result<(), Errno> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     // SAFETY: the paths are NUL-terminated and fd is live for the call.
     check(unsafe {
@@ -477,24 +477,24 @@ pub fn attach_mount(fd: OwnedFd, target: &CStr) -> Result<(), Errno> {
 }
 
 /// Asks AppArmor to confine the next execve with `profile`.
-pub fn apparmor_exec_label(profile: &str) -> Result<(), Errno> {
+pub(crate) fn apparmor_exec_label(profile: &str) -> Result<(), Errno> {
     let text = format!("exec {profile}");
     // The per-LSM file on newer kernels, the shared one on older.
     let write = |path: &str| std::fs::write(path, text.as_bytes()).map_err(Errno::from);
     write("/proc/thread-self/attr/apparmor/exec").or_else(|_| write("/proc/self/attr/exec"))
 }
 
-pub fn unshare_pid() -> Result<(), Errno> {
+pub(crate) fn unshare_pid() -> Result<(), Errno> {
     unshare(libc::CLONE_NEWPID)
 }
 
-pub fn unshare(flags: libc::c_int) -> Result<(), Errno> {
+pub(crate) fn unshare(flags: libc::c_int) -> Result<(), Errno> {
     // SAFETY: plain syscall without pointers.
     check(unsafe { libc::unshare(flags) }).map(drop)
 }
 
 /// Points fds 0-2 at /dev/null.
-pub fn stdio_to_null() -> Result<(), Errno> {
+pub(crate) fn stdio_to_null() -> Result<(), Errno> {
     // Not close-on-exec: it may itself be one of 0-2 (when they were closed).
     // SAFETY: the path is a NUL-terminated constant.
     let null = check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) })?;
@@ -515,20 +515,20 @@ pub fn stdio_to_null() -> Result<(), Errno> {
 /// `close_range(first, ~0, flags)`: every descriptor from `first` up.
 /// ENOSYS on kernels before 5.9 (5.11 for CLOSE_RANGE_CLOEXEC, which
 /// older ones refuse with EINVAL).
-pub fn close_range_from(first: libc::c_uint, flags: libc::c_int) -> Result<(), Errno> {
+pub(crate) fn close_range_from(first: libc::c_uint, flags: libc::c_int) -> Result<(), Errno> {
     // SAFETY: close_range takes integers only; closing descriptors other
     // code still owns is the caller's contract (see `fds`).
     check(unsafe { libc::close_range(first, libc::c_uint::MAX, flags) }).map(drop)
 }
 
 /// `close_range(first, last, 0)`.
-pub fn close_between(first: libc::c_uint, last: libc::c_uint) -> Result<(), Errno> {
+pub(crate) fn close_between(first: libc::c_uint, last: libc::c_uint) -> Result<(), Errno> {
     // SAFETY: as in `close_range_from`.
     check(unsafe { libc::close_range(first, last, 0) }).map(drop)
 }
 
 /// Sets FD_CLOEXEC on `fd`, keeping its other descriptor flags.
-pub fn set_cloexec(fd: RawFd) -> Result<(), Errno> {
+pub(crate) fn set_cloexec(fd: RawFd) -> Result<(), Errno> {
     // SAFETY: F_GETFD/F_SETFD take integers only; an fd that is not open
     // fails with EBADF.
     let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
@@ -537,13 +537,13 @@ pub fn set_cloexec(fd: RawFd) -> Result<(), Errno> {
 }
 
 /// Closes `fd`, ignoring errors: the descriptor is gone either way.
-pub fn close(fd: RawFd) {
+pub(crate) fn close(fd: RawFd) {
     // SAFETY: the caller owns `fd` and does not use it again.
     unsafe { libc::close(fd) };
 }
 
 /// `memfd_create(name, flags)`.
-pub fn memfd_create(name: &CStr, flags: libc::c_uint) -> Result<OwnedFd, Errno> {
+pub(crate) fn memfd_create(name: &CStr, flags: libc::c_uint) -> Result<OwnedFd, Errno> {
     // SAFETY: name is NUL-terminated and outlives the call.
     let fd = check(unsafe { libc::memfd_create(name.as_ptr(), flags) })?;
     // SAFETY: memfd_create returned a new fd that nothing else owns.
@@ -551,13 +551,13 @@ pub fn memfd_create(name: &CStr, flags: libc::c_uint) -> Result<OwnedFd, Errno> 
 }
 
 /// Adds file seals (F_SEAL_*) to a memfd.
-pub fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> Result<(), Errno> {
+pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> Result<(), Errno> {
     // SAFETY: F_ADD_SEALS takes an integer; fd is live for the borrow.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
 }
 
 /// The seals of `fd`; EINVAL for a file that cannot be sealed.
-pub fn seals(fd: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
+pub(crate) fn seals(fd: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
     // SAFETY: F_GET_SEALS takes no argument; fd is live for the borrow.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
 }
@@ -565,7 +565,7 @@ pub fn seals(fd: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
 /// Copies everything from `from` (at its offset) to `to` with sendfile(2),
 /// which takes any file as the destination (copy_file_range refuses to
 /// copy from the host's file system into a memfd: EXDEV).
-pub fn copy_all(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<u64, Errno> {
+pub(crate) fn copy_all(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<u64, Errno> {
     let mut total = 0u64;
     loop {
         // SAFETY: both fds are live for the borrows; a null offset uses
@@ -592,7 +592,7 @@ pub fn copy_all(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<u64, Errno> 
 /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the program `fd`
 /// holds without a path (none is needed, nor /proc); returns only on
 /// failure.
-pub fn execve_fd(fd: BorrowedFd<'_>, args: &[CString], env: &[CString]) -> Errno {
+pub(crate) fn execve_fd(fd: BorrowedFd<'_>, args: &[CString], env: &[CString]) -> Errno {
     let argv = null_terminated(args);
     let envp = null_terminated(env);
     // SAFETY: the empty path, argv and envp are NUL-terminated and the
@@ -613,7 +613,7 @@ pub fn execve_fd(fd: BorrowedFd<'_>, args: &[CString], env: &[CString]) -> Errno
 
 /// `PR_SET_DUMPABLE`: a process that is not dumpable has its /proc files
 /// owned by root and may only be ptraced with CAP_SYS_PTRACE.
-pub fn set_dumpable(dumpable: bool) -> Result<(), Errno> {
+pub(crate) fn set_dumpable(dumpable: bool) -> Result<(), Errno> {
     // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
     check(unsafe {
         libc::prctl(
@@ -628,7 +628,7 @@ pub fn set_dumpable(dumpable: bool) -> Result<(), Errno> {
 }
 
 /// Empties the ambient capability set.
-pub fn clear_ambient() -> Result<(), Errno> {
+pub(crate) fn clear_ambient() -> Result<(), Errno> {
     // SAFETY: PR_CAP_AMBIENT takes integer arguments only.
     check(unsafe {
         libc::prctl(
@@ -644,12 +644,12 @@ pub fn clear_ambient() -> Result<(), Errno> {
 
 /// Makes every mount of this (private) mount namespace private, so that
 /// nothing done here reaches the host's mounts (and pivot_root accepts it).
-pub fn make_mounts_private() -> Result<(), Errno> {
+pub(crate) fn make_mounts_private() -> Result<(), Errno> {
     mount(c"none", c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
 }
 
 /// Mounts an empty, read-only tmpfs at `target`.
-pub fn mount_empty_tmpfs(target: &CStr) -> Result<(), Errno> {
+pub(crate) fn mount_empty_tmpfs(target: &CStr) -> Result<(), Errno> {
     mount(
         c"none",
         target,
@@ -661,7 +661,7 @@ pub fn mount_empty_tmpfs(target: &CStr) -> Result<(), Errno> {
 
 /// `pivot_root(".", ".")`: the mount at the working directory becomes
 /// the root, with the old root stacked on it until it is detached.
-pub fn pivot_root_here() -> Result<(), Errno> {
+pub(crate) fn pivot_root_here() -> Result<(), Errno> {
     // SAFETY: both paths are NUL-terminated constants.
     check(unsafe {
         libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as libc::c_int
@@ -682,21 +682,21 @@ fn sigchld_set() -> libc::sigset_t {
 /// Blocks SIGCHLD, so that it stays pending until `wait_for_sigchld`
 /// takes it: a child that exits between a reaping pass and the wait is
 /// not missed.
-pub fn block_sigchld() {
+pub(crate) fn block_sigchld() {
     let set = sigchld_set();
     // SAFETY: set is initialised; the old-mask pointer may be null.
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
 /// Sleeps until a (blocked) SIGCHLD is pending and takes it.
-pub fn wait_for_sigchld() {
+pub(crate) fn wait_for_sigchld() {
     let set = sigchld_set();
     // SAFETY: set is initialised; a null siginfo pointer is allowed.
     unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
 }
 
 /// A pipe, both ends close-on-exec: (read, write).
-pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
     let mut fds = [0; 2];
     // SAFETY: fds is a writable array of two ints, as pipe2 expects.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
@@ -709,7 +709,7 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
 /// # Safety
 /// The calling process must be single-threaded, so that the child may
 /// run any code (no lock can be held by a thread that is not copied).
-pub unsafe fn fork() -> Result<Option<libc::pid_t>, Errno> {
+pub(crate) unsafe fn fork() -> Result<Option<libc::pid_t>, Errno> {
     // SAFETY: the caller guarantees a single-threaded process.
     match check(unsafe { libc::fork() })? {
         0 => Ok(None),
@@ -718,7 +718,7 @@ pub unsafe fn fork() -> Result<Option<libc::pid_t>, Errno> {
 }
 
 /// `execve`; returns only on failure.
-pub fn execve(path: &CStr, args: &[CString], env: &[CString]) -> Errno {
+pub(crate) fn execve(path: &CStr, args: &[CString], env: &[CString]) -> Errno {
     let argv = null_terminated(args);
     let envp = null_terminated(env);
     // SAFETY: path, argv and envp are NUL-terminated and the arrays end in a
@@ -740,7 +740,7 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
 /// which the container's /dev/pts does not show, and the monitor has it
 /// bound onto /dev/console (as LXC does for its console). Returns whether
 /// it did; without that bind (or without a terminal) nothing changes.
-pub fn terminal_as_console() -> Result<bool, Errno> {
+pub(crate) fn terminal_as_console() -> Result<bool, Errno> {
     // SAFETY: isatty only inspects the fd.
     if unsafe { libc::isatty(0) } != 1 {
         return Ok(false);

@@ -18,7 +18,7 @@ use std::io::{BufRead, Write};
 
 use crate::sys::{self, Errno};
 
-pub fn run(args: &[std::ffi::OsString]) -> ! {
+pub(crate) fn run(args: &[std::ffi::OsString]) -> ! {
     let code = match steps(args) {
         Ok(()) => 0,
         Err((step, errno)) => {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DeviceIo {
+pub(crate) struct DeviceIo {
     pub major: u32,
     pub minor: u32,
     pub read_bytes: u64,
@@ -18,7 +18,7 @@ pub struct DeviceIo {
 
 impl DeviceIo {
     /// `/dev/<name>` of the block device, from sysfs; empty when unknown.
-    pub fn device_name(&self) -> String {
+    pub(crate) fn device_name(&self) -> String {
         let uevent = format!("/sys/dev/block/{}:{}/uevent", self.major, self.minor);
         std::fs::read_to_string(uevent)
             .ok()
@@ -37,7 +37,7 @@ fn device(key: &str) -> Option<(u32, u32)> {
 }
 
 /// Parses v2's `io.stat`.
-pub fn parse_v2(text: &str) -> Vec<DeviceIo> {
+pub(crate) fn parse_v2(text: &str) -> Vec<DeviceIo> {
     text.lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
@@ -66,7 +66,7 @@ pub fn parse_v2(text: &str) -> Vec<DeviceIo> {
 }
 
 /// Parses v1's `blkio.throttle.io_service_bytes` and `io_serviced`.
-pub fn parse_v1(bytes: &str, serviced: &str) -> Vec<DeviceIo> {
+pub(crate) fn parse_v1(bytes: &str, serviced: &str) -> Vec<DeviceIo> {
     let mut by_device: BTreeMap<(u32, u32), DeviceIo> = BTreeMap::new();
     for (text, is_bytes) in [(bytes, true), (serviced, false)] {
         for line in text.lines() {
@@ -95,13 +95,13 @@ pub fn parse_v1(bytes: &str, serviced: &str) -> Vec<DeviceIo> {
     by_device.into_values().collect()
 }
 
-pub fn read_v2(dir: &Path) -> Vec<DeviceIo> {
+pub(crate) fn read_v2(dir: &Path) -> Vec<DeviceIo> {
     std::fs::read_to_string(dir.join("io.stat"))
         .map(|t| parse_v2(&t))
         .unwrap_or_default()
 }
 
-pub fn read_v1(dir: &Path) -> Vec<DeviceIo> {
+pub(crate) fn read_v1(dir: &Path) -> Vec<DeviceIo> {
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
     parse_v1(
         &read("blkio.throttle.io_service_bytes"),

@@ -26,7 +26,7 @@ pub fn mount_point(mounts: &[CgroupMount]) -> Option<PathBuf> {
 
 /// Makes every existing ancestor on `parent` (relative to the hierarchy
 /// at `mount`) hand its cpus and mems to new children.
-pub fn prepare(mount: &Path, parent: &str) -> io::Result<()> {
+pub(crate) fn prepare(mount: &Path, parent: &str) -> io::Result<()> {
     let mut above = mount.to_owned();
     for part in parent.split('/').filter(|p| !p.is_empty() && *p != "..") {
         let dir = above.join(part);

@@ -22,7 +22,7 @@ pub struct Resources {
 }
 
 /// `lxc.cgroup*.` settings for the resources on this node's layout.
-pub fn lxc_settings(layout: &CgroupLayout, r: &Resources) -> Vec<(String, String)> {
+pub(crate) fn lxc_settings(layout: &CgroupLayout, r: &Resources) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let v2 = matches!(layout, CgroupLayout::Unified);
     let key = |k: &str| {
@@ -39,7 +39,7 @@ pub fn lxc_settings(layout: &CgroupLayout, r: &Resources) -> Vec<(String, String
 }
 
 /// (file, value) pairs for the container's cgroup directory.
-pub fn files(v2: bool, r: &Resources) -> Vec<(String, String)> {
+pub(crate) fn files(v2: bool, r: &Resources) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if v2 {
         if r.cpu_shares > 0 {
@@ -105,7 +105,7 @@ pub fn files(v2: bool, r: &Resources) -> Vec<(String, String)> {
 
 /// Why a resource value from a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResourceError {
+pub(crate) enum ResourceError {
     #[error("{0:?} is not a cpu or node list like \"0-3,8\"")]
     CpuList(String),
     #[error("{0:?} is not a cgroup file name")]
@@ -122,7 +122,7 @@ pub enum ResourceError {
 
 /// A cpuset list as the kernel reads it: numbers and ranges separated by
 /// commas (`0-3,8`), or empty.
-pub fn check_cpuset(value: &str) -> Result<(), ResourceError> {
+pub(crate) fn check_cpuset(value: &str) -> Result<(), ResourceError> {
     let number = |s: &str| !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit());
     let ok = value.is_empty()
         || value.split(',').all(|part| match part.split_once('-') {
@@ -146,7 +146,7 @@ const UNIFIED_CONTROLLERS: &[&str] = &[
 /// the device policy (liblxc turns `lxc.cgroup2.devices.*` into the
 /// container's device program) and `cgroup.*` files shape the hierarchy.
 /// The value is written as one config line: no control characters.
-pub fn check_unified(key: &str, value: &str) -> Result<(), ResourceError> {
+pub(crate) fn check_unified(key: &str, value: &str) -> Result<(), ResourceError> {
     let valid_name = !key.is_empty()
         && key
             .bytes()
@@ -174,7 +174,7 @@ pub fn check_unified(key: &str, value: &str) -> Result<(), ResourceError> {
 }
 
 /// The kubelet's conversion of CPU shares (2..262144) to cgroup v2 weight (1..10000).
-pub fn shares_to_weight(shares: i64) -> u64 {
+pub(crate) fn shares_to_weight(shares: i64) -> u64 {
     let shares = shares.clamp(2, 262_144) as u64;
     1 + ((shares - 2) * 9999) / 262_142
 }
@@ -201,7 +201,11 @@ pub fn file_dir(layout: &CgroupLayout, container: &str, file: &str) -> PathBuf {
 }
 
 /// Writes the resources into a live container cgroup.
-pub fn apply_live(layout: &CgroupLayout, container: &str, r: &Resources) -> std::io::Result<()> {
+pub(crate) fn apply_live(
+    layout: &CgroupLayout,
+    container: &str,
+    r: &Resources,
+) -> std::io::Result<()> {
     let v2 = matches!(layout, CgroupLayout::Unified);
     for (file, value) in files(v2, r) {
         let path = file_dir(layout, container, &file).join(&file);

@@ -9,21 +9,21 @@ use super::CgroupMount;
 
 /// Which hierarchy holds the memory controller for a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupVersion {
+pub(crate) enum CgroupVersion {
     V1,
     V2,
 }
 
 /// A memory cgroup directory and the file holding its `oom_kill` counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemoryCgroup {
+pub(crate) struct MemoryCgroup {
     pub version: CgroupVersion,
     pub dir: PathBuf,
 }
 
 impl MemoryCgroup {
     /// `memory.events` (v2) or `memory.oom_control` (v1).
-    pub fn counter_file(&self) -> PathBuf {
+    pub(crate) fn counter_file(&self) -> PathBuf {
         self.dir.join(match self.version {
             CgroupVersion::V2 => "memory.events",
             CgroupVersion::V1 => "memory.oom_control",
@@ -33,7 +33,7 @@ impl MemoryCgroup {
 
 /// A process's cgroup paths from `/proc/<pid>/cgroup`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ProcCgroups {
+pub(crate) struct ProcCgroups {
     /// The path in the v1 hierarchy carrying the `memory` controller.
     pub v1_memory: Option<String>,
     /// The path in the unified hierarchy (`0::/path`).
@@ -42,13 +42,13 @@ pub struct ProcCgroups {
 
 /// The mounts of the two hierarchies that can hold the memory controller.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CgroupMounts {
+pub(crate) struct CgroupMounts {
     pub v1_memory: Option<CgroupMount>,
     pub unified: Option<CgroupMount>,
 }
 
 /// Parses `/proc/<pid>/cgroup` (`hierarchy-id:controllers:path` lines).
-pub fn parse_proc_cgroup(text: &str) -> ProcCgroups {
+pub(crate) fn parse_proc_cgroup(text: &str) -> ProcCgroups {
     let mut out = ProcCgroups::default();
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
@@ -67,7 +67,7 @@ pub fn parse_proc_cgroup(text: &str) -> ProcCgroups {
 
 /// The v1 memory and the cgroup2 mounts among the cgroup mounts (the first
 /// of each: later ones are usually bind mounts of the same).
-pub fn memory_mounts(mounts: &[CgroupMount]) -> CgroupMounts {
+pub(crate) fn memory_mounts(mounts: &[CgroupMount]) -> CgroupMounts {
     CgroupMounts {
         v1_memory: mounts
             .iter()
@@ -80,7 +80,7 @@ pub fn memory_mounts(mounts: &[CgroupMount]) -> CgroupMounts {
 /// The candidate memory cgroup directories, unified first: on a hybrid host
 /// the unified hierarchy exists without the memory controller, so the
 /// caller keeps the first whose counter file exists.
-pub fn candidates(procs: &ProcCgroups, mounts: &CgroupMounts) -> Vec<MemoryCgroup> {
+pub(crate) fn candidates(procs: &ProcCgroups, mounts: &CgroupMounts) -> Vec<MemoryCgroup> {
     let mut out = Vec::new();
     if let (Some(path), Some(mount)) = (&procs.unified, &mounts.unified) {
         if let Some(dir) = join_under(mount, path) {
@@ -102,7 +102,7 @@ pub fn candidates(procs: &ProcCgroups, mounts: &CgroupMounts) -> Vec<MemoryCgrou
 }
 
 /// The memory cgroup of `pid`, if it still exists.
-pub fn locate(pid: i32) -> Option<MemoryCgroup> {
+pub(crate) fn locate(pid: i32) -> Option<MemoryCgroup> {
     let procs = parse_proc_cgroup(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?);
     let mounts = memory_mounts(&super::read_mounts().ok()?);
     candidates(&procs, &mounts)

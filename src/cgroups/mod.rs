@@ -13,13 +13,13 @@
 //! A low-level module: it reads /proc and cgroupfs, and imports nothing
 //! from the runtime, container, sandbox or monitor code that uses it.
 
-pub mod blkio;
-pub mod cpuset;
-pub mod limits;
-pub mod memory;
-pub mod paths;
-pub mod psi;
-pub mod stats;
+pub(crate) mod blkio;
+pub(crate) mod cpuset;
+pub(crate) mod limits;
+pub(crate) mod memory;
+pub(crate) mod paths;
+pub(crate) mod psi;
+pub(crate) mod stats;
 pub mod tree;
 
 use std::fmt;
@@ -32,7 +32,7 @@ use crate::node::mountinfo::{self, Mount};
 /// unified host, the tmpfs holding one directory per v1 hierarchy
 /// otherwise. pvecri writes limits and reads counters there, as liblxc
 /// and the kubelet do.
-pub const ROOT: &str = "/sys/fs/cgroup";
+pub(crate) const ROOT: &str = "/sys/fs/cgroup";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupLayout {
@@ -102,7 +102,7 @@ impl CgroupMount {
 
 /// The cgroup mounts among `mounts`, in mountinfo order (so a hierarchy's
 /// first mount comes before its later bind mounts).
-pub fn cgroup_mounts(mounts: impl IntoIterator<Item = Mount>) -> Vec<CgroupMount> {
+pub(crate) fn cgroup_mounts(mounts: impl IntoIterator<Item = Mount>) -> Vec<CgroupMount> {
     mounts
         .into_iter()
         .filter_map(CgroupMount::from_mount)
@@ -130,7 +130,7 @@ pub fn detect() -> io::Result<CgroupLayout> {
 }
 
 /// Classifies the node by its cgroup mounts.
-pub fn layout(mounts: &[CgroupMount]) -> CgroupLayout {
+pub(crate) fn layout(mounts: &[CgroupMount]) -> CgroupLayout {
     let mut v2_at: Option<&Path> = None;
     let mut has_v1 = false;
     for m in mounts {

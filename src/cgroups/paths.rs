@@ -6,7 +6,7 @@ use crate::config::CgroupDriver;
 /// The cgroup (relative to each hierarchy's root) of a container, and of
 /// its pvecri monitor, kept outside the pod so the pod's accounting is the
 /// workload's alone.
-pub fn container_paths(driver: CgroupDriver, parent: &str, id: &str) -> (String, String) {
+pub(crate) fn container_paths(driver: CgroupDriver, parent: &str, id: &str) -> (String, String) {
     let parent = match driver {
         CgroupDriver::Systemd if parent.ends_with(".slice") => expand_slice(parent),
         _ => parent.trim_matches('/').to_owned(),
@@ -25,13 +25,13 @@ pub fn container_paths(driver: CgroupDriver, parent: &str, id: &str) -> (String,
 
 /// The cgroup liblxc puts a container's monitor in (its starter, running
 /// liblxc's start, stays there for the container's life).
-pub fn monitor_path(id: &str) -> String {
+pub(crate) fn monitor_path(id: &str) -> String {
     format!("pvecri.monitor/{id}")
 }
 
 /// `kubepods-burstable-pod1.slice` -> `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice`,
 /// the path systemd gives a nested slice.
-pub fn expand_slice(slice: &str) -> String {
+pub(crate) fn expand_slice(slice: &str) -> String {
     let name = slice.trim_matches('/').trim_end_matches(".slice");
     if name.is_empty() || name == "-" {
         return String::new();

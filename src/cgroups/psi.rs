@@ -11,7 +11,7 @@
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct PsiLine {
+pub(crate) struct PsiLine {
     pub total_us: u64,
     pub avg10: f64,
     pub avg60: f64,
@@ -19,7 +19,7 @@ pub struct PsiLine {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Psi {
+pub(crate) struct Psi {
     pub some: PsiLine,
     pub full: Option<PsiLine>,
 }
@@ -27,14 +27,14 @@ pub struct Psi {
 /// The three pressure files of one cgroup; `None` where missing (no PSI in
 /// the kernel, or the cgroup is gone).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Pressure {
+pub(crate) struct Pressure {
     pub cpu: Option<Psi>,
     pub memory: Option<Psi>,
     pub io: Option<Psi>,
 }
 
 impl Pressure {
-    pub fn read(dir: &Path) -> Self {
+    pub(crate) fn read(dir: &Path) -> Self {
         let read = |file: &str| {
             std::fs::read_to_string(dir.join(file))
                 .ok()
@@ -49,7 +49,7 @@ impl Pressure {
 }
 
 /// Parses a pressure file; `None` without a valid `some` line.
-pub fn parse(text: &str) -> Option<Psi> {
+pub(crate) fn parse(text: &str) -> Option<Psi> {
     let mut some = None;
     let mut full = None;
     for line in text.lines() {

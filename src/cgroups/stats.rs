@@ -17,7 +17,7 @@ use crate::cgroups::CgroupLayout;
 const V1_UNLIMITED: u64 = 1 << 62;
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct CgroupStats {
+pub(crate) struct CgroupStats {
     /// Cumulative CPU time of every task, in nanoseconds.
     pub cpu_usage_ns: Option<u64>,
     pub memory: Option<MemoryStats>,
@@ -31,7 +31,7 @@ pub struct CgroupStats {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MemoryStats {
+pub(crate) struct MemoryStats {
     /// Everything charged to the cgroup, page cache included.
     pub usage_bytes: u64,
     /// Usage minus inactive file pages: what the kubelet evicts on.
@@ -50,7 +50,7 @@ pub struct MemoryStats {
 
 impl CgroupStats {
     /// Adds another cgroup's counters (a pod is the sum of its containers).
-    pub fn add(&mut self, other: &CgroupStats) {
+    pub(crate) fn add(&mut self, other: &CgroupStats) {
         fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
             match (a, b) {
                 (Some(a), Some(b)) => Some(a + b),
@@ -79,7 +79,7 @@ impl CgroupStats {
 /// Reads cgroups of one hierarchy layout, under a root that tests point at
 /// fixture trees.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CgroupReader {
+pub(crate) enum CgroupReader {
     /// cgroup v2: `<root>/<cgroup>/cpu.stat`, `memory.current`, ...
     V2 { root: PathBuf },
     /// cgroup v1: `<root>/<controller>/<cgroup>/...`; pressure from the
@@ -93,7 +93,7 @@ pub enum CgroupReader {
 impl CgroupReader {
     /// The reader for the hierarchy pvecri puts containers in on this
     /// layout (see [`super::limits::file_dir`]).
-    pub fn for_layout(layout: &CgroupLayout) -> Self {
+    pub(crate) fn for_layout(layout: &CgroupLayout) -> Self {
         let root = PathBuf::from(super::ROOT);
         match layout {
             CgroupLayout::Unified => CgroupReader::V2 { root },
@@ -110,7 +110,7 @@ impl CgroupReader {
 
     /// Only the pressure files of `cgroup` (a pod's cgroup, whose other
     /// counters pvecri sums from its containers).
-    pub fn pressure(&self, cgroup: &str) -> super::psi::Pressure {
+    pub(crate) fn pressure(&self, cgroup: &str) -> super::psi::Pressure {
         let cgroup = cgroup.trim_matches('/');
         match self {
             CgroupReader::V2 { root } => super::psi::Pressure::read(&root.join(cgroup)),
@@ -123,7 +123,7 @@ impl CgroupReader {
     }
 
     /// The counters of `cgroup` (a path relative to the hierarchy root).
-    pub fn read(&self, cgroup: &str) -> CgroupStats {
+    pub(crate) fn read(&self, cgroup: &str) -> CgroupStats {
         let cgroup = cgroup.trim_matches('/');
         match self {
             CgroupReader::V2 { root } => read_v2(&root.join(cgroup)),
@@ -245,7 +245,7 @@ fn read_keyed(path: &Path) -> Option<HashMap<String, u64>> {
     Some(parse_keyed(&text))
 }
 
-pub fn parse_keyed(text: &str) -> HashMap<String, u64> {
+pub(crate) fn parse_keyed(text: &str) -> HashMap<String, u64> {
     text.lines()
         .filter_map(|line| {
             let (k, v) = line.split_once(' ')?;
@@ -439,7 +439,7 @@ mod tests {
 
 /// The further counters cAdvisor-style metrics need, beyond [`CgroupStats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CgroupDetail {
+pub(crate) struct CgroupDetail {
     pub cpu_user_ns: u64,
     pub cpu_system_ns: u64,
     pub cfs_periods: u64,
@@ -463,7 +463,7 @@ pub struct CgroupDetail {
 const USER_HZ_NS: u64 = 10_000_000;
 
 impl CgroupReader {
-    pub fn read_detail(&self, cgroup: &str) -> CgroupDetail {
+    pub(crate) fn read_detail(&self, cgroup: &str) -> CgroupDetail {
         let cgroup = cgroup.trim_matches('/');
         match self {
             CgroupReader::V2 { root } => detail_v2(&root.join(cgroup)),

@@ -14,7 +14,7 @@ use crate::cri::v1;
 use crate::node::census::{self, Options, RealHost, StoreKeys, StoreView};
 
 #[derive(clap::Args)]
-pub struct CensusArgs {
+pub(super) struct CensusArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -39,7 +39,7 @@ pub struct CensusArgs {
     runtime_dir: Option<PathBuf>,
 }
 
-pub fn run(mut config: Config, args: CensusArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(mut config: Config, args: CensusArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = args.state_dir {
         config.state_dir = dir;
     }

@@ -60,7 +60,7 @@ impl Check {
     }
 }
 
-pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let checks = checks(config);
     for c in &checks {
         println!("{}  {:<14} {}", c.level, c.name, c.detail);

@@ -7,7 +7,7 @@ use crate::client::CriClient;
 use crate::config::Config;
 use crate::cri::v1;
 
-pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -6,7 +6,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat};
 
-pub fn init(config: &Config) {
+pub(super) fn init(config: &Config) {
     // RUST_LOG overrides the configured level for one-off debugging.
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::cri::v1;
 
 #[derive(clap::Args)]
-pub struct StatsArgs {
+pub(super) struct StatsArgs {
     /// Only containers whose ID starts with this.
     #[arg(long, default_value = "")]
     id: String,
@@ -25,7 +25,7 @@ pub struct StatsArgs {
     seconds: u64,
 }
 
-pub fn run(config: &Config, args: StatsArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config: &Config, args: StatsArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

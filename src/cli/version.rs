@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::cri::v1::VersionRequest;
 use crate::version;
 
-pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config: &Config) -> anyhow::Result<ExitCode> {
     println!("pvecri:  {}", version::runtime_version());
     println!("liblxc:  {}", crate::lxc::version());
     println!("CRI API: {}", version::CRI_API_VERSION);

@@ -23,7 +23,7 @@ use crate::container::DeviceSpec;
 
 /// Character or block device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Char,
     Block,
 }
@@ -39,7 +39,7 @@ impl Kind {
 
 /// One allow rule: `c 1:3 rwm`; `None` for a wildcard (`*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
+pub(crate) struct Rule {
     pub kind: Kind,
     pub major: Option<u32>,
     pub minor: Option<u32>,
@@ -71,7 +71,7 @@ fn rule(kind: Kind, major: Option<u32>, minor: Option<u32>, access: &str) -> Rul
 }
 
 /// The allow-list of a non-privileged container before its CRI devices.
-pub fn default_rules() -> Vec<Rule> {
+pub(crate) fn default_rules() -> Vec<Rule> {
     use Kind::{Block, Char};
     let rw = |major, minor| rule(Char, Some(major), Some(minor), "rwm");
     vec![
@@ -93,7 +93,7 @@ pub fn default_rules() -> Vec<Rule> {
 }
 
 /// `lxc.cgroup[2].devices.*` settings: deny everything, then allow `rules`.
-pub fn cgroup_settings(layout: &CgroupLayout, rules: &[Rule]) -> Vec<(String, String)> {
+pub(crate) fn cgroup_settings(layout: &CgroupLayout, rules: &[Rule]) -> Vec<(String, String)> {
     let prefix = match layout {
         CgroupLayout::Unified => "lxc.cgroup2.devices",
         _ => "lxc.cgroup.devices",
@@ -108,7 +108,7 @@ pub fn cgroup_settings(layout: &CgroupLayout, rules: &[Rule]) -> Vec<(String, St
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum DeviceError {
+pub(crate) enum DeviceError {
     #[error("device {path} does not exist on the node")]
     Missing { path: String },
     #[error("{path} is not a device node or a directory of device nodes")]
@@ -123,7 +123,7 @@ pub enum DeviceError {
 
 /// A host device node the container gets, and the rule that opens it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostDevice {
+pub(crate) struct HostDevice {
     pub host_path: PathBuf,
     /// Absolute path inside the container (under /dev).
     pub container_path: String,
@@ -144,7 +144,7 @@ fn node_of(meta: &std::fs::Metadata) -> Option<(Kind, u32, u32)> {
 
 /// The nodes a CRI `Device` names: one device node, or every device node
 /// under a directory (as containerd does, for `/dev/snd` and the like).
-pub fn lookup(spec: &DeviceSpec) -> Result<Vec<HostDevice>, DeviceError> {
+pub(crate) fn lookup(spec: &DeviceSpec) -> Result<Vec<HostDevice>, DeviceError> {
     let host = Path::new(&spec.host_path);
     let meta = std::fs::metadata(host).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => DeviceError::Missing {
@@ -207,7 +207,7 @@ const AUTODEV_NODES: &[&str] = &[
 
 /// Every device node under `dev` (the node's /dev) for a privileged
 /// container, with the path it gets inside.
-pub fn host_nodes(dev: &Path) -> Vec<HostDevice> {
+pub(crate) fn host_nodes(dev: &Path) -> Vec<HostDevice> {
     let mut out = Vec::new();
     let _ = walk_nodes(dev, &mut |path, kind, major, minor| {
         let rel = path.strip_prefix(dev).expect("walked under dev");

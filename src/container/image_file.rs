@@ -27,7 +27,7 @@ use nix::sys::stat::{fstat, Mode, SFlag};
 use crate::image::limits::IMAGE_TEXT_FILE_MAX;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ImageFileError {
+pub(crate) enum ImageFileError {
     #[error("cannot open the image's root filesystem {root}")]
     Root {
         root: PathBuf,
@@ -55,7 +55,7 @@ pub enum ImageFileError {
 /// The text of `rel` (relative to the image's root, e.g. `etc/passwd`);
 /// a missing file, or a missing directory on the way, reads as empty.
 /// Bytes that are not UTF-8 are replaced, as a name lookup needs no more.
-pub fn read(rootfs: &Path, rel: &str) -> Result<String, ImageFileError> {
+pub(crate) fn read(rootfs: &Path, rel: &str) -> Result<String, ImageFileError> {
     read_capped(rootfs, rel, IMAGE_TEXT_FILE_MAX)
 }
 

@@ -12,12 +12,12 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-pub use super::record::Propagation;
+pub(crate) use super::record::Propagation;
 
 /// Which of the pod's namespaces a container joins, by nsfs path; `None`
 /// means the host's (hostNetwork/hostIPC pods).
 #[derive(Debug, Clone, Default)]
-pub struct SharedNamespaces {
+pub(crate) struct SharedNamespaces {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
@@ -35,7 +35,7 @@ pub struct SharedNamespaces {
 /// container up as an unprivileged one (it does not write them again for
 /// a shared namespace).
 #[derive(Debug, Clone)]
-pub struct UserNs {
+pub(crate) struct UserNs {
     pub path: PathBuf,
     pub uids: crate::sandbox::userns::IdMapping,
     pub gids: crate::sandbox::userns::IdMapping,
@@ -43,7 +43,7 @@ pub struct UserNs {
 
 /// A bind mount into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindMount {
+pub(crate) struct BindMount {
     pub source: PathBuf,
     /// Path inside the container; once placed (`container::mountpoints`),
     /// relative and free of symlinks.
@@ -61,7 +61,7 @@ pub struct BindMount {
 /// A value the config cannot hold.
 #[derive(Debug, thiserror::Error)]
 #[error("refusing to write {key} = {value:?} into the LXC config: {reason}")]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     pub key: String,
     pub value: String,
     pub reason: String,
@@ -69,8 +69,7 @@ pub struct ConfigError {
 
 /// Everything the config needs.
 #[derive(Debug, Clone)]
-pub struct LxcPlan {
-    pub hostname: String,
+pub(crate) struct LxcPlan {
     pub rootfs: PathBuf,
     pub namespaces: SharedNamespaces,
     pub mounts: Vec<BindMount>,
@@ -89,7 +88,7 @@ pub struct LxcPlan {
 
 /// Renders the config file text, or refuses a value that would not stay
 /// on its line.
-pub fn render(plan: &LxcPlan) -> Result<String, ConfigError> {
+pub(crate) fn render(plan: &LxcPlan) -> Result<String, ConfigError> {
     let mut out = String::new();
     let mut line = |k: &str, v: &dyn std::fmt::Display| -> Result<(), ConfigError> {
         let value = v.to_string();
@@ -235,7 +234,6 @@ pub(crate) mod tests {
 
     fn plan() -> LxcPlan {
         LxcPlan {
-            hostname: "pod-a".into(),
             rootfs: "/var/lib/pvecri/snapshots/overlay/containers/c1/rootfs".into(),
             namespaces: SharedNamespaces {
                 net: Some("/run/pvecri/ns/p1/net".into()),

@@ -2,16 +2,16 @@
 //! the process spec handed to pvecri-init and the run dir layout shared
 //! with the monitor and the helpers.
 
-pub mod devices;
-pub mod image_file;
-pub mod lxc_config;
-pub mod mountpoints;
-pub mod process;
-pub mod record;
-pub mod run_dir;
-pub mod staging;
+pub(crate) mod devices;
+pub(crate) mod image_file;
+pub(crate) mod lxc_config;
+pub(crate) mod mountpoints;
+pub(crate) mod process;
+pub(crate) mod record;
+pub(crate) mod run_dir;
+pub(crate) mod staging;
 
-pub use record::{
+pub(crate) use record::{
     ContainerConfig, ContainerRecord, ContainerState, DeviceSpec, ImageVolume, MountSpec,
     Propagation, SecurityConfig,
 };

@@ -40,7 +40,7 @@ use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
 const MAX_SYMLINKS: usize = 40;
 
 #[derive(Debug, thiserror::Error)]
-pub enum MountpointError {
+pub(crate) enum MountpointError {
     #[error("mount target {target}: more than {MAX_SYMLINKS} symlinks")]
     TooManySymlinks { target: String },
     #[error("mount target {target}: /{at} is not a directory")]
@@ -67,7 +67,7 @@ pub enum MountpointError {
 
 /// Where liblxc will mount, relative to the container's root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placed {
+pub(crate) struct Placed {
     /// Relative path without symlinks, `..` or empty components.
     pub target: String,
     /// The target is in the autodev tmpfs: liblxc must create it
@@ -91,7 +91,7 @@ enum Backing {
 /// The container's mount tree as liblxc will build it, one mount at a time
 /// in the order of the config.
 #[derive(Debug)]
-pub struct MountTree {
+pub(crate) struct MountTree {
     /// (container path components, backing), in mount order; later entries
     /// cover earlier ones at the same or a shorter path.
     layers: Vec<(Vec<OsString>, Backing)>,
@@ -103,7 +103,7 @@ pub struct MountTree {
 impl MountTree {
     /// The tree of a root filesystem at `rootfs` (a host directory), with
     /// liblxc's `/proc`, `/sys` and autodev `/dev` on it.
-    pub fn new(rootfs: &Path, owner: Option<(u32, u32)>, privileged: bool) -> Self {
+    pub(crate) fn new(rootfs: &Path, owner: Option<(u32, u32)>, privileged: bool) -> Self {
         let layers = vec![
             (Vec::new(), Backing::Dir(rootfs.to_owned())),
             (vec![OsString::from("proc")], Backing::Kernel),
@@ -121,7 +121,7 @@ impl MountTree {
     /// resolves it inside the container, creates what is missing in the
     /// backing directory, and records the mount so later targets beneath it
     /// resolve into `source`.
-    pub fn place(
+    pub(crate) fn place(
         &mut self,
         target: &str,
         source: &Path,
@@ -291,7 +291,7 @@ impl MountTree {
 /// The host path of `rel` (relative, may hold symlinks) inside the tree at
 /// `root`, with every symlink interpreted inside `root`: for sub-paths of
 /// image volumes. The path must exist.
-pub fn resolve_in_root(root: &Path, rel: &str) -> Result<PathBuf, MountpointError> {
+pub(crate) fn resolve_in_root(root: &Path, rel: &str) -> Result<PathBuf, MountpointError> {
     let tree = MountTree {
         layers: vec![(Vec::new(), Backing::Dir(root.to_owned()))],
         owner: None,

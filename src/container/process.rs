@@ -6,13 +6,13 @@
 use super::ContainerConfig;
 use crate::image::spec::RunConfig;
 
-pub use pvecri_spec::DEFAULT_PATH;
+pub(crate) use pvecri_spec::DEFAULT_PATH;
 
 /// The contract with pvecri-init (docs/lifecycle.md).
-pub use pvecri_spec::ProcessSpec;
+pub(crate) use pvecri_spec::ProcessSpec;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ProcessError {
+pub(crate) enum ProcessError {
     #[error("no command: neither the container config nor the image sets one")]
     NoCommand,
     #[error("user {0:?} not found in the image's /etc/passwd")]
@@ -25,7 +25,10 @@ pub enum ProcessError {
 
 /// Argv per Kubernetes: `command` replaces the entrypoint (and drops the
 /// image's cmd), `args` replaces the cmd.
-pub fn argv(config: &ContainerConfig, image: &RunConfig) -> Result<Vec<String>, ProcessError> {
+pub(crate) fn argv(
+    config: &ContainerConfig,
+    image: &RunConfig,
+) -> Result<Vec<String>, ProcessError> {
     let entrypoint = if config.command.is_empty() {
         image.entrypoint.clone().unwrap_or_default()
     } else {
@@ -46,7 +49,12 @@ pub fn argv(config: &ContainerConfig, image: &RunConfig) -> Result<Vec<String>, 
 }
 
 /// Image env, then the config's, later names winning; PATH defaulted.
-pub fn env(config: &ContainerConfig, image: &RunConfig, hostname: &str, home: &str) -> Vec<String> {
+pub(crate) fn env(
+    config: &ContainerConfig,
+    image: &RunConfig,
+    hostname: &str,
+    home: &str,
+) -> Vec<String> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| match out.iter_mut().find(|(n, _)| n == k) {
         Some(slot) => slot.1 = v.to_owned(),
@@ -69,7 +77,7 @@ pub fn env(config: &ContainerConfig, image: &RunConfig, hostname: &str, home: &s
 
 /// Resolved identity: uid, gid, supplementary groups, home directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
@@ -78,7 +86,7 @@ pub struct Identity {
 
 /// Resolves the user per CRI precedence (run_as_user / run_as_username,
 /// then the image's USER), reading the image's passwd and group texts.
-pub fn identity(
+pub(crate) fn identity(
     config: &ContainerConfig,
     image: &RunConfig,
     passwd: &str,

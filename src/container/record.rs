@@ -74,11 +74,11 @@ mod propagation_as_cri {
     use super::Propagation;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(p: &Propagation, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(p: &Propagation, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_i32(p.to_cri())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Propagation, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Propagation, D::Error> {
         Ok(Propagation::from_cri(i32::deserialize(d)?).unwrap_or_default())
     }
 }

@@ -18,7 +18,7 @@ const CONTAINERS: &str = "containers";
 
 /// Where the run dir is bind-mounted inside its container (pvecri-init's
 /// `RUN_DIR`).
-pub const IN_CONTAINER: &str = "/.pvecri";
+pub(crate) const IN_CONTAINER: &str = "/.pvecri";
 
 /// The process spec pvecri-init and the exec helper read.
 const SPEC: &str = "spec.json";
@@ -52,7 +52,7 @@ pub enum RunDirError {
 
 /// Refuses a container ID that would not stay one path component under
 /// the containers dir (or could not become a C string for liblxc).
-pub fn check_id(id: &str) -> Result<(), RunDirError> {
+pub(crate) fn check_id(id: &str) -> Result<(), RunDirError> {
     let reason = if id.is_empty() {
         "it is empty"
     } else if id == "." || id == ".." {

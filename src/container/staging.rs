@@ -26,7 +26,7 @@ use super::lxc_config::BindMount;
 use crate::sandbox::idmap::IdmappedTree;
 
 #[derive(Debug, Error)]
-pub enum StagingError {
+pub(crate) enum StagingError {
     #[error("staging volume {source_path} at {target}: {step} failed")]
     Io {
         source_path: PathBuf,
@@ -42,7 +42,11 @@ pub enum StagingError {
 /// Stages every mount's source and points the mount at its staged copy.
 /// Sources on filesystems that cannot be idmapped are staged as plain
 /// clones (their files keep showing as the host's IDs).
-pub fn stage(dir: &Path, mounts: &mut [BindMount], userns: &File) -> Result<(), StagingError> {
+pub(crate) fn stage(
+    dir: &Path,
+    mounts: &mut [BindMount],
+    userns: &File,
+) -> Result<(), StagingError> {
     for (n, m) in mounts.iter_mut().enumerate() {
         let target = dir.join(n.to_string());
         let fail = |step| {
@@ -80,7 +84,7 @@ pub fn stage(dir: &Path, mounts: &mut [BindMount], userns: &File) -> Result<(), 
 /// Detaches and removes what [`stage`] made in `dir`; removes only empty
 /// directories and mount-point files, never a tree. A missing `dir` is
 /// fine.
-pub fn unstage(dir: &Path) -> io::Result<()> {
+pub(crate) fn unstage(dir: &Path) -> io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

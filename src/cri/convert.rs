@@ -43,7 +43,7 @@ fn text_map(field: &str, map: &HashMap<String, String>, values_too: bool) -> Res
 /// kubelet sends without a RuntimeClass) and the same under an explicit
 /// name a RuntimeClass can use. Anything else is refused rather than run
 /// as a plain LXC container.
-pub const RUNTIME_HANDLERS: &[&str] = &["", "lxc"];
+pub(super) const RUNTIME_HANDLERS: &[&str] = &["", "lxc"];
 
 fn ns_mode(mode: i32) -> NsMode {
     match v1::NamespaceMode::try_from(mode).unwrap_or(v1::NamespaceMode::Pod) {
@@ -63,7 +63,7 @@ fn ns_mode_proto(mode: NsMode) -> i32 {
     }) as i32
 }
 
-pub fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, Status> {
+pub(super) fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, Status> {
     let c = req
         .config
         .as_ref()
@@ -290,7 +290,7 @@ fn pod_state(s: PodState) -> i32 {
     }) as i32
 }
 
-pub fn pod_state_filter(s: i32) -> Option<PodState> {
+pub(super) fn pod_state_filter(s: i32) -> Option<PodState> {
     match v1::PodSandboxState::try_from(s).ok()? {
         v1::PodSandboxState::SandboxReady => Some(PodState::Ready),
         v1::PodSandboxState::SandboxNotready => Some(PodState::NotReady),
@@ -306,7 +306,7 @@ fn pod_metadata(p: &PodRecord) -> v1::PodSandboxMetadata {
     }
 }
 
-pub fn pod_status(p: &PodRecord) -> v1::PodSandboxStatus {
+pub(super) fn pod_status(p: &PodRecord) -> v1::PodSandboxStatus {
     v1::PodSandboxStatus {
         id: p.id.clone(),
         metadata: Some(pod_metadata(p)),
@@ -338,7 +338,7 @@ pub fn pod_status(p: &PodRecord) -> v1::PodSandboxStatus {
     }
 }
 
-pub fn pod_summary(p: &PodRecord) -> v1::PodSandbox {
+pub(super) fn pod_summary(p: &PodRecord) -> v1::PodSandbox {
     v1::PodSandbox {
         id: p.id.clone(),
         metadata: Some(pod_metadata(p)),
@@ -350,7 +350,7 @@ pub fn pod_summary(p: &PodRecord) -> v1::PodSandbox {
     }
 }
 
-pub fn resources(r: Option<&v1::LinuxContainerResources>) -> Resources {
+pub(super) fn resources(r: Option<&v1::LinuxContainerResources>) -> Resources {
     let Some(r) = r else {
         return Resources::default();
     };
@@ -383,7 +383,7 @@ fn resources_proto(r: &Resources) -> v1::LinuxContainerResources {
     }
 }
 
-pub fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Status> {
+pub(super) fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfig, Status> {
     let md = c
         .metadata
         .as_ref()
@@ -539,7 +539,7 @@ fn container_strings(c: &v1::ContainerConfig, md: &v1::ContainerMetadata) -> Res
 }
 
 /// Exec and attach commands become an argument vector: no NUL.
-pub fn exec_command(cmd: &[String]) -> Result<(), Status> {
+pub(super) fn exec_command(cmd: &[String]) -> Result<(), Status> {
     if cmd.is_empty() {
         return Err(invalid("cmd", "a command is required"));
     }
@@ -778,7 +778,7 @@ fn container_state(s: ContainerState) -> i32 {
     }) as i32
 }
 
-pub fn container_state_filter(s: i32) -> Option<ContainerState> {
+pub(super) fn container_state_filter(s: i32) -> Option<ContainerState> {
     match v1::ContainerState::try_from(s).ok()? {
         v1::ContainerState::ContainerCreated => Some(ContainerState::Created),
         v1::ContainerState::ContainerRunning => Some(ContainerState::Running),
@@ -810,7 +810,7 @@ fn image_spec(c: &ContainerRecord) -> v1::ImageSpec {
     }
 }
 
-pub fn container_summary(c: &ContainerRecord) -> v1::Container {
+pub(super) fn container_summary(c: &ContainerRecord) -> v1::Container {
     v1::Container {
         id: c.id.clone(),
         pod_sandbox_id: c.pod_id.clone(),
@@ -825,7 +825,7 @@ pub fn container_summary(c: &ContainerRecord) -> v1::Container {
     }
 }
 
-pub fn container_status(c: &ContainerRecord) -> v1::ContainerStatus {
+pub(super) fn container_status(c: &ContainerRecord) -> v1::ContainerStatus {
     v1::ContainerStatus {
         id: c.id.clone(),
         metadata: Some(container_metadata(c)),
@@ -890,7 +890,7 @@ fn u64v(v: u64) -> Option<v1::UInt64Value> {
     Some(v1::UInt64Value { value: v })
 }
 
-pub fn container_attributes(c: &ContainerRecord) -> v1::ContainerAttributes {
+pub(super) fn container_attributes(c: &ContainerRecord) -> v1::ContainerAttributes {
     v1::ContainerAttributes {
         id: c.id.clone(),
         metadata: Some(container_metadata(c)),
@@ -899,7 +899,7 @@ pub fn container_attributes(c: &ContainerRecord) -> v1::ContainerAttributes {
     }
 }
 
-pub fn pod_attributes(p: &PodRecord) -> v1::PodSandboxAttributes {
+pub(super) fn pod_attributes(p: &PodRecord) -> v1::PodSandboxAttributes {
     v1::PodSandboxAttributes {
         id: p.id.clone(),
         metadata: Some(pod_metadata(p)),
@@ -971,7 +971,7 @@ fn swap_usage(at_ns: i64, s: &crate::cgroups::stats::CgroupStats) -> v1::SwapUsa
     }
 }
 
-pub fn container_stats(u: &crate::runtime::ContainerUsage) -> v1::ContainerStats {
+pub(super) fn container_stats(u: &crate::runtime::ContainerUsage) -> v1::ContainerStats {
     v1::ContainerStats {
         attributes: Some(container_attributes(&u.container)),
         cpu: Some(cpu_usage(u.at_ns, &u.cgroup, u.nano_cores)),
@@ -1004,7 +1004,7 @@ fn interface_usage(i: &crate::stats::InterfaceStats) -> v1::NetworkInterfaceUsag
 
 /// The pod's default interface is eth0 (what networking creates); the
 /// others, loopback included, follow it in `interfaces`.
-pub fn pod_stats(u: &crate::runtime::PodUsage) -> v1::PodSandboxStats {
+pub(super) fn pod_stats(u: &crate::runtime::PodUsage) -> v1::PodSandboxStats {
     let network = (!u.interfaces.is_empty()).then(|| v1::NetworkUsage {
         timestamp: u.at_ns,
         default_interface: u
@@ -1036,7 +1036,7 @@ pub fn pod_stats(u: &crate::runtime::PodUsage) -> v1::PodSandboxStats {
     }
 }
 
-pub fn container_event(e: &crate::events::ContainerEvent) -> v1::ContainerEventResponse {
+pub(super) fn container_event(e: &crate::events::ContainerEvent) -> v1::ContainerEventResponse {
     use crate::events::EventKind;
     let kind = match e.kind {
         EventKind::Created => v1::ContainerEventType::ContainerCreatedEvent,
@@ -1053,7 +1053,7 @@ pub fn container_event(e: &crate::events::ContainerEvent) -> v1::ContainerEventR
     }
 }
 
-pub fn metric_descriptors() -> Vec<v1::MetricDescriptor> {
+pub(super) fn metric_descriptors() -> Vec<v1::MetricDescriptor> {
     use crate::stats::cadvisor::{BASE_LABELS, DESCRIPTORS};
     DESCRIPTORS
         .iter()
@@ -1087,7 +1087,7 @@ fn metric(at_ns: i64, labels: &[String], s: &crate::stats::cadvisor::Sample) -> 
     }
 }
 
-pub fn pod_sandbox_metrics(m: &crate::runtime::PodMetrics) -> v1::PodSandboxMetrics {
+pub(super) fn pod_sandbox_metrics(m: &crate::runtime::PodMetrics) -> v1::PodSandboxMetrics {
     v1::PodSandboxMetrics {
         pod_sandbox_id: m.pod_id.clone(),
         metrics: m.pod.iter().map(|(l, s)| metric(m.at_ns, l, s)).collect(),

@@ -193,7 +193,6 @@ fn config_text(f: &Fields) -> Result<String, tonic::Status> {
         optional: false,
     }));
     let plan = LxcPlan {
-        hostname: "p".into(),
         rootfs: "/var/lib/pvecri/rootfs".into(),
         namespaces: SharedNamespaces::default(),
         mounts,

@@ -15,16 +15,16 @@ use crate::image::registry::Credential;
 use crate::image::{ImageManager, ImageRecord};
 use crate::runtime::Runtime;
 
-pub struct ImageService {
+pub(crate) struct ImageService {
     runtime: Arc<Runtime>,
 }
 
 impl ImageService {
-    pub fn new(runtime: Arc<Runtime>) -> Self {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
         Self { runtime }
     }
 
-    pub fn into_server(self) -> v1::image_service_server::ImageServiceServer<Self> {
+    pub(crate) fn into_server(self) -> v1::image_service_server::ImageServiceServer<Self> {
         v1::image_service_server::ImageServiceServer::new(self)
     }
 

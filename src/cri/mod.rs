@@ -9,8 +9,8 @@ mod runtime_service;
 mod status;
 mod stub;
 
-pub use image_service::ImageService;
-pub use runtime_service::RuntimeService;
+pub(crate) use image_service::ImageService;
+pub(crate) use runtime_service::RuntimeService;
 
 #[allow(clippy::all, clippy::pedantic)]
 pub mod v1 {

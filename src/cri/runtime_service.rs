@@ -15,13 +15,13 @@ use crate::runtime::{ContainerFilter, PodFilter, Runtime, StreamStdio};
 use crate::streaming::{Pending, StreamingServer};
 use crate::version;
 
-pub struct RuntimeService {
+pub(crate) struct RuntimeService {
     runtime: Arc<Runtime>,
     streaming: Option<Arc<StreamingServer>>,
 }
 
 impl RuntimeService {
-    pub fn new(runtime: Arc<Runtime>) -> Self {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
         Self {
             runtime,
             streaming: None,
@@ -29,7 +29,7 @@ impl RuntimeService {
     }
 
     /// Serves Exec, Attach and PortForward through `server`.
-    pub fn with_streaming(mut self, server: Arc<StreamingServer>) -> Self {
+    pub(crate) fn with_streaming(mut self, server: Arc<StreamingServer>) -> Self {
         self.streaming = Some(server);
         self
     }
@@ -45,7 +45,7 @@ impl RuntimeService {
             .ok_or_else(|| Status::resource_exhausted("too many pending streaming requests"))
     }
 
-    pub fn into_server(self) -> v1::runtime_service_server::RuntimeServiceServer<Self> {
+    pub(crate) fn into_server(self) -> v1::runtime_service_server::RuntimeServiceServer<Self> {
         v1::runtime_service_server::RuntimeServiceServer::new(self)
     }
 }

@@ -8,13 +8,13 @@ use tonic::{Code, Status};
 use crate::image::ImageError;
 use crate::runtime::RuntimeError;
 
-pub use crate::errors::chain;
+pub(super) use crate::errors::chain;
 
-pub fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
+pub(super) fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {message}"))
 }
 
-pub fn from_image_error(err: &ImageError) -> Status {
+pub(super) fn from_image_error(err: &ImageError) -> Status {
     let code = match err {
         ImageError::InvalidReference { .. } => Code::InvalidArgument,
         ImageError::Pull { source, .. } if source.is_not_found() => Code::NotFound,
@@ -32,7 +32,7 @@ pub fn from_image_error(err: &ImageError) -> Status {
     Status::new(code, chain(err))
 }
 
-pub fn from_runtime_error(err: &RuntimeError) -> Status {
+pub(super) fn from_runtime_error(err: &RuntimeError) -> Status {
     let code = match err {
         RuntimeError::NotFound { .. } | RuntimeError::ImageNotFound { .. } => Code::NotFound,
         RuntimeError::NameTaken { .. } => Code::AlreadyExists,

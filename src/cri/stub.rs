@@ -6,10 +6,10 @@ use tokio_stream::Stream;
 use tonic::Status;
 
 /// A server-streaming response type for RPCs that are not implemented.
-pub type NoStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(super) type NoStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// `Unimplemented`, naming the RPC so a client log says what is missing.
-pub fn unimplemented(rpc: &str) -> Status {
+pub(super) fn unimplemented(rpc: &str) -> Status {
     Status::unimplemented(format!("pvecri does not implement {} yet", camel_case(rpc)))
 }
 

@@ -21,7 +21,7 @@ const HEADROOM: Duration = Duration::from_millis(1);
 
 /// Wraps a service with [`DeadlineService`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DeadlineLayer;
+pub(super) struct DeadlineLayer;
 
 impl<S> tower::Layer<S> for DeadlineLayer {
     type Service = DeadlineService<S>;
@@ -31,7 +31,7 @@ impl<S> tower::Layer<S> for DeadlineLayer {
 }
 
 #[derive(Debug, Clone)]
-pub struct DeadlineService<S> {
+pub(super) struct DeadlineService<S> {
     inner: S,
 }
 

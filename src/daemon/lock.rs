@@ -14,7 +14,7 @@ use nix::fcntl::{Flock, FlockArg};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum LockError {
+pub(crate) enum LockError {
     #[error("cannot open lock file {path}")]
     Open {
         path: PathBuf,
@@ -38,12 +38,12 @@ pub enum LockError {
 }
 
 /// Held for the daemon's lifetime; dropping it releases the lock.
-pub struct StateLock {
+pub(crate) struct StateLock {
     _file: Flock<File>,
 }
 
 impl StateLock {
-    pub fn acquire(path: &Path) -> Result<Self, LockError> {
+    pub(crate) fn acquire(path: &Path) -> Result<Self, LockError> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -96,7 +96,7 @@ impl StateLock {
 /// Whether a daemon holds the lock at `path`: its pid as written in the
 /// file (empty when unreadable), or `None` when the lock is free or the
 /// file does not exist. Probes with a shared lock, released at once.
-pub fn holder(path: &Path) -> Result<Option<String>, LockError> {
+pub(crate) fn holder(path: &Path) -> Result<Option<String>, LockError> {
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_CLOEXEC)

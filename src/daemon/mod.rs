@@ -19,10 +19,10 @@ use crate::config::Config;
 use crate::runtime::Runtime;
 use crate::store::Store;
 
-pub use lock::{holder as lock_holder, LockError, StateLock};
+pub(crate) use lock::{holder as lock_holder, StateLock};
 
 /// Runs the daemon until a termination signal arrives.
-pub fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) fn run(config: Config) -> anyhow::Result<()> {
     crate::failpoint::init()?;
     create_dir(&config.state_dir, 0o711)?;
     create_dir(&config.runtime_dir, 0o711)?;

@@ -16,7 +16,7 @@ use crate::runtime::Runtime;
 /// How long in-flight calls may take to finish after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-pub async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
+pub(super) async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     let config = runtime.config().clone();
     let listener = socket::bind(&config.socket, config.socket_group.as_deref())?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use tokio::net::UnixListener;
 
-pub fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
+pub(super) fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
     // Only reached with the state lock held, so a socket left here belongs
     // to a daemon that is gone.
     match std::fs::symlink_metadata(path) {

@@ -15,10 +15,10 @@ use crate::container::ContainerRecord;
 use crate::pod::PodRecord;
 
 /// Events a subscriber may fall behind by before it loses the oldest.
-pub const QUEUE_LEN: usize = 1024;
+pub(crate) const QUEUE_LEN: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     Created,
     Started,
     Stopped,
@@ -28,7 +28,7 @@ pub enum EventKind {
 /// One lifecycle change, with the state of its pod at that moment (what
 /// the kubelet's evented PLEG updates its cache from).
 #[derive(Debug, Clone)]
-pub struct ContainerEvent {
+pub(crate) struct ContainerEvent {
     pub kind: EventKind,
     /// A container's ID, or the pod's for the pod sandbox's own events.
     pub container_id: String,
@@ -39,7 +39,7 @@ pub struct ContainerEvent {
     pub containers: Vec<ContainerRecord>,
 }
 
-pub struct EventHub {
+pub(crate) struct EventHub {
     /// `None` once closed: streams end so shutdown does not wait on them.
     tx: std::sync::Mutex<Option<broadcast::Sender<Arc<ContainerEvent>>>>,
 }
@@ -51,7 +51,7 @@ impl Default for EventHub {
 }
 
 impl EventHub {
-    pub fn new(queue_len: usize) -> Self {
+    pub(crate) fn new(queue_len: usize) -> Self {
         let (tx, _) = broadcast::channel(queue_len);
         Self {
             tx: std::sync::Mutex::new(Some(tx)),
@@ -63,7 +63,7 @@ impl EventHub {
     }
 
     /// Sends `event` to every current subscriber; never blocks.
-    pub fn publish(&self, event: ContainerEvent) {
+    pub(crate) fn publish(&self, event: ContainerEvent) {
         if let Some(tx) = self.sender().as_ref() {
             // An error only means nobody is subscribed.
             let _ = tx.send(Arc::new(event));
@@ -72,7 +72,7 @@ impl EventHub {
 
     /// A new subscription; after [`close`](Self::close) one that is
     /// already at its end.
-    pub fn subscribe(&self) -> Subscription {
+    pub(crate) fn subscribe(&self) -> Subscription {
         let rx = match self.sender().as_ref() {
             Some(tx) => tx.subscribe(),
             None => broadcast::channel(1).1,
@@ -80,23 +80,23 @@ impl EventHub {
         Subscription { rx }
     }
 
-    pub fn subscribers(&self) -> usize {
+    pub(crate) fn subscribers(&self) -> usize {
         self.sender().as_ref().map_or(0, |tx| tx.receiver_count())
     }
 
     /// Ends every subscription once it has read what was sent (daemon
     /// shutdown: event streams must not hold the server's grace period).
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.sender().take();
     }
 }
 
-pub struct Subscription {
+pub(crate) struct Subscription {
     rx: broadcast::Receiver<Arc<ContainerEvent>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     Event(Arc<ContainerEvent>),
     /// This subscriber fell behind and lost this many events.
     Lost(u64),
@@ -115,7 +115,7 @@ impl PartialEq for ContainerEvent {
 impl Eq for ContainerEvent {}
 
 impl Subscription {
-    pub async fn next(&mut self) -> Next {
+    pub(crate) async fn next(&mut self) -> Next {
         match self.rx.recv().await {
             Ok(ev) => Next::Event(ev),
             Err(broadcast::error::RecvError::Lagged(n)) => Next::Lost(n),

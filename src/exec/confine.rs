@@ -18,7 +18,7 @@ use super::sealed::sealed_copy;
 
 /// The two copies the attached process inherits; they must stay open
 /// until the attach has forked.
-pub struct ConfinedArgv {
+pub(super) struct ConfinedArgv {
     _init: File,
     _spec: File,
     pub argv: Vec<String>,
@@ -27,7 +27,7 @@ pub struct ConfinedArgv {
 /// `argv` wrapped as `/proc/self/fd/<init> exec <spec fd> -- argv...`.
 /// `init` may name the daemon's own sealed copy (`/proc/<daemon>/fd/<n>`,
 /// reopened here without copying); any other file is copied.
-pub fn wrap(init: &Path, spec: &Path, argv: &[String]) -> anyhow::Result<ConfinedArgv> {
+pub(super) fn wrap(init: &Path, spec: &Path, argv: &[String]) -> anyhow::Result<ConfinedArgv> {
     let init_copy = match File::open(init) {
         Ok(file) if super::sealed::is_sealed(&file) => file,
         _ => sealed_copy(init, c"pvecri-init")

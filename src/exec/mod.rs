@@ -20,7 +20,7 @@ use crate::lxc::{AttachOptions, Container};
 /// [`ExecHelperArgs::to_args`], so what it writes and what the helper
 /// parses cannot drift apart.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
-pub struct ExecHelperArgs {
+pub(crate) struct ExecHelperArgs {
     /// Container ID (the LXC container name).
     #[arg(long)]
     pub id: String,
@@ -49,12 +49,12 @@ pub struct ExecHelperArgs {
 
 impl ExecHelperArgs {
     /// The subcommand's name on the `pvecri` command line.
-    pub const VERB: &'static str = "exec-helper";
+    pub(crate) const VERB: &'static str = "exec-helper";
 
     /// The arguments after the program name (the verb first) that parse
     /// back into `self`; the command follows `--`, so none of its words
     /// is taken for an option of the helper.
-    pub fn to_args(&self) -> Vec<OsString> {
+    pub(crate) fn to_args(&self) -> Vec<OsString> {
         let mut out: Vec<OsString> = vec![Self::VERB.into()];
         let mut opt = |name: &str, value: OsString| {
             out.push(name.into());
@@ -74,7 +74,7 @@ impl ExecHelperArgs {
     }
 }
 
-pub fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
     // Read here only to fail early with a clear message; pvecri-init
     // applies it.
     let _spec: ProcessSpec = serde_json::from_slice(
@@ -129,7 +129,7 @@ fn take_terminal() {
 
 /// Exit code of the helper when the command ran out of time (and was
 /// killed), as `timeout(1)` reports it.
-pub const TIMED_OUT: u8 = 124;
+pub(crate) const TIMED_OUT: u8 = 124;
 
 /// Waits for `pid`; past `timeout_secs` (0: forever) kills it and returns
 /// `None`. The attached process is the helper's child, so it is reaped here
@@ -160,7 +160,7 @@ fn wait_bounded(pid: i32, timeout_secs: u64) -> anyhow::Result<Option<i32>> {
 }
 
 /// A wait status as a shell reports it: the exit code, or 128 + signal.
-pub fn exit_code(status: i32) -> u8 {
+pub(crate) fn exit_code(status: i32) -> u8 {
     if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status) as u8
     } else if libc::WIFSIGNALED(status) {

@@ -16,7 +16,7 @@ const SEALS: libc::c_int =
     libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SealError {
+pub(crate) enum SealError {
     #[error("cannot open {path}")]
     Open {
         path: PathBuf,
@@ -45,7 +45,7 @@ pub enum SealError {
 
 /// A close-on-exec, executable memfd named `name` holding `path`'s
 /// contents, sealed.
-pub fn sealed_copy(path: &Path, name: &std::ffi::CStr) -> Result<File, SealError> {
+pub(crate) fn sealed_copy(path: &Path, name: &std::ffi::CStr) -> Result<File, SealError> {
     let err = |make: fn(PathBuf, std::io::Error) -> SealError| {
         move |source: std::io::Error| make(path.to_owned(), source)
     };
@@ -71,7 +71,7 @@ pub fn sealed_copy(path: &Path, name: &std::ffi::CStr) -> Result<File, SealError
 
 /// Whether `file` carries every seal a [`sealed_copy`] has (a regular file
 /// carries none).
-pub fn is_sealed(file: &impl std::os::fd::AsFd) -> bool {
+pub(crate) fn is_sealed(file: &impl std::os::fd::AsFd) -> bool {
     // SAFETY: F_GET_SEALS takes no argument; the fd is live for the borrow.
     let seals = unsafe { libc::fcntl(file.as_fd().as_raw_fd(), libc::F_GET_SEALS) };
     seals >= 0 && seals & SEALS == SEALS

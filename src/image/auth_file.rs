@@ -30,13 +30,13 @@ struct Entry {
 
 /// Reads the file; keys are normalised to bare hosts (`https://` and paths
 /// removed, `index.docker.io` becomes `docker.io`).
-pub fn read(path: &Path) -> Result<HashMap<String, Credential>, String> {
+pub(crate) fn read(path: &Path) -> Result<HashMap<String, Credential>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn parse(text: &str) -> Result<HashMap<String, Credential>, String> {
+pub(crate) fn parse(text: &str) -> Result<HashMap<String, Credential>, String> {
     let file: File = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut out = HashMap::new();
     for (key, entry) in file.auths {

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::str::FromStr;
@@ -29,7 +29,7 @@ const HEX_LEN: usize = 64;
 const WRITE_BUFFER: usize = 1 << 20;
 
 #[derive(Debug, Error)]
-pub enum ContentError {
+pub(crate) enum ContentError {
     #[error("invalid digest {digest:?}: {reason}")]
     InvalidDigest {
         digest: String,
@@ -70,12 +70,12 @@ pub enum ContentError {
 
 /// A validated `sha256:<64 lowercase hex>` digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest {
+pub(crate) struct Digest {
     hex: String,
 }
 
 impl Digest {
-    pub fn parse(digest: &str) -> Result<Digest, ContentError> {
+    pub(crate) fn parse(digest: &str) -> Result<Digest, ContentError> {
         let Some((algorithm, hex)) = digest.split_once(':') else {
             return Err(ContentError::InvalidDigest {
                 digest: digest.to_owned(),
@@ -100,13 +100,13 @@ impl Digest {
     }
 
     /// The digest of `data`.
-    pub fn of(data: &[u8]) -> Digest {
+    pub(crate) fn of(data: &[u8]) -> Digest {
         Digest {
             hex: hex::encode(Sha256::digest(data)),
         }
     }
 
-    pub fn hex(&self) -> &str {
+    pub(crate) fn hex(&self) -> &str {
         &self.hex
     }
 }
@@ -126,7 +126,7 @@ impl FromStr for Digest {
 }
 
 #[derive(Debug)]
-pub struct ContentStore {
+pub(crate) struct ContentStore {
     root: PathBuf,
     blobs: PathBuf,
     ingest: PathBuf,
@@ -138,7 +138,7 @@ static INGEST_SEQ: AtomicU64 = AtomicU64::new(0);
 impl ContentStore {
     /// Opens the store at `root`, creating its directories (mode 0700) if
     /// needed.
-    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
+    pub(crate) fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         let blobs = root.join("blobs").join(ALGORITHM);
         let ingest = root.join("ingest");
@@ -153,22 +153,22 @@ impl ContentStore {
         })
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// Where the blob lives (whether or not it is present yet).
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.blobs.join(&digest.hex)
     }
 
     /// [`ContentStore::blob_path`] for a digest string, validated first.
-    pub fn path(&self, digest: &str) -> Result<PathBuf, ContentError> {
+    pub(crate) fn path(&self, digest: &str) -> Result<PathBuf, ContentError> {
         Digest::parse(digest).map(|d| self.blob_path(&d))
     }
 
     /// Whether the blob is present. A malformed digest is never present.
-    pub fn has(&self, digest: &str) -> bool {
+    pub(crate) fn has(&self, digest: &str) -> bool {
         self.path(digest).is_ok_and(|p| p.is_file())
     }
 
@@ -176,7 +176,7 @@ impl ContentStore {
     /// digest before it becomes visible. Returns the blob's final path.
     /// Stops early once more than `expected_size` bytes arrive, so a
     /// misbehaving server cannot fill the disk.
-    pub async fn ingest<S>(
+    pub(crate) async fn ingest<S>(
         &self,
         digest: &str,
         expected_size: Option<u64>,
@@ -245,7 +245,12 @@ impl ContentStore {
 
     /// [`ContentStore::ingest`] for data already in memory (manifests,
     /// configs).
-    pub async fn ingest_bytes(&self, digest: &str, data: &[u8]) -> Result<PathBuf, ContentError> {
+    #[cfg(test)]
+    pub(crate) async fn ingest_bytes(
+        &self,
+        digest: &str,
+        data: &[u8],
+    ) -> Result<PathBuf, ContentError> {
         let chunk = Bytes::copy_from_slice(data);
         let len = chunk.len() as u64;
         self.ingest(
@@ -260,7 +265,7 @@ impl ContentStore {
     /// matches its digest; meant for small blobs such as manifests and
     /// configs. The cap holds whatever descriptor led here: a manifest may
     /// name a big layer already in the store as its config.
-    pub async fn read(&self, digest: &str, limit: u64) -> Result<Vec<u8>, ContentError> {
+    pub(crate) async fn read(&self, digest: &str, limit: u64) -> Result<Vec<u8>, ContentError> {
         let expected = Digest::parse(digest)?;
         let path = self.blob_path(&expected);
         let io_error = |op, source| ContentError::Io {
@@ -307,7 +312,7 @@ impl ContentStore {
     }
 
     /// Deletes a blob; returns whether it was there. Blocking.
-    pub fn remove(&self, digest: &str) -> Result<bool, ContentError> {
+    pub(crate) fn remove(&self, digest: &str) -> Result<bool, ContentError> {
         let path = self.path(digest)?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(true),
@@ -322,7 +327,7 @@ impl ContentStore {
 
     /// Digests of all blobs, sorted. Files whose names are not digests
     /// (which this store never writes) are ignored. Blocking.
-    pub fn list(&self) -> Result<Vec<String>, ContentError> {
+    pub(crate) fn list(&self) -> Result<Vec<String>, ContentError> {
         let mut digests: Vec<String> = read_dir(&self.blobs)?
             .into_iter()
             .filter_map(|(name, _)| Digest::parse(&format!("{ALGORITHM}:{name}")).ok())
@@ -334,7 +339,10 @@ impl ContentStore {
 
     /// `(bytes, inodes)` used by blobs and in-flight ingests; bytes are
     /// allocated blocks, as `du` counts them. Blocking.
-    pub fn usage(&self) -> Result<(u64, u64), ContentError> {
+    #[cfg(test)]
+    pub(crate) fn usage(&self) -> Result<(u64, u64), ContentError> {
+        use std::os::unix::fs::MetadataExt;
+
         let (mut bytes, mut inodes) = (0, 0);
         for dir in [&self.blobs, &self.ingest] {
             for (_, meta) in read_dir(dir)? {
@@ -348,7 +356,7 @@ impl ContentStore {
     /// Deletes temp files left by ingests that never finished (a crash or
     /// kill mid-pull). Call at startup, before any pull can be running;
     /// returns how many files were removed. Blocking.
-    pub fn cleanup_ingest(&self) -> Result<usize, ContentError> {
+    pub(crate) fn cleanup_ingest(&self) -> Result<usize, ContentError> {
         let entries = read_dir(&self.ingest)?;
         for (name, _) in &entries {
             let path = self.ingest.join(name);

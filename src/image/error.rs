@@ -6,7 +6,7 @@ use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
 
 #[derive(Debug, Error)]
-pub enum ImageError {
+pub(crate) enum ImageError {
     #[error("invalid image reference {image:?}")]
     InvalidReference {
         image: String,

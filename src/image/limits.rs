@@ -9,14 +9,14 @@
 //! each one.
 
 /// Image manifests and indexes, fetched or imported.
-pub const MANIFEST_MAX: u64 = 4 << 20;
+pub(crate) const MANIFEST_MAX: u64 = 4 << 20;
 
 /// Image config blobs.
-pub const CONFIG_MAX: u64 = 8 << 20;
+pub(crate) const CONFIG_MAX: u64 = 8 << 20;
 
 /// Text files of an image read by the daemon itself (`/etc/passwd`,
 /// `/etc/group`).
-pub const IMAGE_TEXT_FILE_MAX: u64 = 4 << 20;
+pub(crate) const IMAGE_TEXT_FILE_MAX: u64 = 4 << 20;
 
 /// Registry error bodies (4xx/5xx), read only to classify the failure.
-pub const ERROR_BODY_MAX: u64 = 64 << 10;
+pub(crate) const ERROR_BODY_MAX: u64 = 64 << 10;

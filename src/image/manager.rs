@@ -23,7 +23,7 @@ use crate::store::Store;
 
 type SharedPull = Shared<BoxFuture<'static, Result<String, Arc<ImageError>>>>;
 
-pub struct ImageManager {
+pub(crate) struct ImageManager {
     store: Arc<Store>,
     content: Arc<ContentStore>,
     snapshots: Arc<Snapshots>,
@@ -34,7 +34,7 @@ pub struct ImageManager {
 }
 
 /// Disk usage of the image and container filesystems.
-pub struct FsUsage {
+pub(crate) struct FsUsage {
     pub images_mountpoint: std::path::PathBuf,
     pub images: Usage,
     pub containers_mountpoint: std::path::PathBuf,
@@ -42,7 +42,7 @@ pub struct FsUsage {
 }
 
 impl ImageManager {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<Store>,
         content: Arc<ContentStore>,
         snapshots: Arc<Snapshots>,
@@ -58,14 +58,14 @@ impl ImageManager {
         })
     }
 
-    pub fn snapshots(&self) -> &Arc<Snapshots> {
+    pub(crate) fn snapshots(&self) -> &Arc<Snapshots> {
         &self.snapshots
     }
 
     /// Pulls `image` and returns its ID. Concurrent pulls of the same
     /// reference share one download; a caller that gives up (deadline)
     /// does not cancel it for the others.
-    pub async fn pull(
+    pub(crate) async fn pull(
         self: &Arc<Self>,
         image: &str,
         auth: Option<Credential>,
@@ -279,7 +279,11 @@ impl ImageManager {
     }
 
     /// Stores an image built locally (template import), under `name`.
-    pub async fn add_local(&self, record: ImageRecord, name: &str) -> Result<(), ImageError> {
+    pub(crate) async fn add_local(
+        &self,
+        record: ImageRecord,
+        name: &str,
+    ) -> Result<(), ImageError> {
         let _guard = self.names.lock().await;
         for mut other in self
             .store
@@ -301,13 +305,13 @@ impl ImageManager {
     }
 
     /// The image an ID, tag or digest reference names, if any.
-    pub fn status(&self, image: &str) -> Result<Option<ImageRecord>, ImageError> {
+    pub(crate) fn status(&self, image: &str) -> Result<Option<ImageRecord>, ImageError> {
         let images = self.store.list::<ImageRecord>()?;
         Ok(resolve(&images, image).cloned())
     }
 
     /// All images, or the one `filter` names.
-    pub fn list(&self, filter: Option<&str>) -> Result<Vec<ImageRecord>, ImageError> {
+    pub(crate) fn list(&self, filter: Option<&str>) -> Result<Vec<ImageRecord>, ImageError> {
         let images = self.store.list::<ImageRecord>()?;
         Ok(match filter.filter(|f| !f.is_empty()) {
             Some(f) => resolve(&images, f).cloned().into_iter().collect(),
@@ -318,7 +322,7 @@ impl ImageManager {
     /// Removes the image `image` names with all its names; unknown images
     /// are not an error (the kubelet retries removals). Layers and blobs no
     /// other image (or container) uses are deleted.
-    pub async fn remove(
+    pub(crate) async fn remove(
         &self,
         image: &str,
         layers_in_use: &HashSet<String>,
@@ -346,7 +350,7 @@ impl ImageManager {
         Ok(())
     }
 
-    pub async fn fs_usage(&self) -> FsUsage {
+    pub(crate) async fn fs_usage(&self) -> FsUsage {
         let snapshots = self.snapshots.clone();
         let content_root = self.content.root().to_owned();
         tokio::task::spawn_blocking(move || {
@@ -416,7 +420,7 @@ fn collect_garbage(
 
 /// Finds the image a query names: its ID (with or without `sha256:`, or a
 /// unique prefix of at least 6 hex digits), a tag or a repo digest.
-pub fn resolve<'a>(images: &'a [ImageRecord], query: &str) -> Option<&'a ImageRecord> {
+pub(crate) fn resolve<'a>(images: &'a [ImageRecord], query: &str) -> Option<&'a ImageRecord> {
     let bare = query.strip_prefix("sha256:").unwrap_or(query);
     if let Some(found) = images
         .iter()

@@ -1,17 +1,17 @@
 //! Images: references, registry pulls, the content store, layer unpacking
 //! and the image records the ImageService reports.
 
-pub mod auth_file;
-pub mod content;
+pub(crate) mod auth_file;
+pub(crate) mod content;
 mod error;
-pub mod import;
-pub mod limits;
+pub(crate) mod import;
+pub(crate) mod limits;
 mod manager;
-pub mod record;
-pub mod reference;
-pub mod registry;
-pub mod spec;
+pub(crate) mod record;
+pub(crate) mod reference;
+pub(crate) mod registry;
+pub(crate) mod spec;
 
-pub use error::ImageError;
-pub use manager::{resolve, FsUsage, ImageManager};
-pub use record::ImageRecord;
+pub(crate) use error::ImageError;
+pub(crate) use manager::ImageManager;
+pub(crate) use record::ImageRecord;

@@ -6,7 +6,7 @@ use super::spec::RunConfig;
 use crate::store::Record;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LayerRecord {
+pub(crate) struct LayerRecord {
     pub digest: String,
     pub media_type: String,
     pub size: u64,
@@ -15,7 +15,7 @@ pub struct LayerRecord {
 /// One image, keyed by its ID (the config digest). Names (tags and
 /// digests) point at exactly one image each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageRecord {
+pub(crate) struct ImageRecord {
     pub id: String,
     pub repo_tags: Vec<String>,
     pub repo_digests: Vec<String>,
@@ -43,7 +43,7 @@ impl Record for ImageRecord {
 
 impl ImageRecord {
     /// The top layer a container root is built on.
-    pub fn top_layer(&self) -> Option<&str> {
+    pub(crate) fn top_layer(&self) -> Option<&str> {
         self.chain_ids.last().map(String::as_str)
     }
 }

@@ -14,9 +14,9 @@ use std::str::FromStr;
 use thiserror::Error;
 
 /// Registry assumed when a reference names none.
-pub const DEFAULT_REGISTRY: &str = "docker.io";
+pub(crate) const DEFAULT_REGISTRY: &str = "docker.io";
 /// Tag assumed when a reference has neither tag nor digest.
-pub const DEFAULT_TAG: &str = "latest";
+pub(crate) const DEFAULT_TAG: &str = "latest";
 
 /// Old spelling of Docker Hub that docker still accepts on input.
 const LEGACY_DEFAULT_REGISTRY: &str = "index.docker.io";
@@ -30,7 +30,7 @@ const SHA256_PREFIX: &str = "sha256:";
 const SHA256_HEX_LEN: usize = 64;
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum ReferenceError {
+pub(crate) enum ReferenceError {
     #[error("image reference is empty")]
     Empty,
     #[error("invalid image reference {input:?}: repository name must be lowercase")]
@@ -60,7 +60,7 @@ pub enum ReferenceError {
 
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Reference {
+pub(crate) struct Reference {
     /// Registry host with optional port, e.g. `docker.io`, `127.0.0.1:5000`.
     pub registry: String,
     /// Repository path within the registry, e.g. `library/busybox`.
@@ -72,7 +72,7 @@ pub struct Reference {
 }
 
 impl Reference {
-    pub fn parse(input: &str) -> Result<Reference, ReferenceError> {
+    pub(crate) fn parse(input: &str) -> Result<Reference, ReferenceError> {
         if input.is_empty() {
             return Err(ReferenceError::Empty);
         }
@@ -136,19 +136,20 @@ impl Reference {
     }
 
     /// `registry/repository`, without tag or digest.
-    pub fn name(&self) -> String {
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }
 
     /// `registry/repository:tag`, what CRI reports in `repo_tags`.
-    pub fn repo_tag(&self) -> Option<String> {
+    pub(crate) fn repo_tag(&self) -> Option<String> {
         self.tag
             .as_ref()
             .map(|tag| format!("{}/{}:{tag}", self.registry, self.repository))
     }
 
     /// `registry/repository@digest`, what CRI reports in `repo_digests`.
-    pub fn repo_digest(&self, digest: &str) -> String {
+    pub(crate) fn repo_digest(&self, digest: &str) -> String {
         format!("{}/{}@{digest}", self.registry, self.repository)
     }
 }

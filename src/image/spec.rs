@@ -6,9 +6,13 @@ use serde::{Deserialize, Serialize};
 
 /// The image config blob, as far as pvecri reads it.
 #[derive(Debug, Clone, Deserialize)]
-pub struct ConfigFile {
+pub(crate) struct ConfigFile {
+    // Never read, but kept so that a config whose platform fields have the
+    // wrong type is still refused, and so they show in Debug output.
+    #[allow(dead_code)]
     #[serde(default)]
     pub architecture: String,
+    #[allow(dead_code)]
     #[serde(default)]
     pub os: String,
     #[serde(default)]
@@ -17,7 +21,7 @@ pub struct ConfigFile {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct RootFs {
+pub(crate) struct RootFs {
     #[serde(default)]
     pub diff_ids: Vec<String>,
 }
@@ -25,7 +29,7 @@ pub struct RootFs {
 /// How a container of this image runs by default (`config` in the blob).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct RunConfig {
+pub(crate) struct RunConfig {
     pub user: Option<String>,
     pub env: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
@@ -38,14 +42,14 @@ pub struct RunConfig {
 }
 
 impl ConfigFile {
-    pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
 }
 
 /// The user an image runs as, as ImageStatus reports it: a numeric user
 /// becomes `uid`, a name becomes `username` (the group part is ignored).
-pub fn image_user(user: Option<&str>) -> (Option<i64>, String) {
+pub(crate) fn image_user(user: Option<&str>) -> (Option<i64>, String) {
     let Some(user) = user.filter(|u| !u.is_empty()) else {
         return (None, String::new());
     };

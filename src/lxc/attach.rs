@@ -9,7 +9,7 @@ use super::{Container, LxcError};
 
 /// Who and where the attached command runs, and its stdio.
 #[derive(Debug, Clone)]
-pub struct AttachOptions {
+pub(crate) struct AttachOptions {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
@@ -104,7 +104,11 @@ impl Container {
     /// Starts `argv` in all of the container's namespaces and its cgroup
     /// and returns its pid (in this process's PID namespace) without
     /// waiting, so the caller can bound how long it runs.
-    pub fn attach_command(&self, opts: &AttachOptions, argv: &[String]) -> Result<i32, LxcError> {
+    pub(crate) fn attach_command(
+        &self,
+        opts: &AttachOptions,
+        argv: &[String],
+    ) -> Result<i32, LxcError> {
         let mut prepared = Prepared::new(opts, argv)?;
         let mut o = prepared.options(opts);
         let mut command = lxc_sys::lxc_attach_command_t {

@@ -1,4 +1,4 @@
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::ptr::NonNull;
 
 use super::{check, LxcError};
@@ -9,7 +9,7 @@ use super::{check, LxcError};
 /// `lxc_container_put` on drop. It is `Send` (see below) but not `Sync`:
 /// liblxc serialises operations on a container with its own locks, yet the
 /// struct's cached fields are not safe to read concurrently with a call.
-pub struct Container {
+pub(crate) struct Container {
     ptr: NonNull<lxc_sys::lxc_container>,
     name: String,
 }
@@ -21,7 +21,7 @@ unsafe impl Send for Container {}
 
 impl Container {
     /// Opens (without creating anything on disk) container `name` under `lxcpath`.
-    pub fn open(name: &str, lxcpath: &str) -> Result<Self, LxcError> {
+    pub(crate) fn open(name: &str, lxcpath: &str) -> Result<Self, LxcError> {
         let c_name = cstring("container name", name)?;
         let c_path = cstring("lxc path", lxcpath)?;
         // SAFETY: both arguments are valid C strings for the duration of the
@@ -37,7 +37,7 @@ impl Container {
         })
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
@@ -47,7 +47,7 @@ impl Container {
     }
 
     /// Whether a config for this container exists on disk.
-    pub fn is_defined(&self) -> bool {
+    pub(crate) fn is_defined(&self) -> bool {
         let c = self.ptr.as_ptr();
         // SAFETY: `c` is a live container (we hold a reference); liblxc always
         // fills the `is_defined` method pointer in lxc_container_new.
@@ -55,28 +55,14 @@ impl Container {
     }
 
     /// Whether the container's init is running.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         let c = self.ptr.as_ptr();
         // SAFETY: as in is_defined.
         unsafe { (*c).is_running.map(|f| f(c)).unwrap_or(false) }
     }
 
-    /// liblxc's state name (`STOPPED`, `RUNNING`, ...).
-    pub fn state(&self) -> String {
-        let c = self.ptr.as_ptr();
-        // SAFETY: as in is_defined; the returned string is static in liblxc.
-        let ptr = unsafe { (*c).state.map(|f| f(c)).unwrap_or(std::ptr::null()) };
-        if ptr.is_null() {
-            return String::from("UNKNOWN");
-        }
-        // SAFETY: non-null static NUL-terminated string owned by liblxc.
-        unsafe { CStr::from_ptr(ptr) }
-            .to_string_lossy()
-            .into_owned()
-    }
-
     /// Sets one config item in memory (not saved until [`Container::save_config`]).
-    pub fn set_config_item(&self, key: &str, value: &str) -> Result<(), LxcError> {
+    pub(crate) fn set_config_item(&self, key: &str, value: &str) -> Result<(), LxcError> {
         let k = cstring("config key", key)?;
         let v = cstring("config value", value)?;
         let c = self.ptr.as_ptr();
@@ -119,7 +105,6 @@ mod tests {
         assert_eq!(c.name(), "pvecri-test-none");
         assert!(!c.is_defined());
         assert!(!c.is_running());
-        assert_eq!(c.state(), "STOPPED");
     }
 
     #[test]

@@ -2,7 +2,7 @@ use thiserror::Error;
 
 /// A failed liblxc operation, naming the container and what was attempted.
 #[derive(Debug, Error)]
-pub enum LxcError {
+pub(crate) enum LxcError {
     #[error("liblxc could not allocate container {name:?} in {lxcpath:?}")]
     New { name: String, lxcpath: String },
     #[error("liblxc {op} failed for container {name:?}")]

@@ -9,32 +9,13 @@
 
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
-use std::path::Path;
 
 use super::{check, Container, LxcError};
 
 impl Container {
-    /// Loads a config file into this handle, or reloads the container's own
-    /// `<lxcpath>/<name>/config` when `path` is `None`.
-    ///
-    /// Rarely needed: `lxc_container_new` (that is, [`Container::open`])
-    /// already loads `<lxcpath>/<name>/config` when the file exists.
-    pub fn load_config(&self, path: Option<&Path>) -> Result<(), LxcError> {
-        let c_path = match path {
-            Some(p) => Some(cstring("config path", &p.to_string_lossy())?),
-            None => None,
-        };
-        let alt = c_path.as_ref().map_or(std::ptr::null(), |p| p.as_ptr());
-        let c = self.raw();
-        // SAFETY: `c` is a live container (we hold a reference); `alt` is
-        // NULL or a valid C string that outlives the call and is only read.
-        let ok = unsafe { (*c).load_config.map(|f| f(c, alt)).unwrap_or(false) };
-        check(ok, self.name(), "load_config")
-    }
-
     /// Chooses between a daemonized start (liblxc double-forks and the
     /// caller gets no exit status) and a foreground one.
-    pub fn want_daemonize(&self, daemonize: bool) -> Result<(), LxcError> {
+    pub(crate) fn want_daemonize(&self, daemonize: bool) -> Result<(), LxcError> {
         let c = self.raw();
         // SAFETY: live container; the call only sets a flag on it.
         let ok = unsafe {
@@ -47,7 +28,7 @@ impl Container {
 
     /// The value of a config item as liblxc holds it in memory, `None` when
     /// liblxc does not know the key. An unset item is usually `Some("")`.
-    pub fn config_item(&self, key: &str) -> Option<String> {
+    pub(crate) fn config_item(&self, key: &str) -> Option<String> {
         let k = cstring("config key", key).ok()?;
         let c = self.raw();
         // SAFETY: live container; with a NULL buffer and length 0 liblxc only
@@ -75,8 +56,10 @@ impl Container {
     }
 
     /// Every config key liblxc knows (`get_keys` without a key), for
-    /// checking which ones a config file really set.
-    pub fn known_config_keys(&self) -> Vec<String> {
+    /// checking which ones a config file really set. Only the config
+    /// tests ask.
+    #[cfg(test)]
+    pub(crate) fn known_config_keys(&self) -> Vec<String> {
         let c = self.raw();
         // SAFETY: live container; with a NULL key liblxc lists its config
         // table, and with a NULL buffer and length 0 only reports the length.
@@ -131,7 +114,7 @@ impl Container {
     /// threaded process and fails. When this returns an error,
     /// [`Container::error_num`] is not a wait status (liblxc leaves 1 there
     /// for failures before init ran).
-    pub fn start_foreground(&self) -> Result<i32, LxcError> {
+    pub(crate) fn start_foreground(&self) -> Result<i32, LxcError> {
         let c = self.raw();
         // SAFETY: live container; argv NULL means "use lxc.init.cmd". liblxc
         // forks inside this call, which is sound because the documented
@@ -147,7 +130,7 @@ impl Container {
 
     /// liblxc's `error_num` field: after a foreground start, init's raw wait
     /// status.
-    pub fn error_num(&self) -> i32 {
+    pub(crate) fn error_num(&self) -> i32 {
         let c = self.raw();
         // SAFETY: live container; a plain int field read while no other
         // call on this handle runs (`Container` is not `Sync`).
@@ -158,35 +141,11 @@ impl Container {
     /// socket. `None` while the container is stopped or still being set up
     /// (liblxc answers commands only once it has entered its main loop,
     /// which is after it marked the container RUNNING).
-    pub fn init_pid(&self) -> Option<i32> {
+    pub(crate) fn init_pid(&self) -> Option<i32> {
         let c = self.raw();
         // SAFETY: live container; the call only talks to the command socket.
         let pid = unsafe { (*c).init_pid.map(|f| f(c)).unwrap_or(-1) };
         (pid > 0).then_some(pid)
-    }
-
-    /// Waits up to `timeout_secs` (-1: forever, 0: just check) for liblxc
-    /// state `state` (`RUNNING`, `STOPPED`, ...). True when it was reached.
-    pub fn wait_state(&self, state: &str, timeout_secs: i32) -> bool {
-        let Ok(s) = cstring("state", state) else {
-            return false;
-        };
-        let c = self.raw();
-        // SAFETY: live container; `s` is a valid C string for the call.
-        unsafe {
-            (*c).wait
-                .map(|f| f(c, s.as_ptr(), timeout_secs))
-                .unwrap_or(false)
-        }
-    }
-
-    /// Kills the container: liblxc sends SIGKILL to its init, which takes the
-    /// whole PID namespace down with it. Succeeds when it is not running.
-    pub fn stop(&self) -> Result<(), LxcError> {
-        let c = self.raw();
-        // SAFETY: live container; the call only talks to the command socket.
-        let ok = unsafe { (*c).stop.map(|f| f(c)).unwrap_or(false) };
-        check(ok, self.name(), "stop")
     }
 }
 
@@ -202,7 +161,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_is_loaded_on_open_and_reloadable() {
+    fn config_is_loaded_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let lxcpath = dir.path().to_str().unwrap();
         std::fs::create_dir(dir.path().join("c1")).unwrap();
@@ -213,11 +172,6 @@ mod tests {
         assert_eq!(c.config_item("lxc.uts.name").as_deref(), Some("one"));
         assert_eq!(c.config_item("lxc.console.path").as_deref(), Some(""));
         assert_eq!(c.config_item("lxc.no.such.key"), None);
-
-        let alt = dir.path().join("alt.conf");
-        std::fs::write(&alt, "lxc.uts.name = two\n").unwrap();
-        c.load_config(Some(&alt)).unwrap();
-        assert_eq!(c.config_item("lxc.uts.name").as_deref(), Some("two"));
     }
 
     #[test]
@@ -227,10 +181,7 @@ mod tests {
         std::fs::write(dir.path().join("c2/config"), "lxc.uts.name = two\n").unwrap();
         let c = Container::open("c2", dir.path().to_str().unwrap()).unwrap();
         assert_eq!(c.init_pid(), None);
-        assert!(c.wait_state("STOPPED", 0));
-        assert!(!c.wait_state("RUNNING", 0));
         c.want_daemonize(false).unwrap();
-        c.stop().expect("stopping a stopped container is a no-op");
         // liblxc has no config to work with for an undefined container.
         let absent = Container::open("absent", dir.path().to_str().unwrap()).unwrap();
         assert!(absent.want_daemonize(false).is_err());

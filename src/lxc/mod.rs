@@ -14,14 +14,14 @@ mod container;
 mod error;
 mod lifecycle;
 
-pub use attach::AttachOptions;
-pub use container::Container;
-pub use error::LxcError;
+pub(crate) use attach::AttachOptions;
+pub(crate) use container::Container;
+pub(crate) use error::LxcError;
 
 use std::ffi::{CStr, CString};
 
 /// The liblxc version linked at run time, e.g. `5.0.2`.
-pub fn version() -> String {
+pub(crate) fn version() -> String {
     // SAFETY: lxc_get_version returns a pointer to a static NUL-terminated
     // string owned by liblxc; it is never freed.
     let ptr = unsafe { lxc_sys::lxc_get_version() };
@@ -35,31 +35,21 @@ pub fn version() -> String {
 }
 
 /// Parses `major.minor` out of a liblxc version string.
-pub fn parse_version(version: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_version(version: &str) -> Option<(u32, u32)> {
     let mut parts = version.split(|c: char| !c.is_ascii_digit());
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
 }
 
-/// Whether the linked liblxc advertises an API extension
-/// (the list `lxc-info --api-extensions` would print).
-pub fn has_api_extension(name: &str) -> bool {
-    let Ok(name) = CString::new(name) else {
-        return false;
-    };
-    // SAFETY: `name` is a valid NUL-terminated string that outlives the call;
-    // liblxc only reads it.
-    unsafe { lxc_sys::lxc_has_api_extension(name.as_ptr()) }
-}
-
 /// Whether the linked liblxc understands a config key such as
 /// `lxc.namespace.share.net`.
-pub fn config_item_supported(key: &str) -> bool {
+pub(crate) fn config_item_supported(key: &str) -> bool {
     let Ok(key) = CString::new(key) else {
         return false;
     };
-    // SAFETY: as in has_api_extension: a valid C string only read by liblxc.
+    // SAFETY: `key` is a valid NUL-terminated string that outlives the call;
+    // liblxc only reads it.
     unsafe { lxc_sys::lxc_config_item_is_supported(key.as_ptr()) }
 }
 

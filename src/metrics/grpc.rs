@@ -10,7 +10,7 @@ use tonic::codegen::http;
 
 /// Wraps a service with [`MetricsService`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct MetricsLayer;
+pub(crate) struct MetricsLayer;
 
 impl<S> tower::Layer<S> for MetricsLayer {
     type Service = MetricsService<S>;
@@ -20,7 +20,7 @@ impl<S> tower::Layer<S> for MetricsLayer {
 }
 
 #[derive(Debug, Clone)]
-pub struct MetricsService<S> {
+pub(crate) struct MetricsService<S> {
     inner: S,
 }
 

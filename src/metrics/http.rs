@@ -17,7 +17,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds `addr` and serves scrapes until the task is dropped. Returns the
 /// bound address (the port may have been 0).
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     runtime: Arc<Runtime>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {

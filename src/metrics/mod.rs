@@ -9,8 +9,8 @@
 mod grpc;
 mod http;
 
-pub use grpc::MetricsLayer;
-pub use http::serve;
+pub(crate) use grpc::MetricsLayer;
+pub(crate) use http::serve;
 
 use std::sync::OnceLock;
 
@@ -24,7 +24,7 @@ const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     pub cri_requests: IntCounterVec,
     pub cri_errors: IntCounterVec,
@@ -41,7 +41,7 @@ pub struct Metrics {
 }
 
 /// The process's metrics.
-pub fn global() -> &'static Metrics {
+pub(crate) fn global() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(|| Metrics::new().expect("metric definitions are valid"))
 }
@@ -154,7 +154,7 @@ impl Metrics {
     }
 
     /// The text exposition format of every metric.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail on I/O; a bad family would be a
         // definition bug, logged rather than failing the scrape.
@@ -166,7 +166,7 @@ impl Metrics {
 }
 
 /// Refreshes the state gauges from the runtime before a scrape.
-pub fn update_state_gauges(runtime: &crate::runtime::Runtime) {
+pub(crate) fn update_state_gauges(runtime: &crate::runtime::Runtime) {
     use crate::container::{ContainerRecord, ContainerState};
     use crate::pod::{PodRecord, PodState};
     let m = global();

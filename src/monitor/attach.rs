@@ -21,15 +21,15 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use crate::container::run_dir::RunDir;
 
 /// Stream tags of output frames.
-pub const STDOUT: u8 = 1;
-pub const STDERR: u8 = 2;
+pub(crate) const STDOUT: u8 = 1;
+pub(crate) const STDERR: u8 = 2;
 /// Tags of client frames.
-pub const STDIN: u8 = 0;
-pub const RESIZE: u8 = 4;
+pub(crate) const STDIN: u8 = 0;
+pub(crate) const RESIZE: u8 = 4;
 /// Largest client frame accepted.
 const MAX_FRAME: usize = 1 << 20;
 
-pub struct AttachServer {
+pub(crate) struct AttachServer {
     listener: UnixListener,
     clients: Vec<Client>,
 }
@@ -46,7 +46,7 @@ struct Client {
 
 /// What reading from the clients produced.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Input {
+pub(crate) struct Input {
     pub data: Vec<u8>,
     /// A STDIN frame arrived (even an empty one).
     pub saw_stdin: bool,
@@ -90,7 +90,7 @@ fn parse_frames(partial: &mut Vec<u8>, input: &mut Input) -> bool {
 }
 
 impl AttachServer {
-    pub fn bind(run_dir: &RunDir) -> io::Result<Self> {
+    pub(crate) fn bind(run_dir: &RunDir) -> io::Result<Self> {
         match std::fs::remove_file(run_dir.attach_socket()) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -104,13 +104,13 @@ impl AttachServer {
         })
     }
 
-    pub fn listener_fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn listener_fd(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()
     }
 
     /// The fds of clients still sending, in a stable order for
     /// [`Self::read_ready`].
-    pub fn client_fds(&self) -> Vec<BorrowedFd<'_>> {
+    pub(crate) fn client_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.clients
             .iter()
             .filter(|c| c.reading)
@@ -118,7 +118,7 @@ impl AttachServer {
             .collect()
     }
 
-    pub fn accept_pending(&mut self) {
+    pub(crate) fn accept_pending(&mut self) {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
@@ -140,7 +140,7 @@ impl AttachServer {
 
     /// Reads from the sending clients whose entries in `ready` (parallel to
     /// [`Self::client_fds`]) are set.
-    pub fn read_ready(&mut self, ready: &[bool]) -> Input {
+    pub(crate) fn read_ready(&mut self, ready: &[bool]) -> Input {
         let mut input = Input::default();
         let mut buf = [0u8; 16 * 1024];
         let sending = self.clients.iter_mut().filter(|c| c.reading);
@@ -181,7 +181,7 @@ impl AttachServer {
     }
 
     /// Sends output to every client, dropping those that cannot take it.
-    pub fn broadcast(&mut self, stream: u8, data: &[u8]) {
+    pub(crate) fn broadcast(&mut self, stream: u8, data: &[u8]) {
         if self.clients.is_empty() {
             return;
         }
@@ -196,7 +196,7 @@ impl AttachServer {
     }
 
     /// Disconnects everyone: the container's output has ended.
-    pub fn close_all(&mut self) {
+    pub(crate) fn close_all(&mut self) {
         self.clients.clear();
     }
 }
@@ -221,7 +221,7 @@ fn write_nonblocking(stream: &mut UnixStream, mut data: &[u8]) -> bool {
 }
 
 /// One output frame.
-pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(data.len() + 5);
     f.push(stream);
     f.extend_from_slice(&(data.len() as u32).to_be_bytes());

@@ -38,14 +38,14 @@ pub enum ControlError {
 }
 
 /// The listening side, owned by the monitor.
-pub struct ControlServer {
+pub(crate) struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
 }
 
 impl ControlServer {
     /// Binds `run_dir/monitor.sock`, replacing a stale socket.
-    pub fn bind(run_dir: &RunDir) -> io::Result<Self> {
+    pub(crate) fn bind(run_dir: &RunDir) -> io::Result<Self> {
         let path = run_dir.control_socket();
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -58,13 +58,13 @@ impl ControlServer {
         Ok(Self { listener, path })
     }
 
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()
     }
 
     /// Serves every pending connection; `reopen` runs `on_reopen`, whose
     /// error (with its causes) is the answer.
-    pub fn serve_pending<E: std::error::Error + 'static>(
+    pub(crate) fn serve_pending<E: std::error::Error + 'static>(
         &self,
         mut on_reopen: impl FnMut() -> Result<(), E>,
     ) {
@@ -86,7 +86,7 @@ impl ControlServer {
     }
 
     /// Removes the socket file (the monitor is exiting).
-    pub fn remove(self) {
+    pub(crate) fn remove(self) {
         let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -17,7 +17,7 @@ use nix::unistd::{fork, setsid, ForkResult, Pid};
 use crate::container::run_dir::RunDir;
 
 /// Which process returned from [`detach`].
-pub enum Role {
+pub(super) enum Role {
     /// The process the daemon spawned: exit with this code.
     Launcher(ExitCode),
     /// The detached monitor.
@@ -27,7 +27,7 @@ pub enum Role {
 /// Takes the run dir's monitor lock, failing if another monitor holds it.
 /// The lock lives as long as the returned file's descriptor in any process:
 /// taken before [`detach`], it passes to the monitor with the fork.
-pub fn lock_run_dir(run_dir: &RunDir) -> anyhow::Result<std::fs::File> {
+pub(super) fn lock_run_dir(run_dir: &RunDir) -> anyhow::Result<std::fs::File> {
     let path = run_dir.monitor_lock();
     let file = OpenOptions::new()
         .create(true)
@@ -53,7 +53,7 @@ pub fn lock_run_dir(run_dir: &RunDir) -> anyhow::Result<std::fs::File> {
 
 /// Fails unless this process has exactly one thread: forking a threaded
 /// process, and liblxc's foreground start, need that.
-pub fn ensure_single_threaded() -> anyhow::Result<()> {
+pub(super) fn ensure_single_threaded() -> anyhow::Result<()> {
     let threads = std::fs::read_dir("/proc/self/task")
         .context("cannot list /proc/self/task")?
         .count();
@@ -65,7 +65,7 @@ pub fn ensure_single_threaded() -> anyhow::Result<()> {
 
 /// Detaches; returns in the launcher (after the intermediate child exited)
 /// and in the final monitor process.
-pub fn detach(run_dir: &RunDir) -> anyhow::Result<Role> {
+pub(super) fn detach(run_dir: &RunDir) -> anyhow::Result<Role> {
     ensure_single_threaded()?;
     // SAFETY: the process is single-threaded (checked above), so the child
     // may run arbitrary code after fork.
@@ -108,7 +108,7 @@ pub fn detach(run_dir: &RunDir) -> anyhow::Result<Role> {
 
 /// Points stdin at /dev/null and stdout/stderr at `run_dir/monitor.log`, so
 /// the monitor holds nothing of the daemon's and its diagnostics persist.
-pub fn redirect_stdio(run_dir: &RunDir) -> anyhow::Result<()> {
+pub(super) fn redirect_stdio(run_dir: &RunDir) -> anyhow::Result<()> {
     let null = std::fs::File::open("/dev/null").context("cannot open /dev/null")?;
     let path = run_dir.monitor_log();
     let log = OpenOptions::new()
@@ -134,7 +134,7 @@ fn write_pid_file(run_dir: &RunDir, pid: Pid) -> anyhow::Result<()> {
 
 /// Ends a forked intermediate process without running destructors or
 /// flushing state it shares with its parent.
-pub fn exit_now(code: i32) -> ! {
+pub(super) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit only terminates the calling process.
     unsafe { libc::_exit(code) }
 }

@@ -16,9 +16,9 @@ use crate::container::run_dir::RunDir;
 
 /// The exit code recorded when liblxc could not start the container at all
 /// (containerd reports 128 for a failed start too).
-pub const START_FAILED_CODE: i32 = 128;
+pub(crate) const START_FAILED_CODE: i32 = 128;
 /// The exit code recorded when the exit status was lost.
-pub const UNKNOWN_EXIT_CODE: i32 = 255;
+pub(crate) const UNKNOWN_EXIT_CODE: i32 = 255;
 
 /// How init ended, decoded from liblxc's `error_num`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ impl Termination {
 }
 
 /// Decodes a raw wait status as liblxc stores it in `error_num`.
-pub fn decode(raw: i32) -> Termination {
+pub(crate) fn decode(raw: i32) -> Termination {
     let low = raw & 0x7f;
     let high = (raw >> 8) & 0xff;
     match low {
@@ -197,7 +197,7 @@ impl ExitRecord {
 /// The text of `run_dir/start-error`, trimmed, if the file exists and is
 /// not empty (pvecri-init creates it before dropping privileges and only
 /// writes it when the start fails).
-pub fn read_start_error(run_dir: &RunDir) -> Option<String> {
+pub(crate) fn read_start_error(run_dir: &RunDir) -> Option<String> {
     let text = fs::read(run_dir.start_error()).ok()?;
     let text = String::from_utf8_lossy(&text).trim().to_owned();
     (!text.is_empty()).then_some(text)

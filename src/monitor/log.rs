@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_LINE: usize = 16 * 1024;
 
 /// Which of the container's output streams a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub(super) enum Stream {
     Stdout,
     Stderr,
 }
@@ -50,7 +50,7 @@ impl Stream {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LogError {
+pub(super) enum LogError {
     #[error("cannot open container log {path:?}")]
     Open {
         path: PathBuf,
@@ -66,7 +66,7 @@ pub enum LogError {
 }
 
 /// Writes a container's two output streams to one CRI log file.
-pub struct LogWriter {
+pub(super) struct LogWriter {
     path: Option<PathBuf>,
     file: Option<File>,
     max_line: usize,
@@ -77,7 +77,7 @@ pub struct LogWriter {
 impl LogWriter {
     /// Opens (creating, appending) `path`; `None` or an empty path discards
     /// all output. `max_line` is clamped to at least one byte.
-    pub fn open(path: Option<&Path>, max_line: usize) -> Result<Self, LogError> {
+    pub(super) fn open(path: Option<&Path>, max_line: usize) -> Result<Self, LogError> {
         let path = path
             .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf);
@@ -96,7 +96,7 @@ impl LogWriter {
     /// Logs `bytes` read from `stream`: every completed line is written now,
     /// the unterminated rest is kept for the next chunk (or written as `P`
     /// chunks once it exceeds the maximum line size).
-    pub fn write_chunk(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), LogError> {
+    pub(super) fn write_chunk(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), LogError> {
         let ts = rfc3339_nano(SystemTime::now());
         let max = self.max_line;
         let pending = &mut self.pending[stream.index()];
@@ -121,7 +121,7 @@ impl LogWriter {
     }
 
     /// Writes any unterminated line of both streams as `P` (end of output).
-    pub fn finish(&mut self) -> Result<(), LogError> {
+    pub(super) fn finish(&mut self) -> Result<(), LogError> {
         let ts = rfc3339_nano(SystemTime::now());
         let mut out = Vec::new();
         for stream in [Stream::Stdout, Stream::Stderr] {
@@ -135,7 +135,7 @@ impl LogWriter {
 
     /// Reopens the log path (after the kubelet renamed the old file away).
     /// Buffered partial lines are kept and land in the new file.
-    pub fn reopen(&mut self) -> Result<(), LogError> {
+    pub(super) fn reopen(&mut self) -> Result<(), LogError> {
         if let Some(path) = &self.path {
             self.file = Some(open_log(path)?);
         }

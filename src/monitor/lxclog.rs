@@ -11,7 +11,7 @@ const MAX_LINES: usize = 3;
 const MAX_BYTES: u64 = 64 * 1024;
 
 /// The `lxc.log.file` a container config sets, if any (last one wins).
-pub fn log_file_of_config(config: &str) -> Option<PathBuf> {
+pub(super) fn log_file_of_config(config: &str) -> Option<PathBuf> {
     config
         .lines()
         .filter_map(|line| {
@@ -25,14 +25,14 @@ pub fn log_file_of_config(config: &str) -> Option<PathBuf> {
 
 /// Where a container's liblxc log ends now, to read only what follows.
 #[derive(Debug, Clone)]
-pub struct LogMark {
+pub(super) struct LogMark {
     pub path: PathBuf,
     offset: u64,
 }
 
 impl LogMark {
     /// Marks the end of the log `<lxcpath>/<id>/config` names, if any.
-    pub fn take(lxcpath: &str, id: &str) -> Option<Self> {
+    pub(super) fn take(lxcpath: &str, id: &str) -> Option<Self> {
         let config = std::fs::read_to_string(Path::new(lxcpath).join(id).join("config")).ok()?;
         let path = log_file_of_config(&config)?;
         let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -40,7 +40,7 @@ impl LogMark {
     }
 
     /// The container's ERROR messages written since the mark.
-    pub fn errors_since(&self, id: &str) -> Vec<String> {
+    pub(super) fn errors_since(&self, id: &str) -> Vec<String> {
         let Ok(mut file) = std::fs::File::open(&self.path) else {
             return Vec::new();
         };
@@ -59,7 +59,7 @@ impl LogMark {
 
 /// The messages of the last ERROR lines of container `id` in liblxc log
 /// text: `lxc <id> <time> ERROR <module> - <file:func:line> - <message>`.
-pub fn error_messages(text: &str, id: &str) -> Vec<String> {
+pub(super) fn error_messages(text: &str, id: &str) -> Vec<String> {
     let prefix = format!("lxc {id} ");
     let mut out: Vec<String> = text
         .lines()

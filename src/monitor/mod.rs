@@ -16,15 +16,15 @@
 //! errors for failure messages), [`poll`] and [`timestamp`] (helpers),
 //! [`attach`] (the attach socket).
 
-pub mod attach;
-pub mod control;
+pub(crate) mod attach;
+pub(crate) mod control;
 mod detach;
-pub mod exit;
+pub(crate) mod exit;
 mod log;
 mod lxclog;
 mod oom;
 mod poll;
-pub mod ready;
+pub(crate) mod ready;
 mod run;
 mod session;
 mod starter;
@@ -33,11 +33,8 @@ mod timestamp;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-pub use control::{request_reopen, ControlError};
-pub use exit::{ExitReason, ExitRecord, ExitRecordError};
 pub use log::DEFAULT_MAX_LINE;
-pub use ready::Readiness;
-pub use run::run;
+pub(crate) use run::run;
 
 /// `pvecri monitor` arguments (a hidden subcommand spawned by the daemon).
 /// The daemon builds the command line with [`MonitorArgs::to_args`], so

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use crate::cgroups::memory::{CgroupVersion, MemoryCgroup};
 
 /// How long to keep re-reading the counter quickly after a notification.
-pub const BURST: Duration = Duration::from_millis(50);
+pub(super) const BURST: Duration = Duration::from_millis(50);
 
 /// Parses the `oom_kill N` line shared by `memory.events` and
 /// `memory.oom_control`.
-pub fn parse_oom_kill(text: &str) -> Option<u64> {
+pub(super) fn parse_oom_kill(text: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let (key, value) = line.split_once(' ')?;
         (key == "oom_kill")
@@ -33,7 +33,7 @@ pub fn parse_oom_kill(text: &str) -> Option<u64> {
 }
 
 /// Watches one container's memory cgroup for OOM kills.
-pub struct OomWatch {
+pub(super) struct OomWatch {
     cgroup: MemoryCgroup,
     /// inotify (v2) or eventfd (v1); `None` when the kernel refused, and the
     /// tick sampling alone remains.
@@ -46,7 +46,7 @@ pub struct OomWatch {
 
 impl OomWatch {
     /// Starts watching `cgroup` and takes a first sample.
-    pub fn new(cgroup: MemoryCgroup) -> Self {
+    pub(super) fn new(cgroup: MemoryCgroup) -> Self {
         let notify = match cgroup.version {
             CgroupVersion::V2 => inotify_on(&cgroup),
             CgroupVersion::V1 => oom_eventfd(&cgroup),
@@ -66,13 +66,13 @@ impl OomWatch {
     }
 
     /// The fd to poll for readability, if notifications are set up.
-    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+    pub(super) fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.notify.as_ref().map(|fd| fd.as_fd())
     }
 
     /// Called when [`OomWatch::fd`] is readable: drains it, samples, and
     /// starts a burst of fast re-reads.
-    pub fn on_notify(&mut self) {
+    pub(super) fn on_notify(&mut self) {
         if let Some(fd) = &self.notify {
             let mut buf = [0u8; 4096];
             // SAFETY: `fd` is our own open, non-blocking inotify/eventfd;
@@ -89,7 +89,7 @@ impl OomWatch {
     }
 
     /// Reads the counter if the cgroup still exists. Returns whether it did.
-    pub fn sample(&mut self) -> bool {
+    pub(super) fn sample(&mut self) -> bool {
         if !self.readable {
             return false;
         }
@@ -112,7 +112,7 @@ impl OomWatch {
     }
 
     /// Whether a fast re-read is due now (during a burst).
-    pub fn in_burst(&mut self, now: Instant) -> bool {
+    pub(super) fn in_burst(&mut self, now: Instant) -> bool {
         match self.burst_until {
             Some(until) if now < until => true,
             Some(_) => {
@@ -124,7 +124,7 @@ impl OomWatch {
     }
 
     /// Whether any process of the container was OOM-killed.
-    pub fn oom_killed(&self) -> bool {
+    pub(super) fn oom_killed(&self) -> bool {
         self.max_seen > 0
     }
 }

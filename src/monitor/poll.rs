@@ -6,13 +6,13 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 /// The fds to watch for input; the set borrows them for its lifetime.
-pub struct PollSet<'fd> {
+pub(super) struct PollSet<'fd> {
     fds: Vec<libc::pollfd>,
     _borrow: PhantomData<BorrowedFd<'fd>>,
 }
 
 impl<'fd> PollSet<'fd> {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             fds: Vec::new(),
             _borrow: PhantomData,
@@ -21,7 +21,7 @@ impl<'fd> PollSet<'fd> {
 
     /// Adds `fd` (or an empty slot for `None`, which poll ignores) and
     /// returns its index.
-    pub fn add(&mut self, fd: Option<BorrowedFd<'fd>>) -> usize {
+    pub(super) fn add(&mut self, fd: Option<BorrowedFd<'fd>>) -> usize {
         self.fds.push(libc::pollfd {
             fd: fd.map_or(-1, |fd| fd.as_raw_fd()),
             events: libc::POLLIN,
@@ -32,7 +32,7 @@ impl<'fd> PollSet<'fd> {
 
     /// Waits until some fd is ready or `timeout` passes. EINTR counts as a
     /// timeout.
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+    pub(super) fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         let nfds = libc::nfds_t::try_from(self.fds.len()).map_err(io::Error::other)?;
         // SAFETY: `fds` is a valid, exclusively borrowed array of `nfds`
@@ -51,7 +51,7 @@ impl<'fd> PollSet<'fd> {
     }
 
     /// Whether slot `index` has input, EOF or an error to look at.
-    pub fn ready(&self, index: usize) -> bool {
+    pub(super) fn ready(&self, index: usize) -> bool {
         self.fds[index].fd >= 0 && self.fds[index].revents != 0
     }
 }

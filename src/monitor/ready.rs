@@ -48,16 +48,16 @@ impl Readiness {
 }
 
 /// The write end of the daemon's readiness pipe; used once.
-pub struct ReadyFd(File);
+pub(crate) struct ReadyFd(File);
 
 impl ReadyFd {
-    pub fn new(fd: OwnedFd) -> Self {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
         Self(File::from(fd))
     }
 
     /// Writes the report and closes the fd. A daemon that went away is not
     /// an error worth more than a log line.
-    pub fn send(mut self, report: &Readiness) {
+    pub(crate) fn send(mut self, report: &Readiness) {
         tracing::info!(report = report.line().trim_end(), "readiness");
         if let Err(err) = self.0.write_all(report.line().as_bytes()) {
             tracing::warn!(error = %err, "cannot write to the ready fd");

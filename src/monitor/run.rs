@@ -60,7 +60,7 @@ impl Settings {
 
 /// `pvecri monitor`: returns in the launcher process once the monitor is
 /// detached, and in the monitor when the container is gone.
-pub fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // SAFETY: ignoring a signal installs no handler code. Writes to a
     // vanished reader (ready fd, control client) must be errors, not death.
     unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) }.context("ignore SIGPIPE")?;

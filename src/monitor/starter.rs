@@ -24,7 +24,7 @@ const STATUS_FD: RawFd = 3;
 
 /// What the starter writes to the status pipe.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StarterReport {
+pub(super) enum StarterReport {
     /// `start()` returned true: init ran and ended with this raw status
     /// (liblxc's `error_num`). Line: `exit <error_num>`.
     Exited { error_num: i32 },
@@ -33,14 +33,14 @@ pub enum StarterReport {
 }
 
 impl StarterReport {
-    pub fn line(&self) -> String {
+    pub(super) fn line(&self) -> String {
         match self {
             StarterReport::Exited { error_num } => format!("exit {error_num}\n"),
             StarterReport::Failed { message } => format!("fail {}\n", message.replace('\n', " ")),
         }
     }
 
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(super) fn parse(text: &str) -> Option<Self> {
         let line = text.lines().next()?;
         if let Some(n) = line.strip_prefix("exit ") {
             return n
@@ -56,7 +56,7 @@ impl StarterReport {
 }
 
 /// The starter's ends of the monitor's pipes.
-pub struct StarterFds {
+pub(super) struct StarterFds {
     /// The read end of the stdin pipe; `None`: /dev/null.
     pub stdin: Option<OwnedFd>,
     pub stdout: OwnedFd,
@@ -66,7 +66,7 @@ pub struct StarterFds {
 
 /// Forks the starter. The caller must be single-threaded and closes its
 /// copies of the write ends by dropping `fds` (done here in the parent).
-pub fn spawn(id: &str, lxcpath: &str, fds: StarterFds) -> anyhow::Result<Pid> {
+pub(super) fn spawn(id: &str, lxcpath: &str, fds: StarterFds) -> anyhow::Result<Pid> {
     super::detach::ensure_single_threaded()?;
     // SAFETY: the monitor is single-threaded (checked above).
     match unsafe { fork() }.context("cannot fork the starter")? {

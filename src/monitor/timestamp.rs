@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Formats `t` (clamped to the Unix epoch) as RFC3339Nano UTC.
-pub fn rfc3339_nano(t: SystemTime) -> String {
+pub(super) fn rfc3339_nano(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let nanos = since.subsec_nanos();
@@ -29,7 +29,7 @@ pub fn rfc3339_nano(t: SystemTime) -> String {
 }
 
 /// Nanoseconds since the Unix epoch, saturating.
-pub fn unix_nanos(t: SystemTime) -> i64 {
+pub(super) fn unix_nanos(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)

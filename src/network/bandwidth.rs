@@ -8,22 +8,22 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub const INGRESS: &str = "kubernetes.io/ingress-bandwidth";
-pub const EGRESS: &str = "kubernetes.io/egress-bandwidth";
+pub(crate) const INGRESS: &str = "kubernetes.io/ingress-bandwidth";
+pub(crate) const EGRESS: &str = "kubernetes.io/egress-bandwidth";
 
 const MIN: u64 = 1_000;
 const MAX: u64 = 1_000_000_000_000_000;
 
 /// Rates in bits per second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Bandwidth {
+pub(crate) struct Bandwidth {
     pub ingress: Option<u64>,
     pub egress: Option<u64>,
 }
 
 /// The limits the annotations ask for; `Ok(None)` without any. The error
 /// names the annotation.
-pub fn from_annotations(
+pub(crate) fn from_annotations(
     annotations: &BTreeMap<String, String>,
 ) -> Result<Option<Bandwidth>, String> {
     let rate = |key: &str| -> Result<Option<u64>, String> {
@@ -46,7 +46,7 @@ pub fn from_annotations(
 /// A Kubernetes resource quantity as a whole number: decimal (`k`, `M`,
 /// `G`, `T`, `P`, `E`) and binary (`Ki` ... `Ei`) suffixes, an optional
 /// fraction (`1.5M`). Exponent forms and milli units are refused.
-pub fn parse_quantity(text: &str) -> Option<u64> {
+pub(crate) fn parse_quantity(text: &str) -> Option<u64> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());

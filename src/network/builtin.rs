@@ -72,7 +72,7 @@ impl BuiltinNetwork {
     }
 
     fn subnets(&self) -> Subnets {
-        self.subnets.lock().unwrap().clone()
+        self.subnets.lock().expect("subnets lock poisoned").clone()
     }
 
     async fn setup_node(&self) -> Result<(), NetworkError> {
@@ -92,7 +92,7 @@ impl BuiltinNetwork {
         let nl = Netlink::host()?;
         let bridge = &self.config.bridge;
         let (mtu, managed) = nl.ensure_bridge(bridge).await?;
-        *self.mtu.lock().unwrap() = mtu;
+        *self.mtu.lock().expect("mtu lock poisoned") = mtu;
         let subnets = self.subnets();
         for s in std::iter::once(subnets.v4).chain(subnets.v6) {
             nl.ensure_address(bridge, s.gateway(), s.prefix_len())
@@ -116,7 +116,10 @@ impl BuiltinNetwork {
     /// table, with its loopback guard, is known to be in place; without it
     /// the flag only goes off.
     fn sync_route_localnet(&self, guarded: bool) -> Result<(), NetworkError> {
-        let _serial = self.route_localnet.lock().unwrap();
+        let _serial = self
+            .route_localnet
+            .lock()
+            .expect("route_localnet lock poisoned");
         let on = guarded && sysctl::route_localnet_needed(&self.store.list::<PodNetwork>()?);
         sysctl::set(&self.config.bridge, sysctl::Key::RouteLocalnet, on)
     }
@@ -209,7 +212,7 @@ impl BuiltinNetwork {
             path: netns.to_owned(),
             source,
         })?;
-        let mtu = *self.mtu.lock().unwrap();
+        let mtu = *self.mtu.lock().expect("mtu lock poisoned");
         let bridge_index = self.bridge_index(&host).await?;
         if let Err(first) = host
             .add_veth(&record.host_veth, bridge_index, mtu, &ns_file)
@@ -277,7 +280,7 @@ impl BuiltinNetwork {
 #[async_trait::async_trait]
 impl Backend for BuiltinNetwork {
     fn readiness(&self) -> Result<(), NotReady> {
-        self.ready.lock().unwrap().clone()
+        self.ready.lock().expect("ready lock poisoned").clone()
     }
 
     /// Releases the networks of pods that no longer exist, then sets up the
@@ -297,7 +300,8 @@ impl Backend for BuiltinNetwork {
         } else {
             info!(bridge = %self.config.bridge, pod_cidr = %self.subnets().v4.net(), "pod networking ready");
         }
-        *self.ready.lock().unwrap() = result.map_err(|e| NotReady::from_error(&e));
+        *self.ready.lock().expect("ready lock poisoned") =
+            result.map_err(|e| NotReady::from_error(&e));
     }
 
     async fn set_pod_cidrs(&self, nets: &[IpNet]) -> Result<bool, NetworkError> {
@@ -313,10 +317,10 @@ impl Backend for BuiltinNetwork {
         if next.v4 == current.v4 && next.v6 == current.v6 {
             return Ok(false);
         }
-        *self.subnets.lock().unwrap() = next;
+        *self.subnets.lock().expect("subnets lock poisoned") = next;
         if self.readiness().is_ok() {
             let result = self.setup_node().await;
-            *self.ready.lock().unwrap() = result
+            *self.ready.lock().expect("ready lock poisoned") = result
                 .as_ref()
                 .map(|_| ())
                 .map_err(|e| NotReady::from_error(e));

@@ -28,7 +28,7 @@ const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const IFNAME: &str = "eth0";
 
 #[derive(Debug, Error)]
-pub enum CniError {
+pub(crate) enum CniError {
     #[error("no CNI network config (*.conflist, *.conf, *.json) in {0}")]
     NoConfig(PathBuf),
     #[error("invalid CNI config {path}: {message}")]
@@ -56,7 +56,7 @@ pub enum CniError {
 
 /// A loaded network config list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConfList {
+pub(crate) struct ConfList {
     pub path: PathBuf,
     pub name: String,
     pub cni_version: String,
@@ -64,7 +64,7 @@ pub struct ConfList {
 }
 
 /// Reads the first config (by file name) in `dir`.
-pub fn load(dir: &Path) -> Result<ConfList, CniError> {
+pub(crate) fn load(dir: &Path) -> Result<ConfList, CniError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|_| CniError::NoConfig(dir.to_owned()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -133,7 +133,7 @@ fn parse(path: PathBuf, value: Value) -> Result<ConfList, ConfError> {
 
 /// What ADD ran with and returned, kept for DEL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CniAttachment {
+pub(crate) struct CniAttachment {
     pub pod_id: String,
     pub netns: String,
     pub args: String,
@@ -158,13 +158,13 @@ impl Record for CniAttachment {
 
 /// Runs plugin lists from the configured binary directories.
 #[derive(Debug, Clone)]
-pub struct Runner {
+pub(crate) struct Runner {
     pub bin_dirs: Vec<PathBuf>,
 }
 
 impl Runner {
     /// ADD through every plugin; returns the final result.
-    pub async fn add(&self, a: &CniAttachment) -> Result<Value, CniError> {
+    pub(crate) async fn add(&self, a: &CniAttachment) -> Result<Value, CniError> {
         let mut prev: Option<Value> = None;
         for plugin in &a.conf.plugins {
             let config = self.plugin_config(a, plugin, prev.as_ref());
@@ -181,7 +181,7 @@ impl Runner {
 
     /// DEL through every plugin in reverse; every plugin is tried, the
     /// first failure is returned.
-    pub async fn del(&self, a: &CniAttachment) -> Result<(), CniError> {
+    pub(crate) async fn del(&self, a: &CniAttachment) -> Result<(), CniError> {
         let mut first_error = None;
         for plugin in a.conf.plugins.iter().rev() {
             let config = self.plugin_config(a, plugin, a.result.as_ref());
@@ -350,7 +350,7 @@ fn plugin_type(plugin: &Value) -> &str {
 
 /// The pod addresses of a result, IPv4 first (`ips[].address` in CNI
 /// 0.3.0 and later, `ip4`/`ip6` in 0.2.0).
-pub fn result_ips(result: &Value) -> Vec<String> {
+pub(crate) fn result_ips(result: &Value) -> Vec<String> {
     let mut ips: Vec<String> = match result["ips"].as_array() {
         Some(list) => list
             .iter()

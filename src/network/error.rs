@@ -10,16 +10,16 @@ use crate::store::StoreError;
 /// NetworkReady condition's message) long after the error itself.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{0}")]
-pub struct NotReady(pub String);
+pub(crate) struct NotReady(pub String);
 
 impl NotReady {
-    pub fn from_error(e: &(dyn std::error::Error + 'static)) -> Self {
+    pub(crate) fn from_error(e: &(dyn std::error::Error + 'static)) -> Self {
         NotReady(crate::errors::chain(e))
     }
 }
 
 #[derive(Debug, Error)]
-pub enum NetworkError {
+pub(crate) enum NetworkError {
     #[error("pod networking is not ready: {0}")]
     NotReady(#[source] NotReady),
     #[error("cannot open a netlink socket")]

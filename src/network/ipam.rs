@@ -17,34 +17,30 @@ use crate::store::Record;
 /// One pod subnet. Its network address, its first host (the gateway, on the
 /// bridge) and, for IPv4, its broadcast address are never handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Subnet {
+pub(crate) struct Subnet {
     net: IpNet,
 }
 
 impl Subnet {
-    pub fn new(net: IpNet) -> Self {
+    pub(crate) fn new(net: IpNet) -> Self {
         Self { net: net.trunc() }
     }
 
-    pub fn net(&self) -> IpNet {
+    pub(crate) fn net(&self) -> IpNet {
         self.net
     }
 
-    pub fn prefix_len(&self) -> u8 {
+    pub(crate) fn prefix_len(&self) -> u8 {
         self.net.prefix_len()
     }
 
-    pub fn is_ipv6(&self) -> bool {
-        matches!(self.net, IpNet::V6(_))
-    }
-
-    pub fn gateway(&self) -> IpAddr {
+    pub(crate) fn gateway(&self) -> IpAddr {
         self.at_offset(1)
     }
 
     /// The first address after `last` (or from the start) that is neither
     /// in `used` nor reserved; `None` when the subnet is full.
-    pub fn next_free(&self, last: Option<IpAddr>, used: &HashSet<IpAddr>) -> Option<IpAddr> {
+    pub(crate) fn next_free(&self, last: Option<IpAddr>, used: &HashSet<IpAddr>) -> Option<IpAddr> {
         let (first, end) = self.usable_offsets();
         if first > end {
             return None;
@@ -102,13 +98,13 @@ fn as_u128(ip: IpAddr) -> u128 {
 /// The last address handed out from each subnet, persisted so that a
 /// restart does not start over at the bottom of the range.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct IpamCursors {
+pub(crate) struct IpamCursors {
     /// Subnet (CIDR text) -> last address handed out.
     pub last: std::collections::BTreeMap<String, String>,
 }
 
 impl IpamCursors {
-    pub const KEY: &'static str = "cursors";
+    pub(crate) const KEY: &'static str = "cursors";
 }
 
 impl Record for IpamCursors {

@@ -20,27 +20,27 @@ use rtnetlink::{
 use super::error::NetworkError;
 
 /// The pod side of every veth.
-pub const POD_IFNAME: &str = "eth0";
+pub(super) const POD_IFNAME: &str = "eth0";
 
 /// The alias of a bridge pvecri created, so that only those are ever
 /// deleted (an existing `vmbr*` never is).
 pub(crate) const MANAGED_ALIAS: &str = "pvecri-managed";
 
 /// A netlink connection to one network namespace.
-pub struct Netlink {
+pub(super) struct Netlink {
     handle: Handle,
 }
 
 impl Netlink {
     /// A connection in the daemon's own namespace.
-    pub fn host() -> Result<Self, NetworkError> {
+    pub(super) fn host() -> Result<Self, NetworkError> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetworkError::Socket)?;
         tokio::spawn(conn);
         Ok(Self { handle })
     }
 
     /// A connection in the namespace pinned at `netns`.
-    pub async fn in_netns(netns: &Path) -> Result<Self, NetworkError> {
+    pub(super) async fn in_netns(netns: &Path) -> Result<Self, NetworkError> {
         let file = std::fs::File::open(netns).map_err(|source| NetworkError::Netns {
             path: netns.to_owned(),
             source,
@@ -67,7 +67,7 @@ impl Netlink {
     }
 
     /// The link called `name`, if there is one.
-    pub async fn link(&self, name: &str) -> Result<Option<LinkMessage>, NetworkError> {
+    pub(super) async fn link(&self, name: &str) -> Result<Option<LinkMessage>, NetworkError> {
         let mut links = self
             .handle
             .link()
@@ -90,7 +90,7 @@ impl Netlink {
 
     /// Creates the bridge unless it exists, brings it up and returns its
     /// MTU and whether pvecri manages it (created it, now or before).
-    pub async fn ensure_bridge(&self, name: &str) -> Result<(u32, bool), NetworkError> {
+    pub(super) async fn ensure_bridge(&self, name: &str) -> Result<(u32, bool), NetworkError> {
         let mut created = false;
         if self.link(name).await?.is_none() {
             created = true;
@@ -129,7 +129,7 @@ impl Netlink {
 
     /// Deletes the bridge if pvecri created it and no interface is a port
     /// of it; returns whether it is gone.
-    pub async fn delete_bridge_if_unused(&self, name: &str) -> Result<bool, NetworkError> {
+    pub(super) async fn delete_bridge_if_unused(&self, name: &str) -> Result<bool, NetworkError> {
         let Some(bridge) = self.link(name).await? else {
             return Ok(true);
         };
@@ -156,7 +156,7 @@ impl Netlink {
     }
 
     /// Adds `addr/prefix` to the link unless it is there.
-    pub async fn ensure_address(
+    pub(super) async fn ensure_address(
         &self,
         link: &str,
         addr: IpAddr,
@@ -177,7 +177,7 @@ impl Netlink {
 
     /// Creates the pair `host` (in this namespace, a port of `bridge`, up)
     /// and [`POD_IFNAME`] directly in the namespace open as `netns`.
-    pub async fn add_veth(
+    pub(super) async fn add_veth(
         &self,
         host: &str,
         bridge_index: u32,
@@ -206,7 +206,7 @@ impl Netlink {
 
     /// Lets frames leave the bridge port they came in on, so a pod reaches
     /// itself through its own host port.
-    pub async fn set_hairpin(&self, port: &str) -> Result<(), NetworkError> {
+    pub(super) async fn set_hairpin(&self, port: &str) -> Result<(), NetworkError> {
         let index = self.index(port).await?;
         self.handle
             .link()
@@ -217,7 +217,7 @@ impl Netlink {
     }
 
     /// Deletes the link `name`; a missing link is not an error.
-    pub async fn delete_link(&self, name: &str) -> Result<(), NetworkError> {
+    pub(super) async fn delete_link(&self, name: &str) -> Result<(), NetworkError> {
         let Some(link) = self.link(name).await? else {
             return Ok(());
         };
@@ -230,7 +230,7 @@ impl Netlink {
 
     /// Inside a pod: addresses on [`POD_IFNAME`], link up, default routes
     /// via the gateways.
-    pub async fn configure_pod_side(
+    pub(super) async fn configure_pod_side(
         &self,
         addrs: &[(IpAddr, u8, IpAddr)],
     ) -> Result<(), NetworkError> {

@@ -3,17 +3,17 @@
 //! and nftables table) and [`cni_network`] (CNI plugins) — plus what both
 //! share: host-port validation and the veth and bridge naming rules.
 
-pub mod bandwidth;
+pub(crate) mod bandwidth;
 mod builtin;
-pub mod cni;
+pub(crate) mod cni;
 mod cni_network;
 mod error;
-pub mod ipam;
+pub(crate) mod ipam;
 mod link;
-pub mod nft;
+pub(crate) mod nft;
 mod sysctl;
 
-pub use error::{NetworkError, NotReady};
+pub(crate) use error::{NetworkError, NotReady};
 pub(crate) use link::MANAGED_ALIAS;
 
 use std::collections::HashSet;
@@ -33,7 +33,7 @@ use nft::HostPort;
 
 /// What pvecri set up for one pod; the store's record of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PodNetwork {
+pub(crate) struct PodNetwork {
     pub pod_id: String,
     /// IPv4 first, then IPv6 when dual-stack.
     pub ips: Vec<String>,
@@ -62,7 +62,7 @@ pub fn host_veth_name(pod_id: &str) -> String {
 
 /// Whether `name` can be pvecri's bridge: a kernel interface name that
 /// pve-firewall does not own.
-pub fn is_valid_bridge_name(name: &str) -> bool {
+pub(crate) fn is_valid_bridge_name(name: &str) -> bool {
     let proxmox_owned = ["tap", "fwbr", "fwln", "fwpr"]
         .iter()
         .any(|p| name.starts_with(p))
@@ -91,7 +91,7 @@ fn is_proxmox_veth(name: &str) -> bool {
 
 /// Why a pod subnet was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CidrError {
+pub(crate) enum CidrError {
     #[error("{0:?} is not a CIDR such as 10.77.0.0/16")]
     Syntax(String),
     #[error("{text:?} is not an {family} subnet")]
@@ -101,7 +101,7 @@ pub enum CidrError {
 }
 
 /// Parses a pod subnet of the given family with room for at least one pod.
-pub fn parse_pod_cidr(text: &str, ipv6: bool) -> Result<IpNet, CidrError> {
+pub(crate) fn parse_pod_cidr(text: &str, ipv6: bool) -> Result<IpNet, CidrError> {
     let net: IpNet = text
         .trim()
         .parse()
@@ -147,7 +147,7 @@ pub(crate) trait Backend: Send + Sync {
 }
 
 /// The node's pod network.
-pub struct Network {
+pub(crate) struct Network {
     store: Arc<Store>,
     /// Runs DEL for attachments a CNI-mode run stored, whatever the mode now.
     cni: cni::Runner,
@@ -155,7 +155,7 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn new(config: &NetworkConfig, store: Arc<Store>) -> Self {
+    pub(crate) fn new(config: &NetworkConfig, store: Arc<Store>) -> Self {
         let cni = cni::Runner {
             bin_dirs: config.cni_bin_dirs.clone(),
         };
@@ -182,13 +182,13 @@ impl Network {
     }
 
     /// `Ok` when pods can get a network, else the reason.
-    pub fn readiness(&self) -> Result<(), NotReady> {
+    pub(crate) fn readiness(&self) -> Result<(), NotReady> {
         self.backend.readiness()
     }
 
     /// Runs CNI DEL for pods that no longer exist (in either mode: the node
     /// may have run CNI mode before), then starts the backend.
-    pub async fn start(&self, live_pods: &HashSet<String>) {
+    pub(crate) async fn start(&self, live_pods: &HashSet<String>) {
         for a in self.store.list::<cni::CniAttachment>().unwrap_or_default() {
             if !live_pods.contains(&a.pod_id) {
                 info!(pod_id = %a.pod_id, "running CNI DEL for a pod that no longer exists");
@@ -202,7 +202,7 @@ impl Network {
 
     /// Replaces the pod subnets with the kubelet's pod CIDRs (comma
     /// separated, at most one per family). Pods keep their addresses.
-    pub async fn set_pod_cidrs(&self, cidrs: &str) -> Result<(), NetworkError> {
+    pub(crate) async fn set_pod_cidrs(&self, cidrs: &str) -> Result<(), NetworkError> {
         let mut nets = Vec::new();
         for cidr in cidrs.split(',').map(str::trim).filter(|c| !c.is_empty()) {
             let net =
@@ -219,7 +219,7 @@ impl Network {
     }
 
     /// Gives the pod in `netns` its network; returns its IPs, IPv4 first.
-    pub async fn attach(
+    pub(crate) async fn attach(
         &self,
         pod_id: &str,
         netns: &Path,
@@ -229,13 +229,13 @@ impl Network {
     }
 
     /// On daemon stop; see the backends.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         self.backend.shutdown().await;
     }
 
     /// Releases the pod's network: a stored CNI attachment by DEL, else
     /// what the backend made. Idempotent.
-    pub async fn detach(&self, pod_id: &str) -> Result<(), NetworkError> {
+    pub(crate) async fn detach(&self, pod_id: &str) -> Result<(), NetworkError> {
         if let Some(result) = cni_network::release(&self.store, &self.cni, pod_id).await {
             return result;
         }

@@ -19,7 +19,7 @@ use crate::pod::record::Proto;
 
 /// One host port DNAT'd to a pod, in the family of `pod_ip`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostPort {
+pub(crate) struct HostPort {
     pub protocol: Proto,
     /// `None`: every local address of the node (of the pod IP's family).
     pub host_ip: Option<IpAddr>,
@@ -31,7 +31,7 @@ pub struct HostPort {
 impl HostPort {
     /// Whether connections the node makes to 127.0.0.1 are DNAT'd by this
     /// entry: an IPv4 entry for every local address or for a loopback one.
-    pub fn reachable_on_loopback(&self) -> bool {
+    pub(crate) fn reachable_on_loopback(&self) -> bool {
         self.pod_ip.is_ipv4() && self.host_ip.is_none_or(|ip| ip.is_loopback())
     }
 
@@ -69,7 +69,7 @@ impl Family {
 }
 
 /// What the table is built from.
-pub struct TableSpec<'a> {
+pub(crate) struct TableSpec<'a> {
     pub bridge: &'a str,
     pub pod_cidr: Ipv4Net,
     /// The IPv6 pod subnet, when dual-stack: it gets an `ip6` table.
@@ -78,14 +78,14 @@ pub struct TableSpec<'a> {
     pub egress: bool,
 }
 
-pub fn table_name(bridge: &str) -> String {
+pub(crate) fn table_name(bridge: &str) -> String {
     format!("pvecri-{bridge}")
 }
 
 /// A script that (re)creates the tables atomically with `ports` in their
 /// maps; an `ip6` table left from a dual-stack configuration goes when
 /// the pods are IPv4 only.
-pub fn table_script(spec: &TableSpec<'_>, ports: &[HostPort]) -> String {
+pub(crate) fn table_script(spec: &TableSpec<'_>, ports: &[HostPort]) -> String {
     let mut s = family_table(spec, Family::V4, &spec.pod_cidr.to_string());
     match spec.pod_cidr_v6 {
         Some(v6) => s.push_str(&family_table(spec, Family::V6, &v6.to_string())),
@@ -190,7 +190,7 @@ fn loopback_guard() -> String {
 }
 
 /// `add` or `delete` statements for the map elements of `ports`.
-pub fn elements_script(verb: &str, bridge: &str, ports: &[HostPort]) -> String {
+pub(crate) fn elements_script(verb: &str, bridge: &str, ports: &[HostPort]) -> String {
     let table = table_name(bridge);
     let mut s = String::new();
     for p in ports {
@@ -219,12 +219,12 @@ pub fn elements_script(verb: &str, bridge: &str, ports: &[HostPort]) -> String {
 }
 
 /// A script that deletes the tables (nothing when they are missing).
-pub fn delete_table_script(bridge: &str) -> String {
+pub(crate) fn delete_table_script(bridge: &str) -> String {
     delete_family(bridge, Family::V4) + &delete_family(bridge, Family::V6)
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum NftError {
+pub(crate) enum NftError {
     #[error("cannot run nft")]
     Spawn(#[source] std::io::Error),
     #[error("nft failed: {stderr}")]
@@ -232,7 +232,7 @@ pub enum NftError {
 }
 
 /// Runs `script` through `nft -f -` as one transaction.
-pub async fn run(script: &str) -> Result<(), NftError> {
+pub(crate) async fn run(script: &str) -> Result<(), NftError> {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new("nft")
         .args(["-f", "-"])

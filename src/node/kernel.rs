@@ -3,23 +3,23 @@
 use std::path::Path;
 
 /// Namespaces a pod needs; each must exist under /proc/self/ns.
-pub const NAMESPACES: [&str; 7] = ["mnt", "uts", "ipc", "net", "pid", "user", "cgroup"];
+pub(crate) const NAMESPACES: [&str; 7] = ["mnt", "uts", "ipc", "net", "pid", "user", "cgroup"];
 
 /// Whether the kernel lists `fstype` in /proc/filesystems (no modprobe:
 /// a module that is not loaded counts as missing).
-pub fn has_filesystem(fstype: &str) -> bool {
+pub(crate) fn has_filesystem(fstype: &str) -> bool {
     std::fs::read_to_string("/proc/filesystems")
         .map(|text| filesystems_contain(&text, fstype))
         .unwrap_or(false)
 }
 
-pub fn filesystems_contain(text: &str, fstype: &str) -> bool {
+pub(crate) fn filesystems_contain(text: &str, fstype: &str) -> bool {
     text.lines()
         .any(|line| line.split_whitespace().last() == Some(fstype))
 }
 
 /// Namespaces from [`NAMESPACES`] the kernel does not offer.
-pub fn missing_namespaces() -> Vec<&'static str> {
+pub(crate) fn missing_namespaces() -> Vec<&'static str> {
     NAMESPACES
         .into_iter()
         .filter(|ns| !Path::new("/proc/self/ns").join(ns).exists())
@@ -28,32 +28,27 @@ pub fn missing_namespaces() -> Vec<&'static str> {
 
 /// Whether seccomp filtering is available (the `Seccomp:` line of
 /// /proc/self/status exists only on kernels built with it).
-pub fn has_seccomp() -> bool {
+pub(crate) fn has_seccomp() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Seccomp:")))
         .unwrap_or(false)
 }
 
 /// Whether AppArmor is enabled in the running kernel.
-pub fn apparmor_enabled() -> bool {
+pub(crate) fn apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
         .map(|s| s.trim() == "Y")
         .unwrap_or(false)
 }
 
-/// Whether SELinux is enabled in the running kernel.
-pub fn selinux_enabled() -> bool {
-    Path::new("/sys/fs/selinux/enforce").exists()
-}
-
 /// Whether the ZFS module is loaded (its control device exists).
-pub fn zfs_available() -> bool {
+pub(crate) fn zfs_available() -> bool {
     Path::new("/dev/zfs").exists()
 }
 
 /// Whether this is a Proxmox VE node (its cluster filesystem is mounted or
 /// its version tool is installed).
-pub fn is_proxmox() -> bool {
+pub(crate) fn is_proxmox() -> bool {
     Path::new("/etc/pve").is_dir() || Path::new("/usr/bin/pveversion").exists()
 }
 

@@ -3,6 +3,6 @@
 //! it. (The cgroup layout is `crate::cgroups`.) Parsing is separate from
 //! reading so the logic is tested against fixture text.
 
-pub mod census;
-pub mod kernel;
-pub mod mountinfo;
+pub(crate) mod census;
+pub(crate) mod kernel;
+pub(crate) mod mountinfo;

@@ -74,14 +74,14 @@ impl Mount {
 }
 
 /// Every well-formed line of a mountinfo text, in order.
-pub fn parse(text: &str) -> Vec<Mount> {
+pub(crate) fn parse(text: &str) -> Vec<Mount> {
     text.lines().filter_map(Mount::parse_line).collect()
 }
 
 /// The mounts of this process's mount namespace. (`self` is the thread
 /// group leader, but pvecri's threads share one mount namespace: nothing
 /// unshares CLONE_NEWNS on a thread that reads this.)
-pub fn read_self() -> io::Result<Vec<Mount>> {
+pub(crate) fn read_self() -> io::Result<Vec<Mount>> {
     Ok(parse(&std::fs::read_to_string("/proc/self/mountinfo")?))
 }
 

@@ -2,6 +2,6 @@
 //! The OS work (namespaces, pod files) is in `crate::sandbox`; the
 //! orchestration with containers in `crate::runtime`.
 
-pub mod record;
+pub(crate) mod record;
 
-pub use record::{NsMode, PodConfig, PodRecord, PodState};
+pub(crate) use record::{NsMode, PodConfig, PodRecord, PodState};

@@ -70,11 +70,11 @@ mod proto_as_cri {
     use super::Proto;
     use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(p: &Proto, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(p: &Proto, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_i32(p.to_cri())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Proto, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Proto, D::Error> {
         let n = i32::deserialize(d)?;
         Proto::from_cri(n).ok_or_else(|| D::Error::custom(format!("unknown protocol {n}")))
     }

@@ -1,7 +1,7 @@
 use thiserror::Error;
 
 /// Any error kept as a cause.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 use crate::container::image_file::ImageFileError;
 use crate::container::process::ProcessError;
@@ -12,7 +12,7 @@ use crate::store::StoreError;
 /// Errors of pod and container operations; `crate::cri::status` maps them
 /// to gRPC codes.
 #[derive(Debug, Error)]
-pub enum RuntimeError {
+pub(crate) enum RuntimeError {
     #[error("{what} {id:?} not found")]
     NotFound { what: &'static str, id: String },
     #[error("{what} name {key:?} is already reserved by {holder}")]

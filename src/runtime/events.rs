@@ -22,7 +22,7 @@ const EXIT_POLL: Duration = Duration::from_secs(1);
 const CPU_SAMPLE_EVERY: u32 = 10;
 
 impl Runtime {
-    pub fn events(&self) -> &crate::events::EventHub {
+    pub(crate) fn events(&self) -> &crate::events::EventHub {
         &self.events
     }
 
@@ -107,7 +107,7 @@ impl Runtime {
 }
 
 /// Runs the exit watcher and CPU sampler until the runtime is dropped.
-pub fn spawn_watcher(runtime: &Arc<Runtime>) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn_watcher(runtime: &Arc<Runtime>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(runtime);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EXIT_POLL);

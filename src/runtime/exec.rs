@@ -19,14 +19,14 @@ use crate::exec::ExecHelperArgs;
 /// How long output is still read once the command has exited.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
-pub struct ExecOutput {
+pub(crate) struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub exit_code: i32,
 }
 
 impl Runtime {
-    pub async fn exec_sync(
+    pub(crate) async fn exec_sync(
         &self,
         id: &str,
         cmd: Vec<String>,

@@ -14,11 +14,11 @@ const KUBELET_MAX_RESPONSE: usize = 16 << 20;
 /// lengths, the exit code) with plenty to spare.
 const RESPONSE_FRAMING: usize = 4 << 10;
 /// Output kept from stdout and stderr together.
-pub const MAX_OUTPUT: usize = KUBELET_MAX_RESPONSE - RESPONSE_FRAMING;
+pub(super) const MAX_OUTPUT: usize = KUBELET_MAX_RESPONSE - RESPONSE_FRAMING;
 
 /// One stream's output as read so far.
 #[derive(Debug, Default)]
-pub struct Captured {
+pub(super) struct Captured {
     pub data: Vec<u8>,
     /// Bytes read past [`MAX_OUTPUT`] and thrown away.
     pub discarded: u64,
@@ -27,7 +27,10 @@ pub struct Captured {
 impl Captured {
     /// Reads `from` to its end, keeping at most [`MAX_OUTPUT`] bytes. What
     /// was read stays in `self` when the caller stops waiting early.
-    pub async fn read_all(&mut self, mut from: impl AsyncRead + Unpin) -> std::io::Result<()> {
+    pub(super) async fn read_all(
+        &mut self,
+        mut from: impl AsyncRead + Unpin,
+    ) -> std::io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = from.read(&mut buf).await?;
@@ -44,7 +47,7 @@ impl Captured {
 /// Trims stdout and stderr to [`MAX_OUTPUT`] together: a stream that
 /// needs no more than half keeps all of it and the other gets the rest;
 /// when both need more, each keeps half. Returns the bytes cut here.
-pub fn fit(stdout: &mut Vec<u8>, stderr: &mut Vec<u8>) -> u64 {
+pub(super) fn fit(stdout: &mut Vec<u8>, stderr: &mut Vec<u8>) -> u64 {
     let (out, err) = (stdout.len(), stderr.len());
     if out + err <= MAX_OUTPUT {
         return 0;

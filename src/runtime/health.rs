@@ -4,14 +4,14 @@ use crate::config::Config;
 use crate::lxc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConditionKind {
+pub(crate) enum ConditionKind {
     RuntimeReady,
     NetworkReady,
 }
 
 impl ConditionKind {
     /// The condition type string the kubelet matches on.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ConditionKind::RuntimeReady => "RuntimeReady",
             ConditionKind::NetworkReady => "NetworkReady",
@@ -20,7 +20,7 @@ impl ConditionKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Condition {
+pub(crate) struct Condition {
     pub kind: ConditionKind,
     pub ready: bool,
     /// CamelCase machine-readable reason, empty when ready.
@@ -49,7 +49,7 @@ impl Condition {
 }
 
 /// The runtime is ready when liblxc is new enough and pvecri's lxc path exists.
-pub fn runtime_condition(config: &Config) -> Condition {
+pub(super) fn runtime_condition(config: &Config) -> Condition {
     let version = lxc::version();
     match lxc::parse_version(&version) {
         Some((major, _)) if major >= 5 => {}
@@ -83,7 +83,7 @@ pub fn runtime_condition(config: &Config) -> Condition {
 }
 
 /// Ready once the network backend has set up the node side; else its reason.
-pub fn network_condition(readiness: Result<(), crate::network::NotReady>) -> Condition {
+pub(super) fn network_condition(readiness: Result<(), crate::network::NotReady>) -> Condition {
     match readiness {
         Ok(()) => Condition::ready(ConditionKind::NetworkReady),
         Err(crate::network::NotReady(message)) => Condition::not_ready(

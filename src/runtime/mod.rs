@@ -18,15 +18,13 @@ mod stats;
 mod stream;
 mod teardown;
 
-pub use containers::ContainerFilter;
-pub use error::RuntimeError;
-pub use events::spawn_watcher;
-pub use exec::ExecOutput;
-pub use health::{Condition, ConditionKind};
-pub use pods::PodFilter;
-pub use reconcile::Reconciled;
-pub use stats::{ContainerUsage, PodMetrics, PodUsage};
-pub use stream::{connect_in_netns, ExecProcess, StreamStdio, Terminal};
+pub(crate) use containers::ContainerFilter;
+pub(crate) use error::RuntimeError;
+pub(crate) use events::spawn_watcher;
+pub(crate) use health::Condition;
+pub(crate) use pods::PodFilter;
+pub(crate) use stats::{ContainerUsage, PodMetrics, PodUsage};
+pub(crate) use stream::{connect_in_netns, StreamStdio};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -42,7 +40,7 @@ use crate::image::ImageManager;
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 
-pub struct Runtime {
+pub(crate) struct Runtime {
     config: Config,
     store: Arc<Store>,
     images: Arc<ImageManager>,
@@ -81,7 +79,7 @@ pub struct Runtime {
 
 impl Runtime {
     /// Opens the content store and snapshot backend under the state dir.
-    pub fn new(config: Config, store: Store) -> anyhow::Result<Arc<Self>> {
+    pub(crate) fn new(config: Config, store: Store) -> anyhow::Result<Arc<Self>> {
         let store = Arc::new(store);
         let content = Arc::new(
             ContentStore::new(config.state_dir.join("content")).with_context(|| {
@@ -186,7 +184,7 @@ impl Runtime {
 
     /// Whether volumes can be recursively read-only (pvecri-init applies
     /// them with mount_setattr(2)).
-    pub fn supports_recursive_read_only(&self) -> bool {
+    pub(crate) fn supports_recursive_read_only(&self) -> bool {
         self.recursive_read_only
     }
 
@@ -205,25 +203,25 @@ impl Runtime {
     }
 
     /// Whether this node runs `hostUsers: false` pods.
-    pub fn supports_user_namespaces(&self) -> bool {
+    pub(crate) fn supports_user_namespaces(&self) -> bool {
         self.userns_support.is_ok()
     }
 
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.config
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
-    pub fn images(&self) -> &Arc<ImageManager> {
+    pub(crate) fn images(&self) -> &Arc<ImageManager> {
         &self.images
     }
 
     /// Snapshot layers that containers are built on, which image removal
     /// must keep.
-    pub fn layers_in_use(&self) -> HashSet<String> {
+    pub(crate) fn layers_in_use(&self) -> HashSet<String> {
         self.store
             .list::<crate::container::ContainerRecord>()
             .unwrap_or_default()
@@ -250,7 +248,7 @@ impl Runtime {
     }
 
     /// RuntimeReady and NetworkReady, with reasons when not ready.
-    pub fn conditions(&self) -> Vec<Condition> {
+    pub(crate) fn conditions(&self) -> Vec<Condition> {
         vec![
             health::runtime_condition(&self.config),
             health::network_condition(self.network.readiness()),
@@ -259,7 +257,7 @@ impl Runtime {
 }
 
 /// Nanoseconds since the Unix epoch.
-pub fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

@@ -9,18 +9,18 @@ use std::sync::Mutex;
 /// A name already claimed, and by which ID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("already reserved by {holder}")]
-pub struct Taken {
+pub(super) struct Taken {
     pub holder: String,
 }
 
 #[derive(Default)]
-pub struct Names {
+pub(super) struct Names {
     taken: Mutex<HashMap<String, String>>,
 }
 
 impl Names {
     /// Claims `key` for `id`; on conflict returns the ID that holds it.
-    pub fn reserve(&self, key: &str, id: &str) -> Result<(), Taken> {
+    pub(super) fn reserve(&self, key: &str, id: &str) -> Result<(), Taken> {
         let mut taken = self.taken.lock().expect("names lock poisoned");
         match taken.get(key) {
             Some(holder) => Err(Taken {
@@ -34,7 +34,7 @@ impl Names {
     }
 
     /// Frees `key` if `id` holds it.
-    pub fn release(&self, key: &str, id: &str) {
+    pub(super) fn release(&self, key: &str, id: &str) {
         let mut taken = self.taken.lock().expect("names lock poisoned");
         if taken.get(key).is_some_and(|holder| holder == id) {
             taken.remove(key);
@@ -44,7 +44,7 @@ impl Names {
 
 /// A fresh 64-hex-digit ID, never all digits (so it can never look like a
 /// Proxmox VMID to tooling that sees the LXC container name).
-pub fn new_id() -> String {
+pub(super) fn new_id() -> String {
     loop {
         let mut bytes = [0u8; 32];
         getrandom(&mut bytes);

@@ -54,12 +54,12 @@ impl Runtime {
     }
 
     /// Daemon stop: drops pvecri's bridge and rules when no pod uses them.
-    pub async fn shutdown_network(&self) {
+    pub(crate) async fn shutdown_network(&self) {
         self.network.shutdown().await;
     }
 
     /// The kubelet's `UpdateRuntimeConfig`: the node's pod CIDR(s).
-    pub async fn set_pod_cidrs(&self, cidrs: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn set_pod_cidrs(&self, cidrs: &str) -> Result<(), RuntimeError> {
         self.network
             .set_pod_cidrs(cidrs)
             .await

@@ -18,7 +18,7 @@ use crate::sandbox::ns::is_nsfs;
 
 /// What the pass changed, for the log and the tests.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Reconciled {
+pub(crate) struct Reconciled {
     pub orphan_containers: usize,
     pub lost_containers: usize,
     pub orphan_pods: usize,

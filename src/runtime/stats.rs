@@ -17,7 +17,7 @@ use crate::stats::{cadvisor, InterfaceStats};
 const LAYER_USAGE_TTL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
-pub struct ContainerUsage {
+pub(crate) struct ContainerUsage {
     pub container: ContainerRecord,
     pub at_ns: i64,
     pub cgroup: CgroupStats,
@@ -27,7 +27,7 @@ pub struct ContainerUsage {
 }
 
 #[derive(Debug, Clone)]
-pub struct PodUsage {
+pub(crate) struct PodUsage {
     pub pod: PodRecord,
     pub at_ns: i64,
     /// The sum of the pod's running containers.
@@ -41,7 +41,7 @@ pub struct PodUsage {
 /// cAdvisor-style samples of one pod: its own (network) and its
 /// containers', each with the values of [`cadvisor::BASE_LABELS`].
 #[derive(Debug, Clone)]
-pub struct PodMetrics {
+pub(crate) struct PodMetrics {
     pub pod_id: String,
     pub at_ns: i64,
     pub pod: Vec<LabeledSample>,
@@ -50,7 +50,7 @@ pub struct PodMetrics {
 }
 
 /// A sample with the values of the base labels.
-pub type LabeledSample = (Vec<String>, cadvisor::Sample);
+pub(super) type LabeledSample = (Vec<String>, cadvisor::Sample);
 
 /// Recently measured writable layers.
 #[derive(Default)]
@@ -61,7 +61,7 @@ pub(crate) struct LayerUsageCache {
 impl Runtime {
     /// Usage of the containers `filter` selects (every state; cgroups are
     /// read only for created and running ones).
-    pub async fn container_stats(
+    pub(crate) async fn container_stats(
         self: &std::sync::Arc<Self>,
         filter: ContainerFilter,
     ) -> Result<Vec<ContainerUsage>, RuntimeError> {
@@ -74,7 +74,7 @@ impl Runtime {
     }
 
     /// Usage of one container (NotFound when there is none).
-    pub async fn one_container_stats(
+    pub(crate) async fn one_container_stats(
         self: &std::sync::Arc<Self>,
         id: String,
     ) -> Result<ContainerUsage, RuntimeError> {
@@ -83,7 +83,7 @@ impl Runtime {
     }
 
     /// Usage of one pod (NotFound when there is none).
-    pub async fn one_pod_stats(
+    pub(crate) async fn one_pod_stats(
         self: &std::sync::Arc<Self>,
         id: String,
     ) -> Result<PodUsage, RuntimeError> {
@@ -92,7 +92,7 @@ impl Runtime {
     }
 
     /// Usage of the ready pods `filter` selects.
-    pub async fn pod_stats(
+    pub(crate) async fn pod_stats(
         self: &std::sync::Arc<Self>,
         filter: PodFilter,
     ) -> Result<Vec<PodUsage>, RuntimeError> {
@@ -108,7 +108,9 @@ impl Runtime {
     }
 
     /// cAdvisor-style metrics of every ready pod.
-    pub async fn pod_metrics(self: &std::sync::Arc<Self>) -> Result<Vec<PodMetrics>, RuntimeError> {
+    pub(crate) async fn pod_metrics(
+        self: &std::sync::Arc<Self>,
+    ) -> Result<Vec<PodMetrics>, RuntimeError> {
         let rt = self.clone();
         run_blocking(move || {
             let pods = rt.list_pods(&PodFilter {

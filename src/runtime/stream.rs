@@ -25,7 +25,7 @@ use crate::container::ContainerState;
 use crate::exec::ExecHelperArgs;
 
 /// A started exec: its stdio and how to wait for it.
-pub struct ExecProcess {
+pub(crate) struct ExecProcess {
     pub stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
     pub stdout: Option<Box<dyn AsyncRead + Send + Unpin>>,
     pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
@@ -37,7 +37,7 @@ pub struct ExecProcess {
 
 impl ExecProcess {
     /// Waits for the command; its exit code, 128 + signal when killed.
-    pub async fn wait(&mut self) -> std::io::Result<i32> {
+    pub(crate) async fn wait(&mut self) -> std::io::Result<i32> {
         use std::os::unix::process::ExitStatusExt;
         let status = self.child.wait().await?;
         Ok(status
@@ -46,7 +46,7 @@ impl ExecProcess {
     }
 
     /// Kills the command and the helper (a client that went away).
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if self.pgid > 0 {
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(self.pgid),
@@ -58,11 +58,11 @@ impl ExecProcess {
 }
 
 /// The master side of an exec's pseudo-terminal.
-pub struct Terminal(OwnedFd);
+pub(crate) struct Terminal(OwnedFd);
 
 impl Terminal {
     /// Applies a client's window size; the command gets SIGWINCH.
-    pub fn resize(&self, width: u16, height: u16) {
+    pub(crate) fn resize(&self, width: u16, height: u16) {
         let size = libc::winsize {
             ws_row: height,
             ws_col: width,
@@ -80,7 +80,7 @@ impl Terminal {
 
 /// Which stdio an exec or attach carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamStdio {
+pub(crate) struct StreamStdio {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
@@ -89,7 +89,7 @@ pub struct StreamStdio {
 
 impl StreamStdio {
     /// The rules every streaming request shares.
-    pub fn validate(&self) -> Result<(), RuntimeError> {
+    pub(crate) fn validate(&self) -> Result<(), RuntimeError> {
         if !(self.stdin || self.stdout || self.stderr) {
             return Err(RuntimeError::Invalid {
                 field: "stdin",
@@ -109,7 +109,7 @@ impl StreamStdio {
 impl Runtime {
     /// Checks an Exec request when it arrives: the container runs, the
     /// command and stdio make sense.
-    pub fn check_exec(
+    pub(crate) fn check_exec(
         &self,
         id: &str,
         cmd: &[String],
@@ -126,7 +126,11 @@ impl Runtime {
     }
 
     /// Checks an Attach request when it arrives.
-    pub fn check_attach(&self, id: &str, stdio: StreamStdio) -> Result<String, RuntimeError> {
+    pub(crate) fn check_attach(
+        &self,
+        id: &str,
+        stdio: StreamStdio,
+    ) -> Result<String, RuntimeError> {
         stdio.validate()?;
         self.running_container(id, "attach needs a running container")
     }
@@ -147,7 +151,7 @@ impl Runtime {
 
     /// Checks a PortForward request; returns the full pod ID and the
     /// pinned network namespace to connect in (`None`: the host's).
-    pub fn check_port_forward(
+    pub(crate) fn check_port_forward(
         &self,
         pod_id: &str,
     ) -> Result<(String, Option<PathBuf>), RuntimeError> {
@@ -163,7 +167,10 @@ impl Runtime {
 
     /// Connects to the monitor's attach socket of container `id` (see
     /// `crate::monitor::attach` for the framing).
-    pub async fn connect_attach(&self, id: &str) -> Result<tokio::net::UnixStream, RuntimeError> {
+    pub(crate) async fn connect_attach(
+        &self,
+        id: &str,
+    ) -> Result<tokio::net::UnixStream, RuntimeError> {
         let short = RunDir::new(&self.config.runtime_dir, id)?
             .open_short()
             .map_err(|e| RuntimeError::os("finding the attach socket", id, e))?;
@@ -173,7 +180,7 @@ impl Runtime {
     }
 
     /// Starts `cmd` in container `id` with the asked stdio.
-    pub fn spawn_exec(
+    pub(crate) fn spawn_exec(
         &self,
         id: &str,
         cmd: &[String],
@@ -273,7 +280,7 @@ impl Runtime {
 
 /// Connects to `127.0.0.1:port` inside the network namespace pinned at
 /// `net_ns` (`None`: the host's), falling back to `[::1]`.
-pub async fn connect_in_netns(
+pub(crate) async fn connect_in_netns(
     net_ns: Option<PathBuf>,
     port: u16,
 ) -> std::io::Result<tokio::net::TcpStream> {

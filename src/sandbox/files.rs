@@ -23,21 +23,21 @@ const MAX_OPTION: usize = 256;
 
 /// The pod's DNS settings, as the kubelet sends them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DnsConfig {
+pub(crate) struct DnsConfig {
     pub servers: Vec<String>,
     pub searches: Vec<String>,
     pub options: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodFiles {
+pub(crate) struct PodFiles {
     pub hostname: PathBuf,
     pub hosts: PathBuf,
     pub resolv_conf: PathBuf,
 }
 
 #[derive(Debug, Error)]
-pub enum FilesError {
+pub(crate) enum FilesError {
     #[error(transparent)]
     Hostname(#[from] InvalidHostname),
     #[error("invalid dns {field} entry {value:?}: {reason}")]
@@ -45,12 +45,6 @@ pub enum FilesError {
         field: &'static str,
         value: String,
         reason: &'static str,
-    },
-    #[error("invalid pod ip {value:?}")]
-    InvalidPodIp {
-        value: String,
-        #[source]
-        source: std::net::AddrParseError,
     },
     #[error("reading the host's resolv.conf {path} failed")]
     HostResolv {
@@ -68,12 +62,12 @@ pub enum FilesError {
     },
 }
 
-/// Writes `hostname`, `hosts` (with `127.0.1.1` for the pod until it has
-/// IPs, see [`write_hosts`]) and `resolv.conf` into `dir`, creating it.
+/// Writes `hostname`, `hosts` (naming the pod `127.0.1.1`) and
+/// `resolv.conf` into `dir`, creating it.
 /// Without DNS settings, or with all three lists empty, `resolv.conf` is a
 /// copy of `host_resolv` (normally `/etc/resolv.conf`; a missing one gives
 /// an empty file, as the host itself then has no resolver config).
-pub fn write_pod_files(
+pub(crate) fn write_pod_files(
     dir: &Path,
     hostname: &str,
     dns: Option<&DnsConfig>,
@@ -106,24 +100,10 @@ pub fn write_pod_files(
     })
 }
 
-/// Rewrites `dir/hosts` with the pod's IPs. Containers that already
-/// bind-mounted the old file keep seeing it (see the module docs).
-pub fn write_hosts(dir: &Path, hostname: &str, pod_ips: &[String]) -> Result<PathBuf, FilesError> {
-    validate_hostname(hostname)?;
-    for ip in pod_ips {
-        ip.parse::<IpAddr>()
-            .map_err(|source| FilesError::InvalidPodIp {
-                value: ip.clone(),
-                source,
-            })?;
-    }
-    write_atomic(dir, "hosts", hosts_text(hostname, pod_ips).as_bytes())
-}
-
 /// The kubelet's managed hosts file: the loopback and IPv6 multicast names,
 /// then `<ip> <hostname>` for each pod IP, or `127.0.1.1 <hostname>` when
 /// there is none yet. Inputs are expected to be validated.
-pub fn hosts_text(hostname: &str, pod_ips: &[String]) -> String {
+pub(crate) fn hosts_text(hostname: &str, pod_ips: &[String]) -> String {
     let mut text = String::from(
         "# Kubernetes-managed hosts file.\n\
          127.0.0.1\tlocalhost\n\
@@ -371,14 +351,7 @@ mod tests {
         write_pod_files(tmp.path(), "pod-a", None, host).unwrap();
         let files = write_pod_files(tmp.path(), "pod-b", None, host).unwrap();
         assert_eq!(read(&files.hostname), "pod-b\n");
-        let hosts =
-            write_hosts(tmp.path(), "pod-b", &["10.1.0.7".into(), "fd00::7".into()]).unwrap();
-        let text = read(&hosts);
-        assert!(
-            text.ends_with("10.1.0.7\tpod-b\nfd00::7\tpod-b\n"),
-            "{text}"
-        );
-        assert!(!text.contains("127.0.1.1"));
+        assert!(read(&files.hosts).ends_with("127.0.1.1\tpod-b\n"));
     }
 
     #[test]
@@ -430,12 +403,5 @@ mod tests {
             Path::new("/nonexistent"),
         )
         .unwrap();
-    }
-
-    #[test]
-    fn pod_ips_are_validated() {
-        let tmp = tempfile::tempdir().unwrap();
-        let err = write_hosts(tmp.path(), "pod-a", &["10.0.0.1\n6.6.6.6 evil".into()]).unwrap_err();
-        assert!(matches!(err, FilesError::InvalidPodIp { .. }), "{err}");
     }
 }

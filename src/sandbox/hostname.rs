@@ -8,7 +8,7 @@ const MAX_LABEL: usize = 63;
 
 #[derive(Debug, Error)]
 #[error("invalid hostname {hostname:?}: {reason}")]
-pub struct InvalidHostname {
+pub(crate) struct InvalidHostname {
     pub hostname: String,
     pub reason: &'static str,
 }
@@ -16,7 +16,7 @@ pub struct InvalidHostname {
 /// Accepts RFC 1123 host names: dot-separated labels of ASCII letters,
 /// digits and `-` (not at either end of a label), at most 64 bytes in all.
 /// Dots are allowed because host-network pods get the node's name.
-pub fn validate_hostname(hostname: &str) -> Result<(), InvalidHostname> {
+pub(crate) fn validate_hostname(hostname: &str) -> Result<(), InvalidHostname> {
     let fail = |reason| {
         Err(InvalidHostname {
             hostname: hostname.to_owned(),

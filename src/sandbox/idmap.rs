@@ -30,7 +30,7 @@ pub struct IdmapError {
 
 /// A detached, idmapped clone of a directory's mount, not yet attached
 /// anywhere; dropping it without [`Self::attach`] discards it.
-pub struct IdmappedTree {
+pub(crate) struct IdmappedTree {
     fd: OwnedFd,
     source: PathBuf,
 }
@@ -38,7 +38,7 @@ pub struct IdmappedTree {
 impl IdmappedTree {
     /// Clones the mount at `source` (with its submounts when `recursive`)
     /// and idmaps the clone with the user namespace `userns` (an nsfs file).
-    pub fn new(source: &Path, userns: &File, recursive: bool) -> Result<Self, IdmapError> {
+    pub(crate) fn new(source: &Path, userns: &File, recursive: bool) -> Result<Self, IdmapError> {
         let fail = |step| {
             let source_path = source.to_owned();
             move |source| IdmapError {
@@ -81,7 +81,7 @@ impl IdmappedTree {
 
     /// A clone of the mount at `source` without an idmap, for filesystems
     /// that refuse one.
-    pub fn plain(source: &Path, recursive: bool) -> Result<Self, IdmapError> {
+    pub(crate) fn plain(source: &Path, recursive: bool) -> Result<Self, IdmapError> {
         Ok(Self {
             fd: open_tree(source, recursive)?,
             source: source.to_owned(),
@@ -89,7 +89,7 @@ impl IdmappedTree {
     }
 
     /// Attaches the clone at `target` (an existing directory).
-    pub fn attach(self, target: &Path) -> Result<(), IdmapError> {
+    pub(crate) fn attach(self, target: &Path) -> Result<(), IdmapError> {
         let fail = |step| {
             let source_path = self.source.clone();
             move |source| IdmapError {
@@ -148,13 +148,13 @@ fn cstring(path: &Path) -> io::Result<std::ffi::CString> {
 
 /// Whether directories on the filesystem of `path` can be idmapped with
 /// `userns`: the probe behind advertising user namespaces.
-pub fn supported(path: &Path, userns: &File) -> Result<(), IdmapError> {
+pub(crate) fn supported(path: &Path, userns: &File) -> Result<(), IdmapError> {
     IdmappedTree::new(path, userns, false).map(drop)
 }
 
 /// Whether the kernel has mount_setattr(2) (5.12 and later), which
 /// recursive read-only volumes need.
-pub fn mount_setattr_available() -> bool {
+pub(crate) fn mount_setattr_available() -> bool {
     // SAFETY: a bad fd with a null attr pointer and size 0: the kernel
     // rejects the call without touching memory.
     let ret = unsafe {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 #[derive(Debug, thiserror::Error)]
-pub enum InfraError {
+pub(crate) enum InfraError {
     #[error("cannot run {init} pause: {source}")]
     Spawn {
         init: PathBuf,
@@ -32,7 +32,7 @@ pub enum InfraError {
 
 /// Starts the infra process and pins its PID namespace at `ns_dir/pid`;
 /// returns its host PID. Blocking: call from a blocking thread.
-pub fn start(init: &Path, ns_dir: &Path) -> Result<i32, InfraError> {
+pub(crate) fn start(init: &Path, ns_dir: &Path) -> Result<i32, InfraError> {
     let out = Command::new(init)
         .arg("pause")
         .stdin(Stdio::null())
@@ -67,7 +67,7 @@ pub fn start(init: &Path, ns_dir: &Path) -> Result<i32, InfraError> {
 
 /// Pins the PID namespace of `pid` at `ns_dir/pid`; kills `pid` when that
 /// fails (nothing else would end the namespace).
-pub fn pin(ns_dir: &Path, pid: i32) -> Result<(), InfraError> {
+pub(crate) fn pin(ns_dir: &Path, pid: i32) -> Result<(), InfraError> {
     let path = ns_dir.join("pid");
     let io = |e: std::io::Error| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     let pin = || -> nix::Result<()> {
@@ -91,7 +91,7 @@ pub fn pin(ns_dir: &Path, pid: i32) -> Result<(), InfraError> {
 /// Kills the infra process (and with it every process left in the pod's
 /// PID namespace), unless `pid` has since been reused: `start_time`, when
 /// known, must match /proc's.
-pub fn kill(pid: i32, start_time: Option<u64>) {
+pub(crate) fn kill(pid: i32, start_time: Option<u64>) {
     if pid <= 0 {
         return;
     }
@@ -118,7 +118,7 @@ pub fn kill(pid: i32, start_time: Option<u64>) {
 }
 
 /// Field 22 of /proc/<pid>/stat: start time in clock ticks since boot.
-pub fn proc_start_time(pid: i32) -> Option<u64> {
+pub(crate) fn proc_start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_comm = stat.rsplit_once(')')?.1;
     after_comm.split_whitespace().nth(19)?.parse().ok()

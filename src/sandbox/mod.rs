@@ -8,16 +8,11 @@
 //! and are bind-mounted into each container. The sandbox records and the
 //! CRI glue live elsewhere; this module only touches the kernel and files.
 
-pub mod files;
-pub mod hostname;
-pub mod idmap;
-pub mod infra;
+pub(crate) mod files;
+pub(crate) mod hostname;
+pub(crate) mod idmap;
+pub(crate) mod infra;
 mod loopback;
-pub mod ns;
-pub mod sysctl;
-pub mod userns;
-
-pub use files::{hosts_text, write_hosts, write_pod_files, DnsConfig, FilesError, PodFiles};
-pub use hostname::{validate_hostname, InvalidHostname};
-pub use ns::{is_pinned, pin, prepare_ns_root, unpin, NsError, NsKind, PinRequest};
-pub use sysctl::{Sysctl, SysctlError};
+pub(crate) mod ns;
+pub(crate) mod sysctl;
+pub(crate) mod userns;

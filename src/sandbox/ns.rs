@@ -44,17 +44,18 @@ use super::sysctl::{Sysctl, SysctlError};
 
 /// A namespace a sandbox can pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NsKind {
+pub(crate) enum NsKind {
     Net,
     Ipc,
     Uts,
 }
 
 impl NsKind {
-    pub const ALL: [NsKind; 3] = [NsKind::Net, NsKind::Ipc, NsKind::Uts];
+    #[cfg(test)]
+    pub(crate) const ALL: [NsKind; 3] = [NsKind::Net, NsKind::Ipc, NsKind::Uts];
 
     /// The pin's file name, the same as under `/proc/<pid>/ns/`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             NsKind::Net => "net",
             NsKind::Ipc => "ipc",
@@ -63,7 +64,7 @@ impl NsKind {
     }
 
     /// The flag for `unshare(2)` and `setns(2)`.
-    pub fn clone_flag(self) -> CloneFlags {
+    pub(crate) fn clone_flag(self) -> CloneFlags {
         match self {
             NsKind::Net => CloneFlags::CLONE_NEWNET,
             NsKind::Ipc => CloneFlags::CLONE_NEWIPC,
@@ -79,7 +80,7 @@ impl fmt::Display for NsKind {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct PinRequest<'a> {
+pub(crate) struct PinRequest<'a> {
     /// `R/ns/<sandbox-id>`; must not exist yet, its parent must.
     pub dir: &'a Path,
     pub kinds: &'a [NsKind],
@@ -95,7 +96,7 @@ pub struct PinRequest<'a> {
 }
 
 #[derive(Debug, Error)]
-pub enum NsError {
+pub(crate) enum NsError {
     #[error(transparent)]
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
@@ -156,7 +157,7 @@ pub enum NsError {
 /// directory removed; the error names the namespace and the step.
 /// Blocks for about a millisecond (mostly netns creation): call it from
 /// `spawn_blocking` in async code.
-pub fn pin(req: &PinRequest) -> Result<(), NsError> {
+pub(crate) fn pin(req: &PinRequest) -> Result<(), NsError> {
     let mut kinds: Vec<NsKind> = Vec::with_capacity(req.kinds.len());
     for kind in req.kinds {
         if !kinds.contains(kind) {
@@ -227,7 +228,7 @@ pub fn pin(req: &PinRequest) -> Result<(), NsError> {
 
 /// Unmounts and removes every pin under `dir`, then `dir`. A missing `dir`
 /// is not an error, so it can be called again after a partial failure.
-pub fn unpin(dir: &Path) -> Result<(), NsError> {
+pub(crate) fn unpin(dir: &Path) -> Result<(), NsError> {
     let fail = |path: &Path, step| {
         let path = path.to_owned();
         move |source: io::Error| NsError::Unpin { path, step, source }
@@ -254,7 +255,7 @@ pub fn unpin(dir: &Path) -> Result<(), NsError> {
 /// Makes `root` (`R/ns`) a private mount: a bind mount of itself, unless
 /// it already is a mount point (a daemon restart), then private. Call it
 /// once at startup, before any [`pin`], not concurrently with itself.
-pub fn prepare_ns_root(root: &Path) -> Result<(), NsError> {
+pub(crate) fn prepare_ns_root(root: &Path) -> Result<(), NsError> {
     let fail = |step| {
         move |source: io::Error| NsError::Root {
             root: root.to_owned(),
@@ -294,12 +295,13 @@ pub fn prepare_ns_root(root: &Path) -> Result<(), NsError> {
 }
 
 /// Whether `dir/<kind>` is a pinned namespace (an nsfs mount).
-pub fn is_pinned(dir: &Path, kind: NsKind) -> bool {
+#[cfg(test)]
+pub(crate) fn is_pinned(dir: &Path, kind: NsKind) -> bool {
     is_nsfs(&dir.join(kind.name()))
 }
 
 /// Whether `path` is an nsfs file (a pinned namespace).
-pub fn is_nsfs(path: &Path) -> bool {
+pub(crate) fn is_nsfs(path: &Path) -> bool {
     statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
 }
 

@@ -21,7 +21,7 @@ const MAX_NAME: usize = 256;
 const MAX_VALUE: usize = 4096;
 
 #[derive(Debug, Error)]
-pub enum SysctlError {
+pub(crate) enum SysctlError {
     #[error("invalid sysctl name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
     #[error("invalid value {value:?} for sysctl {name}: {reason}")]
@@ -38,7 +38,7 @@ pub enum SysctlError {
 
 /// A validated pod sysctl.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sysctl {
+pub(crate) struct Sysctl {
     name: String,
     /// Relative to /proc/sys, slash-separated.
     key: String,
@@ -47,7 +47,7 @@ pub struct Sysctl {
 }
 
 impl Sysctl {
-    pub fn parse(name: &str, value: &str) -> Result<Self, SysctlError> {
+    pub(crate) fn parse(name: &str, value: &str) -> Result<Self, SysctlError> {
         let key = to_key(name)?;
         let namespace = namespace_of(&key).ok_or_else(|| SysctlError::NotNamespaced {
             name: name.to_owned(),
@@ -72,22 +72,22 @@ impl Sysctl {
     }
 
     /// The name as the pod spec wrote it.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn value(&self) -> &str {
+    pub(crate) fn value(&self) -> &str {
         &self.value
     }
 
     /// The namespace the sysctl belongs to.
-    pub fn namespace(&self) -> NsKind {
+    pub(crate) fn namespace(&self) -> NsKind {
         self.namespace
     }
 
     /// `/proc/sys/<key>`. It resolves against the namespaces of the thread
     /// that opens it, not of the process.
-    pub fn proc_path(&self) -> PathBuf {
+    pub(crate) fn proc_path(&self) -> PathBuf {
         PathBuf::from("/proc/sys").join(&self.key)
     }
 }

@@ -245,7 +245,7 @@ impl Holder {
 
 /// Why this node cannot run user-namespace pods.
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     #[error("cannot start a user namespace holder")]
     Holder(#[source] UsernsError),
     #[error("opening the helper's user namespace")]
@@ -257,7 +257,7 @@ pub enum ProbeError {
 /// Whether this node can run user-namespace pods: a throwaway user
 /// namespace from the helper, and an idmapped clone of `path` (where root
 /// filesystems live). `Err` says why not.
-pub fn probe(init: &Path, path: &Path) -> Result<(), ProbeError> {
+pub(crate) fn probe(init: &Path, path: &Path) -> Result<(), ProbeError> {
     let ids = UserNamespace {
         uids: IdMapping {
             container_id: 0,

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use caps::Capability;
 
 /// What containerd and CRI-O grant a non-privileged container.
-pub const DEFAULT: &[Capability] = &[
+pub(crate) const DEFAULT: &[Capability] = &[
     Capability::CAP_CHOWN,
     Capability::CAP_DAC_OVERRIDE,
     Capability::CAP_FSETID,
@@ -25,10 +25,10 @@ pub const DEFAULT: &[Capability] = &[
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("unknown capability {0:?}")]
-pub struct UnknownCapability(pub String);
+pub(crate) struct UnknownCapability(pub String);
 
 /// Parses `NET_ADMIN`, `CAP_NET_ADMIN` or `net_admin`.
-pub fn parse(name: &str) -> Result<Capability, UnknownCapability> {
+pub(crate) fn parse(name: &str) -> Result<Capability, UnknownCapability> {
     let upper = name.trim().to_ascii_uppercase();
     let full = if upper.starts_with("CAP_") {
         upper
@@ -58,7 +58,7 @@ fn mask_of(names: &[String]) -> Result<u64, UnknownCapability> {
 /// `ALL` in `add` starts from every capability; `ALL` in `drop` removes
 /// everything not explicitly added (Kubernetes: `drop: [ALL], add: [X]`
 /// keeps exactly X).
-pub fn resolve(add: &[String], drop: &[String]) -> Result<u64, UnknownCapability> {
+pub(crate) fn resolve(add: &[String], drop: &[String]) -> Result<u64, UnknownCapability> {
     let added = mask_of(add)?;
     let dropped = mask_of(drop)?;
     let base = DEFAULT.iter().fold(0, |m, c| m | c.bitmask());
@@ -74,7 +74,7 @@ pub fn resolve(add: &[String], drop: &[String]) -> Result<u64, UnknownCapability
 }
 
 /// Whether `mask` holds `cap`.
-pub fn has(mask: u64, cap: Capability) -> bool {
+pub(crate) fn has(mask: u64, cap: Capability) -> bool {
     mask & cap.bitmask() != 0
 }
 

@@ -10,7 +10,7 @@
 /// Why a string from a request was refused. The text names the value, so
 /// callers prefix only the request field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InputError {
+pub(crate) enum InputError {
     #[error("{value:?} contains the control character {ch:?} at byte {at}")]
     ControlCharacter { value: String, ch: char, at: usize },
     #[error("{0:?} contains a NUL byte")]
@@ -37,7 +37,7 @@ pub enum InputError {
 
 /// Refuses control characters: C0 (below 0x20, tab and newline
 /// included), DEL and C1 (U+0080 to U+009F).
-pub fn check_text(value: &str) -> Result<(), InputError> {
+pub(crate) fn check_text(value: &str) -> Result<(), InputError> {
     match value.char_indices().find(|(_, c)| c.is_control()) {
         None => Ok(()),
         Some((at, ch)) => Err(InputError::ControlCharacter {
@@ -49,13 +49,15 @@ pub fn check_text(value: &str) -> Result<(), InputError> {
 }
 
 /// [`check_text`] for each string of a list.
-pub fn check_all<'a>(values: impl IntoIterator<Item = &'a String>) -> Result<(), InputError> {
+pub(crate) fn check_all<'a>(
+    values: impl IntoIterator<Item = &'a String>,
+) -> Result<(), InputError> {
     values.into_iter().try_for_each(|v| check_text(v))
 }
 
 /// A string that becomes a C string (an argument or environment entry):
 /// anything but NUL, since multi-line scripts and values are legitimate.
-pub fn check_no_nul(value: &str) -> Result<(), InputError> {
+pub(crate) fn check_no_nul(value: &str) -> Result<(), InputError> {
     if value.contains('\0') {
         Err(InputError::Nul(value.to_owned()))
     } else {
@@ -66,7 +68,7 @@ pub fn check_no_nul(value: &str) -> Result<(), InputError> {
 /// An environment variable name: not empty, no `=`, no NUL, no control
 /// characters (names with `-` or `.` are allowed, as Kubernetes allows
 /// them).
-pub fn check_env_name(name: &str) -> Result<(), InputError> {
+pub(crate) fn check_env_name(name: &str) -> Result<(), InputError> {
     if name.is_empty() {
         return Err(InputError::EmptyEnvName);
     }
@@ -80,7 +82,7 @@ pub fn check_env_name(name: &str) -> Result<(), InputError> {
 /// without `.` or `..` components, so it cannot leave the hierarchy.
 /// liblxc refuses `..` anywhere in `lxc.cgroup.dir.*`, so such a name is
 /// refused here with a clear message instead of a failed config load.
-pub fn check_cgroup_path(path: &str) -> Result<(), InputError> {
+pub(crate) fn check_cgroup_path(path: &str) -> Result<(), InputError> {
     check_text(path)?;
     if path.contains(char::is_whitespace) {
         return Err(InputError::WhiteSpace(path.to_owned()));

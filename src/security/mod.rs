@@ -2,11 +2,11 @@
 //! pvecri-init enforces: capability masks, masked and read-only paths and
 //! a seccomp filter (docs/security.md).
 
-pub mod apparmor;
-pub mod caps;
-pub mod input;
-pub mod paths;
-pub mod seccomp;
+pub(crate) mod apparmor;
+pub(crate) mod caps;
+pub(crate) mod input;
+pub(crate) mod paths;
+pub(crate) mod seccomp;
 
 use serde::{Deserialize, Serialize};
 

@@ -5,7 +5,7 @@ use super::input::InputError;
 
 /// Hidden from non-privileged containers (kernel interfaces that leak host
 /// data or allow host changes).
-pub const DEFAULT_MASKED: &[&str] = &[
+pub(crate) const DEFAULT_MASKED: &[&str] = &[
     "/proc/acpi",
     "/proc/asound",
     "/proc/interrupts",
@@ -21,7 +21,7 @@ pub const DEFAULT_MASKED: &[&str] = &[
 ];
 
 /// Mounted read-only in non-privileged containers.
-pub const DEFAULT_READONLY: &[&str] = &[
+pub(crate) const DEFAULT_READONLY: &[&str] = &[
     "/proc/bus",
     "/proc/fs",
     "/proc/irq",
@@ -31,7 +31,7 @@ pub const DEFAULT_READONLY: &[&str] = &[
 
 /// An absolute path without `..` components or control characters (NUL
 /// and newline included: see `security::input`).
-pub fn check_absolute(path: &str) -> Result<(), InputError> {
+pub(crate) fn check_absolute(path: &str) -> Result<(), InputError> {
     if !path.starts_with('/') {
         return Err(InputError::NotAbsolute(path.to_owned()));
     }
@@ -44,7 +44,7 @@ pub fn check_absolute(path: &str) -> Result<(), InputError> {
 
 /// Mount destinations a non-privileged container may not cover: the
 /// kernel interfaces LXC set up read-only or masked.
-pub fn check_mount_target(path: &str, privileged: bool) -> Result<(), InputError> {
+pub(crate) fn check_mount_target(path: &str, privileged: bool) -> Result<(), InputError> {
     check_absolute(path)?;
     if privileged {
         return Ok(());

@@ -13,7 +13,7 @@ use super::error::io;
 use super::SnapshotError;
 
 /// Copies the tree at `src` to `dst`, which must not exist.
-pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
+pub(super) fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
     let mut links = HashMap::new();
     copy_entry(src, dst, &mut links)
 }

@@ -16,13 +16,13 @@ mod copy;
 mod dir;
 mod error;
 mod overlay;
-pub mod unpack;
+pub(crate) mod unpack;
 mod usage;
 
-pub use dir::DirSnapshotter;
-pub use error::SnapshotError;
-pub use overlay::OverlaySnapshotter;
-pub use usage::Usage;
+pub(crate) use dir::DirSnapshotter;
+pub(crate) use error::SnapshotError;
+pub(crate) use overlay::OverlaySnapshotter;
+pub(crate) use usage::Usage;
 
 use std::path::{Path, PathBuf};
 
@@ -136,7 +136,7 @@ impl std::ops::Deref for Snapshots {
 
 /// Chain IDs of a layer stack from its diff IDs, lowest layer first:
 /// `chain(L1) = diff(L1)`, `chain(Ln) = sha256(chain(Ln-1) + " " + diff(Ln))`.
-pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
     for diff in diff_ids {
         let next = match out.last() {

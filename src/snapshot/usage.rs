@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Bytes allocated on disk (st_blocks * 512), hard links counted once.
     pub bytes: u64,
     /// Distinct inodes.
@@ -16,7 +16,7 @@ impl Usage {
     /// Walks `root` without following symlinks or crossing into other
     /// filesystems (container root mounts are skipped). Entries that vanish
     /// during the walk are ignored.
-    pub fn of(root: &Path) -> Usage {
+    pub(crate) fn of(root: &Path) -> Usage {
         let mut usage = Usage::default();
         let Ok(meta) = std::fs::symlink_metadata(root) else {
             return usage;

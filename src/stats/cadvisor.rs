@@ -12,13 +12,13 @@ use std::path::Path;
 
 /// Counter or gauge, as CRI's `MetricType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Counter,
     Gauge,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Descriptor {
+pub(crate) struct Descriptor {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Kind,
@@ -26,7 +26,7 @@ pub struct Descriptor {
     pub extra_labels: &'static [&'static str],
 }
 
-pub const BASE_LABELS: &[&str] = &["container", "id", "image", "name", "namespace", "pod"];
+pub(crate) const BASE_LABELS: &[&str] = &["container", "id", "image", "name", "namespace", "pod"];
 
 macro_rules! d {
     ($name:literal, $kind:ident, $help:literal) => {
@@ -37,7 +37,7 @@ macro_rules! d {
     };
 }
 
-pub const DESCRIPTORS: &[Descriptor] = &[
+pub(crate) const DESCRIPTORS: &[Descriptor] = &[
     d!(
         "container_blkio_device_usage_total",
         Counter,
@@ -282,7 +282,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[
 
 /// One value: a descriptor's name, its extra label values, the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub name: &'static str,
     pub kind: Kind,
     pub extra_label_values: Vec<String>,
@@ -307,7 +307,7 @@ fn sample(name: &'static str, extra: &[&str], value: u64) -> Sample {
 }
 
 /// What one container's samples are computed from.
-pub struct ContainerInputs<'a> {
+pub(crate) struct ContainerInputs<'a> {
     pub stats: &'a crate::cgroups::stats::CgroupStats,
     pub detail: &'a crate::cgroups::stats::CgroupDetail,
     pub resources: &'a crate::cgroups::limits::Resources,
@@ -319,14 +319,14 @@ pub struct ContainerInputs<'a> {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct FsInfo {
+pub(crate) struct FsInfo {
     pub inodes_free: u64,
     pub inodes_total: u64,
     pub bytes_total: u64,
 }
 
 impl FsInfo {
-    pub fn of(path: &Path) -> Option<Self> {
+    pub(crate) fn of(path: &Path) -> Option<Self> {
         let st = nix::sys::statvfs::statvfs(path).ok()?;
         Some(Self {
             inodes_free: st.files_available() as u64,
@@ -338,7 +338,7 @@ impl FsInfo {
 
 const S: u64 = 1_000_000_000;
 
-pub fn container_samples(i: &ContainerInputs<'_>, fs_device: &str) -> Vec<Sample> {
+pub(crate) fn container_samples(i: &ContainerInputs<'_>, fs_device: &str) -> Vec<Sample> {
     let m = i.stats.memory.clone().unwrap_or_default();
     let d = i.detail;
     let (fds, sockets, threads) = count_fds_and_threads(&d.procs);
@@ -482,7 +482,7 @@ fn io_samples(io: &[crate::cgroups::blkio::DeviceIo]) -> Vec<Sample> {
 /// Network samples of every interface of a pod's namespace. Loopback is
 /// included (cAdvisor leaves it out): traffic between a pod's containers is
 /// real traffic, and a pod without networking has nothing else.
-pub fn network_samples(interfaces: &[super::InterfaceStats]) -> Vec<Sample> {
+pub(crate) fn network_samples(interfaces: &[super::InterfaceStats]) -> Vec<Sample> {
     let mut out = Vec::new();
     for i in interfaces {
         let n = i.name.as_str();

@@ -3,9 +3,9 @@
 //! network namespace, the CPU rate sampler behind `usage_nano_cores`, and
 //! the cAdvisor-style metrics built from all of them.
 
-pub mod cadvisor;
-pub mod netdev;
-pub mod sampler;
+pub(crate) mod cadvisor;
+pub(crate) mod netdev;
+pub(crate) mod sampler;
 
-pub use netdev::InterfaceStats;
-pub use sampler::CpuSampler;
+pub(crate) use netdev::InterfaceStats;
+pub(crate) use sampler::CpuSampler;

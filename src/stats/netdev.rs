@@ -7,7 +7,7 @@
 use std::path::Path;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InterfaceStats {
+pub(crate) struct InterfaceStats {
     pub name: String,
     pub rx_bytes: u64,
     pub rx_packets: u64,
@@ -21,7 +21,7 @@ pub struct InterfaceStats {
 
 /// Parses `/proc/net/dev`: two header lines, then
 /// `name: rx_bytes rx_packets rx_errs ... (8 rx fields) tx_bytes tx_packets tx_errs ...`.
-pub fn parse(text: &str) -> Vec<InterfaceStats> {
+pub(crate) fn parse(text: &str) -> Vec<InterfaceStats> {
     text.lines()
         .skip(2)
         .filter_map(|line| {
@@ -50,7 +50,7 @@ pub fn parse(text: &str) -> Vec<InterfaceStats> {
 
 /// The interfaces of the network namespace pinned at `netns` (an nsfs
 /// bind mount), loopback included.
-pub fn read_in_netns(netns: &Path) -> std::io::Result<Vec<InterfaceStats>> {
+pub(crate) fn read_in_netns(netns: &Path) -> std::io::Result<Vec<InterfaceStats>> {
     let file = std::fs::File::open(netns)?;
     let handle = std::thread::Builder::new()
         .name("pvecri-netdev".into())

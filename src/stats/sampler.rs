@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// The shortest window a rate is computed over.
-pub const MIN_WINDOW_NS: i64 = 1_000_000_000;
+pub(crate) const MIN_WINDOW_NS: i64 = 1_000_000_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -22,14 +22,14 @@ struct Sample {
 }
 
 #[derive(Debug, Default)]
-pub struct CpuSampler {
+pub(crate) struct CpuSampler {
     samples: Mutex<HashMap<String, Sample>>,
 }
 
 impl CpuSampler {
     /// Records `usage_ns` of `key` at `at_ns` and returns the rate in
     /// nanocores, `None` until two samples far enough apart exist.
-    pub fn observe(&self, key: &str, at_ns: i64, usage_ns: u64) -> Option<u64> {
+    pub(crate) fn observe(&self, key: &str, at_ns: i64, usage_ns: u64) -> Option<u64> {
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let next = match samples.get(key) {
             None => Sample {
@@ -59,7 +59,7 @@ impl CpuSampler {
     }
 
     /// Drops the samples of keys not in `live`.
-    pub fn retain(&self, live: impl Fn(&str) -> bool) {
+    pub(crate) fn retain(&self, live: impl Fn(&str) -> bool) {
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         samples.retain(|k, _| live(k));
     }

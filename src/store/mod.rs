@@ -10,8 +10,8 @@
 mod error;
 mod readonly;
 
-pub use error::StoreError;
-pub use readonly::ReadOnlyStore;
+pub(crate) use error::StoreError;
+pub(crate) use readonly::ReadOnlyStore;
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Bumped whenever a record's meaning changes incompatibly.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SCHEMA_KEY: &str = "schema_version";

@@ -9,14 +9,14 @@ use redb::{DatabaseError, ReadOnlyDatabase, ReadableDatabase, ReadableTable, Tab
 
 use super::{Record, StoreError};
 
-pub struct ReadOnlyStore {
+pub(crate) struct ReadOnlyStore {
     db: ReadOnlyDatabase,
     path: PathBuf,
 }
 
 impl ReadOnlyStore {
     /// Opens the store at `path` for reading.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         match ReadOnlyDatabase::open(path) {
             Ok(db) => Ok(Self {
                 db,
@@ -36,7 +36,7 @@ impl ReadOnlyStore {
     }
 
     /// The keys of every record of a type, in key order.
-    pub fn keys<R: Record>(&self) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn keys<R: Record>(&self) -> Result<Vec<String>, StoreError> {
         let err = |op: &'static str| {
             let path = self.path.clone();
             move |e: redb::Error| StoreError::Db {

@@ -4,32 +4,32 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub struct Activity {
+pub(super) struct Activity {
     start: Instant,
     last_ms: AtomicU64,
 }
 
 impl Activity {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
         }
     }
 
-    pub fn touch(&self) {
+    pub(super) fn touch(&self) {
         self.last_ms
             .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    pub fn idle_for(&self) -> Duration {
+    pub(super) fn idle_for(&self) -> Duration {
         let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
         self.start.elapsed().saturating_sub(last)
     }
 
     /// Resolves once nothing has moved for `idle`: bounds how long a
     /// connection reader may wait on a consumer that has stopped.
-    pub async fn expired(&self, idle: Duration) {
+    pub(super) async fn expired(&self, idle: Duration) {
         loop {
             let left = idle.saturating_sub(self.idle_for());
             if left.is_zero() {

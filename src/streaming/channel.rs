@@ -7,11 +7,11 @@ use super::websocket::WsSink;
 /// The client can no longer be written to.
 #[derive(Debug, thiserror::Error)]
 #[error("the streaming client is gone")]
-pub struct ChannelClosed;
+pub(crate) struct ChannelClosed;
 
 /// One outgoing channel.
 #[derive(Clone)]
-pub enum Sink {
+pub(crate) enum Sink {
     /// A SPDY stream the client opened.
     Spdy(StreamWriter),
     /// A channel number on a WebSocket connection.
@@ -19,7 +19,7 @@ pub enum Sink {
 }
 
 impl Sink {
-    pub async fn write(&self, data: &[u8]) -> Result<(), ChannelClosed> {
+    pub(crate) async fn write(&self, data: &[u8]) -> Result<(), ChannelClosed> {
         match self {
             Sink::Spdy(w) => w.write(data).await.map_err(|_| ChannelClosed),
             Sink::Ws(w) => w.write(data).await,
@@ -28,7 +28,7 @@ impl Sink {
 
     /// Ends the channel. WebSocket channels end with the connection, which
     /// the session closes at the very end.
-    pub async fn close(&self) -> Result<(), ChannelClosed> {
+    pub(crate) async fn close(&self) -> Result<(), ChannelClosed> {
         match self {
             Sink::Spdy(w) => w.close().await.map_err(|_| ChannelClosed),
             Sink::Ws(_) => Ok(()),

@@ -16,30 +16,30 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 /// Chunks a channel's queue holds before the connection reader waits.
-pub const QUEUE_CHUNKS: usize = 16;
+pub(super) const QUEUE_CHUNKS: usize = 16;
 /// Largest chunk in a queue; bigger messages are split.
-pub const MAX_CHUNK: usize = 32 * 1024;
+pub(super) const MAX_CHUNK: usize = 32 * 1024;
 /// Largest single message (SPDY frame, WebSocket message) read from a
 /// client: the most one connection buffers before backpressure applies.
-pub const MAX_MESSAGE: usize = 16 << 20;
+pub(super) const MAX_MESSAGE: usize = 16 << 20;
 
 /// The consumer of a queue has gone; what was sent is dropped.
 #[derive(Debug, thiserror::Error)]
 #[error("nobody reads this input channel any more")]
-pub struct Gone;
+pub(super) struct Gone;
 
 /// A new queue: the connection reader's end and the consumer's end.
-pub fn queue() -> (InboundTx, Inbound) {
+pub(super) fn queue() -> (InboundTx, Inbound) {
     let (tx, rx) = mpsc::channel(QUEUE_CHUNKS);
     (InboundTx(tx), Inbound { rx, _guard: None })
 }
 
 /// The connection reader's end.
-pub struct InboundTx(mpsc::Sender<Bytes>);
+pub(super) struct InboundTx(mpsc::Sender<Bytes>);
 
 impl InboundTx {
     /// Queues `data` in chunks, waiting for room as long as it takes.
-    pub async fn send(&self, mut data: Bytes) -> Result<(), Gone> {
+    pub(super) async fn send(&self, mut data: Bytes) -> Result<(), Gone> {
         while !data.is_empty() {
             let chunk = data.split_to(data.len().min(MAX_CHUNK));
             self.0.send(chunk).await.map_err(|_| Gone)?;
@@ -49,7 +49,7 @@ impl InboundTx {
 }
 
 /// The consumer's end; ends once the client closes the channel.
-pub struct Inbound {
+pub(crate) struct Inbound {
     rx: mpsc::Receiver<Bytes>,
     /// Lives exactly as long as this end (a SPDY stream's slot, which
     /// counts the stream as open while anything of it is in use).
@@ -57,12 +57,12 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub async fn recv(&mut self) -> Option<Bytes> {
+    pub(crate) async fn recv(&mut self) -> Option<Bytes> {
         self.rx.recv().await
     }
 
     /// Keeps `guard` alive until this end is dropped.
-    pub fn guarded(mut self, guard: Arc<dyn Any + Send + Sync>) -> Self {
+    pub(crate) fn guarded(mut self, guard: Arc<dyn Any + Send + Sync>) -> Self {
         self._guard = Some(guard);
         self
     }

@@ -11,15 +11,15 @@
 mod activity;
 mod channel;
 mod inbound;
-pub mod portforward;
-pub mod remotecommand;
-pub mod server;
+pub(crate) mod portforward;
+pub(crate) mod remotecommand;
+pub(crate) mod server;
 mod session;
-pub mod spdy;
+pub(crate) mod spdy;
 mod spdy_command;
 mod throttle;
-pub mod tokens;
+pub(crate) mod tokens;
 mod websocket;
 
-pub use server::StreamingServer;
-pub use tokens::{Pending, Stdio};
+pub(crate) use server::StreamingServer;
+pub(crate) use tokens::Pending;

@@ -20,7 +20,7 @@ struct Pair {
 }
 
 /// Serves forwarded connections until the client closes the session.
-pub async fn serve(mut session: Session, pod_id: String, net_ns: Option<PathBuf>) {
+pub(crate) async fn serve(mut session: Session, pod_id: String, net_ns: Option<PathBuf>) {
     let mut pairs: HashMap<String, Pair> = HashMap::new();
     while let Some(stream) = session.accept().await {
         // Old clients sent no request ID; their streams pair by arrival,
@@ -76,7 +76,7 @@ async fn forward(error: Stream, data: Stream, pod_id: String, net_ns: Option<Pat
 
 /// Connects and copies until both directions are done. Only a failure to
 /// connect is an error the client hears about.
-pub async fn copy(
+pub(crate) async fn copy(
     mut from_client: Inbound,
     to_client: Sink,
     net_ns: Option<PathBuf>,

@@ -19,7 +19,7 @@ const MAX_RESIZE_PENDING: usize = 4096;
 
 /// The remote command protocol versions, oldest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Version {
+pub(crate) enum Version {
     V1,
     V2,
     V3,
@@ -28,7 +28,7 @@ pub enum Version {
 }
 
 impl Version {
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Some(match name.trim() {
             "channel.k8s.io" | "base64.channel.k8s.io" => Version::V1,
             "v2.channel.k8s.io" => Version::V2,
@@ -47,7 +47,7 @@ impl Version {
 
 /// How the command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Exited(i32),
     /// Attach: the container's output ended or the client left.
     Detached,
@@ -55,7 +55,7 @@ pub enum Outcome {
 }
 
 /// The client's side, already set up by the transport.
-pub struct ClientChannels {
+pub(crate) struct ClientChannels {
     pub stdin: Option<Inbound>,
     pub stdout: Option<Sink>,
     pub stderr: Option<Sink>,
@@ -66,7 +66,7 @@ pub struct ClientChannels {
 }
 
 /// The command's side.
-pub struct CommandIo {
+pub(crate) struct CommandIo {
     pub stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
     pub stdout: Option<Box<dyn AsyncRead + Send + Unpin>>,
     pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
@@ -76,14 +76,14 @@ pub struct CommandIo {
 /// A terminal size message: JSON objects, one after another.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
-pub struct TerminalSize {
+pub(crate) struct TerminalSize {
     pub width: u16,
     pub height: u16,
 }
 
 /// Splits complete size messages off the front of `buf`, leaving a
 /// partial one there for the next chunk.
-pub fn parse_sizes(buf: &mut Vec<u8>) -> Vec<TerminalSize> {
+pub(crate) fn parse_sizes(buf: &mut Vec<u8>) -> Vec<TerminalSize> {
     let mut sizes = Vec::new();
     let mut iter = serde_json::Deserializer::from_slice(buf).into_iter::<TerminalSize>();
     let mut used = 0;
@@ -112,7 +112,7 @@ pub fn parse_sizes(buf: &mut Vec<u8>) -> Vec<TerminalSize> {
 /// Runs the data pumps until the command's output ends and `finished`
 /// yields its outcome, then writes the status and closes every channel.
 /// `abort` is called when the client can no longer be written to.
-pub async fn run<F>(
+pub(crate) async fn run<F>(
     version: Version,
     client: ClientChannels,
     command: CommandIo,
@@ -204,7 +204,7 @@ async fn copy_out(from: Option<Box<dyn AsyncRead + Send + Unpin>>, to: Option<&S
 }
 
 /// What goes on the error channel; `None` for success before v4.
-pub fn status_message(version: Version, outcome: &Outcome) -> Option<Vec<u8>> {
+pub(crate) fn status_message(version: Version, outcome: &Outcome) -> Option<Vec<u8>> {
     let structured = version.structured_status();
     match outcome {
         Outcome::Exited(0) | Outcome::Detached => structured.then(|| {

@@ -37,7 +37,7 @@ const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 const PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
 
 /// The running server: parks requests and hands out their URLs.
-pub struct StreamingServer {
+pub(crate) struct StreamingServer {
     addr: SocketAddr,
     tokens: Tokens,
     runtime: Arc<Runtime>,
@@ -48,11 +48,11 @@ pub struct StreamingServer {
 
 /// A connection's place under `max_connections`, held by whatever still
 /// serves it: the HTTP connection, then the session on the upgraded one.
-pub type ConnectionSlot = Arc<OwnedSemaphorePermit>;
+pub(crate) type ConnectionSlot = Arc<OwnedSemaphorePermit>;
 
 impl StreamingServer {
     /// Binds the configured address and serves in the background.
-    pub async fn start(runtime: Arc<Runtime>) -> anyhow::Result<Arc<Self>> {
+    pub(crate) async fn start(runtime: Arc<Runtime>) -> anyhow::Result<Arc<Self>> {
         use anyhow::Context;
         let config = runtime.config().streaming.clone();
         let listener = tokio::net::TcpListener::bind((config.address, config.port))
@@ -86,21 +86,17 @@ impl StreamingServer {
 
     /// Parks a validated request; its single-use URL, or `None` when too
     /// many requests are pending.
-    pub fn url_for(&self, request: Pending) -> Option<String> {
+    pub(crate) fn url_for(&self, request: Pending) -> Option<String> {
         let kind = request.kind();
         let token = self.tokens.insert(request)?;
         Some(format!("http://{}/{kind}/{token}", self.addr))
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn runtime(&self) -> &Arc<Runtime> {
+    pub(crate) fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }
 
-    pub fn idle_timeout(&self) -> Duration {
+    pub(crate) fn idle_timeout(&self) -> Duration {
         self.idle_timeout
     }
 }
@@ -171,7 +167,7 @@ fn header_values(headers: &HeaderMap, name: &str) -> Vec<String> {
 }
 
 /// The transport a request asked for.
-pub enum Transport {
+pub(crate) enum Transport {
     Spdy,
     WebSocket,
 }
@@ -189,7 +185,10 @@ fn transport_of(headers: &HeaderMap) -> Option<Transport> {
 
 /// Picks the protocol to speak: the client's offers in its order of
 /// preference, first one this server knows.
-pub fn negotiate<'a>(offered: &'a [String], known: &dyn Fn(&str) -> bool) -> Option<&'a str> {
+pub(crate) fn negotiate<'a>(
+    offered: &'a [String],
+    known: &dyn Fn(&str) -> bool,
+) -> Option<&'a str> {
     offered.iter().map(String::as_str).find(|p| known(p))
 }
 

@@ -15,7 +15,7 @@ const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a session ended before the client opened the streams it asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Abandoned {
+pub(super) enum Abandoned {
     #[error("the client closed the connection")]
     Closed,
     #[error("timed out waiting for the client's streams")]
@@ -23,7 +23,7 @@ pub enum Abandoned {
 }
 
 /// Waits for the streams `stdio` needs.
-pub async fn collect(
+pub(super) async fn collect(
     session: &mut Session,
     version: Version,
     stdio: Stdio,

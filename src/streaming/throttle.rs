@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 const EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
-pub struct Throttle {
+pub(super) struct Throttle {
     last: Option<Instant>,
     since: u64,
 }
@@ -15,7 +15,7 @@ pub struct Throttle {
 impl Throttle {
     /// Counts an event; `Some(n)` when a line is due now, for the `n`
     /// events since the last one.
-    pub fn event(&mut self) -> Option<u64> {
+    pub(super) fn event(&mut self) -> Option<u64> {
         self.since += 1;
         if self.last.is_some_and(|t| t.elapsed() < EVERY) {
             return None;

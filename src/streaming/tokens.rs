@@ -11,14 +11,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a returned URL stays valid.
-pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+pub(crate) const TOKEN_TTL: Duration = Duration::from_secs(60);
 /// Pending requests kept at most; a flood of unused URLs cannot grow the
 /// map without bound.
 const MAX_PENDING: usize = 4096;
 
 /// What a streaming URL does, validated by the CRI call that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pending {
+pub(crate) enum Pending {
     Exec {
         container_id: String,
         cmd: Vec<String>,
@@ -36,11 +36,11 @@ pub enum Pending {
 }
 
 /// Which standard streams a session carries.
-pub use crate::runtime::StreamStdio as Stdio;
+pub(crate) use crate::runtime::StreamStdio as Stdio;
 
 impl Pending {
     /// The URL path segment that serves this kind of request.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Pending::Exec { .. } => "exec",
             Pending::Attach { .. } => "attach",
@@ -50,14 +50,14 @@ impl Pending {
 }
 
 #[derive(Default)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     pending: Mutex<HashMap<String, (Pending, Instant)>>,
 }
 
 impl Tokens {
     /// Parks `request` and returns its token, or `None` when too many
     /// requests are pending.
-    pub fn insert(&self, request: Pending) -> Option<String> {
+    pub(crate) fn insert(&self, request: Pending) -> Option<String> {
         let token = new_token()?;
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
@@ -71,7 +71,7 @@ impl Tokens {
 
     /// Takes the request behind `token` if it is known and fresh; either
     /// way the token is spent.
-    pub fn take(&self, token: &str) -> Option<Pending> {
+    pub(crate) fn take(&self, token: &str) -> Option<Pending> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let (request, at) = pending.remove(token)?;
         (at.elapsed() < TOKEN_TTL).then_some(request)

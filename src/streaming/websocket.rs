@@ -45,13 +45,13 @@ use super::tokens::{Pending, Stdio};
 
 const TUNNELED_PORT_FORWARD: &str = "SPDY/3.1+portforward.k8s.io";
 
-pub const STDIN: u8 = 0;
-pub const STDOUT: u8 = 1;
-pub const STDERR: u8 = 2;
-pub const ERROR: u8 = 3;
-pub const RESIZE: u8 = 4;
+pub(super) const STDIN: u8 = 0;
+pub(super) const STDOUT: u8 = 1;
+pub(super) const STDERR: u8 = 2;
+pub(super) const ERROR: u8 = 3;
+pub(super) const RESIZE: u8 = 4;
 /// v5: "the channel named in the next byte is closed".
-pub const CLOSE: u8 = 255;
+pub(super) const CLOSE: u8 = 255;
 
 type Reply = Response<Full<Bytes>>;
 
@@ -63,7 +63,7 @@ fn reply(status: StatusCode, message: String) -> Reply {
 
 /// Framing of a channel protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(super) enum Encoding {
     Binary,
     Base64,
 }
@@ -77,7 +77,7 @@ fn protocol_encoding(name: &str) -> Encoding {
 }
 
 /// Answers the WebSocket handshake and runs the session once upgraded.
-pub fn upgrade(
+pub(super) fn upgrade(
     server: Arc<StreamingServer>,
     slot: ConnectionSlot,
     mut req: Request<Incoming>,
@@ -177,20 +177,20 @@ async fn run(server: Arc<StreamingServer>, ws: Ws, protocol: Option<&str>, pendi
 }
 
 /// What the writer task sends.
-pub enum WsOut {
+pub(super) enum WsOut {
     Data { channel: u8, data: Bytes },
     Close(tokio::sync::oneshot::Sender<()>),
 }
 
 /// An outgoing channel of a WebSocket session.
 #[derive(Clone)]
-pub struct WsSink {
+pub(crate) struct WsSink {
     tx: mpsc::Sender<WsOut>,
     channel: u8,
 }
 
 impl WsSink {
-    pub async fn write(&self, data: &[u8]) -> Result<(), super::channel::ChannelClosed> {
+    pub(crate) async fn write(&self, data: &[u8]) -> Result<(), super::channel::ChannelClosed> {
         for chunk in data.chunks(32 * 1024) {
             self.tx
                 .send(WsOut::Data {
@@ -205,7 +205,7 @@ impl WsSink {
 }
 
 /// Closes the connection once the session is done.
-pub struct Closer(mpsc::Sender<WsOut>);
+pub(super) struct Closer(mpsc::Sender<WsOut>);
 
 impl Closer {
     async fn close(self) {
@@ -217,7 +217,7 @@ impl Closer {
 }
 
 /// One message on `channel` in the session's framing.
-pub fn encode(encoding: Encoding, channel: u8, data: &[u8]) -> Message {
+pub(super) fn encode(encoding: Encoding, channel: u8, data: &[u8]) -> Message {
     match encoding {
         Encoding::Binary => {
             let mut m = Vec::with_capacity(data.len() + 1);
@@ -238,7 +238,7 @@ pub fn encode(encoding: Encoding, channel: u8, data: &[u8]) -> Message {
 
 /// The channel and payload of a client message; `None` for anything that
 /// is not a channel message.
-pub fn decode(encoding: Encoding, message: &Message) -> Option<(u8, Bytes)> {
+pub(super) fn decode(encoding: Encoding, message: &Message) -> Option<(u8, Bytes)> {
     match (encoding, message) {
         (Encoding::Binary, Message::Binary(b)) if !b.is_empty() => Some((b[0], b.slice(1..))),
         (Encoding::Base64, Message::Text(t)) if !t.is_empty() => {
@@ -368,7 +368,7 @@ async fn deliver(
 }
 
 /// A WebSocket carrying a byte stream in binary messages, for SPDY.
-pub struct Tunnel {
+pub(super) struct Tunnel {
     ws: Ws,
     pending: Bytes,
 }

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use pvecri::client::CriClient;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
 
 /// A test that cannot run here: prints a loud skip line and returns
 /// `false`, except in CI (`CI=true`), where every precondition is
 /// installed by the scripts and a missing one must fail the run instead of
 /// passing it silently.
-pub fn skip(test: &str, reason: &str) -> bool {
+pub(crate) fn skip(test: &str, reason: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test} cannot run in CI: {reason}");
     }
@@ -24,7 +24,7 @@ pub fn skip(test: &str, reason: &str) -> bool {
 }
 
 /// True when the test may run; prints a loud skip line otherwise.
-pub fn require_root(test: &str) -> bool {
+pub(crate) fn require_root(test: &str) -> bool {
     nix::unistd::geteuid().is_root()
         || skip(
             test,
@@ -33,9 +33,9 @@ pub fn require_root(test: &str) -> bool {
 }
 
 /// A running daemon with its own temporary directories. Stopped on drop.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
-    /// `PVECRI_FAILPOINTS` for the next (re)start; see `pvecri::failpoint`.
+    /// `PVECRI_FAILPOINTS` for the next (re)start; see `pvecri::testing::failpoint`.
     pub failpoints: Option<String>,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
@@ -44,7 +44,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts a daemon with the default config plus `extra` TOML lines.
-    pub fn start(extra: &str) -> Self {
+    pub(crate) fn start(extra: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("pvecri-it-")
             .tempdir()
@@ -70,7 +70,7 @@ impl Daemon {
 
     /// Stops the daemon (if running) and starts it again on the same
     /// config and state.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         if self.child.is_some() {
             self.stop();
         }
@@ -78,7 +78,7 @@ impl Daemon {
     }
 
     /// Starts a second daemon process on this daemon's config.
-    pub fn spawn_again(&self) -> Child {
+    pub(crate) fn spawn_again(&self) -> Child {
         spawn_daemon(&self.config, &self.dir.path().join("daemon2.log"), None)
     }
 
@@ -104,23 +104,23 @@ impl Daemon {
         self.child = Some(child);
     }
 
-    pub async fn client(&self) -> CriClient {
+    pub(crate) async fn client(&self) -> CriClient {
         CriClient::connect(&self.socket)
             .await
             .expect("connect to the daemon socket")
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
     }
 
     /// Waits (bounded) for a daemon that is expected to die by itself
     /// (a failure point's crash); its exit status.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -133,7 +133,7 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("daemon running");
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -195,7 +195,7 @@ fn spawn_daemon(config: &Path, log: &Path, failpoints: Option<&str>) -> Child {
 }
 
 /// Writes a config that keeps every path inside `dir`.
-pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("config.toml");
     let init = if extra.contains("init_path") {
         String::new()
@@ -211,7 +211,7 @@ pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
 }
 
 /// Runs `pvecri ARGS` to completion.
-pub fn pvecri(args: &[&str]) -> Output {
+pub(crate) fn pvecri(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
@@ -221,13 +221,13 @@ pub fn pvecri(args: &[&str]) -> Output {
 
 /// Daemon config lines that resolve upstream image names through the local
 /// fixture registry (the same mirrors the critest run uses).
-pub fn mirror_config() -> String {
+pub(crate) fn mirror_config() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/critest/pvecri.toml");
     std::fs::read_to_string(path).expect("tests/critest/pvecri.toml")
 }
 
 /// True when the fixture registry answers; prints a loud skip line otherwise.
-pub fn require_registry(test: &str) -> bool {
+pub(crate) fn require_registry(test: &str) -> bool {
     let up = std::net::TcpStream::connect_timeout(
         &"127.0.0.1:5000".parse().unwrap(),
         Duration::from_secs(1),
@@ -240,19 +240,19 @@ pub fn require_registry(test: &str) -> bool {
 }
 
 /// The static pvecri-init that scripts/build-init.sh builds.
-pub fn init_path() -> PathBuf {
+pub(crate) fn init_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target/x86_64-unknown-linux-gnu/release/pvecri-init")
 }
 
 /// True when pvecri-init is built; prints a loud skip line otherwise.
-pub fn require_init(test: &str) -> bool {
+pub(crate) fn require_init(test: &str) -> bool {
     init_path().exists() || skip(test, "pvecri-init is not built (run scripts/build-init.sh)")
 }
 
 /// Removes `name` (a test's cgroup tree) from every cgroup hierarchy,
 /// children first.
-pub fn remove_cgroup_tree(name: &str) {
+pub(crate) fn remove_cgroup_tree(name: &str) {
     fn rm(dir: &std::path::Path) {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {
@@ -271,7 +271,11 @@ pub fn remove_cgroup_tree(name: &str) {
 
 /// A container config the way the tests mostly need one: `cmd` in `image`,
 /// logging to `<name>.log`.
-pub fn container_config(name: &str, image: &str, cmd: &[&str]) -> pvecri::cri::v1::ContainerConfig {
+pub(crate) fn container_config(
+    name: &str,
+    image: &str,
+    cmd: &[&str],
+) -> pvecri::cri::v1::ContainerConfig {
     use pvecri::cri::v1;
     v1::ContainerConfig {
         metadata: Some(v1::ContainerMetadata {
@@ -289,7 +293,7 @@ pub fn container_config(name: &str, image: &str, cmd: &[&str]) -> pvecri::cri::v
 }
 
 /// CreateContainer in `pod`, whose RunPodSandbox config was `sandbox`.
-pub async fn create_container(
+pub(crate) async fn create_container(
     c: &mut CriClient,
     pod: &str,
     sandbox: &pvecri::cri::v1::PodSandboxConfig,
@@ -306,7 +310,7 @@ pub async fn create_container(
 }
 
 /// PullImage, failing the test when it fails.
-pub async fn pull_image(c: &mut CriClient, image: &str) {
+pub(crate) async fn pull_image(c: &mut CriClient, image: &str) {
     c.image
         .pull_image(pvecri::cri::v1::PullImageRequest {
             image: Some(pvecri::cri::v1::ImageSpec {
@@ -320,7 +324,7 @@ pub async fn pull_image(c: &mut CriClient, image: &str) {
 }
 
 /// StopPodSandbox then RemovePodSandbox, failing the test on an error.
-pub async fn stop_remove_pod(c: &mut CriClient, pod: &str) {
+pub(crate) async fn stop_remove_pod(c: &mut CriClient, pod: &str) {
     use pvecri::cri::v1;
     c.runtime
         .stop_pod_sandbox(v1::StopPodSandboxRequest {
@@ -339,7 +343,7 @@ pub async fn stop_remove_pod(c: &mut CriClient, pod: &str) {
 /// Removes a test's cgroup tree (see [`remove_cgroup_tree`]) when dropped,
 /// also when the test fails half-way. Declare it before the daemon, so the
 /// daemon (and with it the test's containers) goes first.
-pub struct CgroupTreeGuard(pub String);
+pub(crate) struct CgroupTreeGuard(pub String);
 
 impl Drop for CgroupTreeGuard {
     fn drop(&mut self) {
@@ -348,7 +352,7 @@ impl Drop for CgroupTreeGuard {
 }
 
 /// RunPodSandbox with `config`; the pod ID.
-pub async fn run_pod_sandbox(
+pub(crate) async fn run_pod_sandbox(
     c: &mut CriClient,
     config: &pvecri::cri::v1::PodSandboxConfig,
 ) -> Result<String, tonic::Status> {
@@ -363,7 +367,7 @@ pub async fn run_pod_sandbox(
 
 /// `pvecri census --json` of the daemon's state dir (plus `args`), parsed;
 /// and whether it exited 0.
-pub fn census(d: &Daemon, args: &[&str]) -> (serde_json::Value, bool) {
+pub(crate) fn census(d: &Daemon, args: &[&str]) -> (serde_json::Value, bool) {
     let config = d.config.display().to_string();
     let mut all = vec!["--config", config.as_str(), "census", "--json"];
     all.extend_from_slice(args);
@@ -379,7 +383,7 @@ pub fn census(d: &Daemon, args: &[&str]) -> (serde_json::Value, bool) {
 }
 
 /// The count of one kind in a census report.
-pub fn census_count(report: &serde_json::Value, kind: &str) -> u64 {
+pub(crate) fn census_count(report: &serde_json::Value, kind: &str) -> u64 {
     report["sections"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["kind"] == kind))
@@ -391,7 +395,7 @@ pub fn census_count(report: &serde_json::Value, kind: &str) -> u64 {
 /// node while the daemon may still run: every live census item except
 /// those of the kinds in `skip` (the daemon itself, and what a running
 /// daemon keeps: its bridge and nftables table). Empty means clean.
-pub fn census_leftovers(
+pub(crate) fn census_leftovers(
     d: &Daemon,
     ids: &std::collections::HashSet<String>,
     skip: &[&str],

@@ -12,7 +12,7 @@ use crate::image::reference::ReferenceError;
 use crate::snapshot::SnapshotError;
 
 #[derive(Debug, Error)]
-pub enum ImportError {
+pub(crate) enum ImportError {
     #[error("invalid local image {input:?}: {reason}")]
     Invalid { input: String, reason: String },
     #[error("invalid local image {input:?}")]
@@ -132,7 +132,7 @@ pub enum ImportError {
 pub(super) struct Ctx<'a>(pub &'a str);
 
 impl Ctx<'_> {
-    pub fn invalid(self, reason: impl Into<String>) -> ImportError {
+    pub(super) fn invalid(self, reason: impl Into<String>) -> ImportError {
         ImportError::Invalid {
             input: self.0.to_owned(),
             reason: reason.into(),
@@ -140,7 +140,7 @@ impl Ctx<'_> {
     }
 
     /// `map_err` helper for an I/O failure on `path`.
-    pub fn io(
+    pub(super) fn io(
         self,
         op: &'static str,
         path: impl Into<PathBuf>,
@@ -155,7 +155,10 @@ impl Ctx<'_> {
         }
     }
 
-    pub fn json(self, what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> ImportError {
+    pub(super) fn json(
+        self,
+        what: impl Into<String>,
+    ) -> impl FnOnce(serde_json::Error) -> ImportError {
         let input = self.0.to_owned();
         let what = what.into();
         move |source| ImportError::Json {

@@ -32,7 +32,7 @@ pub(super) enum Layout {
 }
 
 impl Layout {
-    pub fn open_dir(ctx: Ctx<'_>, dir: &Path) -> Result<Layout, ImportError> {
+    pub(super) fn open_dir(ctx: Ctx<'_>, dir: &Path) -> Result<Layout, ImportError> {
         if !dir.join("index.json").is_file() {
             return Err(ctx.invalid(format!(
                 "{} is not an oci image layout (no index.json)",
@@ -42,7 +42,7 @@ impl Layout {
         Ok(Layout::Dir(dir.to_owned()))
     }
 
-    pub fn open_archive(ctx: Ctx<'_>, path: &Path) -> Result<Layout, ImportError> {
+    pub(super) fn open_archive(ctx: Ctx<'_>, path: &Path) -> Result<Layout, ImportError> {
         let mut file = File::open(path).map_err(ctx.io("open", path))?;
         let mut head = Vec::new();
         (&mut file)
@@ -88,7 +88,12 @@ impl Layout {
     }
 
     /// A file of the layout (`index.json`), at most `limit` bytes.
-    pub fn read_file(&self, ctx: Ctx<'_>, name: &str, limit: u64) -> Result<Vec<u8>, ImportError> {
+    pub(super) fn read_file(
+        &self,
+        ctx: Ctx<'_>,
+        name: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, ImportError> {
         let (mut reader, size, path) = self.open(ctx, name)?;
         if size > limit {
             return Err(ImportError::TooLarge {
@@ -106,7 +111,7 @@ impl Layout {
     }
 
     /// A blob read whole and checked against its digest and `size`.
-    pub fn read_blob(
+    pub(super) fn read_blob(
         &self,
         ctx: Ctx<'_>,
         what: &'static str,
@@ -151,7 +156,7 @@ impl Layout {
     }
 
     /// A blob's bytes (unverified), their length and a path for messages.
-    pub fn open_blob(
+    pub(super) fn open_blob(
         &self,
         ctx: Ctx<'_>,
         digest: &Digest,

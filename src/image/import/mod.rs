@@ -15,9 +15,9 @@ mod decompress;
 mod error;
 mod layout;
 mod oci;
-pub mod source;
+pub(crate) mod source;
 mod storage;
-pub mod template_name;
+pub(crate) mod template_name;
 mod vztmpl;
 
 #[cfg(test)]
@@ -26,10 +26,9 @@ mod test_support;
 use std::path::Path;
 use std::time::Instant;
 
-pub use error::ImportError;
-pub use source::{parse, LocalSource, SourceKind};
-pub use storage::PveStorages;
-pub use vztmpl::SOURCE_LABEL;
+pub(crate) use error::ImportError;
+pub(crate) use source::{parse, LocalSource, SourceKind};
+pub(crate) use storage::PveStorages;
 
 use crate::image::content::ContentStore;
 use crate::image::record::ImageRecord;
@@ -38,7 +37,7 @@ use error::Ctx;
 
 /// An imported image, committed but not yet named in the image store.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Imported {
+pub(crate) struct Imported {
     pub record: ImageRecord,
     /// The canonical name to tag the image with.
     pub name: String,
@@ -49,7 +48,7 @@ pub struct Imported {
 ///
 /// Blocking (call from `spawn_blocking`): a template is decompressed and
 /// unpacked in full.
-pub fn import(
+pub(crate) fn import(
     source: &LocalSource,
     content: &ContentStore,
     snapshots: &Snapshots,
@@ -63,7 +62,7 @@ pub fn import(
 }
 
 /// [`import`] with the storages given. Blocking.
-pub fn import_with(
+pub(crate) fn import_with(
     source: &LocalSource,
     storages: &PveStorages,
     content: &ContentStore,

@@ -22,14 +22,14 @@ const VZTMPL: &str = "vztmpl/";
 
 /// A local image source, as named by the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalSource {
+pub(crate) struct LocalSource {
     /// The name exactly as given.
     pub input: String,
     pub kind: SourceKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     /// `pve-template:<storage>:vztmpl/<file>`: a file in a storage's
     /// template directory, by its PVE volume ID.
     StorageFile { storage: String, file: String },
@@ -52,7 +52,7 @@ pub enum SourceKind {
 
 impl LocalSource {
     /// Whether importing needs to know the node's PVE storages.
-    pub fn uses_storages(&self) -> bool {
+    pub(crate) fn uses_storages(&self) -> bool {
         matches!(
             self.kind,
             SourceKind::StorageFile { .. } | SourceKind::StorageTemplate { .. }
@@ -62,7 +62,7 @@ impl LocalSource {
 
 /// `Ok(None)` when `image` is not a local source (so: a registry image);
 /// an error when it is one but malformed or unsafe.
-pub fn parse(image: &str) -> Result<Option<LocalSource>, ImportError> {
+pub(crate) fn parse(image: &str) -> Result<Option<LocalSource>, ImportError> {
     let ctx = Ctx(image);
     let kind = if let Some(rest) = image.strip_prefix(PVE_TEMPLATE) {
         pve_template(ctx, rest)?

@@ -12,15 +12,15 @@ use std::path::{Path, PathBuf};
 use super::error::{Ctx, ImportError};
 
 /// The cluster-wide storage config PVE keeps on its cluster filesystem.
-pub const STORAGE_CFG: &str = "/etc/pve/storage.cfg";
+pub(super) const STORAGE_CFG: &str = "/etc/pve/storage.cfg";
 /// Root of the `local` storage on every PVE node.
-pub const LOCAL_ROOT: &str = "/var/lib/vz";
+pub(super) const LOCAL_ROOT: &str = "/var/lib/vz";
 const LOCAL: &str = "local";
 const TEMPLATE_SUBDIR: &str = "template/cache";
 
 /// Storage ID to storage root directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PveStorages {
+pub(crate) struct PveStorages {
     roots: BTreeMap<String, PathBuf>,
 }
 
@@ -33,13 +33,13 @@ impl Default for PveStorages {
 
 impl PveStorages {
     /// Reads this node's storage config.
-    pub fn load() -> Result<Self, ImportError> {
+    pub(crate) fn load() -> Result<Self, ImportError> {
         Self::load_from(Path::new(STORAGE_CFG), Path::new(LOCAL_ROOT))
     }
 
     /// Reads `cfg`; a missing file means a node with only `local`, at
     /// `local_root`.
-    pub fn load_from(cfg: &Path, local_root: &Path) -> Result<Self, ImportError> {
+    pub(crate) fn load_from(cfg: &Path, local_root: &Path) -> Result<Self, ImportError> {
         match std::fs::read_to_string(cfg) {
             Ok(text) => Ok(Self::from_cfg_text(&text, local_root)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -56,7 +56,7 @@ impl PveStorages {
     /// `<type>: <id>` line and its properties follow indented as
     /// `<key> <value>`. Unknown lines are skipped rather than refused, since
     /// PVE may add syntax this parser need not understand.
-    pub fn from_cfg_text(text: &str, local_root: impl Into<PathBuf>) -> Self {
+    pub(crate) fn from_cfg_text(text: &str, local_root: impl Into<PathBuf>) -> Self {
         let mut roots = BTreeMap::new();
         roots.insert(LOCAL.to_owned(), local_root.into());
         let mut current: Option<&str> = None;
@@ -86,7 +86,7 @@ impl PveStorages {
     }
 
     /// The template directory of `storage`, if it has one.
-    pub fn template_dir(&self, storage: &str) -> Option<PathBuf> {
+    pub(crate) fn template_dir(&self, storage: &str) -> Option<PathBuf> {
         self.roots
             .get(storage)
             .map(|root| root.join(TEMPLATE_SUBDIR))

@@ -14,9 +14,9 @@ use super::error::{Ctx, ImportError};
 use crate::image::registry::platform::Platform;
 
 /// Host part of template image names.
-pub const REGISTRY: &str = "pve-template.local";
+pub(crate) const REGISTRY: &str = "pve-template.local";
 /// Stands in for the storage in names of templates imported by path.
-pub const FILE_STORAGE: &str = "file";
+pub(crate) const FILE_STORAGE: &str = "file";
 /// Tag of templates whose file name carries no version.
 const DEFAULT_VERSION: &str = "latest";
 /// Template extensions, best first: when one template exists in several
@@ -40,7 +40,7 @@ pub(super) struct TemplateName {
 
 impl TemplateName {
     /// `None` when the file is not a template (unknown extension).
-    pub fn parse(file: &str) -> Option<TemplateName> {
+    pub(super) fn parse(file: &str) -> Option<TemplateName> {
         let (ext_rank, ext) = EXTENSIONS
             .iter()
             .enumerate()
@@ -64,7 +64,7 @@ impl TemplateName {
     }
 
     /// The image name under which a template in `storage` is known.
-    pub fn image_name(&self, storage: &str) -> String {
+    pub(super) fn image_name(&self, storage: &str) -> String {
         format!("{REGISTRY}/{storage}/{}:{}", self.name, self.version)
     }
 }

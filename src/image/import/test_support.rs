@@ -102,7 +102,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 impl OciLayoutBuilder {
-    pub fn new(dir: PathBuf) -> Self {
+    pub(super) fn new(dir: PathBuf) -> Self {
         std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
         OciLayoutBuilder {
             dir,
@@ -117,7 +117,7 @@ impl OciLayoutBuilder {
     }
 
     /// Writes the blobs of a one-layer (gzip) image for `arch`, unlisted.
-    pub fn image(&mut self, tar: &[u8], arch: &str) -> BuiltImage {
+    pub(super) fn image(&mut self, tar: &[u8], arch: &str) -> BuiltImage {
         let layer_bytes = super::test_support::compress(tar, Codec::Gzip);
         let layer = self.blob(&layer_bytes);
         let diff_id = Digest::of(tar).to_string();
@@ -163,14 +163,14 @@ impl OciLayoutBuilder {
     }
 
     /// An image for this host, listed in index.json.
-    pub fn add_image(&mut self, tar: &[u8], ref_name: Option<&str>) -> BuiltImage {
+    pub(super) fn add_image(&mut self, tar: &[u8], ref_name: Option<&str>) -> BuiltImage {
         let image = self.image(tar, &Platform::host().architecture);
         self.list(OCI_MANIFEST, &image.manifest, image.manifest_size, ref_name);
         image
     }
 
     /// A multi-platform image: a nested index over `(arch, image)` pairs.
-    pub fn add_platforms(&mut self, images: &[(&str, &BuiltImage)], ref_name: Option<&str>) {
+    pub(super) fn add_platforms(&mut self, images: &[(&str, &BuiltImage)], ref_name: Option<&str>) {
         let manifests: Vec<_> = images
             .iter()
             .map(|(arch, image)| {
@@ -192,7 +192,7 @@ impl OciLayoutBuilder {
         self.list(OCI_INDEX, &digest, index.len(), ref_name);
     }
 
-    pub fn finish(self) {
+    pub(super) fn finish(self) {
         std::fs::write(
             self.dir.join("oci-layout"),
             br#"{"imageLayoutVersion":"1.0.0"}"#,

@@ -27,7 +27,7 @@ use crate::snapshot::Snapshots;
 /// Media type of an uncompressed OCI layer.
 const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 /// Label recording which file an image was made from.
-pub const SOURCE_LABEL: &str = "io.pvecri.source";
+pub(crate) const SOURCE_LABEL: &str = "io.pvecri.source";
 /// System containers boot their init, as `pct start` would.
 const INIT: &str = "/sbin/init";
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -16,7 +16,7 @@ use crate::image::reference::{Reference, DEFAULT_REGISTRY};
 const DOCKER_HUB_HOST: &str = "registry-1.docker.io";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// `host[:port]` the requests go to.
     pub host: String,
     /// Repository path on that host.
@@ -36,7 +36,10 @@ impl fmt::Display for Endpoint {
 
 /// The endpoints to try for `reference`, in order. Never empty: without a
 /// usable mirror the registry itself is tried even if fallback is off.
-pub fn resolve_endpoints(settings: &RegistrySettings, reference: &Reference) -> Vec<Endpoint> {
+pub(crate) fn resolve_endpoints(
+    settings: &RegistrySettings,
+    reference: &Reference,
+) -> Vec<Endpoint> {
     let mut endpoints: Vec<Endpoint> = settings
         .mirrors
         .get(&reference.registry)
@@ -82,7 +85,7 @@ pub fn resolve_endpoints(settings: &RegistrySettings, reference: &Reference) -> 
 /// mirror prefers the credential configured for the mirror host itself
 /// (which the request cannot know about) and otherwise gets the request's,
 /// as containerd does for pull-through mirrors.
-pub fn credential_for(
+pub(crate) fn credential_for(
     settings: &RegistrySettings,
     reference: &Reference,
     endpoint: &Endpoint,

@@ -8,12 +8,12 @@ use super::manifest::{hint, ManifestError};
 use crate::image::content::ContentError;
 
 /// Boxed causes from the HTTP stack (oci-client errors, stream I/O errors).
-pub type Cause = Box<dyn StdError + Send + Sync>;
+pub(crate) type Cause = Box<dyn StdError + Send + Sync>;
 
 /// A failed pull. `reference` is the normalised image name, `endpoint` the
 /// URL of the registry or mirror the failure came from.
 #[derive(Debug, Error)]
-pub enum PullError {
+pub(crate) enum PullError {
     #[error("image {reference} not found at {endpoint}")]
     NotFound {
         reference: String,
@@ -124,7 +124,7 @@ impl PullError {
     /// The image (tag or digest) does not exist. With several endpoints,
     /// only when every one of them said so: a mirror that lacks an image
     /// while the registry is unreachable proves nothing.
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         match self {
             PullError::NotFound { .. } => true,
             PullError::AllEndpointsFailed { attempts, .. } => {
@@ -137,7 +137,7 @@ impl PullError {
     /// Credentials were missing or refused. With several endpoints, when
     /// some endpoint refused them and every other one lacked the image
     /// (mirrors that do not carry a private image are the usual case).
-    pub fn is_unauthorized(&self) -> bool {
+    pub(crate) fn is_unauthorized(&self) -> bool {
         match self {
             PullError::Unauthorized { .. } => true,
             PullError::AllEndpointsFailed { attempts, .. } => {
@@ -153,7 +153,7 @@ impl PullError {
     /// A manifest or config was bigger than its cap. With several
     /// endpoints, only when every one of them served too much: a mirror
     /// serving garbage proves nothing about the image.
-    pub fn is_too_large(&self) -> bool {
+    pub(crate) fn is_too_large(&self) -> bool {
         match self {
             PullError::TooLarge { .. } => true,
             PullError::AllEndpointsFailed { attempts, .. } => {
@@ -164,7 +164,7 @@ impl PullError {
     }
 
     /// Whether the failure was a stall (no data within the stall timeout).
-    pub fn is_stalled(&self) -> bool {
+    pub(crate) fn is_stalled(&self) -> bool {
         match self {
             PullError::Stalled { .. } => true,
             PullError::AllEndpointsFailed { attempts, .. } => {

@@ -48,7 +48,7 @@ const LAYER_MEDIA_TYPES: &[&str] = &[
 const CONFIG_MEDIA_TYPES: &[&str] = &[IMAGE_CONFIG_MEDIA_TYPE, IMAGE_DOCKER_CONFIG_MEDIA_TYPE];
 
 #[derive(Debug, Error)]
-pub enum ManifestError {
+pub(crate) enum ManifestError {
     #[error("manifest is not valid JSON")]
     Json(#[source] serde_json::Error),
     #[error(

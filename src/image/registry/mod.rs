@@ -13,11 +13,11 @@
 //! again. Stall detection bounds each wait, not the whole pull; manifests
 //! and configs have size caps ([`crate::image::limits`]).
 
-pub mod endpoint;
+pub(crate) mod endpoint;
 mod error;
 mod manifest;
 mod manifest_get;
-pub mod platform;
+pub(crate) mod platform;
 mod puller;
 mod settings;
 mod stall;
@@ -29,14 +29,13 @@ mod live_tests;
 #[cfg(test)]
 mod test_http;
 
-pub use error::{Cause, PullError};
-pub use manifest::ManifestError;
-pub use puller::Puller;
-pub use settings::{Credential, RegistrySettings};
+pub(crate) use error::PullError;
+pub(crate) use puller::Puller;
+pub(crate) use settings::{Credential, RegistrySettings};
 
 /// A pulled image whose blobs are all verified in the content store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PulledImage {
+pub(crate) struct PulledImage {
     /// Digest of the top-level manifest or index the tag pointed to (what
     /// containerd records as repo digest).
     pub repo_digest: String,
@@ -53,7 +52,7 @@ pub struct PulledImage {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layer {
+pub(crate) struct Layer {
     pub digest: String,
     pub media_type: String,
     pub size: u64,

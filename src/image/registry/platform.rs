@@ -8,7 +8,7 @@ use super::manifest::is_image_manifest;
 
 /// An OS/architecture/variant triple in Go's naming, as indexes use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
+pub(crate) struct Platform {
     pub os: String,
     pub architecture: String,
     pub variant: Option<String>,
@@ -16,7 +16,7 @@ pub struct Platform {
 
 impl Platform {
     /// The platform this binary runs on. Only linux is meaningful for LXC.
-    pub fn host() -> Platform {
+    pub(crate) fn host() -> Platform {
         let (architecture, variant) = match std::env::consts::ARCH {
             "x86_64" => ("amd64", None),
             "aarch64" => ("arm64", Some("v8")),
@@ -62,7 +62,7 @@ impl fmt::Display for Platform {
 
 /// The first image manifest in `entries` that runs on `want`, or the
 /// platforms the index does offer.
-pub fn select_manifest<'a>(
+pub(crate) fn select_manifest<'a>(
     entries: &'a [ImageIndexEntry],
     want: &Platform,
 ) -> Result<&'a ImageIndexEntry, Vec<String>> {

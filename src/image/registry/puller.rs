@@ -27,14 +27,14 @@ const USER_AGENT: &str = concat!("pvecri/", env!("CARGO_PKG_VERSION"));
 /// every pull builds its own oci-client per endpoint, because that
 /// client pins the first credential it sees for a registry host, and two
 /// pulls may carry different credentials for the same host.
-pub struct Puller {
+pub(crate) struct Puller {
     settings: RegistrySettings,
     content: Arc<ContentStore>,
     platform: Platform,
 }
 
 impl Puller {
-    pub fn new(settings: RegistrySettings, content: Arc<ContentStore>) -> Self {
+    pub(crate) fn new(settings: RegistrySettings, content: Arc<ContentStore>) -> Self {
         Puller {
             settings,
             content,
@@ -44,7 +44,7 @@ impl Puller {
 
     /// Pulls `reference` (by digest if it has one, else by tag), trying
     /// each endpoint in turn. `auth` is the request's credential.
-    pub async fn pull(
+    pub(crate) async fn pull(
         &self,
         reference: &Reference,
         auth: Option<Credential>,

@@ -6,7 +6,7 @@ use oci_client::secrets::RegistryAuth;
 
 /// How images are fetched: mirrors, plain-HTTP hosts, credentials, limits.
 #[derive(Debug, Clone)]
-pub struct RegistrySettings {
+pub(crate) struct RegistrySettings {
     /// registry host -> ordered list of mirror endpoints, each
     /// "host[:port][/path-prefix]" (an `http://` or `https://` prefix is
     /// accepted and forces the scheme)
@@ -38,7 +38,7 @@ impl Default for RegistrySettings {
 
 /// Registry credentials, from a pull request or the node's configuration.
 #[derive(Clone, PartialEq, Eq)]
-pub enum Credential {
+pub(crate) enum Credential {
     Basic {
         username: String,
         password: String,

@@ -12,16 +12,16 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-pub const LOCAL_REGISTRY: &str = "127.0.0.1:5000";
+pub(super) const LOCAL_REGISTRY: &str = "127.0.0.1:5000";
 
-pub struct Response {
+pub(super) struct Response {
     pub status: u16,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
 }
 
 /// One request with `Connection: close`; `None` if nothing answers.
-pub async fn request(
+pub(super) async fn request(
     addr: &str,
     method: &str,
     path: &str,
@@ -89,7 +89,7 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Whether the local test registry answers; tests skip loudly otherwise.
-pub async fn local_registry_up() -> bool {
+pub(super) async fn local_registry_up() -> bool {
     request(LOCAL_REGISTRY, "GET", "/v2/", &[], &[])
         .await
         .is_some_and(|r| r.status == 200)
@@ -97,7 +97,7 @@ pub async fn local_registry_up() -> bool {
 
 /// What the scripted server does for one request path.
 #[derive(Clone)]
-pub enum Reply {
+pub(super) enum Reply {
     Ok {
         content_type: &'static str,
         body: Vec<u8>,
@@ -129,7 +129,7 @@ pub enum Reply {
 
 /// Serves `routes` (path -> reply; unknown paths get 404) on an ephemeral
 /// loopback port until the test's runtime shuts down.
-pub async fn serve(routes: HashMap<String, Reply>) -> SocketAddr {
+pub(super) async fn serve(routes: HashMap<String, Reply>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let routes = Arc::new(routes);

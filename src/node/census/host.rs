@@ -8,14 +8,14 @@ use crate::cgroups::tree::{self, Hierarchy};
 
 /// A process as the census sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Process {
+pub(crate) struct Process {
     pub pid: i32,
     pub argv: Vec<String>,
 }
 
 /// Why a source of the census could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum HostError {
+pub(crate) enum HostError {
     #[error("cannot read {what}")]
     Read {
         what: &'static str,
@@ -31,7 +31,7 @@ pub enum HostError {
 }
 
 /// What the census reads from the node.
-pub trait Host {
+pub(crate) trait Host {
     /// The mounted cgroup hierarchies.
     fn hierarchies(&self) -> Result<Vec<Hierarchy>, HostError>;
     /// The text of `/proc/self/mountinfo`.
@@ -46,7 +46,7 @@ pub trait Host {
 }
 
 /// The machine the census runs on.
-pub struct RealHost;
+pub(crate) struct RealHost;
 
 impl Host for RealHost {
     fn hierarchies(&self) -> Result<Vec<Hierarchy>, HostError> {

@@ -17,18 +17,18 @@
 mod cgroups;
 mod dirs;
 mod helpers;
-pub mod host;
+pub(crate) mod host;
 mod links;
 mod mounts;
 mod nft;
-pub mod report;
-pub mod store;
+pub(crate) mod report;
+pub(crate) mod store;
 
 use std::collections::BTreeSet;
 
-pub use host::{Host, RealHost};
-pub use report::{Kind, Report, ScopeInfo, Section};
-pub use store::{StoreKeys, StoreView};
+pub(crate) use host::{Host, RealHost};
+pub(crate) use report::{Kind, Report, ScopeInfo, Section};
+pub(crate) use store::{StoreKeys, StoreView};
 
 use crate::config::Config;
 
@@ -42,7 +42,7 @@ pub(crate) fn is_id(name: &str) -> bool {
 
 /// What to count beyond the config's own dirs.
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Everything pvecri-shaped on the node.
     pub node: bool,
     /// Pod and container IDs to look for that the state may no longer name
@@ -52,7 +52,12 @@ pub struct Options {
 
 /// Counts what the daemon of `config` (or, with `node`, any pvecri) left
 /// on the node.
-pub fn take(config: &Config, options: &Options, host: &dyn Host, store: &StoreView) -> Report {
+pub(crate) fn take(
+    config: &Config,
+    options: &Options,
+    host: &dyn Host,
+    store: &StoreView,
+) -> Report {
     let node = options.node;
     let dirs = dirs::find(config);
     let mut ids: BTreeSet<String> = options.ids.clone();

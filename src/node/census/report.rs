@@ -15,7 +15,7 @@ use serde::Serialize;
 /// Every kind the census counts, in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A daemon holding the state directory's lock.
     Daemon,
     /// Live processes in the cgroups of pvecri's containers and monitors.
@@ -56,7 +56,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Daemon => "daemon",
             Kind::Processes => "processes",
@@ -81,7 +81,7 @@ impl Kind {
 
     /// Whether a non-zero count means something is left behind once the
     /// daemon is stopped with every pod removed.
-    pub fn live(self) -> bool {
+    pub(crate) fn live(self) -> bool {
         !matches!(
             self,
             Kind::StoreRecords | Kind::Ipam | Kind::Images | Kind::Layers | Kind::Blobs
@@ -91,7 +91,7 @@ impl Kind {
 
 /// One kind's findings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Section {
+pub(crate) struct Section {
     pub kind: Kind,
     pub live: bool,
     pub count: usize,
@@ -107,7 +107,7 @@ pub struct Section {
 
 impl Section {
     /// A section counting `items`.
-    pub fn of(kind: Kind, items: Vec<String>) -> Self {
+    pub(crate) fn of(kind: Kind, items: Vec<String>) -> Self {
         Self {
             kind,
             live: kind.live(),
@@ -119,7 +119,7 @@ impl Section {
     }
 
     /// A section with a count and no detail lines (image data).
-    pub fn counted(kind: Kind, count: usize) -> Self {
+    pub(crate) fn counted(kind: Kind, count: usize) -> Self {
         Self {
             count,
             ..Self::of(kind, Vec::new())
@@ -127,28 +127,28 @@ impl Section {
     }
 
     /// A section for a kind that could not be read.
-    pub fn failed(kind: Kind, error: impl Into<String>) -> Self {
+    pub(crate) fn failed(kind: Kind, error: impl Into<String>) -> Self {
         Self {
             error: Some(error.into()),
             ..Self::of(kind, Vec::new())
         }
     }
 
-    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+    pub(crate) fn with_note(mut self, note: impl Into<String>) -> Self {
         self.note = Some(note.into());
         self
     }
 
     /// Live and non-zero, or live and unreadable: with the daemon stopped,
     /// either means the node cannot be called clean.
-    pub fn is_leftover(&self) -> bool {
+    pub(crate) fn is_leftover(&self) -> bool {
         self.live && (self.count > 0 || self.error.is_some())
     }
 }
 
 /// What the census covered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ScopeInfo {
+pub(crate) struct ScopeInfo {
     pub state_dir: String,
     pub runtime_dir: String,
     pub bridge: String,
@@ -160,7 +160,7 @@ pub struct ScopeInfo {
 
 /// The whole census.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub scope: ScopeInfo,
     pub sections: Vec<Section>,
 }
@@ -169,26 +169,24 @@ pub struct Report {
 const TEXT_ITEMS: usize = 20;
 
 impl Report {
-    pub fn section(&self, kind: Kind) -> Option<&Section> {
+    #[cfg(test)]
+    pub(crate) fn section(&self, kind: Kind) -> Option<&Section> {
         self.sections.iter().find(|s| s.kind == kind)
     }
 
-    pub fn section_mut(&mut self, kind: Kind) -> Option<&mut Section> {
-        self.sections.iter_mut().find(|s| s.kind == kind)
-    }
-
     /// The count of `kind` (0 when not taken).
-    pub fn count(&self, kind: Kind) -> usize {
+    #[cfg(test)]
+    pub(crate) fn count(&self, kind: Kind) -> usize {
         self.section(kind).map_or(0, |s| s.count)
     }
 
     /// Sections that make a stopped node unclean.
-    pub fn leftovers(&self) -> Vec<&Section> {
+    pub(crate) fn leftovers(&self) -> Vec<&Section> {
         self.sections.iter().filter(|s| s.is_leftover()).collect()
     }
 
     /// One line per kind with its count, then the details of non-zero ones.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = String::new();
         let s = &self.scope;
         let _ = writeln!(

@@ -14,7 +14,7 @@ use crate::store::{ReadOnlyStore, StoreError};
 
 /// Record keys by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoreKeys {
+pub(crate) struct StoreKeys {
     pub pods: Vec<String>,
     pub containers: Vec<String>,
     pub images: Vec<String>,
@@ -34,7 +34,7 @@ impl StoreKeys {
 
 /// What is known of the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreView {
+pub(crate) enum StoreView {
     /// No store file: nothing was ever recorded here.
     Absent,
     /// Read from the file.
@@ -59,7 +59,7 @@ fn read_keys(store: &ReadOnlyStore) -> Result<StoreKeys, StoreError> {
 }
 
 /// Reads the store at `path` without changing it.
-pub fn read(path: &Path) -> StoreView {
+pub(crate) fn read(path: &Path) -> StoreView {
     if !path.exists() {
         return StoreView::Absent;
     }

@@ -47,7 +47,7 @@ fn selinux_label(id: &str, label: &str) -> Option<String> {
 }
 
 impl Runtime {
-    pub async fn create_container(
+    pub(crate) async fn create_container(
         &self,
         pod_id: &str,
         config: ContainerConfig,
@@ -135,7 +135,6 @@ impl Runtime {
             self.container_mounts(id, pod, &config, &rootfs, &run_dir, idmap.as_ref())?;
         let (host_pid, pid_ns) = self.pid_namespace(pod, &config)?;
         let plan = LxcPlan {
-            hostname,
             rootfs: rootfs.clone(),
             namespaces: SharedNamespaces {
                 net: pod.net_ns.as_ref().map(PathBuf::from),

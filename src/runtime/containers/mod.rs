@@ -20,7 +20,7 @@ use super::error::RuntimeError;
 use super::Runtime;
 use crate::container::run_dir::RunDir;
 
-pub use status::ContainerFilter;
+pub(crate) use status::ContainerFilter;
 
 impl Runtime {
     /// Where a user-namespace container's volumes are staged

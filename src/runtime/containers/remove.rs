@@ -11,7 +11,7 @@ use crate::runtime::{teardown, Runtime};
 
 impl Runtime {
     /// Removes the container and everything it left on disk. Idempotent.
-    pub async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
         let c = match self.container(id) {
             Ok(c) => c,
             Err(RuntimeError::NotFound { .. }) => return Ok(()),

@@ -11,7 +11,7 @@ use crate::runtime::Runtime;
 
 impl Runtime {
     /// Asks the monitor to reopen the log file (after the kubelet rotated it).
-    pub async fn reopen_container_log(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn reopen_container_log(&self, id: &str) -> Result<(), RuntimeError> {
         let c = self.container(id)?;
         if c.state != ContainerState::Running {
             return Err(RuntimeError::container_state(

@@ -14,7 +14,7 @@ use crate::runtime::{now_ns, Runtime};
 
 impl Runtime {
     /// Releases the container's init so it execs the workload.
-    pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
         let mut c = self.container(id)?;
         if c.state != ContainerState::Created {
             return Err(RuntimeError::container_state(

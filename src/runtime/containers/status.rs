@@ -10,7 +10,7 @@ use crate::runtime::pods::find_by_id;
 use crate::runtime::{teardown, Runtime};
 
 #[derive(Debug, Default)]
-pub struct ContainerFilter {
+pub(crate) struct ContainerFilter {
     pub id: String,
     pub pod_id: String,
     pub state: Option<ContainerState>,
@@ -20,7 +20,7 @@ pub struct ContainerFilter {
 impl Runtime {
     /// The container's record with its state brought up to date from the
     /// monitor's exit record.
-    pub fn container(&self, id: &str) -> Result<ContainerRecord, RuntimeError> {
+    pub(crate) fn container(&self, id: &str) -> Result<ContainerRecord, RuntimeError> {
         let all = self.store.list::<ContainerRecord>()?;
         let c = find_by_id(all, id, |c| &c.id).ok_or_else(|| RuntimeError::NotFound {
             what: "container",
@@ -57,7 +57,7 @@ impl Runtime {
         Ok(c)
     }
 
-    pub fn list_containers(
+    pub(crate) fn list_containers(
         &self,
         filter: &ContainerFilter,
     ) -> Result<Vec<ContainerRecord>, RuntimeError> {

@@ -14,7 +14,7 @@ use crate::runtime::{teardown, Runtime};
 impl Runtime {
     /// Stops a running container: the stop signal, then SIGKILL once
     /// `timeout` seconds have passed. Idempotent.
-    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), RuntimeError> {
+    pub(crate) async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), RuntimeError> {
         let c = match self.container(id) {
             Ok(c) => c,
             Err(RuntimeError::NotFound { .. }) => return Ok(()),

@@ -7,7 +7,7 @@ use crate::runtime::Runtime;
 
 impl Runtime {
     /// Applies new resources to the live cgroup and records them.
-    pub async fn update_container_resources(
+    pub(crate) async fn update_container_resources(
         &self,
         id: &str,
         resources: limits::Resources,

@@ -8,7 +8,7 @@ mod run;
 mod status;
 mod stop;
 
-pub use status::PodFilter;
+pub(crate) use status::PodFilter;
 
 /// Exact ID match, else a unique prefix (crictl accepts truncated IDs).
 pub(crate) fn find_by_id<T>(items: Vec<T>, id: &str, key: impl Fn(&T) -> &str) -> Option<T> {

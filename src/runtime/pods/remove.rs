@@ -11,7 +11,7 @@ use crate::runtime::Runtime;
 
 impl Runtime {
     /// Removes containers, namespaces, files and the record; idempotent.
-    pub async fn remove_pod(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn remove_pod(&self, id: &str) -> Result<(), RuntimeError> {
         let pod = match self.pod(id) {
             Ok(p) => p,
             Err(RuntimeError::NotFound { .. }) => return Ok(()),

@@ -105,7 +105,7 @@ impl PodPlan {
 }
 
 impl Runtime {
-    pub async fn run_pod(&self, config: PodConfig) -> Result<String, RuntimeError> {
+    pub(crate) async fn run_pod(&self, config: PodConfig) -> Result<String, RuntimeError> {
         if config.name.is_empty() {
             return Err(RuntimeError::Invalid {
                 field: "config.metadata.name",

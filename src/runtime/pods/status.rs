@@ -8,14 +8,14 @@ use super::find_by_id;
 
 /// Filters of ListPodSandbox; empty fields match everything.
 #[derive(Debug, Default)]
-pub struct PodFilter {
+pub(crate) struct PodFilter {
     pub id: String,
     pub state: Option<PodState>,
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Runtime {
-    pub fn pod(&self, id: &str) -> Result<PodRecord, RuntimeError> {
+    pub(crate) fn pod(&self, id: &str) -> Result<PodRecord, RuntimeError> {
         let pods = self.store.list::<PodRecord>()?;
         find_by_id(pods, id, |p| &p.id).ok_or_else(|| RuntimeError::NotFound {
             what: "pod sandbox",
@@ -37,7 +37,7 @@ impl Runtime {
         Ok(pod)
     }
 
-    pub fn list_pods(&self, filter: &PodFilter) -> Result<Vec<PodRecord>, RuntimeError> {
+    pub(crate) fn list_pods(&self, filter: &PodFilter) -> Result<Vec<PodRecord>, RuntimeError> {
         Ok(self
             .store
             .list::<PodRecord>()?

@@ -13,7 +13,7 @@ use crate::sandbox::ns;
 impl Runtime {
     /// Stops every container and releases the namespaces; keeps the record.
     /// A pod that does not exist is not an error (the kubelet retries).
-    pub async fn stop_pod(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn stop_pod(&self, id: &str) -> Result<(), RuntimeError> {
         let mut pod = match self.pod(id) {
             Ok(p) => p,
             Err(RuntimeError::NotFound { .. }) => return Ok(()),

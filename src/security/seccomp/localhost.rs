@@ -13,7 +13,7 @@ use crate::security::caps::has;
 /// Why a Localhost profile cannot be used; the message names the file and
 /// the field.
 #[derive(Debug, thiserror::Error)]
-pub enum ProfileError {
+pub(crate) enum ProfileError {
     #[error("seccomp profile {path}: {source}")]
     Read {
         path: String,
@@ -82,7 +82,7 @@ struct OciFilter {
 }
 
 /// Reads and validates a Localhost profile for a container holding `caps`.
-pub fn load_localhost(path: &Path, caps: u64) -> Result<Filter, ProfileError> {
+pub(crate) fn load_localhost(path: &Path, caps: u64) -> Result<Filter, ProfileError> {
     let p = path.display().to_string();
     let text = std::fs::read(path).map_err(|source| ProfileError::Read {
         path: p.clone(),

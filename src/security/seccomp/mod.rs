@@ -15,9 +15,9 @@ use caps::Capability;
 use super::caps::has;
 use default_list::{ALLOWED, BY_CAPABILITY, NEVER};
 
-pub use localhost::{load_localhost, ProfileError};
+pub(crate) use localhost::load_localhost;
 /// The filter as pvecri-init's spec.json carries it.
-pub use pvecri_spec::{Action, ArgCondition, CmpOp, Filter, Rule};
+pub(crate) use pvecri_spec::{Action, ArgCondition, CmpOp, Filter, Rule};
 
 const EPERM: u16 = libc::EPERM as u16;
 const ENOSYS: u16 = libc::ENOSYS as u16;
@@ -37,7 +37,7 @@ const PERSONALITIES: &[u64] = &[0x0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
 /// RuntimeDefault for a container holding `caps`: the allow list, the
 /// calls its capabilities unlock, argument rules for clone, clone3,
 /// personality and socket, and EPERM for every other syscall.
-pub fn runtime_default(caps: u64) -> Filter {
+pub(crate) fn runtime_default(caps: u64) -> Filter {
     let mut allowed: BTreeSet<&str> = ALLOWED.iter().flat_map(|g| g.iter().copied()).collect();
     // A name gated by two capabilities (bpf, syslog, perf_event_open) is
     // allowed when either is held.

@@ -33,12 +33,12 @@ use std::path::Path;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-pub use error::UnpackError;
+pub(crate) use error::UnpackError;
 use unpacker::Unpacker;
 
 /// What whiteout entries turn into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WhiteoutMode {
+pub(crate) enum WhiteoutMode {
     /// Unpack into an empty directory that becomes one overlayfs lower layer:
     /// `.wh.NAME` becomes a 0/0 character device NAME, `.wh..wh..opq` sets
     /// xattr `trusted.overlay.opaque=y` on its directory.
@@ -53,7 +53,7 @@ pub enum WhiteoutMode {
 
 /// What a finished unpack wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UnpackStats {
+pub(crate) struct UnpackStats {
     /// Tar entries processed, whiteouts included.
     pub entries: u64,
     /// Bytes of regular-file content written.
@@ -66,7 +66,7 @@ pub struct UnpackStats {
 /// Blocking; run it off the async threads. On error `dest` is left partially
 /// written and should be discarded. Ownership is applied only when running as
 /// root; device nodes and overlay whiteouts need root as well.
-pub fn unpack_layer(
+pub(crate) fn unpack_layer(
     blob: &Path,
     dest: &Path,
     mode: WhiteoutMode,

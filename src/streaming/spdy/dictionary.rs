@@ -86,7 +86,7 @@ const VALUES: &str = concat!(
 );
 
 /// The dictionary bytes, built once.
-pub static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
+pub(crate) static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
     let mut dict = Vec::with_capacity(1423);
     for name in NAMES {
         dict.extend_from_slice(&(name.len() as u32).to_be_bytes());

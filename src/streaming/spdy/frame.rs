@@ -10,10 +10,10 @@ use bytes::Bytes;
 use super::headers::{Compressor, Decompressor, Headers};
 use super::SpdyError;
 
-pub const VERSION: u16 = 3;
-pub const FLAG_FIN: u8 = 0x01;
+pub(crate) const VERSION: u16 = 3;
+pub(crate) const FLAG_FIN: u8 = 0x01;
 /// Largest payload a frame can carry (24-bit length).
-pub const MAX_LENGTH: usize = (1 << 24) - 1;
+pub(crate) const MAX_LENGTH: usize = (1 << 24) - 1;
 
 const SYN_STREAM: u16 = 1;
 const SYN_REPLY: u16 = 2;
@@ -25,9 +25,8 @@ const HEADERS: u16 = 8;
 const WINDOW_UPDATE: u16 = 9;
 
 /// RST_STREAM status codes used here.
-pub const RST_PROTOCOL_ERROR: u32 = 1;
+pub(crate) const RST_PROTOCOL_ERROR: u32 = 1;
 pub const RST_REFUSED_STREAM: u32 = 3;
-pub const RST_CANCEL: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -285,6 +284,9 @@ pub fn encode(frame: &Frame, deflate: &mut Compressor, out: &mut Vec<u8>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RST_STREAM's CANCEL status, only sent by these tests.
+    const RST_CANCEL: u32 = 5;
 
     fn round_trip(frame: Frame) -> Vec<u8> {
         let mut out = Vec::new();

@@ -13,14 +13,14 @@ use super::SpdyError;
 
 /// Header names and values, names lowercase as SPDY/3 requires. Multiple
 /// values of one name travel NUL-separated in one value.
-pub type Headers = Vec<(String, String)>;
+pub(crate) type Headers = Vec<(String, String)>;
 
 /// Most header pairs and bytes a peer may send in one block.
 const MAX_PAIRS: u32 = 1000;
 const MAX_BLOCK: usize = 1 << 20;
 
 /// Looks a header up by name (ASCII case-insensitive).
-pub fn get<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+pub(crate) fn get<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -29,7 +29,7 @@ pub fn get<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
 
 /// The uncompressed block: pair count, then each name and value behind a
 /// 32-bit big-endian length.
-pub fn encode_block(headers: &Headers) -> Vec<u8> {
+pub(crate) fn encode_block(headers: &Headers) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
     for (name, value) in headers {
@@ -42,7 +42,7 @@ pub fn encode_block(headers: &Headers) -> Vec<u8> {
     out
 }
 
-pub fn decode_block(mut block: &[u8]) -> Result<Headers, SpdyError> {
+pub(crate) fn decode_block(mut block: &[u8]) -> Result<Headers, SpdyError> {
     fn take<'a>(block: &mut &'a [u8], n: usize) -> Result<&'a [u8], SpdyError> {
         if block.len() < n {
             return Err(SpdyError::Protocol("truncated header block"));

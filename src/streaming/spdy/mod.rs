@@ -4,12 +4,12 @@
 //! accepts the peer's streams ([`session`]). No maintained Rust SPDY crate
 //! exists; this is written against the SPDY/3.1 draft.
 
-pub mod dictionary;
-pub mod frame;
-pub mod headers;
-pub mod session;
+pub(crate) mod dictionary;
+pub(crate) mod frame;
+pub(crate) mod headers;
+pub(crate) mod session;
 
-pub use session::{Session, Stream, StreamWriter};
+pub(crate) use session::{Session, Stream, StreamWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpdyError {

@@ -54,7 +54,7 @@ enum Out {
 
 /// Sends frames on the session; cheap to clone.
 #[derive(Clone)]
-pub struct Sender {
+pub(crate) struct Sender {
     tx: mpsc::Sender<Out>,
     activity: Arc<Activity>,
 }
@@ -70,7 +70,7 @@ impl Sender {
 }
 
 /// A stream the peer opened.
-pub struct Stream {
+pub(crate) struct Stream {
     pub id: u32,
     pub headers: Headers,
     /// The peer's data; ends at its FIN, a reset or the connection's end.
@@ -79,14 +79,14 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         headers::get(&self.headers, name)
     }
 }
 
 /// This side of a stream.
 #[derive(Clone)]
-pub struct StreamWriter {
+pub(crate) struct StreamWriter {
     id: u32,
     sender: Sender,
     /// The stream's place under [`MAX_STREAMS`], shared with its data.
@@ -94,7 +94,7 @@ pub struct StreamWriter {
 }
 
 impl StreamWriter {
-    pub async fn write(&self, mut data: &[u8]) -> Result<(), SpdyError> {
+    pub(crate) async fn write(&self, mut data: &[u8]) -> Result<(), SpdyError> {
         while !data.is_empty() {
             let n = data.len().min(MAX_DATA);
             self.sender
@@ -110,7 +110,7 @@ impl StreamWriter {
     }
 
     /// Half-closes the stream: an empty DATA frame with FIN.
-    pub async fn close(&self) -> Result<(), SpdyError> {
+    pub(crate) async fn close(&self) -> Result<(), SpdyError> {
         self.sender
             .send(Frame::Data {
                 stream_id: self.id,
@@ -120,7 +120,7 @@ impl StreamWriter {
             .await
     }
 
-    pub async fn reset(&self, status: u32) -> Result<(), SpdyError> {
+    pub(crate) async fn reset(&self, status: u32) -> Result<(), SpdyError> {
         self.sender
             .send(Frame::RstStream {
                 stream_id: self.id,
@@ -130,7 +130,7 @@ impl StreamWriter {
     }
 }
 
-pub struct Session {
+pub(crate) struct Session {
     /// Streams as the peer opens them; ends when the connection does.
     pub incoming: mpsc::Receiver<Stream>,
     sender: Sender,
@@ -142,7 +142,7 @@ impl Session {
     /// Starts serving a connection that has just switched to SPDY/3.1. The
     /// session ends when the peer closes, on a protocol error, or after
     /// `idle_timeout` without traffic either way.
-    pub fn start<IO>(io: IO, idle_timeout: Duration) -> Self
+    pub(crate) fn start<IO>(io: IO, idle_timeout: Duration) -> Self
     where
         IO: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -177,18 +177,18 @@ impl Session {
 
     /// Resolves (`changed()` fails) once the peer has gone: closed, reset,
     /// idle past the timeout, or a protocol error.
-    pub fn gone(&self) -> watch::Receiver<()> {
+    pub(crate) fn gone(&self) -> watch::Receiver<()> {
         self.gone.clone()
     }
 
     /// Next stream the peer opens, or `None` once the connection is gone.
-    pub async fn accept(&mut self) -> Option<Stream> {
+    pub(crate) async fn accept(&mut self) -> Option<Stream> {
         self.incoming.recv().await
     }
 
     /// Says GOAWAY, flushes everything queued before it and closes the
     /// connection.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         let last = self.last_peer_stream.load(Ordering::Relaxed) as u32;
         let _ = self
             .sender
