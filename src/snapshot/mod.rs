@@ -19,6 +19,9 @@ mod overlay;
 pub mod unpack;
 mod usage;
 
+#[cfg(test)]
+mod test_support;
+
 pub use dir::DirSnapshotter;
 pub use error::SnapshotError;
 pub use overlay::OverlaySnapshotter;
