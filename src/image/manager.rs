@@ -455,3 +455,382 @@ fn import_error(image: &str, err: &super::import::ImportError) -> ImageError {
         message: crate::errors::chain(err),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::image::content::Digest;
+    use crate::image::registry::RegistrySettings;
+    use crate::snapshot::BackendKind;
+
+    /// A manager over a real store, content store and (mount-free) dir
+    /// backend in a temp dir; its puller never gets to run.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        manager: Arc<ImageManager>,
+        store: Arc<Store>,
+        content: Arc<ContentStore>,
+        snapshots: Arc<Snapshots>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+        let content = Arc::new(ContentStore::new(dir.path().join("content")).unwrap());
+        let snapshots = Arc::new(Snapshots::open(dir.path(), BackendKind::Dir).unwrap());
+        let puller = Puller::new(RegistrySettings::default(), content.clone());
+        let manager = ImageManager::new(store.clone(), content.clone(), snapshots.clone(), puller);
+        Fixture {
+            _dir: dir,
+            manager,
+            store,
+            content,
+            snapshots,
+        }
+    }
+
+    /// An uncompressed layer holding one file.
+    fn layer(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// Stores an image made of `tars` (lowest first) the way a pull leaves
+    /// one: blobs in the content store, layers committed, a record named
+    /// `name` (a full `registry/repo:tag`) with a repo digest.
+    async fn add_image(f: &Fixture, name: &str, tars: &[&[u8]]) -> ImageRecord {
+        let diff_ids: Vec<String> = tars.iter().map(|t| Digest::of(t).to_string()).collect();
+        let chain = chain_ids(&diff_ids);
+        let mut layers = Vec::new();
+        for (i, tar) in tars.iter().enumerate() {
+            // Uncompressed: the blob digest is the diff ID.
+            let digest = diff_ids[i].clone();
+            let blob = f.content.ingest_bytes(&digest, tar).await.unwrap();
+            let parent = i.checked_sub(1).map(|p| chain[p].as_str());
+            f.snapshots.commit_layer(&chain[i], parent, &blob).unwrap();
+            layers.push(LayerRecord {
+                digest,
+                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+                size: tar.len() as u64,
+            });
+        }
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap();
+        let id = Digest::of(&config).to_string();
+        f.content.ingest_bytes(&id, &config).await.unwrap();
+        let manifest = serde_json::to_vec(&json!({"schemaVersion": 2, "config": id})).unwrap();
+        let manifest_digest = Digest::of(&manifest).to_string();
+        f.content
+            .ingest_bytes(&manifest_digest, &manifest)
+            .await
+            .unwrap();
+        let reference = Reference::parse(name).unwrap();
+        let record = ImageRecord {
+            id: id.clone(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            size: (config.len() + tars.iter().map(|t| t.len()).sum::<usize>()) as u64,
+            layers,
+            chain_ids: chain,
+            run_config: Default::default(),
+            manifest_digest: manifest_digest.clone(),
+            pinned: false,
+            source: None,
+        };
+        f.manager
+            .add_names(record, &reference, &manifest_digest)
+            .await
+            .unwrap();
+        f.store.get::<ImageRecord>(&id).unwrap().unwrap()
+    }
+
+    /// Every blob an image's record refers to.
+    fn blobs_of(image: &ImageRecord) -> Vec<String> {
+        let mut blobs = vec![image.id.clone(), image.manifest_digest.clone()];
+        blobs.extend(image.layers.iter().map(|l| l.digest.clone()));
+        blobs
+    }
+
+    fn layer_files(f: &Fixture, chain_id: &str) -> Vec<String> {
+        let hex = chain_id.trim_start_matches("sha256:");
+        let fs = f.snapshots.layers_root().join(hex).join("fs");
+        let mut names: Vec<String> = std::fs::read_dir(fs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn removing_an_image_keeps_what_another_image_shares() {
+        let f = fixture();
+        let base = layer("base", b"shared");
+        let app = layer("app", b"app");
+        let web = layer("web", b"web");
+        let a = add_image(&f, "docker.io/library/app:1", &[&base, &app]).await;
+        let w = add_image(&f, "docker.io/library/web:1", &[&base, &web]).await;
+        assert_eq!(a.chain_ids[0], w.chain_ids[0]);
+        assert_eq!(f.snapshots.layers().unwrap().len(), 3);
+
+        f.manager
+            .remove("docker.io/library/app:1", &HashSet::new())
+            .await
+            .unwrap();
+        assert!(f.manager.status(&a.id).unwrap().is_none());
+        // The shared base stays, as a layer and as a blob; app's own go.
+        let mut layers = w.chain_ids.clone();
+        layers.sort();
+        assert_eq!(f.snapshots.layers().unwrap(), layers);
+        let mut blobs = blobs_of(&w);
+        blobs.sort();
+        assert_eq!(f.content.list().unwrap(), blobs);
+        assert_eq!(layer_files(&f, &w.chain_ids[1]), ["base", "web"]);
+
+        f.manager.remove(&w.id, &HashSet::new()).await.unwrap();
+        assert!(f.manager.list(None).unwrap().is_empty());
+        assert!(f.snapshots.layers().unwrap().is_empty());
+        assert!(f.content.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn layers_a_container_uses_survive_their_image() {
+        let f = fixture();
+        let base = layer("base", b"b");
+        let top = layer("top", b"t");
+        let image = add_image(&f, "docker.io/library/app:1", &[&base, &top]).await;
+        let in_use = HashSet::from([image.chain_ids[1].clone()]);
+        f.manager.remove(&image.id, &in_use).await.unwrap();
+        // The container's top layer is kept whole (the dir backend's
+        // layers are full trees); everything else is unused now.
+        assert_eq!(f.snapshots.layers().unwrap(), [image.chain_ids[1].clone()]);
+        assert_eq!(layer_files(&f, &image.chain_ids[1]), ["base", "top"]);
+        assert!(f.content.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn blobs_named_by_a_repo_digest_are_kept_and_strays_removed() {
+        let f = fixture();
+        let one = layer("one", b"1");
+        let two = layer("two", b"2");
+        let keep = add_image(&f, "docker.io/library/keep:1", &[&one]).await;
+        let gone = add_image(&f, "docker.io/library/gone:1", &[&two]).await;
+        // A multi-platform index is what a repo digest names: not in the
+        // record otherwise, but needed to answer for that name.
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        let index_digest = Digest::of(index).to_string();
+        f.content.ingest_bytes(&index_digest, index).await.unwrap();
+        let mut record = keep.clone();
+        record.repo_digests = vec![format!("docker.io/library/keep@{index_digest}")];
+        f.store.put(&record).unwrap();
+        // A blob nothing names, as an interrupted pull leaves.
+        let stray = b"stray";
+        f.content
+            .ingest_bytes(&Digest::of(stray).to_string(), stray)
+            .await
+            .unwrap();
+
+        f.manager.remove(&gone.id, &HashSet::new()).await.unwrap();
+        let mut expected = blobs_of(&keep);
+        expected.push(index_digest);
+        expected.sort();
+        assert_eq!(f.content.list().unwrap(), expected);
+        assert_eq!(f.snapshots.layers().unwrap(), keep.chain_ids);
+    }
+
+    #[tokio::test]
+    async fn removing_an_unknown_image_is_not_an_error_and_removes_nothing() {
+        let f = fixture();
+        let one = layer("one", b"1");
+        let image = add_image(&f, "docker.io/library/app:1", &[&one]).await;
+        // A stray layer is collected only when an image is removed.
+        let stray = layer("stray", b"s");
+        let blob = f
+            .content
+            .ingest_bytes(&Digest::of(&stray).to_string(), &stray)
+            .await
+            .unwrap();
+        let stray_chain = Digest::of(b"stray chain").to_string();
+        f.snapshots.commit_layer(&stray_chain, None, &blob).unwrap();
+
+        for unknown in [
+            "docker.io/library/app:2",
+            "nothere",
+            &format!("sha256:{}", "0".repeat(64)),
+        ] {
+            f.manager.remove(unknown, &HashSet::new()).await.unwrap();
+        }
+        assert_eq!(f.manager.list(None).unwrap(), std::slice::from_ref(&image));
+        assert!(f.snapshots.has_layer(&stray_chain));
+        assert_eq!(f.content.list().unwrap().len(), blobs_of(&image).len() + 1);
+
+        // Removing twice: the second time is an unknown image.
+        f.manager.remove(&image.id, &HashSet::new()).await.unwrap();
+        f.manager.remove(&image.id, &HashSet::new()).await.unwrap();
+        assert!(f.snapshots.layers().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_moved_tag_leaves_the_old_image_and_its_layers() {
+        let f = fixture();
+        let v1 = layer("v", b"1");
+        let v2 = layer("v", b"2");
+        let old = add_image(&f, "docker.io/library/app:latest", &[&v1]).await;
+        let new = add_image(&f, "docker.io/library/app:latest", &[&v2]).await;
+        let old = f.store.get::<ImageRecord>(&old.id).unwrap().unwrap();
+        assert!(old.repo_tags.is_empty(), "{old:?}");
+        assert_eq!(new.repo_tags, ["docker.io/library/app:latest"]);
+        // Short and full names both find the new image.
+        assert_eq!(f.manager.status("app").unwrap().unwrap().id, new.id);
+        assert_eq!(
+            f.manager
+                .status("docker.io/library/app:latest")
+                .unwrap()
+                .unwrap()
+                .id,
+            new.id
+        );
+        // The untagged old image is still there, by ID and by digest.
+        assert_eq!(f.manager.status(&old.id).unwrap().unwrap().id, old.id);
+        assert_eq!(
+            f.manager.status(&old.repo_digests[0]).unwrap().unwrap().id,
+            old.id
+        );
+
+        f.manager.remove("app", &HashSet::new()).await.unwrap();
+        assert_eq!(f.manager.list(None).unwrap(), std::slice::from_ref(&old));
+        assert_eq!(f.snapshots.layers().unwrap(), old.chain_ids);
+    }
+
+    #[tokio::test]
+    async fn pulling_an_image_again_merges_its_names() {
+        let f = fixture();
+        let one = layer("one", b"1");
+        let first = add_image(&f, "docker.io/library/app:1", &[&one]).await;
+        let again = add_image(&f, "docker.io/library/app:stable", &[&one]).await;
+        assert_eq!(first.id, again.id);
+        assert_eq!(
+            again.repo_tags,
+            ["docker.io/library/app:1", "docker.io/library/app:stable"]
+        );
+        // The same repo digest is recorded once.
+        assert_eq!(again.repo_digests.len(), 1);
+        assert_eq!(f.manager.list(None).unwrap().len(), 1);
+        assert_eq!(f.manager.list(Some("")).unwrap().len(), 1);
+        assert_eq!(
+            f.manager.list(Some("app:stable")).unwrap(),
+            std::slice::from_ref(&again)
+        );
+        assert!(f.manager.list(Some("app:2")).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_local_name_moves_to_the_newest_import() {
+        let f = fixture();
+        let one = layer("one", b"1");
+        let two = layer("two", b"2");
+        let first = add_image(&f, "docker.io/library/a:1", &[&one]).await;
+        let second = add_image(&f, "docker.io/library/b:1", &[&two]).await;
+        let name = "pve-template:debian-12";
+        f.manager.add_local(first.clone(), name).await.unwrap();
+        f.manager.add_local(second.clone(), name).await.unwrap();
+        let first = f.store.get::<ImageRecord>(&first.id).unwrap().unwrap();
+        let second = f.store.get::<ImageRecord>(&second.id).unwrap().unwrap();
+        assert_eq!(first.repo_tags, ["docker.io/library/a:1"]);
+        assert_eq!(second.repo_tags, ["docker.io/library/b:1", name]);
+        // Adding it again does not repeat the name.
+        f.manager.add_local(second.clone(), name).await.unwrap();
+        assert_eq!(
+            f.store
+                .get::<ImageRecord>(&second.id)
+                .unwrap()
+                .unwrap()
+                .repo_tags,
+            second.repo_tags
+        );
+    }
+
+    #[tokio::test]
+    async fn fs_usage_counts_layers_and_blobs_as_the_image_filesystem() {
+        let f = fixture();
+        let before = f.manager.fs_usage().await;
+        let big = layer("big", &vec![1u8; 256 * 1024]);
+        add_image(&f, "docker.io/library/big:1", &[&big]).await;
+        let after = f.manager.fs_usage().await;
+        // The tarball in the content store plus its unpacked file.
+        assert!(
+            after.images.bytes >= before.images.bytes + 2 * 256 * 1024,
+            "{:?} {:?}",
+            before.images,
+            after.images
+        );
+        assert_eq!(after.images_mountpoint, f.snapshots.layers_root());
+        assert_eq!(after.containers_mountpoint, f.snapshots.rootfs_root());
+        assert_eq!(after.containers, before.containers);
+        assert!(Path::new(&after.images_mountpoint).is_dir());
+    }
+
+    fn record(id_char: char, tags: &[&str]) -> ImageRecord {
+        ImageRecord {
+            id: format!("sha256:{}", id_char.to_string().repeat(64)),
+            repo_tags: tags.iter().map(|t| t.to_string()).collect(),
+            repo_digests: Vec::new(),
+            size: 0,
+            layers: Vec::new(),
+            chain_ids: Vec::new(),
+            run_config: Default::default(),
+            manifest_digest: String::new(),
+            pinned: false,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn images_resolve_by_id_prefix_tag_and_digest() {
+        let mut a = record('a', &["docker.io/library/busybox:latest"]);
+        a.id = format!("sha256:abcdef{}", "0".repeat(58));
+        let b = record('b', &["registry.local:5000/team/app:v2"]);
+        let mut c = record('c', &[]);
+        c.id = format!("sha256:abcdef{}", "1".repeat(58));
+        let digest = format!("sha256:{}", "d".repeat(64));
+        c.repo_digests = vec![format!("docker.io/library/busybox@{digest}")];
+        let images = [a.clone(), b.clone(), c.clone()];
+        let found = |q: &str| resolve(&images, q).map(|i| i.id.clone());
+
+        assert_eq!(found(&b.id), Some(b.id.clone()));
+        assert_eq!(
+            found(b.id.trim_start_matches("sha256:")),
+            Some(b.id.clone())
+        );
+        assert_eq!(found("bbbbbb"), Some(b.id.clone()));
+        assert_eq!(found("sha256:bbbbbbb"), Some(b.id.clone()));
+        // Too short to be an ID prefix, or shared by two images.
+        assert_eq!(found("bbbbb"), None);
+        assert_eq!(found("abcdef"), None);
+        assert_eq!(found("abcdef0"), Some(a.id.clone()));
+        assert_eq!(found("busybox"), Some(a.id.clone()));
+        assert_eq!(found("docker.io/busybox:latest"), Some(a.id.clone()));
+        assert_eq!(found("busybox:1"), None);
+        assert_eq!(found("registry.local:5000/team/app:v2"), Some(b.id.clone()));
+        assert_eq!(found(&format!("busybox@{digest}")), Some(c.id.clone()));
+        assert_eq!(found(&format!("other@{digest}")), None);
+        assert_eq!(found(""), None);
+        assert_eq!(found("Not A Reference"), None);
+    }
+}

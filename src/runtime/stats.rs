@@ -221,15 +221,9 @@ impl Runtime {
         }
         // Stall times do not add up: the pod's own cgroup has them, when
         // the kubelet gave it one (without a parent, pods share pvecri's).
-        if !pod.config.cgroup_parent.is_empty() {
-            let (container, _) = crate::cgroups::paths::container_paths(
-                self.config().cgroup_driver,
-                &pod.config.cgroup_parent,
-                "x",
-            );
-            if let Some((pod_cgroup, _)) = container.rsplit_once('/') {
-                cgroup.pressure = self.cgroup_reader.pressure(pod_cgroup);
-            }
+        if let Some(pod_cgroup) = pod_cgroup(self.config().cgroup_driver, &pod.config.cgroup_parent)
+        {
+            cgroup.pressure = self.cgroup_reader.pressure(&pod_cgroup);
         }
         let nano_cores = cgroup
             .cpu_usage_ns
@@ -262,17 +256,37 @@ impl Runtime {
         if !dir.exists() {
             return None;
         }
-        let mut cache = self
+        let usage = self
             .layer_usage
-            .entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        cache.retain(|_, (at, _)| at.elapsed() < LAYER_USAGE_TTL);
-        let usage = *cache
-            .entry(id.to_owned())
-            .or_insert_with(|| (Instant::now(), Usage::of(&dir)));
-        Some((usage.1, root))
+            .get_or_measure(id, Instant::now(), || Usage::of(&dir));
+        Some((usage, root))
     }
+}
+
+impl LayerUsageCache {
+    /// The usage of `id` measured less than [`LAYER_USAGE_TTL`] before
+    /// `now`, else `measure()`'s, kept from `now` on. Older entries of
+    /// every container are dropped on the way.
+    fn get_or_measure(&self, id: &str, now: Instant, measure: impl FnOnce() -> Usage) -> Usage {
+        let mut cache = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, (at, _)| now.saturating_duration_since(*at) < LAYER_USAGE_TTL);
+        cache
+            .entry(id.to_owned())
+            .or_insert_with(|| (now, measure()))
+            .1
+    }
+}
+
+/// The cgroup of a pod whose kubelet-given parent is `cgroup_parent`: the
+/// parent of its containers' cgroups. `None` without a parent.
+fn pod_cgroup(driver: crate::config::CgroupDriver, cgroup_parent: &str) -> Option<String> {
+    if cgroup_parent.is_empty() {
+        return None;
+    }
+    let (container, _) = crate::cgroups::paths::container_paths(driver, cgroup_parent, "x");
+    container
+        .rsplit_once('/')
+        .map(|(pod_cgroup, _)| pod_cgroup.to_owned())
 }
 
 async fn run_blocking<T: Send + 'static>(
@@ -281,4 +295,66 @@ async fn run_blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CgroupDriver;
+
+    fn usage(bytes: u64) -> Usage {
+        Usage { bytes, inodes: 1 }
+    }
+
+    #[test]
+    fn a_layer_is_measured_once_per_window() {
+        let cache = LayerUsageCache::default();
+        let t0 = Instant::now();
+        assert_eq!(cache.get_or_measure("c1", t0, || usage(1)), usage(1));
+        let just_before = t0 + LAYER_USAGE_TTL - Duration::from_millis(1);
+        let cached = cache.get_or_measure("c1", just_before, || panic!("measured again"));
+        assert_eq!(cached, usage(1));
+        // Each container has its own measurement.
+        assert_eq!(
+            cache.get_or_measure("c2", just_before, || usage(2)),
+            usage(2)
+        );
+        // Once the window is over, the layer is walked again.
+        let expired = t0 + LAYER_USAGE_TTL;
+        assert_eq!(cache.get_or_measure("c1", expired, || usage(3)), usage(3));
+        assert_eq!(cache.get_or_measure("c1", expired, || usage(4)), usage(3));
+    }
+
+    #[test]
+    fn expired_measurements_of_gone_containers_are_dropped() {
+        let cache = LayerUsageCache::default();
+        let t0 = Instant::now();
+        for id in ["a", "b", "c"] {
+            cache.get_or_measure(id, t0, || usage(1));
+        }
+        cache.get_or_measure("d", t0 + LAYER_USAGE_TTL, || usage(1));
+        let entries = cache.entries.lock().unwrap();
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["d"]);
+    }
+
+    #[test]
+    fn pod_pressure_comes_from_the_parent_of_its_containers() {
+        assert_eq!(pod_cgroup(CgroupDriver::Systemd, ""), None);
+        assert_eq!(pod_cgroup(CgroupDriver::Cgroupfs, ""), None);
+        assert_eq!(
+            pod_cgroup(CgroupDriver::Systemd, "kubepods-burstable-pod12.slice").as_deref(),
+            Some("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod12.slice")
+        );
+        assert_eq!(
+            pod_cgroup(CgroupDriver::Cgroupfs, "/kubepods/burstable/pod12/").as_deref(),
+            Some("kubepods/burstable/pod12")
+        );
+        // Where containers of a given parent actually go.
+        let (container, _) =
+            crate::cgroups::paths::container_paths(CgroupDriver::Cgroupfs, "/kubepods/pod1", "abc");
+        assert_eq!(
+            container.rsplit_once('/').map(|(p, _)| p.to_owned()),
+            pod_cgroup(CgroupDriver::Cgroupfs, "/kubepods/pod1")
+        );
+    }
 }

@@ -358,3 +358,196 @@ fn container_pty(init_pid: i32) -> std::io::Result<nix::pty::OpenptyResult> {
         slave: unsafe { OwnedFd::from_raw_fd(slave) },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn stdio(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> StreamStdio {
+        StreamStdio {
+            stdin,
+            stdout,
+            stderr,
+            tty,
+        }
+    }
+
+    fn invalid_field(result: Result<(), RuntimeError>) -> Option<&'static str> {
+        match result {
+            Err(RuntimeError::Invalid { field, .. }) => Some(field),
+            Err(other) => panic!("{other:?}"),
+            Ok(()) => None,
+        }
+    }
+
+    #[test]
+    fn streams_need_some_stdio_and_no_stderr_with_a_tty() {
+        assert_eq!(
+            invalid_field(stdio(false, false, false, false).validate()),
+            Some("stdin")
+        );
+        assert_eq!(
+            invalid_field(stdio(false, false, false, true).validate()),
+            Some("stdin")
+        );
+        assert_eq!(
+            invalid_field(stdio(true, true, true, true).validate()),
+            Some("stderr")
+        );
+        assert_eq!(
+            invalid_field(stdio(false, true, true, false).validate()),
+            None
+        );
+        assert_eq!(
+            invalid_field(stdio(true, true, false, true).validate()),
+            None
+        );
+        assert_eq!(
+            invalid_field(stdio(true, false, false, false).validate()),
+            None
+        );
+        assert_eq!(
+            invalid_field(stdio(false, false, true, false).validate()),
+            None
+        );
+    }
+
+    /// A real process in its own group, as `spawn_exec` starts the helper.
+    fn exec(script: &str) -> ExecProcess {
+        let child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pgid = child.id().unwrap() as i32;
+        ExecProcess {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            terminal: None,
+            child,
+            pgid,
+        }
+    }
+
+    #[tokio::test]
+    async fn exit_codes_and_signals_become_the_exec_exit_code() {
+        assert_eq!(exec("exit 0").wait().await.unwrap(), 0);
+        assert_eq!(exec("exit 42").wait().await.unwrap(), 42);
+        assert_eq!(exec("kill -TERM $$").wait().await.unwrap(), 128 + 15);
+    }
+
+    /// Whether `pid` is gone or a zombie nobody reaped yet.
+    fn dead(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[tokio::test]
+    async fn kill_ends_the_command_and_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let mut p = exec(&format!(
+            "sleep 600 & echo $! > {}.tmp && mv {0}.tmp {0}; wait",
+            pidfile.display()
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let grandchild: i32 = loop {
+            if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+                break pid.trim().parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "the command never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        p.kill();
+        assert_eq!(p.wait().await.unwrap(), 128 + 9);
+        while !dead(grandchild) {
+            assert!(Instant::now() < deadline, "pid {grandchild} outlived kill");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[test]
+    fn resize_sets_the_terminal_window_size() {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let terminal = Terminal(pty.master);
+        terminal.resize(132, 43);
+        let mut size = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: the slave fd is open for the whole call and TIOCGWINSZ
+        // writes one `winsize` into the valid pointer.
+        let ret = unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+        assert_eq!(ret, 0);
+        assert_eq!((size.ws_col, size.ws_row), (132, 43));
+    }
+
+    #[test]
+    fn no_container_pty_without_a_container_process() {
+        for pid in [0, -1] {
+            let err = container_pty(pid).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
+        }
+    }
+
+    #[tokio::test]
+    async fn port_forward_connects_on_the_hosts_loopback() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (client, accepted) = tokio::join!(connect_in_netns(None, port), listener.accept());
+        let mut client = client.unwrap();
+        let (mut server, _) = accepted.unwrap();
+        client.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+    }
+
+    #[test]
+    fn port_forward_falls_back_to_ipv6_loopback() {
+        let listener = match std::net::TcpListener::bind("[::1]:0") {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("skipping port_forward_falls_back_to_ipv6_loopback: no ::1 here: {e}");
+                return;
+            }
+        };
+        let port = listener.local_addr().unwrap().port();
+        // Nothing may listen on the same port on 127.0.0.1 for the test
+        // to mean anything.
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            eprintln!(
+                "skipping port_forward_falls_back_to_ipv6_loopback: port {port} taken on 127.0.0.1"
+            );
+            return;
+        }
+        let stream = connect_blocking(None, port).unwrap();
+        assert!(stream.peer_addr().unwrap().is_ipv6());
+    }
+
+    #[tokio::test]
+    async fn port_forward_errors_name_their_cause() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let err = connect_in_netns(None, port).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+
+        let missing = PathBuf::from("/nonexistent/pvecri-test-netns");
+        let err = connect_in_netns(Some(missing), port).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    }
+}

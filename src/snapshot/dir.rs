@@ -252,3 +252,287 @@ pub(crate) fn committed_ids(layers: &Path) -> Result<Vec<String>, SnapshotError>
     out.sort();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::snapshot::test_support::{chain_id, is_root, names, Layer};
+    use crate::snapshot::Usage;
+
+    fn open() -> (tempfile::TempDir, DirSnapshotter) {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = DirSnapshotter::open(tmp.path().join("snapshots/dir")).unwrap();
+        (tmp, s)
+    }
+
+    /// A base layer and a child that changes a file, deletes one and adds
+    /// one; returns their chain IDs.
+    fn two_layers(tmp: &Path, s: &DirSnapshotter) -> (String, String) {
+        let base = Layer::new()
+            .dir("etc")
+            .file("etc/os-release", b"ID=base\n")
+            .file("etc/doomed", b"x")
+            .dir("bin")
+            .file("bin/sh", b"#!")
+            .blob(tmp, "base.tar");
+        let child = Layer::new()
+            .file("etc/os-release", b"ID=child\n")
+            .whiteout("etc", "doomed")
+            .file("new", b"n")
+            .blob(tmp, "child.tar");
+        let (a, b) = (chain_id('a'), chain_id('b'));
+        s.commit_layer(&a, None, &base).unwrap();
+        s.commit_layer(&b, Some(&a), &child).unwrap();
+        (a, b)
+    }
+
+    fn read(path: PathBuf) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn open_makes_the_container_path_traversable_only() {
+        let (tmp, s) = open();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&tmp.path().join("snapshots")), 0o711);
+        assert_eq!(mode(&tmp.path().join("snapshots/dir")), 0o711);
+        assert_eq!(mode(s.rootfs_root()), 0o711);
+        assert_eq!(s.layers_root(), tmp.path().join("snapshots/dir/layers"));
+        assert!(s.layers().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_child_layer_is_a_full_tree_with_its_changes_applied() {
+        let (tmp, s) = open();
+        let (a, b) = two_layers(tmp.path(), &s);
+        assert!(s.has_layer(&a) && s.has_layer(&b));
+        assert_eq!(s.layers().unwrap(), [a.clone(), b.clone()]);
+
+        let fs_b = s.fs_of(&b).unwrap();
+        assert_eq!(read(fs_b.join("etc/os-release")), "ID=child\n");
+        assert!(!fs_b.join("etc/doomed").exists());
+        assert!(!fs_b.join("etc/.wh.doomed").exists());
+        assert_eq!(read(fs_b.join("bin/sh")), "#!");
+        assert_eq!(read(fs_b.join("new")), "n");
+
+        // The parent is copied, not shared: it keeps its own content.
+        let fs_a = s.fs_of(&a).unwrap();
+        assert_eq!(read(fs_a.join("etc/os-release")), "ID=base\n");
+        assert!(fs_a.join("etc/doomed").exists());
+        assert!(!fs_a.join("new").exists());
+        assert_eq!(
+            std::fs::metadata(&fs_a).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        // Only committed layers are left next to each other.
+        assert_eq!(names(s.layers_root()), ["a".repeat(64), "b".repeat(64)]);
+    }
+
+    #[test]
+    fn committing_an_existing_layer_changes_nothing() {
+        let (tmp, s) = open();
+        let (a, _) = two_layers(tmp.path(), &s);
+        std::fs::write(s.fs_of(&a).unwrap().join("marker"), b"kept").unwrap();
+        let other = Layer::new()
+            .file("other", b"o")
+            .blob(tmp.path(), "other.tar");
+        s.commit_layer(&a, None, &other).unwrap();
+        // Not even a corrupt blob is read for a committed layer.
+        std::fs::write(tmp.path().join("junk"), b"not a tarball").unwrap();
+        s.commit_layer(&a, None, &tmp.path().join("junk")).unwrap();
+        let fs_a = s.fs_of(&a).unwrap();
+        assert_eq!(read(fs_a.join("marker")), "kept");
+        assert!(!fs_a.join("other").exists());
+    }
+
+    #[test]
+    fn a_missing_parent_is_refused_and_leaves_nothing() {
+        let (tmp, s) = open();
+        let blob = Layer::new().file("f", b"f").blob(tmp.path(), "l.tar");
+        let err = s
+            .commit_layer(&chain_id('b'), Some(&chain_id('a')), &blob)
+            .unwrap_err();
+        assert!(
+            matches!(&err, SnapshotError::MissingParent { parent, .. } if *parent == chain_id('a')),
+            "{err:?}"
+        );
+        assert!(!s.has_layer(&chain_id('b')));
+        assert!(names(s.layers_root()).is_empty());
+    }
+
+    #[test]
+    fn a_failed_unpack_leaves_nothing() {
+        let (tmp, s) = open();
+        std::fs::write(tmp.path().join("junk"), vec![7u8; 4096]).unwrap();
+        let err = s
+            .commit_layer(&chain_id('a'), None, &tmp.path().join("junk"))
+            .unwrap_err();
+        assert!(matches!(err, SnapshotError::Unpack { .. }), "{err:?}");
+        assert!(!s.has_layer(&chain_id('a')));
+        assert!(s.layers().unwrap().is_empty());
+        assert!(names(s.layers_root()).is_empty());
+    }
+
+    #[test]
+    fn ids_that_are_not_safe_names_are_refused() {
+        let (tmp, s) = open();
+        let blob = Layer::new().file("f", b"f").blob(tmp.path(), "l.tar");
+        for bad in ["sha256:../../etc", "", &"A".repeat(64)] {
+            assert!(!s.has_layer(bad));
+            assert!(matches!(
+                s.commit_layer(bad, None, &blob),
+                Err(SnapshotError::BadId { .. })
+            ));
+            assert!(matches!(
+                s.remove_layer(bad),
+                Err(SnapshotError::BadId { .. })
+            ));
+        }
+        for bad in ["..", "a/b", ""] {
+            assert!(matches!(
+                s.prepare_rootfs(bad, None, None),
+                Err(SnapshotError::BadId { .. })
+            ));
+            assert!(matches!(
+                s.remove_rootfs(bad),
+                Err(SnapshotError::BadId { .. })
+            ));
+        }
+        assert!(names(s.layers_root()).is_empty());
+        assert!(names(s.rootfs_root()).is_empty());
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_are_ignored_then_cleared_on_open() {
+        let (tmp, s) = open();
+        let (a, _) = two_layers(tmp.path(), &s);
+        // A crash mid-unpack and one mid-removal, as `temporary` names them.
+        let hex = "c".repeat(64);
+        let unpacking = temporary(s.layers_root(), &hex);
+        std::fs::create_dir_all(unpacking.join("fs/etc")).unwrap();
+        std::fs::write(unpacking.join("fs/etc/half"), b"").unwrap();
+        let removing = temporary(s.layers_root(), &format!("del-{}", "a".repeat(64)));
+        std::fs::create_dir_all(removing.join("fs")).unwrap();
+
+        // Not layers, and they do not block committing the same layer.
+        assert!(!s.has_layer(&chain_id('c')));
+        assert_eq!(s.layers().unwrap().len(), 2);
+        let blob = Layer::new().file("f", b"f").blob(tmp.path(), "c.tar");
+        s.commit_layer(&chain_id('c'), None, &blob).unwrap();
+        assert!(s.has_layer(&chain_id('c')));
+        assert!(unpacking.exists());
+
+        let reopened = DirSnapshotter::open(tmp.path().join("snapshots/dir")).unwrap();
+        assert!(!unpacking.exists() && !removing.exists());
+        assert_eq!(
+            names(reopened.layers_root()),
+            ["a".repeat(64), "b".repeat(64), "c".repeat(64)]
+        );
+        assert!(reopened.has_layer(&a));
+    }
+
+    #[test]
+    fn removing_layers_is_idempotent() {
+        let (tmp, s) = open();
+        let (a, b) = two_layers(tmp.path(), &s);
+        s.remove_layer(&b).unwrap();
+        s.remove_layer(&b).unwrap();
+        s.remove_layer(&chain_id('f')).unwrap();
+        assert!(!s.has_layer(&b));
+        assert_eq!(s.layers().unwrap(), std::slice::from_ref(&a));
+        // The parent is a tree of its own, whole after its child is gone.
+        assert_eq!(read(s.fs_of(&a).unwrap().join("bin/sh")), "#!");
+        s.remove_layer(&a).unwrap();
+        assert!(names(s.layers_root()).is_empty());
+    }
+
+    #[test]
+    fn usage_of_layers_follows_commit_and_removal() {
+        let (tmp, s) = open();
+        let empty = Usage::of(s.layers_root());
+        let blob = Layer::new()
+            .file("big", &vec![1u8; 256 * 1024])
+            .blob(tmp.path(), "big.tar");
+        s.commit_layer(&chain_id('a'), None, &blob).unwrap();
+        let full = Usage::of(s.layers_root());
+        assert!(full.bytes >= empty.bytes + 256 * 1024, "{empty:?} {full:?}");
+        // layers, <hex>, fs, big
+        assert_eq!(full.inodes, empty.inodes + 3);
+        s.remove_layer(&chain_id('a')).unwrap();
+        // A directory keeps blocks it once grew to on some filesystems, so
+        // only the inodes are back exactly.
+        let after = Usage::of(s.layers_root());
+        assert_eq!(after.inodes, empty.inodes);
+        assert!(after.bytes < 256 * 1024, "{after:?}");
+    }
+
+    #[test]
+    fn a_root_filesystem_is_a_private_copy_of_its_top_layer() {
+        // Detaching mounts on the root filesystem (umount2) needs root.
+        if !is_root("a_root_filesystem_is_a_private_copy_of_its_top_layer") {
+            return;
+        }
+        let (tmp, s) = open();
+        let (a, b) = two_layers(tmp.path(), &s);
+        let rootfs = s.prepare_rootfs("c1", Some(&b), None).unwrap();
+        assert_eq!(rootfs, s.rootfs_root().join("c1/rootfs"));
+        assert_eq!(read(rootfs.join("etc/os-release")), "ID=child\n");
+        assert!(!rootfs.join("etc/doomed").exists());
+
+        // Writes stay in the container; layers going away do not touch it.
+        std::fs::write(rootfs.join("etc/os-release"), b"ID=mine\n").unwrap();
+        assert_eq!(
+            read(s.fs_of(&b).unwrap().join("etc/os-release")),
+            "ID=child\n"
+        );
+        s.remove_layer(&b).unwrap();
+        s.remove_layer(&a).unwrap();
+        assert_eq!(read(rootfs.join("bin/sh")), "#!");
+
+        // After a restart the existing copy is used as it is.
+        assert_eq!(s.mount_rootfs("c1", Some(&b)).unwrap(), rootfs);
+        assert_eq!(read(rootfs.join("etc/os-release")), "ID=mine\n");
+
+        s.remove_rootfs("c1").unwrap();
+        assert!(!s.rootfs_root().join("c1").exists());
+        s.remove_rootfs("c1").unwrap();
+        s.remove_rootfs("never-made").unwrap();
+    }
+
+    #[test]
+    fn preparing_again_starts_from_a_fresh_copy() {
+        if !is_root("preparing_again_starts_from_a_fresh_copy") {
+            return;
+        }
+        let (tmp, s) = open();
+        let (a, _) = two_layers(tmp.path(), &s);
+        let rootfs = s.prepare_rootfs("c1", Some(&a), None).unwrap();
+        std::fs::write(rootfs.join("stale"), b"").unwrap();
+        let again = s.prepare_rootfs("c1", Some(&a), None).unwrap();
+        assert_eq!(again, rootfs);
+        assert!(!rootfs.join("stale").exists());
+        assert!(rootfs.join("etc/doomed").exists());
+    }
+
+    #[test]
+    fn a_root_filesystem_without_layers_is_an_empty_directory() {
+        if !is_root("a_root_filesystem_without_layers_is_an_empty_directory") {
+            return;
+        }
+        let (_tmp, s) = open();
+        let rootfs = s.prepare_rootfs("bare", None, None).unwrap();
+        assert!(names(&rootfs).is_empty());
+        assert_eq!(
+            std::fs::metadata(&rootfs).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        // A root filesystem that vanished (a crash mid-removal) is remade.
+        std::fs::remove_dir(&rootfs).unwrap();
+        assert_eq!(s.mount_rootfs("bare", None).unwrap(), rootfs);
+        assert!(rootfs.is_dir());
+        let usage = Usage::of(s.rootfs_root());
+        assert_eq!(usage.inodes, 3); // containers, bare, rootfs
+    }
+}

@@ -19,6 +19,9 @@ mod overlay;
 pub(crate) mod unpack;
 mod usage;
 
+#[cfg(test)]
+mod test_support;
+
 pub(crate) use dir::DirSnapshotter;
 pub(crate) use error::SnapshotError;
 pub(crate) use overlay::OverlaySnapshotter;

@@ -26,3 +26,27 @@ pub(crate) fn find_by_id<T>(items: Vec<T>, id: &str, key: impl Fn(&T) -> &str) -
     }
     (prefixed.len() == 1).then(|| prefixed.pop()).flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::find_by_id;
+
+    fn find(ids: &[&'static str], id: &str) -> Option<&'static str> {
+        find_by_id(ids.to_vec(), id, |s| s)
+    }
+
+    #[test]
+    fn ids_match_exactly_or_by_a_unique_prefix() {
+        let ids = ["abc123", "abd456", "abc"];
+        assert_eq!(find(&ids, "abd456"), Some("abd456"));
+        assert_eq!(find(&ids, "abd"), Some("abd456"));
+        // An exact match wins over the prefixes it shares.
+        assert_eq!(find(&ids, "abc"), Some("abc"));
+        assert_eq!(find(&ids, "abc1"), Some("abc123"));
+        // Ambiguous, unknown or empty: nothing.
+        assert_eq!(find(&ids, "ab"), None);
+        assert_eq!(find(&ids, "x"), None);
+        assert_eq!(find(&ids, ""), None);
+        assert_eq!(find(&[], "abc"), None);
+    }
+}

@@ -201,14 +201,7 @@ impl Runtime {
         } else {
             config.hostname.clone()
         };
-        let mut kinds = Vec::new();
-        if config.network != NsMode::Node {
-            kinds.push(NsKind::Net);
-            kinds.push(NsKind::Uts);
-        }
-        if config.ipc != NsMode::Node {
-            kinds.push(NsKind::Ipc);
-        }
+        let kinds = own_namespaces(config);
         PodPlan {
             id: id.to_owned(),
             ns_dir: self.config.runtime_dir.join("ns").join(id),
@@ -245,6 +238,21 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// The namespaces a pod gets of its own (its PID namespace aside): the
+/// network with the UTS one unless it is on the node's network, and IPC
+/// unless it shares the node's.
+fn own_namespaces(config: &PodConfig) -> Vec<NsKind> {
+    let mut kinds = Vec::new();
+    if config.network != NsMode::Node {
+        kinds.push(NsKind::Net);
+        kinds.push(NsKind::Uts);
+    }
+    if config.ipc != NsMode::Node {
+        kinds.push(NsKind::Ipc);
+    }
+    kinds
 }
 
 /// The pod's files and namespaces, made off the async threads. What they
@@ -361,4 +369,204 @@ fn write_files(plan: &PodPlan) -> Result<(), RuntimeError> {
             .map_err(|e| RuntimeError::os("opening the pod files dir", id, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A plan under `dir`, whose `ns` dir exists as the runtime's does.
+    fn plan(dir: &Path, kinds: Vec<NsKind>) -> PodPlan {
+        std::fs::create_dir_all(dir.join("ns")).unwrap();
+        PodPlan {
+            id: "p1".to_owned(),
+            ns_dir: dir.join("ns/p1"),
+            files_dir: dir.join("sandboxes/p1"),
+            hostname: "web-0".to_owned(),
+            kinds,
+            sysctls: Vec::new(),
+            dns: None,
+            log_dir: String::new(),
+            shared_pid: false,
+            userns: None,
+            init: PathBuf::from("/nonexistent/pvecri-init"),
+        }
+    }
+
+    /// False, with a loud line, when a test that pins namespaces cannot
+    /// run here; in CI (`CI=true`), where tests run as root, it fails.
+    fn is_root(test: &str) -> bool {
+        if nix::unistd::geteuid().is_root() {
+            return true;
+        }
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test} needs root, and CI runs tests as root");
+        }
+        eprintln!("skipping {test}: needs root");
+        false
+    }
+
+    fn invalid_field(result: Result<impl std::fmt::Debug, RuntimeError>) -> &'static str {
+        match result {
+            Err(RuntimeError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pods_on_the_node_network_share_its_uts_namespace_too() {
+        let config = |network, ipc| PodConfig {
+            network,
+            ipc,
+            ..Default::default()
+        };
+        assert_eq!(
+            own_namespaces(&config(NsMode::Pod, NsMode::Pod)),
+            [NsKind::Net, NsKind::Uts, NsKind::Ipc]
+        );
+        assert_eq!(
+            own_namespaces(&config(NsMode::Node, NsMode::Pod)),
+            [NsKind::Ipc]
+        );
+        assert_eq!(
+            own_namespaces(&config(NsMode::Pod, NsMode::Node)),
+            [NsKind::Net, NsKind::Uts]
+        );
+        assert!(own_namespaces(&config(NsMode::Node, NsMode::Node)).is_empty());
+    }
+
+    #[test]
+    fn only_own_namespaces_get_a_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = plan(tmp.path(), vec![NsKind::Net, NsKind::Uts]);
+        assert_eq!(
+            p.ns_path(NsKind::Net, "net"),
+            Some(tmp.path().join("ns/p1/net").display().to_string())
+        );
+        assert_eq!(p.ns_path(NsKind::Ipc, "ipc"), None);
+    }
+
+    #[test]
+    fn bad_sysctls_and_hostnames_are_the_callers_fault() {
+        let hostname = crate::sandbox::hostname::InvalidHostname {
+            hostname: "-".into(),
+            reason: "test",
+        };
+        let err = pin_error("p1", PodNsError::Pin(ns::NsError::Hostname(hostname)));
+        assert_eq!(invalid_field(Err::<(), _>(err)), "config.linux.sysctls");
+        let other = ns::NsError::DirExists {
+            dir: PathBuf::from("/run/pvecri/ns/p1"),
+        };
+        match pin_error("p1", PodNsError::Pin(other)) {
+            RuntimeError::Os { op, id, .. } => {
+                assert_eq!((op, id.as_str()), ("pinning pod namespaces", "p1"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pod_files_and_log_directory_are_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = plan(tmp.path(), Vec::new());
+        p.log_dir = tmp.path().join("logs/p1").display().to_string();
+        p.dns = Some(DnsConfig {
+            servers: vec!["10.0.0.10".into()],
+            searches: vec!["svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        });
+        write_files(&p).unwrap();
+        let read = |name: &str| std::fs::read_to_string(p.files_dir.join(name)).unwrap();
+        assert_eq!(read("hostname"), "web-0\n");
+        assert!(read("hosts").contains("web-0"));
+        assert!(read("resolv.conf").contains("nameserver 10.0.0.10"));
+        assert!(Path::new(&p.log_dir).is_dir());
+    }
+
+    #[test]
+    fn bad_pod_files_are_invalid_requests() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = plan(tmp.path(), Vec::new());
+        p.hostname = "not a hostname".into();
+        assert_eq!(invalid_field(write_files(&p)), "config.hostname");
+        let mut p = plan(tmp.path(), Vec::new());
+        p.dns = Some(DnsConfig {
+            servers: vec!["10.0.0.10\nnameserver 6.6.6.6".into()],
+            searches: Vec::new(),
+            options: Vec::new(),
+        });
+        assert_eq!(invalid_field(write_files(&p)), "config.dns_config");
+        assert!(!p.files_dir.join("resolv.conf").exists());
+    }
+
+    #[test]
+    fn a_user_namespaced_pod_files_dir_is_traversable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = plan(tmp.path(), Vec::new());
+        let map = crate::sandbox::userns::IdMapping {
+            container_id: 0,
+            host_id: 100_000,
+            length: 65536,
+        };
+        p.userns = Some(crate::sandbox::userns::UserNamespace {
+            uids: map,
+            gids: map,
+        });
+        write_files(&p).unwrap();
+        let mode = std::fs::metadata(&p.files_dir)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o711);
+    }
+
+    #[test]
+    fn a_pod_on_the_node_namespaces_pins_nothing_and_undoes_its_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = plan(tmp.path(), Vec::new());
+        let (infra_pid, undo) = make_namespaces(&p).unwrap();
+        assert_eq!(infra_pid, 0);
+        assert!(p.files_dir.join("hostname").is_file());
+        assert!(!p.ns_dir.exists());
+        drop(undo);
+        assert!(!p.files_dir.exists());
+    }
+
+    #[test]
+    fn pinned_namespaces_are_the_pods_own_and_undone_together() {
+        if !is_root("pinned_namespaces_are_the_pods_own_and_undone_together") {
+            return;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let p = plan(tmp.path(), vec![NsKind::Net, NsKind::Uts, NsKind::Ipc]);
+        let (infra_pid, undo) = make_namespaces(&p).unwrap();
+        assert_eq!(infra_pid, 0);
+        for kind in ["net", "uts", "ipc"] {
+            let own = std::fs::metadata(format!("/proc/thread-self/ns/{kind}"))
+                .unwrap()
+                .ino();
+            let pinned = std::fs::metadata(p.ns_dir.join(kind)).unwrap().ino();
+            assert_ne!(own, pinned, "{kind}");
+        }
+        drop(undo);
+        assert!(!p.ns_dir.exists());
+        assert!(!p.files_dir.exists());
+    }
+
+    #[test]
+    fn a_refused_sysctl_undoes_the_pod_files() {
+        if !is_root("a_refused_sysctl_undoes_the_pod_files") {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = plan(tmp.path(), vec![NsKind::Net, NsKind::Uts]);
+        p.sysctls = vec![("net.ipv4.no_such_sysctl".into(), "1".into())];
+        let err = make_namespaces(&p).map(|(pid, _)| pid);
+        assert_eq!(invalid_field(err), "config.linux.sysctls");
+        assert!(!p.files_dir.exists());
+        assert!(!p.ns_dir.exists());
+    }
 }

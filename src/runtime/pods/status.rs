@@ -42,14 +42,101 @@ impl Runtime {
             .store
             .list::<PodRecord>()?
             .into_iter()
-            .filter(|p| filter.id.is_empty() || p.id.starts_with(&filter.id))
-            .filter(|p| filter.state.is_none_or(|s| p.state == s))
-            .filter(|p| {
-                filter
-                    .labels
-                    .iter()
-                    .all(|(k, v)| p.config.labels.get(k) == Some(v))
-            })
+            .filter(|p| filter.matches(p))
             .collect())
+    }
+}
+
+impl PodFilter {
+    /// Whether `p` passes every filter that is set: an ID prefix, a state,
+    /// labels (all of them, with equal values).
+    fn matches(&self, p: &PodRecord) -> bool {
+        (self.id.is_empty() || p.id.starts_with(&self.id))
+            && self.state.is_none_or(|s| p.state == s)
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| p.config.labels.get(k) == Some(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::PodConfig;
+
+    fn pod(id: &str, state: PodState, labels: &[(&str, &str)]) -> PodRecord {
+        PodRecord {
+            id: id.to_owned(),
+            config: PodConfig {
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            },
+            state,
+            created_at_ns: 0,
+            ns_dir: String::new(),
+            net_ns: None,
+            ipc_ns: None,
+            uts_ns: None,
+            files_dir: String::new(),
+            ips: Vec::new(),
+            pid_ns: None,
+            infra_pid: 0,
+            infra_start_time: 0,
+            user_ns: None,
+        }
+    }
+
+    fn matching(filter: &PodFilter, pods: &[PodRecord]) -> Vec<String> {
+        pods.iter()
+            .filter(|p| filter.matches(p))
+            .map(|p| p.id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn list_filters_combine() {
+        let pods = [
+            pod(
+                "aa11",
+                PodState::Ready,
+                &[("app", "web"), ("tier", "front")],
+            ),
+            pod("aa22", PodState::NotReady, &[("app", "web")]),
+            pod("bb33", PodState::Ready, &[("app", "db")]),
+        ];
+        assert_eq!(
+            matching(&PodFilter::default(), &pods),
+            ["aa11", "aa22", "bb33"]
+        );
+        let by_id = PodFilter {
+            id: "aa".into(),
+            ..Default::default()
+        };
+        assert_eq!(matching(&by_id, &pods), ["aa11", "aa22"]);
+        let ready = PodFilter {
+            state: Some(PodState::Ready),
+            ..Default::default()
+        };
+        assert_eq!(matching(&ready, &pods), ["aa11", "bb33"]);
+        let web_ready = PodFilter {
+            id: "aa".into(),
+            state: Some(PodState::Ready),
+            labels: [("app".to_owned(), "web".to_owned())].into(),
+        };
+        assert_eq!(matching(&web_ready, &pods), ["aa11"]);
+        // Every label must be there with the same value.
+        let both = PodFilter {
+            labels: [
+                ("app".to_owned(), "web".to_owned()),
+                ("tier".to_owned(), "back".to_owned()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        assert!(matching(&both, &pods).is_empty());
     }
 }
