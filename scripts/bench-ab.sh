@@ -7,8 +7,9 @@
 # Starts one daemon per binary, each on its own temporary state and run dir
 # and its own bridge (pvt-ab-a 10.78.92.0/24, pvt-ab-b 10.78.93.0/24, never
 # forwarded past the bridge; images through the fixture registry's mirrors),
-# then runs pvecri-bench against them in alternating rounds (A, B, A, B,
-# ...) so that a change in the machine's load hits both alike. Prints each
+# then runs pvecri-bench against them in rounds (A then B, B then A, ...)
+# so that a change in the machine's load, or a cost of going first or
+# second, hits both alike. Prints each
 # round's figures and, per call, the median over the rounds of each side's
 # p50 and the ratio B/A.
 #
@@ -67,7 +68,11 @@ start a "$1" pvt-ab-a 10.78.92.0/24
 start b "$2" pvt-ab-b 10.78.93.0/24
 
 for round in $(seq "$ROUNDS"); do
-    for side in a b; do
+    # A then B in odd rounds, B then A in even ones: whatever the first or
+    # second run of a round pays, both sides pay it equally often.
+    order="a b"
+    [ $((round % 2)) -eq 0 ] && order="b a"
+    for side in $order; do
         "$BENCH" --endpoint "$D/$side/run/pvecri.sock" --label "$side" --iterations "$ITER" \
             --log-dir "$D/$side/logs" > "$D/$side/round$round.out" \
             || { cat "$D/$side/round$round.out" "$D/$side/daemon.log" >&2; die "pvecri-bench failed on $side"; }
