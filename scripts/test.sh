@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test.sh: command two of the README, and all that CI runs. Installs what is
 # missing, then: formatting, clippy, cargo-deny, unit and root integration
-# tests, and the critest conformance run against a live daemon with the
-# checked-in expected-failures list (tests/critest/expected-failures.txt).
+# tests, the critest conformance run against a live daemon with the
+# checked-in expected-failures list (tests/critest/expected-failures.txt),
+# and the VM stage (cgroup2-only, AppArmor enforcing).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,6 +37,13 @@ cargo test --locked --workspace
 
 step "critest conformance"
 PVECRI_CRITEST=1 cargo test --locked --test critest -- --nocapture
+
+# What this machine's kernel lacks, on a Proxmox-like node: Debian's own
+# kernel under qemu (software emulation) with only cgroup2 mounted and
+# AppArmor enforcing (docs/testing.md "The VM stage"). Its daemons live
+# and die inside the VM.
+step "VM stage: cgroup2-only and AppArmor (scripts/node-vm.sh)"
+scripts/node-vm.sh test cgroup2 apparmor
 
 # Last: nothing any test's daemon made may outlive it. Every daemon of
 # the run is stopped by now, so the whole node must hold no pvecri

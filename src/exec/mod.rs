@@ -75,9 +75,8 @@ impl ExecHelperArgs {
 }
 
 pub(crate) fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
-    // Read here only to fail early with a clear message; pvecri-init
-    // applies it.
-    let _spec: ProcessSpec = serde_json::from_slice(
+    // Read here to fail early with a clear message; pvecri-init applies it.
+    let spec: ProcessSpec = serde_json::from_slice(
         &std::fs::read(&args.spec)
             .with_context(|| format!("cannot read {}", args.spec.display()))?,
     )
@@ -99,6 +98,10 @@ pub(crate) fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
         stdin: 0,
         stdout: 1,
         stderr: 2,
+        // With an AppArmor profile in the spec pvecri-init sets the label;
+        // liblxc's copy of the init's label would forbid that. Without
+        // one, liblxc's (the init's label, or an SELinux context) stays.
+        lsm_exec: spec.apparmor_profile.is_none(),
     };
     let confined = confine::wrap(&args.init, &args.spec, &args.argv)?;
     let pid = container.attach_command(&opts, &confined.argv)?;

@@ -19,6 +19,11 @@ pub(crate) struct AttachOptions {
     pub stdin: RawFd,
     pub stdout: RawFd,
     pub stderr: RawFd,
+    /// Let liblxc give the attached process the container init's LSM label
+    /// at its exec (`LXC_ATTACH_LSM_EXEC`). Off when the process applies
+    /// its own label: once under the init's AppArmor profile it may no
+    /// longer choose one (the kernel refuses the write to `attr/exec`).
+    pub lsm_exec: bool,
 }
 
 /// The C strings and arrays an attach call points into; they must outlive it.
@@ -71,8 +76,7 @@ impl Prepared {
             // workload's bounding set, leaving pvecri-init's exec mode
             // without the CAP_SETPCAP/CAP_SYS_ADMIN it needs to apply the
             // same confinement (capabilities and seccomp) itself.
-            attach_flags: ((lxc_sys::LXC_ATTACH_DEFAULT & !lxc_sys::LXC_ATTACH_DROP_CAPABILITIES)
-                | lxc_sys::LXC_ATTACH_SETGROUPS) as i32,
+            attach_flags: attach_flags(opts.lsm_exec),
             namespaces: -1,
             personality: -1,
             initial_cwd: self.cwd.as_ptr() as *mut _,
@@ -98,6 +102,18 @@ impl Prepared {
             .first()
             .map_or(std::ptr::null_mut(), |a| a.as_ptr() as *mut _)
     }
+}
+
+/// The attach flags: liblxc's defaults without dropping capabilities (see
+/// `options`), with supplementary groups set, and without the LSM exec
+/// label unless asked for.
+fn attach_flags(lsm_exec: bool) -> i32 {
+    let mut flags = (lxc_sys::LXC_ATTACH_DEFAULT & !lxc_sys::LXC_ATTACH_DROP_CAPABILITIES)
+        | lxc_sys::LXC_ATTACH_SETGROUPS;
+    if !lsm_exec {
+        flags &= !lxc_sys::LXC_ATTACH_LSM_EXEC;
+    }
+    flags as i32
 }
 
 impl Container {
@@ -140,5 +156,23 @@ impl Container {
             });
         }
         Ok(pid)
+    }
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::attach_flags;
+
+    #[test]
+    fn the_lsm_exec_label_is_the_callers_choice_and_capabilities_stay() {
+        let lsm = lxc_sys::LXC_ATTACH_LSM_EXEC as i32;
+        let drop_caps = lxc_sys::LXC_ATTACH_DROP_CAPABILITIES as i32;
+        let groups = lxc_sys::LXC_ATTACH_SETGROUPS as i32;
+        assert_eq!(attach_flags(true) & lsm, lsm);
+        assert_eq!(attach_flags(false) & lsm, 0);
+        for flags in [attach_flags(true), attach_flags(false)] {
+            assert_eq!(flags & drop_caps, 0);
+            assert_eq!(flags & groups, groups);
+        }
     }
 }

@@ -82,6 +82,13 @@ fn starter_main(id: &str, lxcpath: &str, fds: StarterFds) -> ! {
     let stdout = fds.stdout.into_raw_fd();
     let stderr = fds.stderr.into_raw_fd();
     let status = fds.status.into_raw_fd();
+    // liblxc creates the container's cgroups (and its mount targets) with
+    // the process umask. The daemon's private 077 would make the cgroup
+    // directories 0700, which the root of a user-namespaced container
+    // cannot walk when it mounts its own cgroup2 view (EACCES on
+    // cgroup2-only hosts, found by the VM stage). 022 is what liblxc and
+    // systemd use; the workload's own umask is pvecri-init's to set.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     if let Err(err) = setup_process(stdin, stdout, stderr, status) {
         let _ = writeln!(std::io::stderr(), "pvecri monitor: starter setup: {err:#}");
         exit_now(1);

@@ -1,0 +1,277 @@
+//! AppArmor on real containers, through the real daemon: RuntimeDefault
+//! confines the workload with pvecri's profile and its denials hold even
+//! against a capability that would otherwise allow the act; a Localhost
+//! profile is applied by name; Unconfined is unconfined.
+//!
+//! This machine's kernel has no AppArmor, so here the tests skip loudly;
+//! the VM stage (`scripts/node-vm.sh test apparmor`) boots a kernel with
+//! AppArmor enforcing and sets PVECRI_REQUIRE_APPARMOR=1, under which a
+//! missing AppArmor fails instead.
+
+// Helpers outside #[test] functions unwrap too: a panic there fails the
+// test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{
+    container_config, create_container, mirror_config, pull_image, require_init, require_registry,
+    require_root, Daemon,
+};
+use pvecri::client::CriClient;
+use pvecri::cri::v1;
+use v1::security_profile::ProfileType;
+
+const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
+/// A profile of the test's own: everything allowed but writes under /etc.
+const LOCALHOST: &str = "pvecri-test-localhost";
+
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+fn ready(test: &str) -> bool {
+    if !(require_root(test) && require_registry(test) && require_init(test)) {
+        return false;
+    }
+    if apparmor_enabled() {
+        return true;
+    }
+    assert!(
+        std::env::var("PVECRI_REQUIRE_APPARMOR").as_deref() != Ok("1"),
+        "{test}: AppArmor is not enabled on this kernel, but the VM stage requires it"
+    );
+    eprintln!(
+        "SKIP {test}: AppArmor is not enabled on this kernel \
+         (scripts/node-vm.sh test apparmor runs it)"
+    );
+    false
+}
+
+fn localhost_profile() -> String {
+    format!(
+        "profile {LOCALHOST} flags=(attach_disconnected,mediate_deleted) {{\n  \
+         file,\n  network,\n  capability,\n  umount,\n  signal,\n  ptrace,\n  \
+         deny /etc/** w,\n}}\n"
+    )
+}
+
+/// Loads (`-r`) or removes (`-R`) the test's Localhost profile.
+fn parser(flag: &str) {
+    let mut child = Command::new("apparmor_parser")
+        .arg(flag)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("apparmor_parser runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(localhost_profile().as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "apparmor_parser {flag}");
+}
+
+/// Removes the Localhost profile again when the test ends.
+struct LoadedProfile;
+
+impl LoadedProfile {
+    fn load() -> Self {
+        parser("-r");
+        LoadedProfile
+    }
+}
+
+impl Drop for LoadedProfile {
+    fn drop(&mut self) {
+        parser("-R");
+    }
+}
+
+struct Env {
+    _d: Daemon,
+    c: CriClient,
+    _logs: tempfile::TempDir,
+    pod_id: String,
+    pod: v1::PodSandboxConfig,
+}
+
+async fn env(name: &str) -> Env {
+    let d = Daemon::start(&mirror_config());
+    let mut c = d.client().await;
+    pull_image(&mut c, BUSYBOX).await;
+    let logs = tempfile::tempdir().unwrap();
+    let pod = v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "apparmor".into(),
+            attempt: 0,
+        }),
+        log_directory: logs.path().display().to_string(),
+        ..Default::default()
+    };
+    let pod_id = common::run_pod_sandbox(&mut c, &pod).await.unwrap();
+    Env {
+        _d: d,
+        c,
+        _logs: logs,
+        pod_id,
+        pod,
+    }
+}
+
+fn profile(t: ProfileType, name: &str) -> Option<v1::SecurityProfile> {
+    Some(v1::SecurityProfile {
+        profile_type: t as i32,
+        localhost_ref: name.into(),
+    })
+}
+
+/// Creates and starts `sleep 3600` with this security context.
+async fn running(e: &mut Env, name: &str, sc: v1::LinuxContainerSecurityContext) -> String {
+    let config = v1::ContainerConfig {
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(sc),
+            ..Default::default()
+        }),
+        ..container_config(name, BUSYBOX, &["sleep", "3600"])
+    };
+    let id = create_container(&mut e.c, &e.pod_id, &e.pod, config)
+        .await
+        .unwrap();
+    e.c.runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+/// (exit code, stdout, stderr) of `sh -c script` in the container.
+async fn sh(e: &mut Env, id: &str, script: &str) -> (i32, String, String) {
+    let r =
+        e.c.runtime
+            .exec_sync(v1::ExecSyncRequest {
+                container_id: id.into(),
+                cmd: vec!["sh".into(), "-c".into(), script.into()],
+                timeout: 20,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    (
+        r.exit_code,
+        String::from_utf8_lossy(&r.stdout).into_owned(),
+        String::from_utf8_lossy(&r.stderr).into_owned(),
+    )
+}
+
+/// CAP_SYS_ADMIN and no seccomp filter: only AppArmor stands between the
+/// workload and `mount`.
+fn mount_capable(apparmor: Option<v1::SecurityProfile>) -> v1::LinuxContainerSecurityContext {
+    v1::LinuxContainerSecurityContext {
+        capabilities: Some(v1::Capability {
+            add_capabilities: vec!["SYS_ADMIN".into()],
+            ..Default::default()
+        }),
+        seccomp: profile(ProfileType::Unconfined, ""),
+        apparmor,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_default_confines_the_workload() {
+    if !ready("runtime_default_confines_the_workload") {
+        return;
+    }
+    let mut e = env("aa-default").await;
+    let mount = "mkdir -p /mnt/t && mount -t tmpfs none /mnt/t";
+
+    // Asked for, and by default for a non-privileged container.
+    for (name, apparmor) in [
+        ("asked", profile(ProfileType::RuntimeDefault, "")),
+        ("implied", None),
+    ] {
+        let id = running(&mut e, name, mount_capable(apparmor)).await;
+        let (code, label, err) = sh(
+            &mut e,
+            &id,
+            "cat /proc/1/attr/current /proc/self/attr/current",
+        )
+        .await;
+        assert_eq!(
+            label.lines().collect::<Vec<_>>(),
+            ["pvecri-default (enforce)", "pvecri-default (enforce)"],
+            "{name}: the workload and an exec'd process (code {code}, stderr {err:?})"
+        );
+        let (code, _, err) = sh(&mut e, &id, mount).await;
+        assert_ne!(code, 0, "{name}: mount succeeded under pvecri-default");
+        assert!(err.contains("Permission denied"), "{name}: {err}");
+        // The profile's other denials: the host's kernel interfaces.
+        let (code, _, _) = sh(&mut e, &id, "echo 1 > /proc/sys/vm/drop_caches").await;
+        assert_ne!(code, 0, "{name}: wrote a vm sysctl");
+    }
+
+    // Unconfined: the same container may mount.
+    let id = running(
+        &mut e,
+        "unconfined",
+        mount_capable(profile(ProfileType::Unconfined, "")),
+    )
+    .await;
+    let (code, label, err) = sh(
+        &mut e,
+        &id,
+        "cat /proc/1/attr/current /proc/self/attr/current",
+    )
+    .await;
+    assert_eq!(
+        label.lines().collect::<Vec<_>>(),
+        ["unconfined", "unconfined"],
+        "code {code}, stderr {err:?}"
+    );
+    let (code, _, err) = sh(&mut e, &id, mount).await;
+    assert_eq!(code, 0, "unconfined mount failed: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_localhost_profile_is_applied_by_name() {
+    if !ready("a_localhost_profile_is_applied_by_name") {
+        return;
+    }
+    let _profile = LoadedProfile::load();
+    let mut e = env("aa-localhost").await;
+    let id = running(
+        &mut e,
+        "localhost",
+        v1::LinuxContainerSecurityContext {
+            apparmor: profile(ProfileType::Localhost, LOCALHOST),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (code, label, err) = sh(
+        &mut e,
+        &id,
+        "cat /proc/1/attr/current /proc/self/attr/current",
+    )
+    .await;
+    let want = format!("{LOCALHOST} (enforce)");
+    assert_eq!(
+        label.lines().collect::<Vec<_>>(),
+        [want.as_str(), want.as_str()],
+        "code {code}, stderr {err:?}"
+    );
+    let (code, _, err) = sh(&mut e, &id, "echo x > /etc/pvecri-test").await;
+    assert_ne!(code, 0, "wrote under /etc despite the profile");
+    assert!(err.contains("Permission denied"), "{err}");
+    let (code, _, err) = sh(&mut e, &id, "echo x > /tmp/pvecri-test").await;
+    assert_eq!(code, 0, "the profile allows /tmp: {err}");
+}
