@@ -18,7 +18,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub(super) async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     let config = runtime.config().clone();
-    let listener = socket::bind(&config.socket, config.socket_group.as_deref())?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -36,6 +35,10 @@ pub(super) async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
         None => None,
     };
 
+    // The socket last: a client that sees it finds the streaming server and
+    // the metrics endpoint already listening (the VM stage's slow CPU
+    // showed a test scraping metrics before they were bound).
+    let listener = socket::bind(&config.socket, config.socket_group.as_deref())?;
     let server = tonic::transport::Server::builder()
         .trace_fn(|req| info_span!("cri", method = %req.uri().path()))
         .layer(crate::metrics::MetricsLayer)
