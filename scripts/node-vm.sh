@@ -61,7 +61,6 @@ host_deps() {
     local missing=()
     command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
-    dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
     command -v cpio >/dev/null || missing+=(cpio)
     command -v depmod >/dev/null || missing+=(kmod)
     command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
@@ -94,14 +93,29 @@ build_kernel() {
 
 kernel_release() { echo "${1#linux-image-}"; }
 
+# A static busybox for the initramfs, unpacked from Debian's busybox-static
+# package into the cache: installing that package would replace the
+# dynamically linked busybox the fixture images are built from.
+static_busybox() {
+    local dir=$CACHE/busybox-static
+    if [ ! -x "$dir/root/bin/busybox" ]; then
+        rm -rf "$dir" && mkdir -p "$dir"
+        (cd "$dir" && apt-get download busybox-static >/dev/null 2>&1) || die "cannot download busybox-static"
+        dpkg-deb -x "$dir"/busybox-static_*.deb "$dir/root"
+        rm -f "$dir"/busybox-static_*.deb
+    fi
+    echo "$dir/root/bin/busybox"
+}
+
 build_initrd() {
-    local release=$1 out=$CACHE/initrd.img tmp
-    local stamp; stamp=$(stamp_of "$release" "$INITRD_MODULES" "$(sed -n '/^initrd_init() {/,/^}/p' "$0")")
+    local release=$1 out=$CACHE/initrd.img tmp busybox
+    busybox=$(static_busybox)
+    local stamp; stamp=$(stamp_of "$release" "$INITRD_MODULES" "$(sed -n '/^initrd_init() {/,/^}/p' "$0")" "$(sha256sum < "$busybox")")
     if [ -f "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then return; fi
     log "building the initramfs"
     tmp=$(mktemp -d)
     mkdir -p "$tmp"/{bin,dev,proc,sys,newroot,lib/modules}
-    cp /bin/busybox "$tmp/bin/busybox"
+    cp "$busybox" "$tmp/bin/busybox"
     local m path name
     # Every module with its dependencies, in load order, each once.
     for m in $INITRD_MODULES; do
