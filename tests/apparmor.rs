@@ -155,21 +155,7 @@ async fn running(e: &mut Env, name: &str, sc: v1::LinuxContainerSecurityContext)
 
 /// (exit code, stdout, stderr) of `sh -c script` in the container.
 async fn sh(e: &mut Env, id: &str, script: &str) -> (i32, String, String) {
-    let r =
-        e.c.runtime
-            .exec_sync(v1::ExecSyncRequest {
-                container_id: id.into(),
-                cmd: vec!["sh".into(), "-c".into(), script.into()],
-                timeout: 20,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-    (
-        r.exit_code,
-        String::from_utf8_lossy(&r.stdout).into_owned(),
-        String::from_utf8_lossy(&r.stderr).into_owned(),
-    )
+    common::exec_sh(&mut e.c, id, script, 20).await
 }
 
 /// CAP_SYS_ADMIN and no seccomp filter: only AppArmor stands between the

@@ -114,21 +114,7 @@ async fn running(e: &mut Env, pod: &Pod, mut config: v1::ContainerConfig) -> Str
 
 /// (exit code, stdout, stderr) of `sh -c script` in the container.
 async fn sh(e: &mut Env, id: &str, script: &str) -> (i32, String, String) {
-    let r =
-        e.c.runtime
-            .exec_sync(v1::ExecSyncRequest {
-                container_id: id.into(),
-                cmd: vec!["sh".into(), "-c".into(), script.into()],
-                timeout: 20,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-    (
-        r.exit_code,
-        String::from_utf8_lossy(&r.stdout).into_owned(),
-        String::from_utf8_lossy(&r.stderr).into_owned(),
-    )
+    common::exec_sh(&mut e.c, id, script, 20).await
 }
 
 fn assert_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &str) {

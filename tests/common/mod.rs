@@ -309,6 +309,32 @@ pub(crate) async fn create_container(
         .map(|r| r.into_inner().container_id)
 }
 
+/// (exit code, stdout, stderr) of `sh -c script` run by ExecSync in the
+/// container, with the given timeout in seconds; fails the test when the
+/// call itself fails.
+pub(crate) async fn exec_sh(
+    c: &mut CriClient,
+    id: &str,
+    script: &str,
+    timeout: i64,
+) -> (i32, String, String) {
+    let r = c
+        .runtime
+        .exec_sync(pvecri::cri::v1::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            timeout,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ExecSync {script:?} in {id}: {e}"))
+        .into_inner();
+    (
+        r.exit_code,
+        String::from_utf8_lossy(&r.stdout).into_owned(),
+        String::from_utf8_lossy(&r.stderr).into_owned(),
+    )
+}
+
 /// PullImage, failing the test when it fails.
 pub(crate) async fn pull_image(c: &mut CriClient, image: &str) {
     c.image
