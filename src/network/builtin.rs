@@ -337,7 +337,6 @@ impl Backend for BuiltinNetwork {
         netns: &Path,
         pod: &PodConfig,
     ) -> Result<Vec<String>, NetworkError> {
-        self.readiness().map_err(NetworkError::NotReady)?;
         let record = self.allocate(pod_id, &pod.port_mappings).await?;
         match self.wire(&record, netns).await {
             Ok(()) => Ok(record.ips),

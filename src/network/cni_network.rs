@@ -128,7 +128,6 @@ impl Backend for CniNetwork {
         netns: &Path,
         pod: &PodConfig,
     ) -> Result<Vec<String>, NetworkError> {
-        self.readiness().map_err(NetworkError::NotReady)?;
         self.add(pod_id, netns, pod).await
     }
 

@@ -133,6 +133,7 @@ pub(crate) trait Backend: Send + Sync {
     /// family); `true` when they changed anything.
     async fn set_pod_cidrs(&self, nets: &[IpNet]) -> Result<bool, NetworkError>;
     /// Gives the pod in `netns` its network; returns its IPs, IPv4 first.
+    /// [`Network::attach`] has checked readiness.
     async fn attach(
         &self,
         pod_id: &str,
@@ -225,6 +226,7 @@ impl Network {
         netns: &Path,
         pod: &PodConfig,
     ) -> Result<Vec<String>, NetworkError> {
+        self.readiness().map_err(NetworkError::NotReady)?;
         self.backend.attach(pod_id, netns, pod).await
     }
 
