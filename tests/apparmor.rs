@@ -158,6 +158,17 @@ async fn sh(e: &mut Env, id: &str, script: &str) -> (i32, String, String) {
     common::exec_sh(&mut e.c, id, script, 20).await
 }
 
+/// Asserts the AppArmor label of the workload (PID 1) and of an exec'd
+/// process in the container.
+async fn assert_labels(e: &mut Env, id: &str, want: &str) {
+    let (code, label, err) = sh(e, id, "cat /proc/1/attr/current /proc/self/attr/current").await;
+    assert_eq!(
+        label.lines().collect::<Vec<_>>(),
+        [want, want],
+        "the workload and an exec'd process (code {code}, stderr {err:?})"
+    );
+}
+
 /// CAP_SYS_ADMIN and no seccomp filter: only AppArmor stands between the
 /// workload and `mount`.
 fn mount_capable(apparmor: Option<v1::SecurityProfile>) -> v1::LinuxContainerSecurityContext {
@@ -186,17 +197,7 @@ async fn runtime_default_confines_the_workload() {
         ("implied", None),
     ] {
         let id = running(&mut e, name, mount_capable(apparmor)).await;
-        let (code, label, err) = sh(
-            &mut e,
-            &id,
-            "cat /proc/1/attr/current /proc/self/attr/current",
-        )
-        .await;
-        assert_eq!(
-            label.lines().collect::<Vec<_>>(),
-            ["pvecri-default (enforce)", "pvecri-default (enforce)"],
-            "{name}: the workload and an exec'd process (code {code}, stderr {err:?})"
-        );
+        assert_labels(&mut e, &id, "pvecri-default (enforce)").await;
         let (code, _, err) = sh(&mut e, &id, mount).await;
         assert_ne!(code, 0, "{name}: mount succeeded under pvecri-default");
         assert!(err.contains("Permission denied"), "{name}: {err}");
@@ -212,17 +213,7 @@ async fn runtime_default_confines_the_workload() {
         mount_capable(profile(ProfileType::Unconfined, "")),
     )
     .await;
-    let (code, label, err) = sh(
-        &mut e,
-        &id,
-        "cat /proc/1/attr/current /proc/self/attr/current",
-    )
-    .await;
-    assert_eq!(
-        label.lines().collect::<Vec<_>>(),
-        ["unconfined", "unconfined"],
-        "code {code}, stderr {err:?}"
-    );
+    assert_labels(&mut e, &id, "unconfined").await;
     let (code, _, err) = sh(&mut e, &id, mount).await;
     assert_eq!(code, 0, "unconfined mount failed: {err}");
 }
@@ -243,18 +234,7 @@ async fn a_localhost_profile_is_applied_by_name() {
         },
     )
     .await;
-    let (code, label, err) = sh(
-        &mut e,
-        &id,
-        "cat /proc/1/attr/current /proc/self/attr/current",
-    )
-    .await;
-    let want = format!("{LOCALHOST} (enforce)");
-    assert_eq!(
-        label.lines().collect::<Vec<_>>(),
-        [want.as_str(), want.as_str()],
-        "code {code}, stderr {err:?}"
-    );
+    assert_labels(&mut e, &id, &format!("{LOCALHOST} (enforce)")).await;
     let (code, _, err) = sh(&mut e, &id, "echo x > /etc/pvecri-test").await;
     assert_ne!(code, 0, "wrote under /etc despite the profile");
     assert!(err.contains("Permission denied"), "{err}");
