@@ -2,7 +2,9 @@
 # install-deps.sh: installs what pvecri needs to build, run and test on a
 # Debian 12 machine, as root. Idempotent: only what is missing is installed.
 #   - Debian packages: liblxc and its headers, libclang (bindgen), protoc,
-#     libseccomp, the local OCI registry and busybox for test images, nftables,
+#     libseccomp, libzfs_core's headers (libzfslinux-dev, in Debian's
+#     contrib component, which is enabled when missing: the zfs feature is
+#     on by default), the local OCI registry and busybox for test images, nftables,
 #     apparmor (apparmor_parser checks the generated profile),
 #     the CNI plugins for CNI-mode tests.
 #   - cargo-deny (from crates.io) for the licence/bans/sources check.
@@ -21,6 +23,7 @@ build_packages=(
     lxc-dev liblxc1 liblxc-common
     libclang-dev protobuf-compiler
     libseccomp-dev
+    libzfslinux-dev
     iproute2 nftables
 )
 test_packages=(
@@ -42,9 +45,28 @@ for p in "${packages[@]}"; do
         missing+=("$p")
     fi
 done
+# libzfslinux-dev (and zfs-dkms for the VM stage) live in contrib.
+contrib_sources=/etc/apt/sources.list.d/pvecri-contrib.sources
+enable_contrib() {
+    [ -f "$contrib_sources" ] && return
+    apt-cache policy libzfslinux-dev 2>/dev/null | grep -q 'Candidate: [0-9]' && return
+    log "enabling Debian's contrib component ($contrib_sources)"
+    . /etc/os-release
+    cat > "$contrib_sources" <<EOF
+# Added by pvecri's scripts/install-deps.sh: Debian's contrib component, for
+# libzfslinux-dev (the zfs feature) and zfs-dkms (the VM stage's ZFS modules).
+Types: deb
+URIs: ${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+Suites: ${VERSION_CODENAME} ${VERSION_CODENAME}-updates
+Components: contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+}
+
 if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    enable_contrib
     apt-get update -qq
     # docker-registry's postinst tries to start its service; with no init
     # system that fails harmlessly, and tests run their own instance.

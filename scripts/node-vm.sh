@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # node-vm.sh: a Proxmox-like node in a VM, for what this machine's kernel
-# lacks: a cgroup2-only hierarchy and AppArmor enforcing (and, later, ZFS).
+# lacks: a cgroup2-only hierarchy, AppArmor enforcing and ZFS.
 #
 #   scripts/node-vm.sh build          kernel, initramfs, root image (cached)
 #   scripts/node-vm.sh run CMD...     boots the VM, runs CMD inside as root
@@ -14,7 +14,9 @@
 # emulation (TCG: /dev/kvm is not usable here), booted with
 # `apparmor=1 security=apparmor` and only cgroup2 mounted. Its root is an
 # ext4 image made from a debootstrap of bookworm with liblxc, nftables,
-# AppArmor and CRIU; every boot starts from the same image (qemu
+# AppArmor, CRIU and ZFS's tools and libraries (Debian's contrib), plus the
+# ZFS modules that zfs-dkms builds on this host for the VM's kernel (the
+# host never loads them); every boot starts from the same image (qemu
 # -snapshot), so nothing a run does survives it. The repository is shared
 # read-only over 9p at the same path, so test binaries built on this host
 # (same Debian release, same libraries) run inside unchanged; a second 9p
@@ -45,9 +47,12 @@ TIMEOUT=${PVECRI_VM_TIMEOUT:-1800}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 # What the node needs: liblxc (pvecri links it), the tools pvecri runs
-# (nft, apparmor_parser, criu), kmod for the 9p and overlay modules, socat
-# for the registry forward, curl for the tests' registry checks.
-PACKAGES=liblxc1,liblxc-common,lxc,libseccomp2,libapparmor1,apparmor,nftables,iproute2,kmod,procps,util-linux,socat,ca-certificates,criu,curl,jq
+# (nft, apparmor_parser, criu), libzfs_core and the zfs/zpool tools (the
+# tests make a pool), kmod for the 9p and overlay modules, socat for the
+# registry forward, curl for the tests' registry checks, sudo for critest
+# (it loads its AppArmor profiles with `sudo apparmor_parser`).
+PACKAGES=liblxc1,liblxc-common,lxc,libseccomp2,libapparmor1,apparmor,nftables,iproute2,kmod,procps,util-linux,socat,ca-certificates,criu,curl,jq,zfsutils-linux,sudo
+COMPONENTS=main,contrib
 # What the initramfs loads (with their dependencies first) to reach the
 # root disk.
 INITRD_MODULES="ext4 virtio_pci virtio_blk"
@@ -66,10 +71,31 @@ host_deps() {
     command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
     command -v jq >/dev/null || missing+=(jq)
     command -v socat >/dev/null || missing+=(socat)
+    # The VM kernel's headers and zfs-dkms, which builds the ZFS modules
+    # for every kernel with headers (the host's own has none here).
+    local pkg release
+    pkg=$(kernel_package)
+    release=$(kernel_release "$pkg")
+    dpkg-query -W -f='${Status}' "linux-headers-$release" 2>/dev/null | grep -q 'ok installed' || missing+=("linux-headers-$release")
+    dpkg-query -W -f='${Status}' zfs-dkms 2>/dev/null | grep -q 'ok installed' || missing+=(zfs-dkms)
     if [ ${#missing[@]} -gt 0 ]; then
+        apt-cache policy zfs-dkms | grep -q 'Candidate: [0-9]' \
+            || die "zfs-dkms is not available: enable Debian's contrib component (scripts/install-deps.sh does)"
         log "installing ${missing[*]}"
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
     fi
+}
+
+# The ZFS modules dkms built for the VM's kernel (built again by dkms if
+# the headers were installed before zfs-dkms was).
+zfs_modules() {
+    local release=$1 dir=/lib/modules/$1/updates/dkms
+    if [ ! -f "$dir/zfs.ko" ] && [ ! -f "$dir/zfs.ko.xz" ]; then
+        log "building the ZFS modules for $release (dkms, several minutes)"
+        dkms autoinstall -k "$release" >/dev/null || die "dkms could not build ZFS for $release"
+    fi
+    [ -f "$dir/zfs.ko" ] || [ -f "$dir/zfs.ko.xz" ] || die "no ZFS modules in $dir"
+    echo "$dir"
 }
 
 # The kernel package linux-image-amd64 depends on (linux-image-6.1.0-N-amd64).
@@ -212,23 +238,27 @@ EOF
 
 build_rootfs() {
     local release=$1 out=$CACHE/root.img tmp
-    local stamp; stamp=$(stamp_of "$release" "$PACKAGES" "$SUITE" "$(sed -n '/^node_init() {/,/^}/p' "$0")" "$VM_MODULES")
+    local zfs_dir; zfs_dir=$(zfs_modules "$release")
+    local stamp; stamp=$(stamp_of "$release" "$PACKAGES" "$COMPONENTS" "$SUITE" "$(sed -n '/^node_init() {/,/^}/p' "$0")" "$VM_MODULES" "$(dpkg-query -W zfs-dkms)")
     if [ -f "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then return; fi
     tmp=$CACHE/rootfs.new
     rm -rf "$tmp"
-    if [ -f "$CACHE/rootfs.tar" ] && [ "$(cat "$CACHE/rootfs.tar.stamp" 2>/dev/null)" = "$(stamp_of "$PACKAGES" "$SUITE")" ]; then
+    if [ -f "$CACHE/rootfs.tar" ] && [ "$(cat "$CACHE/rootfs.tar.stamp" 2>/dev/null)" = "$(stamp_of "$PACKAGES" "$COMPONENTS" "$SUITE")" ]; then
         mkdir -p "$tmp" && tar -C "$tmp" -xf "$CACHE/rootfs.tar"
     else
         log "debootstrap $SUITE (a few minutes)"
-        debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$tmp" "$MIRROR" > "$CACHE/debootstrap.log" 2>&1 \
+        debootstrap --variant=minbase --components="$COMPONENTS" --include="$PACKAGES" "$SUITE" "$tmp" "$MIRROR" > "$CACHE/debootstrap.log" 2>&1 \
             || { tail -20 "$CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
         rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/*
         tar -C "$tmp" -cf "$CACHE/rootfs.tar" .
-        stamp_of "$PACKAGES" "$SUITE" > "$CACHE/rootfs.tar.stamp"
+        stamp_of "$PACKAGES" "$COMPONENTS" "$SUITE" > "$CACHE/rootfs.tar.stamp"
     fi
     mkdir -p "$tmp/lib/modules"
     rm -rf "$tmp/lib/modules/$release"
     cp -a "$CACHE/kernel/root/lib/modules/$release" "$tmp/lib/modules/"
+    mkdir -p "$tmp/lib/modules/$release/updates"
+    cp -a "$zfs_dir" "$tmp/lib/modules/$release/updates/"
+    depmod -b "$tmp" "$release"
     node_init > "$tmp/sbin/node-vm-init"
     chmod 755 "$tmp/sbin/node-vm-init"
     log "making the root image"
@@ -281,6 +311,12 @@ cmd_run() {
         die "the VM did not finish its command"
     fi
     cat "$io/out"
+    # What the command left in /vm-io/artifacts (reports, logs) is kept.
+    if [ -d "$io/artifacts" ]; then
+        rm -rf "$W/target/node-vm" && mkdir -p "$W/target/node-vm"
+        cp -a "$io/artifacts/." "$W/target/node-vm/"
+        log "artifacts of the run: $W/target/node-vm"
+    fi
     rc=$(cat "$io/rc")
     rm -rf "$io"
     return "$rc"
@@ -294,7 +330,24 @@ vm_set() {
         cgroup2) echo lifecycle security stats escapes reliability ;;
         # AppArmor enforcing: RuntimeDefault and Localhost profiles.
         apparmor) echo apparmor ;;
-        *) die "unknown test set $1 (cgroup2, apparmor)" ;;
+        # critest against a daemon on the Proxmox-like node, with the
+        # host's expected-failures list.
+        critest) echo critest ;;
+        # ZFS: the zfs snapshotter on a pool made for the run.
+        zfs) echo zfs ;;
+        *) die "unknown test set $1 (cgroup2, apparmor, critest, zfs)" ;;
+    esac
+}
+
+# Shell lines a set runs in the VM before its tests.
+vm_setup() {
+    case $1 in
+        # A 2 GiB pool on a sparse file on the VM's (throw-away) disk, and
+        # the dataset under which each test makes its own.
+        zfs) echo "modprobe zfs && truncate -s 2G /var/tmp/pool.img \
+&& zpool create -f -O mountpoint=none pvecri-test /var/tmp/pool.img \
+&& zfs create pvecri-test/it || exit 1; \
+export PVECRI_ZFS_DATASET=pvecri-test/it PVECRI_REQUIRE_ZFS=1" ;;
     esac
 }
 
@@ -304,6 +357,7 @@ vm_set() {
 crate_args() {
     case $1 in
         reliability) echo "--skip every_failure_point_fails_or_crashes_cleanly" ;;
+        critest) echo "--nocapture" ;;
     esac
 }
 
@@ -316,16 +370,30 @@ test_binary() {
 
 cmd_test() {
     local sets=("$@") set name bin failed=() started
-    [ ${#sets[@]} -gt 0 ] || sets=(cgroup2 apparmor)
+    [ ${#sets[@]} -gt 0 ] || sets=(cgroup2 apparmor critest zfs)
     cmd_build
     for set in "${sets[@]}"; do
         # Every crate runs; the set fails if any did.
         local script="rc=0; export CI=true PVECRI_REQUIRE_APPARMOR=1 RUST_BACKTRACE=1"
+        script="$script PVECRI_CRITEST=1 PVECRI_CRITEST_ARTIFACTS=/vm-io/artifacts/critest"
+        local bins=() runs=""
         for name in $(vm_set "$set"); do
             bin=$(test_binary "$name")
             [ -x "$bin" ] || die "no test binary for $name"
-            script="$script; echo '=== $set: $name'; $bin --test-threads=2 $(crate_args "$name") || rc=1"
+            bins+=("$bin")
+            runs="$runs; echo '=== $set: $name'; $bin --test-threads=2 $(crate_args "$name") || rc=1"
         done
+        # The binaries the run uses are copied onto the VM's own disk at
+        # boot and mounted over their paths: a rebuild on the host during
+        # the run must not change them under running processes.
+        bins+=("$W/target/debug/pvecri" "$W/target/x86_64-unknown-linux-gnu/release/pvecri-init")
+        script="$script; mkdir -p /var/tmp/pinned; i=0"
+        for bin in "${bins[@]}"; do
+            script="$script; if [ -f '$bin' ]; then i=\$((i + 1)); cp '$bin' /var/tmp/pinned/\$i && mount --bind /var/tmp/pinned/\$i '$bin'; fi"
+        done
+        local setup; setup=$(vm_setup "$set")
+        [ -z "$setup" ] || script="$script; $setup"
+        script="$script$runs"
         script="$script; exit \$rc"
         started=$(date +%s)
         log "set $set: booting the VM"

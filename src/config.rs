@@ -173,8 +173,11 @@ struct MetricsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ImagesConfig {
-    /// Snapshot backend: `overlay` or `dir`.
+    /// Snapshot backend: `overlay`, `dir` or `zfs`.
     pub snapshotter: crate::snapshot::BackendKind,
+    /// Parent dataset of the `zfs` snapshotter (`pool/path`, created if
+    /// missing); nothing outside it is touched.
+    pub zfs_dataset: Option<String>,
     /// Registry host -> mirrors tried in order (`host[:port][/path-prefix]`).
     pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     /// Registries (`host[:port]`) spoken to over plain HTTP.
@@ -193,6 +196,7 @@ impl Default for ImagesConfig {
     fn default() -> Self {
         Self {
             snapshotter: crate::snapshot::BackendKind::Overlay,
+            zfs_dataset: None,
             mirrors: Default::default(),
             insecure_registries: Vec::new(),
             fallback_to_upstream: true,
@@ -355,6 +359,27 @@ impl RawConfig {
                 });
             }
         }
+        match (&self.images.zfs_dataset, self.images.snapshotter) {
+            (Some(ds), _) => {
+                crate::zfs::check_dataset_name(ds).map_err(|e| ConfigError::Invalid {
+                    key: "images.zfs_dataset",
+                    message: e.to_string(),
+                })?
+            }
+            (None, crate::snapshot::BackendKind::Zfs) => {
+                return Err(ConfigError::Invalid {
+                    key: "images.zfs_dataset",
+                    message: "the zfs snapshotter needs its parent dataset (e.g. \"rpool/data/pvecri\"; `pvecri doctor` proposes one on a Proxmox node)".to_owned(),
+                })
+            }
+            (None, _) => {}
+        }
+        if self.images.snapshotter == crate::snapshot::BackendKind::Zfs && !crate::zfs::built_in() {
+            return Err(ConfigError::Invalid {
+                key: "images.snapshotter",
+                message: "this pvecri was built without the `zfs` feature".to_owned(),
+            });
+        }
         let metrics_address = match self.metrics.address.as_str() {
             "" => None,
             a => Some(a.parse().map_err(|_| ConfigError::Invalid {
@@ -495,6 +520,23 @@ mod tests {
             .to_string();
         assert!(msg.contains("images.mirrors"), "{msg}");
         assert!(Config::from_toml("[images]\nmax_concurrent_downloads = 0").is_err());
+    }
+
+    #[test]
+    fn zfs_snapshotter_needs_a_valid_dataset() {
+        let err = Config::from_toml("[images]\nsnapshotter = \"zfs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("images.zfs_dataset"), "{err}");
+        let err = Config::from_toml("[images]\nzfs_dataset = \"rpool/../x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid ZFS dataset name"), "{err}");
+        let text = "[images]\nsnapshotter = \"zfs\"\nzfs_dataset = \"rpool/data/pvecri\"\n";
+        match Config::from_toml(text) {
+            Ok(c) => assert_eq!(c.images.zfs_dataset.as_deref(), Some("rpool/data/pvecri")),
+            Err(e) => assert!(!crate::zfs::built_in(), "{e}"),
+        }
     }
 
     #[test]

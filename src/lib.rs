@@ -33,6 +33,7 @@ pub(crate) mod stats;
 pub(crate) mod store;
 pub(crate) mod streaming;
 pub(crate) mod version;
+pub(crate) mod zfs;
 
 /// Internals that the integration tests under `tests/` and `pvecri-bench`
 /// drive directly (the monitor, the snapshotters, the store, the SPDY codec,

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 /// liblxc 5.0 is Debian 12's version; Proxmox VE ships lxc-pve 6.0.x.
 const LXC_MIN: &str = "5.0";
 const LXC_MAX_EXCLUSIVE: &str = "7.0";
+/// OpenZFS 2.x (Debian 12: 2.1.11; Proxmox VE 8: 2.2.x).
+const ZFS_MIN: &str = "2.0";
+const ZFS_MAX_EXCLUSIVE: &str = "3.0";
 
 fn main() {
     println!("cargo:rerun-if-changed=../wrapper.h");
@@ -50,24 +53,36 @@ fn main() {
         .generate_comments(false);
 
     if env::var_os("CARGO_FEATURE_ZFS").is_some() {
-        for name in ["libzfs_core", "libnvpair"] {
-            match pkg_config::Config::new().probe(name) {
-                Ok(lib) => include_paths.extend(lib.include_paths),
-                Err(err) => {
-                    eprintln!(
-                        "lxc-sys: feature `zfs` needs {name} from pkg-config: {err}\n\
-                         lxc-sys: install Debian's `libzfslinux-dev` (component `contrib`)"
-                    );
-                    std::process::exit(1);
-                }
+        // libzfs_core.pc also links libnvpair (there is no libnvpair.pc).
+        // OpenZFS 2.x: the lzc_* calls and channel programs pvecri uses
+        // are all there from 2.0 on (Debian 12 has 2.1, Proxmox VE 8 2.2).
+        match pkg_config::Config::new()
+            .range_version(ZFS_MIN..ZFS_MAX_EXCLUSIVE)
+            .probe("libzfs_core")
+        {
+            Ok(lib) => {
+                println!("cargo:rustc-env=PVECRI_LIBZFS_CORE_VERSION={}", lib.version);
+                include_paths.extend(lib.include_paths);
+            }
+            Err(err) => {
+                eprintln!(
+                    "lxc-sys: feature `zfs` needs libzfs_core >= {ZFS_MIN}, < {ZFS_MAX_EXCLUSIVE} \
+                     from pkg-config: {err}\n\
+                     lxc-sys: install Debian's `libzfslinux-dev` (component `contrib`)"
+                );
+                std::process::exit(1);
             }
         }
         builder = builder
             .clang_arg("-DPVECRI_ZFS")
             .allowlist_function("libzfs_core_(init|fini)")
-            .allowlist_function("lzc_.*")
-            .allowlist_function("nvlist_(alloc|free|add_.*|lookup_.*)")
-            .allowlist_function("fnvlist_.*");
+            .allowlist_function("lzc_(create|clone|snapshot|destroy|destroy_snaps|rename|exists|channel_program_nosync)")
+            .allowlist_function("fnvlist_(alloc|free|add_string|add_string_array|add_boolean)")
+            .allowlist_function("nvlist_(next_nvpair|lookup_nvlist|lookup_string)")
+            .allowlist_function("nvpair_(name|type|value_int64|value_uint64|value_string|value_nvlist)")
+            .allowlist_type("data_type_t")
+            .allowlist_type("lzc_dataset_type")
+            .rustified_enum("lzc_dataset_type");
     }
 
     for path in &include_paths {

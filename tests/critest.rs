@@ -129,7 +129,9 @@ fn critest_matches_the_expected_failures() {
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let exp = read_expectations(&root.join(LIST));
-    let out_dir = root.join("target/critest");
+    // The test's scratch dir: writable in the VM stage too, where the
+    // repository is shared read-only.
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("critest");
     std::fs::create_dir_all(&out_dir).unwrap();
     let junit = out_dir.join("junit.xml");
     let log_path = out_dir.join("critest.log");
@@ -167,6 +169,16 @@ fn critest_matches_the_expected_failures() {
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(daemon);
+    // The VM stage collects the report and the log for the host.
+    if let Some(dir) = std::env::var_os("PVECRI_CRITEST_ARTIFACTS") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in [&junit, &log_path] {
+            if let Some(name) = file.file_name() {
+                let _ = std::fs::copy(file, dir.join(name));
+            }
+        }
+    }
 
     assert!(
         junit.exists(),

@@ -79,7 +79,7 @@ fn check_whiteouts(kind: BackendKind) {
         ],
     );
     let state = dir.path().join("state");
-    let snaps = Snapshots::open(&state, kind).unwrap();
+    let snaps = Snapshots::open(&state, kind, None).unwrap();
     let c1 = format!("sha256:{}", "1".repeat(64));
     let c2 = format!("sha256:{}", "2".repeat(64));
     snaps.commit_layer(&c1, None, &l1).unwrap();
@@ -149,7 +149,7 @@ fn a_layer_with_an_escaping_entry_is_refused_and_not_committed() {
             .unwrap();
         tar.finish().unwrap();
     }
-    let snaps = Snapshots::open(&dir.path().join("state"), BackendKind::Overlay).unwrap();
+    let snaps = Snapshots::open(&dir.path().join("state"), BackendKind::Overlay, None).unwrap();
     let chain = format!("sha256:{}", "3".repeat(64));
     let err = snaps.commit_layer(&chain, None, &blob).unwrap_err();
     let msg = pvecri_error_chain(&err);
@@ -186,7 +186,7 @@ fn check_idmapped(kind: BackendKind) {
         &[("etc", None), ("etc/conf", Some("c"))],
     );
     let state = dir.path().join("state");
-    let snaps = Snapshots::open(&state, kind).unwrap();
+    let snaps = Snapshots::open(&state, kind, None).unwrap();
     let c1 = format!("sha256:{}", "1".repeat(64));
     snaps.commit_layer(&c1, None, &l1).unwrap();
 

@@ -85,7 +85,7 @@ fn checks(config: &Config) -> Vec<Check> {
         overlay_check(),
         seccomp_check(),
         apparmor_check(),
-        zfs_check(),
+        zfs_check(config),
         init_check(config),
         socket_check(config),
         proxmox_check(config),
@@ -209,16 +209,130 @@ fn apparmor_check() -> Check {
     }
 }
 
-fn zfs_check() -> Check {
-    if kernel::zfs_available() {
-        Check::ok("zfs", "/dev/zfs present")
+fn zfs_check(config: &Config) -> Check {
+    let dev = kernel::zfs_available();
+    // libzfs_core needs /dev/zfs; without it there is nothing to ask.
+    let zfs = if dev { crate::zfs::open().ok() } else { None };
+    let pools: Vec<(String, String)> = if kernel::is_proxmox() {
+        crate::image::import::PveStorages::load()
+            .map(|s| {
+                s.zfs_pools()
+                    .map(|(id, ds)| (id.to_owned(), ds.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
     } else {
-        Check::bad(
+        Vec::new()
+    };
+    zfs_verdict(&config.images, dev, zfs.as_deref(), &pools)
+}
+
+/// Below this much free space in the parent dataset, doctor warns.
+const ZFS_LOW_SPACE: u64 = 2 << 30;
+
+/// The ZFS line: with the zfs snapshotter configured, whether its dataset
+/// is usable; otherwise, on a Proxmox node with `zfspool` storages, the
+/// configuration that would keep images and containers on ZFS.
+fn zfs_verdict(
+    images: &crate::config::ImagesConfig,
+    dev: bool,
+    zfs: Option<&dyn crate::zfs::ZfsOps>,
+    pools: &[(String, String)],
+) -> Check {
+    use crate::snapshot::BackendKind;
+    let Some(dataset) = images
+        .zfs_dataset
+        .as_deref()
+        .filter(|_| images.snapshotter == BackendKind::Zfs)
+    else {
+        let proposal = pools
+            .iter()
+            .find(|(id, _)| id == "local-zfs")
+            .or(pools.first());
+        return match (proposal, dev) {
+            (Some((id, ds)), true) => Check::bad(
+                "zfs",
+                Level::Warn,
+                format!(
+                    "images use the {} snapshotter; this Proxmox node keeps guests on ZFS (storage {id}: {ds})",
+                    images.snapshotter.as_str()
+                ),
+                format!(
+                    "to keep pods on ZFS too, set in [images]: snapshotter = \"zfs\" and zfs_dataset = \"{ds}/pvecri\""
+                ),
+            ),
+            (_, true) => Check::ok("zfs", "/dev/zfs present (the zfs snapshotter is not configured)"),
+            (_, false) => Check::ok("zfs", "not in use (/dev/zfs missing)"),
+        };
+    };
+    if !crate::zfs::built_in() {
+        return Check::bad(
+            "zfs",
+            Level::Fail,
+            "the zfs snapshotter is configured, but this pvecri was built without ZFS",
+            "install a pvecri built with the `zfs` feature (the default)",
+        );
+    }
+    let Some(zfs) = zfs.filter(|_| dev) else {
+        return Check::bad(
+            "zfs",
+            Level::Fail,
+            "the zfs snapshotter is configured, but /dev/zfs cannot be opened",
+            "install zfsutils-linux (and zfs-dkms or Proxmox's kernel) and load the zfs module",
+        );
+    };
+    if !zfs.exists(dataset) {
+        let parent = dataset.rsplit_once('/').map_or(dataset, |(p, _)| p);
+        return if zfs.exists(parent) {
+            Check::ok(
+                "zfs",
+                format!("{dataset} will be created in {parent} at the daemon's start"),
+            )
+        } else {
+            Check::bad(
+                "zfs",
+                Level::Fail,
+                format!("neither {dataset} nor its parent {parent} exists"),
+                format!("create it (`zfs create -o mountpoint=none {dataset}`) or set zfs_dataset to a dataset of an existing pool"),
+            )
+        };
+    }
+    for ds in [format!("{dataset}/layers"), format!("{dataset}/containers")] {
+        match zfs.mountpoint(&ds) {
+            Ok(mp) if mp != "legacy" => {
+                return Check::bad(
+                    "zfs",
+                    Level::Fail,
+                    format!(
+                        "{ds} has mountpoint={mp}: the ZFS services would mount pvecri's datasets"
+                    ),
+                    format!("zfs set mountpoint=legacy {ds}"),
+                )
+            }
+            _ => {}
+        }
+    }
+    match zfs.space(dataset) {
+        Ok(space) if space.available < ZFS_LOW_SPACE => Check::bad(
             "zfs",
             Level::Warn,
-            "not available (/dev/zfs missing)",
-            "only needed for the zfs snapshot backend; install zfsutils-linux (Proxmox VE ships it)",
-        )
+            format!("{dataset}: only {} MiB free", space.available >> 20),
+            "free space in the pool or raise the dataset's quota",
+        ),
+        Ok(space) => Check::ok(
+            "zfs",
+            format!(
+                "{dataset}: {} MiB used, {} MiB free",
+                space.used >> 20,
+                space.available >> 20
+            ),
+        ),
+        Err(e) => Check::bad(
+            "zfs",
+            Level::Fail,
+            format!("cannot read {dataset}: {}", crate::errors::chain(&e)),
+            "check the pool with `zpool status`",
+        ),
     }
 }
 
@@ -297,5 +411,78 @@ fn proxmox_check(config: &Config) -> Check {
         )
     } else {
         Check::ok("proxmox", "not a Proxmox VE node (plain Debian)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ImagesConfig;
+    use crate::snapshot::BackendKind;
+    use crate::zfs::fake::FakeZfs;
+    use crate::zfs::ZfsOps;
+
+    fn zfs_images(ds: &str) -> ImagesConfig {
+        ImagesConfig {
+            snapshotter: BackendKind::Zfs,
+            zfs_dataset: Some(ds.to_owned()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_proxmox_node_with_zfs_storage_gets_a_proposal() {
+        let pools = [
+            ("tank".to_owned(), "tank/ct".to_owned()),
+            ("local-zfs".to_owned(), "rpool/data".to_owned()),
+        ];
+        let c = zfs_verdict(&ImagesConfig::default(), true, None, &pools);
+        assert_eq!(c.level, Level::Warn);
+        assert!(c.detail.contains("local-zfs: rpool/data"), "{}", c.detail);
+        let fix = c.fix.unwrap();
+        assert!(fix.contains("snapshotter = \"zfs\""), "{fix}");
+        assert!(fix.contains("zfs_dataset = \"rpool/data/pvecri\""), "{fix}");
+        // No ZFS storage, or no ZFS at all: nothing to propose.
+        assert_eq!(
+            zfs_verdict(&ImagesConfig::default(), true, None, &[]).level,
+            Level::Ok
+        );
+        assert_eq!(
+            zfs_verdict(&ImagesConfig::default(), false, None, &pools).level,
+            Level::Ok
+        );
+    }
+
+    #[test]
+    fn the_configured_dataset_is_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = FakeZfs::new(tmp.path(), "rpool");
+        fake.create("rpool/data").unwrap();
+        let images = zfs_images("rpool/data/pvecri");
+        if !crate::zfs::built_in() {
+            assert_eq!(
+                zfs_verdict(&images, true, Some(&fake), &[]).level,
+                Level::Fail
+            );
+            return;
+        }
+        // Missing /dev/zfs fails; a missing dataset with a parent will be made.
+        assert_eq!(zfs_verdict(&images, false, None, &[]).level, Level::Fail);
+        let c = zfs_verdict(&images, true, Some(&fake), &[]);
+        assert_eq!(c.level, Level::Ok, "{}", c.detail);
+        assert!(c.detail.contains("will be created"), "{}", c.detail);
+        let c = zfs_verdict(&zfs_images("nopool/x/pvecri"), true, Some(&fake), &[]);
+        assert_eq!(c.level, Level::Fail, "{}", c.detail);
+        assert!(c.fix.unwrap().contains("zfs create"));
+        // Existing: its space is reported.
+        fake.create("rpool/data/pvecri").unwrap();
+        let c = zfs_verdict(&images, true, Some(&fake), &[]);
+        assert_eq!(
+            c.level,
+            Level::Warn,
+            "the fake pool has 1 GiB free: {}",
+            c.detail
+        );
+        assert!(c.detail.contains("MiB free"), "{}", c.detail);
     }
 }

@@ -354,7 +354,7 @@ impl ImageManager {
         let snapshots = self.snapshots.clone();
         let content_root = self.content.root().to_owned();
         tokio::task::spawn_blocking(move || {
-            let mut images = Usage::of(snapshots.layers_root());
+            let mut images = snapshots.layers_usage();
             let blobs = Usage::of(&content_root);
             images.bytes += blobs.bytes;
             images.inodes += blobs.inodes;
@@ -362,7 +362,7 @@ impl ImageManager {
                 images_mountpoint: snapshots.layers_root().to_owned(),
                 images,
                 containers_mountpoint: snapshots.rootfs_root().to_owned(),
-                containers: Usage::of(snapshots.rootfs_root()),
+                containers: snapshots.rootfs_total_usage(),
             }
         })
         .await
@@ -372,6 +372,29 @@ impl ImageManager {
             containers_mountpoint: Default::default(),
             containers: Usage::default(),
         })
+    }
+}
+
+/// Removes `layers` in passes: a backend may refuse a layer while another
+/// is built on it (ZFS: a snapshot with a clone), so what failed is tried
+/// again as long as a pass removed something.
+fn remove_layers(snapshots: &Snapshots, mut layers: Vec<&String>) {
+    loop {
+        let before = layers.len();
+        let mut errors = Vec::new();
+        layers.retain(|layer| match snapshots.remove_layer(layer) {
+            Ok(()) => false,
+            Err(err) => {
+                errors.push((layer.to_string(), err));
+                true
+            }
+        });
+        if layers.is_empty() || layers.len() == before {
+            for (layer, err) in errors {
+                warn!(layer = %layer, error = %crate::errors::chain(&err), "cannot remove unused layer");
+            }
+            return;
+        }
     }
 }
 
@@ -398,11 +421,11 @@ fn collect_garbage(
     }
     match snapshots.layers() {
         Ok(layers) => {
-            for layer in layers.iter().filter(|l| !keep_layers.contains(l.as_str())) {
-                if let Err(err) = snapshots.remove_layer(layer) {
-                    warn!(layer = %layer, error = %err, "cannot remove unused layer");
-                }
-            }
+            let unused: Vec<&String> = layers
+                .iter()
+                .filter(|l| !keep_layers.contains(l.as_str()))
+                .collect();
+            remove_layers(snapshots, unused);
         }
         Err(err) => warn!(error = %err, "cannot list layers for garbage collection"),
     }
@@ -481,7 +504,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
         let content = Arc::new(ContentStore::new(dir.path().join("content")).unwrap());
-        let snapshots = Arc::new(Snapshots::open(dir.path(), BackendKind::Dir).unwrap());
+        let snapshots = Arc::new(Snapshots::open(dir.path(), BackendKind::Dir, None).unwrap());
         let puller = Puller::new(RegistrySettings::default(), content.clone());
         let manager = ImageManager::new(store.clone(), content.clone(), snapshots.clone(), puller);
         Fixture {

@@ -99,8 +99,12 @@ impl Runtime {
             );
         }
         let snapshots = Arc::new(
-            Snapshots::open(&config.state_dir, config.images.snapshotter)
-                .context("cannot open the snapshot backend")?,
+            Snapshots::open(
+                &config.state_dir,
+                config.images.snapshotter,
+                config.images.zfs_dataset.as_deref(),
+            )
+            .context("cannot open the snapshot backend")?,
         );
         let credentials = match &config.images.credentials_file {
             Some(path) => crate::image::auth_file::read(path).map_err(anyhow::Error::msg)?,

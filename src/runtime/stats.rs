@@ -251,14 +251,14 @@ impl Runtime {
     /// Bytes and inodes of a container's writable layer, measured at most
     /// every [`LAYER_USAGE_TTL`].
     fn writable_layer_usage(&self, id: &str) -> Option<(Usage, PathBuf)> {
-        let root = self.images.snapshots().rootfs_root().to_owned();
-        let dir = root.join(id);
-        if !dir.exists() {
+        let snapshots = self.images.snapshots();
+        let root = snapshots.rootfs_root().to_owned();
+        if !root.join(id).exists() {
             return None;
         }
-        let usage = self
-            .layer_usage
-            .get_or_measure(id, Instant::now(), || Usage::of(&dir));
+        let usage = self.layer_usage.get_or_measure(id, Instant::now(), || {
+            snapshots.rootfs_usage(id).unwrap_or_default()
+        });
         Some((usage, root))
     }
 }

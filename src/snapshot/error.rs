@@ -41,6 +41,13 @@ pub enum SnapshotError {
         #[source]
         source: crate::sandbox::idmap::IdmapError,
     },
+    #[error("the zfs snapshotter needs `[images] zfs_dataset` (the parent dataset, e.g. \"rpool/data/pvecri\")")]
+    NoZfsDataset,
+    #[error("ZFS snapshotter")]
+    Zfs {
+        #[source]
+        source: crate::zfs::ZfsError,
+    },
     #[error("overlay mount options for {id} are {len} bytes, over the kernel's {max}-byte limit ({layers} layers)")]
     TooManyLayers {
         id: String,

@@ -9,8 +9,9 @@
 //!
 //! Backends are a trait plus enum dispatch: `overlay` (the default; layers
 //! are overlayfs lower dirs, a container gets its own upper/work dirs) and
-//! `dir` (full copies, for filesystems without overlayfs). ZFS joins as a
-//! third variant: a layer chain as dataset snapshots, a container as a clone.
+//! `dir` (full copies, for filesystems without overlayfs) and `zfs` (a
+//! layer chain as dataset snapshots, a container as a clone; see
+//! [`zfs`](self::zfs)).
 
 mod copy;
 mod dir;
@@ -18,6 +19,7 @@ mod error;
 mod overlay;
 pub(crate) mod unpack;
 mod usage;
+mod zfs;
 
 #[cfg(test)]
 mod test_support;
@@ -26,6 +28,7 @@ pub(crate) use dir::DirSnapshotter;
 pub(crate) use error::SnapshotError;
 pub(crate) use overlay::OverlaySnapshotter;
 pub(crate) use usage::Usage;
+pub(crate) use zfs::ZfsSnapshotter;
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +41,7 @@ use sha2::{Digest, Sha256};
 pub enum BackendKind {
     Overlay,
     Dir,
+    Zfs,
 }
 
 impl BackendKind {
@@ -45,6 +49,7 @@ impl BackendKind {
         match self {
             BackendKind::Overlay => "overlay",
             BackendKind::Dir => "dir",
+            BackendKind::Zfs => "zfs",
         }
     }
 }
@@ -84,6 +89,19 @@ pub trait Snapshotter: Send + Sync {
     fn layers_root(&self) -> &Path;
     /// Directory holding container root filesystems.
     fn rootfs_root(&self) -> &Path;
+    /// Disk usage of the committed layers.
+    fn layers_usage(&self) -> Usage {
+        Usage::of(self.layers_root())
+    }
+    /// Disk usage of every container's writable layer together.
+    fn rootfs_total_usage(&self) -> Usage {
+        Usage::of(self.rootfs_root())
+    }
+    /// Disk usage of container `id`'s writable layer (none: no such root).
+    fn rootfs_usage(&self, id: &str) -> Option<Usage> {
+        let dir = self.rootfs_root().join(container_dir_name(id).ok()?);
+        dir.exists().then(|| Usage::of(&dir))
+    }
 }
 
 /// How a root filesystem for a `hostUsers: false` pod is mapped: through
@@ -102,16 +120,27 @@ pub struct Idmap {
 pub enum Snapshots {
     Overlay(OverlaySnapshotter),
     Dir(DirSnapshotter),
+    Zfs(ZfsSnapshotter),
 }
 
 impl Snapshots {
     /// Opens the backend under `state_dir/snapshots/<kind>` and clears
-    /// leftovers of interrupted unpacks.
-    pub fn open(state_dir: &Path, kind: BackendKind) -> Result<Self, SnapshotError> {
+    /// leftovers of interrupted unpacks. `zfs_dataset` is the parent
+    /// dataset of the `zfs` backend (required for it, unused otherwise).
+    pub fn open(
+        state_dir: &Path,
+        kind: BackendKind,
+        zfs_dataset: Option<&str>,
+    ) -> Result<Self, SnapshotError> {
         let root = state_dir.join("snapshots").join(kind.as_str());
         Ok(match kind {
             BackendKind::Overlay => Snapshots::Overlay(OverlaySnapshotter::open(root)?),
             BackendKind::Dir => Snapshots::Dir(DirSnapshotter::open(root)?),
+            BackendKind::Zfs => {
+                let dataset = zfs_dataset.ok_or(SnapshotError::NoZfsDataset)?;
+                let zfs = crate::zfs::open().map_err(|source| SnapshotError::Zfs { source })?;
+                Snapshots::Zfs(ZfsSnapshotter::open(root, dataset, zfs)?)
+            }
         })
     }
 
@@ -119,6 +148,7 @@ impl Snapshots {
         match self {
             Snapshots::Overlay(_) => BackendKind::Overlay,
             Snapshots::Dir(_) => BackendKind::Dir,
+            Snapshots::Zfs(_) => BackendKind::Zfs,
         }
     }
 
@@ -126,6 +156,7 @@ impl Snapshots {
         match self {
             Snapshots::Overlay(s) => s,
             Snapshots::Dir(s) => s,
+            Snapshots::Zfs(s) => s,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Usage {
+pub struct Usage {
     /// Bytes allocated on disk (st_blocks * 512), hard links counted once.
     pub bytes: u64,
     /// Distinct inodes.

@@ -18,10 +18,12 @@ pub(super) const LOCAL_ROOT: &str = "/var/lib/vz";
 const LOCAL: &str = "local";
 const TEMPLATE_SUBDIR: &str = "template/cache";
 
-/// Storage ID to storage root directory.
+/// Storage ID to storage root directory, and the node's `zfspool`
+/// storages (ID to dataset).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PveStorages {
     roots: BTreeMap<String, PathBuf>,
+    zfs_pools: BTreeMap<String, String>,
 }
 
 impl Default for PveStorages {
@@ -59,30 +61,40 @@ impl PveStorages {
     pub(crate) fn from_cfg_text(text: &str, local_root: impl Into<PathBuf>) -> Self {
         let mut roots = BTreeMap::new();
         roots.insert(LOCAL.to_owned(), local_root.into());
+        let mut zfs_pools = BTreeMap::new();
         let mut current: Option<&str> = None;
+        let mut kind = "";
         for line in text.lines() {
             let trimmed = line.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
             if !line.starts_with(char::is_whitespace) {
-                current = trimmed
-                    .split_once(':')
-                    .map(|(_, id)| id.trim())
-                    .filter(|id| !id.is_empty());
+                let header = trimmed.split_once(':');
+                kind = header.map_or("", |(k, _)| k.trim());
+                current = header.map(|(_, id)| id.trim()).filter(|id| !id.is_empty());
                 continue;
             }
             let Some(id) = current else { continue };
-            if let Some(("path", value)) = trimmed
+            match trimmed
                 .split_once(char::is_whitespace)
                 .map(|(k, v)| (k, v.trim()))
             {
-                if value.starts_with('/') {
+                Some(("path", value)) if value.starts_with('/') => {
                     roots.insert(id.to_owned(), PathBuf::from(value));
                 }
+                Some(("pool", value)) if kind == "zfspool" && !value.is_empty() => {
+                    zfs_pools.insert(id.to_owned(), value.to_owned());
+                }
+                _ => {}
             }
         }
-        PveStorages { roots }
+        PveStorages { roots, zfs_pools }
+    }
+
+    /// The `zfspool` storages: storage ID and its dataset.
+    pub(crate) fn zfs_pools(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.zfs_pools.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The template directory of `storage`, if it has one.
@@ -150,6 +162,7 @@ dir: scratch
             Path::new("/mnt/pve/nas-templates/template/cache")
         );
         assert_eq!(dir("scratch"), Path::new("/srv/scratch/template/cache"));
+        assert_eq!(s.zfs_pools().collect::<Vec<_>>(), [("tank", "tank/ct")]);
         for id in ["local-lvm", "tank", "nope"] {
             let err = s
                 .require_template_dir(Ctx("pve-template.local/x/y:1"), id)

@@ -79,7 +79,7 @@ pub(super) fn template_tar() -> Vec<u8> {
 pub(super) fn stores() -> (tempfile::TempDir, ContentStore, Snapshots) {
     let dir = tempfile::tempdir().unwrap();
     let content = ContentStore::new(dir.path().join("content")).unwrap();
-    let snapshots = Snapshots::open(dir.path(), BackendKind::Dir).unwrap();
+    let snapshots = Snapshots::open(dir.path(), BackendKind::Dir, None).unwrap();
     (dir, content, snapshots)
 }
 
