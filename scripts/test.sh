@@ -3,7 +3,8 @@
 # missing, then: formatting, clippy, cargo-deny, unit and root integration
 # tests, the critest conformance run against a live daemon with the
 # checked-in expected-failures list (tests/critest/expected-failures.txt),
-# and the VM stage (cgroup2-only, AppArmor enforcing).
+# and the VM stage (cgroup2-only, AppArmor enforcing, critest there, and the
+# zfs snapshotter on a real pool).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,11 +42,11 @@ step "critest conformance"
 PVECRI_CRITEST=1 cargo test --locked --test critest -- --nocapture
 
 # What this machine's kernel lacks, on a Proxmox-like node: Debian's own
-# kernel under qemu (software emulation) with only cgroup2 mounted and
-# AppArmor enforcing (docs/testing.md "The VM stage"). Its daemons live
-# and die inside the VM.
-step "VM stage: cgroup2-only and AppArmor (scripts/node-vm.sh)"
-scripts/node-vm.sh test cgroup2 apparmor
+# kernel under qemu (software emulation) with only cgroup2 mounted,
+# AppArmor enforcing and the ZFS modules (docs/testing.md "The VM stage").
+# Its daemons live and die inside the VM.
+step "VM stage: cgroup2-only, AppArmor, critest and ZFS (scripts/node-vm.sh)"
+scripts/node-vm.sh test cgroup2 apparmor critest zfs
 
 # Last: nothing any test's daemon made may outlive it. Every daemon of
 # the run is stopped by now, so the whole node must hold no pvecri
