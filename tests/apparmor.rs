@@ -60,8 +60,20 @@ fn localhost_profile() -> String {
     )
 }
 
-/// Loads (`-r`) or removes (`-R`) the test's Localhost profile.
-fn parser(flag: &str) {
+/// A profile as small as a pod author may write: the base abstraction
+/// and files, no capability or other rules, writes audited. The workload
+/// runs under it; pvecri's own set-up before the exec must not need more.
+const MINIMAL: &str = "pvecri-test-minimal";
+
+fn minimal_profile() -> String {
+    format!(
+        "#include <tunables/global>\nprofile {MINIMAL} flags=(attach_disconnected) {{\n  \
+         #include <abstractions/base>\n  file,\n  audit /** w,\n}}\n"
+    )
+}
+
+/// Loads (`-r`) or removes (`-R`) a profile.
+fn parser(flag: &str, text: &str) {
     let mut child = Command::new("apparmor_parser")
         .arg(flag)
         .stdin(Stdio::piped())
@@ -71,24 +83,24 @@ fn parser(flag: &str) {
         .stdin
         .take()
         .unwrap()
-        .write_all(localhost_profile().as_bytes())
+        .write_all(text.as_bytes())
         .unwrap();
     assert!(child.wait().unwrap().success(), "apparmor_parser {flag}");
 }
 
-/// Removes the Localhost profile again when the test ends.
-struct LoadedProfile;
+/// A loaded profile, removed again when the test ends.
+struct LoadedProfile(String);
 
 impl LoadedProfile {
-    fn load() -> Self {
-        parser("-r");
-        LoadedProfile
+    fn load(text: String) -> Self {
+        parser("-r", &text);
+        LoadedProfile(text)
     }
 }
 
 impl Drop for LoadedProfile {
     fn drop(&mut self) {
-        parser("-R");
+        parser("-R", &self.0);
     }
 }
 
@@ -223,7 +235,7 @@ async fn a_localhost_profile_is_applied_by_name() {
     if !ready("a_localhost_profile_is_applied_by_name") {
         return;
     }
-    let _profile = LoadedProfile::load();
+    let _profile = LoadedProfile::load(localhost_profile());
     let mut e = env("aa-localhost").await;
     let id = running(
         &mut e,
@@ -240,4 +252,68 @@ async fn a_localhost_profile_is_applied_by_name() {
     assert!(err.contains("Permission denied"), "{err}");
     let (code, _, err) = sh(&mut e, &id, "echo x > /tmp/pvecri-test").await;
     assert_eq!(code, 0, "the profile allows /tmp: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minimal_profile_runs_and_an_unloaded_one_is_refused() {
+    if !ready("a_minimal_profile_runs_and_an_unloaded_one_is_refused") {
+        return;
+    }
+    let _profile = LoadedProfile::load(minimal_profile());
+    let mut e = env("aa-minimal").await;
+
+    // The workload runs under a profile without capability rules, named
+    // with the legacy field's `localhost/` prefix, as critest does.
+    let config = v1::ContainerConfig {
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                apparmor: profile(ProfileType::Localhost, &format!("localhost/{MINIMAL}")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..container_config("minimal", BUSYBOX, &["touch", "/tmp/foo"])
+    };
+    let id = create_container(&mut e.c, &e.pod_id, &e.pod, config)
+        .await
+        .unwrap();
+    e.c.runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let status = common::wait_exited(&mut e.c, &id).await;
+    assert_eq!(
+        status.exit_code, 0,
+        "touch under {MINIMAL}: {} {}",
+        status.reason, status.message
+    );
+
+    // A profile the node does not have: refused at CreateContainer,
+    // naming it, and nothing is left of the container.
+    let missing = "pvecri-test-not-loaded";
+    let config = v1::ContainerConfig {
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                apparmor: profile(ProfileType::Localhost, missing),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..container_config("unloaded", BUSYBOX, &["true"])
+    };
+    let err = create_container(&mut e.c, &e.pod_id, &e.pod, config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains(missing), "{err}");
+    let listed =
+        e.c.runtime
+            .list_containers(v1::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    assert_eq!(listed.len(), 1, "only the minimal container exists");
 }

@@ -112,18 +112,7 @@ async fn status(e: &mut Env, id: &str) -> v1::ContainerStatus {
 }
 
 async fn wait_exited(e: &mut Env, id: &str) -> v1::ContainerStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = status(e, id).await;
-        if s.state == v1::ContainerState::ContainerExited as i32 {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "container {id} did not exit: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_exited(&mut e.c, id).await
 }
 
 async fn exec(

@@ -754,7 +754,13 @@ fn profile(
             Ok(ProfileType::Localhost) if p.localhost_ref.is_empty() => {
                 Err("a Localhost profile needs localhost_ref".to_owned())
             }
-            Ok(ProfileType::Localhost) => Ok(Some(Profile::Localhost(p.localhost_ref.clone()))),
+            // The legacy field's "localhost/" prefix is accepted here too
+            // (critest sends it; containerd and CRI-O strip it).
+            Ok(ProfileType::Localhost) => match p.localhost_ref.strip_prefix("localhost/") {
+                Some("") => Err("a Localhost profile needs a name after localhost/".to_owned()),
+                Some(name) => Ok(Some(Profile::Localhost(name.to_owned()))),
+                None => Ok(Some(Profile::Localhost(p.localhost_ref.clone()))),
+            },
             Err(_) => Err(format!("unknown profile type {}", p.profile_type)),
         };
     }
@@ -1104,6 +1110,26 @@ pub(super) fn pod_sandbox_metrics(m: &crate::runtime::PodMetrics) -> v1::PodSand
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn localhost_refs_may_carry_the_legacy_prefix() {
+        use crate::security::Profile;
+        use v1::security_profile::ProfileType;
+        let local = |r: &str| v1::SecurityProfile {
+            profile_type: ProfileType::Localhost as i32,
+            localhost_ref: r.into(),
+        };
+        assert_eq!(
+            profile(Some(&local("localhost/p1")), "localhost/ignored").unwrap(),
+            Some(Profile::Localhost("p1".into()))
+        );
+        assert_eq!(
+            profile(Some(&local("/var/lib/kubelet/seccomp/a.json")), "").unwrap(),
+            Some(Profile::Localhost("/var/lib/kubelet/seccomp/a.json".into()))
+        );
+        assert!(profile(Some(&local("localhost/")), "").is_err());
+        assert!(profile(Some(&local("")), "").is_err());
+    }
+
     use super::*;
 
     #[test]

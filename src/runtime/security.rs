@@ -27,6 +27,17 @@ pub(crate) fn confinement(config: &ContainerConfig) -> Result<Confinement, Runti
     let apparmor =
         apparmor::resolve_requested(sc.apparmor.as_ref(), apparmor::enabled(), config.privileged)
             .map_err(|m| invalid("config.linux.security_context.apparmor", m))?;
+    // A Localhost profile must be loaded: the workload would otherwise
+    // fail at exec, after the container was created (as containerd and
+    // CRI-O, refuse it here with the profile's name).
+    if let Some(name) = &apparmor {
+        if apparmor::is_loaded(name) == Some(false) {
+            return Err(invalid(
+                "config.linux.security_context.apparmor",
+                format!("AppArmor profile {name:?} is not loaded on this node (load it with apparmor_parser)"),
+            ));
+        }
+    }
     if config.privileged {
         return Ok(Confinement {
             readonly_rootfs: sc.readonly_rootfs,

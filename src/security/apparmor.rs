@@ -10,6 +10,24 @@ pub(crate) fn enabled() -> bool {
         .unwrap_or(false)
 }
 
+/// The kernel's list of loaded profiles, one `name (mode)` per line.
+const PROFILES: &str = "/sys/kernel/security/apparmor/profiles";
+
+/// Whether profile `name` is loaded in the kernel; `None` when the list
+/// cannot be read (securityfs not mounted), so that the caller does not
+/// refuse what it cannot check.
+pub(crate) fn is_loaded(name: &str) -> Option<bool> {
+    let text = std::fs::read_to_string(PROFILES).ok()?;
+    let found = loaded_names(&text).any(|n| n == name);
+    Some(found)
+}
+
+/// Profile names in the text of the kernel's profile list.
+fn loaded_names(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .filter_map(|line| line.rsplit_once(" (").map(|(name, _)| name))
+}
+
 /// The name of the profile pvecri loads for `RuntimeDefault`.
 pub(crate) const DEFAULT_PROFILE: &str = "pvecri-default";
 
@@ -136,6 +154,14 @@ pub(crate) fn run_parser(args: &[&str], profile: &str) -> Result<(), ParserError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loaded_profiles_are_read_by_name() {
+        let text = "pvecri-default (enforce)\n/usr/bin/man (enforce)\ncri-test audit (complain)\n";
+        let names: Vec<&str> = loaded_names(text).collect();
+        assert_eq!(names, ["pvecri-default", "/usr/bin/man", "cri-test audit"]);
+        assert_eq!(loaded_names("").count(), 0);
+    }
+
     use super::*;
 
     /// An explicitly requested profile for a non-privileged container.

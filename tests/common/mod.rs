@@ -309,6 +309,33 @@ pub(crate) async fn create_container(
         .map(|r| r.into_inner().container_id)
 }
 
+/// The status of container `id` once it has exited (bounded: 20 s).
+pub(crate) async fn wait_exited(c: &mut CriClient, id: &str) -> pvecri::cri::v1::ContainerStatus {
+    use pvecri::cri::v1;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c
+            .runtime
+            .container_status(v1::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        if s.state == v1::ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} did not exit: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// (exit code, stdout, stderr) of `sh -c script` run by ExecSync in the
 /// container, with the given timeout in seconds; fails the test when the
 /// call itself fails.
