@@ -222,7 +222,7 @@ fi
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,ro hostbin /usr/local/bin
 hostname pvecri-node-vm
 # The node's name resolves, as on a node (sudo warns otherwise, and
-# critest treats any output of its `sudo apparmor_parser` as a failure).
+# critest treats any output of its sudo apparmor_parser as a failure).
 printf '127.0.0.1 localhost\n127.0.1.1 pvecri-node-vm\n::1 localhost\n' > /etc/hosts
 ip link set lo up
 ip link set eth0 up
