@@ -5,7 +5,9 @@
 # the static pvecri-init, the man pages and shell completions (generated
 # from the CLI's clap definitions) and a changelog first.
 #
-#   scripts/build-deb.sh [--deb-version VERSION]   (default: Cargo's, -1)
+#   scripts/build-deb.sh [--deb-version VERSION] [--output DIR]
+#       VERSION defaults to Cargo's version with revision -1; DIR to
+#       target/debian
 #
 # Prints the path of the .deb on stdout. See docs/packaging.md.
 set -euo pipefail
@@ -15,9 +17,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 log() { printf '[build-deb] %s\n' "$*" >&2; }
 
 deb_version=""
+out_dir=""
 while [ $# -gt 0 ]; do
     case $1 in
         --deb-version) deb_version=$2; shift 2 ;;
+        --output) out_dir=$2; shift 2 ;;
         *) log "unknown argument $1"; exit 2 ;;
     esac
 done
@@ -37,6 +41,8 @@ cargo build --locked --release --quiet --bin pvecri
 log "pvecri-init (static)"
 scripts/build-init.sh >&2
 cp "$target/x86_64-unknown-linux-gnu/release/pvecri-init" "$pkg/pvecri-init"
+# cargo-deb strips what it builds; the init comes from build-init.sh.
+strip --strip-unneeded "$pkg/pvecri-init"
 
 "$target/release/pvecri" generate man "$pkg/man"
 "$target/release/pvecri" generate completions "$pkg/completions"
@@ -51,7 +57,9 @@ pvecri ($version) unstable; urgency=medium
  -- pvecri developers <pvecri@pvecri.dev>  $(date -R)
 CHANGELOG
 
-args=(--no-build --locked --output "$target/debian/")
+out_dir=${out_dir:-$target/debian}
+mkdir -p "$out_dir"
+args=(--no-build --locked --output "$out_dir/")
 [ -z "$deb_version" ] || args+=(--deb-version "$deb_version")
 deb=$(cargo deb "${args[@]}" 2>/dev/null | tail -1)
 [ -f "$deb" ] || { log "cargo deb made no package"; exit 1; }

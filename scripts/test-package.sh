@@ -75,11 +75,11 @@ cleanup() {
 trap cleanup EXIT
 
 log "building version N and N+1"
-deb1=$(scripts/build-deb.sh --deb-version 0.1.0-1)
-deb2=$(scripts/build-deb.sh --deb-version 0.1.0-2)
+deb1=$(scripts/build-deb.sh --deb-version 0.1.0-1 --output "$work/n")
+deb2=$(scripts/build-deb.sh --deb-version 0.1.0-2 --output "$work/n1")
 
 log "lintian $deb1"
-lintian --fail-on error --no-tag-display-limit "$deb1" | tee "$work/lintian.txt" >&2 || die "lintian reports errors"
+lintian --fail-on error --tag-display-limit 0 "$deb1" | tee "$work/lintian.txt" >&2 || die "lintian reports errors"
 
 log "apt-get install N"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb1" >/dev/null
@@ -115,14 +115,22 @@ pod=$(cri runp "$work/pod.json")
 ctr=$(cri create "$pod" "$work/ctr.json" "$work/pod.json")
 cri start "$ctr" >/dev/null
 sleep 1
-monitor=$(pgrep -f "pvecri monitor --id $ctr" | head -1)
-[ -n "$monitor" ] || die "no monitor for $ctr"
-[ "$(cat /proc/$monitor/cgroup)" != "$(cat /proc/$daemon_pid/cgroup)" ] \
-    || die "the monitor shares the daemon's cgroup: stopping the unit would kill it"
+# Two monitor processes per container: the supervisor the daemon spawned
+# (it stays in the service's cgroup, as containerd's shims do; the unit's
+# KillMode=process leaves it alone) and the one liblxc started the
+# container from, which liblxc moved into pvecri.monitor/<id>, outside the
+# service's cgroup, with the container in a cgroup of its own.
+monitors=$(pgrep -f "pvecri monitor --id $ctr" | tr '\n' ' ')
+[ -n "$monitors" ] || die "no monitor for $ctr"
+outside=0
+for m in $monitors; do
+    [ "$(cat /proc/$m/cgroup)" = "$(cat /proc/$daemon_pid/cgroup)" ] || outside=$((outside + 1))
+done
+[ $outside -ge 1 ] || die "every monitor of $ctr is in the daemon's cgroup"
 
 log "restart as under KillMode=process, then upgrade to N+1"
 stop_daemon
-kill -0 "$monitor" || die "the container's monitor died with the daemon"
+for m in $monitors; do kill -0 "$m" || die "monitor $m died with the daemon"; done
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Options::=--force-confold "$deb2" >/dev/null
 [ "$(dpkg-query -W -f='${Version}' pvecri)" = 0.1.0-2 ] || die "not upgraded"
 cmp -s /etc/pvecri/config.toml "$work/config.toml" || die "the upgrade replaced the edited conffile"
@@ -137,7 +145,7 @@ log "apt-get remove keeps the state and the container"
 stop_daemon
 DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq pvecri >/dev/null
 [ -d /var/lib/pvecri ] || die "remove deleted /var/lib/pvecri"
-kill -0 "$monitor" || die "remove killed the container"
+for m in $monitors; do kill -0 "$m" || die "remove killed monitor $m"; done
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Options::=--force-confold "$deb2" >/dev/null
 start_daemon
 cri ps --id "$ctr" --state Running -q | grep -q "$ctr" || die "the container is gone after remove and reinstall"

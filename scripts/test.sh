@@ -4,7 +4,8 @@
 # tests, the critest conformance run against a live daemon with the
 # checked-in expected-failures list (tests/critest/expected-failures.txt),
 # and the VM stage (cgroup2-only, AppArmor enforcing, critest there, and the
-# zfs snapshotter on a real pool).
+# zfs snapshotter on a real pool), and the Debian package's install,
+# upgrade and purge.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -47,6 +48,11 @@ PVECRI_CRITEST=1 cargo test --locked --test critest -- --nocapture
 # Its daemons live and die inside the VM.
 step "VM stage: cgroup2-only, AppArmor, critest and ZFS (scripts/node-vm.sh)"
 scripts/node-vm.sh test cgroup2 apparmor critest zfs
+
+# The Debian package: built, linted, installed, upgraded under a running
+# pod, removed and purged (docs/packaging.md).
+step "Debian package (scripts/test-package.sh)"
+scripts/test-package.sh
 
 # Last: nothing any test's daemon made may outlive it. Every daemon of
 # the run is stopped by now, so the whole node must hold no pvecri

@@ -4,6 +4,7 @@
 mod census;
 mod doctor;
 mod events;
+mod generate;
 mod logging;
 mod stats;
 mod version;
@@ -46,11 +47,17 @@ enum Command {
     /// Internal: runs one exec inside a container (liblxc attach).
     #[command(hide = true)]
     ExecHelper(crate::exec::ExecHelperArgs),
+    /// Internal: man pages and shell completions for the package.
+    #[command(hide = true, subcommand)]
+    Generate(generate::Generate),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(msg) = require_root() {
+    // Generating the package's man pages and completions touches nothing
+    // of the node: the package build runs it unprivileged.
+    let needs_root = !matches!(cli.command, Command::Generate(_));
+    if let (true, Err(msg)) = (needs_root, require_root()) {
         eprintln!("pvecri: {msg}");
         return ExitCode::from(1);
     }
@@ -63,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Census(args) => load(cli.config).and_then(|c| census::run(c, args)),
         Command::Monitor(args) => crate::monitor::run(args),
         Command::ExecHelper(args) => crate::exec::run(args),
+        Command::Generate(what) => generate::run(what),
     };
     match result {
         Ok(code) => code,
