@@ -24,6 +24,10 @@ impl Runtime {
         }
         let fifo = self.container_run_dir(&c.id)?.start_fifo();
         crate::failpoint::hit("start.before_release")?;
+        // The workload may run and exit before this call returns; its start
+        // time is taken before it is released, so that it never follows the
+        // exit time the monitor records.
+        let started_at_ns = now_ns();
         release_init(&fifo, c.init_pid, c.init_start_time)
             .await
             .map_err(|e| RuntimeError::os("releasing the container's init", &c.id, e))?;
@@ -32,7 +36,7 @@ impl Runtime {
         // ignores it (runc's start likewise returns after the exec).
         wait_for_exec(c.init_pid, c.init_start_time).await;
         crate::failpoint::hit("start.before_record")?;
-        c.started_at_ns = now_ns();
+        c.started_at_ns = started_at_ns;
         c.state = ContainerState::Running;
         self.store.put(&c)?;
         info!(container_id = %c.id, "container started");

@@ -46,7 +46,7 @@ impl Runtime {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
             c.message = exit.message.clone();
-            c.finished_at_ns = exit.finished_at_ns;
+            c.finished_at_ns = exit.finished_at_ns.max(c.started_at_ns);
             if c.started_at_ns == 0 {
                 // Died before StartContainer (or start raced the exit).
                 c.started_at_ns = c.finished_at_ns;
