@@ -5,9 +5,13 @@ mod census;
 mod doctor;
 mod events;
 mod generate;
+mod inspect;
+mod list;
 mod logging;
+mod logs;
 mod stats;
 mod version;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +42,18 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Follow the daemon's container lifecycle events.
     Events,
+    /// Containers (running ones unless --all); from the store when the
+    /// daemon is down.
+    Ps(list::PsArgs),
+    /// Pod sandboxes; from the store when the daemon is down.
+    Pods(list::ListArgs),
+    /// Images; from the store when the daemon is down.
+    Images(list::ListArgs),
+    /// One container or pod in full (record, LXC config, monitor, cgroup,
+    /// mounts, network), as JSON.
+    Inspect(inspect::InspectArgs),
+    /// A container's log, without the CRI line prefix (`--raw` keeps it).
+    Logs(logs::LogsArgs),
     /// Count what pvecri owns on the node (processes, cgroups, mounts,
     /// links, nftables, dirs, records), one line per kind.
     Census(census::CensusArgs),
@@ -67,6 +83,11 @@ pub fn main() -> ExitCode {
         Command::Doctor => load(cli.config).and_then(|c| doctor::run(&c)),
         Command::Stats(args) => load(cli.config).and_then(|c| stats::run(&c, args)),
         Command::Events => load(cli.config).and_then(|c| events::run(&c)),
+        Command::Ps(args) => load(cli.config).and_then(|c| list::ps(&c, args)),
+        Command::Pods(args) => load(cli.config).and_then(|c| list::pods(&c, args)),
+        Command::Images(args) => load(cli.config).and_then(|c| list::images(&c, args)),
+        Command::Inspect(args) => load(cli.config).and_then(|c| inspect::run(&c, args)),
+        Command::Logs(args) => load(cli.config).and_then(|c| logs::run(&c, args)),
         Command::Census(args) => load(cli.config).and_then(|c| census::run(c, args)),
         Command::Monitor(args) => crate::monitor::run(args),
         Command::ExecHelper(args) => crate::exec::run(args),

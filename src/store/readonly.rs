@@ -37,6 +37,30 @@ impl ReadOnlyStore {
 
     /// The keys of every record of a type, in key order.
     pub(crate) fn keys<R: Record>(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        self.each::<R>(|key, _| {
+            out.push(key.to_owned());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every record of a type, in key order.
+    pub(crate) fn list<R: Record>(&self) -> Result<Vec<R>, StoreError> {
+        let mut out = Vec::new();
+        self.each::<R>(|key, value| {
+            out.push(super::decode::<R>(key, value)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each key and value of `R`'s table, in key order; a
+    /// table that does not exist yet is empty.
+    fn each<R: Record>(
+        &self,
+        mut f: impl FnMut(&str, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let err = |op: &'static str| {
             let path = self.path.clone();
             move |e: redb::Error| StoreError::Db {
@@ -52,15 +76,14 @@ impl ReadOnlyStore {
             .map_err(|e| err("begin read")(e.into()))?;
         let table = match txn.open_table(def) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
             Err(e) => return Err(err("open table")(e.into())),
         };
-        let mut out = Vec::new();
         for entry in table.iter().map_err(|e| err("iterate")(e.into()))? {
-            let (key, _) = entry.map_err(|e| err("iterate")(e.into()))?;
-            out.push(key.value().to_owned());
+            let (key, value) = entry.map_err(|e| err("iterate")(e.into()))?;
+            f(key.value(), value.value())?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -95,7 +118,9 @@ mod tests {
         drop(writer);
         let r = ReadOnlyStore::open(&path).unwrap();
         assert_eq!(r.keys::<Thing>().unwrap(), ["a", "b"]);
-        #[derive(serde::Serialize, serde::Deserialize)]
+        let ids: Vec<String> = r.list::<Thing>().unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(ids, ["a", "b"]);
+        #[derive(Debug, serde::Serialize, serde::Deserialize)]
         struct Missing;
         impl Record for Missing {
             const TABLE: &'static str = "missing";
@@ -104,5 +129,6 @@ mod tests {
             }
         }
         assert!(r.keys::<Missing>().unwrap().is_empty());
+        assert!(r.list::<Missing>().unwrap().is_empty());
     }
 }
