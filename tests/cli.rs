@@ -88,13 +88,17 @@ fn check_verbs(d: &Daemon, pod: &str, ctr: &str, live: bool) {
         "{c}"
     );
     assert!(c["mounts"].to_string().contains("\"target\":\"/\""), "{c}");
-    assert!(!c["network"]["pod_ips"].as_array().unwrap().is_empty(), "{c}");
+    assert!(
+        !c["network"]["pod_ips"].as_array().unwrap().is_empty(),
+        "{c}"
+    );
     assert!(c["network"]["netns"].is_string(), "{c}");
     assert_eq!(c["record"]["name"], "talker", "{c}");
 
     let (p, _) = json(d, &["inspect", pod]);
     assert_eq!(p["kind"], "pod");
     assert_eq!(p["containers"], serde_json::json!([ctr]));
+    assert_eq!(p["record"]["name"], "cli-pod", "{p}");
 
     let logs = text(d, &["logs", &ctr[..12]]);
     assert!(logs.starts_with("hello from cli\n"), "{logs:?}");
@@ -104,7 +108,10 @@ fn check_verbs(d: &Daemon, pod: &str, ctr: &str, live: bool) {
     let out = cli(d, &["inspect", "no-such-id"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no container or pod with ID \"no-such-id\""), "{err}");
+    assert!(
+        err.contains("no container or pod with ID \"no-such-id\""),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

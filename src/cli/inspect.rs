@@ -1,7 +1,9 @@
 //! `pvecri inspect <id>`: everything about one container or pod that an
 //! operator looks for when the kubelet reports a problem: its record, the
 //! LXC config it was started from, its monitor and init PIDs, cgroup,
-//! mounts (as its init sees them) and network. JSON only.
+//! mounts (as its init sees them) and network. JSON only; `record` is the
+//! configuration pvecri keeps for it (the same whether it comes from the
+//! daemon or the store).
 
 use std::process::ExitCode;
 
@@ -57,7 +59,11 @@ async fn container_view(
     c: &ContainerRow,
     pods: &[PodRow],
 ) -> anyhow::Result<Value> {
-    let from = if source.is_daemon() { "daemon" } else { "store" };
+    let from = if source.is_daemon() {
+        "daemon"
+    } else {
+        "store"
+    };
     let (record, init_pid, cgroup, log_path) = match source {
         Source::Daemon(client) => {
             let r = client
@@ -83,7 +89,7 @@ async fn container_view(
                 .find(|r| r.id == c.id)
                 .expect("rows come from these records");
             (
-                serde_json::to_value(rec)?,
+                serde_json::to_value(&rec.config)?,
                 i64::from(rec.init_pid),
                 rec.cgroup.clone(),
                 rec.log_file.clone(),
@@ -123,7 +129,11 @@ async fn pod_view(
     p: &PodRow,
     containers: &[ContainerRow],
 ) -> anyhow::Result<Value> {
-    let from = if source.is_daemon() { "daemon" } else { "store" };
+    let from = if source.is_daemon() {
+        "daemon"
+    } else {
+        "store"
+    };
     let record = match source {
         Source::Daemon(client) => {
             let r = client
@@ -134,9 +144,11 @@ async fn pod_view(
                 })
                 .await?
                 .into_inner();
-            verbose_info(&r.info)
+            verbose_info(&r.info)["config"].clone()
         }
-        Source::Store(s) => serde_json::to_value(s.pods.iter().find(|r| r.id == p.id))?,
+        Source::Store(s) => {
+            serde_json::to_value(s.pods.iter().find(|r| r.id == p.id).map(|r| &r.config))?
+        }
     };
     Ok(json!({
         "kind": "pod",

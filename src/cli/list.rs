@@ -35,7 +35,7 @@ pub(super) fn ps(config: &Config, args: PsArgs) -> anyhow::Result<ExitCode> {
             .filter(|c| args.all || c.state == "Running")
             .filter(|c| c.pod_id.starts_with(&args.pod))
             .collect();
-        rows.sort_by(|a, b| b.created_ns.cmp(&a.created_ns));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.created_ns));
         if args.output == Output::Json {
             return print_json(&rows).map(|()| ExitCode::SUCCESS);
         }
@@ -53,7 +53,10 @@ pub(super) fn ps(config: &Config, args: PsArgs) -> anyhow::Result<ExitCode> {
                 ]
             })
             .collect();
-        print_table(&["CONTAINER", "NAME", "STATE", "CREATED", "POD", "IMAGE"], &cells);
+        print_table(
+            &["CONTAINER", "NAME", "STATE", "CREATED", "POD", "IMAGE"],
+            &cells,
+        );
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -62,7 +65,7 @@ pub(super) fn pods(config: &Config, args: ListArgs) -> anyhow::Result<ExitCode> 
     runtime()?.block_on(async {
         let mut source = Source::open(config).await?;
         let mut rows = source.pods().await?;
-        rows.sort_by(|a, b| b.created_ns.cmp(&a.created_ns));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.created_ns));
         if args.output == Output::Json {
             return print_json(&rows).map(|()| ExitCode::SUCCESS);
         }
@@ -80,7 +83,10 @@ pub(super) fn pods(config: &Config, args: ListArgs) -> anyhow::Result<ExitCode> 
                 ]
             })
             .collect();
-        print_table(&["POD", "NAME", "NAMESPACE", "STATE", "IP", "CREATED"], &cells);
+        print_table(
+            &["POD", "NAME", "NAMESPACE", "STATE", "IP", "CREATED"],
+            &cells,
+        );
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -30,7 +30,11 @@ pub(super) fn run(config: &Config, args: LogsArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let mut source = Source::open(config).await?;
         let containers = source.containers().await?;
-        let id = resolve("container", &args.id, containers.iter().map(|c| c.id.as_str()))?;
+        let id = resolve(
+            "container",
+            &args.id,
+            containers.iter().map(|c| c.id.as_str()),
+        )?;
         let path = log_path(&mut source, &id).await?;
         if path.is_empty() {
             anyhow::bail!("container {id} has no log file");
@@ -140,11 +144,15 @@ fn render(line: &str, raw: bool) -> String {
         return format!("{line}\n");
     }
     let mut parts = line.splitn(4, ' ');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(_time), Some(_stream), Some("P"), Some(text)) => text.to_owned(),
-        (Some(_time), Some(_stream), Some(_), Some(text)) => format!("{text}\n"),
+    let (_time, stream, tag, text) = (parts.next(), parts.next(), parts.next(), parts.next());
+    if !matches!(stream, Some("stdout" | "stderr")) {
+        return format!("{line}\n");
+    }
+    match (tag, text) {
+        (Some("P"), Some(text)) => text.to_owned(),
+        (Some("F"), Some(text)) => format!("{text}\n"),
         // "<time> <stream> F" with an empty text.
-        (Some(_time), Some(_stream), Some(_), None) => "\n".to_owned(),
+        (Some("F" | "P"), None) => "\n".to_owned(),
         _ => format!("{line}\n"),
     }
 }
@@ -156,7 +164,10 @@ mod tests {
     #[test]
     fn cri_lines_lose_their_prefix() {
         let t = "2026-12-06T05:00:00.000000000Z";
-        assert_eq!(render(&format!("{t} stdout F hello world"), false), "hello world\n");
+        assert_eq!(
+            render(&format!("{t} stdout F hello world"), false),
+            "hello world\n"
+        );
         assert_eq!(render(&format!("{t} stderr P part"), false), "part");
         assert_eq!(render(&format!("{t} stdout F"), false), "\n");
         assert_eq!(render("not a cri line", false), "not a cri line\n");

@@ -58,7 +58,7 @@ pub(super) struct Snapshot {
 }
 
 pub(super) enum Source {
-    Daemon(CriClient),
+    Daemon(Box<CriClient>),
     Store(Snapshot),
 }
 
@@ -73,7 +73,7 @@ impl Source {
                 .await
                 .is_ok()
             {
-                return Ok(Source::Daemon(client));
+                return Ok(Source::Daemon(Box::new(client)));
             }
         }
         let path = config.store_path();
@@ -147,7 +147,9 @@ impl Source {
                     name: c.metadata.map(|m| m.name).unwrap_or_default(),
                     pod_id: c.pod_sandbox_id,
                     state: container_state_name(c.state),
-                    image: c.image.map(|i| i.user_specified_image)
+                    image: c
+                        .image
+                        .map(|i| i.user_specified_image)
                         .filter(|i| !i.is_empty())
                         .unwrap_or(c.image_ref),
                     created_ns: c.created_at,
@@ -250,7 +252,10 @@ pub(super) fn resolve<'a>(
     if prefix.is_empty() {
         anyhow::bail!("an empty {what} ID matches everything; give an ID or a prefix of one");
     }
-    let matches: Vec<&str> = ids.into_iter().filter(|id| id.starts_with(prefix)).collect();
+    let matches: Vec<&str> = ids
+        .into_iter()
+        .filter(|id| id.starts_with(prefix))
+        .collect();
     if let Some(exact) = matches.iter().find(|id| **id == prefix) {
         return Ok((*exact).to_owned());
     }
@@ -259,7 +264,10 @@ pub(super) fn resolve<'a>(
         [] => anyhow::bail!("no {what} with ID {prefix:?}"),
         many => anyhow::bail!(
             "ID prefix {prefix:?} is ambiguous: {}",
-            many.iter().map(|id| short(id)).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|id| short(id))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -333,7 +341,10 @@ mod tests {
         assert_eq!(resolve("container", "def", ids).unwrap(), "def333");
         assert_eq!(resolve("container", "abc111", ids).unwrap(), "abc111");
         let err = resolve("container", "abc", ids).unwrap_err().to_string();
-        assert!(err.contains("ambiguous") && err.contains("abc111") && err.contains("abc222"), "{err}");
+        assert!(
+            err.contains("ambiguous") && err.contains("abc111") && err.contains("abc222"),
+            "{err}"
+        );
         let err = resolve("pod", "zzz", ids).unwrap_err().to_string();
         assert!(err.contains("no pod with ID \"zzz\""), "{err}");
         assert!(resolve("pod", "", ids).is_err());

@@ -118,7 +118,12 @@ mod tests {
         drop(writer);
         let r = ReadOnlyStore::open(&path).unwrap();
         assert_eq!(r.keys::<Thing>().unwrap(), ["a", "b"]);
-        let ids: Vec<String> = r.list::<Thing>().unwrap().into_iter().map(|t| t.id).collect();
+        let ids: Vec<String> = r
+            .list::<Thing>()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
         assert_eq!(ids, ["a", "b"]);
         #[derive(Debug, serde::Serialize, serde::Deserialize)]
         struct Missing;
