@@ -501,10 +501,33 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
+        fixture_with(|dir| Snapshots::open(dir, BackendKind::Dir, None).unwrap())
+    }
+
+    /// The same over the zfs backend on the fake ZFS (which refuses to
+    /// destroy a snapshot that still has clones).
+    fn zfs_fixture() -> (Fixture, crate::zfs::fake::FakeZfs) {
+        let mut fake = None;
+        let f = fixture_with(|dir| {
+            let zfs = crate::zfs::fake::FakeZfs::new(dir, "tank");
+            fake = Some(zfs.clone());
+            Snapshots::Zfs(
+                crate::snapshot::ZfsSnapshotter::open(
+                    dir.join("snapshots/zfs"),
+                    "tank/pvecri",
+                    Box::new(zfs),
+                )
+                .unwrap(),
+            )
+        });
+        (f, fake.unwrap())
+    }
+
+    fn fixture_with(snapshots: impl FnOnce(&Path) -> Snapshots) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
         let content = Arc::new(ContentStore::new(dir.path().join("content")).unwrap());
-        let snapshots = Arc::new(Snapshots::open(dir.path(), BackendKind::Dir, None).unwrap());
+        let snapshots = Arc::new(snapshots(dir.path()));
         let puller = Puller::new(RegistrySettings::default(), content.clone());
         let manager = ImageManager::new(store.clone(), content.clone(), snapshots.clone(), puller);
         Fixture {
@@ -630,6 +653,47 @@ mod tests {
         assert!(f.manager.list(None).unwrap().is_empty());
         assert!(f.snapshots.layers().unwrap().is_empty());
         assert!(f.content.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn zfs_layers_go_children_first_and_shared_ones_stay() {
+        if !nix::unistd::geteuid().is_root() {
+            // Unpacking root-owned layer files needs root (CI runs as root).
+            assert!(std::env::var("CI").is_err(), "needs root in CI");
+            eprintln!("skipping zfs_layers_go_children_first_and_shared_ones_stay: needs root");
+            return;
+        }
+        let (f, fake) = zfs_fixture();
+        let base = layer("base", b"shared");
+        let mid = layer("mid", b"m");
+        let app = layer("app", b"app");
+        let web = layer("web", b"web");
+        let a = add_image(&f, "docker.io/library/app:1", &[&base, &mid, &app]).await;
+        let w = add_image(&f, "docker.io/library/web:1", &[&base, &web]).await;
+        assert_eq!(f.snapshots.layers().unwrap().len(), 4);
+        // A child layer is a clone of its parent's snapshot: ZFS refuses
+        // the parent first, so removal must go from the top down.
+        f.manager
+            .remove("docker.io/library/app:1", &HashSet::new())
+            .await
+            .unwrap();
+        let mut left = w.chain_ids.clone();
+        left.sort();
+        assert_eq!(f.snapshots.layers().unwrap(), left);
+        for chain_id in &a.chain_ids[1..] {
+            assert!(!f.snapshots.has_layer(chain_id), "{chain_id}");
+        }
+        f.manager.remove(&w.id, &HashSet::new()).await.unwrap();
+        assert!(f.snapshots.layers().unwrap().is_empty());
+        assert_eq!(
+            fake.all(),
+            [
+                "tank",
+                "tank/pvecri",
+                "tank/pvecri/containers",
+                "tank/pvecri/layers"
+            ]
+        );
     }
 
     #[tokio::test]
