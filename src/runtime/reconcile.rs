@@ -147,7 +147,13 @@ impl Runtime {
                 continue;
             }
             let alive = super::containers::proc_start_time(c.init_pid) == Some(c.init_start_time);
-            if !alive {
+            // A workload that has just exited while its monitor still runs
+            // is not lost: the monitor is about to write the exit record
+            // (slow under load), and status queries read it from there.
+            let monitor_running = self
+                .container_run_dir(&c.id)
+                .is_ok_and(|d| super::teardown::monitor_alive(&d, &c.id));
+            if !alive && !monitor_running {
                 let mut c = c;
                 warn!(container_id = %c.id, "the container's process is gone without an exit record");
                 c.state = ContainerState::Exited;
