@@ -22,7 +22,7 @@ RUSTFLAGS="-C target-feature=+crt-static" \
 
 # A static binary has no NEEDED entries (a static-pie still has a dynamic
 # section, so "no dynamic section" is not the test).
-if readelf -d "$BIN" | grep -q '(NEEDED)'; then
+if readelf -d "$BIN" | grep '(NEEDED)' >/dev/null; then
     echo "build-init.sh: $BIN is dynamically linked:" >&2
     readelf -d "$BIN" | grep '(NEEDED)' >&2
     exit 1

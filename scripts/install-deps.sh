@@ -49,7 +49,7 @@ done
 contrib_sources=/etc/apt/sources.list.d/pvecri-contrib.sources
 enable_contrib() {
     [ -f "$contrib_sources" ] && return
-    apt-cache policy libzfslinux-dev 2>/dev/null | grep -q 'Candidate: [0-9]' && return
+    apt-cache policy libzfslinux-dev 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null && return
     log "enabling Debian's contrib component ($contrib_sources)"
     . /etc/os-release
     cat > "$contrib_sources" <<EOF

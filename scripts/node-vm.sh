@@ -79,7 +79,7 @@ host_deps() {
     dpkg-query -W -f='${Status}' "linux-headers-$release" 2>/dev/null | grep -q 'ok installed' || missing+=("linux-headers-$release")
     dpkg-query -W -f='${Status}' zfs-dkms 2>/dev/null | grep -q 'ok installed' || missing+=(zfs-dkms)
     if [ ${#missing[@]} -gt 0 ]; then
-        apt-cache policy zfs-dkms | grep -q 'Candidate: [0-9]' \
+        apt-cache policy zfs-dkms | grep 'Candidate: [0-9]' >/dev/null \
             || die "zfs-dkms is not available: enable Debian's contrib component (scripts/install-deps.sh does)"
         log "installing ${missing[*]}"
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
