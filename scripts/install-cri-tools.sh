@@ -4,6 +4,8 @@
 #   critest - the CRI conformance suite, a `go test -c` binary of cmd/critest
 #   crane   - registry client used by build-fixture-images.sh
 #   kubelet - the real kubelet, run standalone by tests/kubelet.rs
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl -
+#             the one-node cluster of scripts/cluster.sh (tests/cluster.rs)
 # Everything is built from source fetched through the Go module proxy.
 # A tool is rebuilt only when its stamp line (tool, version, sha256 of the
 # installed binary) in $STAMP_DIR/tools.stamp does not match what is installed.
@@ -171,12 +173,20 @@ else
     log "crane $CRANE_VERSION already installed"
 fi
 
-# kubelet: k8s.io/kubernetes requires its staging modules (k8s.io/api,
-# client-go, ...) at v0.0.0 and replaces them with ./staging, so it cannot
-# be `go install`ed. A throwaway main module that requires it and points
-# every such module at its published v0.MINOR.PATCH release builds it.
-build_kubelet() {
-    local version="$1" work kmod goline staging minor patch
+# The Kubernetes binaries: the kubelet (tests/kubelet.rs runs it standalone)
+# and the one-node cluster of scripts/cluster.sh (tests/cluster.rs): etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl.
+# k8s.io/kubernetes requires its staging modules (k8s.io/api, client-go, ...)
+# at v0.0.0 and replaces them with ./staging, so it cannot be `go install`ed.
+# A throwaway main module that requires it and points every such module at
+# its published v0.MINOR.PATCH release builds all of them in one go (shared
+# packages compile once). etcd is built at the version Kubernetes itself
+# requires, from a two-line main that calls its etcdmain package.
+K8S_TOOLS=(kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl etcd)
+
+build_k8s() {
+    local version="$1" work kmod goline staging minor patch etcd_version t
+    shift
     [[ "$version" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "KUBELET_VERSION must look like v1.N.M"
     minor="${BASH_REMATCH[1]}" patch="${BASH_REMATCH[2]}"
     work="$(mktemp -d)"
@@ -185,30 +195,48 @@ build_kubelet() {
     [ -f "$kmod" ] || die "go mod download k8s.io/kubernetes@$version failed"
     goline="$(awk '$1 == "go" { print; exit }' "$kmod")"
     staging="$(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" { print $1 }' "$kmod" | sort -u)"
+    etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2; exit }' "$kmod")"
+    [ -n "$etcd_version" ] || die "k8s.io/kubernetes@$version does not name an etcd server version"
     {
-        printf 'module pvecri-kubelet-build\n\n%s\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$goline" "$version"
+        printf 'module pvecri-k8s-build\n\n%s\n\nrequire (\n\tk8s.io/kubernetes %s\n\tgo.etcd.io/etcd/server/v3 %s\n)\n\nreplace (\n' \
+            "$goline" "$version" "$etcd_version"
         for m in $staging; do printf '\t%s => %s v0.%s.%s\n' "$m" "$m" "$minor" "$patch"; done
         printf ')\n'
     } >"$work/go.mod"
+    mkdir "$work/etcd"
+    printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' \
+        >"$work/etcd/main.go"
     (
         cd "$work"
-        GOFLAGS="$GOFLAGS -mod=mod" "$GO" get "k8s.io/kubernetes/cmd/kubelet@$version"
-        GOFLAGS="$GOFLAGS -mod=mod" "$GO" build \
-            -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
-            -o "$BIN_DIR/.kubelet.new" k8s.io/kubernetes/cmd/kubelet
+        GOFLAGS="$GOFLAGS -mod=mod" "$GO" get "k8s.io/kubernetes/cmd/kubelet@$version" "go.etcd.io/etcd/server/v3@$etcd_version"
+        for t in "$@"; do
+            local pkg="k8s.io/kubernetes/cmd/$t"
+            [ "$t" = etcd ] && pkg=./etcd
+            log "building $t"
+            GOFLAGS="$GOFLAGS -mod=mod" "$GO" build \
+                -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+                -o "$BIN_DIR/.$t.new" "$pkg"
+        done
     )
     rm -rf "$work"
 }
 
-if ! up_to_date kubelet "$KUBELET_VERSION"; then
-    log "building kubelet $KUBELET_VERSION (several minutes)"
-    build_kubelet "$KUBELET_VERSION"
-    install_built kubelet "$KUBELET_VERSION" "$BIN_DIR/.kubelet.new"
+k8s_missing=()
+for t in "${K8S_TOOLS[@]}"; do
+    up_to_date "$t" "$KUBELET_VERSION" || k8s_missing+=("$t")
+done
+if [ "${#k8s_missing[@]}" -gt 0 ]; then
+    log "building ${k8s_missing[*]} at Kubernetes $KUBELET_VERSION (several minutes)"
+    build_k8s "$KUBELET_VERSION" "${k8s_missing[@]}"
+    for t in "${k8s_missing[@]}"; do
+        install_built "$t" "$KUBELET_VERSION" "$BIN_DIR/.$t.new"
+    done
 else
-    log "kubelet $KUBELET_VERSION already installed"
+    log "Kubernetes $KUBELET_VERSION binaries already installed"
 fi
 
 "$BIN_DIR/crictl" --version
 log "critest: $BIN_DIR/critest ($(grep '^critest ' "$STAMP" | cut -d' ' -f2))"
 log "crane: $BIN_DIR/crane ($(grep '^crane ' "$STAMP" | cut -d' ' -f2))"
 log "kubelet: $BIN_DIR/kubelet ($("$BIN_DIR/kubelet" --version))"
+log "cluster: $("$BIN_DIR/kube-apiserver" --version), $("$BIN_DIR/kubectl" version --client 2>/dev/null | head -1), etcd $("$BIN_DIR/etcd" --version | awk 'NR == 1 { print $3 }')"

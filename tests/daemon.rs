@@ -149,17 +149,115 @@ async fn unimplemented_rpcs_name_themselves() {
         "{}",
         err.message()
     );
+}
+
+/// In-place pod resize: the kubelet announces the pod's new size; pvecri
+/// checks it like any resources, records it and shows it in the verbose
+/// status. Bad requests change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_pod_sandbox_resources_records_the_pod_size() {
+    let test = "update_pod_sandbox_resources_records_the_pod_size";
+    if !(require_root(test) && common::require_init(test)) {
+        return;
+    }
+    let d = Daemon::start(&common::mirror_config());
+    let mut c = d.client().await;
+    let update =
+        |id: &str, memory: i64, unified: &[(&str, &str)]| v1::UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: id.to_owned(),
+            overhead: Some(v1::LinuxContainerResources {
+                memory_limit_in_bytes: 1 << 20,
+                ..Default::default()
+            }),
+            resources: Some(v1::LinuxContainerResources {
+                cpu_period: 100_000,
+                cpu_quota: 50_000,
+                memory_limit_in_bytes: memory,
+                unified: unified
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            }),
+        };
     let err = c
         .runtime
-        .update_pod_sandbox_resources(v1::UpdatePodSandboxResourcesRequest::default())
+        .update_pod_sandbox_resources(update("", 1 << 27, &[]))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    let err = c
+        .runtime
+        .update_pod_sandbox_resources(update("0123456789abcdef", 1 << 27, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+
+    let config = v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: "resized".into(),
+            uid: "uid-resized".into(),
+            namespace: "daemon".into(),
+            attempt: 0,
+        }),
+        ..Default::default()
+    };
+    let id = common::run_pod_sandbox(&mut c, &config).await.unwrap();
+    let recorded = |c: &mut pvecri::client::CriClient| {
+        let mut c = c.clone();
+        let id = id.clone();
+        async move {
+            let status = c
+                .runtime
+                .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                    pod_sandbox_id: id,
+                    verbose: true,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
+            info["resources"].clone()
+        }
+    };
+    assert!(recorded(&mut c).await.is_null(), "no size before a resize");
+
+    // A unified key outside the resource controllers is refused, by name.
+    let err = c
+        .runtime
+        .update_pod_sandbox_resources(update(&id, 1 << 27, &[("devices.allow", "a")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("resources.unified"), "{err}");
     assert!(
-        err.message().contains("UpdatePodSandboxResources"),
-        "{}",
-        err.message()
+        recorded(&mut c).await.is_null(),
+        "a refused update records nothing"
     );
+
+    c.runtime
+        .update_pod_sandbox_resources(update(&id, 1 << 27, &[("memory.high", "100000000")]))
+        .await
+        .unwrap();
+    let size = recorded(&mut c).await;
+    assert_eq!(
+        size["resources"]["memory_limit_in_bytes"],
+        1 << 27,
+        "{size}"
+    );
+    assert_eq!(size["resources"]["cpu_quota"], 50_000, "{size}");
+    assert_eq!(size["overhead"]["memory_limit_in_bytes"], 1 << 20, "{size}");
+
+    c.runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    c.runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .unwrap();
 }
 
 #[test]

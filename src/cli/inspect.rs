@@ -134,7 +134,9 @@ async fn pod_view(
     } else {
         "store"
     };
-    let record = match source {
+    // The pod's config, and its size as last announced by the kubelet
+    // (UpdatePodSandboxResources after an in-place resize).
+    let (record, resources) = match source {
         Source::Daemon(client) => {
             let r = client
                 .runtime
@@ -144,10 +146,15 @@ async fn pod_view(
                 })
                 .await?
                 .into_inner();
-            verbose_info(&r.info)["config"].clone()
+            let info = verbose_info(&r.info);
+            (info["config"].clone(), info["resources"].clone())
         }
         Source::Store(s) => {
-            serde_json::to_value(s.pods.iter().find(|r| r.id == p.id).map(|r| &r.config))?
+            let pod = s.pods.iter().find(|r| r.id == p.id);
+            (
+                serde_json::to_value(pod.map(|r| &r.config))?,
+                serde_json::to_value(pod.and_then(|r| r.resources.as_ref()))?,
+            )
         }
     };
     Ok(json!({
@@ -164,6 +171,7 @@ async fn pod_view(
             .filter(|c| c.pod_id == p.id)
             .map(|c| c.id.clone())
             .collect::<Vec<_>>(),
+        "resources": resources,
         "record": record,
     }))
 }

@@ -488,7 +488,10 @@ pub(super) fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfi
         stdin: c.stdin,
         stdin_once: c.stdin_once,
         tty: c.tty,
-        resources: checked_resources(linux.and_then(|l| l.resources.as_ref()))?,
+        resources: checked_resources(
+            "config.linux.resources",
+            linux.and_then(|l| l.resources.as_ref()),
+        )?,
         devices,
         run_as_user: sc.and_then(|s| s.run_as_user.as_ref()).map(|v| v.value),
         run_as_group: sc.and_then(|s| s.run_as_group.as_ref()).map(|v| v.value),
@@ -590,23 +593,26 @@ fn devices(list: &[v1::Device]) -> Result<Vec<DeviceSpec>, Status> {
     Ok(out)
 }
 
-/// [`resources`], with the strings that become cgroup settings checked:
-/// cpusets are lists of numbers and ranges, and `unified` may only name
-/// files of the resource controllers. Device access is pvecri's decision
-/// alone (`devices.*` would open the device cgroup) and `cgroup.*` files
-/// shape the hierarchy.
-fn checked_resources(r: Option<&v1::LinuxContainerResources>) -> Result<Resources, Status> {
+/// [`resources`] of the request field `field`, with the strings that become
+/// cgroup settings checked: cpusets are lists of numbers and ranges, and
+/// `unified` may only name files of the resource controllers. Device access
+/// is pvecri's decision alone (`devices.*` would open the device cgroup)
+/// and `cgroup.*` files shape the hierarchy.
+pub(super) fn checked_resources(
+    field: &str,
+    r: Option<&v1::LinuxContainerResources>,
+) -> Result<Resources, Status> {
     let out = resources(r);
-    for (field, value) in [
+    for (name, value) in [
         ("cpuset_cpus", &out.cpuset_cpus),
         ("cpuset_mems", &out.cpuset_mems),
     ] {
         crate::cgroups::limits::check_cpuset(value)
-            .map_err(|e| invalid(&format!("config.linux.resources.{field}"), e))?;
+            .map_err(|e| invalid(&format!("{field}.{name}"), e))?;
     }
     for (key, value) in &out.unified {
         crate::cgroups::limits::check_unified(key, value)
-            .map_err(|e| invalid(&format!("config.linux.resources.unified[{key:?}]"), e))?;
+            .map_err(|e| invalid(&format!("{field}.unified[{key:?}]"), e))?;
     }
     Ok(out)
 }

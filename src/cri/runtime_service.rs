@@ -184,6 +184,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
                 "netns": pod.net_ns,
                 "filesDir": pod.files_dir,
                 "config": pod.config,
+                "resources": pod.resources,
             });
             info.insert("info".to_owned(), detail.to_string());
         }
@@ -333,7 +334,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
     ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
         let req = request.get_ref();
         let id = required_id("container_id", &req.container_id)?;
-        let resources = convert::resources(req.linux.as_ref());
+        let resources = convert::checked_resources("linux", req.linux.as_ref())?;
         self.runtime
             .update_container_resources(id, resources)
             .await
@@ -606,11 +607,27 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         Ok(Response::new(v1::UpdateRuntimeConfigResponse {}))
     }
 
+    async fn update_pod_sandbox_resources(
+        &self,
+        request: Request<v1::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<v1::UpdatePodSandboxResourcesResponse>, Status> {
+        let req = request.get_ref();
+        let id = required_id("pod_sandbox_id", &req.pod_sandbox_id)?;
+        let resources = crate::pod::PodResources {
+            overhead: convert::checked_resources("overhead", req.overhead.as_ref())?,
+            resources: convert::checked_resources("resources", req.resources.as_ref())?,
+        };
+        self.runtime
+            .update_pod_resources(id, resources)
+            .await
+            .map_err(|e| from_runtime_error(&e))?;
+        Ok(Response::new(v1::UpdatePodSandboxResourcesResponse {}))
+    }
+
     unimplemented_rpcs! {
         checkpoint_container(v1::CheckpointContainerRequest) -> v1::CheckpointContainerResponse;
         checkpoint_pod(v1::CheckpointPodRequest) -> v1::CheckpointPodResponse;
         restore_pod(v1::RestorePodRequest) -> v1::RestorePodResponse;
-        update_pod_sandbox_resources(v1::UpdatePodSandboxResourcesRequest) -> v1::UpdatePodSandboxResourcesResponse;
     }
 }
 

@@ -4,4 +4,4 @@
 
 pub(crate) mod record;
 
-pub(crate) use record::{NsMode, PodConfig, PodRecord, PodState};
+pub(crate) use record::{NsMode, PodConfig, PodRecord, PodResources, PodState};

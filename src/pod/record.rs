@@ -155,6 +155,18 @@ pub struct PodRecord {
     /// The pod's pinned user namespace (`hostUsers: false`).
     #[serde(default)]
     pub user_ns: Option<String>,
+    /// The pod-level resources the kubelet last announced with
+    /// UpdatePodSandboxResources (in-place resize). The kubelet writes the
+    /// pod's own cgroup itself; pvecri keeps them for status and `inspect`.
+    #[serde(default)]
+    pub resources: Option<PodResources>,
+}
+
+/// Pod-level resources: the pod overhead and the sum of its containers'.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodResources {
+    pub overhead: crate::cgroups::limits::Resources,
+    pub resources: crate::cgroups::limits::Resources,
 }
 
 impl Record for PodRecord {

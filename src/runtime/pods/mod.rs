@@ -1,12 +1,13 @@
 //! Pod sandboxes, one file per CRI operation: `run` (pinned namespaces,
 //! the pod's files, the network, the record), `stop` (containers stopped,
 //! namespaces released, the record kept), `remove`, `status` (status and
-//! list).
+//! list), `update` (pod-level resources after an in-place resize).
 
 mod remove;
 mod run;
 mod status;
 mod stop;
+mod update;
 
 pub(crate) use status::PodFilter;
 

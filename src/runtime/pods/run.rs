@@ -182,6 +182,7 @@ impl Runtime {
                 .userns
                 .map(|_| plan.ns_dir.join("user").display().to_string()),
             config,
+            resources: None,
         };
         crate::failpoint::hit("run_pod.after_network")?;
         crate::failpoint::hit("run_pod.before_record")?;

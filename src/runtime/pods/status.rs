@@ -87,6 +87,7 @@ mod tests {
             infra_pid: 0,
             infra_start_time: 0,
             user_ns: None,
+            resources: None,
         }
     }
 
