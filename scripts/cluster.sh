@@ -251,14 +251,12 @@ authorization:
 podLogsDir: $DIR/pod-logs
 syncFrequency: 5s
 nodeStatusUpdateFrequency: 5s
-# Test machines have small, busy disks: keep eviction and image GC away
-# unless a scenario asks for them (KUBELET_EXTRA_CONFIG).
-evictionHard:
-  memory.available: 50Mi
-  nodefs.available: 1%
-  imagefs.available: 1%
-  nodefs.inodesFree: 1%
 EOF
+    # Test machines have small, busy disks: keep eviction and image GC away
+    # unless KUBELET_EXTRA_CONFIG sets them.
+    if ! printf '%s\n' "${KUBELET_EXTRA_CONFIG:-}" | grep '^evictionHard:' >/dev/null; then
+        printf 'evictionHard:\n  memory.available: 50Mi\n  nodefs.available: 1%%\n  imagefs.available: 1%%\n  nodefs.inodesFree: 1%%\n'
+    fi
     if ! printf '%s\n' "${KUBELET_EXTRA_CONFIG:-}" | grep '^imageGC' >/dev/null; then
         printf 'imageGCHighThresholdPercent: 100\nimageGCLowThresholdPercent: 99\n'
     fi

@@ -58,8 +58,11 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn up() -> Self {
-        let dir = std::env::temp_dir().join(format!("pvecri-cluster-test-{}", std::process::id()));
+    /// Brings a cluster up; `kubelet_config` is YAML added to the
+    /// kubelet's configuration.
+    fn up(name: &str, kubelet_config: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("pvecri-cluster-{name}-{}", std::process::id()));
         let cluster = Cluster {
             kubeconfig: dir.join("admin.kubeconfig"),
             dir,
@@ -69,6 +72,7 @@ impl Cluster {
             .arg("up")
             .arg(&cluster.dir)
             .env("PVECRI_BIN", env!("CARGO_BIN_EXE_pvecri"))
+            .env("KUBELET_EXTRA_CONFIG", kubelet_config)
             .output()
             .expect("run scripts/cluster.sh up");
         if !out.status.success() {
@@ -213,6 +217,26 @@ impl Cluster {
         id.strip_prefix("pvecri://")
             .unwrap_or_else(|| panic!("container ID {id:?} of {ns}/{pod}/{container}"))
             .to_owned()
+    }
+
+    /// crictl against the cluster's pvecri daemon.
+    fn crictl(&self, args: &[&str]) -> String {
+        let out = Command::new("/usr/local/bin/crictl")
+            .arg("--runtime-endpoint")
+            .arg(format!(
+                "unix://{}",
+                self.dir.join("pvecri/run/pvecri.sock").display()
+            ))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "crictl {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The daemon's log.
+    fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/pvecri.log")).unwrap_or_default()
     }
 
     /// `pvecri inspect` of a container through the cluster's daemon.
@@ -893,13 +917,45 @@ spec:
     c.run(&["delete", "namespace", ns, "--wait=false"]);
 }
 
+/// The kubelet frees disk space through pvecri: a node whose image
+/// filesystem is "full" (an eviction threshold above its real use) is under
+/// disk pressure, and the kubelet's image garbage collection removes the
+/// images no container uses, through ImageFsInfo, ListImages and
+/// RemoveImage. Its own cluster: disk pressure taints the node.
+fn image_garbage_collection() {
+    let c = Cluster::up(
+        "gc",
+        "evictionHard:\n  memory.available: 50Mi\n  nodefs.available: 99%\n  imagefs.available: 99%\n\
+         evictionPressureTransitionPeriod: 5s\nimageMinimumGCAge: 0s\n",
+    );
+    const UNUSED: &str = "gcr.io/k8s-staging-cri-tools/test-image-2:latest";
+    c.crictl(&["pull", UNUSED]);
+    assert!(c.crictl(&["images"]).contains("test-image-2"));
+    c.wait("the node's DiskPressure condition", 120, || {
+        (c.jsonpath(
+            "default",
+            &format!("node/{NODE}"),
+            "{.status.conditions[?(@.type==\"DiskPressure\")].status}",
+        ) == "True")
+            .then_some(())
+    });
+    c.wait("the kubelet to remove the unused image", 120, || {
+        (!c.crictl(&["images"]).contains("test-image-2")).then_some(())
+    });
+    let log = c.daemon_log();
+    assert!(
+        log.contains("image removed") && log.contains("test-image-2"),
+        "pvecri logged the kubelet's RemoveImage"
+    );
+}
+
 #[test]
 fn a_cluster_runs_its_workloads_on_pvecri() {
     let test = "a_cluster_runs_its_workloads_on_pvecri";
     if !ready(test) {
         return;
     }
-    let cluster = Cluster::up();
+    let cluster = Cluster::up("workloads", "");
     let node = cluster.run(&[
         "get",
         "node",
@@ -940,5 +996,18 @@ fn a_cluster_runs_its_workloads_on_pvecri() {
         }
     }
     drop(cluster);
+
+    // After the shared cluster is gone: this one runs its node out of disk.
+    let started = Instant::now();
+    match std::panic::catch_unwind(image_garbage_collection) {
+        Ok(()) => eprintln!(
+            "scenario image_garbage_collection: ok ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(_) => {
+            eprintln!("scenario image_garbage_collection: FAILED");
+            failed.push("image_garbage_collection");
+        }
+    }
     assert!(failed.is_empty(), "failed scenarios: {failed:?}");
 }
