@@ -28,6 +28,17 @@ pub struct MountSpec {
     /// An image volume: the image mounted read-only instead of a host path.
     #[serde(default)]
     pub image: Option<ImageVolume>,
+    /// nosuid, nodev, noexec: CRI mounts have none, a CDI spec's may.
+    #[serde(default)]
+    pub flags: MountFlags,
+}
+
+/// Mount flags beyond read-only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountFlags {
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
 }
 
 /// How mounts propagate between the host and a bind mount (CRI

@@ -447,6 +447,7 @@ pub(super) fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfi
             selinux_relabel: m.selinux_relabel,
             recursive_read_only: m.recursive_read_only,
             image,
+            flags: Default::default(),
         });
     }
     if c.log_path.split('/').any(|p| p == "..") || c.log_path.starts_with('/') {
@@ -549,38 +550,21 @@ pub(super) fn exec_command(cmd: &[String]) -> Result<(), Status> {
     Ok(())
 }
 
-/// CRI devices: absolute paths without control characters, permissions a
-/// non-empty subset of `rwm` (empty means all three, as runc reads it).
-/// Whether the host path is a device is checked at CreateContainer.
+/// CRI devices: absolute paths without control characters, the container
+/// path under /dev, permissions a non-empty subset of `rwm` (empty means
+/// all three) (`container::checks`). Whether the host path is a device is
+/// checked at CreateContainer.
 fn devices(list: &[v1::Device]) -> Result<Vec<DeviceSpec>, Status> {
+    use crate::container::checks;
     use crate::security::paths::check_absolute;
     let mut out = Vec::with_capacity(list.len());
     for (i, d) in list.iter().enumerate() {
         check_absolute(&d.host_path)
             .map_err(|e| invalid(&format!("config.devices[{i}].host_path"), e))?;
-        check_absolute(&d.container_path)
+        checks::device_target(&d.container_path)
             .map_err(|e| invalid(&format!("config.devices[{i}].container_path"), e))?;
-        if !d.container_path.starts_with("/dev/") {
-            return Err(invalid(
-                &format!("config.devices[{i}].container_path"),
-                format!("{:?} is not under /dev", d.container_path),
-            ));
-        }
-        let permissions = if d.permissions.is_empty() {
-            "rwm".to_owned()
-        } else {
-            d.permissions.clone()
-        };
-        let mut seen = std::collections::BTreeSet::new();
-        if !permissions
-            .chars()
-            .all(|p| "rwm".contains(p) && seen.insert(p))
-        {
-            return Err(invalid(
-                &format!("config.devices[{i}].permissions"),
-                format!("{:?} is not a subset of \"rwm\"", d.permissions),
-            ));
-        }
+        let permissions = checks::device_permissions(&d.permissions)
+            .map_err(|e| invalid(&format!("config.devices[{i}].permissions"), e))?;
         out.push(DeviceSpec {
             host_path: d.host_path.clone(),
             container_path: d.container_path.clone(),
