@@ -57,6 +57,7 @@ struct RawConfig {
     log_level: String,
     log_format: LogFormat,
     init_path: PathBuf,
+    cdi_spec_dirs: Vec<PathBuf>,
     images: ImagesConfig,
     metrics: MetricsConfig,
     network: NetworkConfig,
@@ -218,6 +219,7 @@ impl Default for RawConfig {
             log_level: String::from("info"),
             log_format: LogFormat::Text,
             init_path: PathBuf::from(DEFAULT_INIT_PATH),
+            cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
             images: ImagesConfig::default(),
             metrics: MetricsConfig::default(),
             network: NetworkConfig::default(),
@@ -243,6 +245,9 @@ pub(crate) struct Config {
     pub log_format: LogFormat,
     /// The static pvecri-init binary bind-mounted into every container.
     pub init_path: PathBuf,
+    /// Where CDI spec files are read, earliest first (a later directory's
+    /// device replaces an earlier one's).
+    pub cdi_spec_dirs: Vec<PathBuf>,
     pub images: ImagesConfig,
     /// Where the Prometheus endpoint listens; `None`: no endpoint.
     pub metrics_address: Option<std::net::SocketAddr>,
@@ -316,6 +321,14 @@ impl RawConfig {
                     message: format!("{} is not an absolute path", path.display()),
                 });
             }
+        }
+        if let Some(dir) = self.cdi_spec_dirs.iter().find(|d| {
+            !d.is_absolute() || d.to_str().is_none_or(|s| s.chars().any(char::is_control))
+        }) {
+            return Err(ConfigError::Invalid {
+                key: "cdi_spec_dirs",
+                message: format!("{} is not an absolute path", dir.display()),
+            });
         }
         if self.socket.file_name().is_none() {
             return Err(ConfigError::Invalid {
@@ -403,6 +416,7 @@ impl RawConfig {
             log_level: self.log_level,
             log_format: self.log_format,
             init_path: self.init_path,
+            cdi_spec_dirs: self.cdi_spec_dirs,
             images: self.images,
             metrics_address,
             network: self.network,
@@ -497,6 +511,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("state_dir"), "{msg}");
+    }
+
+    #[test]
+    fn cdi_spec_dirs_default_and_are_absolute() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(
+            c.cdi_spec_dirs,
+            vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")]
+        );
+        let c = Config::from_toml("cdi_spec_dirs = []").unwrap();
+        assert!(c.cdi_spec_dirs.is_empty());
+        let msg = Config::from_toml("cdi_spec_dirs = [\"/etc/cdi\", \"cdi\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("cdi_spec_dirs") && msg.contains("cdi is not"),
+            "{msg}"
+        );
     }
 
     #[test]

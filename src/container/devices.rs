@@ -130,7 +130,8 @@ pub(crate) struct HostDevice {
     pub rule: Rule,
 }
 
-fn node_of(meta: &std::fs::Metadata) -> Option<(Kind, u32, u32)> {
+/// The kind and numbers of a device node; `None` for anything else.
+pub(crate) fn node_of(meta: &std::fs::Metadata) -> Option<(Kind, u32, u32)> {
     let kind = if meta.file_type().is_char_device() {
         Kind::Char
     } else if meta.file_type().is_block_device() {

@@ -49,6 +49,8 @@ pub(crate) struct BindMount {
     /// relative and free of symlinks.
     pub target: String,
     pub readonly: bool,
+    /// nosuid, nodev, noexec (liblxc remounts the bind with them).
+    pub flags: crate::container::MountFlags,
     pub propagation: Propagation,
     /// The source is a file (the target is a file, not a directory).
     pub file: bool,
@@ -207,6 +209,15 @@ fn mount_entry(m: &BindMount) -> String {
     if m.readonly {
         opts.push("ro");
     }
+    for (set, flag) in [
+        (m.flags.nosuid, "nosuid"),
+        (m.flags.nodev, "nodev"),
+        (m.flags.noexec, "noexec"),
+    ] {
+        if set {
+            opts.push(flag);
+        }
+    }
     opts.push(match m.propagation {
         Propagation::Private => "rprivate",
         Propagation::Slave => "rslave",
@@ -248,6 +259,7 @@ pub(crate) mod tests {
                     source: "/usr/lib/pvecri/pvecri-init".into(),
                     target: ".pvecri-init".into(),
                     readonly: true,
+                    flags: Default::default(),
                     propagation: Propagation::Private,
                     file: true,
                     create: false,
@@ -257,6 +269,11 @@ pub(crate) mod tests {
                     source: "/data dir".into(),
                     target: "mnt/data".into(),
                     readonly: true,
+                    flags: crate::container::MountFlags {
+                        nosuid: true,
+                        nodev: true,
+                        noexec: false,
+                    },
                     propagation: Propagation::Slave,
                     file: false,
                     create: false,
@@ -266,6 +283,7 @@ pub(crate) mod tests {
                     source: "/dev/fuse".into(),
                     target: "dev/fuse".into(),
                     readonly: false,
+                    flags: Default::default(),
                     propagation: Propagation::Private,
                     file: true,
                     create: true,
@@ -299,7 +317,7 @@ pub(crate) mod tests {
             "lxc.proc.oom_score_adj = -998\n",
             "lxc.selinux.context = system_u:system_r:container_t:s0:c1,c2\n",
             "lxc.mount.entry = /usr/lib/pvecri/pvecri-init .pvecri-init none rbind,ro,rprivate 0 0\n",
-            "lxc.mount.entry = /data\\040dir mnt/data none rbind,ro,rslave 0 0\n",
+            "lxc.mount.entry = /data\\040dir mnt/data none rbind,ro,nosuid,nodev,rslave 0 0\n",
             "lxc.mount.entry = /dev/fuse dev/fuse none rbind,create=file,optional,rprivate 0 0\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");

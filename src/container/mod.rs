@@ -2,6 +2,7 @@
 //! the process spec handed to pvecri-init and the run dir layout shared
 //! with the monitor and the helpers.
 
+pub(crate) mod checks;
 pub(crate) mod devices;
 pub(crate) mod image_file;
 pub(crate) mod lxc_config;
@@ -12,6 +13,6 @@ pub(crate) mod run_dir;
 pub(crate) mod staging;
 
 pub(crate) use record::{
-    ContainerConfig, ContainerRecord, ContainerState, DeviceSpec, ImageVolume, MountSpec,
-    Propagation, SecurityConfig,
+    ContainerConfig, ContainerRecord, ContainerState, DeviceSpec, ImageVolume, MountFlags,
+    MountSpec, Propagation, SecurityConfig,
 };

@@ -28,6 +28,17 @@ pub struct MountSpec {
     /// An image volume: the image mounted read-only instead of a host path.
     #[serde(default)]
     pub image: Option<ImageVolume>,
+    /// nosuid, nodev, noexec: CRI mounts have none, a CDI spec's may.
+    #[serde(default)]
+    pub flags: MountFlags,
+}
+
+/// Mount flags beyond read-only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountFlags {
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
 }
 
 /// How mounts propagate between the host and a bind mount (CRI
@@ -131,6 +142,10 @@ pub struct ContainerConfig {
     pub resources: Resources,
     #[serde(default)]
     pub devices: Vec<DeviceSpec>,
+    /// Fully-qualified CDI device names (`vendor/class=device`), resolved
+    /// against the node's CDI specs at CreateContainer (`crate::cdi`).
+    #[serde(default)]
+    pub cdi_devices: Vec<String>,
     pub run_as_user: Option<i64>,
     pub run_as_group: Option<i64>,
     pub run_as_username: String,
@@ -246,5 +261,19 @@ mod propagation_tests {
         });
         let m: MountSpec = serde_json::from_value(json).unwrap();
         assert_eq!(m.propagation, Propagation::Private);
+    }
+
+    #[test]
+    fn records_from_before_cdi_and_mount_flags_load() {
+        let mut json = serde_json::to_value(ContainerConfig {
+            mounts: vec![MountSpec::default()],
+            ..Default::default()
+        })
+        .unwrap();
+        json.as_object_mut().unwrap().remove("cdi_devices");
+        json["mounts"][0].as_object_mut().unwrap().remove("flags");
+        let old: ContainerConfig = serde_json::from_value(json).unwrap();
+        assert!(old.cdi_devices.is_empty());
+        assert_eq!(old.mounts[0].flags, MountFlags::default());
     }
 }

@@ -407,6 +407,7 @@ pub(super) fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfi
     let sc = linux.and_then(|l| l.security_context.as_ref());
     let privileged = sc.is_some_and(|s| s.privileged);
     let devices = devices(&c.devices)?;
+    let cdi_devices = cdi_devices(&c.cdi_devices)?;
     let mut mounts = Vec::new();
     for (i, m) in c.mounts.iter().enumerate() {
         crate::security::paths::check_mount_target(&m.container_path, privileged)
@@ -447,6 +448,7 @@ pub(super) fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfi
             selinux_relabel: m.selinux_relabel,
             recursive_read_only: m.recursive_read_only,
             image,
+            flags: Default::default(),
         });
     }
     if c.log_path.split('/').any(|p| p == "..") || c.log_path.starts_with('/') {
@@ -493,6 +495,7 @@ pub(super) fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfi
             linux.and_then(|l| l.resources.as_ref()),
         )?,
         devices,
+        cdi_devices,
         run_as_user: sc.and_then(|s| s.run_as_user.as_ref()).map(|v| v.value),
         run_as_group: sc.and_then(|s| s.run_as_group.as_ref()).map(|v| v.value),
         run_as_username: sc.map(|s| s.run_as_username.clone()).unwrap_or_default(),
@@ -552,38 +555,21 @@ pub(super) fn exec_command(cmd: &[String]) -> Result<(), Status> {
     Ok(())
 }
 
-/// CRI devices: absolute paths without control characters, permissions a
-/// non-empty subset of `rwm` (empty means all three, as runc reads it).
-/// Whether the host path is a device is checked at CreateContainer.
+/// CRI devices: absolute paths without control characters, the container
+/// path under /dev, permissions a non-empty subset of `rwm` (empty means
+/// all three) (`container::checks`). Whether the host path is a device is
+/// checked at CreateContainer.
 fn devices(list: &[v1::Device]) -> Result<Vec<DeviceSpec>, Status> {
+    use crate::container::checks;
     use crate::security::paths::check_absolute;
     let mut out = Vec::with_capacity(list.len());
     for (i, d) in list.iter().enumerate() {
         check_absolute(&d.host_path)
             .map_err(|e| invalid(&format!("config.devices[{i}].host_path"), e))?;
-        check_absolute(&d.container_path)
+        checks::device_target(&d.container_path)
             .map_err(|e| invalid(&format!("config.devices[{i}].container_path"), e))?;
-        if !d.container_path.starts_with("/dev/") {
-            return Err(invalid(
-                &format!("config.devices[{i}].container_path"),
-                format!("{:?} is not under /dev", d.container_path),
-            ));
-        }
-        let permissions = if d.permissions.is_empty() {
-            "rwm".to_owned()
-        } else {
-            d.permissions.clone()
-        };
-        let mut seen = std::collections::BTreeSet::new();
-        if !permissions
-            .chars()
-            .all(|p| "rwm".contains(p) && seen.insert(p))
-        {
-            return Err(invalid(
-                &format!("config.devices[{i}].permissions"),
-                format!("{:?} is not a subset of \"rwm\"", d.permissions),
-            ));
-        }
+        let permissions = checks::device_permissions(&d.permissions)
+            .map_err(|e| invalid(&format!("config.devices[{i}].permissions"), e))?;
         out.push(DeviceSpec {
             host_path: d.host_path.clone(),
             container_path: d.container_path.clone(),
@@ -591,6 +577,21 @@ fn devices(list: &[v1::Device]) -> Result<Vec<DeviceSpec>, Status> {
         });
     }
     Ok(out)
+}
+
+/// CDI devices by fully-qualified name (`vendor/class=device`), checked
+/// here and resolved against the node's specs at CreateContainer. Only
+/// this field, which the kubelet fills from device plugins and DRA, is
+/// read: the `cdi.k8s.io/*` annotations are the pod author's to set.
+fn cdi_devices(list: &[v1::CdiDevice]) -> Result<Vec<String>, Status> {
+    list.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            crate::cdi::parse_name(&d.name)
+                .map(|_| d.name.clone())
+                .map_err(|e| invalid(&format!("config.CDI_devices[{i}].name"), e))
+        })
+        .collect()
 }
 
 /// [`resources`] of the request field `field`, with the strings that become
@@ -1268,5 +1269,46 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    #[test]
+    fn cdi_devices_are_read_from_the_field_only_and_bad_names_are_refused() {
+        let mut req = container_request(v1::Mount {
+            container_path: "/data".into(),
+            host_path: "/srv/data".into(),
+            ..Default::default()
+        });
+        req.cdi_devices = vec![v1::CdiDevice {
+            name: "vendor.com/gpu=0".into(),
+        }];
+        // The annotation a pod author could set is not a request.
+        req.annotations
+            .insert("cdi.k8s.io/pwn".into(), "vendor.com/gpu=all".into());
+        let config = container_config(&req).unwrap();
+        assert_eq!(config.cdi_devices, vec!["vendor.com/gpu=0".to_owned()]);
+
+        for bad in [
+            "gpu0",
+            "vendor.com/gpu",
+            "vendor.com/gpu=",
+            "../../etc/cdi=x",
+            "vendor.com/gpu=a/../../b",
+            "vendor.com/gpu=x\nlxc.hook.pre-start=/bin/sh",
+        ] {
+            req.cdi_devices = vec![
+                v1::CdiDevice {
+                    name: "vendor.com/gpu=0".into(),
+                },
+                v1::CdiDevice { name: bad.into() },
+            ];
+            let err = container_config(&req).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}");
+            assert!(
+                err.message().contains("config.CDI_devices[1].name")
+                    && err.message().contains(&format!("{bad:?}")),
+                "{}",
+                err.message()
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 use tonic::{Code, Status};
 
+use crate::cdi::CdiError;
 use crate::image::ImageError;
 use crate::runtime::RuntimeError;
 
@@ -43,6 +44,12 @@ pub(super) fn from_runtime_error(err: &RuntimeError) -> Status {
         RuntimeError::WrongState { .. } => Code::FailedPrecondition,
         RuntimeError::Timeout { .. } => Code::DeadlineExceeded,
         RuntimeError::Image(e) => return from_image_error(e),
+        RuntimeError::Cdi { source, .. } => match source {
+            CdiError::BadName(_) => Code::InvalidArgument,
+            CdiError::UnknownDevice { .. } => Code::NotFound,
+            // The node's specs, not the request, are what is wrong.
+            CdiError::Unsupported { .. } | CdiError::Edit { .. } => Code::FailedPrecondition,
+        },
         RuntimeError::Os { .. } | RuntimeError::Store(_) => Code::Internal,
     };
     Status::new(code, chain(err))
@@ -91,6 +98,38 @@ mod tests {
                 .contains("the image's /etc/passwd is a FIFO, not a regular file"),
             "{}",
             status.message()
+        );
+    }
+
+    #[test]
+    fn cdi_errors_say_whose_fault_it_is() {
+        let cdi = |source| RuntimeError::Cdi {
+            id: "c1".into(),
+            source,
+        };
+        let unknown = from_runtime_error(&cdi(CdiError::UnknownDevice {
+            device: "vendor.com/gpu=9".into(),
+            dirs: "/etc/cdi".into(),
+        }));
+        assert_eq!(unknown.code(), Code::NotFound);
+        assert!(
+            unknown.message().contains("vendor.com/gpu=9"),
+            "{unknown:?}"
+        );
+        let hooks = from_runtime_error(&cdi(CdiError::Unsupported {
+            device: "vendor.com/gpu=0".into(),
+            spec: "/etc/cdi/gpu.json".into(),
+            edit: "hooks",
+        }));
+        assert_eq!(hooks.code(), Code::FailedPrecondition);
+        assert!(
+            hooks.message().contains("vendor.com/gpu=0") && hooks.message().contains("hooks"),
+            "{hooks:?}"
+        );
+        let name = crate::cdi::parse_name("gpu").unwrap_err();
+        assert_eq!(
+            from_runtime_error(&cdi(CdiError::BadName(name))).code(),
+            Code::InvalidArgument
         );
     }
 }

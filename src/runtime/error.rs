@@ -60,6 +60,12 @@ pub(crate) enum RuntimeError {
         id: String,
         seconds: u64,
     },
+    #[error("container {id}: cannot give the requested CDI devices")]
+    Cdi {
+        id: String,
+        #[source]
+        source: crate::cdi::CdiError,
+    },
     #[error(transparent)]
     RunDir(#[from] RunDirError),
     #[error(transparent)]

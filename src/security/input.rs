@@ -33,6 +33,10 @@ pub(crate) enum InputError {
     RootMount,
     #[error("{0:?} is under /proc or /sys, which only privileged containers may mount over")]
     KernelInterface(String),
+    #[error("{0:?} is not under /dev")]
+    NotUnderDev(String),
+    #[error("{0:?} is not a subset of \"rwm\"")]
+    DevicePermissions(String),
 }
 
 /// Refuses control characters: C0 (below 0x20, tab and newline

@@ -1,8 +1,8 @@
-//! CreateContainer, as a sequence of steps: the image and root
-//! filesystem, the user and the process spec, the run dir, the log file,
-//! image volumes and the mounts, the LXC config, then the monitor, which
-//! brings the container's init up waiting for StartContainer, and last
-//! the record.
+//! CreateContainer, as a sequence of steps: the CDI devices' edits, the
+//! image and root filesystem, image volumes, the user and the process
+//! spec, the run dir, the log file, the mounts, the LXC config, then the
+//! monitor, which brings the container's init up waiting for
+//! StartContainer, and last the record.
 //!
 //! A failed create is undone by a [`Rollback`] armed once the name is
 //! reserved. Its undo actions are the idempotent sweeps RemoveContainer
@@ -119,20 +119,24 @@ impl Runtime {
         pod: &PodRecord,
         mut config: ContainerConfig,
     ) -> Result<(), RuntimeError> {
+        let cdi = self.cdi_edits(id, &config).await?;
         let image = self.image_of(&config)?;
         let idmap = pod_idmap(pod);
         let rootfs = self.prepare_rootfs(id, &image, idmap.as_ref()).await?;
-        let who = identity(id, &rootfs, &config, &image).await?;
+        self.prepare_image_volumes(id, &mut config, idmap.as_ref())
+            .await?;
+        // The container is made with its CDI devices' edits; the record
+        // keeps the request as the kubelet sent it.
+        let made = cdi.applied_to(&config);
+        let who = identity(id, &rootfs, &made, &image).await?;
         let hostname = pod_hostname(pod);
-        let spec = self.process_spec(id, &config, &image, &who, &hostname)?;
+        let spec = self.process_spec(id, &made, &image, &who, &hostname)?;
         let run_dir = self.write_run_dir(id, &spec, idmap.as_ref())?;
         let log_file = prepare_log_file(id, pod, &config)?;
         let (cgroup_container, cgroup_monitor) =
             paths::container_paths(self.config.cgroup_driver, &pod.config.cgroup_parent, id);
-        self.prepare_image_volumes(id, &mut config, idmap.as_ref())
-            .await?;
         let (mounts, device_rules) =
-            self.container_mounts(id, pod, &config, &rootfs, &run_dir, idmap.as_ref())?;
+            self.container_mounts(id, pod, &made, &rootfs, &run_dir, idmap.as_ref())?;
         let (host_pid, pid_ns) = self.pid_namespace(pod, &config)?;
         let plan = LxcPlan {
             rootfs: rootfs.clone(),
@@ -183,7 +187,7 @@ impl Runtime {
             crate::container::staging::unstage(&self.staging_dir(id))
                 .map_err(|e| RuntimeError::os("detaching staged volumes", id, e))?;
         }
-        self.attach_shared_mounts(id, init_pid, &config)
+        self.attach_shared_mounts(id, init_pid, &made)
             .await
             // The container's init still waits for StartContainer: killing
             // it ends the monitor too.
@@ -205,6 +209,27 @@ impl Runtime {
         info!(container_id = id, pod_id = %pod.id, name = %record.config.name, init_pid, "container created");
         self.emit_container_event(crate::events::EventKind::Created, &record);
         Ok(())
+    }
+
+    /// The edits of the container's CDI devices, from the spec files as
+    /// they are now (read off the async threads).
+    async fn cdi_edits(
+        &self,
+        id: &str,
+        config: &ContainerConfig,
+    ) -> Result<crate::cdi::Edits, RuntimeError> {
+        if config.cdi_devices.is_empty() {
+            return Ok(crate::cdi::Edits::default());
+        }
+        let dirs = self.config.cdi_spec_dirs.clone();
+        let (names, privileged) = (config.cdi_devices.clone(), config.privileged);
+        tokio::task::spawn_blocking(move || crate::cdi::resolve(&dirs, &names, privileged))
+            .await
+            .map_err(|e| RuntimeError::os("reading the CDI specs", id, e))?
+            .map_err(|source| RuntimeError::Cdi {
+                id: id.to_owned(),
+                source,
+            })
     }
 
     /// The container's image, which must have been pulled.

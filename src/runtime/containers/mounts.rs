@@ -19,6 +19,7 @@ fn bind(source: PathBuf, target: &str, file: bool, readonly: bool) -> BindMount 
         source,
         target: target.to_owned(),
         readonly,
+        flags: Default::default(),
         propagation: Propagation::Private,
         file,
         create: false,
@@ -65,7 +66,14 @@ fn devices(config: &ContainerConfig) -> Result<(Vec<BindMount>, Option<Vec<Rule>
     }
     let rules = (!config.privileged).then(|| {
         let mut rules = devices::default_rules();
-        rules.extend(nodes.iter().map(|n| n.rule.clone()));
+        // A device given with no access at all (CDI `none`) is bound
+        // without a rule.
+        rules.extend(
+            nodes
+                .iter()
+                .filter(|n| !n.rule.access.is_empty())
+                .map(|n| n.rule.clone()),
+        );
         rules
     });
     let mut mounts: Vec<BindMount> = nodes
@@ -217,6 +225,7 @@ impl Runtime {
                 source,
                 target: m.container_path.clone(),
                 readonly: m.readonly,
+                flags: m.flags,
                 propagation: m.propagation,
                 create: false,
                 optional: false,
