@@ -9,6 +9,7 @@
 //! [`Check::fail`]).
 
 mod daemon;
+mod devices;
 mod host;
 mod proxmox;
 mod storage;
@@ -106,6 +107,7 @@ pub(super) fn run(config: &Config, args: DoctorArgs) -> anyhow::Result<ExitCode>
 fn checks(config: &Config) -> Vec<Check> {
     let daemon = daemon::checks(config);
     let mut all = host::checks(config, daemon.running);
+    all.extend(devices::checks());
     all.extend(storage::checks(config));
     all.extend(daemon.checks);
     all.extend(proxmox::checks(config));
