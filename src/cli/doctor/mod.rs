@@ -11,6 +11,7 @@
 mod daemon;
 mod devices;
 mod host;
+mod network;
 mod proxmox;
 mod storage;
 
@@ -109,6 +110,7 @@ fn checks(config: &Config) -> Vec<Check> {
     let mut all = host::checks(config, daemon.running);
     all.extend(devices::checks());
     all.extend(storage::checks(config));
+    all.extend(network::checks(config, daemon.running));
     all.extend(daemon.checks);
     all.extend(proxmox::checks(config));
     all
