@@ -11,6 +11,7 @@
 mod daemon;
 mod devices;
 mod host;
+mod kubelet;
 mod network;
 mod proxmox;
 mod storage;
@@ -112,6 +113,7 @@ fn checks(config: &Config) -> Vec<Check> {
     all.extend(storage::checks(config));
     all.extend(network::checks(config, daemon.running));
     all.extend(daemon.checks);
+    all.extend(kubelet::checks(config));
     all.extend(proxmox::checks(config));
     all
 }
