@@ -36,8 +36,9 @@ enum Command {
     Daemon,
     /// Print the versions of pvecri, liblxc and, if it runs, the daemon.
     Version,
-    /// Check the node for what pvecri needs, one line per check.
-    Doctor,
+    /// Check the node for what pvecri needs, one line per check, with the
+    /// fix for every warning and failure; exit code 1 on a failure.
+    Doctor(doctor::DoctorArgs),
     /// CPU, memory and disk of running containers, from the daemon.
     Stats(stats::StatsArgs),
     /// Follow the daemon's container lifecycle events.
@@ -80,7 +81,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Daemon => run_daemon(cli.config),
         Command::Version => load(cli.config).and_then(|c| version::run(&c)),
-        Command::Doctor => load(cli.config).and_then(|c| doctor::run(&c)),
+        Command::Doctor(args) => load(cli.config).and_then(|c| doctor::run(&c, args)),
         Command::Stats(args) => load(cli.config).and_then(|c| stats::run(&c, args)),
         Command::Events => load(cli.config).and_then(|c| events::run(&c)),
         Command::Ps(args) => load(cli.config).and_then(|c| list::ps(&c, args)),

@@ -34,13 +34,6 @@ pub(crate) fn has_seccomp() -> bool {
         .unwrap_or(false)
 }
 
-/// Whether AppArmor is enabled in the running kernel.
-pub(crate) fn apparmor_enabled() -> bool {
-    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .map(|s| s.trim() == "Y")
-        .unwrap_or(false)
-}
-
 /// Whether the ZFS module is loaded (its control device exists).
 pub(crate) fn zfs_available() -> bool {
     Path::new("/dev/zfs").exists()

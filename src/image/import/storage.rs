@@ -18,12 +18,13 @@ pub(super) const LOCAL_ROOT: &str = "/var/lib/vz";
 const LOCAL: &str = "local";
 const TEMPLATE_SUBDIR: &str = "template/cache";
 
-/// Storage ID to storage root directory, and the node's `zfspool`
-/// storages (ID to dataset).
+/// Storage ID to storage root directory, the node's `zfspool` storages
+/// (ID to dataset), and the type of every storage in the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PveStorages {
     roots: BTreeMap<String, PathBuf>,
     zfs_pools: BTreeMap<String, String>,
+    kinds: BTreeMap<String, String>,
 }
 
 impl Default for PveStorages {
@@ -62,6 +63,7 @@ impl PveStorages {
         let mut roots = BTreeMap::new();
         roots.insert(LOCAL.to_owned(), local_root.into());
         let mut zfs_pools = BTreeMap::new();
+        let mut kinds = BTreeMap::new();
         let mut current: Option<&str> = None;
         let mut kind = "";
         for line in text.lines() {
@@ -73,6 +75,9 @@ impl PveStorages {
                 let header = trimmed.split_once(':');
                 kind = header.map_or("", |(k, _)| k.trim());
                 current = header.map(|(_, id)| id.trim()).filter(|id| !id.is_empty());
+                if let Some(id) = current {
+                    kinds.insert(id.to_owned(), kind.to_owned());
+                }
                 continue;
             }
             let Some(id) = current else { continue };
@@ -89,7 +94,22 @@ impl PveStorages {
                 _ => {}
             }
         }
-        PveStorages { roots, zfs_pools }
+        PveStorages {
+            roots,
+            zfs_pools,
+            kinds,
+        }
+    }
+
+    /// Every storage the config defines: its ID and type (`dir`,
+    /// `zfspool`, `lvmthin`, ...), by ID.
+    pub(crate) fn storages(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.kinds.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The root directory of a directory-like storage.
+    pub(crate) fn root(&self, storage: &str) -> Option<&Path> {
+        self.roots.get(storage).map(PathBuf::as_path)
     }
 
     /// The `zfspool` storages: storage ID and its dataset.
@@ -163,6 +183,17 @@ dir: scratch
         );
         assert_eq!(dir("scratch"), Path::new("/srv/scratch/template/cache"));
         assert_eq!(s.zfs_pools().collect::<Vec<_>>(), [("tank", "tank/ct")]);
+        assert_eq!(
+            s.storages().collect::<Vec<_>>(),
+            [
+                ("local", "dir"),
+                ("local-lvm", "lvmthin"),
+                ("nas-templates", "nfs"),
+                ("scratch", "dir"),
+                ("tank", "zfspool")
+            ]
+        );
+        assert_eq!(s.root("scratch"), Some(Path::new("/srv/scratch")));
         for id in ["local-lvm", "tank", "nope"] {
             let err = s
                 .require_template_dir(Ctx("pve-template.local/x/y:1"), id)
