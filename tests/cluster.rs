@@ -921,12 +921,13 @@ spec:
 /// filesystem is "full" (an eviction threshold above its real use) is under
 /// disk pressure, and the kubelet's image garbage collection removes the
 /// images no container uses, through ImageFsInfo, ListImages and
-/// RemoveImage. Its own cluster: disk pressure taints the node.
+/// RemoveImage. Its own cluster: disk pressure taints the node. (The
+/// kubelet reads a zero `imageMinimumGCAge` as unset, i.e. two minutes.)
 fn image_garbage_collection() {
     let c = Cluster::up(
         "gc",
         "evictionHard:\n  memory.available: 50Mi\n  nodefs.available: 99%\n  imagefs.available: 99%\n\
-         evictionPressureTransitionPeriod: 5s\nimageMinimumGCAge: 0s\n",
+         evictionPressureTransitionPeriod: 5s\nimageMinimumGCAge: 1s\n",
     );
     const UNUSED: &str = "gcr.io/k8s-staging-cri-tools/test-image-2:latest";
     c.crictl(&["pull", UNUSED]);

@@ -501,6 +501,74 @@ async fn update_container_resources_reaches_the_live_cgroup() {
     stop_remove_pod(&mut e, &pod).await;
 }
 
+/// A workload reads its own limits where runtimes put them: its cgroup at
+/// /sys/fs/cgroup (read-only, of its cgroup namespace), as the JVM and Go's
+/// automaxprocs do; it cannot raise them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_reads_its_limits_in_sys_fs_cgroup() {
+    if !ready("a_container_reads_its_limits_in_sys_fs_cgroup") {
+        return;
+    }
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "cgroupfs").await;
+    let pod_cfg = pod_config(&e, "cgroupfs");
+    let config = v1::ContainerConfig {
+        linux: Some(v1::LinuxContainerConfig {
+            resources: Some(v1::LinuxContainerResources {
+                memory_limit_in_bytes: 48 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..container_config("limits", BUSYBOX, &["sleep", "1000"])
+    };
+    let id = create_container(&mut e.c, &pod, &pod_cfg, config)
+        .await
+        .unwrap();
+    start(&mut e, &id).await;
+    let v2 = matches!(
+        pvecri::testing::cgroups::detect().unwrap(),
+        pvecri::testing::cgroups::CgroupLayout::Unified
+    );
+    let file = if v2 {
+        "/sys/fs/cgroup/memory.max"
+    } else {
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    };
+    let r = exec(&mut e, &id, &["cat", file], 10).await.unwrap();
+    assert_eq!(r.exit_code, 0, "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).trim(),
+        (48u64 << 20).to_string()
+    );
+    let r = exec(
+        &mut e,
+        &id,
+        &["sh", "-c", &format!("echo max > {file}")],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_ne!(r.exit_code, 0, "the limit is not the workload's to change");
+    let r = exec(&mut e, &id, &["cat", file], 10).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).trim(),
+        (48u64 << 20).to_string()
+    );
+    // Its own cgroup is the root it sees: nothing of the node's tree (an
+    // exec'd process sits in liblxc's `.lxc` leaf on cgroup2).
+    let r = exec(&mut e, &id, &["cat", "/proc/self/cgroup"], 10)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert!(
+        text.lines()
+            .all(|l| l.ends_with(":/") || l.ends_with(":/.lxc")),
+        "the container's cgroup paths: {text}"
+    );
+    stop_remove_pod(&mut e, &pod).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_kill_is_reported_as_oomkilled() {
     if !ready("an_oom_kill_is_reported_as_oomkilled") {

@@ -127,12 +127,18 @@ pub(crate) fn render(plan: &LxcPlan) -> Result<String, ConfigError> {
     line("lxc.tty.max", &0)?;
     line("lxc.pty.max", &1024)?;
     line("lxc.autodev", &1)?;
+    // `:force`: liblxc skips the cgroup mount when the container has its
+    // own cgroup namespace and (as far as the LXC config says) CAP_SYS_ADMIN,
+    // expecting a systemd inside to mount it; pvecri drops capabilities in
+    // pvecri-init, so without it a workload on a v1/hybrid host found an
+    // empty /sys/fs/cgroup and could not read its own limits. The mount is
+    // of the container's cgroup namespace: its own subtree only.
     line(
         "lxc.mount.auto",
         &if plan.privileged {
-            "proc:rw sys:rw cgroup:rw"
+            "proc:rw sys:rw cgroup:rw:force"
         } else {
-            "proc:mixed sys:ro cgroup:ro"
+            "proc:mixed sys:ro cgroup:ro:force"
         },
     )?;
     line("lxc.apparmor.profile", &"unconfined")?;
@@ -360,7 +366,7 @@ pub(crate) mod tests {
         p.privileged = true;
         assert!(render(&p)
             .unwrap()
-            .contains("lxc.mount.auto = proc:rw sys:rw cgroup:rw\n"));
+            .contains("lxc.mount.auto = proc:rw sys:rw cgroup:rw:force\n"));
     }
 
     /// What liblxc holds after loading `text`: every known key with a
