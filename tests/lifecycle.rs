@@ -686,7 +686,14 @@ async fn restart_reconciles_half_made_and_lost_state() {
         "{state_of}"
     );
     assert!(!state.join("lxc").join(&orphan).exists());
-    assert!(!run.join("containers").join(&orphan).exists());
+    let orphan_run = run.join("containers").join(&orphan);
+    assert!(
+        !orphan_run.exists(),
+        "the orphan's run dir is left: {:?}\ndaemon log:\n{}",
+        std::fs::read_dir(&orphan_run)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>()),
+        e.d.log()
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(&orphan),

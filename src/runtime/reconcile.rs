@@ -42,6 +42,27 @@ fn entries(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// How long an orphan's directory may keep changing under its removal.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Removes an orphan container's directory, retrying while it changes
+/// under the removal (a monitor that a slow machine has not yet seen die
+/// may still be writing its files); says so when it cannot.
+fn remove_dir_settled(id: &str, dir: &Path) {
+    let deadline = std::time::Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                warn!(container_id = %id, dir = %dir.display(), error = %e, "cannot remove the directory of a container without a record");
+                return;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+}
+
 impl Runtime {
     /// Kills and removes the cgroups (container and monitor) of every
     /// container in `orphans`: ids this daemon left dirs for but has no
@@ -131,9 +152,9 @@ impl Runtime {
             if let Err(e) = self.images.snapshots().remove_rootfs(id) {
                 warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot remove its root filesystem");
             }
-            let _ = std::fs::remove_dir_all(self.config.lxc_path().join(id));
+            remove_dir_settled(id, &self.config.lxc_path().join(id));
             if let Ok(run_dir) = RunDir::new(&self.config.runtime_dir, id) {
-                let _ = std::fs::remove_dir_all(run_dir.path());
+                remove_dir_settled(id, run_dir.path());
             }
             out.orphan_containers += 1;
         }
