@@ -18,6 +18,7 @@
 #   CRI_TOOLS_VERSION [v1.37.0]  CRANE_VERSION [v0.22.1]  KUBELET_VERSION [v1.37.2]
 #   GO_BOOTSTRAP_VERSION [1.26.8]  GO_BOOTSTRAP_ROOT [/usr/local/go]
 #   FORCE=1 rebuilds everything.
+#   ONLY=crictl installs crictl alone (scripts/run.sh: the README's next step).
 set -euo pipefail
 
 CRI_TOOLS_VERSION="${CRI_TOOLS_VERSION:-v1.37.0}"
@@ -29,6 +30,7 @@ STAMP="$STAMP_DIR/tools.stamp"
 GO_BOOTSTRAP_VERSION="${GO_BOOTSTRAP_VERSION:-1.26.8}"
 GO_BOOTSTRAP_ROOT="${GO_BOOTSTRAP_ROOT:-/usr/local/go}"
 FORCE="${FORCE:-0}"
+ONLY="${ONLY:-}"
 
 log() { printf '[install-cri-tools] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -143,6 +145,18 @@ install_built() {
     record "$1" "$2"
     log "installed $BIN_DIR/$1 ($2)"
 }
+
+if [ "$ONLY" = crictl ]; then
+    if ! up_to_date crictl "$CRI_TOOLS_VERSION"; then
+        src="$(module_dir "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION")"
+        log "building crictl $CRI_TOOLS_VERSION"
+        (cd "$src" && "$GO" build -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=${CRI_TOOLS_VERSION#v}" \
+            -o "$BIN_DIR/.crictl.new" ./cmd/crictl)
+        install_built crictl "$CRI_TOOLS_VERSION" "$BIN_DIR/.crictl.new"
+    fi
+    "$BIN_DIR/crictl" --version
+    exit 0
+fi
 
 need_cri=0
 up_to_date crictl "$CRI_TOOLS_VERSION" || need_cri=1

@@ -8,6 +8,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
 
 PVECRI_DEPS=build scripts/install-deps.sh
+# crictl, which the README has you run next (the test tools come with
+# scripts/test.sh).
+ONLY=crictl scripts/install-cri-tools.sh
 cargo build --release --locked
 scripts/build-init.sh >/dev/null
 install -m 0755 target/release/pvecri /usr/local/bin/pvecri
