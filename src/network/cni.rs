@@ -35,6 +35,8 @@ pub(crate) enum CniError {
     BadConfig { path: PathBuf, message: String },
     #[error("CNI plugin {plugin:?} not found in {dirs}")]
     NoPlugin { plugin: String, dirs: String },
+    #[error("CNI plugin type {0:?} is not a plain file name")]
+    BadPluginName(String),
     #[error("cannot run CNI plugin {plugin}")]
     Spawn {
         plugin: String,
@@ -254,6 +256,11 @@ impl Runner {
     }
 
     fn find(&self, plugin: &str) -> Result<PathBuf, CniError> {
+        // A plugin `type` names a file in a bin dir, never a path: `/` or
+        // `..` would run a binary outside the configured dirs.
+        if !is_plugin_name(plugin) {
+            return Err(CniError::BadPluginName(plugin.to_owned()));
+        }
         self.bin_dirs
             .iter()
             .map(|d| d.join(plugin))
@@ -367,9 +374,32 @@ pub(crate) fn result_ips(result: &Value) -> Vec<String> {
     ips
 }
 
+/// A CNI plugin `type`: a plain file name (no separator, not `.` or `..`,
+/// no NUL).
+pub(crate) fn is_plugin_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugin_types_are_file_names_in_the_bin_dirs() {
+        for good in ["bridge", "host-local", "portmap", "my.plugin"] {
+            assert!(is_plugin_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "../bin/sh", "/bin/sh", "a/b", "x\0y"] {
+            assert!(!is_plugin_name(bad), "{bad:?}");
+        }
+        let runner = Runner {
+            bin_dirs: vec![PathBuf::from("/usr/lib/cni")],
+        };
+        assert!(matches!(
+            runner.find("../../bin/sh"),
+            Err(CniError::BadPluginName(_))
+        ));
+    }
     use crate::pod::record::Proto;
 
     #[test]
