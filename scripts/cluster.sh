@@ -11,6 +11,10 @@
 #
 #   KUBECONFIG=/tmp/pvecri-cluster/admin.kubeconfig kubectl get nodes
 #
+# Clients that take only a server address and a bearer token (Kubernetes'
+# node e2e suite, scripts/node-e2e.sh) use DIR/admin.token, a static token
+# of a system:masters user.
+#
 # `down` stops everything, removes every pod, and puts back what the kubelet
 # changes on the node (kernel tunables, iptables chains, mounts under DIR,
 # its kubepods cgroups) and the node address; then DIR is removed.
@@ -87,6 +91,11 @@ make_pki() {
     cert kubelet "$NODE_NAME" "" "IP:127.0.0.1,IP:$NODE_IP,DNS:$NODE_NAME"
     openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
     openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+    # The API server's static token file: one admin token, for clients
+    # that cannot present a certificate.
+    openssl rand -hex 32 >"$DIR/admin.token"
+    chmod 0600 "$DIR/admin.token"
+    printf '%s,token-admin,token-admin,"system:masters"\n' "$(cat "$DIR/admin.token")" >"$PKI/tokens.csv"
 }
 
 # kubeconfig NAME CERT: DIR/NAME.kubeconfig for the client certificate CERT.
@@ -311,6 +320,7 @@ cmd_up() {
         --service-cluster-ip-range "$SERVICE_CIDR" \
         --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
         --client-ca-file "$PKI/ca.crt" \
+        --token-auth-file "$PKI/tokens.csv" \
         --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
         --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
         --kubelet-certificate-authority "$PKI/ca.crt" \
