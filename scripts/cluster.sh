@@ -258,6 +258,8 @@ authentication:
 authorization:
   mode: AlwaysAllow
 podLogsDir: $DIR/pod-logs
+# Static pods (the node e2e suite's mirror pod specs write manifests here).
+staticPodPath: $DIR/manifests
 syncFrequency: 5s
 nodeStatusUpdateFrequency: 5s
 EOF
@@ -288,7 +290,7 @@ cmd_up() {
     fi
     [ -x "$INIT" ] || "$REPO/scripts/build-init.sh" >/dev/null
 
-    mkdir -p "$DIR"/{logs,pids,pvecri,pod-logs,kubelet,etcd}
+    mkdir -p "$DIR"/{logs,pids,pvecri,pod-logs,kubelet,etcd,manifests}
     trap 'log "up failed: logs in $DIR/logs; run \"$0 down $DIR\""' ERR
     chmod 0700 "$DIR/etcd"
     save_node_state
