@@ -19,7 +19,11 @@
 #       critest's stand-ins (nginx:1.14-2, nonewprivs:1.3, pause:3.10)
 #       under the versions the suite names, each a distinct image.
 #   registry.k8s.io/e2e-test-images/nonroot:1.5 (USER 1234),
-#   ipc-utils:1.4 (the busybox image; its ipcs stand-in reads /proc/sysvipc)
+#   ipc-utils:1.4 (the busybox image; its ipcs stand-in reads /proc/sysvipc),
+#   glibc-dns-testing:2.1.1 (the busybox image: glibc's resolver, busybox's
+#   hostname -f)
+# The busybox-based images also carry an nmeter stand-in (Debian's busybox
+# has no nmeter applet; the container lifecycle specs time-stamp with it).
 #
 # Not provided (their specs are in tests/node-e2e/expected-failures.txt):
 # images with real programs we cannot build here (perl, etcd, node-perf,
@@ -72,7 +76,8 @@ mirror() { printf '%s/%s\n' "$REGISTRY" "$1"; }
 TARGETS=(
     "$E2E/agnhost:2.66.1" "$E2E/agnhost:2.55" "$E2E/busybox:1.37.0-2" "$E2E/busybox:1.36.1-1"
     "$E2E/nginx:1.27.0-2" "$E2E/nginx:1.28.0-2" "$E2E/nonewprivs:1.4"
-    "$E2E/nonroot:1.5" "$E2E/ipc-utils:1.4" registry.k8s.io/pause:3.10.2
+    "$E2E/nonroot:1.5" "$E2E/ipc-utils:1.4" "$E2E/glibc-dns-testing:2.1.1"
+    registry.k8s.io/pause:3.10.2
 )
 
 inputs="$({
@@ -108,8 +113,100 @@ mklayer() {
             --no-recursion --verbatim-files-from --files-from=-)
 }
 
+# nmeter: Debian's busybox lacks this applet, and the suite's container
+# lifecycle specs time-stamp their logs with `nmeter -d0 '%3t' | head -n1`.
+# This stand-in knows only the time conversion (%t, %Nt) and %%.
+cat >"$WORK/nmeter.c" <<'NMETER'
+/* nmeter stand-in for the pvecri node e2e images: prints FORMAT every
+ * -d MSEC milliseconds (0: continuously, negative: once). Supports %t and
+ * %Nt (local time HH:MM:SS with N decimals, N <= 6) and %%; any other
+ * conversion is refused, so a spec needing real nmeter fails loudly. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static int render(const char *fmt, char *out, size_t len)
+{
+	struct timeval tv;
+	struct tm tm;
+	size_t n = 0;
+
+	gettimeofday(&tv, NULL);
+	localtime_r(&tv.tv_sec, &tm);
+	for (; *fmt && n + 32 < len; fmt++) {
+		int digits = 0;
+
+		if (*fmt != '%') {
+			out[n++] = *fmt;
+			continue;
+		}
+		fmt++;
+		if (*fmt == '%') {
+			out[n++] = '%';
+			continue;
+		}
+		if (*fmt >= '0' && *fmt <= '6')
+			digits = *fmt++ - '0';
+		if (*fmt != 't')
+			return -1;
+		n += (size_t)snprintf(out + n, len - n, "%02d:%02d:%02d",
+				      tm.tm_hour, tm.tm_min, tm.tm_sec);
+		if (digits > 0) {
+			long frac = tv.tv_usec;
+			int i;
+
+			for (i = 6; i > digits; i--)
+				frac /= 10;
+			n += (size_t)snprintf(out + n, len - n, ".%0*ld", digits, frac);
+		}
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	long delay = 1000;
+	const char *fmt = NULL;
+	char line[4096];
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (strncmp(argv[i], "-d", 2) == 0) {
+			const char *v = argv[i][2] ? argv[i] + 2 : (i + 1 < argc ? argv[++i] : "1000");
+			delay = strtol(v, NULL, 10);
+		} else if (!fmt) {
+			fmt = argv[i];
+		} else {
+			fprintf(stderr, "usage: nmeter [-d MSEC] FORMAT\n");
+			return 1;
+		}
+	}
+	if (!fmt) {
+		fprintf(stderr, "usage: nmeter [-d MSEC] FORMAT\n");
+		return 1;
+	}
+	for (;;) {
+		if (render(fmt, line, sizeof(line)) != 0) {
+			fprintf(stderr, "nmeter: only %%t, %%Nt and %%%% are supported (pvecri stand-in)\n");
+			return 1;
+		}
+		if (puts(line) == EOF || fflush(stdout) == EOF)
+			return 0;
+		if (delay < 0)
+			return 0;
+		if (delay > 0)
+			usleep((useconds_t)delay * 1000);
+	}
+}
+NMETER
+
 # Layer 1: busybox again at /bin/busybox with every applet hard-linked
-# beside it in /bin (hard links must live in the layer of their target).
+# beside it in /bin (hard links must live in the layer of their target),
+# and the nmeter stand-in.
 BUSYBOX=/bin/busybox
 [ -x "$BUSYBOX" ] || BUSYBOX=/usr/bin/busybox
 d="$WORK/bin-layer"
@@ -119,6 +216,7 @@ chmod 0755 "$d/bin/busybox"
 "$BUSYBOX" --list | while read -r applet; do
     [ -e "$d/bin/$applet" ] || ln "$d/bin/busybox" "$d/bin/$applet"
 done
+gcc -O2 -Wall -static -s -o "$d/bin/nmeter" "$WORK/nmeter.c"
 chown -R 0:0 "$d"
 mklayer "$d" "$WORK/bin.tar"
 
@@ -164,6 +262,7 @@ done
 for v in 1.37.0-2 1.36.1-1; do image "e2e-busybox-$v" "$EB" "$E2E/busybox:$v" --cmd sh; done
 image e2e-nonroot "$EB" "$E2E/nonroot:1.5" --cmd sh -u 1234
 image e2e-ipc-utils "$EB" "$E2E/ipc-utils:1.4" --cmd sh
+image e2e-glibc-dns-testing "$EB" "$E2E/glibc-dns-testing:2.1.1" --cmd sh
 for v in 1.27.0-2 1.28.0-2; do
     image "e2e-nginx-$v" "$(mirror "$E2E/nginx:1.14-2")" "$E2E/nginx:$v"
 done
