@@ -237,6 +237,14 @@ printf 'user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n
 printf 'user-defined-in-image:!:19723:0:99999:7:::\n' >>"$d/etc/shadow"
 printf 'user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n' >>"$d/etc/group"
 mkdir -p "$d/home/user-defined-in-image"
+# curl, which the networking specs run inside agnhost pods: the host's, with
+# the shared libraries it needs (the base already has glibc and the loader).
+CURL="$(command -v curl)" || die "curl is missing"
+install -D -m 0755 "$CURL" "$d/usr/bin/curl"
+for lib in $(ldd "$CURL" | grep -o '/[^ ]*' || true); do
+    case "$lib" in */libc.so.* | */ld-linux*) continue ;; esac
+    [ -e "$d$lib" ] || install -D -m 0644 "$(readlink -f "$lib")" "$d$lib"
+done
 chown -R 0:0 "$d"
 chown 1000:1000 "$d/home/user-defined-in-image"
 mklayer "$d" "$WORK/agnhost.tar"
