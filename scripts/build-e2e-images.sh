@@ -237,14 +237,20 @@ printf 'user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n
 printf 'user-defined-in-image:!:19723:0:99999:7:::\n' >>"$d/etc/shadow"
 printf 'user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n' >>"$d/etc/group"
 mkdir -p "$d/home/user-defined-in-image"
-# curl, which the networking specs run inside agnhost pods: the host's, with
-# the shared libraries it needs (the base already has glibc and the loader).
-CURL="$(command -v curl)" || die "curl is missing"
-install -D -m 0755 "$CURL" "$d/usr/bin/curl"
-for lib in $(ldd "$CURL" | grep -o '/[^ ]*' || true); do
-    case "$lib" in */libc.so.* | */ld-linux*) continue ;; esac
-    [ -e "$d$lib" ] || install -D -m 0644 "$(readlink -f "$lib")" "$d$lib"
-done
+# Programs of upstream's agnhost image that specs run in agnhost pods: curl
+# (networking specs) and bash (probe specs run /bin/bash). The host's, with
+# the shared libraries they need (the base already has glibc and the loader).
+# host_program PATH_ON_HOST PATH_IN_IMAGE
+host_program() {
+    local lib
+    install -D -m 0755 "$1" "$d$2"
+    for lib in $(ldd "$1" | grep -o '/[^ ]*' || true); do
+        case "$lib" in */libc.so.* | */ld-linux*) continue ;; esac
+        [ -e "$d$lib" ] || install -D -m 0644 "$(readlink -f "$lib")" "$d$lib"
+    done
+}
+host_program "$(command -v curl)" /usr/bin/curl
+host_program "$(command -v bash)" /bin/bash
 chown -R 0:0 "$d"
 chown 1000:1000 "$d/home/user-defined-in-image"
 mklayer "$d" "$WORK/agnhost.tar"
