@@ -30,7 +30,8 @@
 #
 # Knobs: PVECRI_BIN, NODE_IP, PVECRI_EXTRA_CONFIG (TOML lines appended to
 # the daemon's config), KUBELET_EXTRA_CONFIG (YAML lines appended to the
-# kubelet's config).
+# kubelet's config), KUBELET_READ_ONLY_PORT (default 0: off; the node e2e
+# suite reads /stats/summary there, on the node address only).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -243,7 +244,7 @@ failCgroupV1: false
 failSwapOn: false
 address: $NODE_IP
 port: $KUBELET_PORT
-readOnlyPort: 0
+readOnlyPort: ${KUBELET_READ_ONLY_PORT:-0}
 healthzBindAddress: 127.0.0.1
 healthzPort: $KUBELET_HEALTHZ_PORT
 tlsCertFile: $PKI/kubelet.crt
@@ -261,6 +262,8 @@ podLogsDir: $DIR/pod-logs
 # Static pods (the node e2e suite's mirror pod specs write manifests here).
 staticPodPath: $DIR/manifests
 syncFrequency: 5s
+# The usual cluster domain: pods' FQDNs (setHostnameAsFQDN) end in it.
+clusterDomain: cluster.local
 nodeStatusUpdateFrequency: 5s
 EOF
     # Test machines have small, busy disks: keep eviction and image GC away

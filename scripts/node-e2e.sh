@@ -85,7 +85,9 @@ trap teardown EXIT
 trap 'exit 130' INT TERM
 
 log "cluster in $DIR"
-"$REPO/scripts/cluster.sh" up "$DIR" >/dev/null
+# The summary specs read the kubelet's read-only port (10255, as the suite's
+# own kubelet has it); it listens on the /32 node address only.
+KUBELET_READ_ONLY_PORT=10255 "$REPO/scripts/cluster.sh" up "$DIR" >/dev/null
 
 suite_args=(
     --start-services=false --stop-services=false
