@@ -238,7 +238,7 @@ printf 'user-defined-in-image:!:19723:0:99999:7:::\n' >>"$d/etc/shadow"
 printf 'user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n' >>"$d/etc/group"
 mkdir -p "$d/home/user-defined-in-image"
 # Programs of upstream's agnhost image that specs run in agnhost pods: curl
-# (networking specs) and bash (probe specs run /bin/bash). The host's, with
+# (networking specs), bash (probe specs run /bin/bash) and netcat. The host's, with
 # the shared libraries they need (the base already has glibc and the loader).
 # host_program PATH_ON_HOST PATH_IN_IMAGE
 host_program() {
@@ -251,6 +251,13 @@ host_program() {
 }
 host_program "$(command -v curl)" /usr/bin/curl
 host_program "$(command -v bash)" /bin/bash
+# OpenBSD netcat as nc (the node-to-pod UDP spec runs `nc -w 1 -u`, which
+# busybox's nc lacks), as upstream's image has it.
+if ! command -v nc.openbsd >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q netcat-openbsd >&2 ||
+        die "apt-get install netcat-openbsd failed"
+fi
+host_program "$(command -v nc.openbsd)" /usr/bin/nc
 chown -R 0:0 "$d"
 chown 1000:1000 "$d/home/user-defined-in-image"
 mklayer "$d" "$WORK/agnhost.tar"
