@@ -11,6 +11,10 @@
 #
 #   KUBECONFIG=/tmp/pvecri-cluster/admin.kubeconfig kubectl get nodes
 #
+# Clients that take only a server address and a bearer token (Kubernetes'
+# node e2e suite, scripts/node-e2e.sh) use DIR/admin.token, a static token
+# of a system:masters user.
+#
 # `down` stops everything, removes every pod, and puts back what the kubelet
 # changes on the node (kernel tunables, iptables chains, mounts under DIR,
 # its kubepods cgroups) and the node address; then DIR is removed.
@@ -26,7 +30,8 @@
 #
 # Knobs: PVECRI_BIN, NODE_IP, PVECRI_EXTRA_CONFIG (TOML lines appended to
 # the daemon's config), KUBELET_EXTRA_CONFIG (YAML lines appended to the
-# kubelet's config).
+# kubelet's config), KUBELET_READ_ONLY_PORT (default 0: off; the node e2e
+# suite reads /stats/summary there, on the node address only).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -87,6 +92,11 @@ make_pki() {
     cert kubelet "$NODE_NAME" "" "IP:127.0.0.1,IP:$NODE_IP,DNS:$NODE_NAME"
     openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
     openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+    # The API server's static token file: one admin token, for clients
+    # that cannot present a certificate.
+    openssl rand -hex 32 >"$DIR/admin.token"
+    chmod 0600 "$DIR/admin.token"
+    printf '%s,token-admin,token-admin,"system:masters"\n' "$(cat "$DIR/admin.token")" >"$PKI/tokens.csv"
 }
 
 # kubeconfig NAME CERT: DIR/NAME.kubeconfig for the client certificate CERT.
@@ -234,7 +244,7 @@ failCgroupV1: false
 failSwapOn: false
 address: $NODE_IP
 port: $KUBELET_PORT
-readOnlyPort: 0
+readOnlyPort: ${KUBELET_READ_ONLY_PORT:-0}
 healthzBindAddress: 127.0.0.1
 healthzPort: $KUBELET_HEALTHZ_PORT
 tlsCertFile: $PKI/kubelet.crt
@@ -249,7 +259,11 @@ authentication:
 authorization:
   mode: AlwaysAllow
 podLogsDir: $DIR/pod-logs
+# Static pods (the node e2e suite's mirror pod specs write manifests here).
+staticPodPath: $DIR/manifests
 syncFrequency: 5s
+# The usual cluster domain: pods' FQDNs (setHostnameAsFQDN) end in it.
+clusterDomain: cluster.local
 nodeStatusUpdateFrequency: 5s
 EOF
     # Test machines have small, busy disks: keep eviction and image GC away
@@ -279,7 +293,7 @@ cmd_up() {
     fi
     [ -x "$INIT" ] || "$REPO/scripts/build-init.sh" >/dev/null
 
-    mkdir -p "$DIR"/{logs,pids,pvecri,pod-logs,kubelet,etcd}
+    mkdir -p "$DIR"/{logs,pids,pvecri,pod-logs,kubelet,etcd,manifests}
     trap 'log "up failed: logs in $DIR/logs; run \"$0 down $DIR\""' ERR
     chmod 0700 "$DIR/etcd"
     save_node_state
@@ -311,6 +325,7 @@ cmd_up() {
         --service-cluster-ip-range "$SERVICE_CIDR" \
         --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
         --client-ca-file "$PKI/ca.crt" \
+        --token-auth-file "$PKI/tokens.csv" \
         --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
         --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
         --kubelet-certificate-authority "$PKI/ca.crt" \

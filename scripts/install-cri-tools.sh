@@ -6,6 +6,13 @@
 #   kubelet - the real kubelet, run standalone by tests/kubelet.rs
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl -
 #             the one-node cluster of scripts/cluster.sh (tests/cluster.rs)
+#   e2e_node.test, ginkgo, agnhost - only with E2E_NODE=1, for
+#             scripts/node-e2e.sh: Kubernetes' node e2e suite (a `go test -c`
+#             binary of k8s.io/kubernetes/test/e2e_node), the ginkgo CLI at
+#             the version that suite links (it runs the suite's specs in
+#             parallel processes), and the e2e test image program agnhost
+#             (packaged by scripts/build-e2e-images.sh); built on request
+#             since they take minutes
 # Everything is built from source fetched through the Go module proxy.
 # A tool is rebuilt only when its stamp line (tool, version, sha256 of the
 # installed binary) in $STAMP_DIR/tools.stamp does not match what is installed.
@@ -17,6 +24,7 @@
 #   BIN_DIR [/usr/local/bin]  STAMP_DIR [/usr/local/lib/pvecri-test]
 #   CRI_TOOLS_VERSION [v1.37.0]  CRANE_VERSION [v0.22.1]  KUBELET_VERSION [v1.37.2]
 #   GO_BOOTSTRAP_VERSION [1.26.8]  GO_BOOTSTRAP_ROOT [/usr/local/go]
+#   E2E_NODE [0]: 1 also builds e2e_node.test, ginkgo and agnhost.
 #   FORCE=1 rebuilds everything.
 #   ONLY=crictl installs crictl alone (scripts/run.sh: the README's next step).
 set -euo pipefail
@@ -31,6 +39,7 @@ GO_BOOTSTRAP_VERSION="${GO_BOOTSTRAP_VERSION:-1.26.8}"
 GO_BOOTSTRAP_ROOT="${GO_BOOTSTRAP_ROOT:-/usr/local/go}"
 FORCE="${FORCE:-0}"
 ONLY="${ONLY:-}"
+E2E_NODE="${E2E_NODE:-0}"
 
 log() { printf '[install-cri-tools] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -196,7 +205,12 @@ fi
 # its published v0.MINOR.PATCH release builds all of them in one go (shared
 # packages compile once). etcd is built at the version Kubernetes itself
 # requires, from a two-line main that calls its etcdmain package.
+# e2e_node.test is a test binary (`go test -c`) of the same module graph;
+# agnhost and the ginkgo CLI are built from it too.
 K8S_TOOLS=(kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl etcd)
+if [ "$E2E_NODE" = 1 ]; then
+    K8S_TOOLS+=(e2e_node.test ginkgo agnhost)
+fi
 
 build_k8s() {
     local version="$1" work kmod goline staging minor patch etcd_version t
@@ -223,13 +237,19 @@ build_k8s() {
     (
         cd "$work"
         GOFLAGS="$GOFLAGS -mod=mod" "$GO" get "k8s.io/kubernetes/cmd/kubelet@$version" "go.etcd.io/etcd/server/v3@$etcd_version"
+        local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
         for t in "$@"; do
-            local pkg="k8s.io/kubernetes/cmd/$t"
-            [ "$t" = etcd ] && pkg=./etcd
+            local pkg="k8s.io/kubernetes/cmd/$t" build=(build)
+            case "$t" in
+            etcd) pkg=./etcd ;;
+            e2e_node.test) pkg=k8s.io/kubernetes/test/e2e_node build=(test -c) ;;
+            agnhost) pkg=k8s.io/kubernetes/test/images/agnhost ;;
+            # The ginkgo module version k8s.io/kubernetes requires: the CLI
+            # and the library in the suite must speak the same protocol.
+            ginkgo) pkg=github.com/onsi/ginkgo/v2/ginkgo ;;
+            esac
             log "building $t"
-            GOFLAGS="$GOFLAGS -mod=mod" "$GO" build \
-                -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
-                -o "$BIN_DIR/.$t.new" "$pkg"
+            GOFLAGS="$GOFLAGS -mod=mod" "$GO" "${build[@]}" -ldflags "$ldflags" -o "$BIN_DIR/.$t.new" "$pkg"
         done
     )
     rm -rf "$work"
@@ -253,4 +273,7 @@ fi
 log "critest: $BIN_DIR/critest ($(grep '^critest ' "$STAMP" | cut -d' ' -f2))"
 log "crane: $BIN_DIR/crane ($(grep '^crane ' "$STAMP" | cut -d' ' -f2))"
 log "kubelet: $BIN_DIR/kubelet ($("$BIN_DIR/kubelet" --version))"
+if [ "$E2E_NODE" = 1 ]; then
+    log "e2e_node.test: $BIN_DIR/e2e_node.test ($(grep '^e2e_node.test ' "$STAMP" | cut -d' ' -f2))"
+fi
 log "cluster: $("$BIN_DIR/kube-apiserver" --version), $("$BIN_DIR/kubectl" version --client 2>/dev/null | head -1), etcd $("$BIN_DIR/etcd" --version | awk 'NR == 1 { print $3 }')"
