@@ -45,7 +45,12 @@ case "${1:-}" in
 *) echo "usage: $0 [--subset]" >&2; exit 2 ;;
 esac
 [ "$(id -u)" = 0 ] || die "run as root"
-command -v jq >/dev/null || die "jq is missing (apt-get install jq)"
+if ! command -v jq >/dev/null; then
+    # The report is read with jq.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq >&2 ||
+        { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq >&2; } ||
+        die "apt-get install jq failed"
+fi
 export PATH="$BIN_DIR:$PATH"
 # The daemon cluster.sh runs (and builds when missing).
 export PVECRI_BIN="${PVECRI_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/debug/pvecri}"
