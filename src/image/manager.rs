@@ -31,6 +31,11 @@ pub(crate) struct ImageManager {
     inflight: std::sync::Mutex<HashMap<String, SharedPull>>,
     /// Serialises changes to image records (names move between images).
     names: tokio::sync::Mutex<()>,
+    /// Pulls and imports hold it shared for their whole run; garbage
+    /// collection holds it exclusively, so it never deletes a blob or layer
+    /// a pull has found present and is about to unpack or record (critest
+    /// in the VM saw "open layer ...: No such file" from that race).
+    gc: tokio::sync::RwLock<()>,
 }
 
 /// Disk usage of the image and container filesystems.
@@ -55,6 +60,7 @@ impl ImageManager {
             puller,
             inflight: std::sync::Mutex::new(HashMap::new()),
             names: tokio::sync::Mutex::new(()),
+            gc: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -72,6 +78,7 @@ impl ImageManager {
     ) -> Result<String, Arc<ImageError>> {
         let local = super::import::parse(image).map_err(|e| Arc::new(import_error(image, &e)))?;
         if let Some(source) = local {
+            let _pulling = self.gc.read().await;
             return self.import(image, source).await.map_err(Arc::new);
         }
         let reference = Reference::parse(image).map_err(|source| {
@@ -90,7 +97,13 @@ impl ImageManager {
                     let task = tokio::spawn({
                         let this = this.clone();
                         let reference = reference.clone();
-                        async move { this.pull_now(reference, auth).await.map_err(Arc::new) }
+                        async move {
+                            let _pulling = this.gc.read().await;
+                            this.clone()
+                                .pull_now(reference, auth)
+                                .await
+                                .map_err(Arc::new)
+                        }
                     });
                     let key2 = key.clone();
                     let fut = async move {
@@ -327,15 +340,21 @@ impl ImageManager {
         image: &str,
         layers_in_use: &HashSet<String>,
     ) -> Result<(), ImageError> {
-        let _guard = self.names.lock().await;
-        let images = self.store.list::<ImageRecord>()?;
-        let Some(found) = resolve(&images, image) else {
-            return Ok(());
-        };
-        let id = found.id.clone();
-        self.store.delete::<ImageRecord>(&id)?;
-        info!(image, id = %id, "image removed");
-        let remaining: Vec<ImageRecord> = images.into_iter().filter(|i| i.id != id).collect();
+        {
+            let _guard = self.names.lock().await;
+            let images = self.store.list::<ImageRecord>()?;
+            let Some(found) = resolve(&images, image) else {
+                return Ok(());
+            };
+            let id = found.id.clone();
+            self.store.delete::<ImageRecord>(&id)?;
+            info!(image, id = %id, "image removed");
+        }
+        // Once no pull runs, the records name every blob and layer in use
+        // (a pull records its image before it ends). The names lock is not
+        // held here: a running pull may need it to finish.
+        let _collecting = self.gc.write().await;
+        let remaining = self.store.list::<ImageRecord>()?;
         let snapshots = self.snapshots.clone();
         let content = self.content.clone();
         let in_use = layers_in_use.clone();
