@@ -270,14 +270,6 @@ impl Drop for Cluster {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Kills a background kubectl when dropped.
 struct Background(Child);
 
@@ -525,7 +517,7 @@ spec:
     drop(follow);
 
     // port-forward to the container's web server.
-    let port = free_port();
+    let port = common::free_port();
     let _forward = Background(
         c.kubectl()
             .args([

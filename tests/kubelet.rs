@@ -44,14 +44,6 @@ fn ready(test: &str) -> bool {
     require_root(test) && require_registry(test) && require_init(test)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The iptables chains that exist now, per tool and table.
 fn chains() -> Vec<(String, String, String)> {
     let mut out = Vec::new();
@@ -199,8 +191,8 @@ imageGCLowThresholdPercent: 99
 ",
         manifests = dir.join("manifests").display(),
         socket = socket.display(),
-        port = free_port(),
-        healthz = free_port(),
+        port = common::free_port(),
+        healthz = common::free_port(),
         logs = dir.join("pod-logs").display(),
     );
     let path = dir.join("kubelet.yaml");

@@ -503,15 +503,6 @@ async fn events_arrive_in_order_for_a_full_lifecycle() {
     assert!(!log.contains("still in flight"), "{log}");
 }
 
-/// A free TCP port on loopback for the metrics endpoint.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn scrape(port: u16) -> prometheus_parse::Scrape {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -545,7 +536,7 @@ async fn prometheus_endpoint_counts_rpcs() {
     if !require_root("prometheus_endpoint_counts_rpcs") {
         return;
     }
-    let port = free_port();
+    let port = common::free_port();
     let d = Daemon::start(&format!(
         "{}\n[metrics]\naddress = \"127.0.0.1:{port}\"\n",
         mirror_config()
