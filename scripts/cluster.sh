@@ -31,7 +31,12 @@
 # Knobs: PVECRI_BIN, NODE_IP, PVECRI_EXTRA_CONFIG (TOML lines appended to
 # the daemon's config), KUBELET_EXTRA_CONFIG (YAML lines appended to the
 # kubelet's config), KUBELET_READ_ONLY_PORT (default 0: off; the node e2e
-# suite reads /stats/summary there, on the node address only).
+# suite reads /stats/summary there, on the node address only),
+# KUBELET_STANDARD_PATHS=1 (the kubelet keeps its root in /var/lib/kubelet,
+# pod logs in /var/log/pods and healthz on 127.0.0.1:10248, where the node
+# e2e suite looks for them; each of the two directories must not exist
+# before, and `down` removes them), PVECRI_TOP_CONFIG (TOML lines put
+# before the daemon config's tables, for top-level keys).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,6 +48,7 @@ ETCD_PEER_PORT=23800
 API_PORT=16443
 KUBELET_PORT=11250
 KUBELET_HEALTHZ_PORT=11248
+STANDARD_PATHS=(/var/lib/kubelet /var/log/pods)
 CM_PORT=20257
 SCHED_PORT=20259
 SERVICE_CIDR="10.254.0.0/24"
@@ -202,9 +208,10 @@ restore_node_state() {
     fi
 }
 
-unmount_under_dir() {
+# unmount_under PATH: every mount at or below PATH, deepest first.
+unmount_under() {
     local m
-    { awk -v d="$DIR" '$5 == d || index($5, d "/") == 1 { print length($5), $5 }' /proc/self/mountinfo || true; } |
+    { awk -v d="$1" '$5 == d || index($5, d "/") == 1 { print length($5), $5 }' /proc/self/mountinfo || true; } |
         sort -rn | cut -d' ' -f2- | while read -r m; do
         umount -l "$m" 2>/dev/null || true
     done
@@ -220,6 +227,16 @@ remove_kubepods_cgroups() {
 
 # ---------------------------------------------------------------- up
 
+# layout: where the kubelet keeps its root and pod logs, and its healthz
+# port: DIR's own, or the standard ones when DIR/standard-paths says so.
+layout() {
+    if [ -f "$DIR/standard-paths" ]; then
+        KUBELET_ROOT=/var/lib/kubelet POD_LOGS=/var/log/pods HEALTHZ_PORT=10248
+    else
+        KUBELET_ROOT="$DIR/kubelet" POD_LOGS="$DIR/pod-logs" HEALTHZ_PORT=$KUBELET_HEALTHZ_PORT
+    fi
+}
+
 daemon_config() {
     cat <<EOF
 socket = "$DIR/pvecri/run/pvecri.sock"
@@ -228,6 +245,7 @@ runtime_dir = "$DIR/pvecri/run"
 init_path = "$INIT"
 log_level = "debug"
 EOF
+    printf '%s\n' "${PVECRI_TOP_CONFIG:-}"
     cat "$REPO/tests/critest/pvecri.toml"
     printf '%s\n' "${PVECRI_EXTRA_CONFIG:-}"
 }
@@ -246,7 +264,7 @@ address: $NODE_IP
 port: $KUBELET_PORT
 readOnlyPort: ${KUBELET_READ_ONLY_PORT:-0}
 healthzBindAddress: 127.0.0.1
-healthzPort: $KUBELET_HEALTHZ_PORT
+healthzPort: $HEALTHZ_PORT
 tlsCertFile: $PKI/kubelet.crt
 tlsPrivateKeyFile: $PKI/kubelet.key
 authentication:
@@ -258,7 +276,7 @@ authentication:
     clientCAFile: $PKI/ca.crt
 authorization:
   mode: AlwaysAllow
-podLogsDir: $DIR/pod-logs
+podLogsDir: $POD_LOGS
 # Static pods (the node e2e suite's mirror pod specs write manifests here).
 staticPodPath: $DIR/manifests
 syncFrequency: 5s
@@ -293,8 +311,19 @@ cmd_up() {
     fi
     [ -x "$INIT" ] || "$REPO/scripts/build-init.sh" >/dev/null
 
+    if [ "${KUBELET_STANDARD_PATHS:-0}" = 1 ]; then
+        for t in "${STANDARD_PATHS[@]}"; do
+            [ -e "$t" ] && die "$t exists: KUBELET_STANDARD_PATHS=1 needs it to itself (a kubelet's state?)"
+        done
+    fi
     mkdir -p "$DIR"/{logs,pids,pvecri,pod-logs,kubelet,etcd,manifests}
     trap 'log "up failed: logs in $DIR/logs; run \"$0 down $DIR\""' ERR
+    if [ "${KUBELET_STANDARD_PATHS:-0}" = 1 ]; then
+        # Recorded first: down removes them even when up fails half-way.
+        printf '%s\n' "${STANDARD_PATHS[@]}" >"$DIR/standard-paths"
+        mkdir -p "${STANDARD_PATHS[@]}"
+    fi
+    layout
     chmod 0700 "$DIR/etcd"
     save_node_state
     ip addr add "$NODE_IP/32" dev lo 2>/dev/null || true
@@ -365,7 +394,7 @@ cmd_up() {
     kubelet_config >"$DIR/kubelet.yaml"
     spawn kubelet "$BIN_DIR/kubelet" --config "$DIR/kubelet.yaml" \
         --kubeconfig "$DIR/kubelet.kubeconfig" \
-        --root-dir "$DIR/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=2
+        --root-dir "$KUBELET_ROOT" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=2
     wait_for "node $NODE_NAME Ready" kubelet 120 \
         kubectl --kubeconfig "$DIR/admin.kubeconfig" wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
     wait_for "the default ServiceAccount" controller-manager 60 \
@@ -377,6 +406,7 @@ cmd_up() {
 # ---------------------------------------------------------------- down
 
 cmd_down() {
+    local t
     [ "$(id -u)" = 0 ] || die "run as root"
     [ -d "$DIR" ] || { log "no cluster in $DIR"; return 0; }
     stop kubelet
@@ -391,7 +421,13 @@ cmd_down() {
     stop apiserver
     stop etcd
     restore_node_state
-    unmount_under_dir
+    unmount_under "$DIR"
+    if [ -f "$DIR/standard-paths" ]; then
+        while read -r t; do
+            unmount_under "$t"
+            rm -rf "$t"
+        done <"$DIR/standard-paths"
+    fi
     remove_kubepods_cgroups
     ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true
     rm -rf "$DIR"

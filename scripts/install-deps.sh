@@ -32,6 +32,8 @@ test_packages=(
     # CNI-mode tests: Debian's bridge, host-local and portmap plugins (/usr/lib/cni);
     # portmap writes its rules with iptables.
     containernetworking-plugins iptables
+    # scripts/node-e2e.sh reads the suite's JSON report with jq.
+    jq
 )
 
 packages=("${build_packages[@]}")

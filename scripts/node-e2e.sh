@@ -80,6 +80,12 @@ teardown() {
         log "mounts left under $DIR"
         rc=1
     fi
+    for p in /var/lib/kubelet /var/log/pods; do
+        if [ -e "$p" ]; then
+            log "$p left behind"
+            rc=1
+        fi
+    done
     if compgen -G '/sys/fs/cgroup/*/kubepods' >/dev/null || [ -d /sys/fs/cgroup/kubepods ]; then
         log "kubepods cgroups left"
         rc=1
@@ -91,8 +97,14 @@ trap 'exit 130' INT TERM
 
 log "cluster in $DIR"
 # The summary specs read the kubelet's read-only port (10255, as the suite's
-# own kubelet has it); it listens on the /32 node address only.
-KUBELET_READ_ONLY_PORT=10255 "$REPO/scripts/cluster.sh" up "$DIR" >/dev/null
+# own kubelet has it); it listens on the /32 node address only. The
+# kubelet's root, pod logs and healthz port are where the suite expects
+# them (device plugin, log path and volume specs look there); the
+# PodOverhead spec's RuntimeClass names the handler "test-handler", which
+# the suite's own set-up adds to containerd: pvecri serves it as an alias.
+KUBELET_READ_ONLY_PORT=10255 KUBELET_STANDARD_PATHS=1 \
+    PVECRI_TOP_CONFIG='runtime_handlers = ["test-handler"]' \
+    "$REPO/scripts/cluster.sh" up "$DIR" >/dev/null
 
 suite_args=(
     --start-services=false --stop-services=false

@@ -3,7 +3,10 @@
 # missing, then: formatting, clippy, cargo-deny, unit and root integration
 # tests, the critest conformance run against a live daemon with the
 # checked-in expected-failures list (tests/critest/expected-failures.txt),
-# and the VM stage (cgroup2-only, AppArmor enforcing, critest there, and the
+# the cluster scenarios (tests/cluster.rs, with the unit and integration
+# tests), a fixed subset of Kubernetes' node conformance suite against a
+# one-node cluster on pvecri (tests/node-e2e/ci-subset.txt, with its own
+# expected-failures list), the VM stage (cgroup2-only, AppArmor enforcing, critest there, and the
 # zfs snapshotter on a real pool), and the Debian package's install,
 # upgrade and purge.
 set -euo pipefail
@@ -15,7 +18,8 @@ export CARGO_TERM_COLOR=never
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "dependencies"
-scripts/install-deps.sh
+# E2E_NODE=1: the node conformance suite's binaries too (built once).
+E2E_NODE=1 scripts/install-deps.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -41,6 +45,12 @@ cargo test --locked --workspace
 
 step "critest conformance"
 PVECRI_CRITEST=1 cargo test --locked --test critest -- --nocapture
+
+# Kubernetes' node conformance, a fixed subset (the whole focus takes
+# over half an hour: scripts/node-e2e.sh without --subset; docs/testing.md
+# has both counts), through a real API server and kubelet.
+step "node conformance subset (scripts/node-e2e.sh --subset)"
+scripts/node-e2e.sh --subset
 
 # What this machine's kernel lacks, on a Proxmox-like node: Debian's own
 # kernel under qemu (software emulation) with only cgroup2 mounted,

@@ -58,6 +58,7 @@ struct RawConfig {
     log_format: LogFormat,
     init_path: PathBuf,
     cdi_spec_dirs: Vec<PathBuf>,
+    runtime_handlers: Vec<String>,
     images: ImagesConfig,
     metrics: MetricsConfig,
     network: NetworkConfig,
@@ -220,6 +221,7 @@ impl Default for RawConfig {
             log_format: LogFormat::Text,
             init_path: PathBuf::from(DEFAULT_INIT_PATH),
             cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
+            runtime_handlers: Vec::new(),
             images: ImagesConfig::default(),
             metrics: MetricsConfig::default(),
             network: NetworkConfig::default(),
@@ -248,6 +250,11 @@ pub(crate) struct Config {
     /// Where CDI spec files are read, earliest first (a later directory's
     /// device replaces an earlier one's).
     pub cdi_spec_dirs: Vec<PathBuf>,
+    /// Every runtime handler name served: `""` (no RuntimeClass), `lxc`,
+    /// then the operator's `runtime_handlers`. All run the same LXC
+    /// runtime; the extra names exist for RuntimeClasses written for
+    /// another runtime's handler names.
+    pub runtime_handlers: Vec<String>,
     pub images: ImagesConfig,
     /// Where the Prometheus endpoint listens; `None`: no endpoint.
     pub metrics_address: Option<std::net::SocketAddr>,
@@ -330,6 +337,7 @@ impl RawConfig {
                 message: format!("{} is not an absolute path", dir.display()),
             });
         }
+        let runtime_handlers = runtime_handlers(self.runtime_handlers)?;
         if self.socket.file_name().is_none() {
             return Err(ConfigError::Invalid {
                 key: "socket",
@@ -417,12 +425,42 @@ impl RawConfig {
             log_format: self.log_format,
             init_path: self.init_path,
             cdi_spec_dirs: self.cdi_spec_dirs,
+            runtime_handlers,
             images: self.images,
             metrics_address,
             network: self.network,
             streaming: self.streaming,
         })
     }
+}
+
+/// The built-in handler names followed by the operator's extra ones, each
+/// a DNS label (what a RuntimeClass's `handler` must be) and named once.
+fn runtime_handlers(extra: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let mut all = vec![String::new(), "lxc".to_owned()];
+    for name in extra {
+        let label = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !label {
+            return Err(ConfigError::Invalid {
+                key: "runtime_handlers",
+                message: format!("{name:?} is not a DNS label (a-z, 0-9 and '-', at most 63)"),
+            });
+        }
+        if all.contains(&name) {
+            return Err(ConfigError::Invalid {
+                key: "runtime_handlers",
+                message: format!("{name:?} is named twice (\"lxc\" is built in)"),
+            });
+        }
+        all.push(name);
+    }
+    Ok(all)
 }
 
 impl NetworkConfig {
@@ -649,5 +687,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("metrics.address"), "{msg}");
+    }
+
+    #[test]
+    fn runtime_handlers_extend_the_built_in_names_and_are_validated() {
+        assert_eq!(Config::from_toml("").unwrap().runtime_handlers, ["", "lxc"]);
+        let c = Config::from_toml("runtime_handlers = [\"runc\", \"test-handler\"]\n").unwrap();
+        assert_eq!(c.runtime_handlers, ["", "lxc", "runc", "test-handler"]);
+        for bad in [
+            "\"\"",
+            "\"Runc\"",
+            "\"a/b\"",
+            "\"-x\"",
+            "\"lxc\"",
+            "\"x\", \"x\"",
+        ] {
+            let msg = Config::from_toml(&format!("runtime_handlers = [{bad}]\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("runtime_handlers"), "{bad}: {msg}");
+        }
     }
 }

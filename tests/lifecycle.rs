@@ -918,12 +918,15 @@ async fn a_failed_create_leaves_no_log_file() {
     let mut e = env().await;
     let pod = run_pod(&mut e, "failedcreate").await;
     let pod_cfg = pod_config(&e, "failedcreate");
+    // A dangling symlink exists (pvecri does not create it as a missing
+    // source), and liblxc fails to bind what it points at.
+    let dangling = e.logs.path().join("dangling");
+    std::os::unix::fs::symlink("/nonexistent/pvecri-test-source", &dangling).unwrap();
     let config = v1::ContainerConfig {
         log_path: "broken/0.log".into(),
-        // liblxc fails to bind a source that does not exist.
         mounts: vec![v1::Mount {
             container_path: "/data".into(),
-            host_path: "/nonexistent/pvecri-test-source".into(),
+            host_path: dangling.to_str().unwrap().into(),
             ..Default::default()
         }],
         ..container_config("broken", BUSYBOX, &["true"])
@@ -934,6 +937,38 @@ async fn a_failed_create_leaves_no_log_file() {
     assert_eq!(err.code(), tonic::Code::Internal, "{err:?}");
     let log = e.logs.path().join("failedcreate/broken/0.log");
     assert!(!log.exists(), "{} was left behind", log.display());
+    stop_remove_pod(&mut e, &pod).await;
+}
+
+/// A host path volume whose source is missing gets it as an empty
+/// directory (mode 0755, parents too), as containerd and CRI-O do, and
+/// the container writes into it; the host sees the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_host_path_source_is_created_as_a_directory() {
+    if !ready("a_missing_host_path_source_is_created_as_a_directory") {
+        return;
+    }
+    let mut e = env().await;
+    let pod = run_pod(&mut e, "mkhostpath").await;
+    let pod_cfg = pod_config(&e, "mkhostpath");
+    let source = e.logs.path().join("volumes/a/b");
+    let config = v1::ContainerConfig {
+        mounts: vec![v1::Mount {
+            container_path: "/data".into(),
+            host_path: source.to_str().unwrap().into(),
+            ..Default::default()
+        }],
+        ..container_config("writer", BUSYBOX, &["sh", "-c", "echo hi > /data/f"])
+    };
+    let id = create_container(&mut e.c, &pod, &pod_cfg, config)
+        .await
+        .unwrap();
+    start(&mut e, &id).await;
+    assert_eq!(wait_exited(&mut e, &id).await.exit_code, 0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&source).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o755);
+    assert_eq!(std::fs::read_to_string(source.join("f")).unwrap(), "hi\n");
     stop_remove_pod(&mut e, &pod).await;
 }
 

@@ -39,12 +39,6 @@ fn text_map(field: &str, map: &HashMap<String, String>, values_too: bool) -> Res
     Ok(())
 }
 
-/// The runtime handlers pvecri serves: the default one (empty name, as the
-/// kubelet sends without a RuntimeClass) and the same under an explicit
-/// name a RuntimeClass can use. Anything else is refused rather than run
-/// as a plain LXC container.
-pub(super) const RUNTIME_HANDLERS: &[&str] = &["", "lxc"];
-
 fn ns_mode(mode: i32) -> NsMode {
     match v1::NamespaceMode::try_from(mode).unwrap_or(v1::NamespaceMode::Pod) {
         v1::NamespaceMode::Pod => NsMode::Pod,
@@ -63,7 +57,14 @@ fn ns_mode_proto(mode: NsMode) -> i32 {
     }) as i32
 }
 
-pub(super) fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, Status> {
+/// A RunPodSandbox request as a [`PodConfig`]. `handlers` are the runtime
+/// handler names the configuration serves (`Config::runtime_handlers`): a
+/// handler outside them is refused rather than run as a plain LXC
+/// container.
+pub(super) fn pod_config(
+    req: &v1::RunPodSandboxRequest,
+    handlers: &[String],
+) -> Result<PodConfig, Status> {
     let c = req
         .config
         .as_ref()
@@ -75,7 +76,7 @@ pub(super) fn pod_config(req: &v1::RunPodSandboxRequest) -> Result<PodConfig, St
     if md.name.is_empty() {
         return Err(invalid("config.metadata.name", "a pod name is required"));
     }
-    pod_strings(req, c, md)?;
+    pod_strings(req, c, md, handlers)?;
     let linux = c.linux.as_ref();
     let opts = linux
         .and_then(|l| l.security_context.as_ref())
@@ -134,6 +135,7 @@ fn pod_strings(
     req: &v1::RunPodSandboxRequest,
     c: &v1::PodSandboxConfig,
     md: &v1::PodSandboxMetadata,
+    handlers: &[String],
 ) -> Result<(), Status> {
     text("config.metadata.name", &md.name)?;
     text("config.metadata.uid", &md.uid)?;
@@ -164,12 +166,12 @@ fn pod_strings(
         text_map("config.linux.sysctls", &linux.sysctls, true)?;
     }
     text("runtime_handler", &req.runtime_handler)?;
-    if !RUNTIME_HANDLERS.contains(&req.runtime_handler.as_str()) {
+    if !handlers.contains(&req.runtime_handler) {
         return Err(invalid(
             "runtime_handler",
             format!(
-                "{:?} is not a runtime handler of pvecri (it has {:?})",
-                req.runtime_handler, RUNTIME_HANDLERS
+                "{:?} is not a runtime handler of pvecri (it has {:?}; `runtime_handlers` in the config adds names)",
+                req.runtime_handler, handlers
             ),
         ));
     }
@@ -1195,6 +1197,28 @@ mod tests {
         assert_eq!(container_state_filter(9), None);
     }
 
+    fn handlers() -> Vec<String> {
+        vec![String::new(), "lxc".into(), "kata".into()]
+    }
+
+    #[test]
+    fn runtime_handlers_outside_the_configured_names_are_refused() {
+        for ok in ["", "lxc", "kata"] {
+            let mut req = pod_request(Vec::new());
+            req.runtime_handler = ok.into();
+            assert_eq!(pod_config(&req, &handlers()).unwrap().runtime_handler, ok);
+        }
+        let mut req = pod_request(Vec::new());
+        req.runtime_handler = "runc".into();
+        let err = pod_config(&req, &handlers()).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("\"runc\" is not a runtime handler"),
+            "{}",
+            err.message()
+        );
+    }
+
     fn pod_request(ports: Vec<v1::PortMapping>) -> v1::RunPodSandboxRequest {
         v1::RunPodSandboxRequest {
             config: Some(v1::PodSandboxConfig {
@@ -1219,11 +1243,11 @@ mod tests {
             host_port: 5353,
             host_ip: String::new(),
         };
-        let pod = pod_config(&pod_request(vec![udp.clone()])).unwrap();
+        let pod = pod_config(&pod_request(vec![udp.clone()]), &handlers()).unwrap();
         assert_eq!(pod.port_mappings[0].protocol, Proto::Udp);
 
         let bogus = v1::PortMapping { protocol: 7, ..udp };
-        let err = pod_config(&pod_request(vec![bogus])).unwrap_err();
+        let err = pod_config(&pod_request(vec![bogus]), &handlers()).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(
             err.message().contains("config.port_mappings[0].protocol"),

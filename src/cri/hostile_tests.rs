@@ -161,7 +161,7 @@ fn pod_request(f: &Fields) -> v1::RunPodSandboxRequest {
 /// CreateContainer does (mount targets unplaced: placing only removes
 /// symlinks from them), or the refusal's status.
 fn config_text(f: &Fields) -> Result<String, tonic::Status> {
-    let pod = convert::pod_config(&pod_request(f))?;
+    let pod = convert::pod_config(&pod_request(f), &[String::new()])?;
     let c = convert::container_config(&container_request(f))?;
     let (cgroup_container, cgroup_monitor) = crate::cgroups::paths::container_paths(
         crate::config::CgroupDriver::Cgroupfs,

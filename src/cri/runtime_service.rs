@@ -87,10 +87,13 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         Ok(Response::new(v1::StatusResponse {
             status: Some(v1::RuntimeStatus { conditions }),
             info,
-            runtime_handlers: convert::RUNTIME_HANDLERS
+            runtime_handlers: self
+                .runtime
+                .config()
+                .runtime_handlers
                 .iter()
                 .map(|name| v1::RuntimeHandler {
-                    name: (*name).to_owned(),
+                    name: name.clone(),
                     features: Some(v1::RuntimeHandlerFeatures {
                         recursive_read_only_mounts: self.runtime.supports_recursive_read_only(),
                         user_namespaces: self.runtime.supports_user_namespaces(),
@@ -123,7 +126,8 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<v1::RunPodSandboxRequest>,
     ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
-        let config = convert::pod_config(request.get_ref())?;
+        let config =
+            convert::pod_config(request.get_ref(), &self.runtime.config().runtime_handlers)?;
         let id = self
             .runtime
             .run_pod(config)

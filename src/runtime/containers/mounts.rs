@@ -27,6 +27,50 @@ fn bind(source: PathBuf, target: &str, file: bool, readonly: bool) -> BindMount 
     }
 }
 
+/// A host path volume whose source does not exist gets it as an empty
+/// directory (mode 0755, parents too), as containerd and CRI-O do: the
+/// kubelet hands over hostPath volumes of type "" unchecked, and pods
+/// expect them to appear. Anything that exists, a dangling symlink
+/// included, is left alone for the bind to judge.
+fn create_missing_source(id: &str, source: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::symlink_metadata(source) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(RuntimeError::Os {
+                op: "inspecting a volume's host path",
+                id: id.to_owned(),
+                source: format!("{}: {e}", source.display()).into(),
+            })
+        }
+    }
+    // Each missing component in turn, chmod'ed past the daemon's umask.
+    let missing: Vec<&Path> = source
+        .ancestors()
+        .take_while(|p| std::fs::symlink_metadata(p).is_err())
+        .collect();
+    for dir in missing.into_iter().rev() {
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+            .and_then(|()| {
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            })
+            .map_err(|e| RuntimeError::Os {
+                op: "creating a missing volume host path",
+                id: id.to_owned(),
+                source: format!("{}: {e}", dir.display()).into(),
+            })?;
+    }
+    tracing::info!(container = id, path = %source.display(), "created the missing host path of a volume");
+    Ok(())
+}
+
 /// Path depth, for mounting parents before children.
 fn depth(path: &str) -> usize {
     path.split('/')
@@ -218,7 +262,11 @@ impl Runtime {
                         },
                     )?
                 }
-                None => PathBuf::from(&m.host_path),
+                None => {
+                    let source = PathBuf::from(&m.host_path);
+                    create_missing_source(id, &source)?;
+                    source
+                }
             };
             mounts.push(BindMount {
                 file: source.is_file(),
