@@ -318,9 +318,14 @@ cmd_up() {
     fi
     mkdir -p "$DIR"/{logs,pids,pvecri,pod-logs,kubelet,etcd,manifests}
     trap 'log "up failed: logs in $DIR/logs; run \"$0 down $DIR\""' ERR
+    # The kubelet makes /var/lib/kubelet/device-plugins whatever its root
+    # (a fixed path): what did not exist before is recorded first, so that
+    # down removes it even when up fails half-way.
+    for t in "${STANDARD_PATHS[@]}"; do
+        [ -e "$t" ] || echo "$t" >>"$DIR/created-paths"
+    done
     if [ "${KUBELET_STANDARD_PATHS:-0}" = 1 ]; then
-        # Recorded first: down removes them even when up fails half-way.
-        printf '%s\n' "${STANDARD_PATHS[@]}" >"$DIR/standard-paths"
+        touch "$DIR/standard-paths"
         mkdir -p "${STANDARD_PATHS[@]}"
     fi
     layout
@@ -422,11 +427,11 @@ cmd_down() {
     stop etcd
     restore_node_state
     unmount_under "$DIR"
-    if [ -f "$DIR/standard-paths" ]; then
+    if [ -f "$DIR/created-paths" ]; then
         while read -r t; do
             unmount_under "$t"
             rm -rf "$t"
-        done <"$DIR/standard-paths"
+        done <"$DIR/created-paths"
     fi
     remove_kubepods_cgroups
     ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true

@@ -948,6 +948,10 @@ fn a_cluster_runs_its_workloads_on_pvecri() {
     if !ready(test) {
         return;
     }
+    // The kubelet makes its device plugin directory there whatever its
+    // root; down must take away what up made.
+    let kubelet_dir = Path::new("/var/lib/kubelet");
+    let had_kubelet_dir = kubelet_dir.exists();
     let cluster = Cluster::up("workloads", "");
     let node = cluster.run(&[
         "get",
@@ -1003,4 +1007,9 @@ fn a_cluster_runs_its_workloads_on_pvecri() {
         }
     }
     assert!(failed.is_empty(), "failed scenarios: {failed:?}");
+    assert!(
+        had_kubelet_dir || !kubelet_dir.exists(),
+        "{} was left behind",
+        kubelet_dir.display()
+    );
 }
