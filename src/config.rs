@@ -63,6 +63,37 @@ struct RawConfig {
     metrics: MetricsConfig,
     network: NetworkConfig,
     streaming: StreamingConfig,
+    audit: AuditConfig,
+}
+
+/// Where `[audit]` lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AuditOutput {
+    Off,
+    /// The systemd journal (`SYSLOG_IDENTIFIER=pvecri-audit`); the
+    /// daemon's own log when no journal listens.
+    Journal,
+    /// Appended to `path`.
+    File,
+}
+
+/// `[audit]`: one JSON line per CRI call that changes the node.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuditConfig {
+    pub output: AuditOutput,
+    /// The file of `output = "file"` (mode 0600, appended to).
+    pub path: PathBuf,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            output: AuditOutput::Journal,
+            path: PathBuf::from("/var/log/pvecri/audit.log"),
+        }
+    }
 }
 
 /// `[streaming]`: the HTTP server behind CRI Exec, Attach and PortForward.
@@ -192,6 +223,8 @@ pub(crate) struct ImagesConfig {
     pub stall_timeout_seconds: u64,
     /// Layers downloaded in parallel per pull.
     pub max_concurrent_downloads: usize,
+    /// Images (references or IDs) reported `pinned` and never removed.
+    pub pinned_images: Vec<String>,
 }
 
 impl Default for ImagesConfig {
@@ -205,6 +238,7 @@ impl Default for ImagesConfig {
             credentials_file: None,
             stall_timeout_seconds: 60,
             max_concurrent_downloads: 3,
+            pinned_images: Vec::new(),
         }
     }
 }
@@ -226,6 +260,7 @@ impl Default for RawConfig {
             metrics: MetricsConfig::default(),
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -260,6 +295,7 @@ pub(crate) struct Config {
     pub metrics_address: Option<std::net::SocketAddr>,
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
+    pub audit: AuditConfig,
 }
 
 impl Config {
@@ -372,6 +408,15 @@ impl RawConfig {
                 });
             }
         }
+        if let Some(bad) = self.images.pinned_images.iter().find(|p| {
+            crate::image::reference::Reference::parse(p).is_err()
+                && !crate::image::reference::is_image_id(p)
+        }) {
+            return Err(ConfigError::Invalid {
+                key: "images.pinned_images",
+                message: format!("{bad:?} is neither an image reference nor an image ID"),
+            });
+        }
         if let Some(path) = &self.images.credentials_file {
             if !path.is_absolute() {
                 return Err(ConfigError::Invalid {
@@ -410,6 +455,12 @@ impl RawConfig {
         };
         self.network.validate()?;
         self.streaming.validate()?;
+        if self.audit.output == AuditOutput::File && !self.audit.path.is_absolute() {
+            return Err(ConfigError::Invalid {
+                key: "audit.path",
+                message: format!("{} is not an absolute path", self.audit.path.display()),
+            });
+        }
         let socket_group = if self.socket_group.is_empty() {
             None
         } else {
@@ -430,6 +481,7 @@ impl RawConfig {
             metrics_address,
             network: self.network,
             streaming: self.streaming,
+            audit: self.audit,
         })
     }
 }
@@ -707,5 +759,19 @@ mod tests {
                 .to_string();
             assert!(msg.contains("runtime_handlers"), "{bad}: {msg}");
         }
+    }
+
+    #[test]
+    fn audit_goes_to_the_journal_by_default_and_a_file_needs_an_absolute_path() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.audit.output, AuditOutput::Journal);
+        let c =
+            Config::from_toml("[audit]\noutput = \"file\"\npath = \"/var/log/a.log\"\n").unwrap();
+        assert_eq!(c.audit.output, AuditOutput::File);
+        let msg = Config::from_toml("[audit]\noutput = \"file\"\npath = \"a.log\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("audit.path"), "{msg}");
+        assert!(Config::from_toml("[audit]\noutput = \"syslog\"\n").is_err());
     }
 }

@@ -7,6 +7,7 @@
 //! code nobody calls; the integration tests reach the few internals they
 //! need through [`testing`].
 
+pub(crate) mod audit;
 pub(crate) mod cdi;
 pub(crate) mod cgroups;
 pub mod cli;

@@ -591,12 +591,22 @@ async fn network_ready_and_bad_port_mappings() {
             .await
             .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    // The kubelet sends its CIDR once; a restarted daemon still uses it.
+    e.d.restart();
+    e.c = e.d.client().await;
+    let again = run_pod(&mut e, pod_config("after-restart", Vec::new(), false))
+        .await
+        .unwrap();
+    let ip = pod_ips(&mut e, &again).await.0;
+    assert!(ip.starts_with("10.78.14."), "{ip}");
+    stop_pod(&mut e, &again).await;
+    remove_pod(&mut e, &again).await;
     stop_pod(&mut e, &pod).await;
     remove_pod(&mut e, &pod).await;
     e.d.stop();
     drop(guard);
     assert_eq!(
-        node_state(&net.bridge, "n13", &[pod]),
+        node_state(&net.bridge, "n13", &[pod, again]),
         before,
         "the node changed"
     );

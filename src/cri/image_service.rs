@@ -11,17 +11,28 @@ use tonic::{Request, Response, Status};
 use super::status::{from_image_error, invalid};
 use super::stub::{unimplemented, NoStream};
 use super::v1;
+use crate::audit::AuditLog;
 use crate::image::registry::Credential;
 use crate::image::{ImageManager, ImageRecord};
 use crate::runtime::Runtime;
 
 pub(crate) struct ImageService {
     runtime: Arc<Runtime>,
+    audit: Arc<AuditLog>,
 }
 
 impl ImageService {
     pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
-        Self { runtime }
+        Self {
+            runtime,
+            audit: AuditLog::disabled(),
+        }
+    }
+
+    /// Records pulls and removals in `audit`.
+    pub(crate) fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        self.audit = audit;
+        self
     }
 
     pub(crate) fn into_server(self) -> v1::image_service_server::ImageServiceServer<Self> {
@@ -38,6 +49,11 @@ fn image_name(spec: Option<&v1::ImageSpec>) -> Result<&str, Status> {
         Some(name) if !name.is_empty() => Ok(name),
         _ => Err(invalid("image.image", "an image name is required")),
     }
+}
+
+/// The image a request names, as sent (for the audit log).
+fn requested_image(spec: Option<&v1::ImageSpec>) -> String {
+    spec.map(|s| s.image.clone()).unwrap_or_default()
 }
 
 /// The request's registry credentials, if it carries any.
@@ -152,28 +168,44 @@ impl v1::image_service_server::ImageService for ImageService {
         &self,
         request: Request<v1::PullImageRequest>,
     ) -> Result<Response<v1::PullImageResponse>, Status> {
-        let req = request.get_ref();
-        let name = image_name(req.image.as_ref())?;
-        let auth = credential(req.auth.as_ref())?;
-        let id = self
-            .images()
-            .pull(name, auth)
-            .await
-            .map_err(|e| from_image_error(&e))?;
-        Ok(Response::new(v1::PullImageResponse { image_ref: id }))
+        let scope = self
+            .audit
+            .scope("PullImage", &request)
+            .image(&requested_image(request.get_ref().image.as_ref()));
+        let result: Result<Response<v1::PullImageResponse>, Status> = async move {
+            let req = request.get_ref();
+            let name = image_name(req.image.as_ref())?;
+            let auth = credential(req.auth.as_ref())?;
+            let id = self
+                .images()
+                .pull(name, auth)
+                .await
+                .map_err(|e| from_image_error(&e))?;
+            Ok(Response::new(v1::PullImageResponse { image_ref: id }))
+        }
+        .await;
+        scope.finish(result)
     }
 
     async fn remove_image(
         &self,
         request: Request<v1::RemoveImageRequest>,
     ) -> Result<Response<v1::RemoveImageResponse>, Status> {
-        let name = image_name(request.get_ref().image.as_ref())?;
-        let in_use = self.runtime.layers_in_use();
-        self.images()
-            .remove(name, &in_use)
-            .await
-            .map_err(|e| from_image_error(&e))?;
-        Ok(Response::new(v1::RemoveImageResponse {}))
+        let scope = self
+            .audit
+            .scope("RemoveImage", &request)
+            .image(&requested_image(request.get_ref().image.as_ref()));
+        let result: Result<Response<v1::RemoveImageResponse>, Status> = async move {
+            let name = image_name(request.get_ref().image.as_ref())?;
+            let in_use = self.runtime.layers_in_use();
+            self.images()
+                .remove(name, &in_use)
+                .await
+                .map_err(|e| from_image_error(&e))?;
+            Ok(Response::new(v1::RemoveImageResponse {}))
+        }
+        .await;
+        scope.finish(result)
     }
 
     async fn image_fs_info(

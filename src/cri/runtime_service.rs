@@ -9,6 +9,7 @@ use super::convert;
 use super::status::{from_runtime_error, invalid};
 use super::stub::{unimplemented, unimplemented_rpcs, NoStream};
 use super::v1;
+use crate::audit::AuditLog;
 use crate::config::CgroupDriver;
 use crate::events::Next;
 use crate::runtime::{ContainerFilter, PodFilter, Runtime, StreamStdio};
@@ -18,6 +19,7 @@ use crate::version;
 pub(crate) struct RuntimeService {
     runtime: Arc<Runtime>,
     streaming: Option<Arc<StreamingServer>>,
+    audit: Arc<AuditLog>,
 }
 
 impl RuntimeService {
@@ -25,7 +27,14 @@ impl RuntimeService {
         Self {
             runtime,
             streaming: None,
+            audit: AuditLog::disabled(),
         }
+    }
+
+    /// Records the calls that change the node in `audit`.
+    pub(crate) fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Serves Exec, Attach and PortForward through `server`.
@@ -126,40 +135,68 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<v1::RunPodSandboxRequest>,
     ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
-        let config =
-            convert::pod_config(request.get_ref(), &self.runtime.config().runtime_handlers)?;
-        let id = self
-            .runtime
-            .run_pod(config)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
-        Ok(Response::new(v1::RunPodSandboxResponse {
-            pod_sandbox_id: id,
-        }))
+        let scope = self
+            .audit
+            .scope("RunPodSandbox", &request)
+            .name(&pod_name(request.get_ref()));
+        let result: Result<Response<v1::RunPodSandboxResponse>, Status> = async move {
+            let config =
+                convert::pod_config(request.get_ref(), &self.runtime.config().runtime_handlers)?;
+            let id = self
+                .runtime
+                .run_pod(config)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::RunPodSandboxResponse {
+                pod_sandbox_id: id,
+            }))
+        }
+        .await;
+        let scope = match &result {
+            Ok(r) => scope.pod(&r.get_ref().pod_sandbox_id),
+            Err(_) => scope,
+        };
+        scope.finish(result)
     }
 
     async fn stop_pod_sandbox(
         &self,
         request: Request<v1::StopPodSandboxRequest>,
     ) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
-        let id = required_id("pod_sandbox_id", &request.get_ref().pod_sandbox_id)?;
-        self.runtime
-            .stop_pod(id)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
-        Ok(Response::new(v1::StopPodSandboxResponse {}))
+        let scope = self
+            .audit
+            .scope("StopPodSandbox", &request)
+            .pod(&request.get_ref().pod_sandbox_id);
+        let result: Result<Response<v1::StopPodSandboxResponse>, Status> = async move {
+            let id = required_id("pod_sandbox_id", &request.get_ref().pod_sandbox_id)?;
+            self.runtime
+                .stop_pod(id)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::StopPodSandboxResponse {}))
+        }
+        .await;
+        scope.finish(result)
     }
 
     async fn remove_pod_sandbox(
         &self,
         request: Request<v1::RemovePodSandboxRequest>,
     ) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
-        let id = required_id("pod_sandbox_id", &request.get_ref().pod_sandbox_id)?;
-        self.runtime
-            .remove_pod(id)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
-        Ok(Response::new(v1::RemovePodSandboxResponse {}))
+        let scope = self
+            .audit
+            .scope("RemovePodSandbox", &request)
+            .pod(&request.get_ref().pod_sandbox_id);
+        let result: Result<Response<v1::RemovePodSandboxResponse>, Status> = async move {
+            let id = required_id("pod_sandbox_id", &request.get_ref().pod_sandbox_id)?;
+            self.runtime
+                .remove_pod(id)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::RemovePodSandboxResponse {}))
+        }
+        .await;
+        scope.finish(result)
     }
 
     async fn pod_sandbox_status(
@@ -228,58 +265,96 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<v1::CreateContainerRequest>,
     ) -> Result<Response<v1::CreateContainerResponse>, Status> {
-        let req = request.get_ref();
-        let pod_id = required_id("pod_sandbox_id", &req.pod_sandbox_id)?;
-        let config = req
-            .config
-            .as_ref()
-            .ok_or_else(|| invalid("config", "a container config is required"))
-            .and_then(convert::container_config)?;
-        let id = self
-            .runtime
-            .create_container(pod_id, config)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
-        Ok(Response::new(v1::CreateContainerResponse {
-            container_id: id,
-        }))
+        let scope = self
+            .audit
+            .scope("CreateContainer", &request)
+            .pod(&request.get_ref().pod_sandbox_id)
+            .name(&container_name(request.get_ref()))
+            .image(&container_image(request.get_ref()));
+        let result: Result<Response<v1::CreateContainerResponse>, Status> = async move {
+            let req = request.get_ref();
+            let pod_id = required_id("pod_sandbox_id", &req.pod_sandbox_id)?;
+            let config = req
+                .config
+                .as_ref()
+                .ok_or_else(|| invalid("config", "a container config is required"))
+                .and_then(convert::container_config)?;
+            let id = self
+                .runtime
+                .create_container(pod_id, config)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::CreateContainerResponse {
+                container_id: id,
+            }))
+        }
+        .await;
+        let scope = match &result {
+            Ok(r) => scope.container(&r.get_ref().container_id),
+            Err(_) => scope,
+        };
+        scope.finish(result)
     }
 
     async fn start_container(
         &self,
         request: Request<v1::StartContainerRequest>,
     ) -> Result<Response<v1::StartContainerResponse>, Status> {
-        let id = required_id("container_id", &request.get_ref().container_id)?;
-        self.runtime
-            .start_container(id)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
-        Ok(Response::new(v1::StartContainerResponse {}))
+        let scope = self
+            .audit
+            .scope("StartContainer", &request)
+            .container(&request.get_ref().container_id);
+        let result: Result<Response<v1::StartContainerResponse>, Status> = async move {
+            let id = required_id("container_id", &request.get_ref().container_id)?;
+            self.runtime
+                .start_container(id)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::StartContainerResponse {}))
+        }
+        .await;
+        scope.finish(result)
     }
 
     async fn stop_container(
         &self,
         request: Request<v1::StopContainerRequest>,
     ) -> Result<Response<v1::StopContainerResponse>, Status> {
-        let req = request.get_ref();
-        let id = required_id("container_id", &req.container_id)?;
-        self.runtime
-            .stop_container(id, req.timeout)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
-        Ok(Response::new(v1::StopContainerResponse {}))
+        let scope = self
+            .audit
+            .scope("StopContainer", &request)
+            .container(&request.get_ref().container_id);
+        let result: Result<Response<v1::StopContainerResponse>, Status> = async move {
+            let req = request.get_ref();
+            let id = required_id("container_id", &req.container_id)?;
+            self.runtime
+                .stop_container(id, req.timeout)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::StopContainerResponse {}))
+        }
+        .await;
+        scope.finish(result)
     }
 
     async fn remove_container(
         &self,
         request: Request<v1::RemoveContainerRequest>,
     ) -> Result<Response<v1::RemoveContainerResponse>, Status> {
-        let id = required_id("container_id", &request.get_ref().container_id)?;
-        self.runtime
-            .remove_container(id)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
-        Ok(Response::new(v1::RemoveContainerResponse {}))
+        let scope = self
+            .audit
+            .scope("RemoveContainer", &request)
+            .container(&request.get_ref().container_id);
+        let result: Result<Response<v1::RemoveContainerResponse>, Status> = async move {
+            let id = required_id("container_id", &request.get_ref().container_id)?;
+            self.runtime
+                .remove_container(id)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::RemoveContainerResponse {}))
+        }
+        .await;
+        scope.finish(result)
     }
 
     async fn list_containers(
@@ -336,14 +411,22 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<v1::UpdateContainerResourcesRequest>,
     ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
-        let req = request.get_ref();
-        let id = required_id("container_id", &req.container_id)?;
-        let resources = convert::checked_resources("linux", req.linux.as_ref())?;
-        self.runtime
-            .update_container_resources(id, resources)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
-        Ok(Response::new(v1::UpdateContainerResourcesResponse {}))
+        let scope = self
+            .audit
+            .scope("UpdateContainerResources", &request)
+            .container(&request.get_ref().container_id);
+        let result: Result<Response<v1::UpdateContainerResourcesResponse>, Status> = async move {
+            let req = request.get_ref();
+            let id = required_id("container_id", &req.container_id)?;
+            let resources = convert::checked_resources("linux", req.linux.as_ref())?;
+            self.runtime
+                .update_container_resources(id, resources)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::UpdateContainerResourcesResponse {}))
+        }
+        .await;
+        scope.finish(result)
     }
 
     async fn reopen_container_log(
@@ -362,72 +445,106 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<v1::ExecSyncRequest>,
     ) -> Result<Response<v1::ExecSyncResponse>, Status> {
-        let req = request.into_inner();
-        let id = required_id("container_id", &req.container_id)?.to_owned();
-        convert::exec_command(&req.cmd)?;
-        let timeout = std::time::Duration::from_secs(req.timeout.max(0) as u64);
-        let out = self
-            .runtime
-            .exec_sync(&id, req.cmd, timeout)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
-        Ok(Response::new(v1::ExecSyncResponse {
-            stdout: out.stdout,
-            stderr: out.stderr,
-            exit_code: out.exit_code,
-        }))
+        let scope = self
+            .audit
+            .scope("ExecSync", &request)
+            .container(&request.get_ref().container_id)
+            .command(&request.get_ref().cmd);
+        let result: Result<Response<v1::ExecSyncResponse>, Status> = async move {
+            let req = request.into_inner();
+            let id = required_id("container_id", &req.container_id)?.to_owned();
+            convert::exec_command(&req.cmd)?;
+            let timeout = std::time::Duration::from_secs(req.timeout.max(0) as u64);
+            let out = self
+                .runtime
+                .exec_sync(&id, req.cmd, timeout)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::ExecSyncResponse {
+                stdout: out.stdout,
+                stderr: out.stderr,
+                exit_code: out.exit_code,
+            }))
+        }
+        .await;
+        scope.finish(result)
     }
 
     async fn exec(
         &self,
         request: Request<v1::ExecRequest>,
     ) -> Result<Response<v1::ExecResponse>, Status> {
-        let req = request.into_inner();
-        let stdio = stream_stdio(req.stdin, req.stdout, req.stderr, req.tty);
-        convert::exec_command(&req.cmd)?;
-        let container_id = self
-            .runtime
-            .check_exec(&req.container_id, &req.cmd, stdio)
-            .map_err(|e| from_runtime_error(&e))?;
-        let url = self.streaming_url(Pending::Exec {
-            container_id,
-            cmd: req.cmd,
-            stdio,
-        })?;
-        Ok(Response::new(v1::ExecResponse { url }))
+        let scope = self
+            .audit
+            .scope("Exec", &request)
+            .container(&request.get_ref().container_id)
+            .command(&request.get_ref().cmd);
+        let result: Result<Response<v1::ExecResponse>, Status> = async move {
+            let req = request.into_inner();
+            let stdio = stream_stdio(req.stdin, req.stdout, req.stderr, req.tty);
+            convert::exec_command(&req.cmd)?;
+            let container_id = self
+                .runtime
+                .check_exec(&req.container_id, &req.cmd, stdio)
+                .map_err(|e| from_runtime_error(&e))?;
+            let url = self.streaming_url(Pending::Exec {
+                container_id,
+                cmd: req.cmd,
+                stdio,
+            })?;
+            Ok(Response::new(v1::ExecResponse { url }))
+        }
+        .await;
+        scope.finish(result)
     }
 
     async fn attach(
         &self,
         request: Request<v1::AttachRequest>,
     ) -> Result<Response<v1::AttachResponse>, Status> {
-        let req = request.into_inner();
-        let stdio = stream_stdio(req.stdin, req.stdout, req.stderr, req.tty);
-        let container_id = self
-            .runtime
-            .check_attach(&req.container_id, stdio)
-            .map_err(|e| from_runtime_error(&e))?;
-        let url = self.streaming_url(Pending::Attach {
-            container_id,
-            stdio,
-        })?;
-        Ok(Response::new(v1::AttachResponse { url }))
+        let scope = self
+            .audit
+            .scope("Attach", &request)
+            .container(&request.get_ref().container_id);
+        let result: Result<Response<v1::AttachResponse>, Status> = async move {
+            let req = request.into_inner();
+            let stdio = stream_stdio(req.stdin, req.stdout, req.stderr, req.tty);
+            let container_id = self
+                .runtime
+                .check_attach(&req.container_id, stdio)
+                .map_err(|e| from_runtime_error(&e))?;
+            let url = self.streaming_url(Pending::Attach {
+                container_id,
+                stdio,
+            })?;
+            Ok(Response::new(v1::AttachResponse { url }))
+        }
+        .await;
+        scope.finish(result)
     }
 
     async fn port_forward(
         &self,
         request: Request<v1::PortForwardRequest>,
     ) -> Result<Response<v1::PortForwardResponse>, Status> {
-        let req = request.into_inner();
-        if let Some(port) = req.port.iter().find(|p| !(1..=65535).contains(*p)) {
-            return Err(invalid("port", format!("{port} is not a TCP port")));
+        let scope = self
+            .audit
+            .scope("PortForward", &request)
+            .pod(&request.get_ref().pod_sandbox_id);
+        let result: Result<Response<v1::PortForwardResponse>, Status> = async move {
+            let req = request.into_inner();
+            if let Some(port) = req.port.iter().find(|p| !(1..=65535).contains(*p)) {
+                return Err(invalid("port", format!("{port} is not a TCP port")));
+            }
+            let (pod_id, net_ns) = self
+                .runtime
+                .check_port_forward(&req.pod_sandbox_id)
+                .map_err(|e| from_runtime_error(&e))?;
+            let url = self.streaming_url(Pending::PortForward { pod_id, net_ns })?;
+            Ok(Response::new(v1::PortForwardResponse { url }))
         }
-        let (pod_id, net_ns) = self
-            .runtime
-            .check_port_forward(&req.pod_sandbox_id)
-            .map_err(|e| from_runtime_error(&e))?;
-        let url = self.streaming_url(Pending::PortForward { pod_id, net_ns })?;
-        Ok(Response::new(v1::PortForwardResponse { url }))
+        .await;
+        scope.finish(result)
     }
 
     type StreamPodSandboxesStream = NoStream<v1::StreamPodSandboxesResponse>;
@@ -596,36 +713,49 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<v1::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<v1::UpdateRuntimeConfigResponse>, Status> {
-        let pod_cidr = request
-            .into_inner()
-            .runtime_config
-            .and_then(|c| c.network_config)
-            .map(|n| n.pod_cidr)
-            .unwrap_or_default();
-        if !pod_cidr.is_empty() {
-            self.runtime
-                .set_pod_cidrs(&pod_cidr)
-                .await
-                .map_err(|e| from_runtime_error(&e))?;
+        let scope = self.audit.scope("UpdateRuntimeConfig", &request);
+        let result: Result<Response<v1::UpdateRuntimeConfigResponse>, Status> = async move {
+            let pod_cidr = request
+                .into_inner()
+                .runtime_config
+                .and_then(|c| c.network_config)
+                .map(|n| n.pod_cidr)
+                .unwrap_or_default();
+            if !pod_cidr.is_empty() {
+                self.runtime
+                    .set_pod_cidrs(&pod_cidr)
+                    .await
+                    .map_err(|e| from_runtime_error(&e))?;
+            }
+            Ok(Response::new(v1::UpdateRuntimeConfigResponse {}))
         }
-        Ok(Response::new(v1::UpdateRuntimeConfigResponse {}))
+        .await;
+        scope.finish(result)
     }
 
     async fn update_pod_sandbox_resources(
         &self,
         request: Request<v1::UpdatePodSandboxResourcesRequest>,
     ) -> Result<Response<v1::UpdatePodSandboxResourcesResponse>, Status> {
-        let req = request.get_ref();
-        let id = required_id("pod_sandbox_id", &req.pod_sandbox_id)?;
-        let resources = crate::pod::PodResources {
-            overhead: convert::checked_resources("overhead", req.overhead.as_ref())?,
-            resources: convert::checked_resources("resources", req.resources.as_ref())?,
-        };
-        self.runtime
-            .update_pod_resources(id, resources)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
-        Ok(Response::new(v1::UpdatePodSandboxResourcesResponse {}))
+        let scope = self
+            .audit
+            .scope("UpdatePodSandboxResources", &request)
+            .pod(&request.get_ref().pod_sandbox_id);
+        let result: Result<Response<v1::UpdatePodSandboxResourcesResponse>, Status> = async move {
+            let req = request.get_ref();
+            let id = required_id("pod_sandbox_id", &req.pod_sandbox_id)?;
+            let resources = crate::pod::PodResources {
+                overhead: convert::checked_resources("overhead", req.overhead.as_ref())?,
+                resources: convert::checked_resources("resources", req.resources.as_ref())?,
+            };
+            self.runtime
+                .update_pod_resources(id, resources)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::UpdatePodSandboxResourcesResponse {}))
+        }
+        .await;
+        scope.finish(result)
     }
 
     unimplemented_rpcs! {
@@ -633,6 +763,33 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         checkpoint_pod(v1::CheckpointPodRequest) -> v1::CheckpointPodResponse;
         restore_pod(v1::RestorePodRequest) -> v1::RestorePodResponse;
     }
+}
+
+/// `namespace/name` of the pod a RunPodSandbox request asks for.
+fn pod_name(req: &v1::RunPodSandboxRequest) -> String {
+    req.config
+        .as_ref()
+        .and_then(|c| c.metadata.as_ref())
+        .map(|m| format!("{}/{}", m.namespace, m.name))
+        .unwrap_or_default()
+}
+
+/// The container name a CreateContainer request asks for.
+fn container_name(req: &v1::CreateContainerRequest) -> String {
+    req.config
+        .as_ref()
+        .and_then(|c| c.metadata.as_ref())
+        .map(|m| m.name.clone())
+        .unwrap_or_default()
+}
+
+/// The image a CreateContainer request names.
+fn container_image(req: &v1::CreateContainerRequest) -> String {
+    req.config
+        .as_ref()
+        .and_then(|c| c.image.as_ref())
+        .map(|i| i.image.clone())
+        .unwrap_or_default()
 }
 
 /// `crictl info` output: the effective configuration, as JSON strings.

@@ -18,6 +18,7 @@ pub(super) fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
 pub(super) fn from_image_error(err: &ImageError) -> Status {
     let code = match err {
         ImageError::InvalidReference { .. } => Code::InvalidArgument,
+        ImageError::Pinned { .. } => Code::FailedPrecondition,
         ImageError::Pull { source, .. } if source.is_not_found() => Code::NotFound,
         ImageError::Pull { source, .. } if source.is_unauthorized() => Code::Unauthenticated,
         ImageError::Pull { source, .. } if source.is_stalled() => Code::DeadlineExceeded,

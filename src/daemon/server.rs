@@ -38,6 +38,7 @@ pub(super) async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     // The socket last: a client that sees it finds the streaming server and
     // the metrics endpoint already listening (the VM stage's slow CPU
     // showed a test scraping metrics before they were bound).
+    let audit = crate::audit::AuditLog::open(&config.audit).context("cannot open the audit log")?;
     let listener = socket::bind(&config.socket, config.socket_group.as_deref())?;
     let server = tonic::transport::Server::builder()
         .trace_fn(|req| info_span!("cri", method = %req.uri().path()))
@@ -46,9 +47,14 @@ pub(super) async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
         .add_service(
             RuntimeService::new(runtime.clone())
                 .with_streaming(streaming)
+                .with_audit(audit.clone())
                 .into_server(),
         )
-        .add_service(ImageService::new(runtime.clone()).into_server())
+        .add_service(
+            ImageService::new(runtime.clone())
+                .with_audit(audit)
+                .into_server(),
+        )
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });

@@ -7,6 +7,8 @@ use crate::store::StoreError;
 
 #[derive(Debug, Error)]
 pub(crate) enum ImageError {
+    #[error("image {image} ({id}) is pinned (images.pinned_images): it is never removed")]
+    Pinned { image: String, id: String },
     #[error("invalid image reference {image:?}")]
     InvalidReference {
         image: String,

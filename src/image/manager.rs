@@ -36,6 +36,14 @@ pub(crate) struct ImageManager {
     /// a pull has found present and is about to unpack or record (critest
     /// in the VM saw "open layer ...: No such file" from that race).
     gc: tokio::sync::RwLock<()>,
+    /// Names of images that are reported pinned and never removed
+    /// (`images.pinned_images`).
+    pinned: Vec<String>,
+    /// Set while layers of removed images may still be on disk because a
+    /// container used them: [`ImageManager::collect_deferred`] collects
+    /// them once the containers are gone. Starts set, so the first
+    /// collection after a restart finds what an earlier run left.
+    deferred: std::sync::atomic::AtomicBool,
 }
 
 /// Disk usage of the image and container filesystems.
@@ -52,6 +60,7 @@ impl ImageManager {
         content: Arc<ContentStore>,
         snapshots: Arc<Snapshots>,
         puller: Puller,
+        pinned: Vec<String>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -61,7 +70,24 @@ impl ImageManager {
             inflight: std::sync::Mutex::new(HashMap::new()),
             names: tokio::sync::Mutex::new(()),
             gc: tokio::sync::RwLock::new(()),
+            pinned,
+            deferred: std::sync::atomic::AtomicBool::new(true),
         })
+    }
+
+    /// Whether a `pinned_images` entry names `image`.
+    fn is_pinned(&self, image: &ImageRecord) -> bool {
+        image.pinned
+            || self
+                .pinned
+                .iter()
+                .any(|name| resolve(std::slice::from_ref(image), name).is_some())
+    }
+
+    /// `image` with `pinned` as the configuration says.
+    fn marked(&self, mut image: ImageRecord) -> ImageRecord {
+        image.pinned = self.is_pinned(&image);
+        image
     }
 
     pub(crate) fn snapshots(&self) -> &Arc<Snapshots> {
@@ -320,16 +346,17 @@ impl ImageManager {
     /// The image an ID, tag or digest reference names, if any.
     pub(crate) fn status(&self, image: &str) -> Result<Option<ImageRecord>, ImageError> {
         let images = self.store.list::<ImageRecord>()?;
-        Ok(resolve(&images, image).cloned())
+        Ok(resolve(&images, image).cloned().map(|i| self.marked(i)))
     }
 
     /// All images, or the one `filter` names.
     pub(crate) fn list(&self, filter: Option<&str>) -> Result<Vec<ImageRecord>, ImageError> {
         let images = self.store.list::<ImageRecord>()?;
-        Ok(match filter.filter(|f| !f.is_empty()) {
+        let found = match filter.filter(|f| !f.is_empty()) {
             Some(f) => resolve(&images, f).cloned().into_iter().collect(),
             None => images,
-        })
+        };
+        Ok(found.into_iter().map(|i| self.marked(i)).collect())
     }
 
     /// Removes the image `image` names with all its names; unknown images
@@ -346,10 +373,43 @@ impl ImageManager {
             let Some(found) = resolve(&images, image) else {
                 return Ok(());
             };
+            if self.is_pinned(found) {
+                return Err(ImageError::Pinned {
+                    image: image.to_owned(),
+                    id: found.id.clone(),
+                });
+            }
             let id = found.id.clone();
             self.store.delete::<ImageRecord>(&id)?;
             info!(image, id = %id, "image removed");
         }
+        self.collect(layers_in_use).await
+    }
+
+    /// Collects what removed images left because containers used it, once
+    /// something may be left ([`ImageManager::remove`] while in use, or a
+    /// restart); cheap otherwise. Called after a container is removed.
+    pub(crate) async fn collect_deferred(
+        &self,
+        layers_in_use: &HashSet<String>,
+    ) -> Result<(), ImageError> {
+        if !self
+            .deferred
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        self.collect(layers_in_use).await
+    }
+
+    /// Whether [`ImageManager::collect_deferred`] has anything to do.
+    pub(crate) fn has_deferred(&self) -> bool {
+        self.deferred.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Deletes every layer and blob no image record and no layer in
+    /// `layers_in_use` needs.
+    async fn collect(&self, layers_in_use: &HashSet<String>) -> Result<(), ImageError> {
         // Once no pull runs, the records name every blob and layer in use
         // (a pull records its image before it ends). The names lock is not
         // held here: a running pull may need it to finish.
@@ -358,14 +418,21 @@ impl ImageManager {
         let snapshots = self.snapshots.clone();
         let content = self.content.clone();
         let in_use = layers_in_use.clone();
-        tokio::task::spawn_blocking(move || {
-            collect_garbage(&remaining, &in_use, &snapshots, &content)
+        let kept_for_containers = tokio::task::spawn_blocking(move || {
+            collect_garbage(&remaining, &in_use, &snapshots, &content);
+            // Layers kept only because a container uses them go when it does.
+            let named: HashSet<&String> = remaining.iter().flat_map(|i| &i.chain_ids).collect();
+            in_use.iter().any(|l| !named.contains(l))
         })
         .await
         .map_err(|e| ImageError::Task {
             what: "garbage collection",
             message: e.to_string(),
         })?;
+        if kept_for_containers {
+            self.deferred
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -548,7 +615,13 @@ mod tests {
         let content = Arc::new(ContentStore::new(dir.path().join("content")).unwrap());
         let snapshots = Arc::new(snapshots(dir.path()));
         let puller = Puller::new(RegistrySettings::default(), content.clone());
-        let manager = ImageManager::new(store.clone(), content.clone(), snapshots.clone(), puller);
+        let manager = ImageManager::new(
+            store.clone(),
+            content.clone(),
+            snapshots.clone(),
+            puller,
+            vec!["docker.io/library/pinned:1".into()],
+        );
         Fixture {
             _dir: dir,
             manager,
@@ -728,6 +801,43 @@ mod tests {
         assert_eq!(f.snapshots.layers().unwrap(), [image.chain_ids[1].clone()]);
         assert_eq!(layer_files(&f, &image.chain_ids[1]), ["base", "top"]);
         assert!(f.content.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn layers_kept_for_a_container_go_once_it_is_removed() {
+        let f = fixture();
+        let image = add_image(&f, "docker.io/library/app:1", &[&layer("a", b"a")]).await;
+        let in_use = HashSet::from([image.chain_ids[0].clone()]);
+        // A restart's first collection runs once, then only when needed.
+        f.manager.collect_deferred(&in_use).await.unwrap();
+        assert!(!f.manager.has_deferred());
+        f.manager.remove(&image.id, &in_use).await.unwrap();
+        assert_eq!(f.snapshots.layers().unwrap(), image.chain_ids);
+        assert!(f.manager.has_deferred());
+        // The container is gone: nothing uses the layer any more.
+        f.manager.collect_deferred(&HashSet::new()).await.unwrap();
+        assert!(f.snapshots.layers().unwrap().is_empty());
+        assert!(!f.manager.has_deferred());
+    }
+
+    #[tokio::test]
+    async fn pinned_images_are_reported_and_never_removed() {
+        let f = fixture();
+        let pinned = add_image(&f, "docker.io/library/pinned:1", &[&layer("p", b"p")]).await;
+        let other = add_image(&f, "docker.io/library/other:1", &[&layer("o", b"o")]).await;
+        let listed = f.manager.list(None).unwrap();
+        let flag = |id: &str| listed.iter().find(|i| i.id == id).unwrap().pinned;
+        assert!(flag(&pinned.id));
+        assert!(!flag(&other.id));
+        assert!(f.manager.status(&pinned.id).unwrap().unwrap().pinned);
+        let err = f
+            .manager
+            .remove("docker.io/library/pinned:1", &HashSet::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ImageError::Pinned { .. }), "{err}");
+        assert!(f.manager.status(&pinned.id).unwrap().is_some());
+        assert_eq!(f.snapshots.layers().unwrap().len(), 2);
     }
 
     #[tokio::test]

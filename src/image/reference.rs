@@ -58,6 +58,12 @@ pub(crate) enum ReferenceError {
     ImageId { input: String },
 }
 
+/// Whether `s` is an image ID: 64 hex digits, with or without `sha256:`.
+pub(crate) fn is_image_id(s: &str) -> bool {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Reference {

@@ -48,6 +48,26 @@ impl Record for PodNetwork {
     }
 }
 
+/// The pod CIDRs the kubelet last sent (`UpdateRuntimeConfig`), kept so a
+/// restarted daemon uses them: the kubelet sends them once, when it
+/// starts or the node's CIDR changes, not when the runtime restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct KubeletPodCidrs {
+    /// As the kubelet sent them: comma separated, one per family.
+    pub cidrs: String,
+}
+
+impl KubeletPodCidrs {
+    const KEY: &'static str = "kubelet";
+}
+
+impl Record for KubeletPodCidrs {
+    const TABLE: &'static str = "pod_cidrs";
+    fn key(&self) -> String {
+        Self::KEY.to_owned()
+    }
+}
+
 /// The host end of a pod's veth: `pvc` and the start of the pod ID. Never
 /// Proxmox's `veth<vmid>i<n>`, `tap*`, `fwbr*` or `fwln*`, and derived from
 /// the ID alone so that it is found again after a crash.
@@ -198,12 +218,33 @@ impl Network {
                 }
             }
         }
+        match self.store.get::<KubeletPodCidrs>(KubeletPodCidrs::KEY) {
+            Ok(Some(stored)) => match self.apply_pod_cidrs(&stored.cidrs).await {
+                Ok(()) => {
+                    info!(pod_cidr = %stored.cidrs, "pod CIDR the kubelet sent before the restart")
+                }
+                Err(e) => {
+                    warn!(pod_cidr = %stored.cidrs, error = %crate::errors::chain(&e), "cannot use the stored pod CIDR; the config's applies")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => warn!(error = %crate::errors::chain(&e), "cannot read the stored pod CIDR"),
+        }
         self.backend.start(live_pods).await;
     }
 
     /// Replaces the pod subnets with the kubelet's pod CIDRs (comma
     /// separated, at most one per family). Pods keep their addresses.
+    /// They are stored and used again after a restart.
     pub(crate) async fn set_pod_cidrs(&self, cidrs: &str) -> Result<(), NetworkError> {
+        self.apply_pod_cidrs(cidrs).await?;
+        self.store.put(&KubeletPodCidrs {
+            cidrs: cidrs.to_owned(),
+        })?;
+        Ok(())
+    }
+
+    async fn apply_pod_cidrs(&self, cidrs: &str) -> Result<(), NetworkError> {
         let mut nets = Vec::new();
         for cidr in cidrs.split(',').map(str::trim).filter(|c| !c.is_empty()) {
             let net =

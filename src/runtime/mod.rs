@@ -124,7 +124,13 @@ impl Runtime {
             tracing::warn!(reason = %crate::errors::chain(why), "user namespaces (hostUsers: false) are unavailable");
         }
         let puller = Puller::new(settings, content.clone());
-        let images = ImageManager::new(store.clone(), content, snapshots, puller);
+        let images = ImageManager::new(
+            store.clone(),
+            content,
+            snapshots,
+            puller,
+            config.images.pinned_images.clone(),
+        );
         let ns_root = config.runtime_dir.join("ns");
         crate::sandbox::ns::prepare_ns_root(&ns_root).with_context(|| {
             format!(

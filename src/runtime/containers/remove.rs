@@ -30,6 +30,17 @@ impl Runtime {
         self.names.release(&c.config.name_key(&c.pod_id), &c.id);
         info!(container_id = %c.id, "container removed");
         self.emit_container_event(crate::events::EventKind::Deleted, &c);
+        // Layers of an image removed while this container used them go now,
+        // off the request path.
+        if self.images.has_deferred() {
+            let images = self.images.clone();
+            let in_use = self.layers_in_use();
+            tokio::spawn(async move {
+                if let Err(e) = images.collect_deferred(&in_use).await {
+                    tracing::warn!(error = %crate::errors::chain(&e), "collecting unused image layers failed");
+                }
+            });
+        }
         Ok(())
     }
 
