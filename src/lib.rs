@@ -9,6 +9,7 @@
 
 pub(crate) mod cdi;
 pub(crate) mod cgroups;
+pub(crate) mod checkpoint;
 pub mod cli;
 pub mod client;
 pub(crate) mod config;

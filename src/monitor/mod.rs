@@ -28,7 +28,7 @@ pub(crate) mod ready;
 mod run;
 mod session;
 mod starter;
-mod timestamp;
+pub(crate) mod timestamp;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Formats `t` (clamped to the Unix epoch) as RFC3339Nano UTC.
-pub(super) fn rfc3339_nano(t: SystemTime) -> String {
+pub(crate) fn rfc3339_nano(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let nanos = since.subsec_nanos();

@@ -18,7 +18,7 @@ mod stats;
 mod stream;
 mod teardown;
 
-pub(crate) use containers::ContainerFilter;
+pub(crate) use containers::{CheckpointRequest, ContainerFilter};
 pub(crate) use error::RuntimeError;
 pub(crate) use events::spawn_watcher;
 pub(crate) use health::Condition;
