@@ -1,4 +1,5 @@
-//! The container's mounts as CRIU sees them, from init's mountinfo.
+//! The container's mounts as CRIU sees them, from init's mountinfo
+//! (parsed by `crate::node::mountinfo`).
 //!
 //! CRIU recreates a mount at restore either from scratch (proc, sysfs, a
 //! fresh tmpfs, devpts, mqueue, cgroup) or as a bind of another mount of
@@ -10,6 +11,8 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+
+use crate::node::mountinfo::{self, Mount};
 
 /// Filesystems CRIU makes anew when their mount shows the whole filesystem.
 const RECREATED: &[&str] = &[
@@ -27,97 +30,38 @@ const RECREATED: &[&str] = &[
     "pstore",
 ];
 
-/// One line of `/proc/<pid>/mountinfo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct MountInfo {
-    pub id: u64,
-    pub dev: String,
-    /// The mounted directory of its filesystem (`/` for the whole one).
-    pub root: String,
-    pub mount_point: String,
-    pub fstype: String,
-}
-
-/// Parses a mountinfo file's text; lines that do not parse are skipped.
-pub(crate) fn parse(text: &str) -> Vec<MountInfo> {
-    text.lines().filter_map(parse_line).collect()
-}
-
-fn parse_line(line: &str) -> Option<MountInfo> {
-    let (head, tail) = line.split_once(" - ")?;
-    let f: Vec<&str> = head.split(' ').collect();
-    if f.len() < 5 {
-        return None;
-    }
-    Some(MountInfo {
-        id: f[0].parse().ok()?,
-        dev: f[2].to_owned(),
-        root: unescape(f[3]),
-        mount_point: unescape(f[4]),
-        fstype: tail.split(' ').next()?.to_owned(),
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            let oct = std::str::from_utf8(&b[i + 1..i + 4]).ok();
-            if let Some(v) = oct.and_then(|o| u8::from_str_radix(o, 8).ok()) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Mount points CRIU must be told are external: neither a filesystem it
 /// recreates, shown whole, nor a bind of another mount in the same
 /// namespace. The root mount is the container's rootfs, restored with
 /// `--root`, and is never listed.
-pub(crate) fn external(mounts: &[MountInfo]) -> Vec<String> {
+pub(crate) fn external(mounts: &[Mount]) -> Vec<String> {
+    let whole = Path::new("/");
     mounts
         .iter()
-        .filter(|m| m.mount_point != "/")
-        .filter(|m| !(m.root == "/" && RECREATED.contains(&m.fstype.as_str())))
+        .filter(|m| m.mount_point != whole)
+        .filter(|m| !(m.root == whole && RECREATED.contains(&m.fs_type.as_str())))
         .filter(|m| {
             !mounts.iter().any(|other| {
-                other.id != m.id
-                    && other.dev == m.dev
+                other.mount_id != m.mount_id
+                    && (other.major, other.minor) == (m.major, m.minor)
                     && other.root != m.root
-                    && is_under(&m.root, &other.root)
+                    && m.root.starts_with(&other.root)
             })
         })
-        .map(|m| m.mount_point.clone())
+        .map(|m| m.mount_point.to_string_lossy().into_owned())
         .collect()
-}
-
-/// Whether `path` is `dir` or below it.
-fn is_under(path: &str, dir: &str) -> bool {
-    dir == "/"
-        || path == dir
-        || path
-            .strip_prefix(dir)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The mount IDs of a namespace, to tell a file opened inside the
 /// container from one opened on a host mount.
-pub(crate) fn ids(mounts: &[MountInfo]) -> HashSet<u64> {
-    mounts.iter().map(|m| m.id).collect()
+pub(crate) fn ids(mounts: &[Mount]) -> HashSet<u64> {
+    mounts.iter().map(|m| u64::from(m.mount_id)).collect()
 }
 
 /// Init's mounts.
-pub(crate) fn of_pid(pid: i32) -> std::io::Result<Vec<MountInfo>> {
+pub(crate) fn of_pid(pid: i32) -> std::io::Result<Vec<Mount>> {
     let text = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("mountinfo"))?;
-    Ok(parse(&text))
+    Ok(mountinfo::parse(&text))
 }
 
 #[cfg(test)]
@@ -144,9 +88,8 @@ mod tests {
 
     #[test]
     fn host_binds_are_external_and_the_rest_is_left_to_criu() {
-        let mounts = parse(MOUNTINFO);
+        let mounts = mountinfo::parse(MOUNTINFO);
         assert_eq!(mounts.len(), 12);
-        assert_eq!(mounts[7].mount_point, "/data dir", "octal escapes decoded");
         assert_eq!(
             external(&mounts),
             [
@@ -157,12 +100,5 @@ mod tests {
             ]
         );
         assert!(ids(&mounts).contains(&605));
-    }
-
-    #[test]
-    fn prefixes_are_whole_components() {
-        assert!(is_under("/a/b", "/a"));
-        assert!(is_under("/a", "/"));
-        assert!(!is_under("/ab", "/a"));
     }
 }
