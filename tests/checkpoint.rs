@@ -214,6 +214,10 @@ async fn a_running_counter_is_checkpointed_and_keeps_counting() {
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", e.d.log()));
     eprintln!("checkpoint took {:?}", started.elapsed());
+    // A copy for inspection with other tools (checkpointctl), when asked.
+    if let Ok(dir) = std::env::var("PVECRI_CHECKPOINT_COPY") {
+        std::fs::copy(&location, Path::new(&dir).join("counter.tar")).unwrap();
+    }
 
     // The archive: private, root's, and only the final name in its
     // directory.
@@ -407,4 +411,133 @@ async fn what_cannot_be_checkpointed_is_refused_with_the_reason() {
     for p in [host_pod, pod, pod2] {
         common::stop_remove_pod(&mut e.c, &p).await;
     }
+}
+
+/// Fails the test unless the counter in `/counter` goes up.
+async fn still_counting(e: &mut Env, id: &str) {
+    let first = counter(e, id).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = counter(e, id).await;
+    assert!(second > first, "the counter stopped at {first} (frozen?)");
+}
+
+/// A stand-in for criu (`criu_path`): passes `criu check`, records where
+/// and how it was run, then fails or hangs as `mode` in its directory
+/// says.
+const FAKE_CRIU: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+case "$1" in
+    --version) echo "Version: 9.9.9"; exit 0 ;;
+    check) echo "Looks good."; exit 0 ;;
+esac
+readlink /proc/self/ns/net > "$dir/netns"
+echo "$@" > "$dir/argv"
+echo $$ > "$dir/pid"
+case "$(cat "$dir/mode")" in
+    fail) echo "Error (criu/fake.c:1): fake dump failure" >&2; exit 1 ;;
+    hang) exec sleep 600 ;;
+esac
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_or_timed_out_dump_leaves_the_container_running() {
+    const T: &str = "a_failed_or_timed_out_dump_leaves_the_container_running";
+    if !ready(T) {
+        return;
+    }
+    let fake = tempfile::tempdir().unwrap();
+    let criu = fake.path().join("criu");
+    std::fs::write(&criu, FAKE_CRIU).unwrap();
+    std::fs::set_permissions(&criu, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = Daemon::start(&format!(
+        "criu_path = \"{}\"\n{}",
+        criu.display(),
+        mirror_config()
+    ));
+    let mut c = d.client().await;
+    pull_image(&mut c, BUSYBOX).await;
+    let mut e = Env {
+        c,
+        out: tempfile::tempdir().unwrap(),
+        logs: tempfile::tempdir().unwrap(),
+        d,
+    };
+    let (pod, id) = pod_with(&mut e, "fake", false, COUNTER, true).await;
+    let location = e.out.path().join("c.tar");
+    let location = location.to_str().unwrap().to_owned();
+    let nothing_left = |e: &Env| {
+        let left: Vec<_> = std::fs::read_dir(e.out.path()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "left in the location's dir: {left:?}");
+        let work = e.d.dir.path().join("state/checkpoints");
+        let left: Vec<_> = std::fs::read_dir(&work)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "work dirs left: {left:?}");
+    };
+
+    // criu fails: Internal, with criu's error line.
+    std::fs::write(fake.path().join("mode"), "fail").unwrap();
+    let err = checkpoint(&mut e, &id, &location).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Internal, "{err:?}");
+    assert!(
+        err.message().contains("fake dump failure"),
+        "{}",
+        err.message()
+    );
+    still_counting(&mut e, &id).await;
+    nothing_left(&e);
+
+    // It ran in the pod's network namespace, dumping the container's
+    // init and leaving it running.
+    let info =
+        e.c.runtime
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+    let detail: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let pin = detail["netns"].as_str().unwrap();
+    let pin_inode = std::fs::metadata(pin).unwrap().ino();
+    let seen = std::fs::read_to_string(fake.path().join("netns")).unwrap();
+    assert_eq!(seen.trim(), format!("net:[{pin_inode}]"));
+    let argv = std::fs::read_to_string(fake.path().join("argv")).unwrap();
+    assert!(argv.starts_with("dump --tree "), "{argv}");
+    assert!(argv.contains("--leave-running"), "{argv}");
+    assert!(argv.contains("--freeze-cgroup /sys/fs/cgroup/"), "{argv}");
+
+    // criu hangs: DeadlineExceeded at the timeout, criu killed, thawed.
+    std::fs::write(fake.path().join("mode"), "hang").unwrap();
+    let started = std::time::Instant::now();
+    let err =
+        e.c.runtime
+            .checkpoint_container(v1::CheckpointContainerRequest {
+                container_id: id.clone(),
+                location: location.clone(),
+                timeout: 3,
+            })
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let pid: i32 = std::fs::read_to_string(fake.path().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the hanging criu ({pid}) was not killed"
+    );
+    still_counting(&mut e, &id).await;
+    nothing_left(&e);
+
+    common::stop_remove_pod(&mut e.c, &pod).await;
 }

@@ -188,10 +188,24 @@ pub(crate) fn spec_dump(
         .iter()
         .map(|dest| {
             let spec = cfg.mounts.iter().find(|m| &m.container_path == dest);
+            // The pod's files are bound from its files dir under their own
+            // names; anything else not in the request (device nodes, the
+            // cgroup view) has no source to name.
+            let pod_file = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
+                .contains(&dest.as_str())
+                .then(|| {
+                    let name = dest.rsplit('/').next().unwrap_or_default();
+                    format!("{}/{name}", pod.files_dir)
+                });
+            let source = match (spec, pod_file) {
+                (Some(m), _) => m.host_path.clone(),
+                (None, Some(f)) if !pod.files_dir.is_empty() => f,
+                _ => String::new(),
+            };
             serde_json::json!({
                 "destination": dest,
                 "type": "bind",
-                "source": spec.map(|m| m.host_path.as_str()).unwrap_or(""),
+                "source": source,
                 "options": if spec.is_some_and(|m| m.readonly) {
                     vec!["rbind", "ro"]
                 } else {
@@ -382,8 +396,8 @@ mod tests {
                 ..Default::default()
             }).unwrap(),
             "state": "Ready", "created_at_ns": 0, "ns_dir": "/run/pvecri/ns/p1",
-            "net_ns": null, "ipc_ns": null, "uts_ns": null, "files_dir": "",
-            "ips": ["10.88.0.5"],
+            "net_ns": null, "ipc_ns": null, "uts_ns": null,
+            "files_dir": "/run/pvecri/pods/p1", "ips": ["10.88.0.5"],
         }))
         .unwrap();
         (c, pod)
@@ -437,6 +451,7 @@ mod tests {
             serde_json::json!(["sh", "-c", "true"])
         );
         assert_eq!(v["mounts"][0]["destination"], "/etc/hostname");
+        assert_eq!(v["mounts"][0]["source"], "/run/pvecri/pods/p1/hostname");
     }
 
     #[test]

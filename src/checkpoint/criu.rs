@@ -35,11 +35,22 @@ pub(crate) enum CriuUnusable {
     },
 }
 
-/// The probe's answer for this process, computed at the first call.
-/// Blocks for the duration of `criu check` (a fraction of a second) once.
-pub(crate) fn probe() -> Result<Criu, CriuUnusable> {
+/// The probe's answer for this process, computed at the first call:
+/// `configured` (the config's `criu_path`) or else the one [`find`]
+/// finds. Blocks for the duration of `criu check` (a fraction of a second)
+/// once; the configuration cannot change while a process runs.
+pub(crate) fn probe(configured: Option<&Path>) -> Result<Criu, CriuUnusable> {
     static PROBED: OnceLock<Result<Criu, CriuUnusable>> = OnceLock::new();
-    PROBED.get_or_init(|| probe_at(find())).clone()
+    PROBED
+        .get_or_init(|| match configured {
+            Some(path) if !path.exists() => Err(CriuUnusable::CannotRun {
+                path: path.to_owned(),
+                message: "criu_path names no file".into(),
+            }),
+            Some(path) => probe_at(Some(path.to_owned())),
+            None => probe_at(find()),
+        })
+        .clone()
 }
 
 /// Where `criu` is: `PATH`, then the sbin directories (criu lives in

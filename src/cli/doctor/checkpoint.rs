@@ -3,9 +3,10 @@
 
 use super::Check;
 use crate::checkpoint::criu::{self, Criu, CriuUnusable};
+use crate::config::Config;
 
-pub(super) fn checks() -> Vec<Check> {
-    vec![criu_check(&criu::probe())]
+pub(super) fn checks(config: &Config) -> Vec<Check> {
+    vec![criu_check(&criu::probe(config.criu_path.as_deref()))]
 }
 
 fn criu_check(probe: &Result<Criu, CriuUnusable>) -> Check {

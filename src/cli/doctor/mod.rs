@@ -116,7 +116,7 @@ fn checks(config: &Config) -> Vec<Check> {
     all.extend(daemon.checks);
     all.extend(kubelet::checks(config));
     all.extend(proxmox::checks(config));
-    all.extend(checkpoint::checks());
+    all.extend(checkpoint::checks(config));
     all
 }
 

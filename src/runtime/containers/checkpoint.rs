@@ -70,7 +70,8 @@ impl Runtime {
                 field: "location",
                 message: crate::errors::chain(&e),
             })?;
-        let criu = tokio::task::spawn_blocking(criu::probe)
+        let configured = self.config.criu_path.clone();
+        let criu = tokio::task::spawn_blocking(move || criu::probe(configured.as_deref()))
             .await
             .map_err(|e| RuntimeError::os("probing criu", id, e))?
             .map_err(|e| unsupported(format!("checkpointing is unavailable on this node: {e}")))?;
