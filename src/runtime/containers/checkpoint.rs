@@ -5,7 +5,9 @@
 //! container's state and settings, the location, then CRIU itself (whose
 //! probe runs `criu check` once per daemon).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::info;
@@ -62,6 +64,8 @@ impl Runtime {
         if let Some(reason) = refuse::refusal(&c, &pod, snapshots.kind()) {
             return Err(unsupported(reason));
         }
+        let _busy = Busy::claim(&self.checkpointing, &c.id)
+            .ok_or_else(|| unsupported("another checkpoint of this container is running".into()))?;
         let location = req.location.clone();
         let destination = tokio::task::spawn_blocking(move || Destination::open(&location))
             .await
@@ -133,5 +137,45 @@ impl Runtime {
             "container checkpointed"
         );
         Ok(())
+    }
+}
+
+/// A container's entry in the set of running checkpoints, removed on drop.
+struct Busy<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    id: String,
+}
+
+impl<'a> Busy<'a> {
+    fn claim(set: &'a Mutex<HashSet<String>>, id: &str) -> Option<Self> {
+        let mut held = set.lock().unwrap_or_else(PoisonError::into_inner);
+        held.insert(id.to_owned()).then(|| Busy {
+            set,
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_checkpoint_per_container_at_a_time() {
+        let set = Mutex::new(HashSet::new());
+        let first = Busy::claim(&set, "c1").unwrap();
+        assert!(Busy::claim(&set, "c1").is_none());
+        assert!(Busy::claim(&set, "c2").is_some());
+        drop(first);
+        assert!(Busy::claim(&set, "c1").is_some());
     }
 }
