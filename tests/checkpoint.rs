@@ -541,3 +541,60 @@ async fn a_failed_or_timed_out_dump_leaves_the_container_running() {
 
     common::stop_remove_pod(&mut e.c, &pod).await;
 }
+
+/// A daemon that died in the middle of a checkpoint left the container
+/// frozen and a work dir behind: the next daemon thaws the one and removes
+/// the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_thaws_what_an_interrupted_checkpoint_froze() {
+    const T: &str = "a_restarted_daemon_thaws_what_an_interrupted_checkpoint_froze";
+    if !ready(T) {
+        return;
+    }
+    let mut e = env().await;
+    let (pod, id) = pod_with(&mut e, "interrupted", false, COUNTER, true).await;
+    let info =
+        e.c.runtime
+            .container_status(v1::ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+    let detail: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let cgroup = detail["cgroup"]
+        .as_str()
+        .unwrap()
+        .trim_matches('/')
+        .to_owned();
+    let v1 = Path::new("/sys/fs/cgroup/freezer")
+        .join(&cgroup)
+        .join("freezer.state");
+    let (file, frozen, thawed) = if v1.exists() {
+        (v1, "FROZEN", "THAWED")
+    } else {
+        (
+            Path::new("/sys/fs/cgroup")
+                .join(&cgroup)
+                .join("cgroup.freeze"),
+            "1",
+            "0",
+        )
+    };
+    let work =
+        e.d.dir
+            .path()
+            .join("state/checkpoints")
+            .join(format!("{id}.1"));
+    std::fs::create_dir_all(work.join("checkpoint")).unwrap();
+    std::fs::write(&file, frozen).unwrap();
+
+    e.d.restart();
+    e.c = e.d.client().await;
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), thawed);
+    assert!(!work.exists(), "the work dir is still there");
+    still_counting(&mut e, &id).await;
+    common::stop_remove_pod(&mut e.c, &pod).await;
+}
