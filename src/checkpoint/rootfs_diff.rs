@@ -103,6 +103,12 @@ fn walk(
             summary.deleted.push(inside);
             continue;
         }
+        // A unix socket's file is made by bind(2), which the restored
+        // process repeats (CRIU restores bound sockets by binding again);
+        // tar cannot hold one anyway.
+        if meta.file_type().is_socket() {
+            continue;
+        }
         tar.append_path_with_name(&path, &rel)
             .map_err(|source| DiffError::Write {
                 path: path.clone(),
@@ -129,6 +135,7 @@ mod tests {
         std::fs::create_dir_all(upper.join("etc")).unwrap();
         std::fs::write(upper.join("etc/hostname"), "").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", upper.join("data/link")).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(upper.join("data/app.sock")).unwrap();
         let root = nix::unistd::geteuid().is_root();
         if root {
             // A whiteout, as overlayfs records a deletion.
