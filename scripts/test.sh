@@ -54,10 +54,11 @@ scripts/node-e2e.sh --subset
 
 # What this machine's kernel lacks, on a Proxmox-like node: Debian's own
 # kernel under qemu (software emulation) with only cgroup2 mounted,
-# AppArmor enforcing and the ZFS modules (docs/testing.md "The VM stage").
+# AppArmor enforcing, the ZFS modules and a kernel Debian's CRIU works on
+# (docs/testing.md "The VM stage").
 # Its daemons live and die inside the VM.
-step "VM stage: cgroup2-only, AppArmor, critest and ZFS (scripts/node-vm.sh)"
-scripts/node-vm.sh test cgroup2 apparmor critest zfs
+step "VM stage: cgroup2-only, AppArmor, critest, ZFS and CRIU (scripts/node-vm.sh)"
+scripts/node-vm.sh test cgroup2 apparmor critest zfs checkpoint
 
 # The Debian package: built, linted, installed, upgraded under a running
 # pod, removed and purged (docs/packaging.md).

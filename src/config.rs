@@ -57,6 +57,7 @@ struct RawConfig {
     log_level: String,
     log_format: LogFormat,
     init_path: PathBuf,
+    criu_path: Option<PathBuf>,
     cdi_spec_dirs: Vec<PathBuf>,
     runtime_handlers: Vec<String>,
     images: ImagesConfig,
@@ -254,6 +255,7 @@ impl Default for RawConfig {
             log_level: String::from("info"),
             log_format: LogFormat::Text,
             init_path: PathBuf::from(DEFAULT_INIT_PATH),
+            criu_path: None,
             cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
             runtime_handlers: Vec::new(),
             images: ImagesConfig::default(),
@@ -282,6 +284,9 @@ pub(crate) struct Config {
     pub log_format: LogFormat,
     /// The static pvecri-init binary bind-mounted into every container.
     pub init_path: PathBuf,
+    /// The criu binary for checkpoints; `None`: found in `PATH` and the
+    /// sbin directories (`crate::checkpoint::criu`).
+    pub criu_path: Option<PathBuf>,
     /// Where CDI spec files are read, earliest first (a later directory's
     /// device replaces an earlier one's).
     pub cdi_spec_dirs: Vec<PathBuf>,
@@ -364,6 +369,14 @@ impl RawConfig {
                     message: format!("{} is not an absolute path", path.display()),
                 });
             }
+        }
+        if let Some(criu) = self.criu_path.as_ref().filter(|p| {
+            !p.is_absolute() || p.to_str().is_none_or(|s| s.chars().any(char::is_control))
+        }) {
+            return Err(ConfigError::Invalid {
+                key: "criu_path",
+                message: format!("{} is not an absolute path", criu.display()),
+            });
         }
         if let Some(dir) = self.cdi_spec_dirs.iter().find(|d| {
             !d.is_absolute() || d.to_str().is_none_or(|s| s.chars().any(char::is_control))
@@ -475,6 +488,7 @@ impl RawConfig {
             log_level: self.log_level,
             log_format: self.log_format,
             init_path: self.init_path,
+            criu_path: self.criu_path,
             cdi_spec_dirs: self.cdi_spec_dirs,
             runtime_handlers,
             images: self.images,
@@ -690,6 +704,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("log_level"), "{msg}");
+    }
+
+    #[test]
+    fn criu_path_is_optional_and_absolute() {
+        assert_eq!(Config::from_toml("").unwrap().criu_path, None);
+        let c = Config::from_toml("criu_path = \"/usr/local/sbin/criu\"").unwrap();
+        assert_eq!(
+            c.criu_path.as_deref(),
+            Some(Path::new("/usr/local/sbin/criu"))
+        );
+        let msg = Config::from_toml("criu_path = \"criu\"")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("criu_path"), "{msg}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub(crate) mod audit;
 pub(crate) mod cdi;
 pub(crate) mod cgroups;
+pub(crate) mod checkpoint;
 pub mod cli;
 pub mod client;
 pub(crate) mod config;

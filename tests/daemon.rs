@@ -457,6 +457,7 @@ fn doctor_passes_on_this_node() {
         "zfs",
         "nodefs",
         "imagefs",
+        "criu",
     ] {
         assert_ne!(level_of(name), "FAIL", "{name}:\n{stdout}");
     }

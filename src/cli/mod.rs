@@ -64,6 +64,9 @@ enum Command {
     /// Internal: runs one exec inside a container (liblxc attach).
     #[command(hide = true)]
     ExecHelper(crate::exec::ExecHelperArgs),
+    /// Internal: runs criu inside a pod's namespaces (checkpoints).
+    #[command(hide = true)]
+    CriuExec(crate::checkpoint::nsexec::CriuExecArgs),
     /// Internal: man pages and shell completions for the package.
     #[command(hide = true, subcommand)]
     Generate(generate::Generate),
@@ -92,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Census(args) => load(cli.config).and_then(|c| census::run(c, args)),
         Command::Monitor(args) => crate::monitor::run(args),
         Command::ExecHelper(args) => crate::exec::run(args),
+        Command::CriuExec(args) => crate::checkpoint::nsexec::run(args),
         Command::Generate(what) => generate::run(what),
     };
     match result {
@@ -189,6 +193,27 @@ mod tests {
         match parse(args.to_args()) {
             Command::ExecHelper(parsed) => assert_eq!(parsed, args),
             _ => panic!("{:?} is not the exec-helper verb", ExecHelperArgs::VERB),
+        }
+    }
+
+    #[test]
+    fn criu_exec_command_lines_parse_back_into_their_arguments() {
+        use crate::checkpoint::nsexec::CriuExecArgs;
+        let args = CriuExecArgs {
+            criu: "/usr/sbin/criu".into(),
+            net: "/run/pvecri/ns/p1/net".into(),
+            ipc: "/run/pvecri/ns/p1/ipc".into(),
+            uts: "/run/pvecri/ns/p1/uts".into(),
+            argv: vec![
+                "dump".into(),
+                "--tree".into(),
+                "42".into(),
+                "--leave-running".into(),
+            ],
+        };
+        match parse(args.to_args()) {
+            Command::CriuExec(parsed) => assert_eq!(parsed, args),
+            _ => panic!("{:?} is not the criu-exec verb", CriuExecArgs::VERB),
         }
     }
 

@@ -557,6 +557,47 @@ pub(super) fn exec_command(cmd: &[String]) -> Result<(), Status> {
     Ok(())
 }
 
+/// CheckpointContainer's request as the runtime takes it: `location` an
+/// absolute, normalised path naming a file (no `.` or `..` component, no
+/// trailing slash, no control character); `timeout` in seconds, 0 for the
+/// default. Whether its directory exists is checked by the runtime.
+pub(super) fn checkpoint_request(
+    req: &v1::CheckpointContainerRequest,
+) -> Result<crate::runtime::CheckpointRequest, Status> {
+    const FIELD: &str = "location";
+    let loc = &req.location;
+    if loc.is_empty() {
+        return Err(invalid(FIELD, "a path for the archive is required"));
+    }
+    text(FIELD, loc)?;
+    if !loc.starts_with('/') {
+        return Err(invalid(FIELD, format!("{loc:?} is not an absolute path")));
+    }
+    if loc.ends_with('/') {
+        return Err(invalid(
+            FIELD,
+            format!("{loc:?} names a directory, not a file"),
+        ));
+    }
+    if loc
+        .split('/')
+        .skip(1)
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(invalid(
+            FIELD,
+            format!("{loc:?} is not normalised (empty, . or .. components)"),
+        ));
+    }
+    if req.timeout < 0 {
+        return Err(invalid("timeout", "must not be negative"));
+    }
+    Ok(crate::runtime::CheckpointRequest {
+        location: std::path::PathBuf::from(loc),
+        timeout: std::time::Duration::from_secs(req.timeout as u64),
+    })
+}
+
 /// CRI devices: absolute paths without control characters, the container
 /// path under /dev, permissions a non-empty subset of `rwm` (empty means
 /// all three) (`container::checks`). Whether the host path is a device is
@@ -1140,6 +1181,36 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn checkpoint_locations_must_be_absolute_normalised_files() {
+        let req = |location: &str, timeout: i64| v1::CheckpointContainerRequest {
+            container_id: "c1".into(),
+            location: location.into(),
+            timeout,
+        };
+        let ok = checkpoint_request(&req("/var/lib/kubelet/checkpoints/c.tar", 120)).unwrap();
+        assert_eq!(
+            ok.location,
+            std::path::Path::new("/var/lib/kubelet/checkpoints/c.tar")
+        );
+        assert_eq!(ok.timeout, std::time::Duration::from_secs(120));
+        for bad in [
+            "",
+            "c.tar",
+            "/tmp/",
+            "/tmp/../etc/c.tar",
+            "/tmp//c.tar",
+            "/tmp/./c",
+            "/tmp/c\n.tar",
+        ] {
+            let err = checkpoint_request(&req(bad, 0)).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}");
+            assert!(err.message().starts_with("location: "), "{}", err.message());
+        }
+        let err = checkpoint_request(&req("/tmp/c.tar", -1)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    }
 
     #[test]
     fn protocols_round_trip_through_their_cri_numbers() {

@@ -758,8 +758,29 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         scope.finish(result)
     }
 
+    async fn checkpoint_container(
+        &self,
+        request: Request<v1::CheckpointContainerRequest>,
+    ) -> Result<Response<v1::CheckpointContainerResponse>, Status> {
+        let scope = self
+            .audit
+            .scope("CheckpointContainer", &request)
+            .container(&request.get_ref().container_id);
+        let result: Result<Response<v1::CheckpointContainerResponse>, Status> = async move {
+            let req = request.get_ref();
+            let id = required_id("container_id", &req.container_id)?;
+            let checkpoint = convert::checkpoint_request(req)?;
+            self.runtime
+                .checkpoint_container(id, checkpoint)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::CheckpointContainerResponse {}))
+        }
+        .await;
+        scope.finish(result)
+    }
+
     unimplemented_rpcs! {
-        checkpoint_container(v1::CheckpointContainerRequest) -> v1::CheckpointContainerResponse;
         checkpoint_pod(v1::CheckpointPodRequest) -> v1::CheckpointPodResponse;
         restore_pod(v1::RestorePodRequest) -> v1::RestorePodResponse;
     }

@@ -42,7 +42,9 @@ pub(super) fn from_runtime_error(err: &RuntimeError) -> Status {
         | RuntimeError::Process { .. }
         | RuntimeError::ImageFile { .. }
         | RuntimeError::RunDir(_) => Code::InvalidArgument,
-        RuntimeError::WrongState { .. } => Code::FailedPrecondition,
+        RuntimeError::WrongState { .. } | RuntimeError::Unsupported { .. } => {
+            Code::FailedPrecondition
+        }
         RuntimeError::Timeout { .. } => Code::DeadlineExceeded,
         RuntimeError::Image(e) => return from_image_error(e),
         RuntimeError::Cdi { source, .. } => match source {

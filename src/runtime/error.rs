@@ -33,6 +33,14 @@ pub(crate) enum RuntimeError {
         state: String,
         message: String,
     },
+    /// The node or the container lacks what the operation needs; the
+    /// message names it.
+    #[error("cannot {op} container {id}: {message}")]
+    Unsupported {
+        op: &'static str,
+        id: String,
+        message: String,
+    },
     #[error("image {image:?} is not present; pull it first")]
     ImageNotFound { image: String },
     #[error("container {id}: {source}")]

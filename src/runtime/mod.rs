@@ -18,7 +18,7 @@ mod stats;
 mod stream;
 mod teardown;
 
-pub(crate) use containers::ContainerFilter;
+pub(crate) use containers::{CheckpointRequest, ContainerFilter};
 pub(crate) use error::RuntimeError;
 pub(crate) use events::spawn_watcher;
 pub(crate) use health::Condition;
@@ -67,6 +67,9 @@ pub(crate) struct Runtime {
     layer_usage: stats::LayerUsageCache,
     /// Containers whose STOPPED event went out.
     stopped_reported: std::sync::Mutex<HashSet<String>>,
+    /// Containers being checkpointed: one dump at a time per container, so
+    /// one call's thaw cannot land in the middle of another's dump.
+    checkpointing: std::sync::Mutex<HashSet<String>>,
     network: crate::network::Network,
     /// Whether `hostUsers: false` pods can run here, or why not (probed
     /// once at start-up).
@@ -182,6 +185,7 @@ impl Runtime {
             cpu_sampler: Default::default(),
             layer_usage: Default::default(),
             stopped_reported: Default::default(),
+            checkpointing: Default::default(),
             userns_support,
             recursive_read_only: crate::sandbox::idmap::mount_setattr_available(),
             cpuset_v1: crate::cgroups::cpuset::mount_point(&cgroup_mounts),

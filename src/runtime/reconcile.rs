@@ -48,6 +48,15 @@ const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Removes an orphan container's directory, retrying while it changes
 /// under the removal (a monitor that a slow machine has not yet seen die
 /// may still be writing its files); says so when it cannot.
+/// Every entry name of `dir` (none when it does not exist).
+fn entries_any(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect()
+}
+
 fn remove_dir_settled(id: &str, dir: &Path) {
     let deadline = std::time::Instant::now() + SETTLE_TIMEOUT;
     loop {
@@ -100,6 +109,33 @@ impl Runtime {
                 Err(e) => {
                     warn!(cgroup = %rel, error = %crate::errors::chain(&e), "cannot remove the cgroup of a container without a record")
                 }
+            }
+        }
+    }
+
+    /// Work dirs of checkpoints a crash interrupted (`<id>.<time>` under
+    /// `state_dir/checkpoints`): the container may have been left frozen
+    /// (a dump freezes it first), so it is thawed, and the dir removed.
+    fn clear_checkpoint_leftovers(&self, containers: &[ContainerRecord]) {
+        let root = self.config.state_dir.join("checkpoints");
+        let names = entries_any(&root);
+        if names.is_empty() {
+            return;
+        }
+        let hierarchies = crate::cgroups::tree::hierarchies().unwrap_or_default();
+        for name in names {
+            let id = name.split_once('.').map_or(name.as_str(), |(id, _)| id);
+            if !is_our_id(id) {
+                continue;
+            }
+            if let Some(c) = containers.iter().find(|c| c.id == id) {
+                if let Ok(f) = crate::checkpoint::freeze::Freezer::find(&hierarchies, &c.cgroup) {
+                    f.thaw();
+                }
+            }
+            warn!(container_id = %id, "removing the work dir of an interrupted checkpoint");
+            if let Err(e) = std::fs::remove_dir_all(root.join(&name)) {
+                warn!(container_id = %id, error = %e, "cannot remove it");
             }
         }
     }
@@ -158,6 +194,8 @@ impl Runtime {
             }
             out.orphan_containers += 1;
         }
+
+        self.clear_checkpoint_leftovers(&containers);
 
         for c in containers {
             if matches!(c.state, ContainerState::Exited) {

@@ -8,6 +8,7 @@
 //! warning or a failure cannot be built without its fix ([`Check::warn`],
 //! [`Check::fail`]).
 
+mod checkpoint;
 mod daemon;
 mod devices;
 mod host;
@@ -115,6 +116,7 @@ fn checks(config: &Config) -> Vec<Check> {
     all.extend(daemon.checks);
     all.extend(kubelet::checks(config));
     all.extend(proxmox::checks(config));
+    all.extend(checkpoint::checks(config));
     all
 }
 

@@ -2,8 +2,10 @@
 //! LXC config, the monitor with init waiting; its mounts in `mounts`, the
 //! monitor's start-up in `monitor`), `start` (release init), `stop` (the
 //! stop signal, then SIGKILL), `remove`, `status` (status and list),
-//! `update` (live resources) and `reopen` (the log after rotation).
+//! `update` (live resources), `reopen` (the log after rotation) and
+//! `checkpoint` (a CRIU archive of a running container).
 
+mod checkpoint;
 mod create;
 mod monitor;
 mod mounts;
@@ -20,6 +22,7 @@ use super::error::RuntimeError;
 use super::Runtime;
 use crate::container::run_dir::RunDir;
 
+pub(crate) use checkpoint::CheckpointRequest;
 pub(crate) use status::ContainerFilter;
 
 impl Runtime {

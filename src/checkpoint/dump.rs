@@ -1,0 +1,298 @@
+//! One checkpoint, start to end, on a blocking thread:
+//!
+//! 1. init's mounts and stdio read from /proc (what CRIU must be told is
+//!    external);
+//! 2. the cgroup frozen;
+//! 3. `criu dump --leave-running` run through `pvecri criu-exec` inside the
+//!    pod's namespaces, killed at the deadline;
+//! 4. the writable layer copied while still frozen, then thawed;
+//! 5. the metadata written and the archive put in place.
+//!
+//! The work directory is private (0700) and removed at the end, whatever
+//! happened. The deadline is checked before the archive is renamed into
+//! place, so a call that timed out leaves no archive behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::archive::{self, ArchiveError, ConfigDump, Destination, Provenance};
+use super::criu::{self, Criu};
+use super::freeze::{FreezeError, Freezer};
+use super::mounts;
+use super::nsexec::CriuExecArgs;
+use super::rootfs_diff::{self, DiffError};
+use super::stdio::{self, StdioError};
+use crate::container::ContainerRecord;
+use crate::pod::PodRecord;
+
+/// Everything one dump needs, gathered by the runtime.
+pub(crate) struct DumpJob {
+    pub container: ContainerRecord,
+    pub pod: PodRecord,
+    pub criu: Criu,
+    /// This binary, for `criu-exec`.
+    pub self_exe: PathBuf,
+    /// A fresh directory to work in (created here, removed at the end).
+    pub work: PathBuf,
+    pub destination: Destination,
+    pub freezer: Freezer,
+    /// The container's overlay upper dir.
+    pub upper: PathBuf,
+    pub cgroup_version: &'static str,
+}
+
+/// What a finished checkpoint reports.
+#[derive(Debug, Clone)]
+pub(crate) struct DumpReport {
+    pub archive_bytes: u64,
+    /// From the moment the cgroup froze to the thaw.
+    pub frozen: Duration,
+    pub external_mounts: usize,
+    pub deleted_files: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DumpError {
+    #[error("the checkpoint took longer than {0:?}")]
+    Deadline(Duration),
+    #[error("cannot {op}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Stdio(#[from] StdioError),
+    #[error(transparent)]
+    Freeze(#[from] FreezeError),
+    #[error("criu dump failed ({status}): {errors}")]
+    Criu { status: String, errors: String },
+    #[error(transparent)]
+    Diff(#[from] DiffError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+}
+
+fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> DumpError {
+    move |source| DumpError::Io { op, source }
+}
+
+/// Removes the work directory on drop.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!(dir = %self.0.display(), error = %e, "cannot remove a checkpoint work dir");
+        }
+    }
+}
+
+/// The criu arguments of a keep-running dump.
+pub(crate) fn dump_args(
+    pid: i32,
+    work: &Path,
+    freeze_dir: &Path,
+    external_mounts: &[String],
+    external_files: &[String],
+) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = Vec::new();
+    let mut push = |s: &str| a.push(s.into());
+    for s in [
+        "dump",
+        "--tree",
+        &pid.to_string(),
+        "--images-dir",
+        &work.join(archive::CHECKPOINT_DIR).display().to_string(),
+        "--work-dir",
+        &work.display().to_string(),
+        "--log-file",
+        archive::DUMP_LOG,
+        "-v4",
+        "--leave-running",
+        "--tcp-established",
+        "--file-locks",
+        "--manage-cgroups=soft",
+        "--freeze-cgroup",
+        &freeze_dir.display().to_string(),
+    ] {
+        push(s);
+    }
+    for f in external_files {
+        push("--external");
+        push(f);
+    }
+    for m in external_mounts {
+        // The key is the mount point itself; a restore maps it to the new
+        // source.
+        push("--ext-mount-map");
+        push(&format!("{m}:{m}"));
+    }
+    a
+}
+
+/// Runs the job; `deadline` bounds all of it.
+pub(crate) fn run(job: DumpJob, deadline: Instant) -> Result<DumpReport, DumpError> {
+    let started = Instant::now();
+    let budget = deadline.saturating_duration_since(started);
+    let pid = job.container.init_pid;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(job.work.join(archive::CHECKPOINT_DIR))
+            .map_err(io("create the checkpoint work directory"))?;
+    }
+    let work = WorkDir(job.work.clone());
+
+    let mountinfo = mounts::of_pid(pid).map_err(io("read init's mounts"))?;
+    let external_mounts = mounts::external(&mountinfo);
+    let fds = stdio::inspect(pid, &mounts::ids(&mountinfo))?;
+    let keys: Vec<&str> = fds.iter().map(|f| f.key.as_str()).collect();
+    std::fs::write(
+        work.0
+            .join(archive::CHECKPOINT_DIR)
+            .join(archive::DESCRIPTORS),
+        serde_json::to_vec(&keys).unwrap_or_default(),
+    )
+    .map_err(io("write descriptors.json"))?;
+    let external_files: Vec<String> = fds
+        .iter()
+        .filter(|f| f.external)
+        .map(|f| f.key.clone())
+        .collect();
+
+    let frozen_guard = job.freezer.freeze(budget.min(Duration::from_secs(10)))?;
+    let frozen_at = Instant::now();
+
+    let args = CriuExecArgs {
+        criu: job.criu.path.clone(),
+        net: job.pod.net_ns.clone().unwrap_or_default().into(),
+        ipc: job.pod.ipc_ns.clone().unwrap_or_default().into(),
+        uts: job.pod.uts_ns.clone().unwrap_or_default().into(),
+        argv: dump_args(
+            pid,
+            &work.0,
+            job.freezer.dir(),
+            &external_mounts,
+            &external_files,
+        ),
+    };
+    let out = std::fs::File::create(work.0.join("criu.out")).map_err(io("create criu.out"))?;
+    let err = out.try_clone().map_err(io("create criu.out"))?;
+    let mut child = Command::new(&job.self_exe)
+        .args(args.to_args())
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(io("spawn criu"))?;
+    let status = loop {
+        match child.try_wait().map_err(io("wait for criu"))? {
+            Some(status) => break status,
+            None if Instant::now() >= deadline => {
+                // criu ignores SIGTERM while it holds the tree; SIGKILL
+                // detaches its ptrace, and the guard thaws the cgroup.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(DumpError::Deadline(budget));
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    if !status.success() {
+        let log = std::fs::read_to_string(work.0.join(archive::DUMP_LOG)).unwrap_or_default();
+        let out = std::fs::read_to_string(work.0.join("criu.out")).unwrap_or_default();
+        let mut errors = criu::error_lines(&log, 5);
+        if errors.is_empty() {
+            errors = out.lines().take(5).map(str::to_owned).collect();
+        }
+        return Err(DumpError::Criu {
+            status: status.to_string(),
+            errors: errors.join("; "),
+        });
+    }
+
+    let diff = rootfs_diff::write(
+        &job.upper,
+        &external_mounts,
+        &work.0.join(archive::ROOTFS_DIFF),
+        &work.0.join(archive::DELETED_FILES),
+    )?;
+    drop(frozen_guard);
+    let frozen = frozen_at.elapsed();
+
+    // CRIU keeps its statistics next to the images; the layout has them at
+    // the top.
+    let stats = work
+        .0
+        .join(archive::CHECKPOINT_DIR)
+        .join(archive::STATS_DUMP);
+    if stats.exists() {
+        std::fs::rename(&stats, work.0.join(archive::STATS_DUMP)).map_err(io("move stats-dump"))?;
+    }
+    let config = ConfigDump::new(&job.container, crate::runtime::now_ns());
+    std::fs::write(
+        work.0.join(archive::CONFIG_DUMP),
+        serde_json::to_vec_pretty(&config).unwrap_or_default(),
+    )
+    .map_err(io("write config.dump"))?;
+    let node = Provenance {
+        criu_version: job.criu.version.clone(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        cgroup_version: job.cgroup_version,
+    };
+    let spec = archive::spec_dump(&job.container, &job.pod, &external_mounts, &node);
+    std::fs::write(
+        work.0.join(archive::SPEC_DUMP),
+        serde_json::to_vec_pretty(&spec).unwrap_or_default(),
+    )
+    .map_err(io("write spec.dump"))?;
+    // The criu helper's own output stays out of the archive.
+    let _ = std::fs::remove_file(work.0.join("criu.out"));
+
+    if Instant::now() >= deadline {
+        return Err(DumpError::Deadline(budget));
+    }
+    let archive_bytes = job.destination.write_from(&work.0)?;
+    drop(work);
+    Ok(DumpReport {
+        archive_bytes,
+        frozen,
+        external_mounts: external_mounts.len(),
+        deleted_files: diff.deleted.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dumps_keep_running_in_the_frozen_cgroup_with_externals_declared() {
+        let args = dump_args(
+            42,
+            Path::new("/var/lib/pvecri/checkpoints/c1.1"),
+            Path::new("/sys/fs/cgroup/k/c1"),
+            &["/etc/hostname".into()],
+            &["file[18:3]".into()],
+        );
+        let args: Vec<String> = args.into_iter().map(|a| a.into_string().unwrap()).collect();
+        let joined = args.join(" ");
+        assert!(joined.starts_with("dump --tree 42 --images-dir /var/lib/pvecri/checkpoints/c1.1/checkpoint --work-dir /var/lib/pvecri/checkpoints/c1.1 --log-file dump.log"), "{joined}");
+        for want in [
+            "--leave-running",
+            "--tcp-established",
+            "--freeze-cgroup /sys/fs/cgroup/k/c1",
+            "--external file[18:3]",
+            "--ext-mount-map /etc/hostname:/etc/hostname",
+        ] {
+            assert!(joined.contains(want), "{want} missing from {joined}");
+        }
+    }
+}
