@@ -84,9 +84,8 @@ async fn mutating_calls_are_audited_with_the_caller_and_without_secrets() {
     assert_eq!((code, out.as_str()), (0, "hi\n"));
     let missing = c
         .runtime
-        .stop_container(v1::StopContainerRequest {
+        .start_container(v1::StartContainerRequest {
             container_id: "no-such-container".into(),
-            timeout: 0,
         })
         .await
         .unwrap_err();
@@ -134,7 +133,7 @@ async fn mutating_calls_are_audited_with_the_caller_and_without_secrets() {
             "CreateContainer",
             "StartContainer",
             "ExecSync",
-            "StopContainer",
+            "StartContainer",
             "StopContainer",
             "RemoveContainer",
             "StopPodSandbox",

@@ -140,15 +140,11 @@ async fn unimplemented_rpcs_name_themselves() {
     let mut c = d.client().await;
     let err = c
         .runtime
-        .checkpoint_container(v1::CheckpointContainerRequest::default())
+        .checkpoint_pod(v1::CheckpointPodRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(
-        err.message().contains("CheckpointContainer"),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().contains("CheckpointPod"), "{}", err.message());
 }
 
 /// In-place pod resize: the kubelet announces the pod's new size; pvecri
