@@ -1052,3 +1052,468 @@ async fn exec_sync_output_past_the_cap_is_truncated_not_blocking() {
         started.elapsed()
     );
 }
+
+/// Every message of a server stream, failing the test on an error.
+async fn stream_messages<T>(
+    call: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
+) -> Vec<T> {
+    let mut stream = call.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        out.push(m);
+    }
+    out
+}
+
+/// The items of a stream's messages in order, after checking that no
+/// message is empty or over the chunk size.
+fn flatten<M, T>(messages: Vec<M>, items: impl Fn(M) -> Vec<T>) -> Vec<T> {
+    let chunks: Vec<Vec<T>> = messages.into_iter().map(items).collect();
+    for chunk in &chunks {
+        assert!(
+            (1..=100).contains(&chunk.len()),
+            "a message with {} items",
+            chunk.len()
+        );
+    }
+    chunks.into_iter().flatten().collect()
+}
+
+fn set<'a>(ids: impl IntoIterator<Item = &'a String>) -> std::collections::BTreeSet<String> {
+    ids.into_iter().cloned().collect()
+}
+
+fn labels(key: &str, value: &str) -> HashMap<String, String> {
+    HashMap::from([(key.to_owned(), value.to_owned())])
+}
+
+/// A metric without its value and timestamp, which move between calls.
+fn metric_shape(m: &v1::Metric) -> (String, i32, Vec<String>) {
+    (m.name.clone(), m.metric_type, m.label_values.clone())
+}
+
+/// The Stream* RPCs give what their List calls give, with the same
+/// filters: same items in the same order, in non-empty messages of at most
+/// 100 items; a filter that selects nothing is a stream with no message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_rpcs_return_what_list_rpcs_return() {
+    if !ready("stream_rpcs_return_what_list_rpcs_return") {
+        return;
+    }
+    let mut e = env().await;
+    pull_image(&mut e.c, "registry.k8s.io/pause:3.9").await;
+    let web = run_pod(&mut e, "web").await;
+    let db = run_pod(&mut e, "db").await;
+    let gone = run_pod(&mut e, "gone").await;
+    let running = create(&mut e, &web, "running", &["sleep", "3600"])
+        .await
+        .unwrap();
+    start(&mut e, &running).await;
+    let exited = create(&mut e, &web, "exited", &["true"]).await.unwrap();
+    start(&mut e, &exited).await;
+    wait_exited(&mut e, &exited).await;
+    let created = create(&mut e, &db, "created", &["sleep", "3600"])
+        .await
+        .unwrap();
+    e.c.runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: gone.clone(),
+        })
+        .await
+        .unwrap();
+
+    // Pods: (filter, the pods it must select).
+    let pod_state = |s: v1::PodSandboxState| Some(v1::PodSandboxStateValue { state: s as i32 });
+    let pod_cases = [
+        (None, vec![&web, &db, &gone]),
+        (
+            Some(v1::PodSandboxFilter {
+                id: web.clone(),
+                ..Default::default()
+            }),
+            vec![&web],
+        ),
+        (
+            Some(v1::PodSandboxFilter {
+                id: db[..12].to_owned(),
+                ..Default::default()
+            }),
+            vec![&db],
+        ),
+        (
+            Some(v1::PodSandboxFilter {
+                state: pod_state(v1::PodSandboxState::SandboxNotready),
+                ..Default::default()
+            }),
+            vec![&gone],
+        ),
+        (
+            Some(v1::PodSandboxFilter {
+                state: pod_state(v1::PodSandboxState::SandboxReady),
+                label_selector: labels("app", "db"),
+                ..Default::default()
+            }),
+            vec![&db],
+        ),
+        (
+            Some(v1::PodSandboxFilter {
+                label_selector: labels("app", "nothing"),
+                ..Default::default()
+            }),
+            vec![],
+        ),
+    ];
+    for (filter, expected) in pod_cases {
+        let listed =
+            e.c.runtime
+                .list_pod_sandbox(v1::ListPodSandboxRequest {
+                    filter: filter.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .items;
+        let streamed = flatten(
+            stream_messages(
+                e.c.runtime
+                    .stream_pod_sandboxes(v1::StreamPodSandboxesRequest {
+                        filter: filter.clone(),
+                    })
+                    .await,
+            )
+            .await,
+            |m| m.pod_sandboxes,
+        );
+        assert_eq!(
+            set(listed.iter().map(|p| &p.id)),
+            set(expected),
+            "{filter:?}"
+        );
+        assert_eq!(streamed, listed, "{filter:?}");
+    }
+
+    // Containers.
+    let ctr_state = |s: v1::ContainerState| Some(v1::ContainerStateValue { state: s as i32 });
+    let container_cases = [
+        (None, vec![&running, &exited, &created]),
+        (
+            Some(v1::ContainerFilter {
+                id: exited.clone(),
+                ..Default::default()
+            }),
+            vec![&exited],
+        ),
+        (
+            Some(v1::ContainerFilter {
+                pod_sandbox_id: web.clone(),
+                ..Default::default()
+            }),
+            vec![&running, &exited],
+        ),
+        (
+            Some(v1::ContainerFilter {
+                state: ctr_state(v1::ContainerState::ContainerRunning),
+                ..Default::default()
+            }),
+            vec![&running],
+        ),
+        (
+            Some(v1::ContainerFilter {
+                pod_sandbox_id: web.clone(),
+                state: ctr_state(v1::ContainerState::ContainerExited),
+                ..Default::default()
+            }),
+            vec![&exited],
+        ),
+        (
+            Some(v1::ContainerFilter {
+                label_selector: labels("c", "created"),
+                ..Default::default()
+            }),
+            vec![&created],
+        ),
+        (
+            Some(v1::ContainerFilter {
+                pod_sandbox_id: db.clone(),
+                state: ctr_state(v1::ContainerState::ContainerRunning),
+                ..Default::default()
+            }),
+            vec![],
+        ),
+    ];
+    for (filter, expected) in container_cases {
+        let listed =
+            e.c.runtime
+                .list_containers(v1::ListContainersRequest {
+                    filter: filter.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .containers;
+        let streamed = flatten(
+            stream_messages(
+                e.c.runtime
+                    .stream_containers(v1::StreamContainersRequest {
+                        filter: filter.clone(),
+                    })
+                    .await,
+            )
+            .await,
+            |m| m.containers,
+        );
+        assert_eq!(
+            set(listed.iter().map(|c| &c.id)),
+            set(expected),
+            "{filter:?}"
+        );
+        assert_eq!(streamed, listed, "{filter:?}");
+    }
+
+    // Container stats: usage moves between two calls, the attributes
+    // (ID, metadata, labels, annotations) do not.
+    let stats_cases = [
+        (None, vec![&running, &exited, &created]),
+        (
+            Some(v1::ContainerStatsFilter {
+                pod_sandbox_id: web.clone(),
+                ..Default::default()
+            }),
+            vec![&running, &exited],
+        ),
+        (
+            Some(v1::ContainerStatsFilter {
+                id: created.clone(),
+                ..Default::default()
+            }),
+            vec![&created],
+        ),
+        (
+            Some(v1::ContainerStatsFilter {
+                label_selector: labels("c", "running"),
+                ..Default::default()
+            }),
+            vec![&running],
+        ),
+        (
+            Some(v1::ContainerStatsFilter {
+                label_selector: labels("c", "nothing"),
+                ..Default::default()
+            }),
+            vec![],
+        ),
+    ];
+    for (filter, expected) in stats_cases {
+        let listed: Vec<_> =
+            e.c.runtime
+                .list_container_stats(v1::ListContainerStatsRequest {
+                    filter: filter.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .stats
+                .into_iter()
+                .map(|s| s.attributes.unwrap())
+                .collect();
+        let streamed: Vec<_> = flatten(
+            stream_messages(
+                e.c.runtime
+                    .stream_container_stats(v1::StreamContainerStatsRequest {
+                        filter: filter.clone(),
+                    })
+                    .await,
+            )
+            .await,
+            |m| m.container_stats,
+        )
+        .into_iter()
+        .map(|s| s.attributes.unwrap())
+        .collect();
+        assert_eq!(
+            set(listed.iter().map(|a| &a.id)),
+            set(expected),
+            "{filter:?}"
+        );
+        assert_eq!(streamed, listed, "{filter:?}");
+    }
+
+    // Pod stats: ready pods, or the one an ID names.
+    let pod_stats_cases = [
+        (None, vec![&web, &db]),
+        (
+            Some(v1::PodSandboxStatsFilter {
+                id: db.clone(),
+                ..Default::default()
+            }),
+            vec![&db],
+        ),
+        (
+            Some(v1::PodSandboxStatsFilter {
+                label_selector: labels("app", "web"),
+                ..Default::default()
+            }),
+            vec![&web],
+        ),
+        (
+            Some(v1::PodSandboxStatsFilter {
+                label_selector: labels("app", "gone"),
+                ..Default::default()
+            }),
+            vec![],
+        ),
+    ];
+    for (filter, expected) in pod_stats_cases {
+        let listed: Vec<_> =
+            e.c.runtime
+                .list_pod_sandbox_stats(v1::ListPodSandboxStatsRequest {
+                    filter: filter.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .stats
+                .into_iter()
+                .map(|s| s.attributes.unwrap())
+                .collect();
+        let streamed: Vec<_> = flatten(
+            stream_messages(
+                e.c.runtime
+                    .stream_pod_sandbox_stats(v1::StreamPodSandboxStatsRequest {
+                        filter: filter.clone(),
+                    })
+                    .await,
+            )
+            .await,
+            |m| m.pod_sandbox_stats,
+        )
+        .into_iter()
+        .map(|s| s.attributes.unwrap())
+        .collect();
+        assert_eq!(
+            set(listed.iter().map(|a| &a.id)),
+            set(expected),
+            "{filter:?}"
+        );
+        assert_eq!(streamed, listed, "{filter:?}");
+    }
+
+    // Pod metrics (no filter: the ready pods): the same pods, containers
+    // and metrics, values aside.
+    type Shape = (
+        String,
+        Vec<(String, i32, Vec<String>)>,
+        Vec<(String, Vec<(String, i32, Vec<String>)>)>,
+    );
+    let shape = |m: &v1::PodSandboxMetrics| -> Shape {
+        (
+            m.pod_sandbox_id.clone(),
+            m.metrics.iter().map(metric_shape).collect(),
+            m.container_metrics
+                .iter()
+                .map(|c| {
+                    (
+                        c.container_id.clone(),
+                        c.metrics.iter().map(metric_shape).collect(),
+                    )
+                })
+                .collect(),
+        )
+    };
+    let listed: Vec<Shape> =
+        e.c.runtime
+            .list_pod_sandbox_metrics(v1::ListPodSandboxMetricsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_metrics
+            .iter()
+            .map(shape)
+            .collect();
+    let streamed: Vec<Shape> = flatten(
+        stream_messages(
+            e.c.runtime
+                .stream_pod_sandbox_metrics(v1::StreamPodSandboxMetricsRequest {})
+                .await,
+        )
+        .await,
+        |m| m.pod_sandbox_metrics,
+    )
+    .iter()
+    .map(shape)
+    .collect();
+    assert_eq!(set(listed.iter().map(|m| &m.0)), set([&web, &db]));
+    assert!(
+        listed
+            .iter()
+            .any(|m| m.2.iter().any(|c| c.0 == running && !c.1.is_empty())),
+        "no metrics of the running container: {listed:?}"
+    );
+    assert_eq!(streamed, listed);
+
+    // Images: all, one by tag, one by ID, none.
+    let all =
+        e.c.image
+            .list_images(v1::ListImagesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .images;
+    let busybox = all
+        .iter()
+        .find(|i| i.repo_tags.iter().any(|t| t == BUSYBOX))
+        .unwrap()
+        .id
+        .clone();
+    let image_filter = |image: &str| {
+        Some(v1::ImageFilter {
+            image: Some(v1::ImageSpec {
+                image: image.to_owned(),
+                ..Default::default()
+            }),
+        })
+    };
+    let image_cases = [
+        (None, all.len()),
+        (image_filter(BUSYBOX), 1),
+        (image_filter(&busybox), 1),
+        (image_filter("registry.k8s.io/pause:3.9"), 1),
+        (image_filter("registry.k8s.io/no-such-image:1"), 0),
+    ];
+    assert!(all.len() >= 2, "{all:?}");
+    for (filter, count) in image_cases {
+        let listed =
+            e.c.image
+                .list_images(v1::ListImagesRequest {
+                    filter: filter.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .images;
+        let streamed = flatten(
+            stream_messages(
+                e.c.image
+                    .stream_images(v1::StreamImagesRequest {
+                        filter: filter.clone(),
+                    })
+                    .await,
+            )
+            .await,
+            |m| m.images,
+        );
+        assert_eq!(listed.len(), count, "{filter:?}: {listed:?}");
+        assert_eq!(streamed, listed, "{filter:?}");
+    }
+
+    for pod in [&web, &db, &gone] {
+        stop_remove_pod(&mut e, pod).await;
+    }
+    let left = stream_messages(
+        e.c.runtime
+            .stream_pod_sandboxes(v1::StreamPodSandboxesRequest::default())
+            .await,
+    )
+    .await;
+    assert!(left.is_empty(), "{left:?}");
+}

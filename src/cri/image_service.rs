@@ -8,9 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use tonic::{Request, Response, Status};
 
+use super::list_stream::{chunked, ResponseStream};
 use super::status::{from_image_error, invalid};
-use super::stub::{unimplemented, NoStream};
-use super::v1;
+use super::{filters, v1};
 use crate::audit::AuditLog;
 use crate::image::registry::Credential;
 use crate::image::{ImageManager, ImageRecord};
@@ -41,6 +41,13 @@ impl ImageService {
 
     fn images(&self) -> &Arc<ImageManager> {
         self.runtime.images()
+    }
+
+    /// What ListImages and StreamImages both return, before conversion.
+    fn list(&self, filter: Option<&v1::ImageFilter>) -> Result<Vec<ImageRecord>, Status> {
+        self.images()
+            .list(filters::image(filter))
+            .map_err(|e| from_image_error(&e))
     }
 }
 
@@ -122,16 +129,7 @@ impl v1::image_service_server::ImageService for ImageService {
         &self,
         request: Request<v1::ListImagesRequest>,
     ) -> Result<Response<v1::ListImagesResponse>, Status> {
-        let filter = request
-            .get_ref()
-            .filter
-            .as_ref()
-            .and_then(|f| f.image.as_ref())
-            .map(|s| s.image.as_str());
-        let images = self
-            .images()
-            .list(filter)
-            .map_err(|e| from_image_error(&e))?;
+        let images = self.list(request.get_ref().filter.as_ref())?;
         Ok(Response::new(v1::ListImagesResponse {
             images: images.iter().map(to_proto).collect(),
         }))
@@ -228,13 +226,16 @@ impl v1::image_service_server::ImageService for ImageService {
         }))
     }
 
-    type StreamImagesStream = NoStream<v1::StreamImagesResponse>;
+    type StreamImagesStream = ResponseStream<v1::StreamImagesResponse>;
 
     async fn stream_images(
         &self,
-        _request: Request<v1::StreamImagesRequest>,
+        request: Request<v1::StreamImagesRequest>,
     ) -> Result<Response<Self::StreamImagesStream>, Status> {
-        Err(unimplemented("stream_images"))
+        let images = self.list(request.get_ref().filter.as_ref())?;
+        Ok(Response::new(chunked(images, to_proto, |images| {
+            v1::StreamImagesResponse { images }
+        })))
     }
 }
 

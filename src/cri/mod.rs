@@ -2,9 +2,11 @@
 //! types, and maps domain errors to gRPC status codes. No logic lives here.
 
 mod convert;
+mod filters;
 #[cfg(test)]
 mod hostile_tests;
 mod image_service;
+mod list_stream;
 mod runtime_service;
 mod status;
 mod stub;

@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::list_stream::{chunked, ResponseStream};
 use super::status::{from_runtime_error, invalid};
-use super::stub::{unimplemented, unimplemented_rpcs, NoStream};
-use super::v1;
+use super::stub::unimplemented_rpcs;
+use super::{convert, filters, v1};
 use crate::audit::AuditLog;
 use crate::config::CgroupDriver;
+use crate::container::ContainerRecord;
 use crate::events::Next;
-use crate::runtime::{ContainerFilter, PodFilter, Runtime, StreamStdio};
+use crate::pod::PodRecord;
+use crate::runtime::{ContainerFilter, ContainerUsage, PodMetrics, PodUsage, Runtime, StreamStdio};
 use crate::streaming::{Pending, StreamingServer};
 use crate::version;
 
@@ -56,6 +58,51 @@ impl RuntimeService {
 
     pub(crate) fn into_server(self) -> v1::runtime_service_server::RuntimeServiceServer<Self> {
         v1::runtime_service_server::RuntimeServiceServer::new(self)
+    }
+
+    // What the List* calls and their Stream* forms both return, before
+    // conversion: one runtime call each, so the two cannot disagree.
+
+    fn pods(&self, filter: Option<&v1::PodSandboxFilter>) -> Result<Vec<PodRecord>, Status> {
+        self.runtime
+            .list_pods(&filters::pods(filter))
+            .map_err(|e| from_runtime_error(&e))
+    }
+
+    fn containers(
+        &self,
+        filter: Option<&v1::ContainerFilter>,
+    ) -> Result<Vec<ContainerRecord>, Status> {
+        self.runtime
+            .list_containers(&filters::containers(filter))
+            .map_err(|e| from_runtime_error(&e))
+    }
+
+    async fn container_usage(
+        &self,
+        filter: Option<&v1::ContainerStatsFilter>,
+    ) -> Result<Vec<ContainerUsage>, Status> {
+        self.runtime
+            .container_stats(filters::container_stats(filter))
+            .await
+            .map_err(|e| from_runtime_error(&e))
+    }
+
+    async fn pod_usage(
+        &self,
+        filter: Option<&v1::PodSandboxStatsFilter>,
+    ) -> Result<Vec<PodUsage>, Status> {
+        self.runtime
+            .pod_stats(filters::pod_stats(filter))
+            .await
+            .map_err(|e| from_runtime_error(&e))
+    }
+
+    async fn pod_metrics(&self) -> Result<Vec<PodMetrics>, Status> {
+        self.runtime
+            .pod_metrics()
+            .await
+            .map_err(|e| from_runtime_error(&e))
     }
 }
 
@@ -241,21 +288,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<v1::ListPodSandboxRequest>,
     ) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
-        let filter = match &request.get_ref().filter {
-            Some(f) => PodFilter {
-                id: f.id.clone(),
-                state: f
-                    .state
-                    .as_ref()
-                    .and_then(|s| convert::pod_state_filter(s.state)),
-                labels: selector(&f.label_selector),
-            },
-            None => PodFilter::default(),
-        };
-        let pods = self
-            .runtime
-            .list_pods(&filter)
-            .map_err(|e| from_runtime_error(&e))?;
+        let pods = self.pods(request.get_ref().filter.as_ref())?;
         Ok(Response::new(v1::ListPodSandboxResponse {
             items: pods.iter().map(convert::pod_summary).collect(),
         }))
@@ -361,22 +394,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<v1::ListContainersRequest>,
     ) -> Result<Response<v1::ListContainersResponse>, Status> {
-        let filter = match &request.get_ref().filter {
-            Some(f) => ContainerFilter {
-                id: f.id.clone(),
-                pod_id: f.pod_sandbox_id.clone(),
-                state: f
-                    .state
-                    .as_ref()
-                    .and_then(|s| convert::container_state_filter(s.state)),
-                labels: selector(&f.label_selector),
-            },
-            None => ContainerFilter::default(),
-        };
-        let containers = self
-            .runtime
-            .list_containers(&filter)
-            .map_err(|e| from_runtime_error(&e))?;
+        let containers = self.containers(request.get_ref().filter.as_ref())?;
         Ok(Response::new(v1::ListContainersResponse {
             containers: containers.iter().map(convert::container_summary).collect(),
         }))
@@ -547,39 +565,61 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         scope.finish(result)
     }
 
-    type StreamPodSandboxesStream = NoStream<v1::StreamPodSandboxesResponse>;
-    type StreamContainersStream = NoStream<v1::StreamContainersResponse>;
-    type StreamContainerStatsStream = NoStream<v1::StreamContainerStatsResponse>;
-    type StreamPodSandboxStatsStream = NoStream<v1::StreamPodSandboxStatsResponse>;
-    type GetContainerEventsStream = NoStream<v1::ContainerEventResponse>;
-    type StreamPodSandboxMetricsStream = NoStream<v1::StreamPodSandboxMetricsResponse>;
+    type StreamPodSandboxesStream = ResponseStream<v1::StreamPodSandboxesResponse>;
+    type StreamContainersStream = ResponseStream<v1::StreamContainersResponse>;
+    type StreamContainerStatsStream = ResponseStream<v1::StreamContainerStatsResponse>;
+    type StreamPodSandboxStatsStream = ResponseStream<v1::StreamPodSandboxStatsResponse>;
+    type GetContainerEventsStream = ResponseStream<v1::ContainerEventResponse>;
+    type StreamPodSandboxMetricsStream = ResponseStream<v1::StreamPodSandboxMetricsResponse>;
 
     async fn stream_pod_sandboxes(
         &self,
-        _request: Request<v1::StreamPodSandboxesRequest>,
+        request: Request<v1::StreamPodSandboxesRequest>,
     ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-        Err(unimplemented("stream_pod_sandboxes"))
+        let pods = self.pods(request.get_ref().filter.as_ref())?;
+        Ok(Response::new(chunked(
+            pods,
+            convert::pod_summary,
+            |pod_sandboxes| v1::StreamPodSandboxesResponse { pod_sandboxes },
+        )))
     }
 
     async fn stream_containers(
         &self,
-        _request: Request<v1::StreamContainersRequest>,
+        request: Request<v1::StreamContainersRequest>,
     ) -> Result<Response<Self::StreamContainersStream>, Status> {
-        Err(unimplemented("stream_containers"))
+        let containers = self.containers(request.get_ref().filter.as_ref())?;
+        Ok(Response::new(chunked(
+            containers,
+            convert::container_summary,
+            |containers| v1::StreamContainersResponse { containers },
+        )))
     }
 
     async fn stream_container_stats(
         &self,
-        _request: Request<v1::StreamContainerStatsRequest>,
+        request: Request<v1::StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-        Err(unimplemented("stream_container_stats"))
+        let usage = self
+            .container_usage(request.get_ref().filter.as_ref())
+            .await?;
+        Ok(Response::new(chunked(
+            usage,
+            convert::container_stats,
+            |container_stats| v1::StreamContainerStatsResponse { container_stats },
+        )))
     }
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _request: Request<v1::StreamPodSandboxStatsRequest>,
+        request: Request<v1::StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-        Err(unimplemented("stream_pod_sandbox_stats"))
+        let usage = self.pod_usage(request.get_ref().filter.as_ref()).await?;
+        Ok(Response::new(chunked(
+            usage,
+            convert::pod_stats,
+            |pod_sandbox_stats| v1::StreamPodSandboxStatsResponse { pod_sandbox_stats },
+        )))
     }
 
     async fn get_container_events(
@@ -617,11 +657,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         _request: Request<v1::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
-        let metrics = self
-            .runtime
-            .pod_metrics()
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
+        let metrics = self.pod_metrics().await?;
         Ok(Response::new(v1::ListPodSandboxMetricsResponse {
             pod_metrics: metrics.iter().map(convert::pod_sandbox_metrics).collect(),
         }))
@@ -646,20 +682,9 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<v1::ListContainerStatsRequest>,
     ) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
-        let filter = match &request.get_ref().filter {
-            Some(f) => ContainerFilter {
-                id: f.id.clone(),
-                pod_id: f.pod_sandbox_id.clone(),
-                state: None,
-                labels: selector(&f.label_selector),
-            },
-            None => ContainerFilter::default(),
-        };
         let usage = self
-            .runtime
-            .container_stats(filter)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
+            .container_usage(request.get_ref().filter.as_ref())
+            .await?;
         Ok(Response::new(v1::ListContainerStatsResponse {
             stats: usage.iter().map(convert::container_stats).collect(),
         }))
@@ -684,19 +709,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<v1::ListPodSandboxStatsRequest>,
     ) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
-        let filter = match &request.get_ref().filter {
-            Some(f) => PodFilter {
-                id: f.id.clone(),
-                state: None,
-                labels: selector(&f.label_selector),
-            },
-            None => PodFilter::default(),
-        };
-        let usage = self
-            .runtime
-            .pod_stats(filter)
-            .await
-            .map_err(|e| from_runtime_error(&e))?;
+        let usage = self.pod_usage(request.get_ref().filter.as_ref()).await?;
         Ok(Response::new(v1::ListPodSandboxStatsResponse {
             stats: usage.iter().map(convert::pod_stats).collect(),
         }))
@@ -706,7 +719,14 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         _request: Request<v1::StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-        Err(unimplemented("stream_pod_sandbox_metrics"))
+        let metrics = self.pod_metrics().await?;
+        Ok(Response::new(chunked(
+            metrics,
+            convert::pod_sandbox_metrics,
+            |pod_sandbox_metrics| v1::StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics,
+            },
+        )))
     }
 
     async fn update_runtime_config(
@@ -834,11 +854,6 @@ fn stream_stdio(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> StreamStd
         stderr,
         tty,
     }
-}
-
-/// A CRI label selector as the runtime's filters take it.
-fn selector(labels: &HashMap<String, String>) -> std::collections::BTreeMap<String, String> {
-    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 fn required_id<'a>(field: &str, id: &'a str) -> Result<&'a str, Status> {

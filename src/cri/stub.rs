@@ -1,12 +1,6 @@
 //! Answers for RPCs whose capability has not landed yet.
 
-use std::pin::Pin;
-
-use tokio_stream::Stream;
 use tonic::Status;
-
-/// A server-streaming response type for RPCs that are not implemented.
-pub(super) type NoStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// `Unimplemented`, naming the RPC so a client log says what is missing.
 pub(super) fn unimplemented(rpc: &str) -> Status {
