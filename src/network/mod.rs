@@ -12,9 +12,11 @@ pub(crate) mod ipam;
 mod link;
 pub(crate) mod nft;
 mod sysctl;
+mod tc;
 
 pub(crate) use error::{NetworkError, NotReady};
 pub(crate) use link::MANAGED_ALIAS;
+pub use tc::ifb_name;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -149,6 +151,9 @@ pub(crate) trait Backend: Send + Sync {
     /// what pods that no longer exist left and set up the node side.
     /// Failure leaves [`Backend::readiness`] `Err` with the reason.
     async fn start(&self, live_pods: &HashSet<String>);
+    /// Refuses, before anything of the pod is made, what `attach` would
+    /// refuse in the pod's config (its bandwidth annotations).
+    fn check(&self, pod: &PodConfig) -> Result<(), NetworkError>;
     /// Takes the kubelet's pod subnets (validated, at most one per
     /// family); `true` when they changed anything.
     async fn set_pod_cidrs(&self, nets: &[IpNet]) -> Result<bool, NetworkError>;
@@ -260,6 +265,12 @@ impl Network {
         Ok(())
     }
 
+    /// Refuses, before anything of the pod is made, a config its network
+    /// could not be given in the current mode.
+    pub(crate) fn check(&self, pod: &PodConfig) -> Result<(), NetworkError> {
+        self.backend.check(pod)
+    }
+
     /// Gives the pod in `netns` its network; returns its IPs, IPv4 first.
     pub(crate) async fn attach(
         &self,
@@ -284,6 +295,18 @@ impl Network {
         }
         self.backend.detach(pod_id).await
     }
+}
+
+/// The pod's bandwidth annotations as limits within `range`; an
+/// `InvalidArgument` naming the annotation otherwise.
+fn pod_bandwidth(
+    pod: &PodConfig,
+    range: bandwidth::Range,
+) -> Result<Option<bandwidth::Bandwidth>, NetworkError> {
+    bandwidth::from_annotations(&pod.annotations, range).map_err(|message| NetworkError::Invalid {
+        field: "config.annotations",
+        message,
+    })
 }
 
 /// The DNAT entries of a pod's port mappings; mappings without a host port
@@ -477,6 +500,9 @@ mod facade_tests {
             let mut live: Vec<_> = live_pods.iter().cloned().collect();
             live.sort();
             self.calls.lock().unwrap().push(format!("start {live:?}"));
+        }
+        fn check(&self, _pod: &PodConfig) -> Result<(), NetworkError> {
+            Ok(())
         }
         async fn set_pod_cidrs(&self, nets: &[IpNet]) -> Result<bool, NetworkError> {
             self.calls.lock().unwrap().push(format!("cidrs {nets:?}"));
