@@ -461,6 +461,34 @@ mod tests {
     }
 
     #[test]
+    fn bandwidth_annotations_are_checked_per_mode_as_the_callers_fault() {
+        let pod = |value: &str| PodConfig {
+            annotations: [(bandwidth::EGRESS.to_owned(), value.to_owned())].into(),
+            ..PodConfig::default()
+        };
+        // 40 Gbit/s: passed on to CNI plugins, beyond what built-in TBF takes.
+        assert!(pod_bandwidth(&pod("40G"), bandwidth::CNI_RANGE).is_ok());
+        for range in [bandwidth::BUILTIN_RANGE, bandwidth::CNI_RANGE] {
+            let bad = if range == bandwidth::CNI_RANGE {
+                "2E"
+            } else {
+                "40G"
+            };
+            for value in [bad, "fast", "0"] {
+                let err = pod_bandwidth(&pod(value), range).unwrap_err();
+                assert!(
+                    matches!(&err, NetworkError::Invalid { field: "config.annotations", message } if message.starts_with(bandwidth::EGRESS)),
+                    "{value}: {err}"
+                );
+            }
+        }
+        let limits = pod_bandwidth(&pod("10Mi"), bandwidth::BUILTIN_RANGE).unwrap();
+        assert_eq!(limits.and_then(|b| b.egress), Some(10 << 20));
+        let none = pod_bandwidth(&PodConfig::default(), bandwidth::BUILTIN_RANGE).unwrap();
+        assert_eq!(none, None);
+    }
+
+    #[test]
     fn dual_stack_pods_get_a_mapping_per_family() {
         let v4: IpAddr = "10.77.0.2".parse().unwrap();
         let v6: IpAddr = "fd00:77::2".parse().unwrap();
