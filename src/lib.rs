@@ -82,7 +82,7 @@ pub mod testing {
 
     /// Host-side names the tests look for.
     pub mod network {
-        pub use crate::network::host_veth_name;
+        pub use crate::network::{host_veth_name, ifb_name};
     }
 
     /// Pod records, to delete one behind the daemon's back.

@@ -33,7 +33,8 @@ fn ready(test: &str) -> bool {
 }
 
 /// The links and nftables tables on this node that belong to a test: its
-/// bridge, the host veths of its pods, tables naming its bridge or tag.
+/// bridge, the host veths and ifbs of its pods, tables naming its bridge or
+/// tag.
 /// Tests run in parallel, so only their own names are compared.
 #[derive(Debug, PartialEq)]
 struct NodeState {
@@ -44,7 +45,12 @@ struct NodeState {
 fn node_state(bridge: &str, tag: &str, pods: &[String]) -> NodeState {
     let ours: BTreeSet<String> = pods
         .iter()
-        .map(|p| pvecri::testing::network::host_veth_name(p))
+        .flat_map(|p| {
+            [
+                pvecri::testing::network::host_veth_name(p),
+                pvecri::testing::network::ifb_name(p),
+            ]
+        })
         .chain([bridge.to_owned()])
         .collect();
     let links = run("ip", &["-o", "link", "show"])
@@ -1033,5 +1039,269 @@ async fn cni_mode_with_debian_plugins() {
             nft_has_table("table ip6 nat")
         ],
         nat_existed
+    );
+}
+
+/// Pushes `bytes` over one TCP connection from a thread in `from` (the
+/// host's namespace when `None`) to a listener a thread in `to` opened;
+/// the rate in bit/s, from connecting to the receiver reading the end.
+fn transfer(from: Option<&Path>, to: Option<&Path>, to_ip: IpAddr, bytes: usize) -> f64 {
+    let listen = move || TcpListener::bind(SocketAddr::new(to_ip, 0)).unwrap();
+    let listener = match to {
+        Some(pin) => in_netns(pin, listen),
+        None => listen(),
+    };
+    let addr = listener.local_addr().unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut got = 0;
+        loop {
+            match s.read(&mut buf).unwrap() {
+                0 => break got,
+                n => got += n,
+            }
+        }
+    });
+    let send = move || {
+        let started = Instant::now();
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        let chunk = vec![0x5au8; 64 << 10];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            s.write_all(&chunk[..n]).unwrap();
+            left -= n;
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        started
+    };
+    let started = match from {
+        Some(pin) => in_netns(pin, send),
+        None => send(),
+    };
+    let got = receiver.join().unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(got, bytes, "bytes received");
+    bytes as f64 * 8.0 / secs
+}
+
+fn annotated(name: &str, pairs: &[(&str, &str)]) -> v1::PodSandboxConfig {
+    v1::PodSandboxConfig {
+        annotations: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..pod_config(name, Vec::new(), false)
+    }
+}
+
+/// `tc <what> show dev <link> [extra]`, as text.
+fn tc_show(what: &str, link: &str, extra: &[&str]) -> String {
+    let mut args = vec![what, "show", "dev", link];
+    args.extend_from_slice(extra);
+    run("tc", &args)
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bandwidth_annotations_shape_pod_traffic_and_leave_nothing() {
+    let test = "bandwidth_annotations_shape_pod_traffic_and_leave_nothing";
+    if !ready(test) {
+        return;
+    }
+    if Command::new("tc").arg("-V").output().is_err() {
+        eprintln!("skipping {test}: tc (iproute2) is needed to look at the qdiscs");
+        return;
+    }
+    const INGRESS: &str = "kubernetes.io/ingress-bandwidth";
+    const EGRESS: &str = "kubernetes.io/egress-bandwidth";
+    const LIMIT: f64 = 1_000_000.0;
+    // At 1 Mbit/s (125 kB/s) after a 64 KiB burst: about 3.7 s.
+    const SHAPED: usize = 512 << 10;
+    const FREE: usize = 4 << 20;
+    let net = Net::new(17);
+    let before = node_state(&net.bridge, "n17", &[]);
+    let guard = Guard::new("n17", &net.bridge, &format!("{}.0/24", net.prefix));
+    let mut e = env(&net.config("")).await;
+    let gateway: IpAddr = format!("{}.1", net.prefix).parse().unwrap();
+    let pin = |e: &Env, pod: &str| e.d.dir.path().join("run/ns").join(pod).join("net");
+
+    // Refused before anything is made, naming the annotation.
+    for (key, value, says) in [
+        (INGRESS, "fast", "not a quantity"),
+        (EGRESS, "40G", "1k to 32G"),
+        (EGRESS, "999", "1k to 32G"),
+        (INGRESS, "1m", "not a quantity"),
+    ] {
+        let err = run_pod(&mut e, annotated("bad", &[(key, value)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains(key) && err.message().contains(says),
+            "{key}={value}: {err:?}"
+        );
+    }
+    let listed =
+        e.c.runtime
+            .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert!(listed.is_empty(), "{listed:?}");
+    let ns_dir = e.d.dir.path().join("run/ns");
+    let pins = std::fs::read_dir(&ns_dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(pins, 0, "a refused pod left namespaces");
+
+    let shaped_in = run_pod(&mut e, annotated("in", &[(INGRESS, "1M")]))
+        .await
+        .unwrap();
+    let shaped_out = run_pod(&mut e, annotated("out", &[(EGRESS, "1M")]))
+        .await
+        .unwrap();
+    let free = run_pod(&mut e, annotated("free", &[])).await.unwrap();
+    let pods = vec![shaped_in.clone(), shaped_out.clone(), free.clone()];
+    let veth = pvecri::testing::network::host_veth_name;
+    let ifb = pvecri::testing::network::ifb_name;
+
+    // What tc sees: a TBF at the root of the shaped-in pod's veth; an
+    // ingress qdisc redirecting to the shaped-out pod's ifb, which has the
+    // TBF; nothing on the free pod.
+    let qdisc = tc_show("qdisc", &veth(&shaped_in), &[]);
+    assert!(qdisc.contains("qdisc tbf 1: root"), "{qdisc}");
+    assert!(qdisc.contains("rate 1Mbit"), "{qdisc}");
+    assert!(
+        !link_exists(&ifb(&shaped_in)),
+        "an ifb without an egress limit"
+    );
+    let qdisc = tc_show("qdisc", &veth(&shaped_out), &[]);
+    assert!(qdisc.contains("qdisc ingress ffff:"), "{qdisc}");
+    assert!(!qdisc.contains("tbf"), "{qdisc}");
+    let filter = tc_show("filter", &veth(&shaped_out), &["ingress"]);
+    assert!(
+        filter.contains(&format!("Egress Redirect to device {}", ifb(&shaped_out))),
+        "{filter}"
+    );
+    let qdisc = tc_show("qdisc", &ifb(&shaped_out), &[]);
+    assert!(
+        qdisc.contains("qdisc tbf 1: root") && qdisc.contains("rate 1Mbit"),
+        "{qdisc}"
+    );
+    let qdisc = tc_show("qdisc", &veth(&free), &[]);
+    assert!(
+        !qdisc.contains("tbf") && !qdisc.contains("ingress"),
+        "{qdisc}"
+    );
+
+    // Into the pod from the node, and out of it to the node.
+    let in_ip: IpAddr = pod_ips(&mut e, &shaped_in).await.0.parse().unwrap();
+    let out_ip: IpAddr = pod_ips(&mut e, &shaped_out).await.0.parse().unwrap();
+    let free_ip: IpAddr = pod_ips(&mut e, &free).await.0.parse().unwrap();
+    let (p_in, p_out, p_free) = (pin(&e, &shaped_in), pin(&e, &shaped_out), pin(&e, &free));
+    let into = tokio::task::spawn_blocking(move || transfer(None, Some(&p_in), in_ip, SHAPED))
+        .await
+        .unwrap();
+    let p_out2 = p_out.clone();
+    let out_of =
+        tokio::task::spawn_blocking(move || transfer(Some(&p_out2), None, gateway, SHAPED))
+            .await
+            .unwrap();
+    // The other directions of the shaped pods, and the free pod, are not
+    // limited.
+    let p_free2 = p_free.clone();
+    let free_in =
+        tokio::task::spawn_blocking(move || transfer(None, Some(&p_free2), free_ip, FREE))
+            .await
+            .unwrap();
+    let free_out =
+        tokio::task::spawn_blocking(move || transfer(Some(&p_free), None, gateway, FREE))
+            .await
+            .unwrap();
+    let out_reverse =
+        tokio::task::spawn_blocking(move || transfer(None, Some(&p_out), out_ip, FREE))
+            .await
+            .unwrap();
+    eprintln!(
+        "{test}: into the 1M-ingress pod {:.2} Mbit/s, out of the 1M-egress pod {:.2} Mbit/s; unlimited: into the 1M-egress pod {:.1}, free pod in {:.1} / out {:.1} Mbit/s",
+        into / 1e6,
+        out_of / 1e6,
+        out_reverse / 1e6,
+        free_in / 1e6,
+        free_out / 1e6
+    );
+    for (what, rate) in [("into", into), ("out of", out_of)] {
+        assert!(rate < 2.0 * LIMIT, "{what} the shaped pod at {rate} bit/s");
+        assert!(
+            rate > 0.25 * LIMIT,
+            "{what} the shaped pod at only {rate} bit/s"
+        );
+    }
+    for (what, rate) in [
+        ("into the egress-limited pod", out_reverse),
+        ("into the free pod", free_in),
+        ("out of the free pod", free_out),
+    ] {
+        assert!(rate > 10.0 * LIMIT, "{what} at only {rate} bit/s");
+    }
+
+    // Stopping removes the veth with its qdiscs, and the ifb.
+    stop_pod(&mut e, &shaped_out).await;
+    assert!(!link_exists(&veth(&shaped_out)));
+    assert!(!link_exists(&ifb(&shaped_out)), "the ifb outlived its pod");
+
+    // A pod the store lost while the daemon was down: its network, ifb
+    // included, is released at the next start.
+    let lost = run_pod(
+        &mut e,
+        annotated("lost", &[(EGRESS, "2M"), (INGRESS, "3M")]),
+    )
+    .await
+    .unwrap();
+    assert!(link_exists(&ifb(&lost)));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(e.d.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    {
+        let state = e.d.dir.path().join("state/pvecri.redb");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let store = loop {
+            match pvecri::testing::store::Store::open(&state) {
+                Ok(s) => break s,
+                Err(err) if Instant::now() < deadline => {
+                    let _ = err;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(err) => panic!("cannot open the store: {err}"),
+            }
+        };
+        assert!(store
+            .delete::<pvecri::testing::pod::PodRecord>(&lost)
+            .unwrap());
+    }
+    e.d.restart();
+    e.c = e.d.client().await;
+    assert!(!link_exists(&veth(&lost)), "the lost pod's veth stayed");
+    assert!(!link_exists(&ifb(&lost)), "the lost pod's ifb stayed");
+
+    for pod in &pods {
+        stop_pod(&mut e, pod).await;
+        remove_pod(&mut e, pod).await;
+    }
+    let mut all = pods.clone();
+    all.push(lost);
+    e.d.stop();
+    drop(guard);
+    assert_eq!(
+        node_state(&net.bridge, "n17", &all),
+        before,
+        "the node changed"
     );
 }

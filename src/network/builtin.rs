@@ -4,7 +4,9 @@
 //! netlink request with its pod end created directly as `eth0` in the pod's
 //! namespace; addresses from [`super::ipam`]; host ports and masquerade in
 //! an nftables table of pvecri's own ([`super::nft`]); `route_localnet` on
-//! the bridge only while a pod's host port needs it ([`super::sysctl`]).
+//! the bridge only while a pod's host port needs it ([`super::sysctl`]);
+//! the pod's bandwidth annotations as TBF qdiscs on its veth and ifb
+//! ([`super::tc`]).
 //!
 //! Every pod's allocation is a [`PodNetwork`] record written to the store
 //! *before* anything is created, and deleted only after everything is
@@ -19,10 +21,14 @@ use std::sync::{Arc, Mutex};
 use ipnet::IpNet;
 use tracing::{info, warn};
 
+use super::bandwidth::{Bandwidth, BUILTIN_RANGE};
 use super::ipam::{IpamCursors, Subnet};
 use super::link::Netlink;
 use super::nft::{self, HostPort, TableSpec};
-use super::{host_ports, host_veth_name, sysctl, Backend, NetworkError, NotReady, PodNetwork};
+use super::{
+    host_ports, host_veth_name, pod_bandwidth, sysctl, tc, Backend, NetworkError, NotReady,
+    PodNetwork,
+};
 use crate::config::NetworkConfig;
 use crate::pod::record::PortMapping;
 use crate::pod::PodConfig;
@@ -206,7 +212,12 @@ impl BuiltinNetwork {
             .ok_or_else(|| NetworkError::NoLink(self.config.bridge.clone()))
     }
 
-    async fn wire(&self, record: &PodNetwork, netns: &Path) -> Result<(), NetworkError> {
+    async fn wire(
+        &self,
+        record: &PodNetwork,
+        netns: &Path,
+        bandwidth: Option<Bandwidth>,
+    ) -> Result<(), NetworkError> {
         let host = Netlink::host()?;
         let ns_file = std::fs::File::open(netns).map_err(|source| NetworkError::Netns {
             path: netns.to_owned(),
@@ -229,6 +240,12 @@ impl BuiltinNetwork {
         }
         if !record.host_ports.is_empty() {
             host.set_hairpin(&record.host_veth).await?;
+        }
+        if let Some(limits) = &bandwidth {
+            // Before the pod side is up: no packet passes unshaped.
+            let ifb = tc::ifb_name(&record.pod_id);
+            host.limit_bandwidth(&record.host_veth, &ifb, mtu, limits)
+                .await?;
         }
         let subnets = self.subnets();
         let addrs: Vec<(IpAddr, u8, IpAddr)> = record
@@ -304,6 +321,11 @@ impl Backend for BuiltinNetwork {
             result.map_err(|e| NotReady::from_error(&e));
     }
 
+    /// Bandwidth annotations must be rates TBF can shape.
+    fn check(&self, pod: &PodConfig) -> Result<(), NetworkError> {
+        pod_bandwidth(pod, BUILTIN_RANGE).map(|_| ())
+    }
+
     async fn set_pod_cidrs(&self, nets: &[IpNet]) -> Result<bool, NetworkError> {
         let mut next = self.subnets();
         for net in nets {
@@ -337,8 +359,9 @@ impl Backend for BuiltinNetwork {
         netns: &Path,
         pod: &PodConfig,
     ) -> Result<Vec<String>, NetworkError> {
+        let bandwidth = pod_bandwidth(pod, BUILTIN_RANGE)?;
         let record = self.allocate(pod_id, &pod.port_mappings).await?;
-        match self.wire(&record, netns).await {
+        match self.wire(&record, netns, bandwidth).await {
             Ok(()) => Ok(record.ips),
             Err(e) => {
                 if let Err(cleanup) = self.detach(pod_id).await {
@@ -349,7 +372,7 @@ impl Backend for BuiltinNetwork {
         }
     }
 
-    /// Removes the pod's host ports and veth and releases its addresses.
+    /// Removes the pod's host ports, veth and ifb and releases its addresses.
     /// Idempotent; also cleans up after a crash half-way through attach.
     async fn detach(&self, pod_id: &str) -> Result<(), NetworkError> {
         let record = self
@@ -366,7 +389,12 @@ impl Backend for BuiltinNetwork {
             .as_ref()
             .map(|r| r.host_veth.clone())
             .unwrap_or_else(|| host_veth_name(pod_id));
-        Netlink::host()?.delete_link(&veth).await?;
+        let host = Netlink::host()?;
+        // The veth takes its qdiscs and filter along; the ifb of an egress
+        // limit is a link of its own, looked for whatever the annotations
+        // said, so a crash between the two deletions is finished here.
+        host.delete_link(&veth).await?;
+        host.delete_link(&tc::ifb_name(pod_id)).await?;
         if record.is_some() {
             self.store.delete::<PodNetwork>(pod_id)?;
         }

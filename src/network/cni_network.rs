@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use tracing::warn;
 
 use super::cni::{self, CniAttachment, Runner};
-use super::{bandwidth, host_ports, Backend, NetworkError, NotReady};
+use super::{bandwidth, host_ports, pod_bandwidth, Backend, NetworkError, NotReady};
 use crate::pod::PodConfig;
 use crate::store::Store;
 
@@ -38,12 +38,7 @@ impl CniNetwork {
         pod: &PodConfig,
     ) -> Result<Vec<String>, NetworkError> {
         let conf = cni::load(&self.conf_dir)?;
-        let bandwidth = bandwidth::from_annotations(&pod.annotations).map_err(|message| {
-            NetworkError::Invalid {
-                field: "config.annotations",
-                message,
-            }
-        })?;
+        let bandwidth = pod_bandwidth(pod, bandwidth::CNI_RANGE)?;
         // The plugins map the host ports to the pod's addresses themselves;
         // these entries only carry the mappings as capability args.
         let host_ports = host_ports(
@@ -115,6 +110,12 @@ impl Backend for CniNetwork {
 
     /// Nothing of the node's to set up: the plugins do it per pod.
     async fn start(&self, _live_pods: &HashSet<String>) {}
+
+    /// The plugins' `bandwidth` capability gets the annotations as the
+    /// kubelet would pass them; pvecri shapes nothing itself.
+    fn check(&self, pod: &PodConfig) -> Result<(), NetworkError> {
+        pod_bandwidth(pod, bandwidth::CNI_RANGE).map(|_| ())
+    }
 
     /// The plugins allocate addresses with their own IPAM config, so the
     /// kubelet's pod CIDR changes nothing here.

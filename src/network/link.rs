@@ -81,7 +81,14 @@ impl Netlink {
         }
     }
 
-    async fn index(&self, name: &str) -> Result<u32, NetworkError> {
+    /// The rtnetlink handle, for the traffic control requests in
+    /// [`super::tc`].
+    pub(super) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// The index of the link called `name`.
+    pub(super) async fn index(&self, name: &str) -> Result<u32, NetworkError> {
         self.link(name)
             .await?
             .map(|l| l.header.index)

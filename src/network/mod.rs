@@ -12,9 +12,11 @@ pub(crate) mod ipam;
 mod link;
 pub(crate) mod nft;
 mod sysctl;
+mod tc;
 
 pub(crate) use error::{NetworkError, NotReady};
 pub(crate) use link::MANAGED_ALIAS;
+pub use tc::ifb_name;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -149,6 +151,9 @@ pub(crate) trait Backend: Send + Sync {
     /// what pods that no longer exist left and set up the node side.
     /// Failure leaves [`Backend::readiness`] `Err` with the reason.
     async fn start(&self, live_pods: &HashSet<String>);
+    /// Refuses, before anything of the pod is made, what `attach` would
+    /// refuse in the pod's config (its bandwidth annotations).
+    fn check(&self, pod: &PodConfig) -> Result<(), NetworkError>;
     /// Takes the kubelet's pod subnets (validated, at most one per
     /// family); `true` when they changed anything.
     async fn set_pod_cidrs(&self, nets: &[IpNet]) -> Result<bool, NetworkError>;
@@ -260,6 +265,12 @@ impl Network {
         Ok(())
     }
 
+    /// Refuses, before anything of the pod is made, a config its network
+    /// could not be given in the current mode.
+    pub(crate) fn check(&self, pod: &PodConfig) -> Result<(), NetworkError> {
+        self.backend.check(pod)
+    }
+
     /// Gives the pod in `netns` its network; returns its IPs, IPv4 first.
     pub(crate) async fn attach(
         &self,
@@ -284,6 +295,18 @@ impl Network {
         }
         self.backend.detach(pod_id).await
     }
+}
+
+/// The pod's bandwidth annotations as limits within `range`; an
+/// `InvalidArgument` naming the annotation otherwise.
+fn pod_bandwidth(
+    pod: &PodConfig,
+    range: bandwidth::Range,
+) -> Result<Option<bandwidth::Bandwidth>, NetworkError> {
+    bandwidth::from_annotations(&pod.annotations, range).map_err(|message| NetworkError::Invalid {
+        field: "config.annotations",
+        message,
+    })
 }
 
 /// The DNAT entries of a pod's port mappings; mappings without a host port
@@ -438,6 +461,34 @@ mod tests {
     }
 
     #[test]
+    fn bandwidth_annotations_are_checked_per_mode_as_the_callers_fault() {
+        let pod = |value: &str| PodConfig {
+            annotations: [(bandwidth::EGRESS.to_owned(), value.to_owned())].into(),
+            ..PodConfig::default()
+        };
+        // 40 Gbit/s: passed on to CNI plugins, beyond what built-in TBF takes.
+        assert!(pod_bandwidth(&pod("40G"), bandwidth::CNI_RANGE).is_ok());
+        for range in [bandwidth::BUILTIN_RANGE, bandwidth::CNI_RANGE] {
+            let bad = if range == bandwidth::CNI_RANGE {
+                "2E"
+            } else {
+                "40G"
+            };
+            for value in [bad, "fast", "0"] {
+                let err = pod_bandwidth(&pod(value), range).unwrap_err();
+                assert!(
+                    matches!(&err, NetworkError::Invalid { field: "config.annotations", message } if message.starts_with(bandwidth::EGRESS)),
+                    "{value}: {err}"
+                );
+            }
+        }
+        let limits = pod_bandwidth(&pod("10Mi"), bandwidth::BUILTIN_RANGE).unwrap();
+        assert_eq!(limits.and_then(|b| b.egress), Some(10 << 20));
+        let none = pod_bandwidth(&PodConfig::default(), bandwidth::BUILTIN_RANGE).unwrap();
+        assert_eq!(none, None);
+    }
+
+    #[test]
     fn dual_stack_pods_get_a_mapping_per_family() {
         let v4: IpAddr = "10.77.0.2".parse().unwrap();
         let v6: IpAddr = "fd00:77::2".parse().unwrap();
@@ -477,6 +528,9 @@ mod facade_tests {
             let mut live: Vec<_> = live_pods.iter().cloned().collect();
             live.sort();
             self.calls.lock().unwrap().push(format!("start {live:?}"));
+        }
+        fn check(&self, _pod: &PodConfig) -> Result<(), NetworkError> {
+            Ok(())
         }
         async fn set_pod_cidrs(&self, nets: &[IpNet]) -> Result<bool, NetworkError> {
             self.calls.lock().unwrap().push(format!("cidrs {nets:?}"));

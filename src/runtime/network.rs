@@ -34,6 +34,14 @@ pub(super) fn start(config: &Config, store: &std::sync::Arc<Store>) -> anyhow::R
 impl Runtime {
     /// Gives a pod with its own network namespace its addresses; returns
     /// them, IPv4 first.
+    /// Refuses what the pod's network could not be given (bad bandwidth
+    /// annotations) before RunPodSandbox makes anything.
+    pub(super) fn check_network(&self, config: &PodConfig) -> Result<(), RuntimeError> {
+        self.network
+            .check(config)
+            .map_err(|e| network_error(&config.name, e))
+    }
+
     pub(super) async fn attach_network(
         &self,
         id: &str,

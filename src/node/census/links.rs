@@ -1,21 +1,23 @@
 //! Network links pvecri made, read from sysfs (`/sys/class/net`): host
 //! ends of pod veths (`pvc<first 12 of the pod ID>`, see
-//! `crate::network::host_veth_name`) and bridges it created (alias
+//! `crate::network::host_veth_name`), the ifbs that shape pods' egress
+//! bandwidth (`pvb<first 12 of the pod ID>`) and bridges it created (alias
 //! `pvecri-managed`; an operator's `vmbr*` never is one).
 //!
 //! Bridges and veth names are node-wide: a census of one state dir counts
 //! the veths of the pods it knows and its configured bridge, a node census
-//! every `pvc…` link and every managed bridge.
+//! every `pvc…` and `pvb…` link and every managed bridge.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::network::{host_veth_name, MANAGED_ALIAS};
+use crate::network::{host_veth_name, ifb_name, MANAGED_ALIAS};
 
 /// Veths and bridges found, one line each.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Links {
     pub veths: Vec<String>,
+    pub ifbs: Vec<String>,
     pub bridges: Vec<String>,
 }
 
@@ -34,6 +36,7 @@ pub(super) fn find(
     node: bool,
 ) -> std::io::Result<Links> {
     let wanted: BTreeSet<String> = pod_ids.iter().map(|id| host_veth_name(id)).collect();
+    let wanted_ifbs: BTreeSet<String> = pod_ids.iter().map(|id| ifb_name(id)).collect();
     let mut names: Vec<String> = std::fs::read_dir(net_dir)?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
@@ -49,6 +52,8 @@ pub(super) fn find(
                     .unwrap_or(0);
                 out.bridges.push(format!("{name} ({ports} ports)"));
             }
+        } else if wanted_ifbs.contains(&name) || (node && name.starts_with("pvb")) {
+            out.ifbs.push(name);
         } else if wanted.contains(&name) || (node && name.starts_with("pvc")) {
             let master = std::fs::read_link(dir.join("master"))
                 .ok()
@@ -88,11 +93,15 @@ mod tests {
         bridge(net, "pvt-x", "pvecri-managed", &[]);
         std::fs::create_dir_all(net.join(&stray_veth)).unwrap();
         std::fs::create_dir_all(net.join("eth0")).unwrap();
+        std::fs::create_dir_all(net.join(ifb_name(&pod))).unwrap();
+        std::fs::create_dir_all(net.join(ifb_name(&stray))).unwrap();
+        std::fs::create_dir_all(net.join("ifb0")).unwrap();
 
         let pods: BTreeSet<String> = [pod.clone()].into_iter().collect();
         let state = find(net, &pods, "pvecri0", false).unwrap();
         assert_eq!(state.veths, [format!("{veth} (port of pvecri0)")]);
         assert_eq!(state.bridges, ["pvecri0 (1 ports)"]);
+        assert_eq!(state.ifbs, [ifb_name(&pod)]);
 
         let node = find(net, &BTreeSet::new(), "pvecri0", true).unwrap();
         assert_eq!(
@@ -103,5 +112,6 @@ mod tests {
             ]
         );
         assert_eq!(node.bridges, ["pvecri0 (1 ports)", "pvt-x (0 ports)"]);
+        assert_eq!(node.ifbs, [ifb_name(&stray), ifb_name(&pod)]);
     }
 }

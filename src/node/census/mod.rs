@@ -111,11 +111,13 @@ pub(crate) fn take(
     match links::find(&host.net_dir(), &ids, bridge, node) {
         Ok(l) => {
             sections.push(Section::of(Kind::Veths, l.veths));
+            sections.push(Section::of(Kind::Ifbs, l.ifbs));
             sections.push(Section::of(Kind::Bridges, l.bridges));
         }
         Err(e) => {
             let msg = format!("cannot list {}: {e}", host.net_dir().display());
             sections.push(Section::failed(Kind::Veths, msg.clone()));
+            sections.push(Section::failed(Kind::Ifbs, msg.clone()));
             sections.push(Section::failed(Kind::Bridges, msg));
         }
     }

@@ -30,6 +30,8 @@ pub(crate) enum Kind {
     Pins,
     /// Host ends of pod veths (`pvc…`).
     Veths,
+    /// Ifb devices shaping pods' egress bandwidth (`pvb…`).
+    Ifbs,
     /// Bridges pvecri created (alias `pvecri-managed`) with no port left.
     Bridges,
     /// pvecri's nftables tables.
@@ -65,6 +67,7 @@ impl Kind {
             Kind::Mounts => "mounts",
             Kind::Pins => "pins",
             Kind::Veths => "veths",
+            Kind::Ifbs => "ifbs",
             Kind::Bridges => "bridges",
             Kind::NftTables => "nft_tables",
             Kind::NftElements => "nft_elements",

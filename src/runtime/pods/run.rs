@@ -112,6 +112,12 @@ impl Runtime {
                 message: "a pod name is required".into(),
             });
         }
+        // A pod on the node's network gets no veth, so nothing is shaped
+        // and its annotations are not looked at (as with the kubelet's CNI
+        // plugins).
+        if config.network != NsMode::Node {
+            self.check_network(&config)?;
+        }
         let id = new_id();
         let key = config.name_key();
         self.names
