@@ -62,6 +62,9 @@ fn chains() -> Vec<(String, String, String)> {
     out
 }
 
+/// Where the kubelet keeps state whatever its `--root-dir`.
+const KUBELET_DIR: &str = "/var/lib/kubelet";
+
 /// Puts back what the kubelet changes on the node, also when the test
 /// fails half-way.
 struct NodeGuard {
@@ -72,6 +75,10 @@ struct NodeGuard {
     /// Dropped (its pods removed) once the kubelet is gone, before the
     /// kubelet's cgroups can be removed.
     daemon: Option<Daemon>,
+    /// Whether `/var/lib/kubelet` existed before: the kubelet makes its
+    /// `device-plugins` (and without `--cert-dir`, `pki`) there whatever
+    /// its `--root-dir`.
+    had_kubelet_dir: bool,
 }
 
 impl NodeGuard {
@@ -89,6 +96,7 @@ impl NodeGuard {
             dir: dir.to_owned(),
             kubelet: None,
             daemon: None,
+            had_kubelet_dir: Path::new(KUBELET_DIR).exists(),
         }
     }
 }
@@ -106,6 +114,9 @@ impl Drop for NodeGuard {
             let _ = kubelet.wait();
         }
         drop(self.daemon.take());
+        if !self.had_kubelet_dir {
+            let _ = std::fs::remove_dir_all(KUBELET_DIR);
+        }
         for (path, value) in &self.tunables {
             let _ = std::fs::write(path, value);
         }
@@ -451,5 +462,10 @@ async fn static_pods_run_restart_and_go_away() {
         async move { (ready_pods(&mut c, &web).await == 0).then_some(()) }
     })
     .await;
+    let had_kubelet_dir = guard.had_kubelet_dir;
     drop(guard);
+    assert!(
+        had_kubelet_dir || !Path::new(KUBELET_DIR).exists(),
+        "{KUBELET_DIR} was left behind"
+    );
 }
