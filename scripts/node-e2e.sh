@@ -192,6 +192,18 @@ if [ "$subset" = 0 ] && [ -z "${NODE_E2E_FOCUS:-}" ]; then
         rc=1
     fi
 fi
+# A subset line that names no spec would silently shrink the subset.
+if [ "$subset" = 1 ] && [ -z "${NODE_E2E_FOCUS:-}" ]; then
+    cut -f2 "$OUT/outcome.tsv" >"$OUT/ran.txt"
+    names "$SUBSET_LIST" | while IFS= read -r rx; do
+        grep -E -- "(${rx})\$" "$OUT/ran.txt" >/dev/null || printf '%s\n' "$rx"
+    done >"$OUT/unmatched.txt"
+    if [ -s "$OUT/unmatched.txt" ]; then
+        log "SUBSET LINES THAT RAN NOTHING (tests/node-e2e/ci-subset.txt):"
+        sed 's/^/  /' "$OUT/unmatched.txt" >&2
+        rc=1
+    fi
+fi
 if [ -n "$suite_failures" ]; then
     log "suite set-up failed: $(echo "$suite_failures" | paste -sd' ' -); see $OUT/e2e_node.log"
     rc=1
