@@ -69,7 +69,7 @@ pub(crate) struct Runtime {
     stopped_reported: std::sync::Mutex<HashSet<String>>,
     /// Containers being checkpointed: one dump at a time per container, so
     /// one call's thaw cannot land in the middle of another's dump.
-    checkpointing: std::sync::Mutex<HashSet<String>>,
+    checkpointing: Arc<std::sync::Mutex<HashSet<String>>>,
     network: crate::network::Network,
     /// Whether `hostUsers: false` pods can run here, or why not (probed
     /// once at start-up).

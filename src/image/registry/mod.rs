@@ -18,6 +18,7 @@ mod error;
 mod manifest;
 mod manifest_get;
 pub(crate) mod platform;
+mod progress;
 mod puller;
 mod settings;
 mod stall;

@@ -109,7 +109,8 @@ impl Reporter {
     pub(super) fn start(progress: Arc<Progress>, interval: Duration) -> Self {
         let ticking = progress.clone();
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             loop {
                 tick.tick().await;
                 ticking.log("pulling");
@@ -148,7 +149,10 @@ mod tests {
         p.blob_done();
         p.received(500);
         let s = p.snapshot();
-        assert_eq!((s.received, s.to_fetch, s.done, s.blobs), (1500, 4000, 2, 3));
+        assert_eq!(
+            (s.received, s.to_fetch, s.done, s.blobs),
+            (1500, 4000, 2, 3)
+        );
         let later = Snapshot {
             elapsed: Duration::from_secs(3),
             ..s

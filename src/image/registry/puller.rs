@@ -234,9 +234,12 @@ impl<'a> Session<'a> {
         // The config is tiny; it simply joins the layer downloads. The
         // futures are built up front (they are lazy): mapping inside the
         // stream makes the pull future !Send (rust-lang/rust#104382).
+        let progress = super::progress::Progress::new(&self.reference, image.layers.len() + 1);
+        let _reporter =
+            super::progress::Reporter::start(progress.clone(), super::progress::INTERVAL);
         let downloads: Vec<_> = std::iter::once(&image.config)
             .chain(&image.layers)
-            .map(|blob| self.blob(blob))
+            .map(|blob| self.blob(blob, &progress))
             .collect();
         stream::iter(downloads)
             .buffer_unordered(self.concurrency)
@@ -356,11 +359,18 @@ impl<'a> Session<'a> {
             .map_err(|e| self.content_error(digest, e))
     }
 
-    async fn blob(&self, blob: &OciDescriptor) -> Result<(), PullError> {
+    async fn blob(
+        &self,
+        blob: &OciDescriptor,
+        progress: &std::sync::Arc<super::progress::Progress>,
+    ) -> Result<(), PullError> {
         if self.content.has(&blob.digest) {
             debug!(digest = %blob.digest, "blob already present");
+            progress.blob_done();
             return Ok(());
         }
+        progress.fetching(blob.size.max(0) as u64);
+        let counter = progress.clone();
         let request = self.client.pull_blob_stream(&self.target, blob);
         let body = stall::within(self.stall, request)
             .await
@@ -371,10 +381,15 @@ impl<'a> Session<'a> {
             .ingest(
                 &blob.digest,
                 Some(blob.size as u64),
-                stall::guard(body, self.stall),
+                stall::guard(body, self.stall).inspect(move |chunk| {
+                    if let Ok(bytes) = chunk {
+                        counter.received(bytes.len() as u64);
+                    }
+                }),
             )
             .await
             .map_err(|e| self.content_error(&blob.digest, e))?;
+        progress.blob_done();
         // Verified and stored: the digest check passed, so the size is exact.
         crate::metrics::global()
             .image_pull_bytes

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::info;
@@ -64,7 +64,7 @@ impl Runtime {
         if let Some(reason) = refuse::refusal(&c, &pod, snapshots.kind()) {
             return Err(unsupported(reason));
         }
-        let _busy = Busy::claim(&self.checkpointing, &c.id)
+        let busy = Busy::claim(&self.checkpointing, &c.id)
             .ok_or_else(|| unsupported("another checkpoint of this container is running".into()))?;
         let location = req.location.clone();
         let destination = tokio::task::spawn_blocking(move || Destination::open(&location))
@@ -109,23 +109,27 @@ impl Runtime {
             cgroup_version,
         };
         let started = Instant::now();
-        let report = tokio::task::spawn_blocking(move || dump::run(job, deadline))
-            .await
-            .map_err(|e| RuntimeError::os("checkpointing", id, e))?
-            .map_err(|e| match e {
-                DumpError::Deadline(_) => RuntimeError::Timeout {
-                    op: "checkpointing the container",
-                    id: c.id.clone(),
-                    seconds: timeout.as_secs(),
-                },
-                DumpError::Archive(ArchiveError::Location { path, message }) => {
-                    RuntimeError::Invalid {
-                        field: "location",
-                        message: format!("{}: {message}", path.display()),
-                    }
-                }
-                other => RuntimeError::os("checkpointing", &c.id, other),
-            })?;
+        // The claim goes with the dump: a caller that gives up (its future
+        // dropped) does not free the container for a second dump while
+        // this one still runs.
+        let report = tokio::task::spawn_blocking(move || {
+            let _busy = busy;
+            dump::run(job, deadline)
+        })
+        .await
+        .map_err(|e| RuntimeError::os("checkpointing", id, e))?
+        .map_err(|e| match e {
+            DumpError::Deadline(_) => RuntimeError::Timeout {
+                op: "checkpointing the container",
+                id: c.id.clone(),
+                seconds: timeout.as_secs(),
+            },
+            DumpError::Archive(ArchiveError::Location { path, message }) => RuntimeError::Invalid {
+                field: "location",
+                message: format!("{}: {message}", path.display()),
+            },
+            other => RuntimeError::os("checkpointing", &c.id, other),
+        })?;
         info!(
             container_id = %c.id,
             location = %req.location.display(),
@@ -141,22 +145,22 @@ impl Runtime {
 }
 
 /// A container's entry in the set of running checkpoints, removed on drop.
-struct Busy<'a> {
-    set: &'a Mutex<HashSet<String>>,
+struct Busy {
+    set: Arc<Mutex<HashSet<String>>>,
     id: String,
 }
 
-impl<'a> Busy<'a> {
-    fn claim(set: &'a Mutex<HashSet<String>>, id: &str) -> Option<Self> {
+impl Busy {
+    fn claim(set: &Arc<Mutex<HashSet<String>>>, id: &str) -> Option<Self> {
         let mut held = set.lock().unwrap_or_else(PoisonError::into_inner);
         held.insert(id.to_owned()).then(|| Busy {
-            set,
+            set: set.clone(),
             id: id.to_owned(),
         })
     }
 }
 
-impl Drop for Busy<'_> {
+impl Drop for Busy {
     fn drop(&mut self) {
         self.set
             .lock()
@@ -171,7 +175,7 @@ mod tests {
 
     #[test]
     fn one_checkpoint_per_container_at_a_time() {
-        let set = Mutex::new(HashSet::new());
+        let set = Arc::new(Mutex::new(HashSet::new()));
         let first = Busy::claim(&set, "c1").unwrap();
         assert!(Busy::claim(&set, "c1").is_none());
         assert!(Busy::claim(&set, "c2").is_some());
