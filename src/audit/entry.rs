@@ -90,7 +90,7 @@ impl Entry {
     }
 
     pub(crate) fn set_outcome(&mut self, code: tonic::Code, message: &str) {
-        self.outcome = code_name(code);
+        self.outcome = crate::metrics::code_name(code as i32);
         self.error = if code == tonic::Code::Ok {
             None
         } else {
@@ -120,30 +120,6 @@ fn cut(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
-}
-
-/// gRPC code names as Go's `codes` package spells them.
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "Canceled",
-        Unknown => "Unknown",
-        InvalidArgument => "InvalidArgument",
-        DeadlineExceeded => "DeadlineExceeded",
-        NotFound => "NotFound",
-        AlreadyExists => "AlreadyExists",
-        PermissionDenied => "PermissionDenied",
-        ResourceExhausted => "ResourceExhausted",
-        FailedPrecondition => "FailedPrecondition",
-        Aborted => "Aborted",
-        OutOfRange => "OutOfRange",
-        Unimplemented => "Unimplemented",
-        Internal => "Internal",
-        Unavailable => "Unavailable",
-        DataLoss => "DataLoss",
-        Unauthenticated => "Unauthenticated",
-    }
 }
 
 #[cfg(test)]

@@ -134,7 +134,7 @@ fn method_label(path: &str) -> &'static str {
 }
 
 /// gRPC status code names, as `grpc-go` spells them.
-fn code_name(code: i32) -> &'static str {
+pub(crate) fn code_name(code: i32) -> &'static str {
     match code {
         0 => "OK",
         1 => "Canceled",

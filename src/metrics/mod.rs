@@ -9,7 +9,7 @@
 mod grpc;
 mod http;
 
-pub(crate) use grpc::MetricsLayer;
+pub(crate) use grpc::{code_name, MetricsLayer};
 pub(crate) use http::serve;
 
 use std::sync::OnceLock;
