@@ -212,6 +212,11 @@ pub struct ContainerRecord {
     /// The identity the workload runs as, for ContainerStatus.user.
     #[serde(default)]
     pub user: Option<ResolvedUser>,
+    /// Restored from a checkpoint archive: its processes are CRIU's, not
+    /// liblxc's, so liblxc has no command socket for it and exec joins
+    /// init's namespaces directly (`crate::exec`).
+    #[serde(default)]
+    pub restored: bool,
 }
 
 /// uid, gid and supplementary groups after resolution in the image.

@@ -583,6 +583,7 @@ fn container_record(
             gid: made.who.gid,
             groups: made.who.groups,
         }),
+        restored: false,
         config,
     }
 }
