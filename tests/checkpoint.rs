@@ -598,3 +598,187 @@ async fn a_restarted_daemon_thaws_what_an_interrupted_checkpoint_froze() {
     still_counting(&mut e, &id).await;
     common::stop_remove_pod(&mut e.c, &pod).await;
 }
+
+/// CreateContainer with the archive as the image in `pod`.
+async fn restore_into(
+    e: &mut Env,
+    pod: &str,
+    sandbox: &v1::PodSandboxConfig,
+    archive: &str,
+) -> Result<String, tonic::Status> {
+    // The command is the checkpoint's; the request's is not used.
+    let config = container_config("counter", archive, &["true"]);
+    create_container(&mut e.c, pod, sandbox, config).await
+}
+
+/// The tick numbers the container printed, from its CRI log.
+async fn ticks(e: &mut Env, id: &str) -> Vec<u64> {
+    let log = e
+        .c
+        .runtime
+        .container_status(v1::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .log_path;
+    std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(" tick ").and_then(|(_, n)| n.trim().parse().ok()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpointed_counter_is_restored_into_another_pod_and_continues() {
+    const T: &str = "a_checkpointed_counter_is_restored_into_another_pod_and_continues";
+    if !ready(T) || !criu_works(T) {
+        return;
+    }
+    let mut e = env().await;
+    let (pod, id) = pod_with(&mut e, "source", false, COUNTER, true).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let location = e.out.path().join("source.tar");
+    checkpoint(&mut e, &id, location.to_str().unwrap())
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", e.d.log()));
+    let counted = {
+        let all = entries(&location);
+        let (_, _, diff) = all.iter().find(|(n, _, _)| n == "rootfs-diff.tar").unwrap();
+        let mut inner = tar::Archive::new(diff.as_slice());
+        let mut n = 0;
+        for entry in inner.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap() == Path::new("counter") {
+                let mut s = String::new();
+                entry.read_to_string(&mut s).unwrap();
+                n = s.trim().parse::<u64>().unwrap();
+            }
+        }
+        n
+    };
+    assert!(counted > 0);
+    // The source goes first: the restored counter runs alone.
+    common::stop_remove_pod(&mut e.c, &pod).await;
+
+    let sandbox = pod_config(&e, "target", false);
+    let target = common::run_pod_sandbox(&mut e.c, &sandbox).await.unwrap();
+    let restored = restore_into(&mut e, &target, &sandbox, location.to_str().unwrap())
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", e.d.log()));
+    assert_eq!(
+        state(&mut e, &restored).await,
+        v1::ContainerState::ContainerCreated as i32
+    );
+    let started = std::time::Instant::now();
+    e.c.runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: restored.clone(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", e.d.log()));
+    eprintln!("restore took {:?}", started.elapsed());
+    assert_eq!(
+        state(&mut e, &restored).await,
+        v1::ContainerState::ContainerRunning as i32
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // It continued where the checkpoint left it: its first tick follows
+    // the checkpointed count, and it still counts.
+    let seen = ticks(&mut e, &restored).await;
+    assert!(
+        seen.len() >= 2 && seen[0] > counted && seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "checkpointed at {counted}, then printed {seen:?}"
+    );
+    // Its writable layer and its deletions came along.
+    let now = counter(&mut e, &restored).await;
+    assert!(now > counted, "{now} <= {counted}");
+    let (code, _, _) = exec_sh(&mut e.c, &restored, "test -e /bin/vi", 10).await;
+    assert_eq!(code, 1, "/bin/vi was deleted before the checkpoint");
+    let (code, out, err) = exec_sh(&mut e.c, &restored, "hostname", 10).await;
+    assert_eq!((code, out.trim()), (0, "host-target"), "{err}");
+
+    // It stops like any container, with its exit recorded.
+    e.c.runtime
+        .stop_container(v1::StopContainerRequest {
+            container_id: restored.clone(),
+            timeout: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&mut e, &restored).await,
+        v1::ContainerState::ContainerExited as i32
+    );
+    common::stop_remove_pod(&mut e.c, &target).await;
+    let left: Vec<_> = std::fs::read_dir(e.d.dir.path().join("state/restore"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_archives_and_pods_are_refused_before_anything_runs() {
+    const T: &str = "bad_archives_and_pods_are_refused_before_anything_runs";
+    if !ready(T) {
+        return;
+    }
+    let mut e = env().await;
+    let sandbox = pod_config(&e, "bad", false);
+    let pod = common::run_pod_sandbox(&mut e.c, &sandbox).await.unwrap();
+    let dir = std::fs::canonicalize(e.out.path()).unwrap();
+    let not_tar = dir.join("not.tar");
+    std::fs::write(&not_tar, b"just some bytes, not an archive").unwrap();
+    let foreign = dir.join("foreign.tar");
+    {
+        let mut t = tar::Builder::new(std::fs::File::create(&foreign).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        t.append_data(&mut h, "etc/passwd", &b"x:0:"[..]).unwrap();
+        t.finish().unwrap();
+    }
+    let link = dir.join("link.tar");
+    std::os::unix::fs::symlink(&foreign, &link).unwrap();
+    for (archive, want) in [
+        (not_tar.display().to_string(), "not a container checkpoint"),
+        (foreign.display().to_string(), "unexpected entry etc/passwd"),
+        (link.display().to_string(), "symlink"),
+        (dir.join("missing.tar").display().to_string(), "does not exist"),
+        ("/tmp/../etc/shadow".to_owned(), "not normalised"),
+    ] {
+        let err = restore_into(&mut e, &pod, &sandbox, &archive)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{archive}: {err:?}");
+        assert!(err.message().contains(want), "{archive}: {}", err.message());
+    }
+    // A pod on the host's network cannot hold one, whatever the archive.
+    let host = pod_config(&e, "host", true);
+    let host_pod = common::run_pod_sandbox(&mut e.c, &host).await.unwrap();
+    let err = restore_into(&mut e, &host_pod, &host, foreign.to_str().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("host's network"), "{}", err.message());
+    // Nothing was made: no container, no unpacked archive.
+    let listed = e
+        .c
+        .runtime
+        .list_containers(v1::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(listed.is_empty(), "{listed:?}");
+    let left: Vec<_> = std::fs::read_dir(e.d.dir.path().join("state/restore"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    common::stop_remove_pod(&mut e.c, &pod).await;
+    common::stop_remove_pod(&mut e.c, &host_pod).await;
+}

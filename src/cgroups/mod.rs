@@ -15,6 +15,7 @@
 
 pub(crate) mod blkio;
 pub(crate) mod cpuset;
+pub(crate) mod create;
 pub(crate) mod limits;
 pub(crate) mod memory;
 pub(crate) mod paths;

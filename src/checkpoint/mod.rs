@@ -11,7 +11,10 @@
 //!   `deleted.files`;
 //! - [`dump`]: one checkpoint from start to end, under a deadline;
 //! - [`archive`]: the metadata files and the archive, in the layout CRI-O
-//!   writes, so that checkpoint tools read it.
+//!   writes, so that checkpoint tools read it;
+//! - [`unpack`]: an archive read back (untrusted) for a restore;
+//! - [`restore`]: the plan the monitor restores a container by, and its
+//!   criu command line.
 //!
 //! `docs/checkpoint.md` says what is supported and what is refused.
 
@@ -22,5 +25,7 @@ pub(crate) mod freeze;
 pub(crate) mod mounts;
 pub(crate) mod nsexec;
 pub(crate) mod refuse;
+pub(crate) mod restore;
 pub(crate) mod rootfs_diff;
 pub(crate) mod stdio;
+pub(crate) mod unpack;

@@ -47,6 +47,34 @@ pub(crate) struct Rule {
     pub access: String,
 }
 
+impl Rule {
+    /// Reads a rule back from its text (`c 1:3 rwm`, `b *:* m`).
+    pub(crate) fn parse(text: &str) -> Option<Rule> {
+        let mut words = text.split_whitespace();
+        let kind = match words.next()? {
+            "c" => Kind::Char,
+            "b" => Kind::Block,
+            _ => return None,
+        };
+        let (major, minor) = words.next()?.split_once(':')?;
+        let num = |n: &str| -> Option<Option<u32>> {
+            if n == "*" {
+                Some(None)
+            } else {
+                n.parse().ok().map(Some)
+            }
+        };
+        let access = words.next()?;
+        if words.next().is_some()
+            || access.is_empty()
+            || !access.chars().all(|c| "rwm".contains(c))
+        {
+            return None;
+        }
+        Some(rule(kind, num(major)?, num(minor)?, access))
+    }
+}
+
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let num = |n: Option<u32>| n.map_or("*".to_owned(), |n| n.to_string());
@@ -272,6 +300,16 @@ fn walk_nodes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_parse_back_from_their_text() {
+        for r in default_rules() {
+            assert_eq!(Rule::parse(&r.to_string()), Some(r.clone()), "{r}");
+        }
+        for bad in ["", "a", "x 1:3 rwm", "c 1 rwm", "c 1:3 rwx", "c 1:3", "c 1:3 r w"] {
+            assert_eq!(Rule::parse(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn rules_render_as_the_kernel_reads_them() {

@@ -404,6 +404,11 @@ pub(super) fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfi
     if image.is_empty() {
         return Err(invalid("config.image.image", "an image is required"));
     }
+    // A path is a checkpoint archive to restore (CRI-O's convention; no
+    // image reference starts with a slash).
+    if image.starts_with('/') {
+        archive_path("config.image.image", &image)?;
+    }
     container_strings(c, md)?;
     let linux = c.linux.as_ref();
     let sc = linux.and_then(|l| l.security_context.as_ref());
@@ -557,6 +562,32 @@ pub(super) fn exec_command(cmd: &[String]) -> Result<(), Status> {
     Ok(())
 }
 
+/// A checkpoint archive's path: absolute, normalised and naming a file (no
+/// `.` or `..` component, no trailing slash, no control character).
+fn archive_path(field: &str, loc: &str) -> Result<(), Status> {
+    text(field, loc)?;
+    if !loc.starts_with('/') {
+        return Err(invalid(field, format!("{loc:?} is not an absolute path")));
+    }
+    if loc.ends_with('/') {
+        return Err(invalid(
+            field,
+            format!("{loc:?} names a directory, not a file"),
+        ));
+    }
+    if loc
+        .split('/')
+        .skip(1)
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(invalid(
+            field,
+            format!("{loc:?} is not normalised (empty, . or .. components)"),
+        ));
+    }
+    Ok(())
+}
+
 /// CheckpointContainer's request as the runtime takes it: `location` an
 /// absolute, normalised path naming a file (no `.` or `..` component, no
 /// trailing slash, no control character); `timeout` in seconds, 0 for the
@@ -569,26 +600,7 @@ pub(super) fn checkpoint_request(
     if loc.is_empty() {
         return Err(invalid(FIELD, "a path for the archive is required"));
     }
-    text(FIELD, loc)?;
-    if !loc.starts_with('/') {
-        return Err(invalid(FIELD, format!("{loc:?} is not an absolute path")));
-    }
-    if loc.ends_with('/') {
-        return Err(invalid(
-            FIELD,
-            format!("{loc:?} names a directory, not a file"),
-        ));
-    }
-    if loc
-        .split('/')
-        .skip(1)
-        .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return Err(invalid(
-            FIELD,
-            format!("{loc:?} is not normalised (empty, . or .. components)"),
-        ));
-    }
+    archive_path(FIELD, loc)?;
     if req.timeout < 0 {
         return Err(invalid("timeout", "must not be negative"));
     }

@@ -25,6 +25,7 @@ mod lxclog;
 mod oom;
 mod poll;
 pub(crate) mod ready;
+mod restorer;
 mod run;
 mod session;
 mod starter;
@@ -72,6 +73,10 @@ pub struct MonitorArgs {
     /// `tty`): its output is one stream, attach clients can resize it.
     #[arg(long)]
     pub tty: bool,
+    /// Restore the container from a checkpoint with this plan
+    /// (`crate::checkpoint::restore`) instead of starting it with liblxc.
+    #[arg(long, value_name = "PATH")]
+    pub restore: Option<PathBuf>,
 }
 
 impl MonitorArgs {
@@ -95,6 +100,9 @@ impl MonitorArgs {
         }
         if let Some(fd) = self.ready_fd {
             opt("--ready-fd", fd.to_string().into());
+        }
+        if let Some(plan) = &self.restore {
+            opt("--restore", plan.clone().into());
         }
         if self.max_log_line != log::DEFAULT_MAX_LINE {
             opt("--max-log-line", self.max_log_line.to_string().into());

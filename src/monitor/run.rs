@@ -30,6 +30,7 @@ pub(super) struct Settings {
     pub(super) stdin: bool,
     pub(super) stdin_once: bool,
     pub(super) tty: bool,
+    pub(super) restore: Option<PathBuf>,
 }
 
 impl Settings {
@@ -54,6 +55,7 @@ impl Settings {
             stdin: args.stdin,
             stdin_once: args.stdin_once,
             tty: args.tty,
+            restore: args.restore.clone(),
         })
     }
 }
@@ -184,6 +186,7 @@ mod tests {
             stdin: false,
             stdin_once: false,
             tty: false,
+            restore: None,
         }
     }
 

@@ -21,9 +21,11 @@ use super::oom::OomWatch;
 use super::poll::PollSet;
 use super::ready::{Readiness, ReadyFd};
 use super::run::Settings;
+use super::restorer;
 use super::starter::{self, StarterFds, StarterReport};
 use super::timestamp::unix_nanos;
 use crate::cgroups::memory;
+use crate::checkpoint::restore::RestorePlan;
 use crate::cgroups::tree::{self, KillMethod};
 use crate::lxc::Container;
 
@@ -106,7 +108,10 @@ impl<'a> Session<'a> {
             .ok()
             .and_then(|c| c.config_item("lxc.cgroup.dir.container"))
             .filter(|p| !p.is_empty());
-        let starter = starter::spawn(&s.id, &s.lxcpath, fds)?;
+        let starter = match &s.restore {
+            Some(plan) => restorer::spawn(RestorePlan::read(plan)?, fds)?,
+            None => starter::spawn(&s.id, &s.lxcpath, fds)?,
+        };
         tracing::info!(starter = starter.as_raw(), "starter forked");
         Ok(Self {
             s,
@@ -338,7 +343,10 @@ impl<'a> Session<'a> {
                 Ok(0) => break,
                 Ok(n) => self.status_text.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.check_restored();
+                    return;
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "reading the starter status failed");
                     break;
@@ -346,6 +354,7 @@ impl<'a> Session<'a> {
             }
         }
         self.status = None;
+        self.check_restored();
         let report = StarterReport::parse(&String::from_utf8_lossy(&self.status_text));
         tracing::info!(?report, "starter reported");
         self.report = Some(report);
@@ -379,8 +388,19 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// A restoring starter reports the restored init's pid on the status
+    /// pipe (`running <pid>`) before its final report.
+    fn check_restored(&mut self) {
+        if self.init_pid.is_some() {
+            return;
+        }
+        if let Some(pid) = restorer::parse_running(&String::from_utf8_lossy(&self.status_text)) {
+            self.on_running(pid);
+        }
+    }
+
     fn tick(&mut self) {
-        if self.report.is_none() && self.init_pid.is_none() {
+        if self.s.restore.is_none() && self.report.is_none() && self.init_pid.is_none() {
             self.check_ready();
         }
         let now = Instant::now();
@@ -418,8 +438,13 @@ impl<'a> Session<'a> {
         let Some(pid) = self.container.as_ref().and_then(Container::init_pid) else {
             return;
         };
-        self.init_pid = Some(pid);
         self.container = None;
+        self.on_running(pid);
+    }
+
+    /// Init runs: report it, and watch its memory cgroup.
+    fn on_running(&mut self, pid: i32) {
+        self.init_pid = Some(pid);
         tracing::info!(init_pid = pid, elapsed = ?self.started.elapsed(), "container running");
         if let Some(ready) = self.ready.take() {
             ready.send(&Readiness::Running { init_pid: pid });

@@ -20,7 +20,7 @@ use super::detach::exit_now;
 use crate::lxc::Container;
 
 /// The fd the status pipe gets in the starter.
-const STATUS_FD: RawFd = 3;
+pub(super) const STATUS_FD: RawFd = 3;
 
 /// What the starter writes to the status pipe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +40,10 @@ impl StarterReport {
         }
     }
 
+    /// The report in the status pipe's text; a restoring starter's
+    /// `running <pid>` line before it is skipped.
     pub(super) fn parse(text: &str) -> Option<Self> {
-        let line = text.lines().next()?;
+        let line = text.lines().find(|l| !l.starts_with("running "))?;
         if let Some(n) = line.strip_prefix("exit ") {
             return n
                 .trim()
@@ -104,7 +106,7 @@ fn starter_main(id: &str, lxcpath: &str, fds: StarterFds) -> ! {
 /// stdio onto the pipes, the status pipe on fd 3, every other fd closed, and
 /// default signal handling for the container (init inherits ignored
 /// signals and the mask).
-fn setup_process(
+pub(super) fn setup_process(
     stdin: Option<RawFd>,
     stdout: RawFd,
     stderr: RawFd,

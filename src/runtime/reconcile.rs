@@ -196,9 +196,20 @@ impl Runtime {
         }
 
         self.clear_checkpoint_leftovers(&containers);
+        // Archives unpacked for a restore whose create a crash interrupted.
+        let restore_root = self.config.state_dir.join("restore");
+        for id in entries(&restore_root) {
+            if !known.contains(id.as_str()) {
+                let _ = std::fs::remove_dir_all(restore_root.join(&id));
+            }
+        }
 
         for c in containers {
             if matches!(c.state, ContainerState::Exited) {
+                continue;
+            }
+            // A restored container runs nothing until it is started.
+            if c.restored && c.state == ContainerState::Created {
                 continue;
             }
             let c = self.refresh(c)?;

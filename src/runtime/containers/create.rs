@@ -119,6 +119,16 @@ impl Runtime {
         pod: &PodRecord,
         mut config: ContainerConfig,
     ) -> Result<(), RuntimeError> {
+        // A path as the image is a checkpoint archive to restore: the
+        // container is made from the checkpoint's base image.
+        let restore = if config.image.starts_with('/') {
+            let archive = PathBuf::from(&config.image);
+            let (unpacked, criu) = self.unpack_checkpoint(id, pod, &config, &archive).await?;
+            config.image = self.checkpoint_image(&unpacked)?;
+            Some((unpacked, criu))
+        } else {
+            None
+        };
         let cdi = self.cdi_edits(id, &config).await?;
         let image = self.image_of(&config)?;
         let idmap = pod_idmap(pod);
@@ -175,12 +185,32 @@ impl Runtime {
         self.write_lxc_config(id, &plan)?;
         self.prepare_cpuset(id, &cgroup_container)?;
         crate::failpoint::hit("create.after_rootfs")?;
+        if let Some((unpacked, criu)) = restore {
+            self.prepare_restore(id, pod, unpacked, criu, &plan).await?;
+            let mut record = container_record(
+                id,
+                pod,
+                &image,
+                config,
+                CreatedAs {
+                    log_file,
+                    cgroup: cgroup_container,
+                    init_pid: 0,
+                    who,
+                },
+            );
+            record.restored = true;
+            self.store.put(&record)?;
+            info!(container_id = id, pod_id = %pod.id, name = %record.config.name, "container created from a checkpoint");
+            self.emit_container_event(crate::events::EventKind::Created, &record);
+            return Ok(());
+        }
         let stdin = StdinMode {
             open: config.stdin,
             once: config.stdin_once,
             tty: config.tty,
         };
-        let init_pid = self.spawn_monitor(id, &run_dir, &log_file, stdin).await?;
+        let init_pid = self.spawn_monitor(id, &run_dir, &log_file, stdin, None).await?;
         crate::failpoint::hit("create.after_monitor")?;
         if idmap.is_some() {
             // liblxc has bound the staged volumes: the copies can go.

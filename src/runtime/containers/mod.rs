@@ -2,8 +2,9 @@
 //! LXC config, the monitor with init waiting; its mounts in `mounts`, the
 //! monitor's start-up in `monitor`), `start` (release init), `stop` (the
 //! stop signal, then SIGKILL), `remove`, `status` (status and list),
-//! `update` (live resources), `reopen` (the log after rotation) and
-//! `checkpoint` (a CRIU archive of a running container).
+//! `update` (live resources), `reopen` (the log after rotation),
+//! `checkpoint` (a CRIU archive of a running container) and `restore`
+//! (a container made from one).
 
 mod checkpoint;
 mod create;
@@ -11,6 +12,7 @@ mod monitor;
 mod mounts;
 mod remove;
 mod reopen;
+mod restore;
 mod start;
 mod status;
 mod stop;

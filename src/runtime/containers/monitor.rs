@@ -39,6 +39,7 @@ impl Runtime {
         run_dir: &RunDir,
         log_file: &str,
         stdin: StdinMode,
+        restore: Option<PathBuf>,
     ) -> Result<i32, RuntimeError> {
         let exe = self.self_exe.clone();
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -53,6 +54,7 @@ impl Runtime {
             stdin: stdin.open,
             stdin_once: stdin.open && stdin.once,
             tty: stdin.tty,
+            restore,
         };
         let mut cmd = std::process::Command::new(exe);
         cmd.args(args.to_args())

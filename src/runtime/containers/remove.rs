@@ -50,6 +50,7 @@ impl Runtime {
         // IDs here are the store's (or a fresh one), so always valid.
         let run_dir = self.container_run_dir(id).ok();
         let staging = self.staging_dir(id);
+        let restore = self.restore_dir(id);
         let id2 = id.to_owned();
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = snapshots.remove_rootfs(&id2) {
@@ -64,7 +65,7 @@ impl Runtime {
                 warn!(container_id = %id2, dir = %staging.display(), error = %crate::errors::chain(&e), "cannot detach staged volumes");
             }
             let run_dir = run_dir.map(|d| d.path().to_owned());
-            for dir in std::iter::once(lxc_dir).chain(run_dir) {
+            for dir in [lxc_dir, restore].into_iter().chain(run_dir) {
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         warn!(container_id = %id2, dir = %dir.display(), error = %crate::errors::chain(&e), "cannot remove");

@@ -22,6 +22,18 @@ impl Runtime {
                 "only a created container can be started",
             ));
         }
+        if c.restored {
+            let started_at_ns = now_ns();
+            let pid = self.start_restored(&c).await?;
+            c.init_pid = pid;
+            c.init_start_time = proc_start_time(pid).unwrap_or_default();
+            c.started_at_ns = started_at_ns;
+            c.state = ContainerState::Running;
+            self.store.put(&c)?;
+            info!(container_id = %c.id, "container started");
+            self.emit_container_event(crate::events::EventKind::Started, &c);
+            return Ok(());
+        }
         let fifo = self.container_run_dir(&c.id)?.start_fifo();
         crate::failpoint::hit("start.before_release")?;
         // The workload may run and exit before this call returns; its start

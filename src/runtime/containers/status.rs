@@ -30,7 +30,8 @@ impl Runtime {
     }
 
     pub(crate) fn refresh(&self, mut c: ContainerRecord) -> Result<ContainerRecord, RuntimeError> {
-        if c.state == ContainerState::Exited {
+        // A restored container has no monitor until it is started.
+        if c.state == ContainerState::Exited || (c.restored && c.state == ContainerState::Created) {
             return Ok(c);
         }
         let run_dir = self.container_run_dir(&c.id)?;

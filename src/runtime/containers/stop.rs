@@ -23,6 +23,10 @@ impl Runtime {
         if c.state == ContainerState::Exited || c.state == ContainerState::Unknown {
             return Ok(());
         }
+        // A restored container that was never started has no process yet.
+        if c.restored && c.state == ContainerState::Created {
+            return Ok(());
+        }
         let run_dir = self.container_run_dir(&c.id)?;
         let graceful = c.state == ContainerState::Running
             && timeout > 0

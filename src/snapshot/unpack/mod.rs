@@ -102,3 +102,32 @@ pub(crate) fn unpack_layer(
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(corrupt)?;
     unpacker.finish()
 }
+
+/// Removes `path` (absolute or relative, inside the tree at `root`) with
+/// everything below it, reaching it one `O_NOFOLLOW` component at a time
+/// as layer entries are: a symlink on the way is an escape, refused.
+/// Missing is fine. `layer` names the source in errors.
+pub(crate) fn remove_in_root(root: &Path, path: &str, layer: &Path) -> Result<(), UnpackError> {
+    let entry = path::display_path(path.as_bytes());
+    let fail = |f: error::Fail| f.into_error(layer.to_owned(), entry.clone());
+    let rel = path::normalize(path.as_bytes())
+        .ok_or_else(|| fail(error::Fail::Invalid("the path climbs above the root")))?;
+    let Some((parent, name)) = path::split(&rel) else {
+        return Err(fail(error::Fail::Invalid("the root itself cannot be removed")));
+    };
+    let root_fd = nix::fcntl::open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| UnpackError::OpenDest {
+        layer: layer.to_owned(),
+        dest: root.to_owned(),
+        source: errno.into(),
+    })?;
+    use std::os::fd::AsFd;
+    let Some(dir) = fsat::walk(root_fd.as_fd(), parent, false).map_err(fail)? else {
+        return Ok(());
+    };
+    fsat::remove_tree(dir.as_fd(), name).map_err(|e| fail(error::Fail::Io("remove", e)))
+}

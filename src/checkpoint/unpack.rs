@@ -1,0 +1,361 @@
+//! Reading a checkpoint archive back for a restore: the archive's entries
+//! are checked against the layout [`super::archive`] writes and copied into
+//! a private directory, nothing else.
+//!
+//! An archive may come from another node, so it is read as untrusted
+//! input: the file is reached without a symlink, only the known top-level
+//! names and plain files directly under `checkpoint/` are accepted (no
+//! links, devices, nested directories or `..`), each is created with
+//! `O_EXCL` at mode 0600, and `config.dump` and `spec.dump` must parse.
+//! CRIU's images themselves are CRIU's to judge.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::archive::{
+    ConfigDump, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES, DESCRIPTORS, DUMP_LOG, ROOTFS_DIFF,
+    SPEC_DUMP, STATS_DUMP,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UnpackError {
+    /// The archive is not there, not a regular file or reached through a
+    /// symlink (the caller's InvalidArgument).
+    #[error("checkpoint archive {path}: {message}")]
+    Source { path: PathBuf, message: String },
+    /// The archive is not one pvecri or CRI-O wrote (InvalidArgument).
+    #[error("checkpoint archive {path} is not a container checkpoint: {message}")]
+    Layout { path: PathBuf, message: String },
+    #[error("cannot unpack the checkpoint archive {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One mount of `spec.dump`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct SpecMount {
+    pub destination: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct SpecDump {
+    #[serde(default)]
+    mounts: Vec<SpecMount>,
+}
+
+/// An archive unpacked into its directory.
+#[derive(Debug, Clone)]
+pub(crate) struct Unpacked {
+    /// Where it was unpacked (holds `checkpoint/` and the top-level files).
+    pub dir: PathBuf,
+    pub config: ConfigDump,
+    /// The mount points the dump declared external: each needs a source
+    /// at restore.
+    pub external_mounts: Vec<String>,
+    /// The restore keys of init's fds 0-2 (`pipe:[ino]`, `file[mnt:ino]`).
+    pub descriptors: Vec<String>,
+    /// `rootfs-diff.tar` is present.
+    pub has_rootfs_diff: bool,
+    /// `deleted.files`, absolute paths inside the container.
+    pub deleted: Vec<String>,
+}
+
+impl Unpacked {
+    pub(crate) fn images_dir(&self) -> PathBuf {
+        self.dir.join(CHECKPOINT_DIR)
+    }
+
+    pub(crate) fn rootfs_diff(&self) -> PathBuf {
+        self.dir.join(ROOTFS_DIFF)
+    }
+}
+
+/// Where an entry of the archive goes, or why it is refused.
+fn destination(entry: &Path, kind: tar::EntryType) -> Result<Option<PathBuf>, String> {
+    let parts: Vec<&str> = entry
+        .components()
+        .map(|c| match c {
+            Component::Normal(p) => p.to_str().ok_or("a non-UTF-8 name"),
+            Component::CurDir => Ok("."),
+            _ => Err("an absolute path or a .. component"),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", entry.display()))?;
+    let parts: Vec<&str> = parts.into_iter().filter(|p| *p != ".").collect();
+    match (parts.as_slice(), kind) {
+        ([CHECKPOINT_DIR], tar::EntryType::Directory) => Ok(None),
+        ([CHECKPOINT_DIR, _name], tar::EntryType::Regular) => Ok(Some(parts.iter().collect())),
+        ([name], tar::EntryType::Regular)
+            if [
+                CONFIG_DUMP,
+                SPEC_DUMP,
+                ROOTFS_DIFF,
+                DELETED_FILES,
+                DUMP_LOG,
+                STATS_DUMP,
+            ]
+            .contains(name) =>
+        {
+            Ok(Some(PathBuf::from(name)))
+        }
+        _ => Err(format!(
+            "unexpected entry {} ({kind:?})",
+            entry.display()
+        )),
+    }
+}
+
+/// Opens `archive` (absolute and normalised, `crate::cri::convert`) only
+/// if every component is a real directory and the file a regular one.
+fn open_source(archive: &Path) -> Result<File, UnpackError> {
+    let bad = |message: &str| UnpackError::Source {
+        path: archive.to_owned(),
+        message: message.to_owned(),
+    };
+    match std::fs::canonicalize(archive) {
+        Ok(real) if real == archive => {}
+        Ok(_) => return Err(bad("is reached through a symlink")),
+        Err(_) => return Err(bad("does not exist")),
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(archive)
+        .map_err(|e| bad(&format!("cannot be opened: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| bad(&format!("cannot be read: {e}")))?;
+    if !meta.is_file() {
+        return Err(bad("is not a regular file"));
+    }
+    Ok(file)
+}
+
+/// Unpacks `archive` into `dir`, which must not exist yet (made 0700).
+pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<Unpacked, UnpackError> {
+    let file = open_source(archive)?;
+    let io = |source| UnpackError::Io {
+        path: archive.to_owned(),
+        source,
+    };
+    let layout = |message: String| UnpackError::Layout {
+        path: archive.to_owned(),
+        message,
+    };
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir.join(CHECKPOINT_DIR))
+            .map_err(io)?;
+    }
+    let mut tar = tar::Archive::new(file);
+    for entry in tar.entries().map_err(io)? {
+        let mut entry = entry.map_err(|e| layout(format!("not a tar archive: {e}")))?;
+        let path = entry.path().map_err(io)?.into_owned();
+        let Some(rel) = destination(&path, entry.header().entry_type()).map_err(layout)? else {
+            continue;
+        };
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(dir.join(&rel))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    layout(format!("entry {} appears twice", rel.display()))
+                }
+                _ => io(e),
+            })?;
+        std::io::copy(&mut entry, &mut out).map_err(io)?;
+    }
+    let read_json = |name: &str| -> Result<Option<Vec<u8>>, UnpackError> {
+        match std::fs::read(dir.join(name)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    };
+    let config: ConfigDump = serde_json::from_slice(
+        &read_json(CONFIG_DUMP)?.ok_or_else(|| layout(format!("{CONFIG_DUMP} is missing")))?,
+    )
+    .map_err(|e| layout(format!("{CONFIG_DUMP}: {e}")))?;
+    let spec: SpecDump = serde_json::from_slice(
+        &read_json(SPEC_DUMP)?.ok_or_else(|| layout(format!("{SPEC_DUMP} is missing")))?,
+    )
+    .map_err(|e| layout(format!("{SPEC_DUMP}: {e}")))?;
+    let descriptors: Vec<String> = match read_json(&format!("{CHECKPOINT_DIR}/{DESCRIPTORS}"))? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| layout(format!("{CHECKPOINT_DIR}/{DESCRIPTORS}: {e}")))?,
+        None => {
+            return Err(layout(format!(
+                "{CHECKPOINT_DIR}/{DESCRIPTORS} is missing (not written by pvecri)"
+            )))
+        }
+    };
+    if descriptors.len() != 3 {
+        return Err(layout(format!(
+            "{DESCRIPTORS} names {} descriptors, not 3",
+            descriptors.len()
+        )));
+    }
+    let deleted: Vec<String> = match read_json(DELETED_FILES)? {
+        Some(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| layout(format!("{DELETED_FILES}: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    let mut inventory = std::fs::read_dir(dir.join(CHECKPOINT_DIR)).map_err(io)?;
+    if inventory.next().is_none() {
+        return Err(layout(format!("{CHECKPOINT_DIR}/ is empty")));
+    }
+    let mut probe = [0u8; 1];
+    let has_rootfs_diff = File::open(dir.join(ROOTFS_DIFF))
+        .and_then(|mut f| f.read(&mut probe))
+        .is_ok();
+    Ok(Unpacked {
+        dir: dir.to_owned(),
+        config,
+        external_mounts: spec.mounts.into_iter().map(|m| m.destination).collect(),
+        descriptors,
+        has_rootfs_diff,
+        deleted,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(tar: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, data: &[u8]) {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        // set_path refuses `..`; a hostile archive is written raw.
+        let name = h.as_old_mut().name.as_mut();
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_cksum();
+        tar.append(&h, data).unwrap();
+    }
+
+    fn config() -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "id": "c1", "name": "counter", "rootfsImage": "busybox",
+            "rootfsImageRef": "sha256:abc", "rootfsImageName": "r/busybox:1",
+            "runtime": "pvecri", "createdTime": "x", "checkpointedTime": "y",
+            "restoredTime": "z", "restored": false
+        }))
+        .unwrap()
+    }
+
+    fn good(extra: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut t = tar::Builder::new(Vec::new());
+        add(&mut t, "checkpoint/", tar::EntryType::Directory, b"");
+        add(&mut t, "checkpoint/core-1.img", tar::EntryType::Regular, b"img");
+        add(
+            &mut t,
+            "checkpoint/descriptors.json",
+            tar::EntryType::Regular,
+            br#"["file[18:3]","pipe:[5]","pipe:[6]"]"#,
+        );
+        add(&mut t, "config.dump", tar::EntryType::Regular, &config());
+        add(
+            &mut t,
+            "spec.dump",
+            tar::EntryType::Regular,
+            br#"{"mounts":[{"destination":"/etc/hostname","source":"/x"}]}"#,
+        );
+        add(
+            &mut t,
+            "deleted.files",
+            tar::EntryType::Regular,
+            br#"["/etc/motd"]"#,
+        );
+        for (p, k, d) in extra {
+            add(&mut t, p, *k, d);
+        }
+        t.into_inner().unwrap()
+    }
+
+    fn unpack_bytes(bytes: &[u8]) -> (tempfile::TempDir, Result<Unpacked, UnpackError>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = std::fs::canonicalize(tmp.path()).unwrap().join("a.tar");
+        std::fs::write(&archive, bytes).unwrap();
+        let out = unpack(&archive, &tmp.path().join("out"));
+        (tmp, out)
+    }
+
+    #[test]
+    fn a_checkpoint_archive_is_read_back() {
+        let (tmp, out) = unpack_bytes(&good(&[]));
+        let u = out.unwrap();
+        assert_eq!(u.config.rootfs_image_ref, "sha256:abc");
+        assert_eq!(u.external_mounts, ["/etc/hostname"]);
+        assert_eq!(u.descriptors[1], "pipe:[5]");
+        assert_eq!(u.deleted, ["/etc/motd"]);
+        assert!(!u.has_rootfs_diff);
+        let img = tmp.path().join("out/checkpoint/core-1.img");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&img).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn hostile_entries_are_refused_and_nothing_escapes() {
+        for (path, kind) in [
+            ("../escape", tar::EntryType::Regular),
+            ("checkpoint/../../escape", tar::EntryType::Regular),
+            ("checkpoint/sub/x", tar::EntryType::Regular),
+            ("checkpoint/link", tar::EntryType::Symlink),
+            ("checkpoint/dev", tar::EntryType::Char),
+            ("etc/passwd", tar::EntryType::Regular),
+            ("config.dump", tar::EntryType::Regular),
+        ] {
+            let (tmp, out) = unpack_bytes(&good(&[(path, kind, b"x")]));
+            let err = out.unwrap_err();
+            assert!(matches!(err, UnpackError::Layout { .. }), "{path}: {err}");
+            assert!(!tmp.path().join("escape").exists());
+            assert!(!tmp.path().parent().unwrap().join("escape").exists());
+        }
+    }
+
+    #[test]
+    fn archives_without_the_metadata_are_not_checkpoints() {
+        let mut t = tar::Builder::new(Vec::new());
+        add(&mut t, "config.dump", tar::EntryType::Regular, &config());
+        let (_tmp, out) = unpack_bytes(&t.into_inner().unwrap());
+        assert!(out.unwrap_err().to_string().contains("spec.dump is missing"));
+        let (_tmp, out) = unpack_bytes(b"not a tar at all, just some bytes");
+        assert!(matches!(out.unwrap_err(), UnpackError::Layout { .. }));
+    }
+
+    #[test]
+    fn the_archive_is_reached_without_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(tmp.path()).unwrap();
+        std::fs::write(real.join("a.tar"), good(&[])).unwrap();
+        std::os::unix::fs::symlink(real.join("a.tar"), real.join("l.tar")).unwrap();
+        let err = unpack(&real.join("l.tar"), &real.join("out")).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        let err = unpack(&real.join("none.tar"), &real.join("out2")).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        std::fs::create_dir(real.join("d.tar")).unwrap();
+        let err = unpack(&real.join("d.tar"), &real.join("out3")).unwrap_err();
+        assert!(err.to_string().contains("regular"), "{err}");
+    }
+}
