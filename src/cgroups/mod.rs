@@ -3,19 +3,24 @@
 //! mounted (here, from the one mountinfo parser `crate::node::mountinfo`),
 //! where a container's cgroup lives ([`paths`]), the limits written into
 //! it ([`limits`]), the v1 cpuset fix-up ([`cpuset`]), killing and
-//! removing a cgroup on every hierarchy ([`tree`]), finding a process's
-//! memory cgroup for OOM counting ([`memory`]), and reading usage counters
-//! ([`stats`], [`psi`], [`blkio`]).
+//! removing a cgroup on every hierarchy ([`tree`]), a container's cgroup
+//! made without liblxc ([`create`]) with its cgroup2 device policy
+//! program ([`device_bpf`]),
+//! finding a process's memory cgroup for OOM counting ([`memory`]), and
+//! reading usage counters ([`stats`], [`psi`], [`blkio`]).
 //!
 //! Proxmox VE 7+ runs the unified (v2) hierarchy; older hosts and the CI VMs
 //! run v1 controllers with a cgroup2 mount beside them (hybrid).
 //!
 //! A low-level module: it reads /proc and cgroupfs, and imports nothing
-//! from the runtime, container, sandbox or monitor code that uses it.
+//! from the runtime, container, sandbox or monitor code that uses it,
+//! except the device rule type ([`crate::container::devices::Rule`]) that
+//! [`create`] reads and [`device_bpf`] compiles.
 
 pub(crate) mod blkio;
 pub(crate) mod cpuset;
 pub(crate) mod create;
+pub(crate) mod device_bpf;
 pub(crate) mod limits;
 pub(crate) mod memory;
 pub(crate) mod paths;
