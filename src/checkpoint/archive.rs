@@ -298,6 +298,25 @@ impl Destination {
     /// Writes the tar of `work` (its `checkpoint/` and the top-level
     /// files it holds) at the destination; returns the archive's size.
     pub(crate) fn write_from(&self, work: &Path) -> Result<u64, ArchiveError> {
+        self.write_tree(work, &[CHECKPOINT_DIR], &[
+            CONFIG_DUMP,
+            SPEC_DUMP,
+            ROOTFS_DIFF,
+            DELETED_FILES,
+            DUMP_LOG,
+            STATS_DUMP,
+        ])
+    }
+
+    /// Writes the tar of the directories `dirs` and the files `files` of
+    /// `work` (those present) at the destination, 0600 and atomically;
+    /// returns the archive's size.
+    pub(crate) fn write_tree(
+        &self,
+        work: &Path,
+        dirs: &[&str],
+        files: &[&str],
+    ) -> Result<u64, ArchiveError> {
         let werr = |source| ArchiveError::Write {
             path: self.path.clone(),
             source,
@@ -320,16 +339,10 @@ impl Destination {
             .map_err(|e| werr(e.into()))?;
         let mut tar = tar::Builder::new(file);
         tar.follow_symlinks(false);
-        tar.append_dir_all(CHECKPOINT_DIR, work.join(CHECKPOINT_DIR))
-            .map_err(werr)?;
-        for name in [
-            CONFIG_DUMP,
-            SPEC_DUMP,
-            ROOTFS_DIFF,
-            DELETED_FILES,
-            DUMP_LOG,
-            STATS_DUMP,
-        ] {
+        for dir in dirs {
+            tar.append_dir_all(dir, work.join(dir)).map_err(werr)?;
+        }
+        for name in files {
             let path = work.join(name);
             if path.exists() {
                 tar.append_path_with_name(&path, name).map_err(werr)?;

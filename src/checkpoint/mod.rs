@@ -13,6 +13,7 @@
 //! - [`archive`]: the metadata files and the archive, in the layout CRI-O
 //!   writes, so that checkpoint tools read it;
 //! - [`unpack`]: an archive read back (untrusted) for a restore;
+//! - [`pod_archive`]: a whole pod's archive (CheckpointPod, RestorePod);
 //! - [`restore`]: the plan the monitor restores a container by, and its
 //!   criu command line.
 //!
@@ -24,6 +25,7 @@ pub(crate) mod dump;
 pub(crate) mod freeze;
 pub(crate) mod mounts;
 pub(crate) mod nsexec;
+pub(crate) mod pod_archive;
 pub(crate) mod refuse;
 pub(crate) mod restore;
 pub(crate) mod rootfs_diff;

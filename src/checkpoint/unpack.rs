@@ -114,7 +114,7 @@ fn destination(entry: &Path, kind: tar::EntryType) -> Result<Option<PathBuf>, St
 
 /// Opens `archive` (absolute and normalised, `crate::cri::convert`) only
 /// if every component is a real directory and the file a regular one.
-fn open_source(archive: &Path) -> Result<File, UnpackError> {
+pub(crate) fn open_source(archive: &Path) -> Result<File, UnpackError> {
     let bad = |message: &str| UnpackError::Source {
         path: archive.to_owned(),
         message: message.to_owned(),
