@@ -67,6 +67,11 @@ pub mod testing {
         pub use crate::container::run_dir::RunDir;
     }
 
+    /// The exec helper's command line, to run it as the daemon does.
+    pub mod exec {
+        pub use crate::exec::ExecHelperArgs;
+    }
+
     /// Names of the failure points `PVECRI_FAILPOINTS` accepts.
     pub mod failpoint {
         pub use crate::failpoint::POINTS;

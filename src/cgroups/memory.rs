@@ -3,7 +3,7 @@
 //! for the monitor's OOM counting. Parsing is pure and tested on fixture
 //! text; [`locate`] does the reading.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::CgroupMount;
 
@@ -83,7 +83,7 @@ pub(crate) fn memory_mounts(mounts: &[CgroupMount]) -> CgroupMounts {
 pub(crate) fn candidates(procs: &ProcCgroups, mounts: &CgroupMounts) -> Vec<MemoryCgroup> {
     let mut out = Vec::new();
     if let (Some(path), Some(mount)) = (&procs.unified, &mounts.unified) {
-        if let Some(dir) = join_under(mount, path) {
+        if let Some(dir) = mount.dir_of(path) {
             out.push(MemoryCgroup {
                 version: CgroupVersion::V2,
                 dir,
@@ -91,7 +91,7 @@ pub(crate) fn candidates(procs: &ProcCgroups, mounts: &CgroupMounts) -> Vec<Memo
         }
     }
     if let (Some(path), Some(mount)) = (&procs.v1_memory, &mounts.v1_memory) {
-        if let Some(dir) = join_under(mount, path) {
+        if let Some(dir) = mount.dir_of(path) {
             out.push(MemoryCgroup {
                 version: CgroupVersion::V1,
                 dir,
@@ -108,26 +108,6 @@ pub(crate) fn locate(pid: i32) -> Option<MemoryCgroup> {
     candidates(&procs, &mounts)
         .into_iter()
         .find(|cg| cg.counter_file().exists())
-}
-
-/// `mount_point` + the part of the hierarchy `path` below the mount's root;
-/// `None` when the path is not visible through this mount.
-fn join_under(mount: &CgroupMount, path: &str) -> Option<PathBuf> {
-    let root = mount.root.to_string_lossy();
-    let root = root.trim_end_matches('/');
-    let rest = path.strip_prefix(root)?;
-    if !rest.is_empty() && !rest.starts_with('/') {
-        return None;
-    }
-    let rest = rest.trim_start_matches('/');
-    if rest.split('/').any(|c| c == "..") {
-        return None;
-    }
-    Some(if rest.is_empty() {
-        mount.mount_point.clone()
-    } else {
-        Path::new(&mount.mount_point).join(rest)
-    })
 }
 
 #[cfg(test)]
@@ -264,7 +244,7 @@ mod tests {
             .unwrap_or(false);
         let expected = if unified_memory {
             CgroupVersion::V2
-        } else if Path::new("/sys/fs/cgroup/memory/memory.oom_control").exists() {
+        } else if std::path::Path::new("/sys/fs/cgroup/memory/memory.oom_control").exists() {
             CgroupVersion::V1
         } else {
             eprintln!("skipping locates_this_process_memory_cgroup: no memory controller mounted");

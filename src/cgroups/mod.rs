@@ -21,6 +21,7 @@ pub(crate) mod blkio;
 pub(crate) mod cpuset;
 pub(crate) mod create;
 pub(crate) mod device_bpf;
+pub(crate) mod enter;
 pub(crate) mod limits;
 pub(crate) mod memory;
 pub(crate) mod paths;
@@ -103,6 +104,35 @@ impl CgroupMount {
     /// Whether this is a v1 hierarchy carrying `controller`.
     pub fn has_v1_controller(&self, controller: &str) -> bool {
         !self.v2 && self.options.iter().any(|o| o == controller)
+    }
+
+    /// The directory of cgroup `path` (as `/proc/<pid>/cgroup` shows it,
+    /// from the hierarchy's root) relative to this mount's point: empty
+    /// for the mount's own root; `None` when the mount does not show it
+    /// (it shows another part of the hierarchy) or it steps up with `..`.
+    pub(crate) fn relative(&self, path: &str) -> Option<PathBuf> {
+        let root = self.root.to_string_lossy();
+        let root = root.trim_end_matches('/');
+        let rest = path.strip_prefix(root)?;
+        if !rest.is_empty() && !rest.starts_with('/') {
+            return None;
+        }
+        let rest = rest.trim_start_matches('/');
+        if rest.split('/').any(|c| c == "..") {
+            return None;
+        }
+        Some(PathBuf::from(rest))
+    }
+
+    /// The absolute directory of cgroup `path` under this mount (see
+    /// [`CgroupMount::relative`]).
+    pub(crate) fn dir_of(&self, path: &str) -> Option<PathBuf> {
+        let rel = self.relative(path)?;
+        Some(if rel.as_os_str().is_empty() {
+            self.mount_point.clone()
+        } else {
+            self.mount_point.join(rel)
+        })
     }
 }
 

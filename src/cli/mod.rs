@@ -257,6 +257,8 @@ mod tests {
             init: "/proc/1234/fd/7".into(),
             timeout: 0,
             tty: false,
+            init_pid: None,
+            init_start_time: None,
             argv: vec!["true".into()],
         };
         exec_helper(base.clone());
@@ -265,10 +267,55 @@ mod tests {
             tty: true,
             // Words of the command that look like the helper's options
             // stay the command's.
-            argv: ["sh", "-c", "echo $0", "--tty", "--", "--timeout", "9"]
+            argv: ["sh", "-c", "echo $0", "--tty", "--", "--init-pid", "9"]
                 .map(String::from)
                 .to_vec(),
+            ..base.clone()
+        });
+        // A restored container: the init is joined directly.
+        exec_helper(ExecHelperArgs {
+            init_pid: Some(4242),
+            init_start_time: Some(123_456_789),
             ..base
         });
+    }
+
+    #[test]
+    fn an_init_pid_without_its_start_time_is_refused() {
+        for args in [
+            &[
+                "exec-helper",
+                "--id",
+                "c1",
+                "--lxcpath",
+                "/l",
+                "--spec",
+                "/s",
+                "--init",
+                "/i",
+                "--init-pid",
+                "7",
+                "--",
+                "true",
+            ][..],
+            &[
+                "exec-helper",
+                "--id",
+                "c1",
+                "--lxcpath",
+                "/l",
+                "--spec",
+                "/s",
+                "--init",
+                "/i",
+                "--init-start-time",
+                "7",
+                "--",
+                "true",
+            ],
+        ] {
+            let argv = std::iter::once("pvecri").chain(args.iter().copied());
+            assert!(Cli::try_parse_from(argv).is_err(), "{args:?} parsed");
+        }
     }
 }

@@ -19,9 +19,21 @@ use super::sealed::sealed_copy;
 /// The two copies the attached process inherits; they must stay open
 /// until the attach has forked.
 pub(super) struct ConfinedArgv {
-    _init: File,
-    _spec: File,
+    init_copy: File,
+    spec_copy: File,
     pub argv: Vec<String>,
+}
+
+impl ConfinedArgv {
+    /// pvecri-init's copy, which `argv[0]` names.
+    pub(super) fn init(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.init_copy)
+    }
+
+    /// The descriptors the attached process must inherit.
+    pub(super) fn inherited(&self) -> [std::os::fd::RawFd; 2] {
+        [self.init_copy.as_raw_fd(), self.spec_copy.as_raw_fd()]
+    }
 }
 
 /// `argv` wrapped as `/proc/self/fd/<init> exec <spec fd> -- argv...`.
@@ -45,8 +57,8 @@ pub(super) fn wrap(init: &Path, spec: &Path, argv: &[String]) -> anyhow::Result<
     ];
     wrapped.extend(argv.iter().cloned());
     Ok(ConfinedArgv {
-        _init: init_copy,
-        _spec: spec_copy,
+        init_copy,
+        spec_copy,
         argv: wrapped,
     })
 }

@@ -3,8 +3,13 @@
 //! multithreaded daemon). It joins the container as its workload runs:
 //! same user, groups, environment and working directory (from the
 //! container's spec.json), all namespaces, the container's cgroup.
+//!
+//! A container restored from a checkpoint has no liblxc monitor to ask for
+//! its init: the daemon names the init (`--init-pid`, `--init-start-time`)
+//! and the helper joins it directly ([`join`]) instead of through liblxc.
 
 mod confine;
+mod join;
 pub(crate) mod sealed;
 
 use std::ffi::OsString;
@@ -20,7 +25,7 @@ use crate::lxc::{AttachOptions, Container};
 /// [`ExecHelperArgs::to_args`], so what it writes and what the helper
 /// parses cannot drift apart.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
-pub(crate) struct ExecHelperArgs {
+pub struct ExecHelperArgs {
     /// Container ID (the LXC container name).
     #[arg(long)]
     pub id: String,
@@ -42,6 +47,14 @@ pub(crate) struct ExecHelperArgs {
     /// make it this session's controlling terminal, as a login would.
     #[arg(long)]
     pub tty: bool,
+    /// Join the container through this init process (host PID) instead of
+    /// liblxc: for containers liblxc did not start (restored ones).
+    #[arg(long, requires = "init_start_time")]
+    pub init_pid: Option<i32>,
+    /// Start time of `--init-pid` (field 22 of its /proc/<pid>/stat): a
+    /// process with another one is not joined.
+    #[arg(long, requires = "init_pid")]
+    pub init_start_time: Option<u64>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
@@ -49,12 +62,12 @@ pub(crate) struct ExecHelperArgs {
 
 impl ExecHelperArgs {
     /// The subcommand's name on the `pvecri` command line.
-    pub(crate) const VERB: &'static str = "exec-helper";
+    pub const VERB: &'static str = "exec-helper";
 
     /// The arguments after the program name (the verb first) that parse
     /// back into `self`; the command follows `--`, so none of its words
     /// is taken for an option of the helper.
-    pub(crate) fn to_args(&self) -> Vec<OsString> {
+    pub fn to_args(&self) -> Vec<OsString> {
         let mut out: Vec<OsString> = vec![Self::VERB.into()];
         let mut opt = |name: &str, value: OsString| {
             out.push(name.into());
@@ -67,6 +80,14 @@ impl ExecHelperArgs {
         opt("--timeout", self.timeout.to_string().into());
         if self.tty {
             out.push("--tty".into());
+        }
+        if let Some(pid) = self.init_pid {
+            out.push("--init-pid".into());
+            out.push(pid.to_string().into());
+        }
+        if let Some(start) = self.init_start_time {
+            out.push("--init-start-time".into());
+            out.push(start.to_string().into());
         }
         out.push("--".into());
         out.extend(self.argv.iter().map(OsString::from));
@@ -84,10 +105,6 @@ pub(crate) fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
     if args.tty {
         take_terminal();
     }
-    let container = Container::open(&args.id, &args.lxcpath.display().to_string())?;
-    if !container.is_running() {
-        anyhow::bail!("container {} is not running", args.id);
-    }
     // Attached as root: pvecri-init drops to the workload's user itself.
     let opts = AttachOptions {
         uid: 0,
@@ -104,7 +121,19 @@ pub(crate) fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
         lsm_exec: spec.apparmor_profile.is_none(),
     };
     let confined = confine::wrap(&args.init, &args.spec, &args.argv)?;
-    let pid = container.attach_command(&opts, &confined.argv)?;
+    let pid = match (args.init_pid, args.init_start_time) {
+        (Some(pid), Some(start_time)) => {
+            join::spawn(join::Init { pid, start_time }, &opts, &confined)
+                .with_context(|| format!("cannot exec in container {}", args.id))?
+        }
+        _ => {
+            let container = Container::open(&args.id, &args.lxcpath.display().to_string())?;
+            if !container.is_running() {
+                anyhow::bail!("container {} is not running", args.id);
+            }
+            container.attach_command(&opts, &confined.argv)?
+        }
+    };
     drop(confined);
     let status = wait_bounded(pid, args.timeout)?;
     Ok(ExitCode::from(match status {

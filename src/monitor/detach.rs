@@ -51,14 +51,23 @@ pub(super) fn lock_run_dir(run_dir: &RunDir) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ThreadsError {
+    #[error("cannot list /proc/self/task")]
+    List(#[source] std::io::Error),
+    #[error("this process must be single-threaded, it has {0} threads")]
+    Many(usize),
+}
+
 /// Fails unless this process has exactly one thread: forking a threaded
-/// process, and liblxc's foreground start, need that.
-pub(super) fn ensure_single_threaded() -> anyhow::Result<()> {
+/// process, liblxc's foreground start and entering a user or mount
+/// namespace need that (the monitor and the exec helper).
+pub(crate) fn ensure_single_threaded() -> Result<(), ThreadsError> {
     let threads = std::fs::read_dir("/proc/self/task")
-        .context("cannot list /proc/self/task")?
+        .map_err(ThreadsError::List)?
         .count();
     if threads != 1 {
-        bail!("the monitor must be single-threaded, it has {threads} threads");
+        return Err(ThreadsError::Many(threads));
     }
     Ok(())
 }

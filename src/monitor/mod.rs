@@ -34,6 +34,7 @@ pub(crate) mod timestamp;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+pub(crate) use detach::{ensure_single_threaded, ThreadsError};
 pub use log::DEFAULT_MAX_LINE;
 pub(crate) use run::run;
 

@@ -13,7 +13,7 @@ use super::error::RuntimeError;
 use super::exec_output::{self, Captured};
 use super::Runtime;
 use crate::container::run_dir::RunDir;
-use crate::container::ContainerState;
+use crate::container::{ContainerRecord, ContainerState};
 use crate::exec::ExecHelperArgs;
 
 /// How long output is still read once the command has exited.
@@ -47,6 +47,7 @@ impl Runtime {
         }
         let exe = self.self_exe.clone();
         let spec = RunDir::new(&self.config.runtime_dir, &c.id)?.spec();
+        let (init_pid, init_start_time) = direct_init(&c);
         let args = ExecHelperArgs {
             id: c.id.clone(),
             lxcpath: self.config.lxc_path(),
@@ -54,6 +55,8 @@ impl Runtime {
             init: self.init_for_exec(),
             timeout: timeout.as_secs(),
             tty: false,
+            init_pid,
+            init_start_time,
             argv: cmd,
         };
         let mut child = tokio::process::Command::new(exe)
@@ -153,5 +156,16 @@ impl Runtime {
             stderr,
             exit_code,
         })
+    }
+}
+
+/// The init (pid, start time) the exec helper joins directly for a
+/// restored container, whose processes CRIU made and liblxc has no command
+/// socket for; `None`s for a container liblxc started (it attaches).
+pub(super) fn direct_init(c: &ContainerRecord) -> (Option<i32>, Option<u64>) {
+    if c.restored {
+        (Some(c.init_pid), Some(c.init_start_time))
+    } else {
+        (None, None)
     }
 }

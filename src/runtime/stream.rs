@@ -187,6 +187,10 @@ impl Runtime {
         stdio: StreamStdio,
     ) -> Result<ExecProcess, RuntimeError> {
         let spec = RunDir::new(&self.config.runtime_dir, id)?.spec();
+        let record = self.container(id).ok();
+        let (init_pid, init_start_time) = record
+            .as_ref()
+            .map_or((None, None), super::exec::direct_init);
         let args = ExecHelperArgs {
             id: id.to_owned(),
             lxcpath: self.config.lxc_path(),
@@ -194,17 +198,15 @@ impl Runtime {
             init: self.init_for_exec(),
             timeout: 0,
             tty: stdio.tty,
+            init_pid,
+            init_start_time,
             argv: cmd.to_vec(),
         };
         let mut command = tokio::process::Command::new(&self.self_exe);
         command.args(args.to_args()).kill_on_drop(true);
         let os = |op, e: std::io::Error| RuntimeError::os(op, id, e);
         if stdio.tty {
-            let pty = match self
-                .container(id)
-                .ok()
-                .and_then(|c| container_pty(c.init_pid).ok())
-            {
+            let pty = match record.and_then(|c| container_pty(c.init_pid).ok()) {
                 Some(pty) => pty,
                 None => nix::pty::openpty(None, None)
                     .map_err(|e| os("opening a pseudo-terminal", e.into()))?,

@@ -119,7 +119,22 @@ pub(crate) fn kill(pid: i32, start_time: Option<u64>) {
 
 /// Field 22 of /proc/<pid>/stat: start time in clock ticks since boot.
 pub(crate) fn proc_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    start_time_of_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The start time (field 22) in the text of a /proc/<pid>/stat; the
+/// command name before it is in parentheses and may itself hold some.
+pub(crate) fn start_time_of_stat(stat: &str) -> Option<u64> {
     let after_comm = stat.rsplit_once(')')?.1;
     after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_start_time_follows_a_command_name_holding_parentheses() {
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 977 0 0";
+        assert_eq!(super::start_time_of_stat(stat), Some(977));
+        assert_eq!(super::start_time_of_stat("42 (x) S 1"), None);
+    }
 }

@@ -28,6 +28,20 @@ fn loaded_names(text: &str) -> impl Iterator<Item = &str> {
         .filter_map(|line| line.rsplit_once(" (").map(|(name, _)| name))
 }
 
+/// The label a process runs under, from its `attr/current` text
+/// (`name (mode)`, or `unconfined`), to give an exec'd process the same
+/// one; `None` when it is unconfined (nothing to set) or the text is not
+/// a label.
+pub(crate) fn exec_label(current: &str) -> Option<&str> {
+    let text = current.trim_end_matches(['\n', '\0']);
+    let name = match text.strip_suffix(')').and_then(|t| t.rsplit_once(" (")) {
+        Some((name, _mode)) => name,
+        None => text,
+    };
+    let valid = !name.is_empty() && !name.contains(['\n', '\0']);
+    (valid && name != "unconfined").then_some(name)
+}
+
 /// The name of the profile pvecri loads for `RuntimeDefault`.
 pub(crate) const DEFAULT_PROFILE: &str = "pvecri-default";
 
@@ -163,6 +177,21 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_label_of_a_process_is_its_profile_without_the_mode() {
+        assert_eq!(
+            exec_label("lxc-container-default-cgns (enforce)\n"),
+            Some("lxc-container-default-cgns")
+        );
+        assert_eq!(
+            exec_label("cri-test audit (complain)"),
+            Some("cri-test audit")
+        );
+        assert_eq!(exec_label("pvecri-default\0"), Some("pvecri-default"));
+        assert_eq!(exec_label("unconfined\n"), None);
+        assert_eq!(exec_label(""), None);
+    }
 
     /// An explicitly requested profile for a non-privileged container.
     fn resolve(profile: &Profile, node_enabled: bool) -> Result<Option<String>, String> {

@@ -1,0 +1,518 @@
+//! Entering a container that liblxc did not start (one restored from a
+//! checkpoint has no liblxc monitor, so no command socket to attach
+//! through) from its init alone: init's cgroups, namespaces and, where
+//! liblxc's attach would set it, AppArmor label; then a fork, so that the
+//! command is inside the PID namespace too.
+//!
+//! The init is named by pid and start time. A pidfd opened first, and a
+//! `/proc/<pid>` directory whose `stat` shows that start time, pin the
+//! process: everything read afterwards (cgroups, label, namespaces) goes
+//! through them, so a pid reused meanwhile fails instead of leading into
+//! another process. The namespaces are entered with one `setns(pidfd,
+//! flags)` (Linux 5.8+), atomically; an older kernel refuses a pidfd with
+//! EINVAL and gets the `ns/*` files one by one, user first. Only the
+//! namespaces that differ from the helper's are entered (the kernel
+//! refuses to enter one's own user namespace).
+//!
+//! The helper itself moves into the cgroups before entering the cgroup
+//! namespace (so that they lie inside it) and is not dumpable from then on,
+//! so nothing in the container can read its memory or descriptors. The
+//! command runs pvecri-init's exec mode from the sealed copy's descriptor
+//! (`execveat`), not a path: nothing the container mounted over its /proc
+//! can stand in for it.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid};
+
+use super::confine::ConfinedArgv;
+use crate::cgroups::enter::EnterError;
+use crate::lxc::AttachOptions;
+use crate::monitor::ThreadsError;
+
+/// The container's init as the daemon recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Init {
+    pub pid: i32,
+    /// Field 22 of its /proc/<pid>/stat.
+    pub start_time: u64,
+}
+
+/// The exit code of the forked command when it could not get as far as
+/// executing pvecri-init (the message is on its stderr), as a shell
+/// reports a command it found but could not run.
+const SETUP_FAILED: i32 = 126;
+
+/// The namespaces of init that the command enters, user first: once in
+/// the container's user namespace, the helper holds the capabilities the
+/// others' `setns` ask for there.
+const NAMESPACES: [(&str, CloneFlags); 7] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum JoinError {
+    #[error(transparent)]
+    Threads(#[from] ThreadsError),
+    #[error("init pid {0} is not a process ID")]
+    BadPid(i32),
+    #[error("cannot open a pidfd for init {pid}")]
+    Pidfd {
+        pid: i32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {what} of init {pid}")]
+    Proc {
+        pid: i32,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "process {pid} is not the container's init any more (its start time is not {expected})"
+    )]
+    Recycled { pid: i32, expected: u64 },
+    #[error("the direct exec path keeps the helper's stdio; fds {0:?} were asked for")]
+    Stdio([RawFd; 3]),
+    #[error("{what} {value:?} contains a NUL byte")]
+    Nul { what: &'static str, value: String },
+    #[error("cannot make the exec helper non-dumpable")]
+    Dumpable(#[source] Errno),
+    #[error("cannot move into the cgroups of init {pid}")]
+    Cgroups {
+        pid: i32,
+        #[source]
+        source: EnterError,
+    },
+    #[error("cannot enter the {what} namespace(s) of init {pid}")]
+    Setns {
+        pid: i32,
+        what: String,
+        #[source]
+        source: Errno,
+    },
+    #[error("cannot fork the command")]
+    Fork(#[source] Errno),
+}
+
+/// What the forked child does after the fork, all prepared before it.
+struct Prepared<'a> {
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    cwd: CString,
+    uid: Uid,
+    gid: Gid,
+    groups: Vec<Gid>,
+    /// The host's /proc and the label to exec into, when one is set.
+    label: Option<(OwnedFd, String)>,
+    /// A user namespace was entered (setgroups may be denied in it).
+    in_userns: bool,
+    init: BorrowedFd<'a>,
+    keep: [RawFd; 2],
+}
+
+/// Starts `confined` (pvecri-init's exec mode and the command) inside the
+/// container of `init`, with the identity, directory and environment of
+/// `opts`; returns its pid (in the helper's PID namespace) without
+/// waiting. The helper stays in init's cgroups and namespaces.
+pub(super) fn spawn(
+    init: Init,
+    opts: &AttachOptions,
+    confined: &ConfinedArgv,
+) -> Result<i32, JoinError> {
+    if (opts.stdin, opts.stdout, opts.stderr) != (0, 1, 2) {
+        return Err(JoinError::Stdio([opts.stdin, opts.stdout, opts.stderr]));
+    }
+    let pid = init.pid;
+    let (pidfd, dir) = pin(init)?;
+    let proc_err = |what: &'static str| move |source| JoinError::Proc { pid, what, source };
+    let cgroups = read_at(&dir, "cgroup").map_err(proc_err("the cgroups"))?;
+    let label = if opts.lsm_exec && crate::security::apparmor::enabled() {
+        apparmor_label(&dir).map_err(proc_err("the AppArmor label"))?
+    } else {
+        None
+    };
+    let label = label
+        .map(|label| host_proc().map(|proc_fd| (proc_fd, label)))
+        .transpose()
+        .map_err(proc_err("/proc"))?;
+    let (flags, ns_files) = differing_namespaces(&dir).map_err(proc_err("the namespaces"))?;
+    let prepared = Prepared {
+        argv: c_strings("argument", &confined.argv)?,
+        env: c_strings("environment entry", &opts.env)?,
+        cwd: c_strings("working directory", std::slice::from_ref(&opts.cwd))?.remove(0),
+        uid: Uid::from_raw(opts.uid),
+        gid: Gid::from_raw(opts.gid),
+        groups: opts.groups.iter().map(|g| Gid::from_raw(*g)).collect(),
+        label,
+        in_userns: flags.contains(CloneFlags::CLONE_NEWUSER),
+        init: confined.init(),
+        keep: confined.inherited(),
+    };
+
+    // One thread: the kernel lets no other enter a user or mount
+    // namespace, and the child of a fork may then run any code.
+    crate::monitor::ensure_single_threaded()?;
+    // Not dumpable before any part of the container is shared: its
+    // processes could otherwise ptrace the helper or open its descriptors.
+    nix::sys::prctl::set_dumpable(false).map_err(JoinError::Dumpable)?;
+    crate::cgroups::enter::enter(&cgroups).map_err(|source| JoinError::Cgroups { pid, source })?;
+    enter_namespaces(pid, &pidfd, flags, &ns_files)?;
+    drop(ns_files);
+
+    // SAFETY: the process is single-threaded (checked above), so the child
+    // may run any code; it only returns by exec or _exit.
+    match unsafe { nix::unistd::fork() }.map_err(JoinError::Fork)? {
+        nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
+        nix::unistd::ForkResult::Child => run_child(&prepared),
+    }
+}
+
+/// A pidfd for `init` and its /proc directory, once the directory shows
+/// the recorded start time. The pidfd is opened first: a process that has
+/// the start time now held the pid since before that, so it is the
+/// pidfd's process too.
+fn pin(init: Init) -> Result<(OwnedFd, OwnedFd), JoinError> {
+    let Init { pid, start_time } = init;
+    if pid <= 0 {
+        return Err(JoinError::BadPid(pid));
+    }
+    let pidfd = pidfd_open(pid).map_err(|source| JoinError::Pidfd { pid, source })?;
+    let dir = nix::fcntl::open(
+        format!("/proc/{pid}").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| JoinError::Proc {
+        pid,
+        what: "/proc",
+        source: e.into(),
+    })?;
+    let found = read_at(&dir, "stat")
+        .ok()
+        .and_then(|s| crate::sandbox::infra::start_time_of_stat(&s));
+    if found != Some(start_time) {
+        return Err(JoinError::Recycled {
+            pid,
+            expected: start_time,
+        });
+    }
+    Ok((pidfd, dir))
+}
+
+/// A pidfd for `pid` (Linux 5.3+), close-on-exec as all pidfds are.
+fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new
+    // descriptor or -1; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The host's /proc, for the child to write its own attributes through
+/// after it entered the container's mount namespace.
+fn host_proc() -> std::io::Result<OwnedFd> {
+    Ok(nix::fcntl::open(
+        "/proc",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// The text of `name` in the process directory `dir`, not following a
+/// symlink at its end.
+fn read_at(dir: &OwnedFd, name: &str) -> std::io::Result<String> {
+    let fd = openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut text = String::new();
+    File::from(fd).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The AppArmor label of init to exec the command into, as liblxc's attach
+/// does; `None` when init is unconfined. `attr/apparmor/current` where the
+/// kernel stacks LSMs (5.8+), else `attr/current`.
+fn apparmor_label(dir: &OwnedFd) -> std::io::Result<Option<String>> {
+    let text = match read_at(dir, "attr/apparmor/current") {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => read_at(dir, "attr/current")?,
+        other => other?,
+    };
+    Ok(crate::security::apparmor::exec_label(&text).map(str::to_owned))
+}
+
+/// The namespaces of init other than the helper's own, as setns flags and
+/// their open `ns/*` files (in [`NAMESPACES`] order). A kind the kernel
+/// lacks has no file and is left out.
+fn differing_namespaces(dir: &OwnedFd) -> std::io::Result<(CloneFlags, Vec<(CloneFlags, File)>)> {
+    let mut flags = CloneFlags::empty();
+    let mut files = Vec::new();
+    for (name, flag) in NAMESPACES {
+        // These are the kernel's magic links to nsfs, opened through init's
+        // own /proc directory.
+        let theirs = match openat(
+            dir,
+            format!("ns/{name}").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))?;
+        if !same_file(&theirs.metadata()?, &ours) {
+            flags |= flag;
+            files.push((flag, theirs));
+        }
+    }
+    Ok((flags, files))
+}
+
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+/// Enters `flags` of init's namespaces: at once through the pidfd, or, on
+/// a kernel that takes no pidfd in setns (EINVAL), file by file.
+fn enter_namespaces(
+    pid: i32,
+    pidfd: &OwnedFd,
+    flags: CloneFlags,
+    files: &[(CloneFlags, File)],
+) -> Result<(), JoinError> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let failed = |flags: CloneFlags, source| JoinError::Setns {
+        pid,
+        what: names(flags),
+        source,
+    };
+    match nix::sched::setns(pidfd, flags) {
+        Ok(()) => return Ok(()),
+        Err(Errno::EINVAL) => {}
+        Err(e) => return Err(failed(flags, e)),
+    }
+    for (flag, file) in files {
+        nix::sched::setns(file, *flag).map_err(|e| failed(*flag, e))?;
+    }
+    Ok(())
+}
+
+/// `user, mnt` for the flags of those namespaces.
+fn names(flags: CloneFlags) -> String {
+    NAMESPACES
+        .iter()
+        .filter(|(_, f)| flags.contains(*f))
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn c_strings(what: &'static str, values: &[String]) -> Result<Vec<CString>, JoinError> {
+    values
+        .iter()
+        .map(|v| {
+            CString::new(v.as_str()).map_err(|_| JoinError::Nul {
+                what,
+                value: v.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A step of the child that failed, reported on its stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("exec in the container: cannot {step}: {source}")]
+struct ChildError {
+    step: &'static str,
+    source: Errno,
+}
+
+/// The forked child: becomes the command, or reports why not and exits
+/// with [`SETUP_FAILED`].
+fn run_child(p: &Prepared<'_>) -> ! {
+    let Err(err) = become_command(p);
+    let _ = writeln!(std::io::stderr().lock(), "pvecri exec-helper: {err}");
+    // SAFETY: _exit ends this forked child at once, without the parent's
+    // atexit handlers or destructors running a second time.
+    unsafe { libc::_exit(SETUP_FAILED) }
+}
+
+fn become_command(p: &Prepared<'_>) -> Result<Infallible, ChildError> {
+    let step = |step: &'static str| move |source| ChildError { step, source };
+    if let Some((proc_fd, label)) = &p.label {
+        set_exec_label(proc_fd, label).map_err(step("set the AppArmor exec label"))?;
+    }
+    match nix::unistd::setgroups(&p.groups) {
+        // A user namespace may deny setgroups; its IDs are then what the
+        // namespace's creator left, and pvecri-init sets the workload's.
+        Err(Errno::EPERM) if p.in_userns => {}
+        other => other.map_err(step("set the supplementary groups"))?,
+    }
+    nix::unistd::setresgid(p.gid, p.gid, p.gid).map_err(step("set the group ID"))?;
+    nix::unistd::setresuid(p.uid, p.uid, p.uid).map_err(step("set the user ID"))?;
+    nix::unistd::chdir(p.cwd.as_c_str()).map_err(step("enter the working directory"))?;
+    close_all_but(&p.keep);
+    let err = nix::unistd::execveat(p.init, c"", &p.argv, &p.env, AtFlags::AT_EMPTY_PATH)
+        .expect_err("execveat returns only on failure");
+    Err(step("execute pvecri-init")(err))
+}
+
+/// Has the next exec land in AppArmor profile `label`. The file is this
+/// process's own, reached through the host's /proc (`thread-self` there
+/// names the caller), never through the container's.
+fn set_exec_label(proc_fd: &OwnedFd, label: &str) -> Result<(), Errno> {
+    let open = |name: &str| {
+        openat(
+            proc_fd,
+            name,
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let fd = match open("thread-self/attr/apparmor/exec") {
+        Err(Errno::ENOENT) => open("thread-self/attr/exec")?,
+        other => other?,
+    };
+    File::from(fd)
+        .write_all(format!("exec {label}").as_bytes())
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+/// Closes every descriptor above stderr except `keep`.
+fn close_all_but(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|fd| u32::try_from(*fd).ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 3u32;
+    for fd in keep {
+        if fd > from {
+            close_range(from, fd - 1);
+        }
+        from = fd + 1;
+    }
+    close_range(from, u32::MAX);
+}
+
+/// close_range(2) (5.9+); on an older kernel one close per descriptor up
+/// to the open-files limit.
+fn close_range(first: u32, last: u32) {
+    // SAFETY: plain syscall with integer arguments; only this process's
+    // descriptors in the range are closed, none of which is borrowed past
+    // this point (the child execs or exits next).
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+    if ret == 0 {
+        return;
+    }
+    // SAFETY: sysconf only reads a limit.
+    let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
+    let max = u32::try_from(max)
+        .unwrap_or(1024)
+        .min(last.saturating_add(1));
+    for fd in first..max {
+        // SAFETY: as above; a descriptor that is not open gives EBADF.
+        unsafe { libc::close(fd as RawFd) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_flags_are_named_in_entry_order() {
+        assert_eq!(
+            names(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUSER),
+            "user, mnt"
+        );
+        assert_eq!(names(CloneFlags::empty()), "");
+        assert_eq!(NAMESPACES[0].1, CloneFlags::CLONE_NEWUSER);
+    }
+
+    #[test]
+    fn own_namespaces_are_not_entered() {
+        let dir = nix::fcntl::open(
+            format!("/proc/{}", std::process::id()).as_str(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let (flags, files) = differing_namespaces(&dir).unwrap();
+        assert!(flags.is_empty(), "{flags:?}");
+        assert!(files.is_empty());
+    }
+
+    #[test]
+    fn a_recycled_pid_is_refused_before_anything_is_entered() {
+        let me = std::process::id() as i32;
+        let real = crate::sandbox::infra::proc_start_time(me).unwrap();
+        let opts = AttachOptions {
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+            cwd: "/".into(),
+            env: Vec::new(),
+            stdin: 0,
+            stdout: 1,
+            stderr: 2,
+            lsm_exec: false,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (init, spec) = (dir.path().join("init"), dir.path().join("spec.json"));
+        std::fs::write(&init, b"\x7fELF").unwrap();
+        std::fs::write(&spec, b"{}").unwrap();
+        let confined = super::super::confine::wrap(&init, &spec, &["true".into()]).unwrap();
+        let err = spawn(
+            Init {
+                pid: me,
+                start_time: real + 1,
+            },
+            &opts,
+            &confined,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, JoinError::Recycled { pid, expected }
+                if pid == me && expected == real + 1),
+            "{err}"
+        );
+        let err = spawn(
+            Init {
+                pid: 0,
+                start_time: real,
+            },
+            &opts,
+            &confined,
+        )
+        .unwrap_err();
+        assert!(matches!(err, JoinError::BadPid(0)), "{err}");
+    }
+}
