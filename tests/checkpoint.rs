@@ -613,23 +613,25 @@ async fn restore_into(
 
 /// The tick numbers the container printed, from its CRI log.
 async fn ticks(e: &mut Env, id: &str) -> Vec<u64> {
-    let log = e
-        .c
-        .runtime
-        .container_status(v1::ContainerStatusRequest {
-            container_id: id.into(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .log_path;
+    let log =
+        e.c.runtime
+            .container_status(v1::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+            .log_path;
     std::fs::read_to_string(&log)
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.split_once(" tick ").and_then(|(_, n)| n.trim().parse().ok()))
+        .filter_map(|l| {
+            l.split_once(" tick ")
+                .and_then(|(_, n)| n.trim().parse().ok())
+        })
         .collect()
 }
 
@@ -748,13 +750,20 @@ async fn bad_archives_and_pods_are_refused_before_anything_runs() {
         (not_tar.display().to_string(), "not a container checkpoint"),
         (foreign.display().to_string(), "unexpected entry etc/passwd"),
         (link.display().to_string(), "symlink"),
-        (dir.join("missing.tar").display().to_string(), "does not exist"),
+        (
+            dir.join("missing.tar").display().to_string(),
+            "does not exist",
+        ),
         ("/tmp/../etc/shadow".to_owned(), "not normalised"),
     ] {
         let err = restore_into(&mut e, &pod, &sandbox, &archive)
             .await
             .unwrap_err();
-        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{archive}: {err:?}");
+        assert_eq!(
+            err.code(),
+            tonic::Code::InvalidArgument,
+            "{archive}: {err:?}"
+        );
         assert!(err.message().contains(want), "{archive}: {}", err.message());
     }
     // A pod on the host's network cannot hold one, whatever the archive.
@@ -764,16 +773,19 @@ async fn bad_archives_and_pods_are_refused_before_anything_runs() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("host's network"), "{}", err.message());
+    assert!(
+        err.message().contains("host's network"),
+        "{}",
+        err.message()
+    );
     // Nothing was made: no container, no unpacked archive.
-    let listed = e
-        .c
-        .runtime
-        .list_containers(v1::ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let listed =
+        e.c.runtime
+            .list_containers(v1::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
     assert!(listed.is_empty(), "{listed:?}");
     let left: Vec<_> = std::fs::read_dir(e.d.dir.path().join("state/restore"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -781,4 +793,155 @@ async fn bad_archives_and_pods_are_refused_before_anything_runs() {
     assert!(left.is_empty(), "left behind: {left:?}");
     common::stop_remove_pod(&mut e.c, &pod).await;
     common::stop_remove_pod(&mut e.c, &host_pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_checkpoints_and_restores_refuse_bad_requests() {
+    const T: &str = "pod_checkpoints_and_restores_refuse_bad_requests";
+    if !ready(T) {
+        return;
+    }
+    let mut e = env().await;
+    let out = e.out.path().join("pod.tar").display().to_string();
+    let ckpt = |pod: &str, output: &str, ids: &[&str]| v1::CheckpointPodRequest {
+        pod_sandbox_id: pod.into(),
+        output_path: output.into(),
+        container_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+        options: HashMap::new(),
+    };
+    for (req, code, want) in [
+        (
+            ckpt("", &out, &[]),
+            tonic::Code::InvalidArgument,
+            "pod_sandbox_id",
+        ),
+        (
+            ckpt("nope", "", &[]),
+            tonic::Code::InvalidArgument,
+            "output_path",
+        ),
+        (
+            ckpt("nope", "rel/pod.tar", &[]),
+            tonic::Code::InvalidArgument,
+            "absolute",
+        ),
+        (ckpt("nope", &out, &[]), tonic::Code::NotFound, "nope"),
+    ] {
+        let err = e.c.runtime.checkpoint_pod(req).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(want), "{}", err.message());
+    }
+    // A pod without a running container has nothing to checkpoint.
+    let (pod, created) = pod_with(&mut e, "idle", false, "sleep 60", false).await;
+    let err =
+        e.c.runtime
+            .checkpoint_pod(ckpt(&pod, &out, &[]))
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    let _ = created;
+    assert!(!Path::new(&out).exists());
+
+    // RestorePod: the archive is checked before any pod is made.
+    let sandbox = pod_config(&e, "restored", false);
+    let container_tar = e.out.path().join("container.tar");
+    std::fs::write(&container_tar, b"not a pod checkpoint").unwrap();
+    for (path, want) in [
+        (String::new(), "checkpoint_path"),
+        ("/tmp/../x.tar".to_owned(), "not normalised"),
+        (container_tar.display().to_string(), "not a pod checkpoint"),
+    ] {
+        let err =
+            e.c.runtime
+                .restore_pod(v1::RestorePodRequest {
+                    checkpoint_path: path.clone(),
+                    config: Some(sandbox.clone()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{path}: {err:?}");
+        assert!(err.message().contains(want), "{path}: {}", err.message());
+    }
+    let pods =
+        e.c.runtime
+            .list_pod_sandbox(v1::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert_eq!(pods.len(), 1, "only the idle pod: {pods:?}");
+    common::stop_remove_pod(&mut e.c, &pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_is_checkpointed_and_restored_as_a_new_pod() {
+    const T: &str = "a_pod_is_checkpointed_and_restored_as_a_new_pod";
+    if !ready(T) || !criu_works(T) {
+        return;
+    }
+    let mut e = env().await;
+    let (pod, id) = pod_with(&mut e, "whole", false, COUNTER, true).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let out = e.out.path().join("whole.tar");
+    let started = std::time::Instant::now();
+    e.c.runtime
+        .checkpoint_pod(v1::CheckpointPodRequest {
+            pod_sandbox_id: pod.clone(),
+            output_path: out.display().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", e.d.log()));
+    eprintln!("pod checkpoint took {:?}", started.elapsed());
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let names: Vec<String> = entries(&out).into_iter().map(|(n, _, _)| n).collect();
+    assert!(names.contains(&"pod.json".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"containers/counter.tar".to_owned()),
+        "{names:?}"
+    );
+    // The source keeps running; the copy is a new pod.
+    assert_eq!(
+        state(&mut e, &id).await,
+        v1::ContainerState::ContainerRunning as i32
+    );
+    let at_checkpoint = counter(&mut e, &id).await;
+    common::stop_remove_pod(&mut e.c, &pod).await;
+
+    let sandbox = pod_config(&e, "whole-copy", false);
+    let started = std::time::Instant::now();
+    let restored =
+        e.c.runtime
+            .restore_pod(v1::RestorePodRequest {
+                checkpoint_path: out.display().to_string(),
+                config: Some(sandbox),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("{s:?}\n{}", e.d.log()))
+            .into_inner();
+    eprintln!("pod restore took {:?}", started.elapsed());
+    assert_ne!(restored.pod_sandbox_id, pod);
+    assert_eq!(restored.restored_containers.len(), 1);
+    let c = &restored.restored_containers[0];
+    assert_eq!(c.name, "counter");
+    assert_eq!(
+        state(&mut e, &c.container_id).await,
+        v1::ContainerState::ContainerRunning as i32
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // It went on from the checkpoint (taken before `at_checkpoint` was
+    // read), not from zero: a fresh start would print tick 1 first.
+    let seen = ticks(&mut e, &c.container_id).await;
+    assert!(
+        !seen.is_empty() && seen[0] > 1 && seen[0] <= at_checkpoint + 1,
+        "read {at_checkpoint} after the checkpoint; the copy printed {seen:?}"
+    );
+    let (code, out, _) = exec_sh(&mut e.c, &c.container_id, "hostname", 10).await;
+    assert_eq!((code, out.trim()), (0, "host-whole-copy"));
+    common::stop_remove_pod(&mut e.c, &restored.pod_sandbox_id).await;
 }

@@ -131,22 +131,6 @@ async fn runtime_config_reports_the_configured_cgroup_driver() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unimplemented_rpcs_name_themselves() {
-    if !require_root("unimplemented_rpcs_name_themselves") {
-        return;
-    }
-    let d = Daemon::start("");
-    let mut c = d.client().await;
-    let err = c
-        .runtime
-        .checkpoint_pod(v1::CheckpointPodRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(err.message().contains("CheckpointPod"), "{}", err.message());
-}
-
 /// In-place pod resize: the kubelet announces the pod's new size; pvecri
 /// checks it like any resources, records it and shows it in the verbose
 /// status. Bad requests change nothing.

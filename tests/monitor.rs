@@ -124,6 +124,7 @@ impl Fixture {
             stdin: false,
             stdin_once: false,
             tty: false,
+            restore: None,
         }
     }
 

@@ -36,7 +36,10 @@ pub(crate) enum CreateError {
 
 fn components(rel: &str) -> Result<Vec<&str>, CreateError> {
     let parts: Vec<&str> = rel.trim_matches('/').split('/').collect();
-    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
         return Err(CreateError::BadPath(rel.to_owned()));
     }
     Ok(parts)

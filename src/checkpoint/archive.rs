@@ -298,14 +298,18 @@ impl Destination {
     /// Writes the tar of `work` (its `checkpoint/` and the top-level
     /// files it holds) at the destination; returns the archive's size.
     pub(crate) fn write_from(&self, work: &Path) -> Result<u64, ArchiveError> {
-        self.write_tree(work, &[CHECKPOINT_DIR], &[
-            CONFIG_DUMP,
-            SPEC_DUMP,
-            ROOTFS_DIFF,
-            DELETED_FILES,
-            DUMP_LOG,
-            STATS_DUMP,
-        ])
+        self.write_tree(
+            work,
+            &[CHECKPOINT_DIR],
+            &[
+                CONFIG_DUMP,
+                SPEC_DUMP,
+                ROOTFS_DIFF,
+                DELETED_FILES,
+                DUMP_LOG,
+                STATS_DUMP,
+            ],
+        )
     }
 
     /// Writes the tar of the directories `dirs` and the files `files` of

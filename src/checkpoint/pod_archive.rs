@@ -86,11 +86,15 @@ pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<PodUnpacked, UnpackEr
     };
     let layout = |message: String| UnpackError::Layout {
         path: archive.to_owned(),
+        what: "pod",
         message,
     };
     {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(io)?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(dir.join(CONTAINERS_DIR))
@@ -138,8 +142,8 @@ pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<PodUnpacked, UnpackEr
             })?;
         std::io::copy(&mut entry, &mut out).map_err(io)?;
     }
-    let bytes = std::fs::read(dir.join(POD_JSON))
-        .map_err(|_| layout(format!("{POD_JSON} is missing (not a pod checkpoint)")))?;
+    let bytes =
+        std::fs::read(dir.join(POD_JSON)).map_err(|_| layout(format!("{POD_JSON} is missing")))?;
     let dump: PodDump =
         serde_json::from_slice(&bytes).map_err(|e| layout(format!("{POD_JSON}: {e}")))?;
     if dump.containers.is_empty() {
@@ -214,21 +218,30 @@ mod tests {
         ]);
         let u = out.unwrap();
         assert_eq!(u.dump.containers.len(), 2);
-        assert!(u.archive_of(&u.dump.containers[1]).ends_with("containers/side-car.tar"));
+        assert!(u
+            .archive_of(&u.dump.containers[1])
+            .ends_with("containers/side-car.tar"));
     }
 
     #[test]
     fn hostile_or_incomplete_pod_archives_are_refused() {
         let cases: Vec<Vec<(&str, Vec<u8>)>> = vec![
             vec![("pod.json", dump(&["app"]))],
-            vec![("pod.json", dump(&["../x"])), ("containers/app.tar", b"a".to_vec())],
-            vec![("pod.json", dump(&["app"])), ("containers/../app.tar", b"a".to_vec())],
+            vec![
+                ("pod.json", dump(&["../x"])),
+                ("containers/app.tar", b"a".to_vec()),
+            ],
+            vec![
+                ("pod.json", dump(&["app"])),
+                ("containers/../app.tar", b"a".to_vec()),
+            ],
             vec![("pod.json", dump(&["app"])), ("etc/passwd", b"a".to_vec())],
             vec![("containers/app.tar", b"a".to_vec())],
             vec![("pod.json", dump(&[]))],
         ];
         for case in cases {
-            let entries: Vec<(&str, &[u8])> = case.iter().map(|(p, d)| (*p, d.as_slice())).collect();
+            let entries: Vec<(&str, &[u8])> =
+                case.iter().map(|(p, d)| (*p, d.as_slice())).collect();
             let (_tmp, out) = archive(&entries);
             assert!(
                 matches!(out, Err(UnpackError::Layout { .. })),

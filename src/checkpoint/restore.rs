@@ -145,7 +145,10 @@ mod tests {
             ipc: None,
             uts: None,
             descriptors: vec!["file[18:3]".into(), "pipe:[5]".into(), "pipe:[6]".into()],
-            mounts: vec![("/etc/hostname".into(), "/run/pvecri/pods/p2/hostname".into())],
+            mounts: vec![(
+                "/etc/hostname".into(),
+                "/run/pvecri/pods/p2/hostname".into(),
+            )],
             cgroups: vec!["/sys/fs/cgroup/k/c2".into()],
             cgroup: "k/c2".into(),
             cgroup_settings: vec![("lxc.cgroup2.memory.max".into(), "1048576".into())],
@@ -188,7 +191,10 @@ mod tests {
         let sources = vec![
             ("etc/hostname".to_owned(), PathBuf::from("/run/p2/hostname")),
             ("data".to_owned(), PathBuf::from("/srv/data")),
-            ("sys/fs/cgroup/".to_owned(), PathBuf::from("/sys/fs/cgroup/k/c2")),
+            (
+                "sys/fs/cgroup/".to_owned(),
+                PathBuf::from("/sys/fs/cgroup/k/c2"),
+            ),
         ];
         let cgroup = map_mounts(&["/sys/fs/cgroup".into()], &sources).unwrap();
         assert_eq!(cgroup[0].1, PathBuf::from("/sys/fs/cgroup/k/c2"));

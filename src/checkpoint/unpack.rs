@@ -28,8 +28,13 @@ pub(crate) enum UnpackError {
     #[error("checkpoint archive {path}: {message}")]
     Source { path: PathBuf, message: String },
     /// The archive is not one pvecri or CRI-O wrote (InvalidArgument).
-    #[error("checkpoint archive {path} is not a container checkpoint: {message}")]
-    Layout { path: PathBuf, message: String },
+    #[error("checkpoint archive {path} is not a {what} checkpoint: {message}")]
+    Layout {
+        path: PathBuf,
+        /// `container` or `pod`.
+        what: &'static str,
+        message: String,
+    },
     #[error("cannot unpack the checkpoint archive {path}")]
     Io {
         path: PathBuf,
@@ -105,10 +110,7 @@ fn destination(entry: &Path, kind: tar::EntryType) -> Result<Option<PathBuf>, St
         {
             Ok(Some(PathBuf::from(name)))
         }
-        _ => Err(format!(
-            "unexpected entry {} ({kind:?})",
-            entry.display()
-        )),
+        _ => Err(format!("unexpected entry {} ({kind:?})", entry.display())),
     }
 }
 
@@ -147,6 +149,7 @@ pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<Unpacked, UnpackError
     };
     let layout = |message: String| UnpackError::Layout {
         path: archive.to_owned(),
+        what: "container",
         message,
     };
     {
@@ -264,7 +267,12 @@ mod tests {
     fn good(extra: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
         let mut t = tar::Builder::new(Vec::new());
         add(&mut t, "checkpoint/", tar::EntryType::Directory, b"");
-        add(&mut t, "checkpoint/core-1.img", tar::EntryType::Regular, b"img");
+        add(
+            &mut t,
+            "checkpoint/core-1.img",
+            tar::EntryType::Regular,
+            b"img",
+        );
         add(
             &mut t,
             "checkpoint/descriptors.json",
@@ -339,7 +347,10 @@ mod tests {
         let mut t = tar::Builder::new(Vec::new());
         add(&mut t, "config.dump", tar::EntryType::Regular, &config());
         let (_tmp, out) = unpack_bytes(&t.into_inner().unwrap());
-        assert!(out.unwrap_err().to_string().contains("spec.dump is missing"));
+        assert!(out
+            .unwrap_err()
+            .to_string()
+            .contains("spec.dump is missing"));
         let (_tmp, out) = unpack_bytes(b"not a tar at all, just some bytes");
         assert!(matches!(out.unwrap_err(), UnpackError::Layout { .. }));
     }

@@ -229,6 +229,7 @@ mod tests {
             stdin: false,
             stdin_once: false,
             tty: false,
+            restore: None,
         };
         monitor(base.clone());
         monitor(MonitorArgs {
@@ -244,6 +245,10 @@ mod tests {
             run_dir: "/tmp/a dir with spaces/containers/c1".into(),
             log: Some("/logs/--tty".into()),
             stdin: true,
+            ..base.clone()
+        });
+        monitor(MonitorArgs {
+            restore: Some("/var/lib/pvecri/restore/c1/restore.json".into()),
             ..base
         });
     }

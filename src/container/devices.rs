@@ -65,9 +65,7 @@ impl Rule {
             }
         };
         let access = words.next()?;
-        if words.next().is_some()
-            || access.is_empty()
-            || !access.chars().all(|c| "rwm".contains(c))
+        if words.next().is_some() || access.is_empty() || !access.chars().all(|c| "rwm".contains(c))
         {
             return None;
         }
@@ -306,7 +304,15 @@ mod tests {
         for r in default_rules() {
             assert_eq!(Rule::parse(&r.to_string()), Some(r.clone()), "{r}");
         }
-        for bad in ["", "a", "x 1:3 rwm", "c 1 rwm", "c 1:3 rwx", "c 1:3", "c 1:3 r w"] {
+        for bad in [
+            "",
+            "a",
+            "x 1:3 rwm",
+            "c 1 rwm",
+            "c 1:3 rwx",
+            "c 1:3",
+            "c 1:3 r w",
+        ] {
             assert_eq!(Rule::parse(bad), None, "{bad:?}");
         }
     }

@@ -588,6 +588,65 @@ fn archive_path(field: &str, loc: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// CheckpointPod's request: `output_path` an archive path as for
+/// CheckpointContainer, the container IDs non-empty strings.
+pub(super) fn pod_checkpoint_request(
+    req: &v1::CheckpointPodRequest,
+) -> Result<crate::runtime::PodCheckpointRequest, Status> {
+    if req.output_path.is_empty() {
+        return Err(invalid("output_path", "a path for the archive is required"));
+    }
+    archive_path("output_path", &req.output_path)?;
+    for (i, id) in req.container_ids.iter().enumerate() {
+        if id.is_empty() {
+            return Err(invalid(&format!("container_ids[{i}]"), "an ID is required"));
+        }
+        text(&format!("container_ids[{i}]"), id)?;
+    }
+    Ok(crate::runtime::PodCheckpointRequest {
+        output: std::path::PathBuf::from(&req.output_path),
+        containers: req.container_ids.clone(),
+    })
+}
+
+/// RestorePod's request: the archive's path, the new pod's config (as
+/// RunPodSandbox takes it) and optional container configs (as
+/// CreateContainer takes them; their images are ignored).
+pub(super) fn pod_restore_request(
+    req: &v1::RestorePodRequest,
+    handlers: &[String],
+) -> Result<crate::runtime::PodRestoreRequest, Status> {
+    if req.checkpoint_path.is_empty() {
+        return Err(invalid("checkpoint_path", "the archive's path is required"));
+    }
+    archive_path("checkpoint_path", &req.checkpoint_path)?;
+    let config = pod_config(
+        &v1::RunPodSandboxRequest {
+            config: req.config.clone(),
+            runtime_handler: req.runtime_handler.clone(),
+        },
+        handlers,
+    )?;
+    let containers = req
+        .container_configs
+        .iter()
+        .map(|c| {
+            // The image is the archive's: any name satisfies the check.
+            let mut c = c.clone();
+            c.image = Some(v1::ImageSpec {
+                image: "checkpoint".into(),
+                ..Default::default()
+            });
+            container_config(&c)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(crate::runtime::PodRestoreRequest {
+        archive: std::path::PathBuf::from(&req.checkpoint_path),
+        config,
+        containers,
+    })
+}
+
 /// CheckpointContainer's request as the runtime takes it: `location` an
 /// absolute, normalised path naming a file (no `.` or `..` component, no
 /// trailing slash, no control character); `timeout` in seconds, 0 for the

@@ -9,7 +9,6 @@ mod image_service;
 mod list_stream;
 mod runtime_service;
 mod status;
-mod stub;
 
 pub(crate) use image_service::ImageService;
 pub(crate) use runtime_service::RuntimeService;

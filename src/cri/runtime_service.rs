@@ -7,7 +7,6 @@ use tonic::{Request, Response, Status};
 
 use super::list_stream::{chunked, ResponseStream};
 use super::status::{from_runtime_error, invalid};
-use super::stub::unimplemented_rpcs;
 use super::{convert, filters, v1};
 use crate::audit::AuditLog;
 use crate::config::CgroupDriver;
@@ -800,9 +799,60 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         scope.finish(result)
     }
 
-    unimplemented_rpcs! {
-        checkpoint_pod(v1::CheckpointPodRequest) -> v1::CheckpointPodResponse;
-        restore_pod(v1::RestorePodRequest) -> v1::RestorePodResponse;
+    async fn checkpoint_pod(
+        &self,
+        request: Request<v1::CheckpointPodRequest>,
+    ) -> Result<Response<v1::CheckpointPodResponse>, Status> {
+        let scope = self
+            .audit
+            .scope("CheckpointPod", &request)
+            .pod(&request.get_ref().pod_sandbox_id);
+        let result: Result<Response<v1::CheckpointPodResponse>, Status> = async move {
+            let req = request.get_ref();
+            let id = required_id("pod_sandbox_id", &req.pod_sandbox_id)?;
+            let checkpoint = convert::pod_checkpoint_request(req)?;
+            self.runtime
+                .checkpoint_pod(id, checkpoint)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::CheckpointPodResponse {}))
+        }
+        .await;
+        scope.finish(result)
+    }
+
+    async fn restore_pod(
+        &self,
+        request: Request<v1::RestorePodRequest>,
+    ) -> Result<Response<v1::RestorePodResponse>, Status> {
+        let scope = self
+            .audit
+            .scope("RestorePod", &request)
+            .image(&request.get_ref().checkpoint_path);
+        let result: Result<Response<v1::RestorePodResponse>, Status> = async move {
+            let req = convert::pod_restore_request(
+                request.get_ref(),
+                &self.runtime.config().runtime_handlers,
+            )?;
+            let (pod, containers) = self
+                .runtime
+                .restore_pod(req)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            Ok(Response::new(v1::RestorePodResponse {
+                pod_sandbox_id: pod,
+                restored_containers: containers
+                    .into_iter()
+                    .map(|(name, container_id)| v1::RestoredContainer { name, container_id })
+                    .collect(),
+            }))
+        }
+        .await;
+        let scope = match &result {
+            Ok(r) => scope.pod(&r.get_ref().pod_sandbox_id),
+            Err(_) => scope,
+        };
+        scope.finish(result)
     }
 }
 

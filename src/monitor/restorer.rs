@@ -100,8 +100,8 @@ fn restore(plan: &RestorePlan) -> anyhow::Result<Pid> {
     for fd in 0..3 {
         move_fd(fd, INHERITED_FD_BASE + fd)?;
     }
-    let out = std::fs::File::create(plan.work_dir.join("criu.out"))
-        .context("cannot create criu.out")?;
+    let out =
+        std::fs::File::create(plan.work_dir.join("criu.out")).context("cannot create criu.out")?;
     let err = out.try_clone().context("cannot create criu.out")?;
     let _ = std::fs::remove_file(plan.pid_file());
     let run = Command::new(&plan.criu)

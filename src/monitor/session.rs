@@ -20,13 +20,13 @@ use super::lxclog::LogMark;
 use super::oom::OomWatch;
 use super::poll::PollSet;
 use super::ready::{Readiness, ReadyFd};
-use super::run::Settings;
 use super::restorer;
+use super::run::Settings;
 use super::starter::{self, StarterFds, StarterReport};
 use super::timestamp::unix_nanos;
 use crate::cgroups::memory;
-use crate::checkpoint::restore::RestorePlan;
 use crate::cgroups::tree::{self, KillMethod};
+use crate::checkpoint::restore::RestorePlan;
 use crate::lxc::Container;
 
 /// The OOM sampling period while the container runs.

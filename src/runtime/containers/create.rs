@@ -210,7 +210,9 @@ impl Runtime {
             once: config.stdin_once,
             tty: config.tty,
         };
-        let init_pid = self.spawn_monitor(id, &run_dir, &log_file, stdin, None).await?;
+        let init_pid = self
+            .spawn_monitor(id, &run_dir, &log_file, stdin, None)
+            .await?;
         crate::failpoint::hit("create.after_monitor")?;
         if idmap.is_some() {
             // liblxc has bound the staged volumes: the copies can go.

@@ -40,7 +40,9 @@ fn refusal(pod: &PodRecord, config: &ContainerConfig) -> Option<&'static str> {
         return Some("a pod on the host's network cannot hold a restored container");
     }
     if pod.ipc_ns.is_none() || pod.uts_ns.is_none() {
-        return Some("a pod sharing the host's IPC or UTS namespace cannot hold a restored container");
+        return Some(
+            "a pod sharing the host's IPC or UTS namespace cannot hold a restored container",
+        );
     }
     let shared_pid = match config.security.pid_mode {
         NsMode::Node | NsMode::Target => true,
@@ -106,7 +108,11 @@ impl Runtime {
                     RuntimeError::os("unpacking the checkpoint", id, crate::errors::chain(&e))
                 }
             })?;
-        if unpacked.descriptors.iter().any(|k| k.starts_with("socket:")) {
+        if unpacked
+            .descriptors
+            .iter()
+            .any(|k| k.starts_with("socket:"))
+        {
             return Err(unsupported(
                 id,
                 "the checkpointed init had a socket on its stdio",
@@ -209,11 +215,12 @@ impl Runtime {
         let layout = self.cgroup_layout.clone();
         let id = c.id.clone();
         tokio::task::spawn_blocking(move || -> Result<(), crate::cgroups::create::CreateError> {
-            let hierarchies = crate::cgroups::tree::hierarchies()
-                .map_err(|e| crate::cgroups::create::CreateError::Mkdir {
+            let hierarchies = crate::cgroups::tree::hierarchies().map_err(|e| {
+                crate::cgroups::create::CreateError::Mkdir {
                     dir: PathBuf::from(crate::cgroups::ROOT),
                     source: std::io::Error::other(e.to_string()),
-                })?;
+                }
+            })?;
             crate::cgroups::create::make(&hierarchies, &plan.cgroup)?;
             crate::cgroups::create::apply(&hierarchies, &plan.cgroup, &plan.cgroup_settings, |f| {
                 crate::cgroups::limits::file_dir(&layout, &plan.cgroup, f)
@@ -221,7 +228,13 @@ impl Runtime {
         })
         .await
         .map_err(|e| RuntimeError::os("making the container's cgroup", &id, e))?
-        .map_err(|e| RuntimeError::os("making the container's cgroup", &id, crate::errors::chain(&e)))?;
+        .map_err(|e| {
+            RuntimeError::os(
+                "making the container's cgroup",
+                &id,
+                crate::errors::chain(&e),
+            )
+        })?;
         let run_dir = self.container_run_dir(&c.id)?;
         let stdin = super::monitor::StdinMode {
             open: c.config.stdin,
@@ -233,7 +246,9 @@ impl Runtime {
             .await?;
         info!(container_id = %c.id, init_pid = pid, "container restored");
         // CRIU's images are done with; they hold the workload's memory.
-        let images = self.restore_dir(&c.id).join(crate::checkpoint::archive::CHECKPOINT_DIR);
+        let images = self
+            .restore_dir(&c.id)
+            .join(crate::checkpoint::archive::CHECKPOINT_DIR);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(images)).await;
         Ok(pid)
     }
@@ -246,7 +261,10 @@ fn apply_layer(id: &str, unpacked: &Unpacked, rootfs: &Path) -> Result<(), Runti
     use crate::snapshot::unpack::{remove_in_root, unpack_layer, WhiteoutMode};
     let invalid = |e: crate::snapshot::unpack::UnpackError| RuntimeError::Invalid {
         field: "config.image.image",
-        message: format!("the checkpoint's writable layer: {}", crate::errors::chain(&e)),
+        message: format!(
+            "the checkpoint's writable layer: {}",
+            crate::errors::chain(&e)
+        ),
     };
     if unpacked.has_rootfs_diff {
         unpack_layer(&unpacked.rootfs_diff(), rootfs, WhiteoutMode::Apply).map_err(invalid)?;

@@ -1,14 +1,17 @@
 //! Pod sandboxes, one file per CRI operation: `run` (pinned namespaces,
 //! the pod's files, the network, the record), `stop` (containers stopped,
 //! namespaces released, the record kept), `remove`, `status` (status and
-//! list), `update` (pod-level resources after an in-place resize).
+//! list), `update` (pod-level resources after an in-place resize),
+//! `checkpoint` (CheckpointPod and RestorePod).
 
+mod checkpoint;
 mod remove;
 mod run;
 mod status;
 mod stop;
 mod update;
 
+pub(crate) use checkpoint::{PodCheckpointRequest, PodRestoreRequest};
 pub(crate) use status::PodFilter;
 
 /// Exact ID match, else a unique prefix (crictl accepts truncated IDs).

@@ -113,7 +113,9 @@ pub(crate) fn remove_in_root(root: &Path, path: &str, layer: &Path) -> Result<()
     let rel = path::normalize(path.as_bytes())
         .ok_or_else(|| fail(error::Fail::Invalid("the path climbs above the root")))?;
     let Some((parent, name)) = path::split(&rel) else {
-        return Err(fail(error::Fail::Invalid("the root itself cannot be removed")));
+        return Err(fail(error::Fail::Invalid(
+            "the root itself cannot be removed",
+        )));
     };
     let root_fd = nix::fcntl::open(
         root,

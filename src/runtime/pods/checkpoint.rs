@@ -1,0 +1,236 @@
+//! CheckpointPod and RestorePod: a pod's containers checkpointed one by
+//! one into one archive ([`crate::checkpoint::pod_archive`]), and a new
+//! pod made from it with every container restored and started.
+//!
+//! The containers are checkpointed in turn, each frozen only for its own
+//! dump, and keep running; a pod whose containers talk to each other
+//! through files or shared memory gets a checkpoint of each at a slightly
+//! different moment (docs/checkpoint.md).
+
+use std::path::PathBuf;
+
+use tracing::{info, warn};
+
+use crate::checkpoint::archive::Destination;
+use crate::checkpoint::pod_archive::{self, PodDump, PodDumpContainer, PodUnpacked};
+use crate::checkpoint::unpack::UnpackError;
+use crate::container::{ContainerConfig, ContainerState};
+use crate::pod::PodConfig;
+use crate::runtime::error::RuntimeError;
+use crate::runtime::{CheckpointRequest, Runtime};
+
+/// A validated CheckpointPod request.
+#[derive(Debug, Clone)]
+pub(crate) struct PodCheckpointRequest {
+    /// Absolute and normalised (`crate::cri::convert`).
+    pub output: PathBuf,
+    /// The containers to checkpoint; empty: every running one.
+    pub containers: Vec<String>,
+}
+
+/// A validated RestorePod request.
+#[derive(Debug, Clone)]
+pub(crate) struct PodRestoreRequest {
+    pub archive: PathBuf,
+    pub config: PodConfig,
+    /// Configs for the restored containers by name; a container without
+    /// one is made as it was checkpointed.
+    pub containers: Vec<ContainerConfig>,
+}
+
+fn invalid_archive(e: UnpackError) -> RuntimeError {
+    match e {
+        UnpackError::Source { .. } | UnpackError::Layout { .. } => RuntimeError::Invalid {
+            field: "checkpoint_path",
+            message: e.to_string(),
+        },
+        UnpackError::Io { .. } => {
+            RuntimeError::os("unpacking the pod checkpoint", "", crate::errors::chain(&e))
+        }
+    }
+}
+
+impl Runtime {
+    pub(crate) async fn checkpoint_pod(
+        &self,
+        pod_id: &str,
+        req: PodCheckpointRequest,
+    ) -> Result<(), RuntimeError> {
+        let pod = self.pod(pod_id)?;
+        let all = self.list_containers(&Default::default())?;
+        let chosen: Vec<_> = if req.containers.is_empty() {
+            all.into_iter()
+                .filter(|c| c.pod_id == pod.id && c.state == ContainerState::Running)
+                .collect()
+        } else {
+            let mut out = Vec::new();
+            for id in &req.containers {
+                let c = self.container(id)?;
+                if c.pod_id != pod.id {
+                    return Err(RuntimeError::Invalid {
+                        field: "container_ids",
+                        message: format!("container {} is not in pod {}", c.id, pod.id),
+                    });
+                }
+                out.push(c);
+            }
+            out
+        };
+        if chosen.is_empty() {
+            return Err(RuntimeError::Unsupported {
+                op: "checkpoint",
+                id: pod.id.clone(),
+                message: "the pod has no running container".into(),
+            });
+        }
+        let output = req.output.clone();
+        let destination = tokio::task::spawn_blocking(move || Destination::open(&output))
+            .await
+            .map_err(|e| RuntimeError::os("checking the checkpoint location", pod_id, e))?
+            .map_err(|e| RuntimeError::Invalid {
+                field: "output_path",
+                message: crate::errors::chain(&e),
+            })?;
+        let work = self.config.state_dir.join("checkpoints").join(format!(
+            "pod-{}.{}",
+            pod.id,
+            crate::runtime::now_ns()
+        ));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(work.join(pod_archive::CONTAINERS_DIR))
+                .map_err(|e| {
+                    RuntimeError::os("creating the pod checkpoint's work dir", pod_id, e)
+                })?;
+        }
+        let result = self
+            .checkpoint_pod_into(&pod, &chosen, &work, &destination)
+            .await;
+        if let Err(e) = std::fs::remove_dir_all(&work) {
+            warn!(pod_id, dir = %work.display(), error = %e, "cannot remove a checkpoint work dir");
+        }
+        result
+    }
+
+    async fn checkpoint_pod_into(
+        &self,
+        pod: &crate::pod::PodRecord,
+        chosen: &[crate::container::ContainerRecord],
+        work: &std::path::Path,
+        destination: &Destination,
+    ) -> Result<(), RuntimeError> {
+        let mut containers = Vec::new();
+        for c in chosen {
+            let entry = pod_archive::container_entry(&c.config.name);
+            self.checkpoint_container(
+                &c.id,
+                CheckpointRequest {
+                    location: work.join(&entry),
+                    timeout: std::time::Duration::ZERO,
+                },
+            )
+            .await?;
+            containers.push(PodDumpContainer {
+                name: c.config.name.clone(),
+                id: c.id.clone(),
+                archive: entry,
+                config: c.config.clone(),
+            });
+        }
+        let dump = PodDump {
+            id: pod.id.clone(),
+            name: pod.config.name.clone(),
+            namespace: pod.config.namespace.clone(),
+            uid: pod.config.uid.clone(),
+            runtime: crate::version::RUNTIME_NAME.to_owned(),
+            checkpointed_time: crate::monitor::timestamp::rfc3339_nano(std::time::SystemTime::now()),
+            containers,
+        };
+        std::fs::write(
+            work.join(pod_archive::POD_JSON),
+            serde_json::to_vec_pretty(&dump).expect("pod dump serialises"),
+        )
+        .map_err(|e| RuntimeError::os("writing pod.json", &pod.id, e))?;
+        let work2 = work.to_owned();
+        let size = destination
+            .write_tree(
+                &work2,
+                &[pod_archive::CONTAINERS_DIR],
+                &[pod_archive::POD_JSON],
+            )
+            .map_err(|e| {
+                RuntimeError::os(
+                    "writing the pod checkpoint",
+                    &pod.id,
+                    crate::errors::chain(&e),
+                )
+            })?;
+        info!(pod_id = %pod.id, containers = chosen.len(), bytes = size, "pod checkpointed");
+        Ok(())
+    }
+
+    /// Makes the pod and restores its containers; returns the pod's ID and
+    /// (name, container ID) of each restored container. A failure removes
+    /// what was made.
+    pub(crate) async fn restore_pod(
+        &self,
+        req: PodRestoreRequest,
+    ) -> Result<(String, Vec<(String, String)>), RuntimeError> {
+        let dir = self
+            .config
+            .state_dir
+            .join("restore")
+            .join(format!("pod-{}", crate::runtime::now_ns()));
+        std::fs::create_dir_all(self.config.state_dir.join("restore"))
+            .map_err(|e| RuntimeError::os("creating the restore dir", "", e))?;
+        let (archive, dir2) = (req.archive.clone(), dir.clone());
+        let unpacked = tokio::task::spawn_blocking(move || pod_archive::unpack(&archive, &dir2))
+            .await
+            .map_err(|e| RuntimeError::os("unpacking the pod checkpoint", "", e))?;
+        let result = match unpacked {
+            Ok(unpacked) => self.restore_pod_from(&unpacked, req).await,
+            Err(e) => Err(invalid_archive(e)),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    async fn restore_pod_from(
+        &self,
+        unpacked: &PodUnpacked,
+        req: PodRestoreRequest,
+    ) -> Result<(String, Vec<(String, String)>), RuntimeError> {
+        let pod_id = self.run_pod(req.config).await?;
+        let mut restored = Vec::new();
+        for c in &unpacked.dump.containers {
+            let mut config = req
+                .containers
+                .iter()
+                .find(|r| r.name == c.name)
+                .cloned()
+                .unwrap_or_else(|| c.config.clone());
+            config.image = unpacked.archive_of(c).display().to_string();
+            let made = match self.create_container(&pod_id, config).await {
+                Ok(id) => {
+                    restored.push((c.name.clone(), id.clone()));
+                    self.start_container(&id).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = made {
+                warn!(pod_id, container = %c.name, error = %crate::errors::chain(&e), "restore failed; removing the pod");
+                for (_, id) in &restored {
+                    let _ = self.remove_container(id).await;
+                }
+                let _ = self.stop_pod(&pod_id).await;
+                let _ = self.remove_pod(&pod_id).await;
+                return Err(e);
+            }
+        }
+        info!(pod_id, containers = restored.len(), "pod restored");
+        Ok((pod_id, restored))
+    }
+}
