@@ -164,9 +164,17 @@ async fn state(e: &mut Env, id: &str) -> i32 {
 }
 
 async fn counter(e: &mut Env, id: &str) -> u64 {
-    let (code, out, err) = exec_sh(&mut e.c, id, "cat /counter", 10).await;
-    assert_eq!(code, 0, "{err}");
-    out.trim().parse().unwrap()
+    // The shell truncates /counter before it writes the next value: a read
+    // in between finds it empty, so read again.
+    for _ in 0..20 {
+        let (code, out, err) = exec_sh(&mut e.c, id, "cat /counter", 10).await;
+        assert_eq!(code, 0, "{err}");
+        if let Ok(n) = out.trim().parse() {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("/counter stayed empty")
 }
 
 /// The entries of a tar: (path, mode, content for small files).
