@@ -953,3 +953,155 @@ async fn a_pod_is_checkpointed_and_restored_as_a_new_pod() {
     assert_eq!((code, out.trim()), (0, "host-whole-copy"));
     common::stop_remove_pod(&mut e.c, &restored.pod_sandbox_id).await;
 }
+
+/// A second daemon (another node) on a bridge and subnet of its own.
+fn target_daemon() -> common::Daemon {
+    let mirrors = mirror_config();
+    let mirrors = match mirrors.find("[network]") {
+        Some(i) => mirrors[..i].to_owned(),
+        None => mirrors,
+    };
+    Daemon::start(&format!(
+        "{mirrors}\n[network]\nbridge = \"pvecri-tm\"\npod_cidr = \"10.78.9.0/24\"\nmasquerade = false\negress = false\n"
+    ))
+}
+
+/// `pvecri migrate` from `e`'s daemon to `target`: its JSON report.
+fn migrate(e: &Env, pod: &str, target: &common::Daemon) -> serde_json::Value {
+    let out = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(&e.d.config)
+        .args(["migrate", pod, "--json", "--to"])
+        .arg(&target.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "migrate failed: {}\nsource:\n{}\ntarget:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        e.d.log(),
+        target.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_migrates_to_another_daemon_and_keeps_counting() {
+    const T: &str = "a_pod_migrates_to_another_daemon_and_keeps_counting";
+    if !ready(T) || !criu_works(T) {
+        return;
+    }
+    let mut e = env().await;
+    let target = target_daemon();
+    let mut there = target.client().await;
+    pull_image(&mut there, BUSYBOX).await;
+    let (pod, id) = pod_with(&mut e, "mover", false, COUNTER, true).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = counter(&mut e, &id).await;
+
+    let report = migrate(&e, &pod, &target);
+    eprintln!("migration of a busybox counter: {report}");
+    // Gone here, running there, counting on from where it was.
+    let here =
+        e.c.runtime
+            .list_pod_sandbox(v1::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert!(here.is_empty(), "{here:?}");
+    let moved = report["containers"][0].as_str().unwrap().to_owned();
+    let mut t = Env {
+        c: there,
+        out: tempfile::tempdir().unwrap(),
+        logs: tempfile::tempdir().unwrap(),
+        d: target,
+    };
+    assert_eq!(
+        state(&mut t, &moved).await,
+        v1::ContainerState::ContainerRunning as i32
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let seen = ticks(&mut t, &moved).await;
+    assert!(
+        !seen.is_empty() && seen[0] > before,
+        "counted {before} before the move; printed {seen:?} after"
+    );
+    // The pod's own config came along: name, namespace, hostname.
+    let status =
+        t.c.runtime
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: report["target_pod"].as_str().unwrap().into(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+    assert_eq!(status.metadata.unwrap().name, "mover");
+    let (code, out, _) = exec_sh(&mut t.c, &moved, "hostname", 10).await;
+    assert_eq!((code, out.trim()), (0, "host-mover"));
+    let pod_there = report["target_pod"].as_str().unwrap().to_owned();
+    common::stop_remove_pod(&mut t.c, &pod_there).await;
+}
+
+/// The container's working set once it holds at least `mib` MiB.
+async fn resident(c: &mut CriClient, id: &str, mib: u64) -> u64 {
+    for _ in 0..100 {
+        let stats = c
+            .runtime
+            .container_stats(v1::ContainerStatsRequest {
+                container_id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        let bytes = stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .map_or(0, |v| v.value);
+        if bytes >= mib << 20 {
+            return bytes;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("container {id} never held {mib} MiB");
+}
+
+/// Moves a pod whose container holds `PVECRI_MIGRATE_MIB` (default 64)
+/// MiB of resident memory and prints what the move took (docs/checkpoint.md
+/// has the figures; nothing about time is asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_with_resident_memory_migrates() {
+    const T: &str = "a_pod_with_resident_memory_migrates";
+    if !ready(T) || !criu_works(T) {
+        return;
+    }
+    let mib: u64 = std::env::var("PVECRI_MIGRATE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let mut e = env().await;
+    let target = target_daemon();
+    let mut there = target.client().await;
+    pull_image(&mut there, BUSYBOX).await;
+    // dd fills one block of that size from /dev/zero and then blocks
+    // writing it into a pipe nobody reads: the block stays resident.
+    let cmd = format!("dd if=/dev/zero bs={mib}M count=1 2>/dev/null | sleep 100000");
+    let (pod, id) = pod_with(&mut e, "memory", false, &cmd, true).await;
+    let held = resident(&mut e.c, &id, mib).await;
+    let report = migrate(&e, &pod, &target);
+    eprintln!("migration of a pod holding {} MiB: {report}", held >> 20);
+    let moved = report["containers"][0].as_str().unwrap().to_owned();
+    let held_there = resident(&mut there, &moved, mib).await;
+    assert!(held_there >= mib << 20);
+    assert!(
+        report["archive_bytes"].as_u64().unwrap() >= mib << 20,
+        "{report}"
+    );
+    let pod_there = report["target_pod"].as_str().unwrap().to_owned();
+    common::stop_remove_pod(&mut there, &pod_there).await;
+}

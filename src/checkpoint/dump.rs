@@ -40,6 +40,8 @@ pub(crate) struct DumpJob {
     /// The container's overlay upper dir.
     pub upper: PathBuf,
     pub cgroup_version: &'static str,
+    /// `--leave-running`: the container goes on after the dump.
+    pub leave_running: bool,
 }
 
 /// What a finished checkpoint reports.
@@ -96,6 +98,7 @@ pub(crate) fn dump_args(
     freeze_dir: &Path,
     external_mounts: &[String],
     external_files: &[String],
+    leave_running: bool,
 ) -> Vec<std::ffi::OsString> {
     let mut a: Vec<std::ffi::OsString> = Vec::new();
     let mut push = |s: &str| a.push(s.into());
@@ -110,7 +113,6 @@ pub(crate) fn dump_args(
         "--log-file",
         archive::DUMP_LOG,
         "-v4",
-        "--leave-running",
         "--tcp-established",
         "--file-locks",
         "--manage-cgroups=soft",
@@ -118,6 +120,9 @@ pub(crate) fn dump_args(
         &freeze_dir.display().to_string(),
     ] {
         push(s);
+    }
+    if leave_running {
+        push("--leave-running");
     }
     for f in external_files {
         push("--external");
@@ -178,6 +183,7 @@ pub(crate) fn run(job: DumpJob, deadline: Instant) -> Result<DumpReport, DumpErr
             job.freezer.dir(),
             &external_mounts,
             &external_files,
+            job.leave_running,
         ),
     };
     let out = std::fs::File::create(work.0.join("criu.out")).map_err(io("create criu.out"))?;
@@ -281,6 +287,7 @@ mod tests {
             Path::new("/sys/fs/cgroup/k/c1"),
             &["/etc/hostname".into()],
             &["file[18:3]".into()],
+            true,
         );
         let args: Vec<String> = args.into_iter().map(|a| a.into_string().unwrap()).collect();
         let joined = args.join(" ");

@@ -30,6 +30,10 @@ pub(crate) struct PodDump {
     pub name: String,
     pub namespace: String,
     pub uid: String,
+    /// The pod as it was run (RestorePod without a config runs it so
+    /// again).
+    #[serde(default)]
+    pub pod_config: Option<crate::pod::PodConfig>,
     pub runtime: String,
     pub checkpointed_time: String,
     pub containers: Vec<PodDumpContainer>,
@@ -176,6 +180,7 @@ mod tests {
             name: "web".into(),
             namespace: "default".into(),
             uid: "u1".into(),
+            pod_config: None,
             runtime: "pvecri".into(),
             checkpointed_time: "t".into(),
             containers: names

@@ -9,6 +9,7 @@ mod inspect;
 mod list;
 mod logging;
 mod logs;
+mod migrate;
 mod stats;
 mod version;
 mod view;
@@ -58,6 +59,9 @@ enum Command {
     /// Count what pvecri owns on the node (processes, cgroups, mounts,
     /// links, nftables, dirs, records), one line per kind.
     Census(census::CensusArgs),
+    /// Move a running pod to another pvecri daemon: checkpoint it (its
+    /// containers end once saved), restore it there, remove it here.
+    Migrate(migrate::MigrateArgs),
     /// Supervise one container (spawned by the daemon).
     #[command(hide = true)]
     Monitor(crate::monitor::MonitorArgs),
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => load(cli.config).and_then(|c| inspect::run(&c, args)),
         Command::Logs(args) => load(cli.config).and_then(|c| logs::run(&c, args)),
         Command::Census(args) => load(cli.config).and_then(|c| census::run(c, args)),
+        Command::Migrate(args) => load(cli.config).and_then(|c| migrate::run(&c, args)),
         Command::Monitor(args) => crate::monitor::run(args),
         Command::ExecHelper(args) => crate::exec::run(args),
         Command::CriuExec(args) => crate::checkpoint::nsexec::run(args),

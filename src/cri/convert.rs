@@ -603,9 +603,26 @@ pub(super) fn pod_checkpoint_request(
         }
         text(&format!("container_ids[{i}]"), id)?;
     }
+    let leave_running = match req.options.get("leave-running").map(String::as_str) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(invalid(
+                "options[\"leave-running\"]",
+                format!("{other:?} is neither true nor false"),
+            ))
+        }
+    };
+    if let Some(key) = req.options.keys().find(|k| *k != "leave-running") {
+        return Err(invalid(
+            "options",
+            format!("unknown option {key:?} (known: leave-running)"),
+        ));
+    }
     Ok(crate::runtime::PodCheckpointRequest {
         output: std::path::PathBuf::from(&req.output_path),
         containers: req.container_ids.clone(),
+        leave_running,
     })
 }
 
@@ -620,13 +637,19 @@ pub(super) fn pod_restore_request(
         return Err(invalid("checkpoint_path", "the archive's path is required"));
     }
     archive_path("checkpoint_path", &req.checkpoint_path)?;
-    let config = pod_config(
-        &v1::RunPodSandboxRequest {
-            config: req.config.clone(),
-            runtime_handler: req.runtime_handler.clone(),
-        },
-        handlers,
-    )?;
+    let config = req
+        .config
+        .as_ref()
+        .map(|c| {
+            pod_config(
+                &v1::RunPodSandboxRequest {
+                    config: Some(c.clone()),
+                    runtime_handler: req.runtime_handler.clone(),
+                },
+                handlers,
+            )
+        })
+        .transpose()?;
     let containers = req
         .container_configs
         .iter()
@@ -666,6 +689,7 @@ pub(super) fn checkpoint_request(
     Ok(crate::runtime::CheckpointRequest {
         location: std::path::PathBuf::from(loc),
         timeout: std::time::Duration::from_secs(req.timeout as u64),
+        leave_running: true,
     })
 }
 

@@ -31,6 +31,10 @@ pub(crate) struct CheckpointRequest {
     pub location: PathBuf,
     /// Zero: [`DEFAULT_TIMEOUT`].
     pub timeout: Duration,
+    /// Keep the container running after the dump (CRI's CheckpointContainer
+    /// always does); false: CRIU ends its processes once they are saved,
+    /// as a migration needs.
+    pub leave_running: bool,
 }
 
 const OP: &str = "checkpoint";
@@ -107,6 +111,7 @@ impl Runtime {
             freezer,
             upper,
             cgroup_version,
+            leave_running: req.leave_running,
         };
         let started = Instant::now();
         // The claim goes with the dump: a caller that gives up (its future

@@ -26,13 +26,17 @@ pub(crate) struct PodCheckpointRequest {
     pub output: PathBuf,
     /// The containers to checkpoint; empty: every running one.
     pub containers: Vec<String>,
+    /// The containers go on after the dump (the default); false: CRIU
+    /// ends them once saved (option `leave-running=false`, a migration).
+    pub leave_running: bool,
 }
 
 /// A validated RestorePod request.
 #[derive(Debug, Clone)]
 pub(crate) struct PodRestoreRequest {
     pub archive: PathBuf,
-    pub config: PodConfig,
+    /// The new pod's config; `None`: the checkpointed pod's.
+    pub config: Option<PodConfig>,
     /// Configs for the restored containers by name; a container without
     /// one is made as it was checkpointed.
     pub containers: Vec<ContainerConfig>,
@@ -107,7 +111,7 @@ impl Runtime {
                 })?;
         }
         let result = self
-            .checkpoint_pod_into(&pod, &chosen, &work, &destination)
+            .checkpoint_pod_into(&pod, &chosen, &work, &destination, req.leave_running)
             .await;
         if let Err(e) = std::fs::remove_dir_all(&work) {
             warn!(pod_id, dir = %work.display(), error = %e, "cannot remove a checkpoint work dir");
@@ -121,6 +125,7 @@ impl Runtime {
         chosen: &[crate::container::ContainerRecord],
         work: &std::path::Path,
         destination: &Destination,
+        req_leave_running: bool,
     ) -> Result<(), RuntimeError> {
         let mut containers = Vec::new();
         for c in chosen {
@@ -130,6 +135,7 @@ impl Runtime {
                 CheckpointRequest {
                     location: work.join(&entry),
                     timeout: std::time::Duration::ZERO,
+                    leave_running: req_leave_running,
                 },
             )
             .await?;
@@ -145,6 +151,7 @@ impl Runtime {
             name: pod.config.name.clone(),
             namespace: pod.config.namespace.clone(),
             uid: pod.config.uid.clone(),
+            pod_config: Some(pod.config.clone()),
             runtime: crate::version::RUNTIME_NAME.to_owned(),
             checkpointed_time: crate::monitor::timestamp::rfc3339_nano(std::time::SystemTime::now()),
             containers,
@@ -203,7 +210,18 @@ impl Runtime {
         unpacked: &PodUnpacked,
         req: PodRestoreRequest,
     ) -> Result<(String, Vec<(String, String)>), RuntimeError> {
-        let pod_id = self.run_pod(req.config).await?;
+        let config = match req.config {
+            Some(config) => config,
+            None => unpacked
+                .dump
+                .pod_config
+                .clone()
+                .ok_or_else(|| RuntimeError::Invalid {
+                    field: "config",
+                    message: "the archive holds no pod config: one is required".into(),
+                })?,
+        };
+        let pod_id = self.run_pod(config).await?;
         let mut restored = Vec::new();
         for c in &unpacked.dump.containers {
             let mut config = req
