@@ -1001,6 +1001,14 @@ async fn a_pod_migrates_to_another_daemon_and_keeps_counting() {
 
     let report = migrate(&e, &pod, &target);
     eprintln!("migration of a busybox counter: {report}");
+    // Two pre-dumps (the default) where the kernel tracks dirty pages.
+    let soft_dirty = std::fs::write("/proc/self/clear_refs", b"4").is_ok();
+    assert_eq!(
+        report["pre_copies"].as_u64(),
+        Some(if soft_dirty { 2 } else { 0 }),
+        "{report}"
+    );
+    assert!(report["frozen_ms"].as_u64().unwrap() > 0, "{report}");
     // Gone here, running there, counting on from where it was.
     let here =
         e.c.runtime
@@ -1027,8 +1035,7 @@ async fn a_pod_migrates_to_another_daemon_and_keeps_counting() {
     // one sequence without a restart from 1.
     let seen = ticks(&mut t, &moved).await;
     assert!(
-        seen.last().is_some_and(|last| *last > before)
-            && seen.windows(2).all(|w| w[1] == w[0] + 1),
+        seen.last().is_some_and(|last| *last > before) && seen.windows(2).all(|w| w[1] == w[0] + 1),
         "counted {before} before the move; the log has {seen:?}"
     );
     // The pod's own config came along: name, namespace, hostname.
@@ -1108,4 +1115,54 @@ async fn a_pod_with_resident_memory_migrates() {
     );
     let pod_there = report["target_pod"].as_str().unwrap().to_owned();
     common::stop_remove_pod(&mut there, &pod_there).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crictl_checkpoint_exports_an_archive_pvecri_restores() {
+    const T: &str = "crictl_checkpoint_exports_an_archive_pvecri_restores";
+    if !ready(T) || !criu_works(T) {
+        return;
+    }
+    let mut e = env().await;
+    let (pod, id) = pod_with(&mut e, "crictl", false, COUNTER, true).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let archive = e.out.path().join("crictl.tar");
+    let out = std::process::Command::new("crictl")
+        .arg("--runtime-endpoint")
+        .arg(format!("unix://{}", e.d.socket.display()))
+        .args(["--timeout", "120s", "checkpoint", "--export"])
+        .arg(&archive)
+        .arg(&id)
+        .output()
+        .expect("crictl is installed (scripts/install-cri-tools.sh)");
+    assert!(
+        out.status.success(),
+        "crictl checkpoint: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        e.d.log()
+    );
+    assert_eq!(
+        std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // And the archive restores, in the same pod next to the original.
+    let sandbox = pod_config(&e, "crictl", false);
+    let copy = common::create_container(
+        &mut e.c,
+        &pod,
+        &sandbox,
+        container_config("counter-copy", archive.to_str().unwrap(), &["true"]),
+    )
+    .await
+    .unwrap_or_else(|s| panic!("{s:?}\n{}", e.d.log()));
+    e.c.runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: copy.clone(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}\n{}", e.d.log()));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let seen = ticks(&mut e, &copy).await;
+    assert!(!seen.is_empty() && seen[0] > 1, "{seen:?}");
+    common::stop_remove_pod(&mut e.c, &pod).await;
 }

@@ -34,6 +34,13 @@ pub(crate) const ROOTFS_DIFF: &str = "rootfs-diff.tar";
 pub(crate) const DELETED_FILES: &str = "deleted.files";
 pub(crate) const DUMP_LOG: &str = "dump.log";
 pub(crate) const STATS_DUMP: &str = "stats-dump";
+/// The images of pre-dump `n` (1-based), next to `checkpoint/`: pre-copy
+/// archives carry them, the final images naming the last as their
+/// parent.
+pub(crate) fn pre_dump_dir(n: u32) -> String {
+    format!("pre-{n}")
+}
+
 /// pvecri's own addition inside `checkpoint/`: the restore keys of init's
 /// fds 0-2 ([`super::stdio`]).
 pub(crate) const DESCRIPTORS: &str = "descriptors.json";
@@ -295,12 +302,19 @@ impl Destination {
         })
     }
 
-    /// Writes the tar of `work` (its `checkpoint/` and the top-level
-    /// files it holds) at the destination; returns the archive's size.
-    pub(crate) fn write_from(&self, work: &Path) -> Result<u64, ArchiveError> {
+    /// Writes the tar of `work` (its `checkpoint/`, the images of
+    /// `pre_copies` pre-dumps and the top-level files it holds) at the
+    /// destination; returns the archive's size. CRIU's `parent` links
+    /// between image directories are left out: a restore makes them
+    /// again (`super::unpack`).
+    pub(crate) fn write_from(&self, work: &Path, pre_copies: u32) -> Result<u64, ArchiveError> {
+        let pre: Vec<String> = (1..=pre_copies).map(pre_dump_dir).collect();
+        let dirs: Vec<&str> = std::iter::once(CHECKPOINT_DIR)
+            .chain(pre.iter().map(String::as_str))
+            .collect();
         self.write_tree(
             work,
-            &[CHECKPOINT_DIR],
+            &dirs,
             &[
                 CONFIG_DUMP,
                 SPEC_DUMP,
@@ -344,7 +358,7 @@ impl Destination {
         let mut tar = tar::Builder::new(file);
         tar.follow_symlinks(false);
         for dir in dirs {
-            tar.append_dir_all(dir, work.join(dir)).map_err(werr)?;
+            append_flat_dir(&mut tar, work, dir).map_err(werr)?;
         }
         for name in files {
             let path = work.join(name);
@@ -362,6 +376,23 @@ impl Destination {
         let _ = nix::unistd::fsync(&self.dir);
         Ok(size)
     }
+}
+
+/// Appends directory `name` of `work` and the regular files directly in
+/// it (image directories are flat); symlinks and anything else are left
+/// out.
+fn append_flat_dir(tar: &mut tar::Builder<File>, work: &Path, name: &str) -> std::io::Result<()> {
+    let dir = work.join(name);
+    tar.append_dir(format!("{name}/"), &dir)?;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        if entry.file_type()?.is_file() {
+            let inner = Path::new(name).join(entry.file_name());
+            tar.append_path_with_name(entry.path(), inner)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes a partly written archive unless disarmed.
@@ -486,7 +517,7 @@ mod tests {
         std::fs::write(&location, "old").unwrap();
 
         let dest = Destination::open(&location).unwrap();
-        dest.write_from(&work).unwrap();
+        dest.write_from(&work, 0).unwrap();
         let meta = std::fs::metadata(&location).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         let names: Vec<String> = tar::Archive::new(File::open(&location).unwrap())

@@ -42,6 +42,10 @@ pub(crate) struct DumpJob {
     pub cgroup_version: &'static str,
     /// `--leave-running`: the container goes on after the dump.
     pub leave_running: bool,
+    /// Memory pre-dumps before the final dump, each saving what changed
+    /// since the one before while the container runs (0: none; needs the
+    /// kernel's soft-dirty tracking, [`soft_dirty_available`]).
+    pub pre_copy: u32,
 }
 
 /// What a finished checkpoint reports.
@@ -52,6 +56,8 @@ pub(crate) struct DumpReport {
     pub frozen: Duration,
     pub external_mounts: usize,
     pub deleted_files: usize,
+    /// Pre-dumps made before the final dump.
+    pub pre_copies: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +105,7 @@ pub(crate) fn dump_args(
     external_mounts: &[String],
     external_files: &[String],
     leave_running: bool,
+    parent: Option<&str>,
 ) -> Vec<std::ffi::OsString> {
     let mut a: Vec<std::ffi::OsString> = Vec::new();
     let mut push = |s: &str| a.push(s.into());
@@ -124,6 +131,13 @@ pub(crate) fn dump_args(
     if leave_running {
         push("--leave-running");
     }
+    if let Some(parent) = parent {
+        // Only the pages dirtied since the last pre-dump are written; the
+        // rest stay in the parent images (linked as `parent`).
+        push("--track-mem");
+        push("--prev-images-dir");
+        push(&format!("../{parent}"));
+    }
     for f in external_files {
         push("--external");
         push(f);
@@ -135,6 +149,113 @@ pub(crate) fn dump_args(
         push(&format!("{m}:{m}"));
     }
     a
+}
+
+/// The criu arguments of pre-dump `n` (1-based) into `work/pre-<n>`,
+/// linked to the one before. The container runs on; criu freezes the
+/// cgroup only while it collects the pages.
+pub(crate) fn pre_dump_args(
+    pid: i32,
+    work: &Path,
+    n: u32,
+    freeze_dir: &Path,
+    external_mounts: &[String],
+    external_files: &[String],
+) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = Vec::new();
+    let mut push = |s: &str| a.push(s.into());
+    for s in [
+        "pre-dump",
+        "--tree",
+        &pid.to_string(),
+        "--images-dir",
+        &work.join(archive::pre_dump_dir(n)).display().to_string(),
+        "--work-dir",
+        &work.display().to_string(),
+        "--log-file",
+        &format!("pre-dump-{n}.log"),
+        "-v4",
+        "--track-mem",
+        "--manage-cgroups=soft",
+        "--freeze-cgroup",
+        &freeze_dir.display().to_string(),
+    ] {
+        push(s);
+    }
+    if n > 1 {
+        push("--prev-images-dir");
+        push(&format!("../{}", archive::pre_dump_dir(n - 1)));
+    }
+    for f in external_files {
+        push("--external");
+        push(f);
+    }
+    for m in external_mounts {
+        push("--ext-mount-map");
+        push(&format!("{m}:{m}"));
+    }
+    a
+}
+
+/// Whether the kernel tracks soft-dirty pages (what a pre-dump needs):
+/// only then does `/proc/self/clear_refs` take `4` (which clears this
+/// process's soft-dirty bits and nothing else).
+pub(crate) fn soft_dirty_available() -> bool {
+    std::fs::write("/proc/self/clear_refs", b"4").is_ok()
+}
+
+/// Runs criu (through `criu-exec`, in the pod's namespaces) to the end,
+/// killing it at the deadline; `log` names its log in `work`.
+fn run_criu(
+    job: &DumpJob,
+    work: &Path,
+    argv: Vec<std::ffi::OsString>,
+    log: &str,
+    deadline: Instant,
+    budget: Duration,
+) -> Result<(), DumpError> {
+    let args = CriuExecArgs {
+        criu: job.criu.path.clone(),
+        net: job.pod.net_ns.clone().unwrap_or_default().into(),
+        ipc: job.pod.ipc_ns.clone().unwrap_or_default().into(),
+        uts: job.pod.uts_ns.clone().unwrap_or_default().into(),
+        argv,
+    };
+    let out = std::fs::File::create(work.join("criu.out")).map_err(io("create criu.out"))?;
+    let err = out.try_clone().map_err(io("create criu.out"))?;
+    let mut child = Command::new(&job.self_exe)
+        .args(args.to_args())
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(io("spawn criu"))?;
+    let status = loop {
+        match child.try_wait().map_err(io("wait for criu"))? {
+            Some(status) => break status,
+            None if Instant::now() >= deadline => {
+                // criu ignores SIGTERM while it holds the tree; SIGKILL
+                // detaches its ptrace, and the guard thaws the cgroup.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(DumpError::Deadline(budget));
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    if !status.success() {
+        let log = std::fs::read_to_string(work.join(log)).unwrap_or_default();
+        let out = std::fs::read_to_string(work.join("criu.out")).unwrap_or_default();
+        let mut errors = criu::error_lines(&log, 5);
+        if errors.is_empty() {
+            errors = out.lines().take(5).map(str::to_owned).collect();
+        }
+        return Err(DumpError::Criu {
+            status: status.to_string(),
+            errors: errors.join("; "),
+        });
+    }
+    Ok(())
 }
 
 /// Runs the job; `deadline` bounds all of it.
@@ -169,57 +290,55 @@ pub(crate) fn run(job: DumpJob, deadline: Instant) -> Result<DumpReport, DumpErr
         .map(|f| f.key.clone())
         .collect();
 
-    let frozen_guard = job.freezer.freeze(budget.min(Duration::from_secs(10)))?;
-    let frozen_at = Instant::now();
-
-    let args = CriuExecArgs {
-        criu: job.criu.path.clone(),
-        net: job.pod.net_ns.clone().unwrap_or_default().into(),
-        ipc: job.pod.ipc_ns.clone().unwrap_or_default().into(),
-        uts: job.pod.uts_ns.clone().unwrap_or_default().into(),
-        argv: dump_args(
+    // Pre-copy: memory saved while the container runs, so that the final
+    // dump, frozen, writes only what changed since.
+    let pre_copies = if job.pre_copy > 0 && soft_dirty_available() {
+        job.pre_copy
+    } else {
+        if job.pre_copy > 0 {
+            tracing::warn!(
+                container_id = %job.container.id,
+                "the kernel has no soft-dirty tracking: no pre-copy, one full dump"
+            );
+        }
+        0
+    };
+    for n in 1..=pre_copies {
+        std::fs::create_dir(work.0.join(archive::pre_dump_dir(n)))
+            .map_err(io("create a pre-dump directory"))?;
+        let argv = pre_dump_args(
             pid,
             &work.0,
+            n,
             job.freezer.dir(),
             &external_mounts,
             &external_files,
-            job.leave_running,
-        ),
-    };
-    let out = std::fs::File::create(work.0.join("criu.out")).map_err(io("create criu.out"))?;
-    let err = out.try_clone().map_err(io("create criu.out"))?;
-    let mut child = Command::new(&job.self_exe)
-        .args(args.to_args())
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(io("spawn criu"))?;
-    let status = loop {
-        match child.try_wait().map_err(io("wait for criu"))? {
-            Some(status) => break status,
-            None if Instant::now() >= deadline => {
-                // criu ignores SIGTERM while it holds the tree; SIGKILL
-                // detaches its ptrace, and the guard thaws the cgroup.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(DumpError::Deadline(budget));
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
-    if !status.success() {
-        let log = std::fs::read_to_string(work.0.join(archive::DUMP_LOG)).unwrap_or_default();
-        let out = std::fs::read_to_string(work.0.join("criu.out")).unwrap_or_default();
-        let mut errors = criu::error_lines(&log, 5);
-        if errors.is_empty() {
-            errors = out.lines().take(5).map(str::to_owned).collect();
-        }
-        return Err(DumpError::Criu {
-            status: status.to_string(),
-            errors: errors.join("; "),
-        });
+        );
+        run_criu(
+            &job,
+            &work.0,
+            argv,
+            &format!("pre-dump-{n}.log"),
+            deadline,
+            budget,
+        )?;
+        let _ = std::fs::remove_file(work.0.join(format!("pre-dump-{n}.log")));
     }
+    let parent = (pre_copies > 0).then(|| archive::pre_dump_dir(pre_copies));
+
+    let frozen_guard = job.freezer.freeze(budget.min(Duration::from_secs(10)))?;
+    let frozen_at = Instant::now();
+
+    let argv = dump_args(
+        pid,
+        &work.0,
+        job.freezer.dir(),
+        &external_mounts,
+        &external_files,
+        job.leave_running,
+        parent.as_deref(),
+    );
+    run_criu(&job, &work.0, argv, archive::DUMP_LOG, deadline, budget)?;
 
     let diff = rootfs_diff::write(
         &job.upper,
@@ -265,13 +384,14 @@ pub(crate) fn run(job: DumpJob, deadline: Instant) -> Result<DumpReport, DumpErr
     if Instant::now() >= deadline {
         return Err(DumpError::Deadline(budget));
     }
-    let archive_bytes = job.destination.write_from(&work.0)?;
+    let archive_bytes = job.destination.write_from(&work.0, pre_copies)?;
     drop(work);
     Ok(DumpReport {
         archive_bytes,
         frozen,
         external_mounts: external_mounts.len(),
         deleted_files: diff.deleted.len(),
+        pre_copies,
     })
 }
 
@@ -288,6 +408,7 @@ mod tests {
             &["/etc/hostname".into()],
             &["file[18:3]".into()],
             true,
+            None,
         );
         let args: Vec<String> = args.into_iter().map(|a| a.into_string().unwrap()).collect();
         let joined = args.join(" ");

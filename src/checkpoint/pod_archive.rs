@@ -49,6 +49,12 @@ pub(crate) struct PodDumpContainer {
     /// The container as it was created (a restore without a config for
     /// it from the caller makes it like this again).
     pub config: ContainerConfig,
+    /// How long its final dump kept it frozen.
+    #[serde(default)]
+    pub frozen_ms: u64,
+    /// Memory pre-dumps made before the final dump.
+    #[serde(default)]
+    pub pre_copies: u32,
 }
 
 /// The archive entry of a container's checkpoint.
@@ -190,6 +196,8 @@ mod tests {
                     id: "c".into(),
                     archive: container_entry(n),
                     config: ContainerConfig::default(),
+                    frozen_ms: 0,
+                    pre_copies: 0,
                 })
                 .collect(),
         })

@@ -82,6 +82,48 @@ impl Unpacked {
     }
 }
 
+/// The most pre-dumps an archive may carry.
+const MAX_PRE_DUMPS: u32 = 8;
+
+/// `n` of a pre-dump directory `pre-<n>` (1 to [`MAX_PRE_DUMPS`]).
+fn pre_dump_number(dir: &str) -> Option<u32> {
+    let n: u32 = dir.strip_prefix("pre-")?.parse().ok()?;
+    (1..=MAX_PRE_DUMPS)
+        .contains(&n)
+        .then_some(n)
+        .filter(|n| super::archive::pre_dump_dir(*n) == dir)
+}
+
+/// Links each image directory to the pre-dump before it (`parent`, as
+/// CRIU names it): the archive carries no links, so these are the only
+/// ones, with fixed targets. The pre-dumps must be `pre-1` to `pre-<n>`.
+fn link_parents(dir: &Path, found: &[u32]) -> Result<(), String> {
+    let mut found = found.to_vec();
+    found.sort_unstable();
+    found.dedup();
+    if found.iter().enumerate().any(|(i, n)| *n != i as u32 + 1) {
+        return Err(format!(
+            "pre-dump directories {found:?} are not pre-1 to pre-{}",
+            found.len()
+        ));
+    }
+    let Some(last) = found.last() else {
+        return Ok(());
+    };
+    let link = |from: &str, to: u32| {
+        std::os::unix::fs::symlink(
+            format!("../{}", super::archive::pre_dump_dir(to)),
+            dir.join(from).join("parent"),
+        )
+        .map_err(|e| format!("cannot link {from} to its parent: {e}"))
+    };
+    link(CHECKPOINT_DIR, *last)?;
+    for n in 2..=*last {
+        link(&super::archive::pre_dump_dir(n), n - 1)?;
+    }
+    Ok(())
+}
+
 /// Where an entry of the archive goes, or why it is refused.
 fn destination(entry: &Path, kind: tar::EntryType) -> Result<Option<PathBuf>, String> {
     let parts: Vec<&str> = entry
@@ -96,7 +138,11 @@ fn destination(entry: &Path, kind: tar::EntryType) -> Result<Option<PathBuf>, St
     let parts: Vec<&str> = parts.into_iter().filter(|p| *p != ".").collect();
     match (parts.as_slice(), kind) {
         ([CHECKPOINT_DIR], tar::EntryType::Directory) => Ok(None),
+        ([dir], tar::EntryType::Directory) if pre_dump_number(dir).is_some() => Ok(None),
         ([CHECKPOINT_DIR, _name], tar::EntryType::Regular) => Ok(Some(parts.iter().collect())),
+        ([dir, _name], tar::EntryType::Regular) if pre_dump_number(dir).is_some() => {
+            Ok(Some(parts.iter().collect()))
+        }
         ([name], tar::EntryType::Regular)
             if [
                 CONFIG_DUMP,
@@ -164,12 +210,27 @@ pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<Unpacked, UnpackError
             .map_err(io)?;
     }
     let mut tar = tar::Archive::new(file);
+    let mut pre_dumps: Vec<u32> = Vec::new();
     for entry in tar.entries().map_err(io)? {
         let mut entry = entry.map_err(|e| layout(format!("not a tar archive: {e}")))?;
         let path = entry.path().map_err(io)?.into_owned();
         let Some(rel) = destination(&path, entry.header().entry_type()).map_err(layout)? else {
             continue;
         };
+        if let Some(n) = rel
+            .parent()
+            .and_then(|p| p.to_str())
+            .and_then(pre_dump_number)
+        {
+            if !pre_dumps.contains(&n) {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(dir.join(super::archive::pre_dump_dir(n)))
+                    .map_err(io)?;
+                pre_dumps.push(n);
+            }
+        }
         let mut out = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -184,6 +245,7 @@ pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<Unpacked, UnpackError
             })?;
         std::io::copy(&mut entry, &mut out).map_err(io)?;
     }
+    link_parents(dir, &pre_dumps).map_err(layout)?;
     let read_json = |name: &str| -> Result<Option<Vec<u8>>, UnpackError> {
         match std::fs::read(dir.join(name)) {
             Ok(bytes) => Ok(Some(bytes)),
@@ -321,6 +383,36 @@ mod tests {
             std::fs::metadata(&img).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn pre_dump_images_come_back_linked_to_their_parents() {
+        let (tmp, out) = unpack_bytes(&good(&[
+            ("pre-1/pages-1.img", tar::EntryType::Regular, b"p1"),
+            ("pre-2/pages-1.img", tar::EntryType::Regular, b"p2"),
+        ]));
+        out.unwrap();
+        let out = tmp.path().join("out");
+        assert_eq!(
+            std::fs::read_link(out.join("checkpoint/parent")).unwrap(),
+            Path::new("../pre-2")
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("pre-2/parent")).unwrap(),
+            Path::new("../pre-1")
+        );
+        assert!(!out.join("pre-1/parent").exists());
+        assert_eq!(
+            std::fs::read(out.join("checkpoint/parent/parent/pages-1.img")).unwrap(),
+            b"p1"
+        );
+        // A gap in the chain, or a number out of range, is refused.
+        let (_t, gap) = unpack_bytes(&good(&[("pre-2/x.img", tar::EntryType::Regular, b"x")]));
+        assert!(gap.unwrap_err().to_string().contains("pre-1 to pre-1"));
+        let (_t, big) = unpack_bytes(&good(&[("pre-99/x.img", tar::EntryType::Regular, b"x")]));
+        assert!(matches!(big.unwrap_err(), UnpackError::Layout { .. }));
+        let (_t, odd) = unpack_bytes(&good(&[("pre-01/x.img", tar::EntryType::Regular, b"x")]));
+        assert!(matches!(odd.unwrap_err(), UnpackError::Layout { .. }));
     }
 
     #[test]

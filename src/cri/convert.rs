@@ -588,6 +588,10 @@ fn archive_path(field: &str, loc: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// The most pre-dumps a CheckpointPod may ask for: each rereads the
+/// container's whole memory map.
+const MAX_PRE_COPY: u32 = 8;
+
 /// CheckpointPod's request: `output_path` an archive path as for
 /// CheckpointContainer, the container IDs non-empty strings.
 pub(super) fn pod_checkpoint_request(
@@ -613,16 +617,33 @@ pub(super) fn pod_checkpoint_request(
             ))
         }
     };
-    if let Some(key) = req.options.keys().find(|k| *k != "leave-running") {
+    let pre_copy = match req.options.get("pre-copy") {
+        None => 0,
+        Some(n) => match n.parse::<u32>() {
+            Ok(n) if n <= MAX_PRE_COPY => n,
+            _ => {
+                return Err(invalid(
+                    "options[\"pre-copy\"]",
+                    format!("{n:?} is not a number of pre-dumps from 0 to {MAX_PRE_COPY}"),
+                ))
+            }
+        },
+    };
+    if let Some(key) = req
+        .options
+        .keys()
+        .find(|k| *k != "leave-running" && *k != "pre-copy")
+    {
         return Err(invalid(
             "options",
-            format!("unknown option {key:?} (known: leave-running)"),
+            format!("unknown option {key:?} (known: leave-running, pre-copy)"),
         ));
     }
     Ok(crate::runtime::PodCheckpointRequest {
         output: std::path::PathBuf::from(&req.output_path),
         containers: req.container_ids.clone(),
         leave_running,
+        pre_copy,
     })
 }
 
@@ -690,6 +711,7 @@ pub(super) fn checkpoint_request(
         location: std::path::PathBuf::from(loc),
         timeout: std::time::Duration::from_secs(req.timeout as u64),
         leave_running: true,
+        pre_copy: 0,
     })
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use crate::checkpoint::archive::{ArchiveError, Destination};
-use crate::checkpoint::dump::{self, DumpError, DumpJob};
+use crate::checkpoint::dump::{self, DumpError, DumpJob, DumpReport};
 use crate::checkpoint::freeze::Freezer;
 use crate::checkpoint::{criu, refuse};
 use crate::container::ContainerState;
@@ -35,6 +35,8 @@ pub(crate) struct CheckpointRequest {
     /// always does); false: CRIU ends its processes once they are saved,
     /// as a migration needs.
     pub leave_running: bool,
+    /// Pre-dumps before the final dump (`crate::checkpoint::dump`).
+    pub pre_copy: u32,
 }
 
 const OP: &str = "checkpoint";
@@ -45,6 +47,15 @@ impl Runtime {
         id: &str,
         req: CheckpointRequest,
     ) -> Result<(), RuntimeError> {
+        self.checkpoint_container_report(id, req).await.map(|_| ())
+    }
+
+    /// CheckpointContainer, answering what the dump took.
+    pub(crate) async fn checkpoint_container_report(
+        &self,
+        id: &str,
+        req: CheckpointRequest,
+    ) -> Result<DumpReport, RuntimeError> {
         let timeout = if req.timeout.is_zero() {
             DEFAULT_TIMEOUT
         } else {
@@ -112,6 +123,7 @@ impl Runtime {
             upper,
             cgroup_version,
             leave_running: req.leave_running,
+            pre_copy: req.pre_copy,
         };
         let started = Instant::now();
         // The claim goes with the dump: a caller that gives up (its future
@@ -142,10 +154,11 @@ impl Runtime {
             frozen_ms = report.frozen.as_millis() as u64,
             external_mounts = report.external_mounts,
             deleted_files = report.deleted_files,
+            pre_copies = report.pre_copies,
             took_ms = started.elapsed().as_millis() as u64,
             "container checkpointed"
         );
-        Ok(())
+        Ok(report)
     }
 }
 

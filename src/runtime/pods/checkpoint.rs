@@ -29,6 +29,9 @@ pub(crate) struct PodCheckpointRequest {
     /// The containers go on after the dump (the default); false: CRIU
     /// ends them once saved (option `leave-running=false`, a migration).
     pub leave_running: bool,
+    /// Memory pre-dumps per container before its final dump (option
+    /// `pre-copy=N`), where the kernel tracks dirty pages.
+    pub pre_copy: u32,
 }
 
 /// A validated RestorePod request.
@@ -111,7 +114,7 @@ impl Runtime {
                 })?;
         }
         let result = self
-            .checkpoint_pod_into(&pod, &chosen, &work, &destination, req.leave_running)
+            .checkpoint_pod_into(&pod, &chosen, &work, &destination, &req)
             .await;
         if let Err(e) = std::fs::remove_dir_all(&work) {
             warn!(pod_id, dir = %work.display(), error = %e, "cannot remove a checkpoint work dir");
@@ -125,25 +128,29 @@ impl Runtime {
         chosen: &[crate::container::ContainerRecord],
         work: &std::path::Path,
         destination: &Destination,
-        req_leave_running: bool,
+        req: &PodCheckpointRequest,
     ) -> Result<(), RuntimeError> {
         let mut containers = Vec::new();
         for c in chosen {
             let entry = pod_archive::container_entry(&c.config.name);
-            self.checkpoint_container(
-                &c.id,
-                CheckpointRequest {
-                    location: work.join(&entry),
-                    timeout: std::time::Duration::ZERO,
-                    leave_running: req_leave_running,
-                },
-            )
-            .await?;
+            let report = self
+                .checkpoint_container_report(
+                    &c.id,
+                    CheckpointRequest {
+                        location: work.join(&entry),
+                        timeout: std::time::Duration::ZERO,
+                        leave_running: req.leave_running,
+                        pre_copy: req.pre_copy,
+                    },
+                )
+                .await?;
             containers.push(PodDumpContainer {
                 name: c.config.name.clone(),
                 id: c.id.clone(),
                 archive: entry,
                 config: c.config.clone(),
+                frozen_ms: report.frozen.as_millis() as u64,
+                pre_copies: report.pre_copies,
             });
         }
         let dump = PodDump {
