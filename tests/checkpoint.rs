@@ -966,12 +966,14 @@ fn target_daemon() -> common::Daemon {
     ))
 }
 
-/// `pvecri migrate` from `e`'s daemon to `target`: its JSON report.
+/// `pvecri migrate` from `e`'s daemon to `target`: its JSON report. The
+/// pre-dumps are the default unless `PVECRI_MIGRATE_PRECOPY` says.
 fn migrate(e: &Env, pod: &str, target: &common::Daemon) -> serde_json::Value {
+    let pre_copy = std::env::var("PVECRI_MIGRATE_PRECOPY").unwrap_or_else(|_| "2".into());
     let out = std::process::Command::new(common::BIN)
         .arg("--config")
         .arg(&e.d.config)
-        .args(["migrate", pod, "--json", "--to"])
+        .args(["migrate", pod, "--json", "--pre-copy", &pre_copy, "--to"])
         .arg(&target.socket)
         .output()
         .unwrap();

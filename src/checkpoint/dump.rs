@@ -58,6 +58,9 @@ pub(crate) struct DumpReport {
     pub deleted_files: usize,
     /// Pre-dumps made before the final dump.
     pub pre_copies: u32,
+    /// When the final freeze began (ns since the epoch): from then on the
+    /// container did not run (for good, without `leave_running`).
+    pub frozen_at_ns: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -326,6 +329,7 @@ pub(crate) fn run(job: DumpJob, deadline: Instant) -> Result<DumpReport, DumpErr
     }
     let parent = (pre_copies > 0).then(|| archive::pre_dump_dir(pre_copies));
 
+    let frozen_at_ns = crate::runtime::now_ns();
     let frozen_guard = job.freezer.freeze(budget.min(Duration::from_secs(10)))?;
     let frozen_at = Instant::now();
 
@@ -392,6 +396,7 @@ pub(crate) fn run(job: DumpJob, deadline: Instant) -> Result<DumpReport, DumpErr
         external_mounts: external_mounts.len(),
         deleted_files: diff.deleted.len(),
         pre_copies,
+        frozen_at_ns,
     })
 }
 

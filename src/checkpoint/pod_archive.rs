@@ -55,6 +55,9 @@ pub(crate) struct PodDumpContainer {
     /// Memory pre-dumps made before the final dump.
     #[serde(default)]
     pub pre_copies: u32,
+    /// When its final freeze began, ns since the epoch.
+    #[serde(default)]
+    pub frozen_at_ns: i64,
 }
 
 /// The archive entry of a container's checkpoint.
@@ -198,6 +201,7 @@ mod tests {
                     config: ContainerConfig::default(),
                     frozen_ms: 0,
                     pre_copies: 0,
+                    frozen_at_ns: 0,
                 })
                 .collect(),
         })

@@ -60,8 +60,9 @@ struct Report {
     checkpoint_ms: u128,
     /// RestorePod on the target, until every container runs again.
     restore_ms: u128,
-    /// From the checkpoint call to the pod running on the target: the
-    /// longest the workload can have been down.
+    /// From the first container's final freeze to the pod running on the
+    /// target (the containers end with their final dump): how long the
+    /// workload ran nowhere. Wall clocks of both daemons' machine(s).
     down_ms: u128,
     /// The whole move, the source pod's removal included.
     total_ms: u128,
@@ -133,11 +134,16 @@ async fn migrate(config: &Config, args: &MigrateArgs) -> anyhow::Result<Report> 
     let checkpointed = started.elapsed();
     let archive_bytes = std::fs::metadata(&archive).map(|m| m.len()).unwrap_or(0);
     let dump = pod_dump(&archive).unwrap_or(None);
-    let (frozen_ms, pre_copies) = dump
+    let (frozen_ms, pre_copies, stopped_at_ns) = dump
         .map(|d| {
             (
                 d.containers.iter().map(|c| c.frozen_ms).max().unwrap_or(0),
                 d.containers.iter().map(|c| c.pre_copies).min().unwrap_or(0),
+                d.containers
+                    .iter()
+                    .map(|c| c.frozen_at_ns)
+                    .filter(|t| *t > 0)
+                    .min(),
             )
         })
         .unwrap_or_default();
@@ -167,6 +173,12 @@ async fn migrate(config: &Config, args: &MigrateArgs) -> anyhow::Result<Report> 
         }
     };
     let running_there = started.elapsed();
+    // Down from the first final freeze; without that record, from the
+    // checkpoint call (an upper bound).
+    let down = match stopped_at_ns {
+        Some(t) => Duration::from_nanos((crate::runtime::now_ns() - t).max(0) as u64),
+        None => running_there,
+    };
     let _ = std::fs::remove_file(&archive);
     here.runtime
         .stop_pod_sandbox(v1::StopPodSandboxRequest {
@@ -194,7 +206,7 @@ async fn migrate(config: &Config, args: &MigrateArgs) -> anyhow::Result<Report> 
         pre_copies,
         checkpoint_ms: ms(checkpointed),
         restore_ms: ms(running_there - checkpointed),
-        down_ms: ms(running_there),
+        down_ms: ms(down),
         total_ms: ms(started.elapsed()),
     })
 }

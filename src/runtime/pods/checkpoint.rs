@@ -151,6 +151,7 @@ impl Runtime {
                 config: c.config.clone(),
                 frozen_ms: report.frozen.as_millis() as u64,
                 pre_copies: report.pre_copies,
+                frozen_at_ns: report.frozen_at_ns,
             });
         }
         let dump = PodDump {
