@@ -711,6 +711,22 @@ async fn a_checkpointed_counter_is_restored_into_another_pod_and_continues() {
     assert_eq!(code, 1, "/bin/vi was deleted before the checkpoint");
     let (code, out, err) = exec_sh(&mut e.c, &restored, "hostname", 10).await;
     assert_eq!((code, out.trim()), (0, "host-target"), "{err}");
+    // Hostile: the device policy holds for a container pvecri (not
+    // liblxc) gave its cgroup. It may make a node for the node's disk
+    // (CAP_MKNOD, as in any default container) but not open it.
+    let (code, out, err) = exec_sh(
+        &mut e.c,
+        &restored,
+        "set -- $(awk '$4 ~ /^(vda|sda|nvme0n1)$/ {print $1, $2; exit}' /proc/partitions); \
+         test -n \"$1\" || { echo no-disk; exit 0; }; \
+         mknod /tmp/disk b $1 $2 && head -c 1 /tmp/disk > /dev/null",
+        10,
+    )
+    .await;
+    assert!(
+        out.contains("no-disk") || (code != 0 && err.contains("not permitted")),
+        "reading the node's disk from a restored container: {code} {out} {err}"
+    );
 
     // It stops like any container, with its exit recorded.
     e.c.runtime
@@ -1167,4 +1183,68 @@ async fn crictl_checkpoint_exports_an_archive_pvecri_restores() {
     let seen = ticks(&mut e, &copy).await;
     assert!(!seen.is_empty() && seen[0] > 1, "{seen:?}");
     common::stop_remove_pod(&mut e.c, &pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_migration_brings_the_pod_back() {
+    const T: &str = "a_refused_migration_brings_the_pod_back";
+    if !ready(T) || !criu_works(T) {
+        return;
+    }
+    let mut e = env().await;
+    // The target lacks the pod's image: RestorePod there fails.
+    let target = target_daemon();
+    let (pod, id) = pod_with(&mut e, "refused", false, COUNTER, true).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let before = counter(&mut e, &id).await;
+    let out = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(&e.d.config)
+        .args(["migrate", &pod, "--to"])
+        .arg(&target.socket)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the move cannot succeed");
+    assert!(
+        stderr.contains("runs here again as pod"),
+        "{stderr}\n{}",
+        e.d.log()
+    );
+    // Back here, as a new pod of the same name, counting on.
+    let pods =
+        e.c.runtime
+            .list_pod_sandbox(v1::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert_ne!(pods[0].id, pod);
+    assert_eq!(pods[0].metadata.as_ref().unwrap().name, "refused");
+    let containers =
+        e.c.runtime
+            .list_containers(v1::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    let back = containers
+        .iter()
+        .find(|c| c.state == v1::ContainerState::ContainerRunning as i32)
+        .expect("a running container");
+    let now = counter(&mut e, &back.id).await;
+    assert!(now >= before, "{now} < {before}");
+    let target_pods = target
+        .client()
+        .await
+        .runtime
+        .list_pod_sandbox(v1::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(target_pods.is_empty(), "{target_pods:?}");
+    let new_pod = pods[0].id.clone();
+    common::stop_remove_pod(&mut e.c, &new_pod).await;
 }

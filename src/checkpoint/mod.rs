@@ -12,6 +12,7 @@
 //! - [`dump`]: one checkpoint from start to end, under a deadline;
 //! - [`archive`]: the metadata files and the archive, in the layout CRI-O
 //!   writes, so that checkpoint tools read it;
+//! - [`confinement`]: what a restore's request must ask for unchanged;
 //! - [`unpack`]: an archive read back (untrusted) for a restore;
 //! - [`pod_archive`]: a whole pod's archive (CheckpointPod, RestorePod);
 //! - [`restore`]: the plan the monitor restores a container by, and its
@@ -20,6 +21,7 @@
 //! `docs/checkpoint.md` says what is supported and what is refused.
 
 pub(crate) mod archive;
+pub(crate) mod confinement;
 pub(crate) mod criu;
 pub(crate) mod dump;
 pub(crate) mod freeze;

@@ -17,7 +17,6 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::unpack::UnpackError;
-use crate::container::ContainerConfig;
 
 pub(crate) const POD_JSON: &str = "pod.json";
 pub(crate) const CONTAINERS_DIR: &str = "containers";
@@ -30,10 +29,10 @@ pub(crate) struct PodDump {
     pub name: String,
     pub namespace: String,
     pub uid: String,
-    /// The pod as it was run (RestorePod without a config runs it so
-    /// again).
+    /// The pod's RunPodSandbox request (protobuf, base64): RestorePod
+    /// without a config validates and runs it again.
     #[serde(default)]
-    pub pod_config: Option<crate::pod::PodConfig>,
+    pub pod_request: String,
     pub runtime: String,
     pub checkpointed_time: String,
     pub containers: Vec<PodDumpContainer>,
@@ -46,9 +45,10 @@ pub(crate) struct PodDumpContainer {
     pub id: String,
     /// `containers/<name>.tar`.
     pub archive: String,
-    /// The container as it was created (a restore without a config for
-    /// it from the caller makes it like this again).
-    pub config: ContainerConfig,
+    /// Its CreateContainer request (protobuf, base64): a restore without
+    /// a config for it from the caller validates and uses it again.
+    #[serde(default)]
+    pub request: String,
     /// How long its final dump kept it frozen.
     #[serde(default)]
     pub frozen_ms: u64,
@@ -77,11 +77,17 @@ fn valid_name(name: &str) -> bool {
         && name != ".."
 }
 
-/// A pod archive unpacked into its directory.
-#[derive(Debug, Clone)]
+/// A pod archive unpacked into its directory, which goes on drop.
+#[derive(Debug)]
 pub(crate) struct PodUnpacked {
     pub dir: PathBuf,
     pub dump: PodDump,
+}
+
+impl Drop for PodUnpacked {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl PodUnpacked {
@@ -189,7 +195,7 @@ mod tests {
             name: "web".into(),
             namespace: "default".into(),
             uid: "u1".into(),
-            pod_config: None,
+            pod_request: String::new(),
             runtime: "pvecri".into(),
             checkpointed_time: "t".into(),
             containers: names
@@ -198,7 +204,7 @@ mod tests {
                     name: (*n).into(),
                     id: "c".into(),
                     archive: container_entry(n),
-                    config: ContainerConfig::default(),
+                    request: String::new(),
                     frozen_ms: 0,
                     pre_copies: 0,
                     frozen_at_ns: 0,

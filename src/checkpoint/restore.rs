@@ -46,8 +46,9 @@ pub(crate) struct RestorePlan {
     pub descriptors: Vec<String>,
     /// External mount point (the dump's key) -> its source on this node.
     pub mounts: Vec<(String, PathBuf)>,
-    /// The container's cgroup directory on every hierarchy; the starter
-    /// joins them all before criu runs.
+    /// The container's cgroup directory on every hierarchy; criu joins
+    /// them all (the starter does not), and the tree it makes inherits
+    /// them.
     pub cgroups: Vec<PathBuf>,
     /// The container's cgroup relative to the hierarchy roots, and the
     /// LXC config's settings for it, which the daemon applies before the

@@ -70,6 +70,9 @@ pub(crate) struct Unpacked {
     pub has_rootfs_diff: bool,
     /// `deleted.files`, absolute paths inside the container.
     pub deleted: Vec<String>,
+    /// `checkpoint/container.json`: what the container was confined by
+    /// (`None`: an archive without it).
+    pub confinement: Option<super::confinement::Confinement>,
 }
 
 impl Unpacked {
@@ -172,11 +175,20 @@ pub(crate) fn open_source(archive: &Path) -> Result<File, UnpackError> {
         Ok(_) => return Err(bad("is reached through a symlink")),
         Err(_) => return Err(bad("does not exist")),
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(archive)
-        .map_err(|e| bad(&format!("cannot be opened: {e}")))?;
+    // The check above names the problem; the open is what guarantees it:
+    // no symlink anywhere on the way, whatever changed since.
+    let how = nix::fcntl::OpenHow::new()
+        .flags(nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC)
+        .resolve(
+            nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS
+                | nix::fcntl::ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    let file = nix::fcntl::openat2(nix::fcntl::AT_FDCWD, archive, how)
+        .map(File::from)
+        .map_err(|e| match e {
+            nix::errno::Errno::ELOOP => bad("is reached through a symlink"),
+            e => bad(&format!("cannot be opened: {e}")),
+        })?;
     let meta = file
         .metadata()
         .map_err(|e| bad(&format!("cannot be read: {e}")))?;
@@ -276,6 +288,15 @@ pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<Unpacked, UnpackError
             descriptors.len()
         )));
     }
+    let confinement = match read_json(&format!("{CHECKPOINT_DIR}/{}", super::confinement::FILE))? {
+        Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
+            layout(format!(
+                "{CHECKPOINT_DIR}/{}: {e}",
+                super::confinement::FILE
+            ))
+        })?),
+        None => None,
+    };
     let deleted: Vec<String> = match read_json(DELETED_FILES)? {
         Some(bytes) => {
             serde_json::from_slice(&bytes).map_err(|e| layout(format!("{DELETED_FILES}: {e}")))?
@@ -297,6 +318,7 @@ pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<Unpacked, UnpackError
         descriptors,
         has_rootfs_diff,
         deleted,
+        confinement,
     })
 }
 

@@ -154,7 +154,20 @@ async fn migrate(config: &Config, args: &MigrateArgs) -> anyhow::Result<Report> 
     let restored = match there.runtime.restore_pod(restore.clone()).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
-            // The pod's containers ended with the dump: bring it back here.
+            // The pod's containers ended with the dump: bring it back here,
+            // once the stopped pod has freed its name.
+            let _ = here
+                .runtime
+                .stop_pod_sandbox(v1::StopPodSandboxRequest {
+                    pod_sandbox_id: args.pod.clone(),
+                })
+                .await;
+            let _ = here
+                .runtime
+                .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+                    pod_sandbox_id: args.pod.clone(),
+                })
+                .await;
             let back = here.runtime.restore_pod(restore).await;
             let _ = std::fs::remove_file(&archive);
             return Err(match back {

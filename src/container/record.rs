@@ -121,6 +121,10 @@ pub struct DeviceSpec {
 /// What CreateContainer asked for, after validation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerConfig {
+    /// The request's `ContainerConfig` as it came (protobuf, base64), for
+    /// pod checkpoints (see `PodConfig::request`).
+    #[serde(default)]
+    pub request: String,
     pub name: String,
     pub attempt: u32,
     /// As the request named it (the kubelet sends the image ID).

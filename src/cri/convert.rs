@@ -83,6 +83,7 @@ pub(super) fn pod_config(
         .and_then(|s| s.namespace_options.as_ref());
     let userns = user_namespace(opts)?;
     Ok(PodConfig {
+        request: encode_request(req),
         name: md.name.clone(),
         uid: md.uid.clone(),
         namespace: md.namespace.clone(),
@@ -469,6 +470,7 @@ pub(super) fn container_config(c: &v1::ContainerConfig) -> Result<ContainerConfi
     }
     let security = security_config(sc)?;
     Ok(ContainerConfig {
+        request: encode_request(c),
         name: md.name.clone(),
         attempt: md.attempt,
         image,
@@ -588,6 +590,72 @@ fn archive_path(field: &str, loc: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// A request as stored in its record (`PodConfig::request`).
+fn encode_request(m: &impl prost::Message) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(m.encode_to_vec())
+}
+
+/// A stored request decoded again (`field` names it in the error).
+fn decode_request<M: prost::Message + Default>(field: &str, text: &str) -> Result<M, Status> {
+    use base64::Engine;
+    if text.is_empty() {
+        return Err(invalid(
+            field,
+            "the archive has no CRI request for it (made by an older pvecri): pass a config",
+        ));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| invalid(field, format!("not base64: {e}")))?;
+    M::decode(bytes.as_slice()).map_err(|e| invalid(field, format!("not a CRI request: {e}")))
+}
+
+/// The pod config a restore runs: the caller's, else the checkpointed
+/// pod's original RunPodSandbox request, validated again like any
+/// request (an archive's copy of a record is never trusted).
+pub(super) fn restored_pod_config(
+    req: &v1::RestorePodRequest,
+    stored: &str,
+    handlers: &[String],
+) -> Result<PodConfig, Status> {
+    let run = match &req.config {
+        Some(c) => v1::RunPodSandboxRequest {
+            config: Some(c.clone()),
+            runtime_handler: req.runtime_handler.clone(),
+        },
+        None => decode_request("pod.json pod request", stored)?,
+    };
+    pod_config(&run, handlers)
+}
+
+/// A restored container's config: the caller's for its name, else its
+/// original CreateContainer request, validated again; the image is the
+/// archive's.
+pub(super) fn restored_container_config(
+    req: &v1::RestorePodRequest,
+    name: &str,
+    stored: &str,
+    archive: &std::path::Path,
+) -> Result<ContainerConfig, Status> {
+    let mut c = match req
+        .container_configs
+        .iter()
+        .find(|c| c.metadata.as_ref().is_some_and(|m| m.name == name))
+    {
+        Some(c) => c.clone(),
+        None => decode_request::<v1::ContainerConfig>(
+            &format!("pod.json request of container {name:?}"),
+            stored,
+        )?,
+    };
+    c.image = Some(v1::ImageSpec {
+        image: archive.display().to_string(),
+        ..Default::default()
+    });
+    container_config(&c)
+}
+
 /// The most pre-dumps a CheckpointPod may ask for: each rereads the
 /// container's whole memory map.
 const MAX_PRE_COPY: u32 = 8;
@@ -647,48 +715,15 @@ pub(super) fn pod_checkpoint_request(
     })
 }
 
-/// RestorePod's request: the archive's path, the new pod's config (as
-/// RunPodSandbox takes it) and optional container configs (as
-/// CreateContainer takes them; their images are ignored).
-pub(super) fn pod_restore_request(
+/// RestorePod's archive path, checked like a checkpoint location.
+pub(super) fn restore_pod_archive(
     req: &v1::RestorePodRequest,
-    handlers: &[String],
-) -> Result<crate::runtime::PodRestoreRequest, Status> {
+) -> Result<std::path::PathBuf, Status> {
     if req.checkpoint_path.is_empty() {
         return Err(invalid("checkpoint_path", "the archive's path is required"));
     }
     archive_path("checkpoint_path", &req.checkpoint_path)?;
-    let config = req
-        .config
-        .as_ref()
-        .map(|c| {
-            pod_config(
-                &v1::RunPodSandboxRequest {
-                    config: Some(c.clone()),
-                    runtime_handler: req.runtime_handler.clone(),
-                },
-                handlers,
-            )
-        })
-        .transpose()?;
-    let containers = req
-        .container_configs
-        .iter()
-        .map(|c| {
-            // The image is the archive's: any name satisfies the check.
-            let mut c = c.clone();
-            c.image = Some(v1::ImageSpec {
-                image: "checkpoint".into(),
-                ..Default::default()
-            });
-            container_config(&c)
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(crate::runtime::PodRestoreRequest {
-        archive: std::path::PathBuf::from(&req.checkpoint_path),
-        config,
-        containers,
-    })
+    Ok(std::path::PathBuf::from(&req.checkpoint_path))
 }
 
 /// CheckpointContainer's request as the runtime takes it: `location` an

@@ -830,15 +830,40 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
             .scope("RestorePod", &request)
             .image(&request.get_ref().checkpoint_path);
         let result: Result<Response<v1::RestorePodResponse>, Status> = async move {
-            let req = convert::pod_restore_request(
-                request.get_ref(),
-                &self.runtime.config().runtime_handlers,
-            )?;
-            let (pod, containers) = self
+            let req = request.get_ref();
+            let archive = convert::restore_pod_archive(req)?;
+            let unpacked = self
                 .runtime
-                .restore_pod(req)
+                .open_pod_archive(&archive)
                 .await
                 .map_err(|e| from_runtime_error(&e))?;
+            // Every config is validated here, like the requests they were:
+            // nothing of the archive's records is trusted.
+            let pod_config = convert::restored_pod_config(
+                req,
+                &unpacked.dump.pod_request,
+                &self.runtime.config().runtime_handlers,
+            )?;
+            let containers = unpacked
+                .dump
+                .containers
+                .iter()
+                .map(|c| {
+                    convert::restored_container_config(
+                        req,
+                        &c.name,
+                        &c.request,
+                        &unpacked.archive_of(c),
+                    )
+                    .map(|config| (c.name.clone(), config))
+                })
+                .collect::<Result<Vec<_>, Status>>()?;
+            let (pod, containers) = self
+                .runtime
+                .restore_pod(pod_config, containers)
+                .await
+                .map_err(|e| from_runtime_error(&e))?;
+            drop(unpacked);
             Ok(Response::new(v1::RestorePodResponse {
                 pod_sandbox_id: pod,
                 restored_containers: containers

@@ -69,12 +69,19 @@ fn restorer_main(plan: RestorePlan, fds: StarterFds) -> ! {
     exit_now(0)
 }
 
-/// Joins the cgroups and namespaces, runs criu and returns the restored
-/// init's pid.
+/// Enters the namespaces, runs criu in the container's cgroups and
+/// returns the restored init's pid.
 fn restore(plan: &RestorePlan) -> anyhow::Result<Pid> {
+    // Only criu joins the container's cgroups (the tree it makes inherits
+    // them): the starter stays out, so a kill of the cgroup on stop or an
+    // OOM kill cannot take the process that reaps init and reports.
+    let mut procs = Vec::with_capacity(plan.cgroups.len());
     for dir in &plan.cgroups {
-        std::fs::write(dir.join("cgroup.procs"), b"0")
-            .with_context(|| format!("cannot join the cgroup {}", dir.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .with_context(|| format!("cannot open the cgroup {}", dir.display()))?;
+        procs.push(file);
     }
     nix::sched::unshare(CloneFlags::CLONE_NEWNS).context("cannot unshare the mount namespace")?;
     nix::mount::mount(
@@ -104,13 +111,33 @@ fn restore(plan: &RestorePlan) -> anyhow::Result<Pid> {
         std::fs::File::create(plan.work_dir.join("criu.out")).context("cannot create criu.out")?;
     let err = out.try_clone().context("cannot create criu.out")?;
     let _ = std::fs::remove_file(plan.pid_file());
-    let run = Command::new(&plan.criu)
-        .args(plan.criu_args())
+    let raw: Vec<RawFd> = procs.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+    let mut cmd = Command::new(&plan.criu);
+    cmd.args(plan.criu_args())
         .stdin(Stdio::null())
         .stdout(out)
-        .stderr(err)
-        .status()
-        .with_context(|| format!("cannot run {}", plan.criu.display()));
+        .stderr(err);
+    // SAFETY: runs in the child between fork and exec and only calls
+    // write(2) on fds opened above, which stay open in the parent until
+    // the child has exec'd; writing "0" moves the writer itself.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            for fd in &raw {
+                if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let run = cmd.status().with_context(|| {
+        format!(
+            "cannot run {} in the container's cgroups",
+            plan.criu.display()
+        )
+    });
+    drop(procs);
     // The restored init has its own copies now; ours would keep the
     // monitor's pipes open after it exits.
     for fd in 0..3 {

@@ -92,6 +92,11 @@ pub struct PortMapping {
 /// What RunPodSandbox asked for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PodConfig {
+    /// The request's `PodSandboxConfig` as it came (protobuf, base64): a
+    /// pod checkpoint carries it, and RestorePod validates it again like
+    /// any request instead of trusting the archive's copy of this record.
+    #[serde(default)]
+    pub request: String,
     pub name: String,
     pub uid: String,
     pub namespace: String,

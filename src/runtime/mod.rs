@@ -22,7 +22,7 @@ pub(crate) use containers::{CheckpointRequest, ContainerFilter};
 pub(crate) use error::RuntimeError;
 pub(crate) use events::spawn_watcher;
 pub(crate) use health::Condition;
-pub(crate) use pods::{PodCheckpointRequest, PodFilter, PodRestoreRequest};
+pub(crate) use pods::{PodCheckpointRequest, PodFilter};
 pub(crate) use stats::{ContainerUsage, PodMetrics, PodUsage};
 pub(crate) use stream::{connect_in_netns, StreamStdio};
 

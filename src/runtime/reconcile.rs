@@ -209,7 +209,12 @@ impl Runtime {
                 continue;
             }
             // A restored container runs nothing until it is started.
-            if c.restored && c.state == ContainerState::Created {
+            if c.restored
+                && c.state == ContainerState::Created
+                && !self
+                    .container_run_dir(&c.id)
+                    .is_ok_and(|d| d.exit().exists() || super::teardown::monitor_alive(&d, &c.id))
+            {
                 continue;
             }
             let c = self.refresh(c)?;

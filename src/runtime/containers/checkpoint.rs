@@ -32,8 +32,8 @@ pub(crate) struct CheckpointRequest {
     /// Zero: [`DEFAULT_TIMEOUT`].
     pub timeout: Duration,
     /// Keep the container running after the dump (CRI's CheckpointContainer
-    /// always does); false: CRIU ends its processes once they are saved,
-    /// as a migration needs.
+    /// always does); false: its processes are killed once the archive is
+    /// complete (frozen until then), as a migration needs.
     pub leave_running: bool,
     /// Pre-dumps before the final dump (`crate::checkpoint::dump`).
     pub pre_copy: u32,

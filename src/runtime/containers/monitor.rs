@@ -19,6 +19,8 @@ const READY_FD: i32 = 3;
 
 /// How long CreateContainer waits for the container's init to come up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long StartContainer of a restored container waits for CRIU.
+const RESTORE_READY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The container's stdio as its config asks: a stdin attach clients write
 /// to (`open`), closed after the first client's stdin ends (`once`), on a
@@ -42,6 +44,12 @@ impl Runtime {
         restore: Option<PathBuf>,
     ) -> Result<i32, RuntimeError> {
         let exe = self.self_exe.clone();
+        // A restore reads the workload's whole memory back first.
+        let ready_timeout = if restore.is_some() {
+            RESTORE_READY_TIMEOUT
+        } else {
+            READY_TIMEOUT
+        };
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| RuntimeError::os("pipe", id, e))?;
         let args = MonitorArgs {
@@ -91,12 +99,12 @@ impl Runtime {
                 format!("monitor exited with {status}: {}", why.trim()),
             ));
         }
-        let answer = tokio::time::timeout(READY_TIMEOUT, read_all(read))
+        let answer = tokio::time::timeout(ready_timeout, read_all(read))
             .await
             .map_err(|_| RuntimeError::Timeout {
                 op: "waiting for the container to come up",
                 id: id.to_owned(),
-                seconds: READY_TIMEOUT.as_secs(),
+                seconds: ready_timeout.as_secs(),
             })?
             .map_err(|e| RuntimeError::os("reading the monitor's answer", id, e))?;
         let answer = answer.trim();

@@ -108,6 +108,28 @@ impl Runtime {
                     RuntimeError::os("unpacking the checkpoint", id, crate::errors::chain(&e))
                 }
             })?;
+        // CRIU brings back the processes' own credentials, capabilities,
+        // seccomp filters and labels: the request must ask for exactly
+        // those, or it would not get what it asked for.
+        match &unpacked.confinement {
+            None => return Err(unsupported(
+                id,
+                "the archive does not record the container's confinement (made by an older pvecri)",
+            )),
+            Some(dumped) => {
+                let differences =
+                    dumped.differences(&crate::checkpoint::confinement::Confinement::of(config));
+                if !differences.is_empty() {
+                    return Err(unsupported(
+                        id,
+                        format!(
+                            "the request differs from the checkpointed container in {} (a restore keeps the checkpoint's confinement)",
+                            differences.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         if unpacked
             .descriptors
             .iter()
@@ -245,11 +267,21 @@ impl Runtime {
             .spawn_monitor(&c.id, &run_dir, &c.log_file, stdin, Some(plan_path))
             .await?;
         info!(container_id = %c.id, init_pid = pid, "container restored");
-        // CRIU's images are done with; they hold the workload's memory.
-        let images = self
-            .restore_dir(&c.id)
-            .join(crate::checkpoint::archive::CHECKPOINT_DIR);
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(images)).await;
+        // CRIU's images (the pre-dumps' too) and the writable layer's copy
+        // are done with; they hold the workload's memory and files.
+        let dir = self.restore_dir(&c.id);
+        let _ = tokio::task::spawn_blocking(move || {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name == crate::checkpoint::archive::CHECKPOINT_DIR || name.starts_with("pre-") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                } else if name == crate::checkpoint::archive::ROOTFS_DIFF {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        })
+        .await;
         Ok(pid)
     }
 }
@@ -258,12 +290,22 @@ impl Runtime {
 /// mount, so it lands in the upper dir), then `deleted.files` removed;
 /// both resolved inside the root, never through a symlink.
 fn apply_layer(id: &str, unpacked: &Unpacked, rootfs: &Path) -> Result<(), RuntimeError> {
+    use crate::snapshot::unpack::UnpackError as E;
     use crate::snapshot::unpack::{remove_in_root, unpack_layer, WhiteoutMode};
-    let invalid = |e: crate::snapshot::unpack::UnpackError| RuntimeError::Invalid {
-        field: "config.image.image",
-        message: format!(
-            "the checkpoint's writable layer: {}",
-            crate::errors::chain(&e)
+    // What the layer holds is the caller's error; the node failing to
+    // write it (no space, I/O) is not.
+    let invalid = |e: E| match e {
+        E::Escape { .. } | E::Invalid { .. } | E::Corrupt { .. } => RuntimeError::Invalid {
+            field: "config.image.image",
+            message: format!(
+                "the checkpoint's writable layer: {}",
+                crate::errors::chain(&e)
+            ),
+        },
+        other => RuntimeError::os(
+            "applying the checkpoint's writable layer",
+            id,
+            crate::errors::chain(&other),
         ),
     };
     if unpacked.has_rootfs_diff {

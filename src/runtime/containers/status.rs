@@ -30,11 +30,19 @@ impl Runtime {
     }
 
     pub(crate) fn refresh(&self, mut c: ContainerRecord) -> Result<ContainerRecord, RuntimeError> {
-        // A restored container has no monitor until it is started.
-        if c.state == ContainerState::Exited || (c.restored && c.state == ContainerState::Created) {
+        if c.state == ContainerState::Exited {
             return Ok(c);
         }
         let run_dir = self.container_run_dir(&c.id)?;
+        // A restored container has no monitor until it is started (and
+        // keeps its exit record once a start failed).
+        if c.restored
+            && c.state == ContainerState::Created
+            && !run_dir.exit().exists()
+            && !teardown::monitor_alive(&run_dir, &c.id)
+        {
+            return Ok(c);
+        }
         if !run_dir.exit().exists() && !teardown::monitor_alive(&run_dir, &c.id) {
             teardown::settle_lost_monitor(&run_dir, &c.id, &c.cgroup);
         }

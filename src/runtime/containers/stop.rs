@@ -23,11 +23,15 @@ impl Runtime {
         if c.state == ContainerState::Exited || c.state == ContainerState::Unknown {
             return Ok(());
         }
-        // A restored container that was never started has no process yet.
-        if c.restored && c.state == ContainerState::Created {
+        let run_dir = self.container_run_dir(&c.id)?;
+        // A restored container that was never started has no process yet
+        // (one whose start is under way has its monitor: stopped below).
+        if c.restored
+            && c.state == ContainerState::Created
+            && !teardown::monitor_alive(&run_dir, &c.id)
+        {
             return Ok(());
         }
-        let run_dir = self.container_run_dir(&c.id)?;
         let graceful = c.state == ContainerState::Running
             && timeout > 0
             && self

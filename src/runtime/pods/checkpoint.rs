@@ -26,23 +26,13 @@ pub(crate) struct PodCheckpointRequest {
     pub output: PathBuf,
     /// The containers to checkpoint; empty: every running one.
     pub containers: Vec<String>,
-    /// The containers go on after the dump (the default); false: CRIU
-    /// ends them once saved (option `leave-running=false`, a migration).
+    /// The containers go on after the dump (the default); false: each
+    /// ends once its archive is complete (option `leave-running=false`,
+    /// a migration).
     pub leave_running: bool,
     /// Memory pre-dumps per container before its final dump (option
     /// `pre-copy=N`), where the kernel tracks dirty pages.
     pub pre_copy: u32,
-}
-
-/// A validated RestorePod request.
-#[derive(Debug, Clone)]
-pub(crate) struct PodRestoreRequest {
-    pub archive: PathBuf,
-    /// The new pod's config; `None`: the checkpointed pod's.
-    pub config: Option<PodConfig>,
-    /// Configs for the restored containers by name; a container without
-    /// one is made as it was checkpointed.
-    pub containers: Vec<ContainerConfig>,
 }
 
 fn invalid_archive(e: UnpackError) -> RuntimeError {
@@ -148,7 +138,7 @@ impl Runtime {
                 name: c.config.name.clone(),
                 id: c.id.clone(),
                 archive: entry,
-                config: c.config.clone(),
+                request: c.config.request.clone(),
                 frozen_ms: report.frozen.as_millis() as u64,
                 pre_copies: report.pre_copies,
                 frozen_at_ns: report.frozen_at_ns,
@@ -159,7 +149,7 @@ impl Runtime {
             name: pod.config.name.clone(),
             namespace: pod.config.namespace.clone(),
             uid: pod.config.uid.clone(),
-            pod_config: Some(pod.config.clone()),
+            pod_request: pod.config.request.clone(),
             runtime: crate::version::RUNTIME_NAME.to_owned(),
             checkpointed_time: crate::monitor::timestamp::rfc3339_nano(std::time::SystemTime::now()),
             containers,
@@ -187,67 +177,52 @@ impl Runtime {
         Ok(())
     }
 
-    /// Makes the pod and restores its containers; returns the pod's ID and
-    /// (name, container ID) of each restored container. A failure removes
-    /// what was made.
-    pub(crate) async fn restore_pod(
+    /// Unpacks a pod archive (untrusted) for a restore; the directory
+    /// goes when the result is dropped.
+    pub(crate) async fn open_pod_archive(
         &self,
-        req: PodRestoreRequest,
-    ) -> Result<(String, Vec<(String, String)>), RuntimeError> {
-        let dir = self
-            .config
-            .state_dir
-            .join("restore")
-            .join(format!("pod-{}", crate::runtime::now_ns()));
-        std::fs::create_dir_all(self.config.state_dir.join("restore"))
+        archive: &std::path::Path,
+    ) -> Result<PodUnpacked, RuntimeError> {
+        let root = self.config.state_dir.join("restore");
+        std::fs::create_dir_all(&root)
             .map_err(|e| RuntimeError::os("creating the restore dir", "", e))?;
-        let (archive, dir2) = (req.archive.clone(), dir.clone());
+        // Canonical: the container archives in it are opened by path
+        // with no symlink on the way.
+        let root = std::fs::canonicalize(&root)
+            .map_err(|e| RuntimeError::os("resolving the restore dir", "", e))?;
+        let dir = root.join(format!("pod-{}", crate::runtime::now_ns()));
+        let archive = archive.to_owned();
+        let dir2 = dir.clone();
         let unpacked = tokio::task::spawn_blocking(move || pod_archive::unpack(&archive, &dir2))
             .await
             .map_err(|e| RuntimeError::os("unpacking the pod checkpoint", "", e))?;
-        let result = match unpacked {
-            Ok(unpacked) => self.restore_pod_from(&unpacked, req).await,
-            Err(e) => Err(invalid_archive(e)),
-        };
-        let _ = std::fs::remove_dir_all(&dir);
-        result
+        unpacked.map_err(|e| {
+            let _ = std::fs::remove_dir_all(&dir);
+            invalid_archive(e)
+        })
     }
 
-    async fn restore_pod_from(
+    /// Makes the pod and restores its containers (`containers`: name and
+    /// validated config, the image naming the container's archive);
+    /// returns the pod's ID and (name, container ID) of each. A failure
+    /// removes what was made.
+    pub(crate) async fn restore_pod(
         &self,
-        unpacked: &PodUnpacked,
-        req: PodRestoreRequest,
+        config: PodConfig,
+        containers: Vec<(String, ContainerConfig)>,
     ) -> Result<(String, Vec<(String, String)>), RuntimeError> {
-        let config = match req.config {
-            Some(config) => config,
-            None => unpacked
-                .dump
-                .pod_config
-                .clone()
-                .ok_or_else(|| RuntimeError::Invalid {
-                    field: "config",
-                    message: "the archive holds no pod config: one is required".into(),
-                })?,
-        };
         let pod_id = self.run_pod(config).await?;
         let mut restored = Vec::new();
-        for c in &unpacked.dump.containers {
-            let mut config = req
-                .containers
-                .iter()
-                .find(|r| r.name == c.name)
-                .cloned()
-                .unwrap_or_else(|| c.config.clone());
-            config.image = unpacked.archive_of(c).display().to_string();
+        for (name, config) in containers {
             let made = match self.create_container(&pod_id, config).await {
                 Ok(id) => {
-                    restored.push((c.name.clone(), id.clone()));
+                    restored.push((name.clone(), id.clone()));
                     self.start_container(&id).await
                 }
                 Err(e) => Err(e),
             };
             if let Err(e) = made {
-                warn!(pod_id, container = %c.name, error = %crate::errors::chain(&e), "restore failed; removing the pod");
+                warn!(pod_id, container = %name, error = %crate::errors::chain(&e), "restore failed; removing the pod");
                 for (_, id) in &restored {
                     let _ = self.remove_container(id).await;
                 }

@@ -11,7 +11,7 @@ mod status;
 mod stop;
 mod update;
 
-pub(crate) use checkpoint::{PodCheckpointRequest, PodRestoreRequest};
+pub(crate) use checkpoint::PodCheckpointRequest;
 pub(crate) use status::PodFilter;
 
 /// Exact ID match, else a unique prefix (crictl accepts truncated IDs).
