@@ -677,6 +677,21 @@ async fn a_checkpointed_counter_is_restored_into_another_pod_and_continues() {
 
     let sandbox = pod_config(&e, "target", false);
     let target = common::run_pod_sandbox(&mut e.c, &sandbox).await.unwrap();
+    // A request that asks for another confinement than the checkpoint's
+    // (which CRIU would bring back regardless) is refused.
+    let mut other_user = container_config("counter", location.to_str().unwrap(), &["true"]);
+    other_user.linux = Some(v1::LinuxContainerConfig {
+        security_context: Some(v1::LinuxContainerSecurityContext {
+            run_as_user: Some(v1::Int64Value { value: 1000 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let err = create_container(&mut e.c, &target, &sandbox, other_user)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("the user or group"), "{}", err.message());
     let restored = restore_into(&mut e, &target, &sandbox, location.to_str().unwrap())
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", e.d.log()));
