@@ -691,7 +691,11 @@ async fn a_checkpointed_counter_is_restored_into_another_pod_and_continues() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("the user or group"), "{}", err.message());
+    assert!(
+        err.message().contains("the user or group"),
+        "{}",
+        err.message()
+    );
     let restored = restore_into(&mut e, &target, &sandbox, location.to_str().unwrap())
         .await
         .unwrap_or_else(|s| panic!("{s:?}\n{}", e.d.log()));
