@@ -67,6 +67,11 @@ pub mod testing {
         pub use crate::container::run_dir::RunDir;
     }
 
+    /// Whether the kernel tracks soft-dirty pages (pre-copy checkpoints).
+    pub mod checkpoint {
+        pub use crate::checkpoint::dump::soft_dirty_available;
+    }
+
     /// The exec helper's command line, to run it as the daemon does.
     pub mod exec {
         pub use crate::exec::ExecHelperArgs;

@@ -989,15 +989,17 @@ async fn a_pod_is_checkpointed_and_restored_as_a_new_pod() {
     common::stop_remove_pod(&mut e.c, &restored.pod_sandbox_id).await;
 }
 
-/// A second daemon (another node) on a bridge and subnet of its own.
-fn target_daemon() -> common::Daemon {
+/// A second daemon (another node) on a bridge and subnet of its own;
+/// `n` tells the tests' targets apart (they may run at the same time).
+fn target_daemon(n: u8) -> common::Daemon {
     let mirrors = mirror_config();
     let mirrors = match mirrors.find("[network]") {
         Some(i) => mirrors[..i].to_owned(),
         None => mirrors,
     };
     Daemon::start(&format!(
-        "{mirrors}\n[network]\nbridge = \"pvecri-tm\"\npod_cidr = \"10.78.9.0/24\"\nmasquerade = false\negress = false\n"
+        "{mirrors}\n[network]\nbridge = \"pvecri-tm{n}\"\npod_cidr = \"10.78.{}.0/24\"\nmasquerade = false\negress = false\n",
+        90 + n
     ))
 }
 
@@ -1029,7 +1031,7 @@ async fn a_pod_migrates_to_another_daemon_and_keeps_counting() {
         return;
     }
     let mut e = env().await;
-    let target = target_daemon();
+    let target = target_daemon(1);
     let mut there = target.client().await;
     pull_image(&mut there, BUSYBOX).await;
     let (pod, id) = pod_with(&mut e, "mover", false, COUNTER, true).await;
@@ -1039,7 +1041,7 @@ async fn a_pod_migrates_to_another_daemon_and_keeps_counting() {
     let report = migrate(&e, &pod, &target);
     eprintln!("migration of a busybox counter: {report}");
     // Two pre-dumps (the default) where the kernel tracks dirty pages.
-    let soft_dirty = std::fs::write("/proc/self/clear_refs", b"4").is_ok();
+    let soft_dirty = pvecri::testing::checkpoint::soft_dirty_available();
     assert_eq!(
         report["pre_copies"].as_u64(),
         Some(if soft_dirty { 2 } else { 0 }),
@@ -1133,7 +1135,7 @@ async fn a_pod_with_resident_memory_migrates() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
     let mut e = env().await;
-    let target = target_daemon();
+    let target = target_daemon(2);
     let mut there = target.client().await;
     pull_image(&mut there, BUSYBOX).await;
     // dd fills one block of that size from /dev/zero and then blocks
@@ -1212,7 +1214,7 @@ async fn a_refused_migration_brings_the_pod_back() {
     }
     let mut e = env().await;
     // The target lacks the pod's image: RestorePod there fails.
-    let target = target_daemon();
+    let target = target_daemon(3);
     let (pod, id) = pod_with(&mut e, "refused", false, COUNTER, true).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let before = counter(&mut e, &id).await;

@@ -49,7 +49,7 @@ pub(crate) struct DumpJob {
 }
 
 /// What a finished checkpoint reports.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct DumpReport {
     pub archive_bytes: u64,
     /// From the moment the cgroup froze to the thaw.
@@ -61,6 +61,9 @@ pub(crate) struct DumpReport {
     /// When the final freeze began (ns since the epoch): from then on the
     /// container did not run (for good, without `leave_running`).
     pub frozen_at_ns: i64,
+    /// Without `leave_running`: the container, still frozen. The caller
+    /// ends it once everything is saved, or drops it to let it run on.
+    pub held: Option<super::freeze::HeldFreeze>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,7 +207,14 @@ pub(crate) fn pre_dump_args(
 /// `/proc/self/clear_refs`, which touches nothing else), a page it writes
 /// shows bit 55 in its pagemap entry only where the kernel tracks them
 /// (`CONFIG_MEM_SOFT_DIRTY`); elsewhere the bit is always 0.
-pub(crate) fn soft_dirty_available() -> bool {
+pub fn soft_dirty_available() -> bool {
+    // Once per process: the probe clears this process's soft-dirty bits,
+    // and two at once could clear each other's.
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(probe_soft_dirty)
+}
+
+fn probe_soft_dirty() -> bool {
     use std::io::{Read, Seek, SeekFrom};
     // SAFETY: sysconf has no memory effects.
     let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
@@ -427,14 +437,9 @@ pub(crate) fn run(job: DumpJob, deadline: Instant) -> Result<DumpReport, DumpErr
     }
     let archive_bytes = job.destination.write_from(&work.0, pre_copies)?;
     drop(work);
-    if let Some(guard) = frozen_guard {
-        // Saved: the container ends, killed while still frozen (cgroup2
-        // kills frozen tasks; v1 ones die at the thaw that follows).
-        let method = crate::cgroups::tree::hierarchies()
-            .map(|h| crate::cgroups::tree::kill(&h, &job.container.cgroup));
-        tracing::info!(container_id = %job.container.id, ?method, "checkpointed container ended");
-        drop(guard);
-    }
+    // Saved; one that is to end stays frozen for the caller, who ends it
+    // once all it needs is saved (a pod's other containers too).
+    let held = frozen_guard.map(|guard| guard.hold(&job.container.cgroup));
     Ok(DumpReport {
         archive_bytes,
         frozen,
@@ -442,6 +447,7 @@ pub(crate) fn run(job: DumpJob, deadline: Instant) -> Result<DumpReport, DumpErr
         deleted_files: diff.deleted.len(),
         pre_copies,
         frozen_at_ns,
+        held,
     })
 }
 
@@ -460,7 +466,7 @@ mod tests {
             return;
         };
         assert_eq!(
-            soft_dirty_available(),
+            probe_soft_dirty(),
             config.lines().any(|l| l == "CONFIG_MEM_SOFT_DIRTY=y")
         );
     }

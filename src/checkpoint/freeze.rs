@@ -116,6 +116,47 @@ pub(crate) struct Frozen<'a> {
     freezer: &'a Freezer,
 }
 
+impl Frozen<'_> {
+    /// Keeps the cgroup frozen past this guard: the returned one, which
+    /// owns the freezer, thaws it on drop unless it [`HeldFreeze::end`]s
+    /// the container.
+    pub(crate) fn hold(self, cgroup: &str) -> HeldFreeze {
+        let held = HeldFreeze {
+            freezer: self.freezer.clone(),
+            cgroup: cgroup.to_owned(),
+        };
+        std::mem::forget(self);
+        held
+    }
+}
+
+/// A container kept frozen after its dump, until the caller has what it
+/// needs (a pod's whole archive): then [`HeldFreeze::end`] kills it; a
+/// drop instead thaws it, and it runs on.
+#[derive(Debug)]
+pub(crate) struct HeldFreeze {
+    freezer: Freezer,
+    /// The container's cgroup, relative to the hierarchy roots.
+    cgroup: String,
+}
+
+impl HeldFreeze {
+    /// Kills every process of the container while it is still frozen
+    /// (cgroup2 kills frozen tasks; v1 ones die at the thaw that follows).
+    pub(crate) fn end(self) -> Result<(), crate::cgroups::tree::TreeError> {
+        let hierarchies = crate::cgroups::tree::hierarchies()?;
+        let method = crate::cgroups::tree::kill(&hierarchies, &self.cgroup);
+        tracing::info!(cgroup = %self.cgroup, ?method, "checkpointed container ended");
+        Ok(())
+    }
+}
+
+impl Drop for HeldFreeze {
+    fn drop(&mut self) {
+        self.freezer.thaw();
+    }
+}
+
 impl Drop for Frozen<'_> {
     fn drop(&mut self) {
         self.freezer.thaw();

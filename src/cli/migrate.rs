@@ -169,7 +169,9 @@ async fn migrate(config: &Config, args: &MigrateArgs) -> anyhow::Result<Report> 
                 })
                 .await;
             let back = here.runtime.restore_pod(restore).await;
-            let _ = std::fs::remove_file(&archive);
+            if back.is_ok() {
+                let _ = std::fs::remove_file(&archive);
+            }
             return Err(match back {
                 Ok(r) => anyhow::anyhow!(
                     "the target refused the pod ({}); it runs here again as pod {}",
@@ -177,7 +179,7 @@ async fn migrate(config: &Config, args: &MigrateArgs) -> anyhow::Result<Report> 
                     r.into_inner().pod_sandbox_id
                 ),
                 Err(again) => anyhow::anyhow!(
-                    "the target refused the pod ({}) and restoring it here failed too ({}); the archive was {}",
+                    "the target refused the pod ({}) and restoring it here failed too ({}); the pod is in the archive {} (RestorePod restores it)",
                     status.message(),
                     again.message(),
                     archive_path

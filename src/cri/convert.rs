@@ -715,6 +715,33 @@ pub(super) fn pod_checkpoint_request(
     })
 }
 
+/// RestorePod's own configs, checked before the archive is unpacked:
+/// the pod's as RunPodSandbox's, each container's as CreateContainer's
+/// (the image is the archive's, so any stands in for it).
+pub(super) fn restore_pod_configs(
+    req: &v1::RestorePodRequest,
+    handlers: &[String],
+) -> Result<(), Status> {
+    if let Some(c) = &req.config {
+        pod_config(
+            &v1::RunPodSandboxRequest {
+                config: Some(c.clone()),
+                runtime_handler: req.runtime_handler.clone(),
+            },
+            handlers,
+        )?;
+    }
+    for c in &req.container_configs {
+        let mut c = c.clone();
+        c.image = Some(v1::ImageSpec {
+            image: "/restore.tar".into(),
+            ..Default::default()
+        });
+        container_config(&c)?;
+    }
+    Ok(())
+}
+
 /// RestorePod's archive path, checked like a checkpoint location.
 pub(super) fn restore_pod_archive(
     req: &v1::RestorePodRequest,

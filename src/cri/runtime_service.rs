@@ -337,10 +337,15 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
             .scope("StartContainer", &request)
             .container(&request.get_ref().container_id);
         let result: Result<Response<v1::StartContainerResponse>, Status> = async move {
-            let id = required_id("container_id", &request.get_ref().container_id)?;
-            self.runtime
-                .start_container(id)
+            let id = required_id("container_id", &request.get_ref().container_id)?.to_owned();
+            // In a task of its own: a client that gives up (the kubelet's
+            // deadline, shorter than a large restore) does not cancel a
+            // start half-way, leaving a running workload recorded as
+            // created.
+            let runtime = self.runtime.clone();
+            tokio::spawn(async move { runtime.start_container(&id).await })
                 .await
+                .map_err(|e| Status::internal(format!("the start task failed: {e}")))?
                 .map_err(|e| from_runtime_error(&e))?;
             Ok(Response::new(v1::StartContainerResponse {}))
         }
@@ -832,6 +837,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         let result: Result<Response<v1::RestorePodResponse>, Status> = async move {
             let req = request.get_ref();
             let archive = convert::restore_pod_archive(req)?;
+            convert::restore_pod_configs(req, &self.runtime.config().runtime_handlers)?;
             let unpacked = self
                 .runtime
                 .open_pod_archive(&archive)
@@ -858,12 +864,30 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
                     .map(|config| (c.name.clone(), config))
                 })
                 .collect::<Result<Vec<_>, Status>>()?;
-            let (pod, containers) = self
-                .runtime
-                .restore_pod(pod_config, containers)
-                .await
-                .map_err(|e| from_runtime_error(&e))?;
-            drop(unpacked);
+            if let Some(name) = req
+                .container_configs
+                .iter()
+                .filter_map(|c| c.metadata.as_ref().map(|m| m.name.as_str()))
+                .find(|n| !unpacked.dump.containers.iter().any(|c| c.name == *n))
+            {
+                return Err(invalid(
+                    "container_configs",
+                    format!("the archive has no container {name:?}"),
+                ));
+            }
+            // In a task of its own, with the unpacked archive: a client that
+            // gives up does not cancel the restore half-way (see
+            // start_container).
+            let runtime = self.runtime.clone();
+            let (pod, containers) = tokio::spawn(async move {
+                let done = runtime.restore_pod(pod_config, containers).await;
+                // Removing the unpacked archive may take a while.
+                let _ = tokio::task::spawn_blocking(move || drop(unpacked)).await;
+                done
+            })
+            .await
+            .map_err(|e| Status::internal(format!("the restore task failed: {e}")))?
+            .map_err(|e| from_runtime_error(&e))?;
             Ok(Response::new(v1::RestorePodResponse {
                 pod_sandbox_id: pod,
                 restored_containers: containers

@@ -72,17 +72,6 @@ fn restorer_main(plan: RestorePlan, fds: StarterFds) -> ! {
 /// Enters the namespaces, runs criu in the container's cgroups and
 /// returns the restored init's pid.
 fn restore(plan: &RestorePlan) -> anyhow::Result<Pid> {
-    // Only criu joins the container's cgroups (the tree it makes inherits
-    // them): the starter stays out, so a kill of the cgroup on stop or an
-    // OOM kill cannot take the process that reaps init and reports.
-    let mut procs = Vec::with_capacity(plan.cgroups.len());
-    for dir in &plan.cgroups {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(dir.join("cgroup.procs"))
-            .with_context(|| format!("cannot open the cgroup {}", dir.display()))?;
-        procs.push(file);
-    }
     nix::sched::unshare(CloneFlags::CLONE_NEWNS).context("cannot unshare the mount namespace")?;
     nix::mount::mount(
         None::<&str>,
@@ -106,6 +95,18 @@ fn restore(plan: &RestorePlan) -> anyhow::Result<Pid> {
     // init's stdio for criu to hand over, out of the way of criu's own.
     for fd in 0..3 {
         move_fd(fd, INHERITED_FD_BASE + fd)?;
+    }
+    // Opened only now, so that none of them lands on 10-12. Only criu
+    // joins the container's cgroups (the tree it makes inherits
+    // them): the starter stays out, so a kill of the cgroup on stop or an
+    // OOM kill cannot take the process that reaps init and reports.
+    let mut procs = Vec::with_capacity(plan.cgroups.len());
+    for dir in &plan.cgroups {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .with_context(|| format!("cannot open the cgroup {}", dir.display()))?;
+        procs.push(file);
     }
     let out =
         std::fs::File::create(plan.work_dir.join("criu.out")).context("cannot create criu.out")?;

@@ -73,6 +73,16 @@ impl Runtime {
             }
             out
         };
+        // A pod that is to end must be restorable from the archive alone.
+        if !req.leave_running
+            && (pod.config.request.is_empty() || chosen.iter().any(|c| c.config.request.is_empty()))
+        {
+            return Err(RuntimeError::Unsupported {
+                op: "checkpoint",
+                id: pod.id.clone(),
+                message: "the pod or a container was created by an older pvecri and has no stored request: it cannot end with its checkpoint (leave-running=false)".into(),
+            });
+        }
         if chosen.is_empty() {
             return Err(RuntimeError::Unsupported {
                 op: "checkpoint",
@@ -121,6 +131,10 @@ impl Runtime {
         req: &PodCheckpointRequest,
     ) -> Result<(), RuntimeError> {
         let mut containers = Vec::new();
+        // Containers that are to end stay frozen until the whole archive
+        // is in place; any failure before drops these guards, and every
+        // one of them runs on.
+        let mut held = Vec::new();
         for c in chosen {
             let entry = pod_archive::container_entry(&c.config.name);
             let report = self
@@ -134,6 +148,7 @@ impl Runtime {
                     },
                 )
                 .await?;
+            held.extend(report.held);
             containers.push(PodDumpContainer {
                 name: c.config.name.clone(),
                 id: c.id.clone(),
@@ -173,6 +188,11 @@ impl Runtime {
                     crate::errors::chain(&e),
                 )
             })?;
+        for h in held {
+            h.end().map_err(|e| {
+                RuntimeError::os("ending the checkpointed pod's containers", &pod.id, e)
+            })?;
+        }
         info!(pod_id = %pod.id, containers = chosen.len(), bytes = size, "pod checkpointed");
         Ok(())
     }
