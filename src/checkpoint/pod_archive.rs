@@ -11,7 +11,6 @@
 //! entries, plain files, created 0600 in a private directory.
 
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -108,17 +107,7 @@ pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<PodUnpacked, UnpackEr
         what: "pod",
         message,
     };
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir)
-            .map_err(io)?;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir.join(CONTAINERS_DIR))
-            .map_err(io)?;
-    }
+    super::unpack::private_dirs(dir, CONTAINERS_DIR).map_err(io)?;
     let mut tar = tar::Archive::new(file);
     for entry in tar.entries().map_err(io)? {
         let mut entry = entry.map_err(|e| layout(format!("not a tar archive: {e}")))?;
@@ -147,19 +136,12 @@ pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<PodUnpacked, UnpackEr
                 )))
             }
         };
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(dir.join(&rel))
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => {
-                    layout(format!("entry {} appears twice", rel.display()))
-                }
-                _ => io(e),
-            })?;
-        std::io::copy(&mut entry, &mut out).map_err(io)?;
+        super::unpack::extract_entry(&mut entry, dir, &rel).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                layout(format!("entry {} appears twice", rel.display()))
+            }
+            _ => io(e),
+        })?;
     }
     let bytes =
         std::fs::read(dir.join(POD_JSON)).map_err(|_| layout(format!("{POD_JSON} is missing")))?;

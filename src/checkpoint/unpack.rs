@@ -198,6 +198,31 @@ pub(crate) fn open_source(archive: &Path) -> Result<File, UnpackError> {
     Ok(file)
 }
 
+/// Makes `dir` (which must not exist yet) and `dir/sub`, both 0700.
+pub(crate) fn private_dirs(dir: &Path, sub: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new().mode(0o700).create(dir.join(sub))
+}
+
+/// Writes an archive entry's content as `dir/rel`: a new file (an
+/// existing one is `AlreadyExists`, a duplicate entry), 0600, never
+/// through a link.
+pub(crate) fn extract_entry(
+    entry: &mut impl std::io::Read,
+    dir: &Path,
+    rel: &Path,
+) -> std::io::Result<()> {
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir.join(rel))?;
+    std::io::copy(entry, &mut out)?;
+    Ok(())
+}
+
 /// Unpacks `archive` into `dir`, which must not exist yet (made 0700).
 pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<Unpacked, UnpackError> {
     let file = open_source(archive)?;
@@ -210,17 +235,7 @@ pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<Unpacked, UnpackError
         what: "container",
         message,
     };
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir)
-            .map_err(io)?;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir.join(CHECKPOINT_DIR))
-            .map_err(io)?;
-    }
+    private_dirs(dir, CHECKPOINT_DIR).map_err(io)?;
     let mut tar = tar::Archive::new(file);
     let mut pre_dumps: Vec<u32> = Vec::new();
     for entry in tar.entries().map_err(io)? {
@@ -243,19 +258,12 @@ pub(crate) fn unpack(archive: &Path, dir: &Path) -> Result<Unpacked, UnpackError
                 pre_dumps.push(n);
             }
         }
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(dir.join(&rel))
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => {
-                    layout(format!("entry {} appears twice", rel.display()))
-                }
-                _ => io(e),
-            })?;
-        std::io::copy(&mut entry, &mut out).map_err(io)?;
+        extract_entry(&mut entry, dir, &rel).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                layout(format!("entry {} appears twice", rel.display()))
+            }
+            _ => io(e),
+        })?;
     }
     link_parents(dir, &pre_dumps).map_err(layout)?;
     let read_json = |name: &str| -> Result<Option<Vec<u8>>, UnpackError> {
