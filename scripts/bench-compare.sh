@@ -29,12 +29,17 @@
 #     `crictl version` (the client's own cost), alternating, wall time;
 #  4. density, on freshly restarted daemons (pvecri first): pvecri-bench
 #     --density DENSITY --lanes LANES starts DENSITY pods of one busybox
-#     `sleep 3600` each, then (after SETTLE s) the script samples the
-#     daemon's VmRSS and the helpers' PSS (pvecri: its `pvecri monitor`
-#     processes; containerd: its containerd-shim-runc-v2 processes and
-#     their pause children) from /proc, the bench times the list and stats
-#     calls, the script samples again, the bench removes every pod; the
-#     daemon's VmHWM is read after the teardown.
+#     `sleep 3600` each (with a cgroup parent per pod, as the kubelet's
+#     cgroupfs driver gives: containerd's ListPodSandboxStats needs one),
+#     then (after SETTLE s) the script samples the daemon's VmRSS and the
+#     helpers' PSS (pvecri: its `pvecri monitor` processes, two per
+#     container; containerd: its containerd-shim-runc-v2 processes and
+#     their pause children) from /proc; the bench times LIST_CALLS calls
+#     of each list call (no filter, state filter, a label selector or pod
+#     ID matching one pod) and STATS_CALLS of ListContainerStats and
+#     ListPodSandboxStats, the script samples again, the bench removes
+#     every pod (StopPodSandbox + RemovePodSandbox, LANES lanes); the
+#     daemon's VmHWM (its peak over the density run) is read last.
 # Then it stops both daemons, undoes what they and the CNI plugins left,
 # checks the node against what it saw at the start, and prints a markdown
 # table (ratio = containerd / pvecri: above 1, pvecri is faster or
@@ -116,6 +121,11 @@ if [ ${#need[@]} -gt 0 ]; then
         ok=0
     [ $created = 1 ] && rm -f $policy
     [ $ok = 1 ] || die "apt-get install ${need[*]} failed"
+    # The package enables its service for the next boot: not ours to.
+    if [[ " ${need[*]} " == *" containerd "* ]]; then
+        systemctl disable containerd.service >/dev/null 2>&1 ||
+            rm -f /etc/systemd/system/multi-user.target.wants/containerd.service
+    fi
 fi
 
 if [ -z "${PVECRI_BIN:-}" ] || [ -z "${BENCH_BIN:-}" ]; then
@@ -209,21 +219,26 @@ declare -A SOCK=([pvecri]=$PV_SOCK [containerd]=$CT_SOCK)
 declare -A PID=()
 BENCH_PID=
 
+for rt in pvecri containerd; do
+    printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: %s\n' \
+        "${SOCK[$rt]}" "${SOCK[$rt]}" "$CALL_TIMEOUT" > "$D/crictl-$rt.yaml"
+done
 cri() { # runtime crictl-args...
-    local s=${SOCK[$1]}
+    local rt=$1
     shift
-    crictl --runtime-endpoint "unix://$s" --image-endpoint "unix://$s" --timeout "${CALL_TIMEOUT}s" "$@"
+    crictl --config "$D/crictl-$rt.yaml" "$@"
 }
 
 start_daemon() { # runtime
     local log
     if [ "$1" = pvecri ]; then
         log=$PV/daemon.log
-        # As packaging/pvecri.service (LimitNOFILE) and containerd.service.
-        ( ulimit -n 1048576; exec "$PVECRI" daemon --config "$PV/config.toml" ) >> "$log" 2>&1 &
+        # Both services raise LimitNOFILE (pvecri.service 1048576,
+        # containerd.service infinity): as far as this shell may.
+        ( ulimit -n "$(ulimit -Hn)"; exec "$PVECRI" daemon --config "$PV/config.toml" ) >> "$log" 2>&1 &
     else
         log=$CT/containerd.log
-        ( ulimit -n 1048576; exec containerd --config "$CT/config.toml" ) >> "$log" 2>&1 &
+        ( ulimit -n "$(ulimit -Hn)"; exec containerd --config "$CT/config.toml" ) >> "$log" 2>&1 &
     fi
     PID[$1]=$!
     for _ in $(seq 300); do
@@ -303,17 +318,21 @@ cleanup() {
         fi
     done
     # The runtimes' cgroup parents (pvecri, pvecri.monitor, k8s.io) where
-    # they did not exist before and are empty now.
+    # they did not exist before and are empty now, and the pod cgroup
+    # parents of a density run that did not finish.
     comm -13 "$D/before/cgroups" <(node_cgroups) | sort -r | while read -r cg; do
-        case ${cg##*/} in pvecri | pvecri.monitor | k8s.io) rmdir "$cg" 2>/dev/null ;; esac
+        case ${cg##*/} in
+            pvecri | pvecri.monitor | k8s.io) rmdir "$cg" 2>/dev/null ;;
+            pvecri-bench-*) find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null ;;
+        esac
     done
-    # What differs from the start.
+    # What the node has now and did not have at the start (what went
+    # meanwhile was someone else's).
     snapshot "$D/after"
-    local diffs=""
+    local diffs="" f added
     for f in links netns tables cgroups iptables paths ip_forward; do
-        if ! diff -q "$D/before/$f" "$D/after/$f" >/dev/null; then
-            diffs+="$f: $(diff "$D/before/$f" "$D/after/$f" | grep '^[<>]' | tr '\n' ' ')"$'\n'
-        fi
+        added=$(comm -13 "$D/before/$f" "$D/after/$f" | tr '\n' ' ')
+        [ -n "$added" ] && diffs+="$f: $added"$'\n'
     done
     [ -n "$(our_processes)" ] && diffs+="processes: $(our_processes | tr '\n' ' ')"$'\n'
     grep -q "$D/" /proc/self/mounts && diffs+="mounts: $(grep "$D/" /proc/self/mounts | awk '{print $2}' | tr '\n' ' ')"$'\n'
@@ -395,7 +414,7 @@ done
 
 # --- 2. lifecycles -----------------------------------------------------
 say "2/4 pod lifecycles: $ITER per runtime in $ROUNDS rounds"
-cri containerd pull "$SANDBOX_IMAGE" >/dev/null || note "containerd: cannot pull $SANDBOX_IMAGE"
+cri containerd pull "$SANDBOX_IMAGE" >/dev/null 2>&1 || note "containerd: cannot pull $SANDBOX_IMAGE"
 for rt in pvecri containerd; do
     bench $rt "$R/$rt/warmup.out" --iterations 2 || true
 done
@@ -423,10 +442,10 @@ JSON
  "command":["sleep","3600"],"log_path":"c.log",
  "linux":{"security_context":{"namespace_options":{"network":0,"pid":1,"ipc":0}}}}
 JSON
-    pod=$(cri $rt runp "$D/exec-pod-$rt.json") &&
-        ctr=$(cri $rt create --no-pull "$pod" "$D/exec-ctr.json" "$D/exec-pod-$rt.json") &&
-        cri $rt start "$ctr" >/dev/null &&
-        CTR[$rt]=$ctr || note "$rt: cannot start the exec container"
+    pod=$(cri $rt runp "$D/exec-pod-$rt.json" 2>> "$R/$rt/exec.err") &&
+        ctr=$(cri $rt create --no-pull "$pod" "$D/exec-ctr.json" "$D/exec-pod-$rt.json" 2>> "$R/$rt/exec.err") &&
+        cri $rt start "$ctr" >/dev/null 2>> "$R/$rt/exec.err" &&
+        CTR[$rt]=$ctr || note "$rt: cannot start the exec container (see $R/$rt/exec.err)"
 done
 if [ -n "${CTR[pvecri]:-}" ] && [ -n "${CTR[containerd]:-}" ]; then
     for rt in pvecri containerd; do # warm-up
@@ -493,7 +512,7 @@ density() { # runtime
     sample "$rt" idle
     "$BENCH" --endpoint "${SOCK[$rt]}" --label "$rt" --image "$IMAGE" --log-dir "$D/logs-$rt" \
         --call-timeout "$CALL_TIMEOUT" --iterations 0 --density "$DENSITY" --lanes "$LANES" \
-        --list-calls "$LIST_CALLS" --stats-calls "$STATS_CALLS" --sync-dir "$sync" \
+        --list-calls "$LIST_CALLS" --stats-calls "$STATS_CALLS" --sync-dir "$sync" --cgroup-parents \
         --raw "$R/$rt/raw" > "$out" 2>&1 &
     BENCH_PID=$!
     if wait_file "$sync/running" $BENCH_PID; then

@@ -16,7 +16,10 @@
 //!    RunPodSandbox that timed out may still have made its pod).
 //!
 //! Pods carry the labels `pvecri-bench/run` (this run) and
-//! `pvecri-bench/pod` (the pod's number), and so do their containers.
+//! `pvecri-bench/pod` (the pod's number), and so do their containers. With
+//! `--cgroup-parents` each pod has the cgroup parent
+//! `/pvecri-bench-<run>/pod<uid>`, as the kubelet's cgroupfs driver would
+//! give it; the bench, in the kubelet's place, removes those cgroups last.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -143,7 +146,54 @@ pub(crate) async fn run(c: &CriClient, args: &Args, raw: &mut Raw) -> anyhow::Re
         "pod teardown (2 calls, per pod)"
     );
     sweep(c, args, &run).await;
+    if args.cgroup_parents {
+        remove_cgroup_parents(&run);
+    }
     Ok(())
+}
+
+/// The cgroup parent of density pod `uid` in run `run`.
+fn cgroup_parent(run: &str, uid: &str) -> String {
+    format!("/pvecri-bench-{run}/pod{uid}")
+}
+
+/// Removes `pvecri-bench-<run>` and everything below it on every cgroup
+/// hierarchy (rmdir only: a cgroup still in use stays, and is reported).
+fn remove_cgroup_parents(run: &str) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let (mut removed, mut left) = (0, Vec::new());
+    for line in mounts.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.len() < 3 || !matches!(fields[2], "cgroup" | "cgroup2") {
+            continue;
+        }
+        let top = Path::new(fields[1]).join(format!("pvecri-bench-{run}"));
+        if top.is_dir() {
+            rmdir_tree(&top, &mut removed, &mut left);
+        }
+    }
+    println!("  cgroup parents: {removed} removed");
+    for (dir, e) in left {
+        println!("  cgroup parents: cannot remove {}: {e}", dir.display());
+    }
+}
+
+fn rmdir_tree(
+    dir: &Path,
+    removed: &mut usize,
+    left: &mut Vec<(std::path::PathBuf, std::io::Error)>,
+) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&entry.path(), removed, left);
+            }
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => *removed += 1,
+        Err(e) => left.push((dir.to_owned(), e)),
+    }
 }
 
 /// Starts pods until the shared counter passes `--density`.
@@ -184,6 +234,16 @@ async fn start_pod(c: &mut CriClient, args: &Args, run: &str, index: usize) -> P
     .into();
     let mut config = pod_config(args, &format!("density-{index}"));
     config.labels = labels.clone();
+    if args.cgroup_parents {
+        let uid = config
+            .metadata
+            .as_ref()
+            .map(|m| m.uid.clone())
+            .unwrap_or_default();
+        if let Some(linux) = &mut config.linux {
+            linux.cgroup_parent = cgroup_parent(run, &uid);
+        }
+    }
     let timeout = args.call_timeout();
     let t = Instant::now();
     let result: anyhow::Result<()> = async {

@@ -83,6 +83,11 @@ pub(crate) struct Args {
     /// Seconds to wait for a file of `--sync-dir` before going on anyway.
     #[arg(long, default_value_t = 900)]
     sync_timeout: u64,
+    /// Give every density pod a cgroup parent as the kubelet's cgroupfs
+    /// driver does (`/pvecri-bench-<run>/pod<uid>`; a runtime may need one
+    /// for pod stats), and remove those cgroups after the teardown.
+    #[arg(long)]
+    cgroup_parents: bool,
 }
 
 impl Args {
