@@ -340,7 +340,7 @@ cleanup() {
         printf '%s' "$diffs" > "$R/node-check.txt"
         say "the node differs from the start (some may be other users'): $R/node-check.txt"
         cat "$R/node-check.txt" >&2
-        NODE_CHECK="differs from the start, see node-check.txt"
+        NODE_CHECK="new since the start (another user's?): $(tr '\n' ';' < "$R/node-check.txt")"
     else
         echo clean > "$R/node-check.txt"
         NODE_CHECK=clean
