@@ -48,7 +48,8 @@
 # Needs root, the fixture registry (scripts/registry.sh start,
 # scripts/build-fixture-images.sh), pvecri-init (scripts/build-init.sh) and
 # crictl; installs containerd, runc and containernetworking-plugins with
-# apt when missing (their services are never started).
+# apt when missing (their services are neither started nor enabled).
+# A default run takes 3-4 minutes on a 2-core VM.
 #
 # Environment (defaults in brackets):
 #   ITER [30] lifecycle iterations per runtime   ROUNDS [3]
@@ -93,6 +94,8 @@ GUARD=pvecri-cmp-guard
 CNI_NAME=pvecri-cmp
 
 # The state of the machine at the start, for the header.
+REV=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
+[ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] && REV+=" (with uncommitted changes)"
 START_DATE=$(date '+%Y-%m-%d %H:%M:%S %Z')
 START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 START_SECONDS=$SECONDS
@@ -390,7 +393,7 @@ say "results in $R; temporary state in $D"
 {
     echo "date: $START_DATE"
     echo "load at start: $START_LOAD"
-    echo "rev: $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "rev: $REV"
     echo "kernel: $(uname -r), nproc $(nproc)"
     echo "pvecri: $("$PVECRI" --version 2>/dev/null | head -1)"
     echo "containerd: $(containerd --version 2>/dev/null)"
@@ -489,7 +492,7 @@ sample() { # runtime phase
             }' "$R/$rt/ps.$phase")
     fi
     {
-        awk '/^VmRSS:/ {print "rss_kib", $2} /^VmHWM:/ {print "hwm_kib", $2}' "/proc/$pid/status"
+        awk '/^VmRSS:/ {print "rss_kib", $2} /^VmHWM:/ {print "hwm_kib", $2}' "/proc/$pid/status" 2>/dev/null || true
         awk 'NF {n[$1]++} END {for (k in n) print "count_" k, n[k]}' <<<"$helpers"
         echo "helpers $(grep -c . <<<"$helpers")"
         # shellcheck disable=SC2046
@@ -577,7 +580,7 @@ growth_kib() { awk -v a="$1" -v b="$2" -v n="$DENSITY" 'BEGIN {if (a != "" && b 
 {
     echo "## pvecri vs containerd, $START_DATE"
     echo
-    echo "rev \`$(git rev-parse --short HEAD 2>/dev/null || echo '?')\`, kernel $(uname -r), nproc $(nproc), load average at start $START_LOAD;"
+    echo "rev \`$REV\`, kernel $(uname -r), nproc $(nproc), load average at start $START_LOAD;"
     echo "$(sed -n 's/^pvecri: //p' "$R/header.txt") against containerd $(containerd --version 2>/dev/null | awk '{print $3}') + $(runc --version 2>/dev/null | head -1);"
     echo "ITER=$ITER ROUNDS=$ROUNDS EXEC_RUNS=$EXEC_RUNS PULLS=$PULLS DENSITY=$DENSITY LANES=$LANES; node after the run: $NODE_CHECK."
     echo "Times in ms, \"p50 / p90\"; ratio = containerd / pvecri of the p50 (above 1: pvecri is faster or smaller)."
