@@ -133,7 +133,7 @@ fi
 
 if [ -z "${PVECRI_BIN:-}" ] || [ -z "${BENCH_BIN:-}" ]; then
     say "building pvecri and pvecri-bench (release)"
-    cargo build --locked --release --bin pvecri --bin pvecri-bench >&2
+    cargo build --locked --release --bin pvecri --bin pvecri-helper --bin pvecri-bench >&2
 fi
 [ -x "$PVECRI" ] || die "no pvecri at $PVECRI"
 [ -x "$BENCH" ] || die "no pvecri-bench at $BENCH"

@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 iterations=${1:-15}
 
-cargo build --locked --quiet --bin pvecri --bin pvecri-bench
+cargo build --locked --quiet --bin pvecri --bin pvecri-helper --bin pvecri-bench
 scripts/build-init.sh >/dev/null
 repo=$PWD
 bench=$repo/target/debug/pvecri-bench

@@ -36,8 +36,8 @@ target=${CARGO_TARGET_DIR:-$PWD/target}
 pkg=$target/pkg
 rm -rf "$pkg" && mkdir -p "$pkg/man" "$pkg/completions"
 
-log "cargo build --release (pvecri)"
-cargo build --locked --release --quiet --bin pvecri
+log "cargo build --release (pvecri, pvecri-helper)"
+cargo build --locked --release --quiet --bin pvecri --bin pvecri-helper
 log "pvecri-init (static)"
 scripts/build-init.sh >&2
 cp "$target/x86_64-unknown-linux-gnu/release/pvecri-init" "$pkg/pvecri-init"

@@ -307,7 +307,7 @@ cmd_up() {
     INIT="$REPO/target/x86_64-unknown-linux-gnu/release/pvecri-init"
     if [ ! -x "$PVECRI_BIN" ]; then
         log "building pvecri"
-        (cd "$REPO" && cargo build --locked --bin pvecri)
+        (cd "$REPO" && cargo build --locked --bin pvecri --bin pvecri-helper)
     fi
     [ -x "$INIT" ] || "$REPO/scripts/build-init.sh" >/dev/null
 

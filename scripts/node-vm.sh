@@ -394,7 +394,7 @@ cmd_test() {
         # The binaries the run uses are copied onto the VM's own disk at
         # boot and mounted over their paths: a rebuild on the host during
         # the run must not change them under running processes.
-        bins+=("$W/target/debug/pvecri" "$W/target/x86_64-unknown-linux-gnu/release/pvecri-init")
+        bins+=("$W/target/debug/pvecri" "$W/target/debug/pvecri-helper" "$W/target/x86_64-unknown-linux-gnu/release/pvecri-init")
         script="$script; mkdir -p /var/tmp/pinned; i=0"
         for bin in "${bins[@]}"; do
             script="$script; if [ -f '$bin' ]; then i=\$((i + 1)); cp '$bin' /var/tmp/pinned/\$i && mount --bind /var/tmp/pinned/\$i '$bin'; fi"

@@ -14,6 +14,8 @@ ONLY=crictl scripts/install-cri-tools.sh
 cargo build --release --locked
 scripts/build-init.sh >/dev/null
 install -m 0755 target/release/pvecri /usr/local/bin/pvecri
+# Monitors and exec helpers (the daemon finds it next to itself).
+install -m 0755 target/release/pvecri-helper /usr/local/bin/pvecri-helper
 # The daemon's default init_path: bind-mounted into every container.
 install -D -m 0755 target/x86_64-unknown-linux-gnu/release/pvecri-init /usr/lib/pvecri/pvecri-init
 echo "[run] pvecri daemon: try 'crictl --runtime-endpoint unix:///run/pvecri/pvecri.sock version' in another shell" >&2

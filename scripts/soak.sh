@@ -57,7 +57,7 @@ if [ -z "${PVECRI_BIN:-}${BENCH_BIN:-}" ]; then
         *) flag="--profile $PROFILE" ;;
     esac
     # shellcheck disable=SC2086
-    cargo build --locked $flag --bin pvecri --bin pvecri-bench
+    cargo build --locked $flag --bin pvecri --bin pvecri-helper --bin pvecri-bench
 fi
 
 D=$(mktemp -d /tmp/pvecri-soak-XXXXXX)

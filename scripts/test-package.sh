@@ -88,6 +88,7 @@ log "systemd-analyze verify $unit"
 systemd-analyze verify "$unit" 2>&1 | tee "$work/verify.txt" >&2
 [ ! -s "$work/verify.txt" ] || die "systemd-analyze verify is not clean"
 [ -x /usr/lib/pvecri/pvecri-init ] || die "no /usr/lib/pvecri/pvecri-init"
+[ -x /usr/lib/pvecri/pvecri-helper ] || die "no /usr/lib/pvecri/pvecri-helper"
 man -w pvecri >/dev/null || die "no pvecri(1) man page"
 [ -f /usr/share/bash-completion/completions/pvecri ] || die "no bash completion"
 [ -f /usr/share/pvecri/monitoring/alerts.yml ] || die "no alert rules"
@@ -120,8 +121,13 @@ sleep 1
 # KillMode=process leaves it alone) and the one liblxc started the
 # container from, which liblxc moved into pvecri.monitor/<id>, outside the
 # service's cgroup, with the container in a cgroup of its own.
-monitors=$(pgrep -f "pvecri monitor --id $ctr" | tr '\n' ' ')
+monitors=$(pgrep -f "monitor --id $ctr" | tr '\n' ' ')
 [ -n "$monitors" ] || die "no monitor for $ctr"
+# They run the packaged helper binary, not the daemon's.
+for m in $monitors; do
+    tr '\0' ' ' < /proc/$m/cmdline | grep -q '^/usr/lib/pvecri/pvecri-helper monitor ' \
+        || die "monitor $m does not run /usr/lib/pvecri/pvecri-helper"
+done
 outside=0
 for m in $monitors; do
     [ "$(cat /proc/$m/cgroup)" = "$(cat /proc/$daemon_pid/cgroup)" ] || outside=$((outside + 1))
@@ -149,6 +155,16 @@ for m in $monitors; do kill -0 "$m" || die "remove killed monitor $m"; done
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Options::=--force-confold "$deb2" >/dev/null
 start_daemon
 cri ps --id "$ctr" --state Running -q | grep -q "$ctr" || die "the container is gone after remove and reinstall"
+
+log "purge while a container runs keeps the state"
+stop_daemon
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq pvecri >/dev/null
+[ -d /var/lib/pvecri ] || die "purge deleted /var/lib/pvecri under a running container"
+for m in $monitors; do kill -0 "$m" || die "purge killed monitor $m"; done
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb2" >/dev/null
+cp "$work/config.toml" /etc/pvecri/config.toml
+start_daemon
+cri ps --id "$ctr" --state Running -q | grep -q "$ctr" || die "the container is gone after a purge while it ran"
 
 log "purge after the pods are gone"
 cri rmp -fa >/dev/null

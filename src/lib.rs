@@ -1,9 +1,9 @@
 //! pvecri: a Kubernetes CRI v1 runtime that runs pod containers as LXC
 //! containers through liblxc. See `docs/architecture.md` for the design.
 //!
-//! The public API is small: the binary's entry point ([`cli::main`]), the
-//! CRI client ([`client::CriClient`]) and the generated CRI types
-//! ([`cri::v1`]). Everything else is `pub(crate)`, so the compiler finds
+//! The public API is small: the binaries' entry points ([`cli::main`],
+//! [`cli::helper_main`]), the CRI client ([`client::CriClient`]) and the
+//! generated CRI types ([`cri::v1`]). Everything else is `pub(crate)`, so the compiler finds
 //! code nobody calls; the integration tests reach the few internals they
 //! need through [`testing`].
 
@@ -23,6 +23,7 @@ pub(crate) mod exec;
 pub(crate) mod failpoint;
 pub(crate) mod image;
 pub(crate) mod lxc;
+pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod monitor;
 pub(crate) mod network;

@@ -9,6 +9,10 @@ pub(crate) const KUBELET_API_VERSION: &str = "0.1.0";
 
 pub(crate) const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) const GIT_HASH: &str = env!("PVECRI_GIT_HASH");
+/// [`runtime_version`] as a constant: what `pvecri-helper --version`
+/// prints after its name, so the daemon can tell a helper of its own build.
+pub(crate) const BUILD_VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), "+g", env!("PVECRI_GIT_HASH"));
 
 /// `0.1.0+g1a2b3c4d5e6f`: the package version with the git revision as
 /// semver build metadata.

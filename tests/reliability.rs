@@ -300,6 +300,30 @@ async fn a_killed_monitor_ends_its_container_cleanly() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    // Nobody asks about the container: the daemon notices the monitor end
+    // by itself (a pidfd per monitor), so a list, which reads no files,
+    // shows it exited.
+    let mut listed_exited = false;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && !listed_exited {
+        let exited = c
+            .runtime
+            .list_containers(v1::ListContainersRequest {
+                filter: Some(v1::ContainerFilter {
+                    state: Some(v1::ContainerStateValue {
+                        state: v1::ContainerState::ContainerExited as i32,
+                    }),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        listed_exited = exited.iter().any(|x| x.id == id);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(listed_exited, "ListContainers shows the container exited");
     let mut exited = None;
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {

@@ -112,6 +112,44 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The helper binary's command line: the same verbs and arguments as the
+/// hidden `pvecri monitor` and `pvecri exec-helper`, so either binary can
+/// serve (`crate::runtime` prefers the helper).
+#[derive(Parser)]
+#[command(name = "pvecri-helper", version = crate::version::BUILD_VERSION, about = "pvecri's per-container helper processes (started by the daemon)")]
+struct HelperCli {
+    #[command(subcommand)]
+    command: HelperCommand,
+}
+
+#[derive(Subcommand)]
+enum HelperCommand {
+    /// Supervise one container.
+    Monitor(crate::monitor::MonitorArgs),
+    /// Run one exec inside a container.
+    ExecHelper(crate::exec::ExecHelperArgs),
+}
+
+/// `pvecri-helper`'s entry point.
+pub fn helper_main() -> ExitCode {
+    let cli = HelperCli::parse();
+    if let Err(msg) = require_root() {
+        eprintln!("pvecri-helper: {msg}");
+        return ExitCode::from(1);
+    }
+    let result = match cli.command {
+        HelperCommand::Monitor(args) => crate::monitor::run(args),
+        HelperCommand::ExecHelper(args) => crate::exec::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("pvecri-helper: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
     Ok(Config::load(path.as_deref())?)
 }

@@ -23,6 +23,7 @@ pub(crate) use lock::{holder as lock_holder, StateLock};
 
 /// Runs the daemon until a termination signal arrives.
 pub(crate) fn run(config: Config) -> anyhow::Result<()> {
+    crate::memory::limit_arenas();
     crate::failpoint::init()?;
     create_dir(&config.state_dir, 0o711)?;
     create_dir(&config.runtime_dir, 0o711)?;
@@ -53,6 +54,7 @@ pub(crate) fn run(config: Config) -> anyhow::Result<()> {
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .worker_threads(crate::memory::workers())
         .thread_name("pvecri-worker")
         .build()
         .context("cannot start the async runtime")?;

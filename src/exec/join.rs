@@ -25,7 +25,7 @@ use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
@@ -192,7 +192,7 @@ fn pin(init: Init) -> Result<(OwnedFd, OwnedFd), JoinError> {
     if pid <= 0 {
         return Err(JoinError::BadPid(pid));
     }
-    let pidfd = pidfd_open(pid).map_err(|source| JoinError::Pidfd { pid, source })?;
+    let pidfd = crate::node::pidfd::open(pid).map_err(|source| JoinError::Pidfd { pid, source })?;
     let dir = nix::fcntl::open(
         format!("/proc/{pid}").as_str(),
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -213,18 +213,6 @@ fn pin(init: Init) -> Result<(OwnedFd, OwnedFd), JoinError> {
         });
     }
     Ok((pidfd, dir))
-}
-
-/// A pidfd for `pid` (Linux 5.3+), close-on-exec as all pidfds are.
-fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new
-    // descriptor or -1; no memory is passed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// The host's /proc, for the child to write its own attributes through

@@ -167,27 +167,26 @@ pub(crate) const TIMED_OUT: u8 = 124;
 /// `None`. The attached process is the helper's child, so it is reaped here
 /// either way and nothing is left running in the container.
 fn wait_bounded(pid: i32, timeout_secs: u64) -> anyhow::Result<Option<i32>> {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let pid = nix::unistd::Pid::from_raw(pid);
-    let deadline = (timeout_secs > 0)
-        .then(|| std::time::Instant::now() + std::time::Duration::from_secs(timeout_secs));
+    use nix::sys::wait::{waitpid, WaitStatus};
+    let child = nix::unistd::Pid::from_raw(pid);
+    if timeout_secs > 0 {
+        // Woken by the exit itself (a pidfd), not by polling.
+        let pidfd = crate::node::pidfd::open(pid).context("pidfd of the attached command")?;
+        let limit = std::time::Duration::from_secs(timeout_secs);
+        if !crate::node::pidfd::wait_exited(&pidfd, Some(limit))
+            .context("waiting for the attached command")?
+        {
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            return Ok(None);
+        }
+    }
     loop {
-        let flags = if deadline.is_some() {
-            Some(WaitPidFlag::WNOHANG)
-        } else {
-            None
-        };
-        match waitpid(pid, flags).context("waiting for the attached command")? {
+        match waitpid(child, None).context("waiting for the attached command")? {
             WaitStatus::Exited(_, code) => return Ok(Some(code << 8)),
             WaitStatus::Signaled(_, sig, _) => return Ok(Some(sig as i32)),
             _ => {}
         }
-        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-            return Ok(None);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 

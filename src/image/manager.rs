@@ -44,9 +44,22 @@ pub(crate) struct ImageManager {
     /// them once the containers are gone. Starts set, so the first
     /// collection after a restart finds what an earlier run left.
     deferred: std::sync::atomic::AtomicBool,
+    /// The last [`FsUsage`] (walking every writable layer is slow), renewed
+    /// in the background once old; forgotten when images change.
+    fs_usage: Arc<crate::stats::UsageCache<FsUsage>>,
+    /// Set while a background renewal of `fs_usage` runs.
+    fs_usage_renewing: Arc<std::sync::atomic::AtomicBool>,
+    /// Bumped when images change: a measurement that began before keeps
+    /// its figure to itself.
+    fs_usage_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// How old the image and container filesystem usage may grow before a
+/// request has it measured again in the background.
+const FS_USAGE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Disk usage of the image and container filesystems.
+#[derive(Debug, Clone)]
 pub(crate) struct FsUsage {
     pub images_mountpoint: std::path::PathBuf,
     pub images: Usage,
@@ -72,6 +85,9 @@ impl ImageManager {
             gc: tokio::sync::RwLock::new(()),
             pinned,
             deferred: std::sync::atomic::AtomicBool::new(true),
+            fs_usage: Arc::new(crate::stats::UsageCache::new(FS_USAGE_TTL)),
+            fs_usage_renewing: Arc::default(),
+            fs_usage_generation: Arc::default(),
         })
     }
 
@@ -291,6 +307,7 @@ impl ImageManager {
             merged.repo_digests.push(digest_name);
         }
         self.store.put(&merged)?;
+        self.fs_usage_changed();
         Ok(())
     }
 
@@ -340,6 +357,7 @@ impl ImageManager {
             merged.repo_tags.push(name.to_owned());
         }
         self.store.put(&merged)?;
+        self.fs_usage_changed();
         Ok(())
     }
 
@@ -383,7 +401,9 @@ impl ImageManager {
             self.store.delete::<ImageRecord>(&id)?;
             info!(image, id = %id, "image removed");
         }
-        self.collect(layers_in_use).await
+        let collected = self.collect(layers_in_use).await;
+        self.fs_usage_changed();
+        collected
     }
 
     /// Collects what removed images left because containers used it, once
@@ -399,7 +419,9 @@ impl ImageManager {
         {
             return Ok(());
         }
-        self.collect(layers_in_use).await
+        let collected = self.collect(layers_in_use).await;
+        self.fs_usage_changed();
+        collected
     }
 
     /// Whether [`ImageManager::collect_deferred`] has anything to do.
@@ -436,28 +458,78 @@ impl ImageManager {
         Ok(())
     }
 
+    /// Disk usage of the image and container filesystems: the last
+    /// measurement, renewed in the background once it is older than
+    /// [`FS_USAGE_TTL`]; measured here only when there is none (at first,
+    /// and after images changed).
     pub(crate) async fn fs_usage(&self) -> FsUsage {
+        use std::sync::atomic::Ordering;
+        let now = std::time::Instant::now();
+        if let Some(usage) = self.fs_usage.get("", now) {
+            let old = !self.fs_usage.take_wanted().is_empty();
+            if old && !self.fs_usage_renewing.swap(true, Ordering::SeqCst) {
+                let snapshots = self.snapshots.clone();
+                let content_root = self.content.root().to_owned();
+                let cache = self.fs_usage.clone();
+                let generation = self.fs_usage_generation.clone();
+                let renewing = ClearOnDrop(self.fs_usage_renewing.clone());
+                let began = generation.load(Ordering::SeqCst);
+                tokio::task::spawn_blocking(move || {
+                    let _renewing = renewing;
+                    let usage = measure_fs_usage(&snapshots, &content_root);
+                    // Images changed meanwhile: this figure is already old.
+                    if generation.load(Ordering::SeqCst) == began {
+                        cache.put("", std::time::Instant::now(), usage);
+                    }
+                });
+            }
+            return usage;
+        }
+        let began = self.fs_usage_generation.load(Ordering::SeqCst);
         let snapshots = self.snapshots.clone();
         let content_root = self.content.root().to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut images = snapshots.layers_usage();
-            let blobs = Usage::of(&content_root);
-            images.bytes += blobs.bytes;
-            images.inodes += blobs.inodes;
-            FsUsage {
-                images_mountpoint: snapshots.layers_root().to_owned(),
-                images,
-                containers_mountpoint: snapshots.rootfs_root().to_owned(),
-                containers: snapshots.rootfs_total_usage(),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| FsUsage {
-            images_mountpoint: Default::default(),
-            images: Usage::default(),
-            containers_mountpoint: Default::default(),
-            containers: Usage::default(),
-        })
+        let usage =
+            tokio::task::spawn_blocking(move || measure_fs_usage(&snapshots, &content_root))
+                .await
+                .unwrap_or_else(|_| FsUsage {
+                    images_mountpoint: Default::default(),
+                    images: Usage::default(),
+                    containers_mountpoint: Default::default(),
+                    containers: Usage::default(),
+                });
+        if self.fs_usage_generation.load(Ordering::SeqCst) == began {
+            self.fs_usage.put("", now, usage.clone());
+        }
+        usage
+    }
+
+    /// Images changed: the next [`Self::fs_usage`] measures again.
+    fn fs_usage_changed(&self) {
+        self.fs_usage_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.fs_usage.forget("");
+    }
+}
+
+/// Clears a flag when dropped (a renewal that panicked clears it too).
+struct ClearOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn measure_fs_usage(snapshots: &Snapshots, content_root: &std::path::Path) -> FsUsage {
+    let mut images = snapshots.layers_usage();
+    let blobs = Usage::of(content_root);
+    images.bytes += blobs.bytes;
+    images.inodes += blobs.inodes;
+    FsUsage {
+        images_mountpoint: snapshots.layers_root().to_owned(),
+        images,
+        containers_mountpoint: snapshots.rootfs_root().to_owned(),
+        containers: snapshots.rootfs_total_usage(),
     }
 }
 

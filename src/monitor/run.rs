@@ -154,11 +154,15 @@ fn take_ready_fd(fd: Option<i32>) -> anyhow::Result<Option<ReadyFd>> {
 
 fn init_tracing() {
     // A plain writer on stderr (monitor.log): no background threads, which
-    // the starter's fork and liblxc's foreground start both need.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // the starter's fork and liblxc's foreground start both need. A level,
+    // not an EnvFilter: a node runs hundreds of monitors, and the filter's
+    // directive matchers cost each of them memory of its own.
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_writer(io::stderr)
         .with_ansi(false)
         .try_init();
@@ -166,6 +170,9 @@ fn init_tracing() {
 
 fn supervise(s: &Settings, ready: &mut Option<ReadyFd>) -> anyhow::Result<()> {
     let mut session = Session::start(s, ready)?;
+    // The start's temporary allocations are freed: hand the memory back
+    // before the long wait (hundreds of monitors run on a node).
+    crate::memory::trim();
     session.run_loop()?;
     session.finish()
 }

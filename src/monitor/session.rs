@@ -45,6 +45,10 @@ const DRAIN: Duration = Duration::from_millis(500);
 const STDERR_TAIL: usize = 2048;
 /// Bytes read from a pipe per wake-up at most, to stay fair to the others.
 const READ_BUDGET: usize = 1 << 20;
+/// Bytes read from a pipe per read(2). Small on purpose: a node runs
+/// hundreds of monitors, and each keeps its buffer for the container's
+/// life; a busy container's output is simply read in more calls.
+const READ_BUF: usize = 16 * 1024;
 
 /// The monitor's state while its container lives.
 pub(super) struct Session<'a> {
@@ -77,7 +81,7 @@ pub(super) struct Session<'a> {
     oom: Option<OomWatch>,
     last_sample: Instant,
     stderr_tail: Vec<u8>,
-    /// The pipe read buffer.
+    /// The pipe read buffer ([`READ_BUF`]).
     buf: Vec<u8>,
     /// Where liblxc's log ended before the start, for failure messages.
     lxc_log: Option<LogMark>,
@@ -134,7 +138,7 @@ impl<'a> Session<'a> {
             oom: None,
             last_sample: Instant::now(),
             stderr_tail: Vec::new(),
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; READ_BUF],
             lxc_log,
             started: Instant::now(),
             log_errors: RateLimit::new(Duration::from_secs(60)),

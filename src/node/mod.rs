@@ -6,3 +6,4 @@
 pub(crate) mod census;
 pub(crate) mod kernel;
 pub(crate) mod mountinfo;
+pub(crate) mod pidfd;

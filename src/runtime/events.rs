@@ -1,17 +1,18 @@
 //! Publishing lifecycle events, and the watcher that notices containers
 //! exiting on their own.
 //!
-//! The daemon learns of an exit when it reads the monitor's exit record
-//! (`Runtime::refresh`), which otherwise happens only when a client asks
-//! about the container. The watcher reads them once a second, so
-//! `CONTAINER_STOPPED_EVENT` follows an exit by at most that long; the same
-//! loop samples the CPU counters of running containers for
+//! The daemon learns of an exit when its monitor ends (a pidfd per
+//! monitor, `super::exit_watch`): the watcher then reads the exit record
+//! (`Runtime::refresh`) and `CONTAINER_STOPPED_EVENT` goes out. Once a
+//! second the same loop watches live containers that have no watch yet,
+//! and every tenth it samples the CPU counters of running containers for
 //! `usage_nano_cores`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{now_ns, ContainerFilter, Runtime};
+use super::{now_ns, Runtime};
 use crate::container::{ContainerRecord, ContainerState};
 use crate::events::{ContainerEvent, EventKind};
 use crate::pod::PodRecord;
@@ -75,50 +76,104 @@ impl Runtime {
         });
     }
 
-    /// One pass of the watcher: reads exit records (publishing STOPPED for
-    /// new exits) and, when `sample_cpu`, the CPU counters of running
+    /// One pass of the watcher: watches the monitors of live containers
+    /// that have no watch yet (found at start-up, or a registration that
+    /// failed) and, when `sample_cpu`, reads the CPU counters of running
     /// containers.
     fn watch_once(&self, sample_cpu: bool) {
-        let running = match self.list_containers(&ContainerFilter {
-            state: Some(ContainerState::Running),
-            ..Default::default()
-        }) {
+        let live = match self.store.list_shared::<ContainerRecord>() {
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!(error = %crate::errors::chain(&e), "cannot list containers for the exit watcher");
                 return;
             }
         };
+        let live: Vec<_> = live
+            .into_iter()
+            .filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created))
+            .collect();
+        for c in &live {
+            if !self.exit_watch.is_watched(&c.id) {
+                self.watch_exit(c);
+            }
+        }
+        self.renew_layer_usage();
         if sample_cpu {
-            for c in &running {
+            let running = live.iter().filter(|c| c.state == ContainerState::Running);
+            for c in running.clone() {
                 if let Some(usage) = self.cgroup_reader.read(&c.cgroup).cpu_usage_ns {
                     self.cpu_sampler.observe(&c.id, now_ns(), usage);
                 }
             }
             let pods = self.store.list::<PodRecord>().unwrap_or_default();
             let live: std::collections::HashSet<_> = running
-                .iter()
                 .map(|c| c.id.as_str())
                 .chain(pods.iter().map(|p| p.id.as_str()))
                 .collect();
             self.cpu_sampler.retain(|k| live.contains(k));
+            crate::memory::trim();
         }
+    }
+
+    /// The monitor of container `id` ended: its record is brought up to
+    /// date from the exit record (STOPPED goes out).
+    fn monitor_ended(&self, id: &str) {
+        self.exit_watch.forget(id);
+        match self.store.get::<ContainerRecord>(id) {
+            Ok(Some(c)) => {
+                if let Err(e) = self.refresh(c) {
+                    tracing::warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot record the container's exit");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(container_id = %id, error = %crate::errors::chain(&e), "cannot read the container's record")
+            }
+        }
+    }
+}
+
+/// Clears the "a periodic pass runs" flag when the pass ends, however.
+struct PassRunning(Arc<AtomicBool>);
+
+impl Drop for PassRunning {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
 /// Runs the exit watcher and CPU sampler until the runtime is dropped.
 pub(crate) fn spawn_watcher(runtime: &Arc<Runtime>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(runtime);
+    let ended = runtime.exit_watch.take_receiver();
     tokio::spawn(async move {
+        let Some(mut ended) = ended else { return };
+        let pass_running = Arc::new(AtomicBool::new(false));
         let mut tick = tokio::time::interval(EXIT_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut n: u32 = 0;
         loop {
-            tick.tick().await;
-            let Some(rt) = weak.upgrade() else { return };
-            let sample = n.is_multiple_of(CPU_SAMPLE_EVERY);
-            n = n.wrapping_add(1);
-            let _ = tokio::task::spawn_blocking(move || rt.watch_once(sample)).await;
+            tokio::select! {
+                _ = tick.tick() => {
+                    let Some(rt) = weak.upgrade() else { return };
+                    let sample = n.is_multiple_of(CPU_SAMPLE_EVERY);
+                    n = n.wrapping_add(1);
+                    // Not awaited: its disk usage walks must not hold up
+                    // the exits that arrive meanwhile; one pass at a time.
+                    if !pass_running.swap(true, Ordering::SeqCst) {
+                        let running = PassRunning(pass_running.clone());
+                        tokio::task::spawn_blocking(move || {
+                            let _running = running;
+                            rt.watch_once(sample);
+                        });
+                    }
+                }
+                id = ended.recv() => {
+                    let Some(id) = id else { return };
+                    let Some(rt) = weak.upgrade() else { return };
+                    let _ = tokio::task::spawn_blocking(move || rt.monitor_ended(&id)).await;
+                }
+            }
         }
     })
 }

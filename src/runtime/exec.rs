@@ -45,7 +45,7 @@ impl Runtime {
                 "exec needs a running container",
             ));
         }
-        let exe = self.self_exe.clone();
+        let exe = self.helper_exe.clone();
         let spec = RunDir::new(&self.config.runtime_dir, &c.id)?.spec();
         let (init_pid, init_start_time) = direct_init(&c);
         let args = ExecHelperArgs {

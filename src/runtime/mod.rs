@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod exec;
 mod exec_output;
+mod exit_watch;
 mod health;
 mod names;
 mod network;
@@ -49,10 +50,13 @@ pub(crate) struct Runtime {
     /// The lowest oom_score_adj this process may set (the kernel refuses
     /// lowering it without CAP_SYS_RESOURCE).
     min_oom_score_adj: i64,
-    /// This binary, resolved at start-up: helpers are re-executions of it.
+    /// This binary, resolved at start-up (checkpoints re-execute it as
+    /// `pvecri criu-exec`; monitors and exec helpers run `helper_exe`).
     /// Resolved once because after a package upgrade /proc/self/exe names
     /// the deleted old file, while the path holds the new one.
     self_exe: std::path::PathBuf,
+    /// What monitors and exec helpers run ([`helper_binary`]).
+    helper_exe: std::path::PathBuf,
     /// A sealed memfd copy of pvecri-init made at start, which exec helpers
     /// reopen through `/proc` instead of copying the binary per exec
     /// (`crate::exec::sealed`); `None` when it could not be made (they
@@ -64,7 +68,10 @@ pub(crate) struct Runtime {
     cgroup_reader: crate::cgroups::stats::CgroupReader,
     /// Previous CPU samples, for usage_nano_cores.
     cpu_sampler: crate::stats::CpuSampler,
-    layer_usage: stats::LayerUsageCache,
+    /// Writable layer sizes, measured off the request path.
+    layer_usage: crate::stats::UsageCache<crate::snapshot::Usage>,
+    /// pidfds on the live monitors, to learn of exits as they happen.
+    exit_watch: exit_watch::ExitWatch,
     /// Containers whose STOPPED event went out.
     stopped_reported: std::sync::Mutex<HashSet<String>>,
     /// Containers being checkpointed: one dump at a time per container, so
@@ -170,6 +177,7 @@ impl Runtime {
                 )
             })
             .ok();
+        let self_exe = std::env::current_exe().context("cannot find the pvecri binary")?;
         let runtime = Self {
             network,
             config,
@@ -178,12 +186,14 @@ impl Runtime {
             names,
             cgroup_layout,
             min_oom_score_adj: own_oom_score_adj(),
-            self_exe: std::env::current_exe().context("cannot find the pvecri binary")?,
+            helper_exe: helper_binary(&self_exe),
+            self_exe,
             init_copy,
             events: Default::default(),
             cgroup_reader,
             cpu_sampler: Default::default(),
-            layer_usage: Default::default(),
+            layer_usage: crate::stats::UsageCache::new(stats::LAYER_USAGE_TTL),
+            exit_watch: Default::default(),
             stopped_reported: Default::default(),
             checkpointing: Default::default(),
             userns_support,
@@ -283,4 +293,97 @@ fn own_oom_score_adj() -> i64 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(-1000)
+}
+
+/// Where the helper binary is installed by the Debian package.
+const PACKAGED_HELPER: &str = "/usr/lib/pvecri/pvecri-helper";
+
+/// The binary monitors and exec helpers run from: `pvecri-helper` next to
+/// this binary (a build tree, `/usr/local/bin`), or the package's for the
+/// package's daemon, if it is of this very build and only root can change
+/// it; else this binary itself, which has the same hidden verbs. The
+/// helper is a fraction of the daemon's size: it starts faster and each of
+/// its processes keeps less memory of its own.
+fn helper_binary(self_exe: &std::path::Path) -> std::path::PathBuf {
+    let mut candidates = vec![self_exe.with_file_name("pvecri-helper")];
+    if self_exe == std::path::Path::new("/usr/bin/pvecri") {
+        candidates.push(PACKAGED_HELPER.into());
+    }
+    for candidate in candidates {
+        if !candidate.exists() {
+            continue;
+        }
+        match check_helper(&candidate) {
+            Ok(()) => return candidate,
+            Err(why) => {
+                tracing::warn!(helper = %candidate.display(), why, "not using this pvecri-helper")
+            }
+        }
+    }
+    tracing::warn!(daemon = %self_exe.display(), "no usable pvecri-helper: monitors and exec helpers run the daemon's binary");
+    self_exe.to_owned()
+}
+
+/// Whether `path` may serve as the helper: it and its directory are
+/// root's and writable by nobody else, and it is of this build.
+fn check_helper(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+    for p in [path, dir] {
+        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} is not root's alone (uid {}, mode {:o})",
+                p.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    let out = std::process::Command::new(path)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run it: {e}"))?;
+    let got = String::from_utf8_lossy(&out.stdout);
+    let expected = format!("pvecri-helper {}", crate::version::BUILD_VERSION);
+    if got.trim() != expected {
+        return Err(format!(
+            "it says {:?}, this daemon is {}",
+            got.trim(),
+            crate::version::BUILD_VERSION
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod helper_tests {
+    use super::*;
+
+    #[test]
+    fn a_helper_anyone_may_replace_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("pvecri-helper");
+        std::fs::write(&helper, "#!/bin/sh\necho pvecri-helper 0\n").unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o757)).unwrap();
+        let why = check_helper(&helper).unwrap_err();
+        assert!(why.contains("not root's alone"), "{why}");
+        // Writable by root alone, but of another build.
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            // (A /tmp mounted noexec cannot run it at all.)
+            let why = check_helper(&helper).unwrap_err();
+            assert!(
+                why.contains("this daemon is") || why.contains("cannot run"),
+                "{why}"
+            );
+        }
+        // Falls back to the daemon's binary.
+        let daemon = dir.path().join("pvecri");
+        assert_eq!(helper_binary(&daemon), daemon);
+    }
 }

@@ -1,8 +1,6 @@
 //! Resource usage of containers and pods, as the stats RPCs report it.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{now_ns, ContainerFilter, PodFilter, Runtime, RuntimeError};
@@ -12,9 +10,11 @@ use crate::pod::{PodRecord, PodState};
 use crate::snapshot::Usage;
 use crate::stats::{cadvisor, InterfaceStats};
 
-/// How long a writable layer's measured size is reused: walking a layer is
-/// the costliest part of a stats call, and the kubelet asks every 10 s.
-const LAYER_USAGE_TTL: Duration = Duration::from_secs(10);
+/// How old a writable layer's measured size may grow before a request
+/// marks it for the background pass (`crate::stats::UsageCache`).
+pub(super) const LAYER_USAGE_TTL: Duration = Duration::from_secs(10);
+/// Measurements of layers nobody asked about for this long are dropped.
+const LAYER_USAGE_UNUSED: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone)]
 pub(crate) struct ContainerUsage {
@@ -51,12 +51,6 @@ pub(crate) struct PodMetrics {
 
 /// A sample with the values of the base labels.
 pub(super) type LabeledSample = (Vec<String>, cadvisor::Sample);
-
-/// Recently measured writable layers.
-#[derive(Default)]
-pub(crate) struct LayerUsageCache {
-    entries: Mutex<HashMap<String, (Instant, Usage)>>,
-}
 
 impl Runtime {
     /// Usage of the containers `filter` selects (every state; cgroups are
@@ -229,13 +223,23 @@ impl Runtime {
             .cpu_usage_ns
             .and_then(|u| self.cpu_sampler.observe(&pod.id, at_ns, u));
         let interfaces = match &pod.net_ns {
-            Some(ns) if pod.state == PodState::Ready => crate::stats::netdev::read_in_netns(
-                std::path::Path::new(ns),
-            )
-            .unwrap_or_else(|e| {
-                tracing::debug!(pod_id = %pod.id, error = %crate::errors::chain(&e), "cannot read the pod's interfaces");
-                Vec::new()
-            }),
+            Some(ns) if pod.state == PodState::Ready => {
+                let ns = std::path::Path::new(ns);
+                // Through a running container's init when there is one.
+                let through_container = containers
+                    .iter()
+                    .filter(|c| c.container.state == ContainerState::Running)
+                    .find_map(|c| {
+                        let c = &c.container;
+                        crate::stats::netdev::read_via_process(ns, c.init_pid, c.init_start_time)
+                    });
+                through_container.unwrap_or_else(|| {
+                    crate::stats::netdev::read_in_netns(ns).unwrap_or_else(|e| {
+                        tracing::debug!(pod_id = %pod.id, error = %crate::errors::chain(&e), "cannot read the pod's interfaces");
+                        Vec::new()
+                    })
+                })
+            }
             _ => Vec::new(),
         };
         Ok(PodUsage {
@@ -248,32 +252,34 @@ impl Runtime {
         })
     }
 
-    /// Bytes and inodes of a container's writable layer, measured at most
-    /// every [`LAYER_USAGE_TTL`].
+    /// Bytes and inodes of a container's writable layer: the last
+    /// measurement (renewed in the background once it is older than
+    /// [`LAYER_USAGE_TTL`]), measured here only the first time.
     fn writable_layer_usage(&self, id: &str) -> Option<(Usage, PathBuf)> {
         let snapshots = self.images.snapshots();
         let root = snapshots.rootfs_root().to_owned();
-        if !root.join(id).exists() {
-            return None;
-        }
-        let usage = self.layer_usage.get_or_measure(id, Instant::now(), || {
-            snapshots.rootfs_usage(id).unwrap_or_default()
-        });
+        let usage = match self.layer_usage.get(id, Instant::now()) {
+            Some(usage) => usage,
+            None => {
+                let usage = snapshots.rootfs_usage(id)?;
+                self.layer_usage.put(id, Instant::now(), usage);
+                usage
+            }
+        };
         Some((usage, root))
     }
-}
 
-impl LayerUsageCache {
-    /// The usage of `id` measured less than [`LAYER_USAGE_TTL`] before
-    /// `now`, else `measure()`'s, kept from `now` on. Older entries of
-    /// every container are dropped on the way.
-    fn get_or_measure(&self, id: &str, now: Instant, measure: impl FnOnce() -> Usage) -> Usage {
-        let mut cache = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        cache.retain(|_, (at, _)| now.saturating_duration_since(*at) < LAYER_USAGE_TTL);
-        cache
-            .entry(id.to_owned())
-            .or_insert_with(|| (now, measure()))
-            .1
+    /// The background pass: measures again the writable layers requests
+    /// found old, and forgets those nobody asks about.
+    pub(super) fn renew_layer_usage(&self) {
+        let snapshots = self.images.snapshots();
+        for id in self.layer_usage.take_wanted() {
+            match snapshots.rootfs_usage(&id) {
+                Some(usage) => self.layer_usage.put(&id, Instant::now(), usage),
+                None => self.layer_usage.forget(&id),
+            }
+        }
+        self.layer_usage.prune(Instant::now(), LAYER_USAGE_UNUSED);
     }
 }
 
@@ -301,41 +307,6 @@ async fn run_blocking<T: Send + 'static>(
 mod tests {
     use super::*;
     use crate::config::CgroupDriver;
-
-    fn usage(bytes: u64) -> Usage {
-        Usage { bytes, inodes: 1 }
-    }
-
-    #[test]
-    fn a_layer_is_measured_once_per_window() {
-        let cache = LayerUsageCache::default();
-        let t0 = Instant::now();
-        assert_eq!(cache.get_or_measure("c1", t0, || usage(1)), usage(1));
-        let just_before = t0 + LAYER_USAGE_TTL - Duration::from_millis(1);
-        let cached = cache.get_or_measure("c1", just_before, || panic!("measured again"));
-        assert_eq!(cached, usage(1));
-        // Each container has its own measurement.
-        assert_eq!(
-            cache.get_or_measure("c2", just_before, || usage(2)),
-            usage(2)
-        );
-        // Once the window is over, the layer is walked again.
-        let expired = t0 + LAYER_USAGE_TTL;
-        assert_eq!(cache.get_or_measure("c1", expired, || usage(3)), usage(3));
-        assert_eq!(cache.get_or_measure("c1", expired, || usage(4)), usage(3));
-    }
-
-    #[test]
-    fn expired_measurements_of_gone_containers_are_dropped() {
-        let cache = LayerUsageCache::default();
-        let t0 = Instant::now();
-        for id in ["a", "b", "c"] {
-            cache.get_or_measure(id, t0, || usage(1));
-        }
-        cache.get_or_measure("d", t0 + LAYER_USAGE_TTL, || usage(1));
-        let entries = cache.entries.lock().unwrap();
-        assert_eq!(entries.keys().collect::<Vec<_>>(), ["d"]);
-    }
 
     #[test]
     fn pod_pressure_comes_from_the_parent_of_its_containers() {

@@ -202,7 +202,7 @@ impl Runtime {
             init_start_time,
             argv: cmd.to_vec(),
         };
-        let mut command = tokio::process::Command::new(&self.self_exe);
+        let mut command = tokio::process::Command::new(&self.helper_exe);
         command.args(args.to_args()).kill_on_drop(true);
         let os = |op, e: std::io::Error| RuntimeError::os(op, id, e);
         if stdio.tty {

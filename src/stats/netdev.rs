@@ -1,8 +1,11 @@
 //! Network interface counters of a pod's network namespace.
 //!
-//! `/proc/thread-self/net/dev` shows the namespace of the reading thread, so
-//! the reader enters the pod's namespace on a short-lived thread of its own:
-//! no thread the daemon keeps ever changes namespace.
+//! `/proc/<pid>/net/dev` shows the namespace of process `pid`, so a pod
+//! with a running container is read through that container's init once
+//! its `ns/net` is shown to be the pod's pinned namespace (no thread, no
+//! `setns`). Otherwise the reader enters the pod's namespace on a
+//! short-lived thread of its own (`/proc/thread-self/net/dev`): no thread
+//! the daemon keeps ever changes namespace.
 
 use std::path::Path;
 
@@ -48,6 +51,53 @@ pub(crate) fn parse(text: &str) -> Vec<InterfaceStats> {
         .collect()
 }
 
+/// The interfaces of the network namespace pinned at `netns`, read through
+/// process `pid` (started at `start_time`, field 22 of its stat) when that
+/// process is in the namespace; `None` when it is not, or is gone.
+pub(crate) fn read_via_process(
+    netns: &Path,
+    pid: i32,
+    start_time: u64,
+) -> Option<Vec<InterfaceStats>> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{fstatat, Mode};
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    if pid <= 0 {
+        return None;
+    }
+    // Everything below goes through this one directory: a pid reused after
+    // it was opened makes the reads fail instead of reading another process.
+    let dir = std::fs::File::open(format!("/proc/{pid}")).ok()?;
+    if crate::sandbox::infra::proc_start_time(pid) != Some(start_time) {
+        return None;
+    }
+    let pinned = std::fs::metadata(netns).ok()?;
+    let in_pod = || {
+        fstatat(&dir, "ns/net", nix::fcntl::AtFlags::empty())
+            .is_ok_and(|st| (st.st_dev, st.st_ino) == (pinned.dev(), pinned.ino()))
+    };
+    if !in_pod() {
+        return None;
+    }
+    let fd = openat(
+        &dir,
+        "net/dev",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    // `net/dev` shows the namespace the process was in when it was opened;
+    // checked again after, so a process that just left the pod's is not
+    // read (one that left and came back in between reads the pod's).
+    if !in_pod() {
+        return None;
+    }
+    let mut text = String::new();
+    std::fs::File::from(fd).read_to_string(&mut text).ok()?;
+    Some(parse(&text))
+}
+
 /// The interfaces of the network namespace pinned at `netns` (an nsfs
 /// bind mount), loopback included.
 pub(crate) fn read_in_netns(netns: &Path) -> std::io::Result<Vec<InterfaceStats>> {
@@ -77,6 +127,20 @@ Inter-|   Receive                                                |  Transmit
     lo:     840      10    0    0    0     0          0         0      840      10    0    0    0     0       0          0
   eth0: 1234567    900    3    0    0     0          0         0   765432     800    1    0    0     0       0          0
 ";
+
+    #[test]
+    fn a_process_outside_the_namespace_is_not_read_through() {
+        let me = std::process::id() as i32;
+        let start = crate::sandbox::infra::proc_start_time(me).unwrap();
+        // This process is in the namespace /proc/self/ns/net names.
+        let own = Path::new("/proc/self/ns/net");
+        let read = read_via_process(own, me, start).expect("read through itself");
+        assert!(read.iter().any(|i| i.name == "lo"));
+        // A wrong start time (a reused pid) or another namespace: no.
+        assert!(read_via_process(own, me, start + 1).is_none());
+        assert!(read_via_process(Path::new("/proc/self/ns/mnt"), me, start).is_none());
+        assert!(read_via_process(own, 0, 0).is_none());
+    }
 
     #[test]
     fn parses_proc_net_dev() {

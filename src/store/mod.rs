@@ -7,6 +7,7 @@
 //! `meta` table holds the schema version; a store written by a newer pvecri
 //! is refused rather than misread.
 
+mod cache;
 mod error;
 mod readonly;
 
@@ -14,6 +15,7 @@ pub(crate) use error::StoreError;
 pub(crate) use readonly::ReadOnlyStore;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -26,7 +28,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SCHEMA_KEY: &str = "schema_version";
 
 /// A value kept in the store: its table and its key within the table.
-pub trait Record: Serialize + DeserializeOwned {
+/// Records are also kept decoded in memory ([`cache`]), hence `Clone` and
+/// thread-safe.
+pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     const TABLE: &'static str;
     fn key(&self) -> String;
 }
@@ -34,6 +38,10 @@ pub trait Record: Serialize + DeserializeOwned {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    cache: cache::Cache,
+    /// Held from the start of a write until the cache has its result, and
+    /// while a table is loaded into the cache.
+    writer: Mutex<()>,
 }
 
 impl Store {
@@ -46,6 +54,8 @@ impl Store {
         let store = Self {
             db,
             path: path.to_owned(),
+            cache: cache::Cache::default(),
+            writer: Mutex::new(()),
         };
         store.check_schema()?;
         Ok(store)
@@ -105,20 +115,60 @@ impl Store {
             })
     }
 
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Inserts or replaces a record.
     pub fn put<R: Record>(&self, record: &R) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
         let txn = self.db.begin_write().map_err(self.err("begin write"))?;
         self.insert(&txn, record)?;
-        txn.commit().map_err(self.err("commit"))
+        txn.commit().map_err(self.err("commit"))?;
+        self.cache.put(record);
+        Ok(())
     }
 
     /// Inserts or replaces two records in one commit: both are on disk
     /// afterwards, or neither (and one fsync instead of two).
     pub fn put_pair<A: Record, B: Record>(&self, a: &A, b: &B) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
         let txn = self.db.begin_write().map_err(self.err("begin write"))?;
         self.insert(&txn, a)?;
         self.insert(&txn, b)?;
-        txn.commit().map_err(self.err("commit"))
+        txn.commit().map_err(self.err("commit"))?;
+        self.cache.put(a);
+        self.cache.put(b);
+        Ok(())
+    }
+
+    /// Read-modify-write of one record under the writer lock: `change`
+    /// edits the latest stored copy and says whether it changed it; only
+    /// then is it written. Two callers that each read, edit and put whole
+    /// records could otherwise write back an older copy over the other's
+    /// change. Returns the record as stored now (`None`: no such key).
+    pub fn update<R: Record>(
+        &self,
+        key: &str,
+        change: impl FnOnce(&mut R) -> bool,
+    ) -> Result<Option<R>, StoreError> {
+        let _writer = self.lock_writer();
+        // The cache as is (loading it would take the writer lock again).
+        let latest = match self.cache.get::<R>(key) {
+            Some(found) => found.map(Arc::unwrap_or_clone),
+            None => self.get_from_db::<R>(key)?,
+        };
+        let Some(mut record) = latest else {
+            return Ok(None);
+        };
+        if !change(&mut record) {
+            return Ok(Some(record));
+        }
+        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
+        self.insert(&txn, &record)?;
+        txn.commit().map_err(self.err("commit"))?;
+        self.cache.put(&record);
+        Ok(Some(record))
     }
 
     fn insert<R: Record>(
@@ -142,6 +192,60 @@ impl Store {
 
     /// Reads one record by key.
     pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>, StoreError> {
+        Ok(self.get_shared::<R>(key)?.map(Arc::unwrap_or_clone))
+    }
+
+    /// Every record of a type, in key order.
+    pub fn list<R: Record>(&self) -> Result<Vec<R>, StoreError> {
+        Ok(self
+            .list_shared::<R>()?
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect())
+    }
+
+    /// One record by key, shared with the cache (no copy).
+    pub fn get_shared<R: Record>(&self, key: &str) -> Result<Option<Arc<R>>, StoreError> {
+        if let Some(found) = self.cached::<R, _>(|c| c.get::<R>(key)) {
+            return Ok(found);
+        }
+        Ok(self.get_from_db::<R>(key)?.map(Arc::new))
+    }
+
+    /// Every record of a type in key order, shared with the cache.
+    pub fn list_shared<R: Record>(&self) -> Result<Vec<Arc<R>>, StoreError> {
+        if let Some(all) = self.cached::<R, _>(|c| c.list::<R>()) {
+            return Ok(all);
+        }
+        Ok(self
+            .list_from_db::<R>()?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    }
+
+    /// `read` on the cache, loading `R`'s table first when it is not yet;
+    /// `None` when the table cannot be cached.
+    fn cached<R: Record, T>(&self, read: impl Fn(&cache::Cache) -> Option<T>) -> Option<T> {
+        if let Some(v) = read(&self.cache) {
+            return Some(v);
+        }
+        if self.cache.is_loaded::<R>() {
+            return None;
+        }
+        {
+            let _writer = self.lock_writer();
+            if !self.cache.is_loaded::<R>() {
+                // A table that does not decode stays uncached: reads go
+                // to the database and name the bad record.
+                let records = self.list_from_db::<R>().ok()?;
+                self.cache.load(records);
+            }
+        }
+        read(&self.cache)
+    }
+
+    fn get_from_db<R: Record>(&self, key: &str) -> Result<Option<R>, StoreError> {
         let def = TableDefinition::<&str, &[u8]>::new(R::TABLE);
         let txn = self.db.begin_read().map_err(self.err("begin read"))?;
         let table = match txn.open_table(def) {
@@ -155,8 +259,7 @@ impl Store {
         decode::<R>(key, value.value()).map(Some)
     }
 
-    /// Every record of a type, in key order.
-    pub fn list<R: Record>(&self) -> Result<Vec<R>, StoreError> {
+    fn list_from_db<R: Record>(&self) -> Result<Vec<R>, StoreError> {
         let def = TableDefinition::<&str, &[u8]>::new(R::TABLE);
         let txn = self.db.begin_read().map_err(self.err("begin read"))?;
         let table = match txn.open_table(def) {
@@ -175,6 +278,7 @@ impl Store {
     /// Removes a record; `Ok(false)` when it was not there.
     pub fn delete<R: Record>(&self, key: &str) -> Result<bool, StoreError> {
         let def = TableDefinition::<&str, &[u8]>::new(R::TABLE);
+        let _writer = self.lock_writer();
         let txn = self.db.begin_write().map_err(self.err("begin write"))?;
         let existed = {
             let mut table = txn.open_table(def).map_err(self.err("open table"))?;
@@ -182,6 +286,7 @@ impl Store {
             removed.is_some()
         };
         txn.commit().map_err(self.err("commit"))?;
+        self.cache.delete::<R>(key);
         Ok(existed)
     }
 
@@ -211,7 +316,7 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     struct Thing {
         id: String,
         n: u32,
@@ -224,7 +329,7 @@ mod tests {
         }
     }
 
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     struct Other {
         id: String,
     }
@@ -302,6 +407,88 @@ mod tests {
     }
 
     #[test]
+    fn cached_reads_follow_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let t = |id: &str, n| Thing { id: id.into(), n };
+        s.put(&t("a", 1)).unwrap();
+        // The first read loads the table; later writes update it.
+        assert_eq!(s.list::<Thing>().unwrap(), vec![t("a", 1)]);
+        assert!(s.cache.is_loaded::<Thing>());
+        s.put(&t("a", 2)).unwrap();
+        s.put_pair(&t("b", 3), &Other { id: "o".into() }).unwrap();
+        assert_eq!(s.list::<Thing>().unwrap(), vec![t("a", 2), t("b", 3)]);
+        assert_eq!(s.get::<Thing>("b").unwrap(), Some(t("b", 3)));
+        assert_eq!(s.get::<Thing>("zz").unwrap(), None);
+        assert!(s.delete::<Thing>("a").unwrap());
+        assert_eq!(s.list::<Thing>().unwrap(), vec![t("b", 3)]);
+        // What the cache says is what is on disk.
+        assert_eq!(s.list_from_db::<Thing>().unwrap(), vec![t("b", 3)]);
+        assert_eq!(s.get::<Other>("o").unwrap(), Some(Other { id: "o".into() }));
+    }
+
+    #[test]
+    fn an_update_edits_the_latest_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        assert_eq!(s.update::<Thing>("a", |_| true).unwrap(), None);
+        s.put(&Thing {
+            id: "a".into(),
+            n: 1,
+        })
+        .unwrap();
+        for cached in [false, true] {
+            if cached {
+                s.list::<Thing>().unwrap();
+            }
+            let stale = s.get::<Thing>("a").unwrap().unwrap();
+            s.put(&Thing {
+                id: "a".into(),
+                n: stale.n + 10,
+            })
+            .unwrap();
+            // Based on the stored copy, not on `stale`.
+            let after = s.update::<Thing>("a", |t| {
+                t.n += 1;
+                true
+            });
+            assert_eq!(after.unwrap().unwrap().n, stale.n + 11);
+            // Unchanged: nothing written.
+            let same = s.update::<Thing>("a", |_| false).unwrap().unwrap();
+            assert_eq!(same.n, stale.n + 11);
+            assert_eq!(s.list_from_db::<Thing>().unwrap()[0].n, stale.n + 11);
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_leave_the_cache_equal_to_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        s.list::<Thing>().unwrap();
+        let threads: Vec<_> = (0..4u32)
+            .map(|w| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for n in 0..25 {
+                        s.put(&Thing {
+                            id: format!("k{}", n % 5),
+                            n: w * 100 + n,
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(
+            s.list::<Thing>().unwrap(),
+            s.list_from_db::<Thing>().unwrap()
+        );
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
@@ -334,6 +521,10 @@ mod tests {
             txn.commit().unwrap();
         }
         let err = s.get::<Thing>("x").unwrap_err();
+        assert!(err.to_string().contains("things/x"), "{err}");
+        // An undecodable table is not cached: every read names the record.
+        assert!(!s.cache.is_loaded::<Thing>());
+        let err = s.list::<Thing>().unwrap_err();
         assert!(err.to_string().contains("things/x"), "{err}");
     }
 }

@@ -92,7 +92,7 @@ mod tests {
     use super::*;
     use crate::store::Store;
 
-    #[derive(serde::Serialize, serde::Deserialize)]
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
     struct Thing {
         id: String,
     }
@@ -125,7 +125,7 @@ mod tests {
             .map(|t| t.id)
             .collect();
         assert_eq!(ids, ["a", "b"]);
-        #[derive(Debug, serde::Serialize, serde::Deserialize)]
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
         struct Missing;
         impl Record for Missing {
             const TABLE: &'static str = "missing";

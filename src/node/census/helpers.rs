@@ -90,6 +90,7 @@ mod tests {
             p(14, "/usr/bin/vim monitor --id c1 --lxcpath /var/lib/pvecri/lxc --run-dir /r"),
             p(15, "/usr/bin/pvecri monitor --id"),
             p(16, "/usr/bin/pvecri exec-helper --id c3 --lxcpath /var/lib/pvecri/lxc --spec /x/spec.json --init /i --timeout 0 --init-pid 42 --init-start-time 977 -- true"),
+            p(17, "/usr/lib/pvecri/pvecri-helper monitor --id c4 --lxcpath /var/lib/pvecri/lxc --run-dir /run/pvecri/containers/c4"),
         ];
         let ours = find(
             &procs,
@@ -99,7 +100,12 @@ mod tests {
         );
         assert_eq!(
             ours.iter().map(|h| (h.pid, h.verb)).collect::<Vec<_>>(),
-            [(10, "monitor"), (11, "exec-helper"), (16, "exec-helper")]
+            [
+                (10, "monitor"),
+                (11, "exec-helper"),
+                (16, "exec-helper"),
+                (17, "monitor")
+            ]
         );
         assert_eq!(
             ours[0].line(),
@@ -111,7 +117,7 @@ mod tests {
         assert_eq!(found[0].id, "c2");
         assert_eq!(
             find(&procs, Path::new("/elsewhere"), &BTreeSet::new(), true).len(),
-            4
+            5
         );
     }
 }

@@ -240,6 +240,7 @@ impl Runtime {
         self.store.put(&record)?;
         info!(container_id = id, pod_id = %pod.id, name = %record.config.name, init_pid, "container created");
         self.emit_container_event(crate::events::EventKind::Created, &record);
+        self.watch_exit(&record);
         Ok(())
     }
 

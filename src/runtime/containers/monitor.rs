@@ -43,7 +43,7 @@ impl Runtime {
         stdin: StdinMode,
         restore: Option<PathBuf>,
     ) -> Result<i32, RuntimeError> {
-        let exe = self.self_exe.clone();
+        let exe = self.helper_exe.clone();
         // A restore reads the workload's whole memory back first.
         let ready_timeout = if restore.is_some() {
             RESTORE_READY_TIMEOUT

@@ -15,7 +15,7 @@ use crate::runtime::{now_ns, Runtime};
 impl Runtime {
     /// Releases the container's init so it execs the workload.
     pub(crate) async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
-        let mut c = self.container(id)?;
+        let c = self.container(id)?;
         if c.state != ContainerState::Created {
             return Err(RuntimeError::container_state(
                 &c,
@@ -25,13 +25,11 @@ impl Runtime {
         if c.restored {
             let started_at_ns = now_ns();
             let pid = self.start_restored(&c).await?;
-            c.init_pid = pid;
-            c.init_start_time = proc_start_time(pid).unwrap_or_default();
-            c.started_at_ns = started_at_ns;
-            c.state = ContainerState::Running;
-            self.store.put(&c)?;
+            let start_time = proc_start_time(pid).unwrap_or_default();
+            let c = self.record_started(&c.id, started_at_ns, Some((pid, start_time)))?;
             info!(container_id = %c.id, "container started");
             self.emit_container_event(crate::events::EventKind::Started, &c);
+            self.watch_exit(&c);
             return Ok(());
         }
         let fifo = self.container_run_dir(&c.id)?.start_fifo();
@@ -48,12 +46,45 @@ impl Runtime {
         // ignores it (runc's start likewise returns after the exec).
         wait_for_exec(c.init_pid, c.init_start_time).await;
         crate::failpoint::hit("start.before_record")?;
-        c.started_at_ns = started_at_ns;
-        c.state = ContainerState::Running;
-        self.store.put(&c)?;
+        let c = self.record_started(&c.id, started_at_ns, None)?;
         info!(container_id = %c.id, "container started");
         self.emit_container_event(crate::events::EventKind::Started, &c);
         Ok(())
+    }
+
+    /// Records the start on the stored copy: a workload that already ended
+    /// may have been recorded exited meanwhile (its monitor's exit is
+    /// noticed at once), and that must not be undone; its start time is
+    /// kept, never later than its end.
+    fn record_started(
+        &self,
+        id: &str,
+        started_at_ns: i64,
+        init: Option<(i32, u64)>,
+    ) -> Result<crate::container::ContainerRecord, RuntimeError> {
+        let stored = self
+            .store
+            .update::<crate::container::ContainerRecord>(id, |r| {
+                if let Some((pid, start_time)) = init {
+                    r.init_pid = pid;
+                    r.init_start_time = start_time;
+                }
+                match r.state {
+                    ContainerState::Created => {
+                        r.started_at_ns = started_at_ns;
+                        r.state = ContainerState::Running;
+                    }
+                    ContainerState::Exited => {
+                        r.started_at_ns = started_at_ns.min(r.finished_at_ns);
+                    }
+                    ContainerState::Running | ContainerState::Unknown => {}
+                }
+                true
+            })?;
+        stored.ok_or_else(|| RuntimeError::NotFound {
+            what: "container",
+            id: id.to_owned(),
+        })
     }
 }
 
@@ -100,20 +131,57 @@ async fn release_init(fifo: &Path, pid: i32, start_time: u64) -> std::io::Result
 }
 
 /// Waits (bounded) until process `pid` no longer runs pvecri-init: it
-/// exec'd the workload, or it exited.
+/// exec'd the workload, or it exited. Init takes well under a millisecond
+/// from its start byte to the exec, so this polls at a fine step on a
+/// blocking thread (tokio's timers round up to whole milliseconds).
 async fn wait_for_exec(pid: i32, start_time: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while tokio::time::Instant::now() < deadline {
-        if proc_start_time(pid) != Some(start_time) {
-            return;
+    let _ = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let stat = format!("/proc/{pid}/stat");
+        let mut step = EXEC_POLL;
+        while std::time::Instant::now() < deadline {
+            // One read gives both the start time and the command name.
+            let Ok(text) = std::fs::read_to_string(&stat) else {
+                return;
+            };
+            if crate::sandbox::infra::start_time_of_stat(&text) != Some(start_time)
+                || command_of_stat(&text) != Some(INIT_COMM)
+            {
+                return;
+            }
+            std::thread::sleep(step);
+            // Fine steps first, then coarser: a slow init is not spun on.
+            step = (step * 2).min(EXEC_POLL_MAX);
         }
-        match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-            Ok(comm) if comm.trim_end() == INIT_COMM => {}
-            _ => return,
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    })
+    .await;
 }
+
+/// The command name in the text of a /proc/<pid>/stat (in parentheses,
+/// and possibly holding some itself).
+fn command_of_stat(stat: &str) -> Option<&str> {
+    let (_, rest) = stat.split_once('(')?;
+    Some(rest.rsplit_once(')')?.0)
+}
+
+/// The first step of [`wait_for_exec`], doubled up to [`EXEC_POLL_MAX`].
+const EXEC_POLL: Duration = Duration::from_micros(100);
+const EXEC_POLL_MAX: Duration = Duration::from_millis(2);
 
 /// The kernel's name for a process running `/.pvecri-init`.
 const INIT_COMM: &str = ".pvecri-init";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_is_read_between_the_outer_parentheses() {
+        assert_eq!(
+            command_of_stat("42 (.pvecri-init) S 1 42 42 0 -1"),
+            Some(".pvecri-init")
+        );
+        assert_eq!(command_of_stat("7 (a) b) R 1"), Some("a) b"));
+        assert_eq!(command_of_stat("garbage"), None);
+    }
+}

@@ -12,13 +12,21 @@ impl Runtime {
         id: &str,
         resources: limits::Resources,
     ) -> Result<(), RuntimeError> {
-        let mut c = self.container(id)?;
+        let c = self.container(id)?;
         if c.state == ContainerState::Running || c.state == ContainerState::Created {
             limits::apply_live(&self.cgroup_layout, &c.cgroup, &resources)
                 .map_err(|e| RuntimeError::os("updating cgroup resources", &c.id, e))?;
         }
-        c.config.resources = resources;
-        self.store.put(&c)?;
+        // Only the resources change: an exit recorded meanwhile stays.
+        self.store
+            .update::<crate::container::ContainerRecord>(&c.id, |r| {
+                r.config.resources = resources;
+                true
+            })?
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "container",
+                id: c.id.clone(),
+            })?;
         Ok(())
     }
 }

@@ -16,11 +16,13 @@ pub(crate) struct PodFilter {
 
 impl Runtime {
     pub(crate) fn pod(&self, id: &str) -> Result<PodRecord, RuntimeError> {
-        let pods = self.store.list::<PodRecord>()?;
-        find_by_id(pods, id, |p| &p.id).ok_or_else(|| RuntimeError::NotFound {
-            what: "pod sandbox",
-            id: id.to_owned(),
-        })
+        let pods = self.store.list_shared::<PodRecord>()?;
+        find_by_id(pods, id, |p| &p.id)
+            .map(std::sync::Arc::unwrap_or_clone)
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "pod sandbox",
+                id: id.to_owned(),
+            })
     }
 
     /// The pod, which must be ready for `purpose` (the error's message).
@@ -40,9 +42,10 @@ impl Runtime {
     pub(crate) fn list_pods(&self, filter: &PodFilter) -> Result<Vec<PodRecord>, RuntimeError> {
         Ok(self
             .store
-            .list::<PodRecord>()?
+            .list_shared::<PodRecord>()?
             .into_iter()
             .filter(|p| filter.matches(p))
+            .map(std::sync::Arc::unwrap_or_clone)
             .collect())
     }
 }
