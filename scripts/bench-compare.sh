@@ -32,7 +32,7 @@
 #     `sleep 3600` each (with a cgroup parent per pod, as the kubelet's
 #     cgroupfs driver gives: containerd's ListPodSandboxStats needs one),
 #     then (after SETTLE s) the script samples the daemon's VmRSS and the
-#     helpers' PSS (pvecri: its `pvecri monitor` processes, two per
+#     helpers' PSS (pvecri: its `pvecri-helper monitor` processes, two per
 #     container; containerd: its containerd-shim-runc-v2 processes and
 #     their pause children) from /proc; the bench times LIST_CALLS calls
 #     of each list call (no filter, state filter, a label selector or pod
