@@ -56,7 +56,7 @@
 #   EXEC_RUNS [30]   PULLS [7]   PULL_IMAGE [.../agnhost:2.55, 33 MB, 3 layers]
 #   DENSITY [200]    LANES [4]   LIST_CALLS [30]   STATS_CALLS [10]
 #   SETTLE [5] seconds before each memory sample   CALL_TIMEOUT [60] s per CRI call
-#   RESULTS_DIR [/var/tmp/pvecri-compare-<date>]
+#   RESULTS_DIR [/tmp/pvecri-compare-<date>]
 #   PVECRI_BIN, BENCH_BIN [${CARGO_TARGET_DIR:-target}/release/...; built
 #     with cargo unless both are given]
 #   PVECRI_INIT [target/x86_64-unknown-linux-gnu/release/pvecri-init]
@@ -87,7 +87,7 @@ TARGET=${CARGO_TARGET_DIR:-$W/target}
 PVECRI=${PVECRI_BIN:-$TARGET/release/pvecri}
 BENCH=${BENCH_BIN:-$TARGET/release/pvecri-bench}
 INIT=${PVECRI_INIT:-$W/target/x86_64-unknown-linux-gnu/release/pvecri-init}
-R=${RESULTS_DIR:-/var/tmp/pvecri-compare-$(date +%Y%m%d-%H%M%S)}
+R=${RESULTS_DIR:-/tmp/pvecri-compare-$(date +%Y%m%d-%H%M%S)}
 PV_BRIDGE=pvt-cmp-p PV_NET=10.78.40.0/23
 CT_BRIDGE=pvt-cmp-c CT_NET=10.78.42.0/23
 GUARD=pvecri-cmp-guard
