@@ -8,6 +8,7 @@
 //! need through [`testing`].
 
 pub(crate) mod audit;
+pub(crate) mod busy;
 pub(crate) mod cdi;
 pub(crate) mod cgroups;
 pub(crate) mod checkpoint;

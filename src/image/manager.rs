@@ -467,12 +467,14 @@ impl ImageManager {
         let now = std::time::Instant::now();
         if let Some(usage) = self.fs_usage.get("", now) {
             let old = !self.fs_usage.take_wanted().is_empty();
-            if old && !self.fs_usage_renewing.swap(true, Ordering::SeqCst) {
+            let renewing = old
+                .then(|| crate::busy::Busy::try_start(&self.fs_usage_renewing))
+                .flatten();
+            if let Some(renewing) = renewing {
                 let snapshots = self.snapshots.clone();
                 let content_root = self.content.root().to_owned();
                 let cache = self.fs_usage.clone();
                 let generation = self.fs_usage_generation.clone();
-                let renewing = ClearOnDrop(self.fs_usage_renewing.clone());
                 let began = generation.load(Ordering::SeqCst);
                 tokio::task::spawn_blocking(move || {
                     let _renewing = renewing;
@@ -508,15 +510,6 @@ impl ImageManager {
         self.fs_usage_generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.fs_usage.forget("");
-    }
-}
-
-/// Clears a flag when dropped (a renewal that panicked clears it too).
-struct ClearOnDrop(Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for ClearOnDrop {
-    fn drop(&mut self) {
-        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -8,7 +8,7 @@
 //! and every tenth it samples the CPU counters of running containers for
 //! `usage_nano_cores`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,15 +133,6 @@ impl Runtime {
     }
 }
 
-/// Clears the "a periodic pass runs" flag when the pass ends, however.
-struct PassRunning(Arc<AtomicBool>);
-
-impl Drop for PassRunning {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
-}
-
 /// Runs the exit watcher and CPU sampler until the runtime is dropped.
 pub(crate) fn spawn_watcher(runtime: &Arc<Runtime>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(runtime);
@@ -160,8 +151,7 @@ pub(crate) fn spawn_watcher(runtime: &Arc<Runtime>) -> tokio::task::JoinHandle<(
                     n = n.wrapping_add(1);
                     // Not awaited: its disk usage walks must not hold up
                     // the exits that arrive meanwhile; one pass at a time.
-                    if !pass_running.swap(true, Ordering::SeqCst) {
-                        let running = PassRunning(pass_running.clone());
+                    if let Some(running) = crate::busy::Busy::try_start(&pass_running) {
                         tokio::task::spawn_blocking(move || {
                             let _running = running;
                             rt.watch_once(sample);

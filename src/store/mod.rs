@@ -122,6 +122,12 @@ impl Store {
     /// Inserts or replaces a record.
     pub fn put<R: Record>(&self, record: &R) -> Result<(), StoreError> {
         let _writer = self.lock_writer();
+        self.commit_one(record)
+    }
+
+    /// Writes one record in its own commit and updates the cache; the
+    /// caller holds the writer lock.
+    fn commit_one<R: Record>(&self, record: &R) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(self.err("begin write"))?;
         self.insert(&txn, record)?;
         txn.commit().map_err(self.err("commit"))?;
@@ -161,13 +167,9 @@ impl Store {
         let Some(mut record) = latest else {
             return Ok(None);
         };
-        if !change(&mut record) {
-            return Ok(Some(record));
+        if change(&mut record) {
+            self.commit_one(&record)?;
         }
-        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
-        self.insert(&txn, &record)?;
-        txn.commit().map_err(self.err("commit"))?;
-        self.cache.put(&record);
         Ok(Some(record))
     }
 

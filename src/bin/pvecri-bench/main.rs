@@ -141,6 +141,17 @@ pub(crate) async fn call<T>(
     }
 }
 
+/// [`call`], and how long it took.
+pub(crate) async fn timed<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> anyhow::Result<(T, Duration)> {
+    let t = Instant::now();
+    let answer = call(timeout, what, fut).await?;
+    Ok((answer, t.elapsed()))
+}
+
 /// The `--raw` sink: `measure<TAB>value` lines, or nothing.
 pub(crate) struct Raw(Option<std::fs::File>);
 
@@ -217,8 +228,7 @@ async fn pulls(c: &mut CriClient, args: &Args, raw: &mut Raw) -> anyhow::Result<
     let timeout = args.call_timeout();
     let (mut pull, mut remove) = (Vec::new(), Vec::new());
     for _ in 0..args.pulls {
-        let t = Instant::now();
-        let image_ref = call(
+        let (pulled, took) = timed(
             timeout,
             "PullImage",
             c.image.pull_image(v1::PullImageRequest {
@@ -226,22 +236,20 @@ async fn pulls(c: &mut CriClient, args: &Args, raw: &mut Raw) -> anyhow::Result<
                 ..Default::default()
             }),
         )
-        .await?
-        .image_ref;
-        pull.push(t.elapsed());
-        let t = Instant::now();
-        call(
+        .await?;
+        pull.push(took);
+        let (_, took) = timed(
             timeout,
             "RemoveImage",
             c.image.remove_image(v1::RemoveImageRequest {
                 image: Some(v1::ImageSpec {
-                    image: image_ref,
+                    image: pulled.image_ref,
                     ..Default::default()
                 }),
             }),
         )
         .await?;
-        remove.push(t.elapsed());
+        remove.push(took);
     }
     raw.times("PullImage", &pull)?;
     raw.times("RemoveImage", &remove)?;
@@ -316,8 +324,7 @@ async fn lifecycles(c: &mut CriClient, args: &Args, raw: &mut Raw) -> anyhow::Re
     let mut pod_start = Vec::new();
     for i in 0..args.iterations {
         let pod_config = pod_config(args, &format!("bench-{i}"));
-        let t = Instant::now();
-        let pod = call(
+        let (pod, run) = timed(
             timeout,
             "RunPodSandbox",
             c.runtime.run_pod_sandbox(v1::RunPodSandboxRequest {
@@ -325,11 +332,9 @@ async fn lifecycles(c: &mut CriClient, args: &Args, raw: &mut Raw) -> anyhow::Re
                 ..Default::default()
             }),
         )
-        .await?
-        .pod_sandbox_id;
-        let run = t.elapsed();
-        let t = Instant::now();
-        let ctr = call(
+        .await?;
+        let pod = pod.pod_sandbox_id;
+        let (ctr, create) = timed(
             timeout,
             "CreateContainer",
             c.runtime.create_container(v1::CreateContainerRequest {
@@ -338,11 +343,9 @@ async fn lifecycles(c: &mut CriClient, args: &Args, raw: &mut Raw) -> anyhow::Re
                 sandbox_config: Some(pod_config.clone()),
             }),
         )
-        .await?
-        .container_id;
-        let create = t.elapsed();
-        let t = Instant::now();
-        call(
+        .await?;
+        let ctr = ctr.container_id;
+        let (_, start) = timed(
             timeout,
             "StartContainer",
             c.runtime.start_container(v1::StartContainerRequest {
@@ -350,9 +353,7 @@ async fn lifecycles(c: &mut CriClient, args: &Args, raw: &mut Raw) -> anyhow::Re
             }),
         )
         .await?;
-        let start = t.elapsed();
-        let t = Instant::now();
-        let out = call(
+        let (out, exec) = timed(
             timeout,
             "ExecSync",
             c.runtime.exec_sync(v1::ExecSyncRequest {
@@ -363,9 +364,7 @@ async fn lifecycles(c: &mut CriClient, args: &Args, raw: &mut Raw) -> anyhow::Re
         )
         .await?;
         anyhow::ensure!(out.exit_code == 0, "exec exited {}", out.exit_code);
-        let exec = t.elapsed();
-        let t = Instant::now();
-        call(
+        let (_, stop) = timed(
             timeout,
             "StopContainer",
             c.runtime.stop_container(v1::StopContainerRequest {
@@ -374,18 +373,14 @@ async fn lifecycles(c: &mut CriClient, args: &Args, raw: &mut Raw) -> anyhow::Re
             }),
         )
         .await?;
-        let stop = t.elapsed();
-        let t = Instant::now();
-        call(
+        let (_, remove) = timed(
             timeout,
             "RemoveContainer",
             c.runtime
                 .remove_container(v1::RemoveContainerRequest { container_id: ctr }),
         )
         .await?;
-        let remove = t.elapsed();
-        let t = Instant::now();
-        call(
+        let (_, stop_pod) = timed(
             timeout,
             "StopPodSandbox",
             c.runtime.stop_pod_sandbox(v1::StopPodSandboxRequest {
@@ -393,9 +388,7 @@ async fn lifecycles(c: &mut CriClient, args: &Args, raw: &mut Raw) -> anyhow::Re
             }),
         )
         .await?;
-        let stop_pod = t.elapsed();
-        let t = Instant::now();
-        call(
+        let (_, remove_pod) = timed(
             timeout,
             "RemovePodSandbox",
             c.runtime.remove_pod_sandbox(v1::RemovePodSandboxRequest {
@@ -403,7 +396,6 @@ async fn lifecycles(c: &mut CriClient, args: &Args, raw: &mut Raw) -> anyhow::Re
             }),
         )
         .await?;
-        let remove_pod = t.elapsed();
         for (step, d) in STEPS
             .iter()
             .zip([run, create, start, exec, stop, remove, stop_pod, remove_pod])
