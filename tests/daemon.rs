@@ -430,16 +430,12 @@ fn doctor_passes_on_this_node() {
         assert_eq!(level_of(name), "ok", "{name}:\n{stdout}");
     }
     // What this machine lacks (AppArmor, ZFS) and pvecri does without.
-    for name in [
-        "cgroups",
-        "overlayfs",
-        "apparmor",
-        "zfs",
-        "nodefs",
-        "imagefs",
-        "criu",
-    ] {
+    for name in ["cgroups", "overlayfs", "apparmor", "zfs", "criu"] {
         assert_ne!(level_of(name), "FAIL", "{name}:\n{stdout}");
+    }
+    // Present whatever their level: the disk checks.
+    for name in ["nodefs", "imagefs"] {
+        level_of(name);
     }
     let failed: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
     for line in &failed {
