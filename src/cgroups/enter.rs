@@ -1,15 +1,24 @@
 //! Moving this process into the cgroups another process is in, on every
 //! hierarchy the node mounts: a v1 hierarchy found by its controllers (or
 //! its `name=`), cgroup2 by the `0::` line. The exec helper does this
-//! before it joins a container liblxc did not start (one restored from a
-//! checkpoint), so that the command it forks there starts in the
-//! container's cgroups.
+//! before it joins a container, so that the command it forks there starts
+//! in the container's cgroups.
 //!
 //! The paths come from `/proc/<pid>/cgroup` read in the host's cgroup
 //! namespace, so they start at each hierarchy's root; a mount showing only
-//! part of a hierarchy serves only the cgroups below its root. Every
-//! `cgroup.procs` is opened beneath its mount point without following a
-//! symlink: the names on the way may be the container's.
+//! part of a hierarchy serves only the cgroups below its root. Every file
+//! is opened beneath its mount point without following a symlink: the
+//! names on the way may be the container's.
+//!
+//! Cost matters here (every exec pays it): writing a process to
+//! `cgroup.procs` takes the kernel's global threadgroup lock for writing,
+//! which waits for an RCU grace period, milliseconds on an idle VM. A
+//! single-threaded process moving only itself (`"0"` to a v1 `tasks`
+//! file) takes no such lock, and a child cloned straight into its cgroup2
+//! cgroup (`CLONE_INTO_CGROUP`) needs no move at all. So [`enter`] moves
+//! the caller on the v1 hierarchies and hands back the cgroup2 directory
+//! for the caller's clone; [`Unified::enter`] is the slow move for kernels
+//! without clone3.
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -31,6 +40,8 @@ pub(crate) enum EnterError {
         #[source]
         source: Errno,
     },
+    #[error("enter needs a single-threaded process")]
+    Threads(#[from] crate::monitor::ThreadsError),
     #[error("cannot move into the cgroup of {path}")]
     Write {
         path: PathBuf,
@@ -39,17 +50,28 @@ pub(crate) enum EnterError {
     },
 }
 
-/// One hierarchy's `cgroup.procs` to write: a mount point of the host and
-/// the file's path below it.
+/// One hierarchy's `cgroup.procs`: a mount point of the host and the
+/// file's path below it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProcsFile {
     pub mount_point: PathBuf,
     pub rel: PathBuf,
+    /// On the cgroup2 hierarchy.
+    pub v2: bool,
 }
 
 impl ProcsFile {
     fn path(&self) -> PathBuf {
         self.mount_point.join(&self.rel)
+    }
+
+    /// The same cgroup's `name` (`tasks`, or `.` for its directory).
+    fn sibling(&self, name: &str) -> ProcsFile {
+        ProcsFile {
+            mount_point: self.mount_point.clone(),
+            rel: self.rel.with_file_name(name),
+            v2: self.v2,
+        }
     }
 }
 
@@ -81,6 +103,7 @@ pub(crate) fn procs_files(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<Proc
             Some(ProcsFile {
                 mount_point: m.mount_point.clone(),
                 rel: m.relative(path)?.join("cgroup.procs"),
+                v2: unified,
             })
         });
         if let Some(file) = found {
@@ -92,28 +115,67 @@ pub(crate) fn procs_files(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<Proc
     out
 }
 
-/// Moves this process into the cgroups `proc_cgroup` (another process's
-/// `/proc/<pid>/cgroup`, read from the host) names, on every mounted
-/// hierarchy; all files are opened before the first move.
-pub(crate) fn enter(proc_cgroup: &str) -> Result<(), EnterError> {
+/// The cgroup2 cgroup [`enter`] found and did not move into: its directory
+/// (for `CLONE_INTO_CGROUP`) and its `cgroup.procs`, both opened.
+#[derive(Debug)]
+pub(crate) struct Unified {
+    pub dir: OwnedFd,
+    procs: OwnedFd,
+    path: PathBuf,
+}
+
+impl Unified {
+    /// Moves the calling process into this cgroup by `cgroup.procs` (the
+    /// way with the grace period), for when it cannot clone into it.
+    pub(crate) fn enter(self) -> Result<(), EnterError> {
+        // "0" is the writer itself, whatever PID namespace reads it.
+        std::fs::File::from(self.procs)
+            .write_all(b"0")
+            .map_err(|source| EnterError::Write {
+                path: self.path,
+                source,
+            })
+    }
+}
+
+/// Moves this single-threaded process into the cgroups `proc_cgroup`
+/// (another process's `/proc/<pid>/cgroup`, read from the host) names on
+/// every mounted v1 hierarchy, and opens the cgroup2 one, which it leaves
+/// to the caller (see the module comment). All files are opened before the
+/// first move.
+pub(crate) fn enter(proc_cgroup: &str) -> Result<Option<Unified>, EnterError> {
     let mounts = super::read_mounts().map_err(EnterError::Mounts)?;
     let files = procs_files(proc_cgroup, &mounts);
-    let mut opened = Vec::with_capacity(files.len());
+    // `tasks` moves one thread: with a second one the process would be
+    // split across cgroups.
+    crate::monitor::ensure_single_threaded()?;
+    let mut unified = None;
+    let mut tasks = Vec::with_capacity(files.len());
     for f in &files {
-        opened.push((f.path(), open_beneath(f)?));
+        if f.v2 {
+            let dir = f.sibling(".");
+            unified = Some(Unified {
+                dir: open_beneath(&dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?,
+                procs: open_beneath(f, OFlag::O_WRONLY)?,
+                path: f.path(),
+            });
+        } else {
+            let file = f.sibling("tasks");
+            tasks.push((file.path(), open_beneath(&file, OFlag::O_WRONLY)?));
+        }
     }
-    for (path, fd) in opened {
-        // "0" is the writer itself, whatever PID namespace reads it.
+    for (path, fd) in tasks {
+        // "0": the writing thread, the only one.
         std::fs::File::from(fd)
             .write_all(b"0")
             .map_err(|source| EnterError::Write { path, source })?;
     }
-    Ok(())
+    Ok(unified)
 }
 
-/// Opens `f.rel` for writing beneath the mount point, refusing symlinks
+/// Opens `f.rel` (with `flags`) beneath the mount point, refusing symlinks
 /// and anything that leaves the mount.
-fn open_beneath(f: &ProcsFile) -> Result<OwnedFd, EnterError> {
+fn open_beneath(f: &ProcsFile, flags: OFlag) -> Result<OwnedFd, EnterError> {
     let err = |source| EnterError::Open {
         path: f.path(),
         source,
@@ -124,14 +186,12 @@ fn open_beneath(f: &ProcsFile) -> Result<OwnedFd, EnterError> {
         Mode::empty(),
     )
     .map_err(err)?;
-    let how = OpenHow::new()
-        .flags(OFlag::O_WRONLY | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS
-                | ResolveFlag::RESOLVE_NO_XDEV,
-        );
+    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
+        ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS
+            | ResolveFlag::RESOLVE_NO_XDEV,
+    );
     openat2(&root, &f.rel, how).map_err(err)
 }
 
@@ -190,6 +250,33 @@ mod tests {
                 pair("/sys/fs/cgroup/unified", "kubepods/pod1/c1/cgroup.procs"),
             ]
         );
+    }
+
+    #[test]
+    fn only_the_cgroup2_mount_is_marked_unified() {
+        let marks: Vec<(String, bool)> = procs_files(
+            "4:memory:/k/c1\n0::/k/c1\n",
+            &cgroup_mounts(mountinfo::parse(HYBRID)),
+        )
+        .into_iter()
+        .map(|f| (f.mount_point.display().to_string(), f.v2))
+        .collect();
+        assert_eq!(
+            marks,
+            [
+                ("/sys/fs/cgroup/memory".to_owned(), false),
+                ("/sys/fs/cgroup/unified".to_owned(), true),
+            ]
+        );
+        // A v1 file's sibling (the thread-level `tasks`) stays v1.
+        let f = ProcsFile {
+            mount_point: "/sys/fs/cgroup/memory".into(),
+            rel: "k/c1/cgroup.procs".into(),
+            v2: false,
+        };
+        let tasks = f.sibling("tasks");
+        assert_eq!(tasks.rel, std::path::Path::new("k/c1/tasks"));
+        assert!(!tasks.v2);
     }
 
     #[test]
@@ -252,9 +339,20 @@ mod tests {
         let file = |rel: &str| ProcsFile {
             mount_point: dir.path().to_owned(),
             rel: rel.into(),
+            v2: false,
         };
-        open_beneath(&file("real/cgroup.procs")).unwrap();
-        let err = open_beneath(&file("link/cgroup.procs")).unwrap_err();
+        let w = OFlag::O_WRONLY;
+        open_beneath(&file("real/cgroup.procs"), w).unwrap();
+        // The siblings enter opens: `tasks` and the directory itself.
+        std::fs::write(dir.path().join("real/tasks"), b"").unwrap();
+        open_beneath(&file("real/cgroup.procs").sibling("tasks"), w).unwrap();
+        open_beneath(
+            &file("real/cgroup.procs").sibling("."),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        )
+        .unwrap();
+        let err =
+            open_beneath(&file("link/cgroup.procs").sibling("."), OFlag::O_RDONLY).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -265,7 +363,18 @@ mod tests {
             ),
             "{err:?}"
         );
-        let err = open_beneath(&file("../cgroup.procs")).unwrap_err();
+        let err = open_beneath(&file("link/cgroup.procs"), w).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EnterError::Open {
+                    source: Errno::ELOOP,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = open_beneath(&file("../cgroup.procs"), w).unwrap_err();
         assert!(
             matches!(
                 err,

@@ -1,8 +1,12 @@
-//! Entering a container that liblxc did not start (one restored from a
-//! checkpoint has no liblxc monitor, so no command socket to attach
-//! through) from its init alone: init's cgroups, namespaces and, where
-//! liblxc's attach would set it, AppArmor label; then a fork, so that the
-//! command is inside the PID namespace too.
+//! Entering a running container from its init alone: init's cgroups,
+//! namespaces and, where liblxc's attach would set it, AppArmor label;
+//! then a fork, so that the command is inside the PID namespace too. The
+//! exec helper takes this way into every container whose init the daemon
+//! recorded: it is faster than liblxc's attach (no round trip to the
+//! monitor, no intermediate process, no cgroup move that waits for a
+//! grace period), and it is the only way into a container restored from
+//! a checkpoint (no liblxc monitor, so no command socket to attach
+//! through).
 //!
 //! The init is named by pid and start time. A pidfd opened first, and a
 //! `/proc/<pid>` directory whose `stat` shows that start time, pin the
@@ -14,9 +18,13 @@
 //! namespaces that differ from the helper's are entered (the kernel
 //! refuses to enter one's own user namespace).
 //!
-//! The helper itself moves into the cgroups before entering the cgroup
-//! namespace (so that they lie inside it) and is not dumpable from then on,
-//! so nothing in the container can read its memory or descriptors. The
+//! The helper moves itself into init's v1 cgroups, and forks the command
+//! straight into its cgroup2 cgroup (`CLONE_INTO_CGROUP`; on a kernel
+//! without it the helper moves there too). The command enters the cgroup
+//! namespace itself, after the fork: the kernel checks a clone into a
+//! cgroup against the caller's cgroup namespace, which must still be the
+//! host's. The helper is not dumpable from before the first move on, so
+//! nothing in the container can read its memory or descriptors. The
 //! command runs pvecri-init's exec mode from the sealed copy's descriptor
 //! (`execveat`), not a path: nothing the container mounted over its /proc
 //! can stand in for it.
@@ -25,7 +33,7 @@ use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
@@ -37,6 +45,7 @@ use super::confine::ConfinedArgv;
 use crate::cgroups::enter::EnterError;
 use crate::lxc::AttachOptions;
 use crate::monitor::ThreadsError;
+use crate::node::clone3::{self, fork_into_cgroup, Forked};
 
 /// The container's init as the daemon recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +131,9 @@ struct Prepared<'a> {
     label: Option<(OwnedFd, String)>,
     /// A user namespace was entered (setgroups may be denied in it).
     in_userns: bool,
+    /// init's cgroup namespace, entered by the child (see the module
+    /// comment); `None` when it is the helper's own.
+    cgroupns: Option<BorrowedFd<'a>>,
     init: BorrowedFd<'a>,
     keep: [RawFd; 2],
 }
@@ -152,6 +164,10 @@ pub(super) fn spawn(
         .transpose()
         .map_err(proc_err("/proc"))?;
     let (flags, ns_files) = differing_namespaces(&dir).map_err(proc_err("the namespaces"))?;
+    let cgroupns = ns_files
+        .iter()
+        .find(|(flag, _)| *flag == CloneFlags::CLONE_NEWCGROUP)
+        .map(|(_, file)| file.as_fd());
     let prepared = Prepared {
         argv: c_strings("argument", &confined.argv)?,
         env: c_strings("environment entry", &opts.env)?,
@@ -161,6 +177,7 @@ pub(super) fn spawn(
         groups: opts.groups.iter().map(|g| Gid::from_raw(*g)).collect(),
         label,
         in_userns: flags.contains(CloneFlags::CLONE_NEWUSER),
+        cgroupns,
         init: confined.init(),
         keep: confined.inherited(),
     };
@@ -171,15 +188,44 @@ pub(super) fn spawn(
     // Not dumpable before any part of the container is shared: its
     // processes could otherwise ptrace the helper or open its descriptors.
     nix::sys::prctl::set_dumpable(false).map_err(JoinError::Dumpable)?;
-    crate::cgroups::enter::enter(&cgroups).map_err(|source| JoinError::Cgroups { pid, source })?;
+    let cgroup_err = |source| JoinError::Cgroups { pid, source };
+    let unified = crate::cgroups::enter::enter(&cgroups).map_err(cgroup_err)?;
+    let flags = flags - CloneFlags::CLONE_NEWCGROUP;
+    let ns_files: Vec<_> = ns_files
+        .iter()
+        .filter(|(flag, _)| *flag != CloneFlags::CLONE_NEWCGROUP)
+        .collect();
     enter_namespaces(pid, &pidfd, flags, &ns_files)?;
-    drop(ns_files);
 
-    // SAFETY: the process is single-threaded (checked above), so the child
-    // may run any code; it only returns by exec or _exit.
+    let forked = match unified {
+        // SAFETY: single-threaded (checked above); the child only runs
+        // `run_child`, which makes system calls and formats an error
+        // message, none of it depending on the C library's fork state.
+        Some(cgroup) => match unsafe { fork_into_cgroup(cgroup.dir.as_fd()) } {
+            Err(e) if clone3::unsupported(e) => {
+                cgroup.enter().map_err(cgroup_err)?;
+                fork()?
+            }
+            other => other.map_err(JoinError::Fork)?,
+        },
+        None => fork()?,
+    };
+    match forked {
+        Forked::Parent { child } => Ok(child),
+        Forked::Child => run_child(&prepared),
+    }
+}
+
+/// A plain fork, as [`Forked`].
+fn fork() -> Result<Forked, JoinError> {
+    // SAFETY: the only caller, `spawn`, checked that the process is
+    // single-threaded, so the child may run any code; it only returns by
+    // exec or _exit.
     match unsafe { nix::unistd::fork() }.map_err(JoinError::Fork)? {
-        nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
-        nix::unistd::ForkResult::Child => run_child(&prepared),
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent {
+            child: child.as_raw(),
+        }),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
     }
 }
 
@@ -289,7 +335,7 @@ fn enter_namespaces(
     pid: i32,
     pidfd: &OwnedFd,
     flags: CloneFlags,
-    files: &[(CloneFlags, File)],
+    files: &[&(CloneFlags, File)],
 ) -> Result<(), JoinError> {
     if flags.is_empty() {
         return Ok(());
@@ -304,7 +350,7 @@ fn enter_namespaces(
         Err(Errno::EINVAL) => {}
         Err(e) => return Err(failed(flags, e)),
     }
-    for (flag, file) in files {
+    for (flag, file) in files.iter().copied() {
         nix::sched::setns(file, *flag).map_err(|e| failed(*flag, e))?;
     }
     Ok(())
@@ -352,6 +398,10 @@ fn run_child(p: &Prepared<'_>) -> ! {
 
 fn become_command(p: &Prepared<'_>) -> Result<Infallible, ChildError> {
     let step = |step: &'static str| move |source| ChildError { step, source };
+    if let Some(ns) = p.cgroupns {
+        nix::sched::setns(ns, CloneFlags::CLONE_NEWCGROUP)
+            .map_err(step("enter the cgroup namespace"))?;
+    }
     if let Some((proc_fd, label)) = &p.label {
         set_exec_label(proc_fd, label).map_err(step("set the AppArmor exec label"))?;
     }

@@ -4,9 +4,11 @@
 //! same user, groups, environment and working directory (from the
 //! container's spec.json), all namespaces, the container's cgroup.
 //!
-//! A container restored from a checkpoint has no liblxc monitor to ask for
-//! its init: the daemon names the init (`--init-pid`, `--init-start-time`)
-//! and the helper joins it directly ([`join`]) instead of through liblxc.
+//! The daemon names the container's init (`--init-pid`,
+//! `--init-start-time`) and the helper joins it directly ([`join`]): faster
+//! than liblxc's attach, and the only way into a container restored from a
+//! checkpoint, which has no liblxc monitor to ask. Without those (a record
+//! that lacks the init) it attaches through liblxc.
 
 mod confine;
 mod join;
@@ -48,7 +50,7 @@ pub struct ExecHelperArgs {
     #[arg(long)]
     pub tty: bool,
     /// Join the container through this init process (host PID) instead of
-    /// liblxc: for containers liblxc did not start (restored ones).
+    /// through liblxc's attach.
     #[arg(long, requires = "init_start_time")]
     pub init_pid: Option<i32>,
     /// Start time of `--init-pid` (field 22 of its /proc/<pid>/stat): a

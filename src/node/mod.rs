@@ -4,6 +4,7 @@
 //! reading so the logic is tested against fixture text.
 
 pub(crate) mod census;
+pub(crate) mod clone3;
 pub(crate) mod kernel;
 pub(crate) mod mountinfo;
 pub(crate) mod pidfd;

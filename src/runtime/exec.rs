@@ -159,11 +159,12 @@ impl Runtime {
     }
 }
 
-/// The init (pid, start time) the exec helper joins directly for a
-/// restored container, whose processes CRIU made and liblxc has no command
-/// socket for; `None`s for a container liblxc started (it attaches).
+/// The init (pid, start time) the exec helper joins the container
+/// through (`exec::join`): every container whose init was recorded, which
+/// is every one created or restored by this version. `None`s (liblxc's
+/// attach) only for a record without one.
 pub(super) fn direct_init(c: &ContainerRecord) -> (Option<i32>, Option<u64>) {
-    if c.restored {
+    if c.init_pid > 0 && c.init_start_time > 0 {
         (Some(c.init_pid), Some(c.init_start_time))
     } else {
         (None, None)
