@@ -15,18 +15,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::{
-    container_config, create_container, mirror_config, pull_image, require_init, require_registry,
-    require_root, Daemon,
+    container_config, create_container, mirror_config, pull_image, require_containers as ready,
+    Daemon, BUSYBOX,
 };
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
 
-const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
 const KIND: &str = "test.pvecri.dev/dev";
-
-fn ready(test: &str) -> bool {
-    require_root(test) && require_registry(test) && require_init(test)
-}
 
 /// Fields drop in order: the daemon (and with it the pod) first, then
 /// the directories its containers had mounted.

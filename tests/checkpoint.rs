@@ -20,22 +20,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    container_config, create_container, exec_sh, mirror_config, pull_image, require_init,
-    require_registry, require_root, Daemon,
+    container_config, create_container, exec_sh, mirror_config, pull_image,
+    require_containers as ready, Daemon, BUSYBOX,
 };
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
-
-const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
 
 /// A counter that leaves its state in the writable layer (`/counter`),
 /// deletes an image file and prints every tick.
 const COUNTER: &str = "rm -f /bin/vi; i=0; while true; do i=$((i+1)); echo $i > /counter; \
                        echo tick $i; sleep 0.2; done";
-
-fn ready(test: &str) -> bool {
-    require_root(test) && require_registry(test) && require_init(test)
-}
 
 /// Whether `criu check` passes here. Without it the test skips loudly,
 /// unless `PVECRI_REQUIRE_CRIU=1` (the VM stage), where that is a failure.

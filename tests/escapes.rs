@@ -24,17 +24,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    container_config, create_container, mirror_config, pull_image, require_init, require_registry,
-    require_root, Daemon,
+    container_config, create_container, mirror_config, pull_image, require_containers as ready,
+    require_root, Daemon, BUSYBOX,
 };
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
-
-const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
-
-fn ready(test: &str) -> bool {
-    require_root(test) && require_registry(test) && require_init(test)
-}
 
 struct Env {
     _d: Daemon,

@@ -21,18 +21,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{
-    container_config, create_container, mirror_config, pull_image, require_init, require_registry,
-    require_root, Daemon,
+    container_config, create_container, mirror_config, pull_image, require_containers as ready,
+    Daemon, BUSYBOX,
 };
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
 use sha2::{Digest, Sha256};
-
-const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
-
-fn ready(test: &str) -> bool {
-    require_root(test) && require_registry(test) && require_init(test)
-}
 
 struct Env {
     // Declared first so the daemon (and the pods) go before the copy.

@@ -17,36 +17,13 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    container_config, create_container, mirror_config, pull_image, require_init, require_registry,
-    require_root, Daemon,
+    busybox_env as env, container_config, create_container, require_containers as ready,
+    BusyboxEnv as Env, BUSYBOX,
 };
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
 use pvecri::testing::container::RunDir;
 use pvecri::testing::exec::ExecHelperArgs;
-
-const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
-
-fn ready(test: &str) -> bool {
-    require_root(test) && require_registry(test) && require_init(test)
-}
-
-struct Env {
-    d: Daemon,
-    c: CriClient,
-    logs: tempfile::TempDir,
-}
-
-async fn env() -> Env {
-    let d = Daemon::start(&mirror_config());
-    let mut c = d.client().await;
-    pull_image(&mut c, BUSYBOX).await;
-    Env {
-        d,
-        c,
-        logs: tempfile::tempdir().unwrap(),
-    }
-}
 
 /// A container as the direct path needs it: its ID and init.
 struct Running {

@@ -10,34 +10,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{
-    container_config, create_container, mirror_config, pull_image, require_init, require_registry,
-    require_root, Daemon,
+    busybox_env as env, container_config, create_container, pull_image,
+    require_containers as ready, BusyboxEnv as Env, Daemon, BUSYBOX,
 };
-use pvecri::client::CriClient;
 use pvecri::cri::v1;
-
-const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
-
-fn ready(test: &str) -> bool {
-    require_root(test) && require_registry(test) && require_init(test)
-}
-
-struct Env {
-    d: Daemon,
-    c: CriClient,
-    logs: tempfile::TempDir,
-}
-
-async fn env() -> Env {
-    let d = Daemon::start(&mirror_config());
-    let mut c = d.client().await;
-    pull_image(&mut c, BUSYBOX).await;
-    Env {
-        d,
-        c,
-        logs: tempfile::tempdir().unwrap(),
-    }
-}
 
 fn pod_config(e: &Env, name: &str) -> v1::PodSandboxConfig {
     v1::PodSandboxConfig {

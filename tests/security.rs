@@ -13,18 +13,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    container_config, create_container, mirror_config, pull_image, require_init, require_registry,
-    require_root, Daemon,
+    container_config, create_container, mirror_config, pull_image, require_containers as ready,
+    Daemon, BUSYBOX,
 };
 use pvecri::client::CriClient;
 use pvecri::cri::v1;
 
-const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
 const NONEWPRIVS: &str = "registry.k8s.io/e2e-test-images/nonewprivs:1.3";
-
-fn ready(test: &str) -> bool {
-    require_root(test) && require_registry(test) && require_init(test)
-}
 
 struct Env {
     _d: Daemon,

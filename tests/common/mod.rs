@@ -250,6 +250,34 @@ pub(crate) fn require_init(test: &str) -> bool {
     init_path().exists() || skip(test, "pvecri-init is not built (run scripts/build-init.sh)")
 }
 
+/// True when a test that runs containers may: root, the fixture registry
+/// and pvecri-init; prints a loud skip line otherwise.
+pub(crate) fn require_containers(test: &str) -> bool {
+    require_root(test) && require_registry(test) && require_init(test)
+}
+
+/// The image most container tests run.
+pub(crate) const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
+
+/// A daemon on the fixture registry's mirrors with [`BUSYBOX`] pulled, its
+/// client, and a directory for the containers' logs.
+pub(crate) struct BusyboxEnv {
+    pub d: Daemon,
+    pub c: CriClient,
+    pub logs: tempfile::TempDir,
+}
+
+pub(crate) async fn busybox_env() -> BusyboxEnv {
+    let d = Daemon::start(&mirror_config());
+    let mut c = d.client().await;
+    pull_image(&mut c, BUSYBOX).await;
+    BusyboxEnv {
+        d,
+        c,
+        logs: tempfile::tempdir().unwrap(),
+    }
+}
+
 /// Removes `name` (a test's cgroup tree) from every cgroup hierarchy,
 /// children first.
 pub(crate) fn remove_cgroup_tree(name: &str) {
