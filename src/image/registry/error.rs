@@ -100,6 +100,13 @@ pub(crate) enum PullError {
         #[source]
         source: Box<OciDistributionError>,
     },
+    #[error("pull of {reference} from {endpoint}: no credential")]
+    CredentialHelper {
+        reference: String,
+        endpoint: String,
+        #[source]
+        source: Box<crate::image::credential_helper::HelperError>,
+    },
     #[error("pull of {reference} from {endpoint}: cannot store blob {digest}")]
     Content {
         reference: String,
