@@ -664,6 +664,12 @@ impl RegistryConfig {
                 )));
             }
         }
+        let tls = self.ca_file.is_some() || self.client_cert_file.is_some() || self.skip_verify;
+        if tls && images.insecure_registries.iter().any(|h| h == host) {
+            return Err(invalid(format!(
+                "{host}: TLS settings for a host in insecure_registries (plain HTTP)"
+            )));
+        }
         if self.client_cert_file.is_some() != self.client_key_file.is_some() {
             return Err(invalid(format!(
                 "{host}: client_cert_file and client_key_file go together"
@@ -819,6 +825,7 @@ mirrors = [{ host = "cache.lan/hub", capabilities = ["pull"] }, { host = "full.l
             "[images.registries.h]\nmirrors = [{ host = \"https://m\" }]",
             "[images.registries.h]\nmirrors = [{ host = \"m/../x\" }]",
             "[images.registries.h]\nmirrors = [{ host = \"m\", capabilities = [] }]",
+            "[images]\ninsecure_registries = [\"h\"]\n[images.registries.h]\nskip_verify = true",
             "[images.mirrors]\nh = [\"m\"]\n[images.registries.h]\nmirrors = [{ host = \"n\" }]",
         ] {
             let msg = Config::from_toml(bad).unwrap_err().to_string();

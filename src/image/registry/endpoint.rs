@@ -169,9 +169,11 @@ fn parse_mirror(spec: &str) -> Option<Mirror<'_>> {
 
 /// Configured plain-HTTP hosts, plus loopback: traffic to it never leaves
 /// the node, and local test or cache registries rarely have certificates
-/// (docker treats 127.0.0.0/8 the same way).
+/// (docker treats 127.0.0.0/8 the same way). A loopback host with TLS
+/// settings of its own speaks TLS: configuring them says so.
 fn is_insecure(settings: &RegistrySettings, host: &str) -> bool {
-    settings.insecure.iter().any(|h| h == host) || is_loopback(host)
+    settings.insecure.iter().any(|h| h == host)
+        || (is_loopback(host) && !settings.tls.contains_key(host))
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -301,6 +303,13 @@ mod tests {
             let r = Reference::parse(image).unwrap();
             assert_eq!(resolve_endpoints(&s, &r)[0].insecure, insecure, "{image}");
         }
+        let mut s = settings(&[], true);
+        s.tls.insert("127.0.0.1:5443".into(), Default::default());
+        let r = Reference::parse("127.0.0.1:5443/x/y").unwrap();
+        assert!(
+            !resolve_endpoints(&s, &r)[0].insecure,
+            "TLS settings mean TLS"
+        );
     }
 
     #[test]
