@@ -69,17 +69,26 @@ impl Registry {
             ),
         )
         .unwrap();
+        let log = dir.join(format!("{name}.log"));
         let child = Command::new(REGISTRY_BIN)
             .arg("serve")
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let registry = Registry { child, addr };
-        for _ in 0..100 {
+        let mut registry = Registry { child, addr };
+        // Generous: on a busy CI machine the registry can take seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
             if std::net::TcpStream::connect(&registry.addr).is_ok() {
                 return registry;
+            }
+            if let Some(status) = registry.child.try_wait().unwrap() {
+                panic!(
+                    "docker-registry ({name}) exited ({status}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -88,11 +97,10 @@ impl Registry {
 }
 
 impl Drop for Registry {
+    // A throwaway registry has nothing to flush: kill it outright, so a
+    // test never waits on a graceful shutdown.
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
