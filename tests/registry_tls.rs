@@ -358,14 +358,30 @@ fn unsafe_ca_file_stops_the_daemon() {
             ca.display()
         ),
     );
-    let out = Command::new(common::BIN)
+    let log = dir.path().join("daemon.log");
+    let mut daemon = Command::new(common::BIN)
         .args(["daemon", "--config"])
         .arg(&config)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A daemon that accepted the file would run on: stop it and fail.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            panic!("the daemon started with a world-writable ca_file");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(
         stderr.contains("registry.example") && stderr.contains("ca.pem"),
         "{stderr}"
