@@ -218,8 +218,14 @@ pub(crate) struct ImagesConfig {
     pub insecure_registries: Vec<String>,
     /// Try the registry itself after every mirror failed.
     pub fallback_to_upstream: bool,
-    /// Docker `config.json`-style credentials (`{"auths": {host: {"auth": ...}}}`).
+    /// Docker `config.json`-style credentials (`{"auths": {host: {"auth": ...}}}`,
+    /// `credHelpers`, `credsStore`).
     pub credentials_file: Option<PathBuf>,
+    /// Where `docker-credential-<name>` helpers are looked up; unset: the
+    /// daemon's `PATH`.
+    pub credential_helper_dir: Option<PathBuf>,
+    /// Per-host (`host[:port]`) TLS settings and capability-limited mirrors.
+    pub registries: std::collections::BTreeMap<String, RegistryConfig>,
     /// A pull that receives no data for this many seconds fails.
     pub stall_timeout_seconds: u64,
     /// Layers downloaded in parallel per pull.
@@ -237,10 +243,54 @@ impl Default for ImagesConfig {
             insecure_registries: Vec::new(),
             fallback_to_upstream: true,
             credentials_file: None,
+            credential_helper_dir: None,
+            registries: Default::default(),
             stall_timeout_seconds: 60,
             max_concurrent_downloads: 3,
             pinned_images: Vec::new(),
         }
+    }
+}
+
+/// `[images.registries."host[:port]"]`: how one registry (or mirror) host
+/// is spoken to.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RegistryConfig {
+    /// PEM CA bundle trusted for this host, on top of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) presented to this host.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+    /// Accept any server certificate from this host. Never the default.
+    pub skip_verify: bool,
+    /// Mirrors of this registry, tried in order before it.
+    pub mirrors: Vec<MirrorConfig>,
+}
+
+/// One entry of `[[images.registries."host".mirrors]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MirrorConfig {
+    /// `host[:port][/path-prefix]`, as in `images.mirrors`.
+    pub host: String,
+    /// What the mirror may be asked: `pull` (content by digest) and/or
+    /// `resolve` (tag to digest).
+    #[serde(default = "MirrorCapability::all")]
+    pub capabilities: Vec<MirrorCapability>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum MirrorCapability {
+    Pull,
+    Resolve,
+}
+
+impl MirrorCapability {
+    fn all() -> Vec<MirrorCapability> {
+        vec![MirrorCapability::Pull, MirrorCapability::Resolve]
     }
 }
 
@@ -430,13 +480,22 @@ impl RawConfig {
                 message: format!("{bad:?} is neither an image reference nor an image ID"),
             });
         }
-        if let Some(path) = &self.images.credentials_file {
-            if !path.is_absolute() {
+        for (key, path) in [
+            ("images.credentials_file", &self.images.credentials_file),
+            (
+                "images.credential_helper_dir",
+                &self.images.credential_helper_dir,
+            ),
+        ] {
+            if let Some(path) = path.as_ref().filter(|p| !is_clean_absolute(p)) {
                 return Err(ConfigError::Invalid {
-                    key: "images.credentials_file",
+                    key,
                     message: format!("{} is not an absolute path", path.display()),
                 });
             }
+        }
+        for (host, registry) in &self.images.registries {
+            registry.validate(host, &self.images)?;
         }
         match (&self.images.zfs_dataset, self.images.snapshotter) {
             (Some(ds), _) => {
@@ -567,6 +626,86 @@ impl NetworkConfig {
     }
 }
 
+/// An absolute path without control characters (it ends up in messages).
+fn is_clean_absolute(path: &Path) -> bool {
+    path.is_absolute()
+        && path
+            .to_str()
+            .is_some_and(|s| !s.chars().any(char::is_control))
+}
+
+/// `host[:port]` as registries and mirrors are named: DNS or IP text.
+fn is_registry_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+}
+
+impl RegistryConfig {
+    fn validate(&self, host: &str, images: &ImagesConfig) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "images.registries",
+            message,
+        };
+        if !is_registry_host(host) {
+            return Err(invalid(format!("{host:?} is not a `host[:port]`")));
+        }
+        for (name, path) in [
+            ("ca_file", &self.ca_file),
+            ("client_cert_file", &self.client_cert_file),
+            ("client_key_file", &self.client_key_file),
+        ] {
+            if let Some(path) = path.as_ref().filter(|p| !is_clean_absolute(p)) {
+                return Err(invalid(format!(
+                    "{host}: {name} {} is not an absolute path",
+                    path.display()
+                )));
+            }
+        }
+        let tls = self.ca_file.is_some() || self.client_cert_file.is_some() || self.skip_verify;
+        if tls && images.insecure_registries.iter().any(|h| h == host) {
+            return Err(invalid(format!(
+                "{host}: TLS settings for a host in insecure_registries (plain HTTP)"
+            )));
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return Err(invalid(format!(
+                "{host}: client_cert_file and client_key_file go together"
+            )));
+        }
+        if !self.mirrors.is_empty() && images.mirrors.contains_key(host) {
+            return Err(invalid(format!(
+                "{host}: mirrors are set both here and in images.mirrors; keep one list"
+            )));
+        }
+        for mirror in &self.mirrors {
+            let (mirror_host, prefix) = mirror.host.split_once('/').unwrap_or((&mirror.host, ""));
+            let prefix_ok = prefix.is_empty()
+                || prefix.split('/').all(|c| {
+                    !c.is_empty()
+                        && c != ".."
+                        && c.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                });
+            if !is_registry_host(mirror_host) || !prefix_ok {
+                return Err(invalid(format!(
+                    "{host}: mirror {:?} is not `host[:port][/path-prefix]` (no scheme; use insecure_registries for plain HTTP)",
+                    mirror.host
+                )));
+            }
+            if mirror.capabilities.is_empty() {
+                return Err(invalid(format!(
+                    "{host}: mirror {} has no capabilities (use \"pull\" and/or \"resolve\")",
+                    mirror.host
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// " at line L, column C" for a byte span of the TOML text.
 fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     let Some(span) = span else {
@@ -656,6 +795,52 @@ mod tests {
             .to_string();
         assert!(msg.contains("images.mirrors"), "{msg}");
         assert!(Config::from_toml("[images]\nmax_concurrent_downloads = 0").is_err());
+    }
+
+    #[test]
+    fn registries_section() {
+        let c = Config::from_toml(
+            r#"
+[images]
+credential_helper_dir = "/usr/lib/pvecri/credential-helpers"
+[images.registries."registry.example.com:5443"]
+ca_file = "/etc/pvecri/certs/ca.pem"
+client_cert_file = "/etc/pvecri/certs/client.pem"
+client_key_file = "/etc/pvecri/certs/client.key"
+[images.registries."docker.io"]
+mirrors = [{ host = "cache.lan/hub", capabilities = ["pull"] }, { host = "full.lan" }]
+"#,
+        )
+        .unwrap();
+        let r = &c.images.registries["registry.example.com:5443"];
+        assert!(!r.skip_verify && r.client_key_file.is_some());
+        let hub = &c.images.registries["docker.io"];
+        assert_eq!(hub.mirrors[0].capabilities, [MirrorCapability::Pull]);
+        assert_eq!(hub.mirrors[1].capabilities, MirrorCapability::all());
+
+        for bad in [
+            "[images.registries.\"a b\"]",
+            "[images.registries.h]\nca_file = \"ca.pem\"",
+            "[images.registries.h]\nclient_cert_file = \"/c.pem\"",
+            "[images.registries.h]\nmirrors = [{ host = \"https://m\" }]",
+            "[images.registries.h]\nmirrors = [{ host = \"m/../x\" }]",
+            "[images.registries.h]\nmirrors = [{ host = \"m\", capabilities = [] }]",
+            "[images]\ninsecure_registries = [\"h\"]\n[images.registries.h]\nskip_verify = true",
+            "[images.mirrors]\nh = [\"m\"]\n[images.registries.h]\nmirrors = [{ host = \"n\" }]",
+        ] {
+            let msg = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(msg.contains("images.registries"), "{bad}: {msg}");
+        }
+        for bad in [
+            "[images.registries.h]\nmirrors = [{ host = \"m\", capabilities = [\"push\"] }]",
+            "[images.registries.h]\nskip_verfy = true",
+        ] {
+            assert!(Config::from_toml(bad).is_err(), "{bad}");
+        }
+        let msg = Config::from_toml("[images]\ncredential_helper_dir = \"bin\"")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("images.credential_helper_dir"), "{msg}");
     }
 
     #[test]

@@ -63,7 +63,10 @@ fn requested_image(spec: Option<&v1::ImageSpec>) -> String {
     spec.map(|s| s.image.clone()).unwrap_or_default()
 }
 
-/// The request's registry credentials, if it carries any.
+/// The request's registry credentials, if it carries any. An
+/// `identity_token` (an OAuth2 refresh token, what `docker login` keeps for
+/// registries with token authentication) is traded for a bearer token at
+/// the registry's token endpoint when the pull logs in.
 fn credential(auth: Option<&v1::AuthConfig>) -> Result<Option<Credential>, Status> {
     let Some(auth) = auth else {
         return Ok(None);
@@ -91,10 +94,10 @@ fn credential(auth: Option<&v1::AuthConfig>) -> Result<Option<Credential>, Statu
         }));
     }
     if !auth.identity_token.is_empty() {
-        return Err(invalid(
-            "auth.identity_token",
-            "identity (OAuth refresh) tokens are not supported; pass a registry_token or username/password",
-        ));
+        if auth.identity_token.chars().any(char::is_control) {
+            return Err(invalid("auth.identity_token", "has control characters"));
+        }
+        return Ok(Some(Credential::IdentityToken(auth.identity_token.clone())));
     }
     Ok(None)
 }
@@ -272,6 +275,21 @@ mod tests {
         assert!(
             matches!(credential(Some(&token)).unwrap(), Some(Credential::Bearer(t)) if t == "t")
         );
+        let identity = v1::AuthConfig {
+            identity_token: "r3fresh".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            credential(Some(&identity)).unwrap(),
+            Some(Credential::IdentityToken("r3fresh".into()))
+        );
+        let hostile = v1::AuthConfig {
+            identity_token: "a\r\nb".into(),
+            ..Default::default()
+        };
+        let err = credential(Some(&hostile)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("auth.identity_token"));
     }
 
     #[test]

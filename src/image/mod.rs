@@ -3,6 +3,7 @@
 
 pub(crate) mod auth_file;
 pub(crate) mod content;
+pub(crate) mod credential_helper;
 mod error;
 pub(crate) mod import;
 pub(crate) mod limits;

@@ -29,7 +29,6 @@ pub(crate) use stream::{connect_in_netns, StreamStdio};
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 
@@ -116,18 +115,8 @@ impl Runtime {
             )
             .context("cannot open the snapshot backend")?,
         );
-        let credentials = match &config.images.credentials_file {
-            Some(path) => crate::image::auth_file::read(path).map_err(anyhow::Error::msg)?,
-            None => Default::default(),
-        };
-        let settings = RegistrySettings {
-            mirrors: config.images.mirrors.clone().into_iter().collect(),
-            insecure: config.images.insecure_registries.clone(),
-            credentials,
-            stall_timeout: Duration::from_secs(config.images.stall_timeout_seconds),
-            max_concurrent_downloads: config.images.max_concurrent_downloads,
-            fallback_to_upstream: config.images.fallback_to_upstream,
-        };
+        let settings = RegistrySettings::from_config(&config.images)
+            .context("cannot set up registry access")?;
         let userns_support =
             crate::sandbox::userns::probe(&config.init_path, snapshots.layers_root());
         if let Err(why) = &userns_support {

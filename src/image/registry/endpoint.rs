@@ -2,14 +2,15 @@
 //! registry itself. A mirror `127.0.0.1:5000/registry.k8s.io` for host
 //! `registry.k8s.io` serves `registry.k8s.io/pause` as repository
 //! `registry.k8s.io/pause` on `127.0.0.1:5000`, i.e. the path prefix is
-//! prepended to the repository.
+//! prepended to the repository. A mirror without the `resolve` capability
+//! serves content by digest only; the puller resolves tags elsewhere.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use tracing::warn;
 
-use super::settings::{Credential, RegistrySettings};
+use super::settings::{Capabilities, Credential, RegistrySettings};
 use crate::image::reference::{Reference, DEFAULT_REGISTRY};
 
 /// Docker Hub is named `docker.io` in references but served from here.
@@ -25,6 +26,8 @@ pub(crate) struct Endpoint {
     pub insecure: bool,
     /// A configured mirror rather than the reference's own registry.
     pub mirror: bool,
+    /// What it may be asked; the registry itself may be asked anything.
+    pub capabilities: Capabilities,
 }
 
 impl fmt::Display for Endpoint {
@@ -46,13 +49,13 @@ pub(crate) fn resolve_endpoints(
         .into_iter()
         .flatten()
         .filter_map(|spec| {
-            let mirror = parse_mirror(spec);
+            let mirror = parse_mirror(&spec.location);
             if mirror.is_none() {
-                warn!(registry = %reference.registry, mirror = %spec, "ignoring malformed mirror");
+                warn!(registry = %reference.registry, mirror = %spec.location, "ignoring malformed mirror");
             }
-            mirror
+            mirror.map(|m| (m, spec.capabilities))
         })
-        .map(|mirror| Endpoint {
+        .map(|(mirror, capabilities)| Endpoint {
             insecure: mirror
                 .plain_http
                 .unwrap_or_else(|| is_insecure(settings, mirror.host)),
@@ -62,9 +65,11 @@ pub(crate) fn resolve_endpoints(
                 prefix => format!("{prefix}/{}", reference.repository),
             },
             mirror: true,
+            capabilities,
         })
         .collect();
-    if endpoints.is_empty() || settings.fallback_to_upstream {
+    let resolver = endpoints.iter().any(|e| e.capabilities.resolve);
+    if endpoints.is_empty() || settings.fallback_to_upstream || !resolver {
         let host = if reference.registry == DEFAULT_REGISTRY {
             DOCKER_HUB_HOST
         } else {
@@ -75,22 +80,34 @@ pub(crate) fn resolve_endpoints(
             repository: reference.repository.clone(),
             insecure: is_insecure(settings, host) || is_insecure(settings, &reference.registry),
             mirror: false,
+            // Without fallback, a registry whose mirrors may not resolve
+            // tags is still asked which digest a tag names, but nothing more.
+            capabilities: if endpoints.is_empty() || settings.fallback_to_upstream {
+                Capabilities::ALL
+            } else {
+                Capabilities {
+                    pull: false,
+                    resolve: true,
+                }
+            },
         });
     }
     endpoints
 }
 
-/// The credential to present to `endpoint`. The request's credential was
-/// chosen by kubelet for the reference's registry, so it wins there; a
-/// mirror prefers the credential configured for the mirror host itself
-/// (which the request cannot know about) and otherwise gets the request's,
-/// as containerd does for pull-through mirrors.
+/// The credential to present to `endpoint`, from the request or the
+/// credentials file; `None` leaves it to the credential helpers (asked for
+/// [`helper_hosts`]). The request's credential was chosen by kubelet for
+/// the reference's registry, so it wins there; a mirror prefers the
+/// credential configured for the mirror host itself (which the request
+/// cannot know about) and otherwise gets the request's, as containerd does
+/// for pull-through mirrors.
 pub(crate) fn credential_for(
     settings: &RegistrySettings,
     reference: &Reference,
     endpoint: &Endpoint,
     request: Option<&Credential>,
-) -> Credential {
+) -> Option<Credential> {
     let configured = |host: &str| settings.credentials.get(host);
     let chosen = if endpoint.mirror {
         configured(&endpoint.host).or(request)
@@ -99,7 +116,18 @@ pub(crate) fn credential_for(
             .or_else(|| configured(&reference.registry))
             .or_else(|| configured(&endpoint.host))
     };
-    chosen.cloned().unwrap_or(Credential::Anonymous)
+    chosen.cloned()
+}
+
+/// The hosts whose helper credential `endpoint` gets, in order: a mirror
+/// its own; the registry its reference name (`docker.io`), then the host
+/// actually spoken to when that differs.
+pub(crate) fn helper_hosts<'a>(reference: &'a Reference, endpoint: &'a Endpoint) -> Vec<&'a str> {
+    if endpoint.mirror || endpoint.host == reference.registry {
+        vec![endpoint.host.as_str()]
+    } else {
+        vec![reference.registry.as_str(), endpoint.host.as_str()]
+    }
 }
 
 struct Mirror<'a> {
@@ -141,9 +169,11 @@ fn parse_mirror(spec: &str) -> Option<Mirror<'_>> {
 
 /// Configured plain-HTTP hosts, plus loopback: traffic to it never leaves
 /// the node, and local test or cache registries rarely have certificates
-/// (docker treats 127.0.0.0/8 the same way).
+/// (docker treats 127.0.0.0/8 the same way). A loopback host with TLS
+/// settings of its own speaks TLS: configuring them says so.
 fn is_insecure(settings: &RegistrySettings, host: &str) -> bool {
-    settings.insecure.iter().any(|h| h == host) || is_loopback(host)
+    settings.insecure.iter().any(|h| h == host)
+        || (is_loopback(host) && !settings.tls.contains_key(host))
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -158,6 +188,7 @@ fn is_loopback(host: &str) -> bool {
 mod tests {
     use std::collections::HashMap;
 
+    use super::super::settings::MirrorSpec;
     use super::*;
 
     fn settings(mirrors: &[(&str, &[&str])], fallback: bool) -> RegistrySettings {
@@ -167,7 +198,7 @@ mod tests {
                 .map(|(host, list)| {
                     (
                         host.to_string(),
-                        list.iter().map(|m| m.to_string()).collect(),
+                        list.iter().map(|m| MirrorSpec::full(*m)).collect(),
                     )
                 })
                 .collect(),
@@ -272,6 +303,13 @@ mod tests {
             let r = Reference::parse(image).unwrap();
             assert_eq!(resolve_endpoints(&s, &r)[0].insecure, insecure, "{image}");
         }
+        let mut s = settings(&[], true);
+        s.tls.insert("127.0.0.1:5443".into(), Default::default());
+        let r = Reference::parse("127.0.0.1:5443/x/y").unwrap();
+        assert!(
+            !resolve_endpoints(&s, &r)[0].insecure,
+            "TLS settings mean TLS"
+        );
     }
 
     #[test]
@@ -293,16 +331,45 @@ mod tests {
             password: "q".into(),
         };
 
-        assert_eq!(credential_for(&s, &r, &eps[1], Some(&request)), request);
-        assert_eq!(credential_for(&s, &r, &eps[1], None), configured_hub);
-        assert_eq!(
-            credential_for(&s, &r, &eps[0], Some(&request)),
-            configured_mirror
-        );
+        let cred = |i: usize, req: Option<&Credential>| credential_for(&s, &r, &eps[i], req);
+        assert_eq!(cred(1, Some(&request)), Some(request.clone()));
+        assert_eq!(cred(1, None), Some(configured_hub));
+        assert_eq!(cred(0, Some(&request)), Some(configured_mirror));
 
         s.credentials.clear();
-        assert_eq!(credential_for(&s, &r, &eps[0], Some(&request)), request);
-        assert_eq!(credential_for(&s, &r, &eps[0], None), Credential::Anonymous);
-        assert_eq!(credential_for(&s, &r, &eps[1], None), Credential::Anonymous);
+        let cred = |i: usize, req: Option<&Credential>| credential_for(&s, &r, &eps[i], req);
+        assert_eq!(cred(0, Some(&request)), Some(request.clone()));
+        assert_eq!(cred(0, None), None);
+        assert_eq!(cred(1, None), None);
+
+        assert_eq!(helper_hosts(&r, &eps[0]), ["hub-cache.lan"]);
+        assert_eq!(
+            helper_hosts(&r, &eps[1]),
+            ["docker.io", "registry-1.docker.io"]
+        );
+    }
+
+    #[test]
+    fn mirror_capabilities_are_kept_and_upstream_has_all() {
+        let mut s = settings(&[], true);
+        s.mirrors.insert(
+            "ghcr.io".into(),
+            vec![MirrorSpec {
+                location: "cache.lan".into(),
+                capabilities: Capabilities {
+                    pull: true,
+                    resolve: false,
+                },
+            }],
+        );
+        let r = Reference::parse("ghcr.io/org/app:v1").unwrap();
+        let eps = resolve_endpoints(&s, &r);
+        assert!(eps[0].capabilities.pull && !eps[0].capabilities.resolve);
+        assert_eq!(eps[1].capabilities, Capabilities::ALL);
+
+        s.fallback_to_upstream = false;
+        let eps = resolve_endpoints(&s, &r);
+        assert_eq!(eps.len(), 2, "the registry still resolves the tag");
+        assert!(!eps[1].capabilities.pull && eps[1].capabilities.resolve);
     }
 }

@@ -86,7 +86,10 @@ pub(crate) enum PullError {
         size: Option<u64>,
         limit: u64,
     },
-    #[error("pull of {reference} from {endpoint} failed: network error")]
+    #[error(
+        "pull of {reference} from {endpoint} failed: network error{}",
+        tls_hint(source.as_ref())
+    )]
     Network {
         reference: String,
         endpoint: String,
@@ -99,6 +102,13 @@ pub(crate) enum PullError {
         endpoint: String,
         #[source]
         source: Box<OciDistributionError>,
+    },
+    #[error("pull of {reference} from {endpoint}: no credential")]
+    CredentialHelper {
+        reference: String,
+        endpoint: String,
+        #[source]
+        source: Box<crate::image::credential_helper::HelperError>,
     },
     #[error("pull of {reference} from {endpoint}: cannot store blob {digest}")]
     Content {
@@ -196,6 +206,28 @@ pub(super) fn with_causes(err: &dyn StdError) -> String {
     text
 }
 
+/// What to change in `[images.registries]` when a connection failed in
+/// the TLS handshake. rustls's error reaches this point only as text: the
+/// `io::Error` hyper wraps it in hides it from `source()`, so the causes
+/// are matched on rustls's wording.
+fn tls_hint(cause: &(dyn StdError + 'static)) -> &'static str {
+    let mut next = Some(cause);
+    while let Some(c) = next {
+        let text = c.to_string();
+        next = c.source();
+        if text.contains("invalid peer certificate") {
+            return " (the registry's certificate is not trusted: give its CA as ca_file under [images.registries.\"<host>\"])";
+        }
+        if text.contains("fatal alert: BadCertificate")
+            || text.contains("fatal alert: CertificateRequired")
+            || text.contains("fatal alert: UnknownCA")
+        {
+            return " (the registry refused the TLS connection, most likely for want of a client certificate it accepts: set client_cert_file and client_key_file under [images.registries.\"<host>\"])";
+        }
+    }
+    ""
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +276,21 @@ mod tests {
         assert!(text.contains(
             "[2] pull of docker.io/library/x:1 stalled: no data for 30s from https://m2/x"
         ));
+    }
+
+    #[test]
+    fn tls_failures_say_which_setting_to_change() {
+        let network = |cause: &str| PullError::Network {
+            reference: "r.example/x:1".into(),
+            endpoint: "https://r.example/x".into(),
+            source: Box::new(std::io::Error::other(cause.to_owned())),
+        };
+        let text = network("invalid peer certificate: UnknownIssuer").to_string();
+        assert!(text.contains("ca_file"), "{text}");
+        let text = network("received fatal alert: BadCertificate").to_string();
+        assert!(text.contains("client_cert_file"), "{text}");
+        let text = network("connection refused").to_string();
+        assert!(text.ends_with("network error"), "{text}");
     }
 
     #[test]

@@ -543,3 +543,98 @@ async fn basic_auth_is_sent_when_challenged() {
     let pulled = f.puller.pull(&r, Some(alice)).await.unwrap();
     assert_eq!(pulled.config_digest, config);
 }
+
+/// An identity token is traded at the realm with a refresh-token grant
+/// (a POST), and the bearer token it yields covers manifests and blobs.
+#[tokio::test]
+async fn identity_token_is_exchanged_for_a_bearer_token() {
+    let f = fixture();
+    let (routes, config, _) = image_routes("idt/app", good(), good());
+    let guard = |reply| Reply::Guarded {
+        expected: "Bearer acc3ss",
+        challenge: r#"Bearer realm="http://{addr}/token",service="test""#,
+        reply: Box::new(reply),
+    };
+    let mut routes: HashMap<String, Reply> =
+        routes.into_iter().map(|(k, v)| (k, guard(v))).collect();
+    routes.insert(
+        "/v2/".to_owned(),
+        guard(Reply::Ok {
+            content_type: "application/json",
+            body: b"{}".to_vec(),
+        }),
+    );
+    routes.insert(
+        "/token".to_owned(),
+        Reply::RefreshGrant {
+            refresh: "r3fresh",
+            token: "acc3ss",
+        },
+    );
+    let addr = serve(routes).await;
+    let r = reference(addr, "idt/app");
+    let wrong = super::Credential::IdentityToken("stale".into());
+    let err = f.puller.pull(&r, Some(wrong)).await.unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    let identity = super::Credential::IdentityToken("r3fresh".into());
+    let pulled = f.puller.pull(&r, Some(identity)).await.unwrap();
+    assert_eq!(pulled.config_digest, config);
+}
+
+/// A mirror without `resolve` is never asked what a tag names: the tag is
+/// resolved by the registry, and the mirror serves that digest only. The
+/// mirror's own answer for the tag (a different image) is never used.
+#[tokio::test]
+async fn pull_only_mirror_is_not_asked_for_tags() {
+    let (mirror_routes, config, layer) = image_routes("cap/app", good(), good());
+    let tagged = mirror_routes["/v2/cap/app/manifests/v1"].clone();
+    let Reply::Ok { body, .. } = &tagged else {
+        unreachable!("image_routes serves the manifest as is")
+    };
+    let digest = Digest::of(body).to_string();
+    let mut mirror_routes = mirror_routes;
+    mirror_routes.insert(format!("/v2/cap/app/manifests/{digest}"), tagged.clone());
+    // What the mirror would claim the tag is: another image entirely.
+    let (evil, _, _) = image_routes("cap/app", good(), good());
+    let mut evil_manifest = evil["/v2/cap/app/manifests/v1"].clone();
+    if let Reply::Ok { body, .. } = &mut evil_manifest {
+        *body = String::from_utf8(body.clone())
+            .unwrap()
+            .replace("\"size\":20", "\"size\":21")
+            .into_bytes();
+    }
+    mirror_routes.insert("/v2/cap/app/manifests/v1".to_owned(), evil_manifest);
+    let mirror = serve(mirror_routes).await;
+    // The registry only answers the tag; its blobs are missing.
+    let upstream = serve(HashMap::from([(
+        "/v2/cap/app/manifests/v1".to_owned(),
+        tagged,
+    )]))
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let content = Arc::new(ContentStore::new(dir.path()).unwrap());
+    let mut settings = RegistrySettings {
+        stall_timeout: STALL,
+        ..RegistrySettings::default()
+    };
+    let only_pull = super::settings::Capabilities {
+        pull: true,
+        resolve: false,
+    };
+    settings.mirrors.insert(
+        upstream.to_string(),
+        vec![super::settings::MirrorSpec {
+            location: mirror.to_string(),
+            capabilities: only_pull,
+        }],
+    );
+    let puller = Puller::new(settings, content.clone());
+    let pulled = puller
+        .pull(&reference(upstream, "cap/app"), None)
+        .await
+        .unwrap();
+    assert_eq!(pulled.repo_digest, digest);
+    assert_eq!(pulled.config_digest, config);
+    assert!(content.has(&layer));
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sha2::{Digest as _, Sha256};
 
 use super::platform::Platform;
+use super::settings::MirrorSpec;
 use super::test_http::{local_registry_up, request, LOCAL_REGISTRY};
 use super::{PullError, PulledImage, Puller, RegistrySettings};
 use crate::image::content::{ContentStore, Digest};
@@ -47,7 +48,7 @@ fn fixture(mirrors: &[(&str, &[&str])], fallback_to_upstream: bool) -> Fixture {
             .map(|(host, list)| {
                 (
                     host.to_string(),
-                    list.iter().map(|m| m.to_string()).collect(),
+                    list.iter().map(|m| MirrorSpec::full(*m)).collect(),
                 )
             })
             .collect(),
@@ -341,7 +342,7 @@ async fn docker_hub_short_name_through_mirror() {
     let settings = RegistrySettings {
         mirrors: HashMap::from([(
             "docker.io".to_owned(),
-            vec!["127.0.0.1:5000/docker.io".to_owned()],
+            vec![MirrorSpec::full("127.0.0.1:5000/docker.io")],
         )]),
         fallback_to_upstream: false,
         max_concurrent_downloads: 1,

@@ -5,8 +5,8 @@
 //! reqwest. The cap is checked against `Content-Length` before the body is
 //! read, and again on every chunk, so a chunked or lying response stops one
 //! chunk past the cap. Each wait (the response head, every chunk) gets the
-//! stall timeout. Authentication stays oci-client's: the session asks it
-//! for the registry's token ([`Presented`]) and this module only sends it.
+//! stall timeout. The credential comes from the session's login
+//! ([`Presented`]); this module only sends it.
 //! Error bodies are read up to their own small cap, parsed into the same
 //! `OciDistributionError`s oci-client would produce, so the puller
 //! classifies every failure in one place.
@@ -17,21 +17,9 @@ use bytes::{Bytes, BytesMut};
 use oci_client::errors::{OciDistributionError, OciEnvelope};
 use reqwest::{header, StatusCode};
 
+use super::auth::Presented;
 use super::stall;
 use crate::image::limits::ERROR_BODY_MAX;
-
-/// The credential the manifest request carries.
-pub(super) enum Presented {
-    None,
-    Bearer(String),
-    /// Sent only after the registry answered 401, as oci-client does for a
-    /// registry that challenges with `Basic`: a mirror that never asks does
-    /// not get the password.
-    BasicOnChallenge {
-        username: String,
-        password: String,
-    },
-}
 
 /// Why a manifest could not be fetched.
 #[derive(Debug)]
@@ -64,12 +52,7 @@ pub(super) struct ManifestGet<'a> {
 
 impl ManifestGet<'_> {
     pub(super) async fn send(&self) -> Result<Bytes, GetError> {
-        let mut response = self.request(false).await?;
-        if response.status() == StatusCode::UNAUTHORIZED
-            && matches!(self.auth, Presented::BasicOnChallenge { .. })
-        {
-            response = self.request(true).await?;
-        }
+        let mut response = self.request().await?;
         let status = response.status();
         if status != StatusCode::OK {
             let body = read_capped(&mut response, ERROR_BODY_MAX, self.stall)
@@ -85,18 +68,12 @@ impl ManifestGet<'_> {
         read_capped(&mut response, self.limit, self.stall).await
     }
 
-    async fn request(&self, basic: bool) -> Result<reqwest::Response, GetError> {
-        let mut request = self
+    async fn request(&self) -> Result<reqwest::Response, GetError> {
+        let request = self
             .http
             .get(self.url)
             .header(header::ACCEPT, self.accept.join(", "));
-        request = match self.auth {
-            Presented::Bearer(token) => request.bearer_auth(token),
-            Presented::BasicOnChallenge { username, password } if basic => {
-                request.basic_auth(username, Some(password))
-            }
-            _ => request,
-        };
+        let request = self.auth.apply(request);
         Ok(stall::within(self.stall, request.send())
             .await
             .ok_or(GetError::Stalled)??)
@@ -104,7 +81,7 @@ impl ManifestGet<'_> {
 }
 
 /// The body, failing once it exceeds `limit` bytes.
-async fn read_capped(
+pub(super) async fn read_capped(
     response: &mut reqwest::Response,
     limit: u64,
     stall: Duration,
@@ -125,7 +102,7 @@ async fn read_capped(
 /// A non-200 answer as oci-client reports it: 401 as unauthorized, a
 /// client error with an OCI error envelope as that envelope, anything else
 /// as a server error with the (capped) body as its message.
-fn refusal(status: StatusCode, body: &[u8], url: &str) -> OciDistributionError {
+pub(super) fn refusal(status: StatusCode, body: &[u8], url: &str) -> OciDistributionError {
     let url = url.to_owned();
     if status == StatusCode::UNAUTHORIZED {
         return OciDistributionError::UnauthorizedError { url };

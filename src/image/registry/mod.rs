@@ -1,10 +1,13 @@
 //! Pulling images from OCI/Docker registries into the content store.
 //!
-//! The registry protocol (blob requests, the 401 → `WWW-Authenticate` →
-//! token dance) is oci-client's; manifests are fetched by [`manifest_get`]
-//! so their size can be capped while they arrive. On top of it this
-//! module decides *where* to pull from (mirrors in order, then the registry
-//! itself, see [`endpoint`]), *what* to pull (this node's platform out of an
+//! Requests are made with reqwest, one client per endpoint built with that
+//! host's TLS settings ([`tls`]: CA roots, client certificate); oci-client
+//! supplies the types and errors. The 401 → `WWW-Authenticate` → token
+//! dance is [`auth`]'s, manifests are fetched by [`manifest_get`] so their
+//! size can be capped while they arrive. On top of it this module decides
+//! *where* to pull from (mirrors in order, then the registry itself, see
+//! [`endpoint`]; a mirror may be limited to content by digest), *what* to
+//! pull (this node's platform out of an
 //! index, see [`platform`]), and refuses anything it cannot verify or run.
 //! Every byte lands in the [`ContentStore`](crate::image::content::ContentStore)
 //! through a size- and digest-checked ingest, so a pull that returns `Ok`
@@ -13,6 +16,7 @@
 //! again. Stall detection bounds each wait, not the whole pull; manifests
 //! and configs have size caps ([`crate::image::limits`]).
 
+mod auth;
 pub(crate) mod endpoint;
 mod error;
 mod manifest;
@@ -22,6 +26,7 @@ mod progress;
 mod puller;
 mod settings;
 mod stall;
+pub(crate) mod tls;
 
 #[cfg(test)]
 mod fault_tests;

@@ -3,30 +3,27 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, RegistryOperation};
 use tracing::{debug, info, warn, Instrument};
 
-use super::endpoint::{credential_for, resolve_endpoints, Endpoint};
+use super::auth::{Login, Presented};
+use super::endpoint::{credential_for, helper_hosts, resolve_endpoints, Endpoint};
 use super::error::with_causes;
 use super::manifest::{self, Manifest, ManifestError};
-use super::manifest_get::{GetError, ManifestGet, Presented};
+use super::manifest_get::{read_capped, refusal, GetError, ManifestGet};
 use super::platform::{select_manifest, Platform};
 use super::settings::{Credential, RegistrySettings};
 use super::{stall, Layer, PullError, PulledImage};
 use crate::image::content::{ContentError, ContentStore, Digest};
-use crate::image::limits::{CONFIG_MAX, MANIFEST_MAX};
+use crate::image::limits::{CONFIG_MAX, ERROR_BODY_MAX, MANIFEST_MAX};
 use crate::image::reference::{Reference, DEFAULT_TAG};
 
 const USER_AGENT: &str = concat!("pvecri/", env!("CARGO_PKG_VERSION"));
 
 /// Fetches images into the content store. Holds no connection state:
-/// every pull builds its own oci-client per endpoint, because that
-/// client pins the first credential it sees for a registry host, and two
-/// pulls may carry different credentials for the same host.
+/// every pull logs in per endpoint with its own client, because two pulls
+/// may carry different credentials for the same host.
 pub(crate) struct Puller {
     settings: RegistrySettings,
     content: Arc<ContentStore>,
@@ -44,18 +41,53 @@ impl Puller {
 
     /// Pulls `reference` (by digest if it has one, else by tag), trying
     /// each endpoint in turn. `auth` is the request's credential.
+    ///
+    /// When an endpoint may not resolve tags (a mirror without the
+    /// `resolve` capability), the tag is first resolved to a digest by the
+    /// endpoints that may, and the content is then pulled by that digest
+    /// from the endpoints that may `pull`.
     pub(crate) async fn pull(
         &self,
         reference: &Reference,
         auth: Option<Credential>,
     ) -> Result<PulledImage, PullError> {
         let image = reference.to_string();
+        let endpoints = resolve_endpoints(&self.settings, reference);
         let mut attempts = Vec::new();
-        for endpoint in resolve_endpoints(&self.settings, reference) {
-            let credential = credential_for(&self.settings, reference, &endpoint, auth.as_ref());
+        let mut pinned = None;
+        if reference.digest.is_none() && endpoints.iter().any(|e| !e.capabilities.resolve) {
+            for endpoint in endpoints.iter().filter(|e| e.capabilities.resolve) {
+                let span = tracing::debug_span!("resolve", image = %image, endpoint = %endpoint);
+                let result = async {
+                    let credential = self.credential(reference, endpoint, auth.as_ref()).await?;
+                    Session::open(self, reference, endpoint, credential, None)?
+                        .resolve()
+                        .await
+                }
+                .instrument(span)
+                .await;
+                match result {
+                    Ok(digest) => {
+                        debug!(image = %image, endpoint = %endpoint, %digest, "tag resolved");
+                        pinned = Some(digest);
+                        break;
+                    }
+                    Err(err) => {
+                        let error = with_causes(&err);
+                        warn!(image = %image, endpoint = %endpoint, %error, "tag resolution failed");
+                        attempts.push(err);
+                    }
+                }
+            }
+            if pinned.is_none() {
+                return Err(aggregate(image, attempts));
+            }
+        }
+        for endpoint in endpoints.iter().filter(|e| e.capabilities.pull) {
             let span = tracing::debug_span!("pull", image = %image, endpoint = %endpoint);
             let result = async {
-                Session::open(self, reference, &endpoint, &credential)?
+                let credential = self.credential(reference, endpoint, auth.as_ref()).await?;
+                Session::open(self, reference, endpoint, credential, pinned.as_deref())?
                     .pull()
                     .await
             }
@@ -80,13 +112,50 @@ impl Puller {
                 }
             }
         }
-        if attempts.len() == 1 {
-            Err(attempts.remove(0))
-        } else {
-            Err(PullError::AllEndpointsFailed {
-                reference: image,
-                attempts,
-            })
+        Err(aggregate(image, attempts))
+    }
+
+    /// The credential for `endpoint`: the request's or the credentials
+    /// file's (see [`credential_for`]), else a credential helper's, else
+    /// none. A failing helper fails the attempt: pulling anonymously
+    /// instead would only hide why a private image is refused.
+    async fn credential(
+        &self,
+        reference: &Reference,
+        endpoint: &Endpoint,
+        request: Option<&Credential>,
+    ) -> Result<Credential, PullError> {
+        if let Some(found) = credential_for(&self.settings, reference, endpoint, request) {
+            return Ok(found);
+        }
+        if self.settings.helpers.is_empty() {
+            return Ok(Credential::Anonymous);
+        }
+        for host in helper_hosts(reference, endpoint) {
+            match self.settings.helpers.get(host).await {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(PullError::CredentialHelper {
+                        reference: reference.to_string(),
+                        endpoint: endpoint.to_string(),
+                        source: Box::new(source),
+                    })
+                }
+            }
+        }
+        Ok(Credential::Anonymous)
+    }
+}
+
+/// The one failure, or all of them.
+fn aggregate(reference: String, mut attempts: Vec<PullError>) -> PullError {
+    if attempts.len() == 1 {
+        attempts.remove(0)
+    } else {
+        PullError::AllEndpointsFailed {
+            reference,
+            attempts,
         }
     }
 }
@@ -105,77 +174,77 @@ struct Session<'a> {
     platform: &'a Platform,
     stall: Duration,
     concurrency: usize,
-    client: Client,
-    /// For manifests, which oci-client would read without a cap.
+    /// Built for this endpoint's host: its CA roots, client certificate.
     http: reqwest::Client,
     scheme: &'static str,
-    auth: RegistryAuth,
-    /// The image on this endpoint (host and repository already mapped).
-    target: oci_client::Reference,
-    digest: Option<&'a str>,
+    credential: Credential,
+    /// `host[:port]` and repository on this endpoint (already mapped).
+    host: String,
+    repository: String,
+    /// The tag or digest the top-level manifest is fetched by.
+    name: String,
+    /// The digest the top-level manifest must have, when known.
+    digest: Option<String>,
     reference: String,
     endpoint: String,
 }
 
 impl<'a> Session<'a> {
+    /// `pinned` is the digest a tag was resolved to elsewhere.
     fn open(
         puller: &'a Puller,
         reference: &'a Reference,
         endpoint: &Endpoint,
-        credential: &Credential,
+        credential: Credential,
+        pinned: Option<&str>,
     ) -> Result<Self, PullError> {
-        let config = ClientConfig {
-            protocol: if endpoint.insecure {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            // Indexes are resolved here, with variant rules and an error
-            // that lists what the index offers.
-            platform_resolver: None,
-            connect_timeout: Some(puller.settings.stall_timeout),
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
-        };
-        let failed = |source| PullError::Registry {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(puller.settings.stall_timeout)
+            .user_agent(USER_AGENT);
+        if let Some(tls) = puller.settings.tls.get(&endpoint.host) {
+            builder = tls.apply(builder);
+        }
+        let http = builder.build().map_err(|e| PullError::Registry {
             reference: reference.to_string(),
             endpoint: endpoint.to_string(),
-            source: Box::new(source),
-        };
-        let client = Client::try_from(config).map_err(failed)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(puller.settings.stall_timeout)
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| failed(OciDistributionError::RequestError(e)))?;
-        let (host, repo) = (endpoint.host.clone(), endpoint.repository.clone());
-        let target = match (&reference.digest, &reference.tag) {
-            (Some(digest), _) => oci_client::Reference::with_digest(host, repo, digest.clone()),
-            (None, tag) => oci_client::Reference::with_tag(
-                host,
-                repo,
-                tag.clone().unwrap_or_else(|| DEFAULT_TAG.to_owned()),
-            ),
+            source: Box::new(OciDistributionError::RequestError(e)),
+        })?;
+        let digest = reference.digest.clone().or(pinned.map(str::to_owned));
+        let name = match (&digest, &reference.tag) {
+            (Some(digest), _) => digest.clone(),
+            (None, tag) => tag.clone().unwrap_or_else(|| DEFAULT_TAG.to_owned()),
         };
         Ok(Session {
             content: &puller.content,
             platform: &puller.platform,
             stall: puller.settings.stall_timeout,
             concurrency: puller.settings.max_concurrent_downloads.max(1),
-            client,
             http,
             scheme: if endpoint.insecure { "http" } else { "https" },
-            auth: credential.to_registry_auth(),
-            target,
-            digest: reference.digest.as_deref(),
+            credential,
+            host: endpoint.host.clone(),
+            repository: endpoint.repository.clone(),
+            name,
+            digest,
             reference: reference.to_string(),
             endpoint: endpoint.to_string(),
         })
     }
 
+    /// The digest the tag names here. The manifest is kept in the content
+    /// store (it is checked against that digest when fetched again).
+    async fn resolve(&self) -> Result<String, PullError> {
+        let auth = self.authorize().await?;
+        let (body, digest) = self.manifest(&auth, &self.name, None).await?;
+        self.store(&digest, None, &body).await?;
+        Ok(digest)
+    }
+
     async fn pull(&self) -> Result<PulledImage, PullError> {
         let auth = self.authorize().await?;
-        let (top, repo_digest) = self.manifest(&auth, &self.target, self.digest).await?;
+        let (top, repo_digest) = self
+            .manifest(&auth, &self.name, self.digest.as_deref())
+            .await?;
         self.store(&repo_digest, None, &top).await?;
 
         let (image, manifest_digest) = match self.parse(&top, &repo_digest)? {
@@ -202,8 +271,9 @@ impl<'a> Session<'a> {
                     ));
                 }
                 debug!(digest = %entry.digest, platform = %self.platform, "index entry selected");
-                let child = self.target.clone_with_digest(entry.digest.clone());
-                let (body, digest) = self.manifest(&auth, &child, Some(&entry.digest)).await?;
+                let (body, digest) = self
+                    .manifest(&auth, &entry.digest, Some(&entry.digest))
+                    .await?;
                 self.store(&digest, Some(entry.size as u64), &body).await?;
                 match self.parse(&body, &digest)? {
                     Manifest::Image(image) => (image, digest),
@@ -239,7 +309,7 @@ impl<'a> Session<'a> {
             super::progress::Reporter::start(progress.clone(), super::progress::INTERVAL);
         let downloads: Vec<_> = std::iter::once(&image.config)
             .chain(&image.layers)
-            .map(|blob| self.blob(blob, &progress))
+            .map(|blob| self.blob(blob, &auth, &progress))
             .collect();
         stream::iter(downloads)
             .buffer_unordered(self.concurrency)
@@ -273,46 +343,45 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Has oci-client authenticate (the `/v2/` probe, and the token
-    /// exchange when the registry challenges with `Bearer`): it keeps the
-    /// token for the blob requests, and the manifest requests present it.
+    /// Logs in (see [`super::auth`]): what the manifest and blob
+    /// requests present.
     async fn authorize(&self) -> Result<Presented, PullError> {
-        let request = self
-            .client
-            .auth(&self.target, &self.auth, RegistryOperation::Pull);
-        let token = stall::within(self.stall, request)
+        let login = Login {
+            http: &self.http,
+            scheme: self.scheme,
+            host: &self.host,
+            repository: &self.repository,
+            credential: &self.credential,
+            stall: self.stall,
+        };
+        login
+            .run()
             .await
-            .ok_or_else(|| self.stalled())?
-            .map_err(|e| self.registry_error(e, Stage::Manifest))?;
-        Ok(match (token, &self.auth) {
-            (Some(token), _) => Presented::Bearer(token),
-            (None, RegistryAuth::Basic(username, password)) => Presented::BasicOnChallenge {
-                username: username.clone(),
-                password: password.clone(),
-            },
-            (None, _) => Presented::None,
-        })
+            .map_err(|e| self.get_error(e, Stage::Manifest, "token", 0))
     }
 
-    /// Fetches a manifest of at most [`MANIFEST_MAX`] bytes and returns it
-    /// with its sha256 digest, checked against `expected` when the caller
-    /// knows it.
+    /// A failed GET as a pull error; `name` and `limit` describe what was
+    /// being fetched, for a body over its cap.
+    fn get_error(&self, err: GetError, stage: Stage, name: &str, limit: u64) -> PullError {
+        match err {
+            GetError::Registry(e) => self.registry_error(e, stage),
+            GetError::TooLarge { declared } => self.too_large("manifest", name, declared, limit),
+            GetError::Stalled => self.stalled(),
+        }
+    }
+
+    /// Fetches a manifest (by tag or digest) of at most [`MANIFEST_MAX`]
+    /// bytes and returns it with its sha256 digest, checked against
+    /// `expected` when the caller knows it.
     async fn manifest(
         &self,
         auth: &Presented,
-        target: &oci_client::Reference,
+        name: &str,
         expected: Option<&str>,
     ) -> Result<(Bytes, String), PullError> {
-        let name = target
-            .digest()
-            .or(target.tag())
-            .unwrap_or(DEFAULT_TAG)
-            .to_owned();
         let url = format!(
             "{}://{}/v2/{}/manifests/{name}",
-            self.scheme,
-            target.resolve_registry(),
-            target.repository()
+            self.scheme, self.host, self.repository
         );
         let get = ManifestGet {
             http: &self.http,
@@ -322,13 +391,10 @@ impl<'a> Session<'a> {
             limit: MANIFEST_MAX,
             stall: self.stall,
         };
-        let body = get.send().await.map_err(|e| match e {
-            GetError::Registry(e) => self.registry_error(e, Stage::Manifest),
-            GetError::TooLarge { declared } => {
-                self.too_large("manifest", &name, declared, MANIFEST_MAX)
-            }
-            GetError::Stalled => self.stalled(),
-        })?;
+        let body = get
+            .send()
+            .await
+            .map_err(|e| self.get_error(e, Stage::Manifest, name, MANIFEST_MAX))?;
         let digest = Digest::of(&body).to_string();
         if let Some(expected) = expected.filter(|&e| e != digest) {
             return Err(PullError::DigestMismatch {
@@ -362,6 +428,7 @@ impl<'a> Session<'a> {
     async fn blob(
         &self,
         blob: &OciDescriptor,
+        auth: &Presented,
         progress: &std::sync::Arc<super::progress::Progress>,
     ) -> Result<(), PullError> {
         if self.content.has(&blob.digest) {
@@ -371,11 +438,25 @@ impl<'a> Session<'a> {
         }
         progress.fetching(blob.size.max(0) as u64);
         let counter = progress.clone();
-        let request = self.client.pull_blob_stream(&self.target, blob);
-        let body = stall::within(self.stall, request)
+        let url = format!(
+            "{}://{}/v2/{}/blobs/{}",
+            self.scheme, self.host, self.repository, blob.digest
+        );
+        // Redirects (to a storage backend) are followed by reqwest, which
+        // drops the Authorization header when the host changes.
+        let request = auth.apply(self.http.get(&url)).send();
+        let mut response = stall::within(self.stall, request)
             .await
             .ok_or_else(|| self.stalled())?
-            .map_err(|e| self.registry_error(e, Stage::Blob))?;
+            .map_err(|e| self.registry_error(OciDistributionError::RequestError(e), Stage::Blob))?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            let body = read_capped(&mut response, ERROR_BODY_MAX, self.stall)
+                .await
+                .unwrap_or_default();
+            return Err(self.registry_error(refusal(status, &body, &url), Stage::Blob));
+        }
+        let body = response.bytes_stream().map_err(std::io::Error::other);
         debug!(digest = %blob.digest, size = blob.size, "downloading blob");
         self.content
             .ingest(

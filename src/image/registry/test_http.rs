@@ -125,6 +125,13 @@ pub(super) enum Reply {
         challenge: &'static str,
         reply: Box<Reply>,
     },
+    /// A token endpoint taking only a `POST` refresh-token grant whose
+    /// form has `refresh_token=refresh`, a scope and a client_id; it
+    /// answers `{"token": token}`, anything else 401.
+    RefreshGrant {
+        refresh: &'static str,
+        token: &'static str,
+    },
 }
 
 /// Serves `routes` (path -> reply; unknown paths get 404) on an ephemeral
@@ -150,7 +157,8 @@ async fn answer(mut conn: TcpStream, routes: Arc<HashMap<String, Reply>>) {
             Ok(n) => raw.extend_from_slice(&buf[..n]),
         }
     }
-    let head = String::from_utf8_lossy(&raw);
+    let head = String::from_utf8_lossy(&raw).into_owned();
+    let method = head.split(' ').next().unwrap_or("").to_owned();
     let path = head.split(' ').nth(1).unwrap_or("").to_owned();
     let path = path.split('?').next().unwrap_or("").to_owned();
     let authorization = head
@@ -184,23 +192,23 @@ async fn answer(mut conn: TcpStream, routes: Arc<HashMap<String, Reply>>) {
         let _ = conn.write_all(out.as_bytes()).await;
         return;
     }
-    let head = |status: u16, content_type: &str, length: usize| {
+    let head_of = |status: u16, content_type: &str, length: usize| {
         format!(
             "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
         )
     };
     let _ = match reply {
         Reply::Ok { content_type, body } => {
-            let mut out = head(200, content_type, body.len()).into_bytes();
+            let mut out = head_of(200, content_type, body.len()).into_bytes();
             out.extend_from_slice(&body);
             conn.write_all(&out).await
         }
         Reply::Status(status) => {
-            conn.write_all(head(status, "text/plain", 0).as_bytes())
+            conn.write_all(head_of(status, "text/plain", 0).as_bytes())
                 .await
         }
         Reply::Stall { length, body } => {
-            let mut out = head(200, "application/octet-stream", length).into_bytes();
+            let mut out = head_of(200, "application/octet-stream", length).into_bytes();
             out.extend_from_slice(&body);
             let _ = conn.write_all(&out).await;
             std::future::pending::<()>().await;
@@ -227,6 +235,38 @@ async fn answer(mut conn: TcpStream, routes: Arc<HashMap<String, Reply>>) {
                 result = conn.write_all(&piece).await;
             }
             result
+        }
+        Reply::RefreshGrant { refresh, token } => {
+            let length: usize = head
+                .split("\r\n")
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            let start = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+            let mut body = raw[start..].to_vec();
+            while body.len() < length {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => body.extend_from_slice(&buf[..n]),
+                }
+            }
+            let form = String::from_utf8_lossy(&body).into_owned();
+            let fields: Vec<&str> = form.split('&').collect();
+            let granted = method == "POST"
+                && fields.contains(&"grant_type=refresh_token")
+                && fields.contains(&format!("refresh_token={refresh}").as_str())
+                && fields.iter().any(|f| f.starts_with("scope=repository%3A"))
+                && fields.iter().any(|f| f.starts_with("client_id="));
+            if granted {
+                let body = format!("{{\"token\":\"{token}\"}}");
+                let mut out = head_of(200, "application/json", body.len()).into_bytes();
+                out.extend_from_slice(body.as_bytes());
+                conn.write_all(&out).await
+            } else {
+                conn.write_all(head_of(401, "text/plain", 0).as_bytes())
+                    .await
+            }
         }
         Reply::Guarded { .. } => unreachable!("unwrapped above"),
     };

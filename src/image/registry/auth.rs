@@ -1,0 +1,351 @@
+//! Registry authentication: the `/v2/` probe, the `WWW-Authenticate`
+//! challenge, and the token request of the Docker registry token protocol.
+//!
+//! Done here rather than by oci-client because its requests cannot carry a
+//! client certificate ([`super::tls`]) and it cannot trade an identity
+//! (OAuth2 refresh) token for a bearer token. With a Basic credential the
+//! token is fetched with `GET realm?service=..&scope=..`; with an identity
+//! token it is `POST realm` with `grant_type=refresh_token`. A registry
+//! that answers the probe without a challenge gets no credential at all,
+//! and one that challenges with `Basic` gets the password on each request.
+//! Everything the registry sends back is bounded and checked before use:
+//! the realm must be an http(s) URL and must not downgrade an HTTPS
+//! registry to plain HTTP, the token must be a header-safe string.
+
+use std::time::Duration;
+
+use oci_client::errors::OciDistributionError;
+use reqwest::{header, StatusCode, Url};
+use serde::Deserialize;
+
+use super::manifest_get::{read_capped, refusal, GetError};
+use super::settings::Credential;
+use super::stall;
+use crate::image::limits::ERROR_BODY_MAX;
+
+/// The most bytes of a token response read (registry JWTs are a few KiB).
+const TOKEN_RESPONSE_MAX: u64 = 256 << 10;
+/// `client_id` sent with a refresh-token grant (any name identifies us).
+const CLIENT_ID: &str = "pvecri";
+
+/// The credential every request of a pull carries.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) enum Presented {
+    None,
+    Bearer(String),
+    /// The registry challenged with `Basic`.
+    Basic {
+        username: String,
+        password: String,
+    },
+}
+
+impl Presented {
+    pub(super) fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Presented::None => request,
+            Presented::Bearer(token) => request.bearer_auth(token),
+            Presented::Basic { username, password } => request.basic_auth(username, Some(password)),
+        }
+    }
+}
+
+/// What the `/v2/` probe said about authentication.
+#[derive(Debug, PartialEq, Eq)]
+enum Challenge {
+    /// No challenge: the registry wants no credential.
+    Open,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+/// One pull's login at one endpoint.
+pub(super) struct Login<'a> {
+    /// The endpoint's client (its TLS settings).
+    pub http: &'a reqwest::Client,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    pub host: &'a str,
+    pub repository: &'a str,
+    pub credential: &'a Credential,
+    pub stall: Duration,
+}
+
+impl Login<'_> {
+    /// What the pull's requests should present.
+    pub(super) async fn run(&self) -> Result<Presented, GetError> {
+        if let Credential::Bearer(token) = self.credential {
+            return Ok(Presented::Bearer(token.clone()));
+        }
+        let url = format!("{}://{}/v2/", self.scheme, self.host);
+        let mut probe = self.send(self.http.get(&url)).await?;
+        let challenge = match probe.headers().get(header::WWW_AUTHENTICATE) {
+            None => Challenge::Open,
+            Some(value) => parse_challenge(value.to_str().unwrap_or_default())
+                .ok_or_else(|| spec_violation(format!("unusable WWW-Authenticate from {url}")))?,
+        };
+        // The body is not needed; drain a little of it so the connection
+        // can be reused.
+        let _ = read_capped(&mut probe, ERROR_BODY_MAX, self.stall).await;
+        match (challenge, self.credential) {
+            (Challenge::Open, _) => Ok(Presented::None),
+            (Challenge::Basic, Credential::Basic { username, password }) => Ok(Presented::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            (Challenge::Basic, Credential::IdentityToken(_)) => {
+                Err(GetError::Registry(OciDistributionError::AuthenticationFailure(format!(
+                    "{} asks for Basic authentication; an identity token needs a registry with token authentication",
+                    self.host
+                ))))
+            }
+            // Anonymous against Basic: the requests will meet the 401.
+            (Challenge::Basic, _) => Ok(Presented::None),
+            (Challenge::Bearer { realm, service }, credential) => {
+                self.token(&realm, service.as_deref(), credential).await
+            }
+        }
+    }
+
+    async fn token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        credential: &Credential,
+    ) -> Result<Presented, GetError> {
+        let realm = checked_realm(realm, self.scheme)?;
+        let scope = format!("repository:{}:pull", self.repository);
+        let request = match credential {
+            Credential::IdentityToken(refresh) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.as_str()),
+                    ("scope", scope.as_str()),
+                    ("client_id", CLIENT_ID),
+                ];
+                if let Some(service) = service {
+                    form.push(("service", service));
+                }
+                self.http.post(realm.clone()).form(&form)
+            }
+            other => {
+                let mut query = vec![("scope", scope.as_str())];
+                if let Some(service) = service {
+                    query.push(("service", service));
+                }
+                let request = self.http.get(realm.clone()).query(&query);
+                match other {
+                    Credential::Basic { username, password } => {
+                        request.basic_auth(username, Some(password))
+                    }
+                    _ => request,
+                }
+            }
+        };
+        let mut response = self.send(request).await?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            let body = read_capped(&mut response, ERROR_BODY_MAX, self.stall)
+                .await
+                .unwrap_or_default();
+            return Err(GetError::Registry(match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
+                    OciDistributionError::AuthenticationFailure(format!(
+                        "token endpoint {} refused the credential: HTTP {status}",
+                        endpoint_name(&realm)
+                    ))
+                }
+                _ => refusal(status, &body, realm.as_str()),
+            }));
+        }
+        let body = read_capped(&mut response, TOKEN_RESPONSE_MAX, self.stall).await?;
+        parse_token(&body).map(Presented::Bearer).map_err(|why| {
+            GetError::Registry(OciDistributionError::RegistryTokenDecodeError(format!(
+                "token endpoint {}: {why}",
+                endpoint_name(&realm)
+            )))
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, GetError> {
+        Ok(stall::within(self.stall, request.send())
+            .await
+            .ok_or(GetError::Stalled)??)
+    }
+}
+
+fn spec_violation(message: String) -> GetError {
+    GetError::Registry(OciDistributionError::SpecViolationError(message))
+}
+
+/// The realm as a URL we are willing to send a credential to.
+fn checked_realm(realm: &str, registry_scheme: &str) -> Result<Url, GetError> {
+    let url =
+        Url::parse(realm).map_err(|_| spec_violation("the token realm is not a URL".to_owned()))?;
+    match (url.scheme(), registry_scheme) {
+        ("https", _) | ("http", "http") => {}
+        ("http", _) => {
+            return Err(spec_violation(format!(
+                "the token realm {} is plain HTTP for an HTTPS registry",
+                endpoint_name(&url)
+            )))
+        }
+        _ => {
+            return Err(spec_violation(
+                "the token realm is not an http(s) URL".to_owned(),
+            ))
+        }
+    }
+    if url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err(spec_violation(
+            "the token realm has no host or carries credentials".to_owned(),
+        ));
+    }
+    Ok(url)
+}
+
+/// `scheme://host[:port]/path` of a URL, for messages (no query).
+fn endpoint_name(url: &Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    ) + url.path()
+}
+
+/// Parses `Bearer realm="..",service="..",scope=".."` or `Basic realm=".."`.
+fn parse_challenge(value: &str) -> Option<Challenge> {
+    let value = value.trim();
+    let (scheme, params) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut realm = None;
+    let mut service = None;
+    let mut rest = params.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let key = key.trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, tail) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim(), &after[end..])
+        };
+        if value.chars().any(char::is_control) {
+            return None;
+        }
+        match key.as_str() {
+            "realm" => realm = Some(value.to_owned()),
+            "service" => service = Some(value.to_owned()),
+            _ => {}
+        }
+        rest = tail.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some(Challenge::Bearer {
+        realm: realm?,
+        service,
+    })
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    access_token: String,
+}
+
+/// The bearer token of a token response (`token`, or OAuth2's
+/// `access_token`), refused unless it can go into a header as is.
+fn parse_token(body: &[u8]) -> Result<String, String> {
+    let response: TokenResponse =
+        serde_json::from_slice(body).map_err(|_| "the response is not a token object")?;
+    let token = if response.token.is_empty() {
+        response.access_token
+    } else {
+        response.token
+    };
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the response has no usable token".to_owned());
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"bearer service="s", realm="http://h/t""#),
+            Some(Challenge::Bearer {
+                realm: "http://h/t".into(),
+                service: Some("s".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        for bad in [
+            "Negotiate",
+            r#"Bearer service="s""#,
+            r#"Bearer realm="unterminated"#,
+            "Bearer realm=\"a\u{1}b\"",
+            "Bearer garbage",
+        ] {
+            assert_eq!(parse_challenge(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn realms_must_be_safe_to_send_credentials_to() {
+        assert!(checked_realm("https://auth.example/token", "https").is_ok());
+        assert!(checked_realm("http://127.0.0.1:5000/token", "http").is_ok());
+        for (bad, scheme) in [
+            ("http://auth.example/token", "https"),
+            ("file:///etc/passwd", "http"),
+            ("https://user:pw@auth.example/", "https"),
+            ("not a url", "https"),
+        ] {
+            assert!(checked_realm(bad, scheme).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens() {
+        assert_eq!(parse_token(br#"{"token":"abc"}"#).unwrap(), "abc");
+        assert_eq!(
+            parse_token(br#"{"access_token":"xyz","expires_in":300}"#).unwrap(),
+            "xyz"
+        );
+        for bad in [
+            &br#"{"token":""}"#[..],
+            br#"{"token":"a\r\nX: y"}"#,
+            br#"{"token":"a b"}"#,
+            b"<html>",
+        ] {
+            assert!(parse_token(bad).is_err());
+        }
+    }
+}
