@@ -1,4 +1,5 @@
-//! An exec'd command gets the workload's confinement (user, groups,
+//! liblxc's attach (records without an init; `join` confines in-process):
+//! an exec'd command gets the workload's confinement (user, groups,
 //! capabilities, no_new_privs, seccomp) by running through pvecri-init's
 //! exec mode: the helper attaches as root and has pvecri-init exec the
 //! command under the container's spec.json. Both files reach the attached
@@ -16,24 +17,12 @@ use anyhow::Context;
 
 use super::sealed::sealed_copy;
 
-/// The two copies the attached process inherits; they must stay open
-/// until the attach has forked.
+/// The wrapped command line and the two copies it names, held open (not
+/// read again here) until the attach has forked.
 pub(super) struct ConfinedArgv {
-    init_copy: File,
-    spec_copy: File,
+    _init_copy: File,
+    _spec_copy: File,
     pub argv: Vec<String>,
-}
-
-impl ConfinedArgv {
-    /// pvecri-init's copy, which `argv[0]` names.
-    pub(super) fn init(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(&self.init_copy)
-    }
-
-    /// The descriptors the attached process must inherit.
-    pub(super) fn inherited(&self) -> [std::os::fd::RawFd; 2] {
-        [self.init_copy.as_raw_fd(), self.spec_copy.as_raw_fd()]
-    }
 }
 
 /// `argv` wrapped as `/proc/self/fd/<init> exec <spec fd> -- argv...`.
@@ -57,8 +46,8 @@ pub(super) fn wrap(init: &Path, spec: &Path, argv: &[String]) -> anyhow::Result<
     ];
     wrapped.extend(argv.iter().cloned());
     Ok(ConfinedArgv {
-        init_copy,
-        spec_copy,
+        _init_copy: init_copy,
+        _spec_copy: spec_copy,
         argv: wrapped,
     })
 }

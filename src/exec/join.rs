@@ -25,27 +25,28 @@
 //! cgroup against the caller's cgroup namespace, which must still be the
 //! host's. The helper is not dumpable from before the first move on, so
 //! nothing in the container can read its memory or descriptors. The
-//! command runs pvecri-init's exec mode from the sealed copy's descriptor
-//! (`execveat`), not a path: nothing the container mounted over its /proc
-//! can stand in for it.
+//! child confines itself as the workload with pvecri-init's own code,
+//! linked in (`pvecri_init::Confinement`, the steps of docs/security.md
+//! "Order in pvecri-init"), and executes the command: no second program
+//! runs in between, and no descriptor of pvecri-init or of the spec is
+//! handed into the container.
 
-use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::fcntl::{openat, OFlag};
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 
-use super::confine::ConfinedArgv;
 use crate::cgroups::enter::EnterError;
 use crate::lxc::AttachOptions;
 use crate::monitor::ThreadsError;
 use crate::node::clone3::{self, fork_into_cgroup, Forked};
+use pvecri_init::{ConfineError, Confinement};
 
 /// The container's init as the daemon recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +122,8 @@ pub(super) enum JoinError {
 
 /// What the forked child does after the fork, all prepared before it.
 struct Prepared<'a> {
-    argv: Vec<CString>,
-    env: Vec<CString>,
+    /// The command and the workload's confinement, applied by the child.
+    confinement: &'a Confinement,
     cwd: CString,
     uid: Uid,
     gid: Gid,
@@ -134,18 +135,17 @@ struct Prepared<'a> {
     /// init's cgroup namespace, entered by the child (see the module
     /// comment); `None` when it is the helper's own.
     cgroupns: Option<BorrowedFd<'a>>,
-    init: BorrowedFd<'a>,
-    keep: [RawFd; 2],
 }
 
-/// Starts `confined` (pvecri-init's exec mode and the command) inside the
-/// container of `init`, with the identity, directory and environment of
-/// `opts`; returns its pid (in the helper's PID namespace) without
-/// waiting. The helper stays in init's cgroups and namespaces.
+/// Starts the command of `confinement` inside the container of `init`, as
+/// the identity and in the directory of `opts` first, then confined as the
+/// workload (pvecri-init's code, in the child); returns its pid (in the
+/// helper's PID namespace) without waiting. The helper stays in init's
+/// cgroups and namespaces.
 pub(super) fn spawn(
     init: Init,
     opts: &AttachOptions,
-    confined: &ConfinedArgv,
+    confinement: &Confinement,
 ) -> Result<i32, JoinError> {
     if (opts.stdin, opts.stdout, opts.stderr) != (0, 1, 2) {
         return Err(JoinError::Stdio([opts.stdin, opts.stdout, opts.stderr]));
@@ -169,8 +169,7 @@ pub(super) fn spawn(
         .find(|(flag, _)| *flag == CloneFlags::CLONE_NEWCGROUP)
         .map(|(_, file)| file.as_fd());
     let prepared = Prepared {
-        argv: c_strings("argument", &confined.argv)?,
-        env: c_strings("environment entry", &opts.env)?,
+        confinement,
         cwd: c_strings("working directory", std::slice::from_ref(&opts.cwd))?.remove(0),
         uid: Uid::from_raw(opts.uid),
         gid: Gid::from_raw(opts.gid),
@@ -178,8 +177,6 @@ pub(super) fn spawn(
         label,
         in_userns: flags.contains(CloneFlags::CLONE_NEWUSER),
         cgroupns,
-        init: confined.init(),
-        keep: confined.inherited(),
     };
 
     // One thread: the kernel lets no other enter a user or mount
@@ -387,16 +384,28 @@ struct ChildError {
 }
 
 /// The forked child: becomes the command, or reports why not and exits
-/// with [`SETUP_FAILED`].
+/// with [`SETUP_FAILED`] (a step of the join) or the code pvecri-init's
+/// exec mode gives (a step of the confinement: 127 for a command not
+/// found).
 fn run_child(p: &Prepared<'_>) -> ! {
-    let Err(err) = become_command(p);
-    let _ = writeln!(std::io::stderr().lock(), "pvecri exec-helper: {err}");
+    let code = match become_command(p) {
+        Err(err) => {
+            let _ = writeln!(std::io::stderr().lock(), "pvecri exec-helper: {err}");
+            SETUP_FAILED
+        }
+        Ok(err) => {
+            let _ = write!(std::io::stderr().lock(), "pvecri-init: {}", err.line());
+            err.exit_code()
+        }
+    };
     // SAFETY: _exit ends this forked child at once, without the parent's
     // atexit handlers or destructors running a second time.
-    unsafe { libc::_exit(SETUP_FAILED) }
+    unsafe { libc::_exit(code) }
 }
 
-fn become_command(p: &Prepared<'_>) -> Result<Infallible, ChildError> {
+/// Joins what is left and execs the confined command; returns only on
+/// failure: `Err` for a step of the join, `Ok` for the confinement's.
+fn become_command(p: &Prepared<'_>) -> Result<ConfineError, ChildError> {
     let step = |step: &'static str| move |source| ChildError { step, source };
     if let Some(ns) = p.cgroupns {
         nix::sched::setns(ns, CloneFlags::CLONE_NEWCGROUP)
@@ -414,10 +423,10 @@ fn become_command(p: &Prepared<'_>) -> Result<Infallible, ChildError> {
     nix::unistd::setresgid(p.gid, p.gid, p.gid).map_err(step("set the group ID"))?;
     nix::unistd::setresuid(p.uid, p.uid, p.uid).map_err(step("set the user ID"))?;
     nix::unistd::chdir(p.cwd.as_c_str()).map_err(step("enter the working directory"))?;
-    close_all_but(&p.keep);
-    let err = nix::unistd::execveat(p.init, c"", &p.argv, &p.env, AtFlags::AT_EMPTY_PATH)
-        .expect_err("execveat returns only on failure");
-    Err(step("execute pvecri-init")(err))
+    // Nothing of the host's stays open: not the namespace files, the
+    // pidfd, the cgroup descriptors or the host's /proc.
+    close_all_but(&[]);
+    Ok(p.confinement.exec())
 }
 
 /// Has the next exec land in AppArmor profile `label`. The file is this
@@ -523,11 +532,8 @@ mod tests {
             stderr: 2,
             lsm_exec: false,
         };
-        let dir = tempfile::tempdir().unwrap();
-        let (init, spec) = (dir.path().join("init"), dir.path().join("spec.json"));
-        std::fs::write(&init, b"\x7fELF").unwrap();
-        std::fs::write(&spec, b"{}").unwrap();
-        let confined = super::super::confine::wrap(&init, &spec, &["true".into()]).unwrap();
+        let spec = br#"{"args": ["sleep"], "cwd": "/", "uid": 0, "gid": 0}"#;
+        let confined = Confinement::new(spec, vec!["true".into()]).unwrap();
         let err = spawn(
             Init {
                 pid: me,

@@ -37,8 +37,8 @@ pub struct ExecHelperArgs {
     /// The container's spec.json (user, environment, working directory).
     #[arg(long)]
     pub spec: PathBuf,
-    /// pvecri-init on the host: the command runs through its exec mode
-    /// (from a sealed memfd copy, never this file) so that it gets the
+    /// pvecri-init on the host: through liblxc's attach the command runs
+    /// through its exec mode    /// (from a sealed memfd copy, never this file) so that it gets the
     /// workload's capabilities and seccomp filter.
     #[arg(long)]
     pub init: PathBuf,
@@ -98,12 +98,12 @@ impl ExecHelperArgs {
 }
 
 pub(crate) fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
-    // Read here to fail early with a clear message; pvecri-init applies it.
-    let spec: ProcessSpec = serde_json::from_slice(
-        &std::fs::read(&args.spec)
-            .with_context(|| format!("cannot read {}", args.spec.display()))?,
-    )
-    .with_context(|| format!("invalid {}", args.spec.display()))?;
+    // Read here to fail early with a clear message; pvecri-init's code
+    // applies it.
+    let spec_json = std::fs::read(&args.spec)
+        .with_context(|| format!("cannot read {}", args.spec.display()))?;
+    let spec: ProcessSpec = serde_json::from_slice(&spec_json)
+        .with_context(|| format!("invalid {}", args.spec.display()))?;
     if args.tty {
         take_terminal();
     }
@@ -122,13 +122,16 @@ pub(crate) fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
         // one, liblxc's (the init's label, or an SELinux context) stays.
         lsm_exec: spec.apparmor_profile.is_none(),
     };
-    let confined = confine::wrap(&args.init, &args.spec, &args.argv)?;
     let pid = match (args.init_pid, args.init_start_time) {
         (Some(pid), Some(start_time)) => {
-            join::spawn(join::Init { pid, start_time }, &opts, &confined)
+            let confinement = pvecri_init::Confinement::new(&spec_json, args.argv.clone())
+                .map_err(|e| anyhow::anyhow!("{}", e.line().trim_end()))
+                .with_context(|| format!("invalid {}", args.spec.display()))?;
+            join::spawn(join::Init { pid, start_time }, &opts, &confinement)
                 .with_context(|| format!("cannot exec in container {}", args.id))?
         }
         _ => {
+            let confined = confine::wrap(&args.init, &args.spec, &args.argv)?;
             let container = Container::open(&args.id, &args.lxcpath.display().to_string())?;
             if !container.is_running() {
                 anyhow::bail!("container {} is not running", args.id);
@@ -136,7 +139,6 @@ pub(crate) fn run(args: ExecHelperArgs) -> anyhow::Result<ExitCode> {
             container.attach_command(&opts, &confined.argv)?
         }
     };
-    drop(confined);
     let status = wait_bounded(pid, args.timeout)?;
     Ok(ExitCode::from(match status {
         Some(status) => exit_code(status),
