@@ -23,6 +23,9 @@ pub(super) fn from_image_error(err: &ImageError) -> Status {
         ImageError::Pull { source, .. } if source.is_unauthorized() => Code::Unauthenticated,
         ImageError::Pull { source, .. } if source.is_stalled() => Code::DeadlineExceeded,
         ImageError::Pull { source, .. } if source.is_too_large() => Code::ResourceExhausted,
+        ImageError::Pull { source, .. } if source.is_refused_by_policy() => {
+            Code::FailedPrecondition
+        }
         ImageError::Pull { .. } => Code::Unavailable,
         ImageError::BadConfig { .. } | ImageError::LayerCount { .. } => Code::InvalidArgument,
         ImageError::Import { .. } => Code::InvalidArgument,

@@ -6,6 +6,7 @@ use thiserror::Error;
 
 use super::manifest::{hint, ManifestError};
 use crate::image::content::ContentError;
+use crate::image::signature::SignatureError;
 
 /// Boxed causes from the HTTP stack (oci-client errors, stream I/O errors).
 pub(crate) type Cause = Box<dyn StdError + Send + Sync>;
@@ -108,6 +109,16 @@ pub(crate) enum PullError {
         #[source]
         source: Box<ContentError>,
     },
+    #[error("image {reference} is refused by signature policy rule {rule:?}: it rejects every image it covers")]
+    PolicyRejected { reference: String, rule: String },
+    #[error("image {reference} from {endpoint} is refused by signature policy rule {rule:?}")]
+    SignatureRefused {
+        reference: String,
+        endpoint: String,
+        rule: String,
+        #[source]
+        source: Box<SignatureError>,
+    },
     // Each attempt is an error in its own right, so its cause chain is
     // spelled out here; a single `source` could only carry one of them.
     #[error(
@@ -158,6 +169,23 @@ impl PullError {
             PullError::TooLarge { .. } => true,
             PullError::AllEndpointsFailed { attempts, .. } => {
                 attempts.iter().all(PullError::is_too_large)
+            }
+            _ => false,
+        }
+    }
+
+    /// The signature policy refused the image. With several endpoints,
+    /// when some endpoint's copy was refused and every other endpoint
+    /// lacked the image: a mirror without the image proves nothing, but a
+    /// registry that could not be reached might have had a signed copy.
+    pub(crate) fn is_refused_by_policy(&self) -> bool {
+        match self {
+            PullError::PolicyRejected { .. } | PullError::SignatureRefused { .. } => true,
+            PullError::AllEndpointsFailed { attempts, .. } => {
+                attempts.iter().any(PullError::is_refused_by_policy)
+                    && attempts
+                        .iter()
+                        .all(|a| a.is_refused_by_policy() || a.is_not_found())
             }
             _ => false,
         }

@@ -20,6 +20,9 @@ use super::{stall, Layer, PullError, PulledImage};
 use crate::image::content::{ContentError, ContentStore, Digest};
 use crate::image::limits::{CONFIG_MAX, MANIFEST_MAX};
 use crate::image::reference::{Reference, DEFAULT_TAG};
+use crate::image::signature::{Requirement, SignaturePolicy};
+
+mod signatures;
 
 const USER_AGENT: &str = concat!("pvecri/", env!("CARGO_PKG_VERSION"));
 
@@ -31,6 +34,7 @@ pub(crate) struct Puller {
     settings: RegistrySettings,
     content: Arc<ContentStore>,
     platform: Platform,
+    signatures: Arc<SignaturePolicy>,
 }
 
 impl Puller {
@@ -39,7 +43,14 @@ impl Puller {
             settings,
             content,
             platform: Platform::host(),
+            signatures: Arc::default(),
         }
+    }
+
+    /// Requires the signatures `policy` asks for (none by default).
+    pub(crate) fn with_signature_policy(mut self, policy: SignaturePolicy) -> Self {
+        self.signatures = Arc::new(policy);
+        self
     }
 
     /// Pulls `reference` (by digest if it has one, else by tag), trying
@@ -50,6 +61,12 @@ impl Puller {
         auth: Option<Credential>,
     ) -> Result<PulledImage, PullError> {
         let image = reference.to_string();
+        if let Requirement::Reject { rule } = self.signatures.requirement(&reference.name()) {
+            return Err(PullError::PolicyRejected {
+                reference: image,
+                rule: rule.to_owned(),
+            });
+        }
         let mut attempts = Vec::new();
         for endpoint in resolve_endpoints(&self.settings, reference) {
             let credential = credential_for(&self.settings, reference, &endpoint, auth.as_ref());
@@ -115,6 +132,8 @@ struct Session<'a> {
     digest: Option<&'a str>,
     reference: String,
     endpoint: String,
+    /// What the signature policy asks of this image.
+    signatures: Requirement<'a>,
 }
 
 impl<'a> Session<'a> {
@@ -170,12 +189,14 @@ impl<'a> Session<'a> {
             digest: reference.digest.as_deref(),
             reference: reference.to_string(),
             endpoint: endpoint.to_string(),
+            signatures: puller.signatures.requirement(&reference.name()),
         })
     }
 
     async fn pull(&self) -> Result<PulledImage, PullError> {
         let auth = self.authorize().await?;
         let (top, repo_digest) = self.manifest(&auth, &self.target, self.digest).await?;
+        self.check_signature(&auth, &repo_digest).await?;
         self.store(&repo_digest, None, &top).await?;
 
         let (image, manifest_digest) = match self.parse(&top, &repo_digest)? {
