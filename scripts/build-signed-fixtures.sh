@@ -19,8 +19,12 @@
 # blobs and the manifest go up through the registry's HTTP API with curl.
 #
 # Key pairs (PEM; the tests read the public halves) live in $KEY_DIR and
-# are made once; signatures are made afresh on every run (ECDSA signatures
-# are randomised, so the .sig digests change; the images do not).
+# are made once. ECDSA signatures are randomised, so each one is kept in
+# $KEY_DIR/signatures, named by key and payload digest, and reused while it
+# still verifies with that key: a second run pushes byte-identical images
+# and .sig manifests (same digests) and uploads no blob the registry has.
+# Nothing here talks to anything but the registry, which must be on
+# loopback.
 #
 # Called by scripts/build-fixture-images.sh after it has pushed
 # $REGISTRY/pvecri-test/busybox:latest, which the images here derive from.
@@ -46,6 +50,10 @@ CRANE="${CRANE:-$(command -v crane || true)}"
 for tool in openssl curl sha256sum base64; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
 done
+case "$REGISTRY" in
+127.0.0.1:* | localhost:* | "[::1]:"*) ;;
+*) die "REGISTRY=$REGISTRY is not on loopback; the fixtures are made for the local test registry only" ;;
+esac
 curl -sf -o /dev/null --max-time 3 "http://$REGISTRY/v2/" ||
     die "registry $REGISTRY does not answer (scripts/registry.sh start)"
 
@@ -72,10 +80,15 @@ for name in trusted other; do
 done
 
 # ---------------------------------------------------------------- registry API
-# upload_blob REPO FILE: push FILE as a blob of REPO; prints its digest.
+# upload_blob REPO FILE: push FILE as a blob of REPO (unless the registry
+# has it already); prints its digest.
 upload_blob() {
     local repo="$1" file="$2" digest location
     digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
+    if curl -sf -I -o /dev/null "http://$REGISTRY/v2/$repo/blobs/$digest"; then
+        printf '%s\n' "$digest"
+        return
+    fi
     location="$(curl -sSf -X POST -D - -o /dev/null "http://$REGISTRY/v2/$repo/blobs/uploads/" |
         tr -d '\r' | sed -n 's/^[Ll]ocation: *//p')"
     [ -n "$location" ] || die "no upload location for $repo"
@@ -100,7 +113,19 @@ sign() {
     mkdir -p "$dir"
     printf '{"critical":{"identity":{"docker-reference":"%s"},"image":{"docker-manifest-digest":"%s"},"type":"cosign container image signature"},"optional":null}' \
         "$REGISTRY/$repo" "$claimed" >"$dir/payload.json"
-    openssl dgst -sha256 -sign "$KEY_DIR/$key.key" -out "$dir/payload.sig" "$dir/payload.json"
+    # A kept signature of these exact payload bytes by this key, if it
+    # still verifies (the key pair may have been made anew since).
+    local kept
+    kept="$KEY_DIR/signatures/$key-$(sha256sum "$dir/payload.json" | cut -d' ' -f1).sig"
+    if [ -s "$kept" ] && openssl dgst -sha256 -verify "$KEY_DIR/$key.pub" \
+        -signature "$kept" "$dir/payload.json" >/dev/null 2>&1; then
+        cp "$kept" "$dir/payload.sig"
+    else
+        openssl dgst -sha256 -sign "$KEY_DIR/$key.key" -out "$dir/payload.sig" "$dir/payload.json"
+        mkdir -p "$KEY_DIR/signatures"
+        cp "$dir/payload.sig" "$kept.tmp"
+        mv "$kept.tmp" "$kept"
+    fi
     local payload_digest payload_size signature config_digest config_size
     payload_digest="$(upload_blob "$repo" "$dir/payload.json")"
     payload_size="$(stat -c %s "$dir/payload.json")"

@@ -68,6 +68,30 @@ mod tests {
     use crate::image::registry::PullError;
 
     #[test]
+    fn signature_refusals_are_failed_precondition_naming_image_rule_and_reason() {
+        let pull = ImageError::Pull {
+            image: "r/a:1".into(),
+            source: Box::new(PullError::SignatureRefused {
+                reference: "r/a:1".into(),
+                endpoint: "https://r/a".into(),
+                rule: "r".into(),
+                source: Box::new(crate::image::signature::SignatureError::Unsigned {
+                    tag: "sha256-00.sig".into(),
+                }),
+            }),
+        };
+        let status = from_image_error(&pull);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(
+            status.message().contains(
+                "image r/a:1 from https://r/a is refused by signature policy rule \"r\": no signature: the repository has no sha256-00.sig tag"
+            ),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
     fn oversized_images_are_resource_exhausted_and_bad_passwd_invalid() {
         let pull = ImageError::Pull {
             image: "r/a:1".into(),

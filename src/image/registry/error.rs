@@ -256,6 +256,17 @@ mod tests {
         }
     }
 
+    fn refused(endpoint: &str) -> PullError {
+        PullError::SignatureRefused {
+            reference: "docker.io/library/x:1".into(),
+            endpoint: endpoint.into(),
+            rule: "docker.io".into(),
+            source: Box::new(SignatureError::Unsigned {
+                tag: "sha256-00.sig".into(),
+            }),
+        }
+    }
+
     fn all(attempts: Vec<PullError>) -> PullError {
         PullError::AllEndpointsFailed {
             reference: "docker.io/library/x:1".into(),
@@ -282,5 +293,11 @@ mod tests {
         assert!(!all(vec![unauthorized("a"), stalled("b")]).is_unauthorized());
         assert!(!all(vec![not_found("a"), not_found("b")]).is_unauthorized());
         assert!(all(vec![stalled("a")]).is_stalled());
+        // A mirror without the image and a refused upstream copy: refused.
+        assert!(all(vec![not_found("a"), refused("b")]).is_refused_by_policy());
+        // An unreachable endpoint might have had a signed copy.
+        assert!(!all(vec![refused("a"), stalled("b")]).is_refused_by_policy());
+        assert!(!all(vec![not_found("a"), not_found("b")]).is_refused_by_policy());
+        assert!(!all(vec![not_found("a"), refused("b")]).is_not_found());
     }
 }

@@ -10,8 +10,8 @@
 //! copied from another image's `.sig` does not vouch for this one.
 //!
 //! Everything fetched is bounded: the manifest by the registry layer's cap,
-//! each payload by [`PAYLOAD_MAX`] before it is requested, and the number
-//! of layers tried by [`SIGNATURES_MAX`]. The cheap checks (media type,
+//! each payload by [`SIGNATURE_PAYLOAD_MAX`] before it is requested, and the number
+//! of layers tried by [`SIGNATURE_LAYERS_MAX`]. The cheap checks (media type,
 //! annotation, base64, DER) run before any payload is fetched, and the
 //! payload's JSON is parsed only once a trusted key has verified it.
 
@@ -25,6 +25,7 @@ use serde::Deserialize;
 use super::keys::TrustedKey;
 use super::SignatureError;
 use crate::image::content::Digest;
+use crate::image::limits::{SIGNATURE_LAYERS_MAX, SIGNATURE_PAYLOAD_MAX};
 
 pub(crate) const SIMPLE_SIGNING_MEDIA_TYPE: &str =
     "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -38,14 +39,6 @@ pub(crate) const MANIFEST_MEDIA_TYPES: &[&str] = &[
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
-
-/// A simple signing payload is a few hundred bytes; cosign's `optional`
-/// annotations add little.
-pub(crate) const PAYLOAD_MAX: u64 = 64 << 10;
-
-/// Signature layers tried per image; a `.sig` with more (every re-signing
-/// appends one) has the rest ignored.
-pub(crate) const SIGNATURES_MAX: usize = 16;
 
 /// A DER ECDSA P-256 signature is at most 72 bytes; anything much longer in
 /// the annotation is not one.
@@ -64,7 +57,7 @@ pub(crate) trait SignatureSource {
     ) -> impl std::future::Future<Output = Result<Option<Bytes>, Self::Error>> + Send;
 
     /// The blob `digest` of the image's repository, which the caller has
-    /// checked declares `size` ≤ [`PAYLOAD_MAX`] bytes; the source must not
+    /// checked declares `size` ≤ [`SIGNATURE_PAYLOAD_MAX`] bytes; the source must not
     /// return more than `size` bytes.
     fn blob(
         &self,
@@ -113,12 +106,12 @@ pub(crate) async fn verify<'k, S: SignatureSource>(
         .ok_or_else(|| VerifyError::Refused(SignatureError::Unsigned { tag: tag.clone() }))?;
     let layers = signature_layers(&manifest, &tag).map_err(VerifyError::Refused)?;
     let mut rejections = Vec::new();
-    if layers.len() > SIGNATURES_MAX {
+    if layers.len() > SIGNATURE_LAYERS_MAX {
         rejections.push(Rejection::TooMany {
-            ignored: layers.len() - SIGNATURES_MAX,
+            ignored: layers.len() - SIGNATURE_LAYERS_MAX,
         });
     }
-    for layer in layers.iter().take(SIGNATURES_MAX) {
+    for layer in layers.iter().take(SIGNATURE_LAYERS_MAX) {
         let candidate = match Candidate::from_layer(layer) {
             Ok(c) => c,
             Err(why) => {
@@ -205,7 +198,7 @@ impl Candidate {
             });
         }
         let size = layer.size as u64;
-        if size > PAYLOAD_MAX {
+        if size > SIGNATURE_PAYLOAD_MAX {
             return Err(Rejection::PayloadTooLarge { size });
         }
         let encoded = layer
@@ -320,7 +313,7 @@ impl fmt::Display for Rejection {
             }
             Rejection::PayloadTooLarge { size } => write!(
                 f,
-                "payload of {size} bytes is over the limit of {PAYLOAD_MAX} bytes"
+                "payload of {size} bytes is over the limit of {SIGNATURE_PAYLOAD_MAX} bytes"
             ),
             Rejection::NoSignatureAnnotation => {
                 write!(f, "layer has no {SIGNATURE_ANNOTATION} annotation")
@@ -346,7 +339,7 @@ impl fmt::Display for Rejection {
             }
             Rejection::TooMany { ignored } => write!(
                 f,
-                "{ignored} signature layers past the first {SIGNATURES_MAX} were not tried"
+                "{ignored} signature layers past the first {SIGNATURE_LAYERS_MAX} were not tried"
             ),
         }
     }
@@ -578,7 +571,7 @@ mod tests {
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
             "layers": [
                 {"mediaType": SIMPLE_SIGNING_MEDIA_TYPE, "digest": Digest::of(&body).to_string(),
-                 "size": PAYLOAD_MAX + 1, "annotations": {SIGNATURE_ANNOTATION: signature}},
+                 "size": SIGNATURE_PAYLOAD_MAX + 1, "annotations": {SIGNATURE_ANNOTATION: signature}},
                 {"mediaType": SIMPLE_SIGNING_MEDIA_TYPE, "digest": "sha256:../../etc/passwd",
                  "size": 10, "annotations": {SIGNATURE_ANNOTATION: signature}},
                 {"mediaType": SIMPLE_SIGNING_MEDIA_TYPE, "digest": Digest::of(&body).to_string(),
@@ -648,13 +641,13 @@ mod tests {
     async fn only_the_first_layers_are_tried() {
         let body = payload(IMAGE, SIGNATURE_TYPE);
         let bad = (Some(sign(2, &body)), body.clone());
-        let mut layers = vec![bad; SIGNATURES_MAX];
+        let mut layers = vec![bad; SIGNATURE_LAYERS_MAX];
         layers.push((Some(sign(1, &body)), body));
         let fake = Fake::with_layers(&layers);
         let found = rejections(refusal(&fake, &[trusted(1)]).await);
         assert_eq!(found[0], Rejection::TooMany { ignored: 1 });
-        assert_eq!(found.len(), SIGNATURES_MAX + 1);
-        assert_eq!(fake.fetched.lock().unwrap().len(), SIGNATURES_MAX);
+        assert_eq!(found.len(), SIGNATURE_LAYERS_MAX + 1);
+        assert_eq!(fake.fetched.lock().unwrap().len(), SIGNATURE_LAYERS_MAX);
     }
 
     #[tokio::test]

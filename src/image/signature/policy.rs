@@ -284,6 +284,28 @@ mod tests {
     }
 
     #[test]
+    fn the_daemon_config_carries_the_rules_and_refuses_bad_ones() {
+        use crate::config::Config;
+        let c = Config::from_toml(
+            "[[images.signature_policy]]\nprefix = \"a.io/x/\"\nkeys = [\"/k.pub\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.images.signature_policy[0].prefix, "a.io/x");
+        assert!(Config::from_toml("")
+            .unwrap()
+            .images
+            .signature_policy
+            .is_empty());
+        let msg = Config::from_toml("[images]\n[[images.signature_policy]]\nprefix = \"a.io/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("must list at least one public key") && msg.contains("line 2"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn malformed_rules_are_refused_with_the_reason() {
         for (text, wanted) in [
             (r#"prefix = "a.io/x""#, "must list at least one public key"),
