@@ -211,6 +211,34 @@ async fn only_properly_signed_images_covered_by_a_rule_are_pulled() {
             "manifest {hex} of a refused image stored"
         );
     }
+    // Each refused image has a config of its own (its own label); the
+    // layers are busybox's, shared with the signed image.
+    let config_hex = |image: &str| {
+        let manifest: serde_json::Value =
+            serde_json::from_str(&crane(&["manifest", image], None)).unwrap();
+        let config = manifest["config"]["digest"].as_str().unwrap().to_owned();
+        config.trim_start_matches("sha256:").to_owned()
+    };
+    assert!(blobs.contains(&config_hex(&good)), "{blobs:?}");
+    for image in [&unsigned, &wrong_key, &other_digest] {
+        let hex = config_hex(image);
+        assert!(
+            !blobs.contains(&hex),
+            "config {hex} of refused {image} stored"
+        );
+        let status = d
+            .client()
+            .await
+            .image
+            .image_status(v1::ImageStatusRequest {
+                image: spec(image),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(status.image.is_none(), "{image}: {status:?}");
+    }
 
     // Pulling a present image again checks its signature again.
     pull(&d, &good).await.unwrap();
