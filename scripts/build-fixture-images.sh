@@ -694,6 +694,9 @@ also_tag docker.io/library/busybox:latest \
     docker.io/library/busybox:1.36 docker.io/library/busybox:1.37
 image pvecri-busybox "$REGISTRY/pvecri-test/busybox:latest" - --cmd sh
 
+# Signed, unsigned and wrongly signed images for tests/signatures.rs.
+REGISTRY="$REGISTRY" CRANE="$CRANE" "$SCRIPT_DIR/build-signed-fixtures.sh"
+
 # ---------------------------------------------------------------- critest files
 mkdir -p "$OUT_DIR"
 write_if_changed() {

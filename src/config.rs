@@ -232,6 +232,9 @@ pub(crate) struct ImagesConfig {
     pub max_concurrent_downloads: usize,
     /// Images (references or IDs) reported `pinned` and never removed.
     pub pinned_images: Vec<String>,
+    /// `[[images.signature_policy]]`: cosign signatures required per image
+    /// name prefix (docs/configuration.md); none by default.
+    pub signature_policy: Vec<crate::image::signature::PolicyRule>,
 }
 
 impl Default for ImagesConfig {
@@ -248,6 +251,7 @@ impl Default for ImagesConfig {
             stall_timeout_seconds: 60,
             max_concurrent_downloads: 3,
             pinned_images: Vec::new(),
+            signature_policy: Vec::new(),
         }
     }
 }

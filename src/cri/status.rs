@@ -23,6 +23,9 @@ pub(super) fn from_image_error(err: &ImageError) -> Status {
         ImageError::Pull { source, .. } if source.is_unauthorized() => Code::Unauthenticated,
         ImageError::Pull { source, .. } if source.is_stalled() => Code::DeadlineExceeded,
         ImageError::Pull { source, .. } if source.is_too_large() => Code::ResourceExhausted,
+        ImageError::Pull { source, .. } if source.is_refused_by_policy() => {
+            Code::FailedPrecondition
+        }
         ImageError::Pull { .. } => Code::Unavailable,
         ImageError::BadConfig { .. } | ImageError::LayerCount { .. } => Code::InvalidArgument,
         ImageError::Import { .. } => Code::InvalidArgument,
@@ -63,6 +66,30 @@ mod tests {
     use super::*;
     use crate::container::image_file::ImageFileError;
     use crate::image::registry::PullError;
+
+    #[test]
+    fn signature_refusals_are_failed_precondition_naming_image_rule_and_reason() {
+        let pull = ImageError::Pull {
+            image: "r/a:1".into(),
+            source: Box::new(PullError::SignatureRefused {
+                reference: "r/a:1".into(),
+                endpoint: "https://r/a".into(),
+                rule: "r".into(),
+                source: Box::new(crate::image::signature::SignatureError::Unsigned {
+                    tag: "sha256-00.sig".into(),
+                }),
+            }),
+        };
+        let status = from_image_error(&pull);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(
+            status.message().contains(
+                "image r/a:1 from https://r/a is refused by signature policy rule \"r\": no signature: the repository has no sha256-00.sig tag"
+            ),
+            "{}",
+            status.message()
+        );
+    }
 
     #[test]
     fn oversized_images_are_resource_exhausted_and_bad_passwd_invalid() {

@@ -20,3 +20,11 @@ pub(crate) const IMAGE_TEXT_FILE_MAX: u64 = 4 << 20;
 
 /// Registry error bodies (4xx/5xx), read only to classify the failure.
 pub(crate) const ERROR_BODY_MAX: u64 = 64 << 10;
+
+/// A cosign simple signing payload (a few hundred bytes in practice);
+/// a larger declared size is refused before the blob is requested.
+pub(crate) const SIGNATURE_PAYLOAD_MAX: u64 = 64 << 10;
+
+/// Signature layers of one `.sig` manifest tried (each re-signing appends
+/// one); later ones are ignored.
+pub(crate) const SIGNATURE_LAYERS_MAX: usize = 16;

@@ -11,6 +11,7 @@ mod manager;
 pub(crate) mod record;
 pub(crate) mod reference;
 pub(crate) mod registry;
+pub(crate) mod signature;
 pub(crate) mod spec;
 
 pub(crate) use error::ImageError;

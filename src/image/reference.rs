@@ -142,7 +142,6 @@ impl Reference {
     }
 
     /// `registry/repository`, without tag or digest.
-    #[cfg(test)]
     pub(crate) fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }

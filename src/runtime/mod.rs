@@ -122,7 +122,10 @@ impl Runtime {
         if let Err(why) = &userns_support {
             tracing::warn!(reason = %crate::errors::chain(why), "user namespaces (hostUsers: false) are unavailable");
         }
-        let puller = Puller::new(settings, content.clone());
+        let signatures =
+            crate::image::signature::SignaturePolicy::load(&config.images.signature_policy)
+                .context("cannot load images.signature_policy")?;
+        let puller = Puller::new(settings, content.clone()).with_signature_policy(signatures);
         let images = ImageManager::new(
             store.clone(),
             content,

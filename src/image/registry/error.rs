@@ -6,6 +6,7 @@ use thiserror::Error;
 
 use super::manifest::{hint, ManifestError};
 use crate::image::content::ContentError;
+use crate::image::signature::SignatureError;
 
 /// Boxed causes from the HTTP stack (oci-client errors, stream I/O errors).
 pub(crate) type Cause = Box<dyn StdError + Send + Sync>;
@@ -118,6 +119,16 @@ pub(crate) enum PullError {
         #[source]
         source: Box<ContentError>,
     },
+    #[error("image {reference} is refused by signature policy rule {rule:?}: it rejects every image it covers")]
+    PolicyRejected { reference: String, rule: String },
+    #[error("image {reference} from {endpoint} is refused by signature policy rule {rule:?}")]
+    SignatureRefused {
+        reference: String,
+        endpoint: String,
+        rule: String,
+        #[source]
+        source: Box<SignatureError>,
+    },
     // Each attempt is an error in its own right, so its cause chain is
     // spelled out here; a single `source` could only carry one of them.
     #[error(
@@ -168,6 +179,23 @@ impl PullError {
             PullError::TooLarge { .. } => true,
             PullError::AllEndpointsFailed { attempts, .. } => {
                 attempts.iter().all(PullError::is_too_large)
+            }
+            _ => false,
+        }
+    }
+
+    /// The signature policy refused the image. With several endpoints,
+    /// when some endpoint's copy was refused and every other endpoint
+    /// lacked the image: a mirror without the image proves nothing, but a
+    /// registry that could not be reached might have had a signed copy.
+    pub(crate) fn is_refused_by_policy(&self) -> bool {
+        match self {
+            PullError::PolicyRejected { .. } | PullError::SignatureRefused { .. } => true,
+            PullError::AllEndpointsFailed { attempts, .. } => {
+                attempts.iter().any(PullError::is_refused_by_policy)
+                    && attempts
+                        .iter()
+                        .all(|a| a.is_refused_by_policy() || a.is_not_found())
             }
             _ => false,
         }
@@ -260,6 +288,17 @@ mod tests {
         }
     }
 
+    fn refused(endpoint: &str) -> PullError {
+        PullError::SignatureRefused {
+            reference: "docker.io/library/x:1".into(),
+            endpoint: endpoint.into(),
+            rule: "docker.io".into(),
+            source: Box::new(SignatureError::Unsigned {
+                tag: "sha256-00.sig".into(),
+            }),
+        }
+    }
+
     fn all(attempts: Vec<PullError>) -> PullError {
         PullError::AllEndpointsFailed {
             reference: "docker.io/library/x:1".into(),
@@ -301,5 +340,11 @@ mod tests {
         assert!(!all(vec![unauthorized("a"), stalled("b")]).is_unauthorized());
         assert!(!all(vec![not_found("a"), not_found("b")]).is_unauthorized());
         assert!(all(vec![stalled("a")]).is_stalled());
+        // A mirror without the image and a refused upstream copy: refused.
+        assert!(all(vec![not_found("a"), refused("b")]).is_refused_by_policy());
+        // An unreachable endpoint might have had a signed copy.
+        assert!(!all(vec![refused("a"), stalled("b")]).is_refused_by_policy());
+        assert!(!all(vec![not_found("a"), not_found("b")]).is_refused_by_policy());
+        assert!(!all(vec![not_found("a"), refused("b")]).is_not_found());
     }
 }

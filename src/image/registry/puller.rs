@@ -18,6 +18,9 @@ use super::{stall, Layer, PullError, PulledImage};
 use crate::image::content::{ContentError, ContentStore, Digest};
 use crate::image::limits::{CONFIG_MAX, ERROR_BODY_MAX, MANIFEST_MAX};
 use crate::image::reference::{Reference, DEFAULT_TAG};
+use crate::image::signature::{Requirement, SignaturePolicy};
+
+mod signatures;
 
 const USER_AGENT: &str = concat!("pvecri/", env!("CARGO_PKG_VERSION"));
 
@@ -28,6 +31,7 @@ pub(crate) struct Puller {
     settings: RegistrySettings,
     content: Arc<ContentStore>,
     platform: Platform,
+    signatures: Arc<SignaturePolicy>,
 }
 
 impl Puller {
@@ -36,7 +40,14 @@ impl Puller {
             settings,
             content,
             platform: Platform::host(),
+            signatures: Arc::default(),
         }
+    }
+
+    /// Requires the signatures `policy` asks for (none by default).
+    pub(crate) fn with_signature_policy(mut self, policy: SignaturePolicy) -> Self {
+        self.signatures = Arc::new(policy);
+        self
     }
 
     /// Pulls `reference` (by digest if it has one, else by tag), trying
@@ -52,6 +63,12 @@ impl Puller {
         auth: Option<Credential>,
     ) -> Result<PulledImage, PullError> {
         let image = reference.to_string();
+        if let Requirement::Reject { rule } = self.signatures.requirement(&reference.name()) {
+            return Err(PullError::PolicyRejected {
+                reference: image,
+                rule: rule.to_owned(),
+            });
+        }
         let endpoints = resolve_endpoints(&self.settings, reference);
         let mut attempts = Vec::new();
         let mut pinned = None;
@@ -187,6 +204,8 @@ struct Session<'a> {
     digest: Option<String>,
     reference: String,
     endpoint: String,
+    /// What the signature policy asks of this image.
+    signatures: Requirement<'a>,
 }
 
 impl<'a> Session<'a> {
@@ -228,6 +247,7 @@ impl<'a> Session<'a> {
             digest,
             reference: reference.to_string(),
             endpoint: endpoint.to_string(),
+            signatures: puller.signatures.requirement(&reference.name()),
         })
     }
 
@@ -245,6 +265,7 @@ impl<'a> Session<'a> {
         let (top, repo_digest) = self
             .manifest(&auth, &self.name, self.digest.as_deref())
             .await?;
+        self.check_signature(&auth, &repo_digest).await?;
         self.store(&repo_digest, None, &top).await?;
 
         let (image, manifest_digest) = match self.parse(&top, &repo_digest)? {
