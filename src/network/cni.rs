@@ -10,6 +10,12 @@
 //!
 //! Plugins are separate executables by design of CNI; running them is the
 //! cost of this mode (built-in mode runs nothing).
+//!
+//! The verbs that need no pod come with the spec version that introduced
+//! them, and a list asks for them through its `cniVersion`: CHECK
+//! (0.4.0) for a stored attachment, GC and STATUS (1.1.0) for the list as a
+//! whole. A list whose version predates a verb never gets it, and
+//! `disableCheck` / `disableGC` turn the first two off.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,12 +54,40 @@ pub(crate) enum CniError {
         plugin: String,
         command: &'static str,
     },
-    #[error("CNI plugin {plugin} {command} failed: {message}")]
+    #[error("CNI plugin {plugin} {command} failed{}: {message}", code.map(|c| format!(" (code {c})")).unwrap_or_default())]
     Failed {
         plugin: String,
         command: &'static str,
+        /// The error code of the plugin's error result, when it gave one.
+        code: Option<u64>,
         message: String,
     },
+    #[error("CNI GC of network {network}: {}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Gc {
+        network: String,
+        errors: Vec<CniError>,
+    },
+}
+
+/// The highest spec version pvecri speaks.
+const MAX_VERSION: Version = Version(1, 1, 0);
+/// CHECK came with 0.4.0.
+const CHECK_SINCE: Version = Version(0, 4, 0);
+/// GC and STATUS came with 1.1.0.
+const GC_STATUS_SINCE: Version = Version(1, 1, 0);
+
+/// A CNI spec version, `major.minor.patch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Version(u32, u32, u32);
+
+impl Version {
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.trim().splitn(3, '.').map(|p| p.parse::<u32>().ok());
+        let major = parts.next()??;
+        let minor = parts.next().unwrap_or(Some(0))?;
+        let patch = parts.next().unwrap_or(Some(0))?;
+        Some(Version(major, minor, patch))
+    }
 }
 
 /// A loaded network config list.
@@ -61,8 +95,37 @@ pub(crate) enum CniError {
 pub(crate) struct ConfList {
     pub path: PathBuf,
     pub name: String,
+    /// The version the plugins are run with: the highest of `cniVersions`
+    /// pvecri speaks, else `cniVersion`.
     pub cni_version: String,
     pub plugins: Vec<Value>,
+    /// `disableCheck`: CHECK must not run for this list.
+    #[serde(default)]
+    pub disable_check: bool,
+    /// `disableGC`: GC must not run for this list.
+    #[serde(default)]
+    pub disable_gc: bool,
+}
+
+impl ConfList {
+    fn version_at_least(&self, since: Version) -> bool {
+        Version::parse(&self.cni_version).is_some_and(|v| v >= since)
+    }
+
+    /// Whether CHECK runs for attachments of this list.
+    pub(crate) fn wants_check(&self) -> bool {
+        !self.disable_check && self.version_at_least(CHECK_SINCE)
+    }
+
+    /// Whether GC runs for this list.
+    pub(crate) fn wants_gc(&self) -> bool {
+        !self.disable_gc && self.version_at_least(GC_STATUS_SINCE)
+    }
+
+    /// Whether STATUS runs for this list.
+    pub(crate) fn wants_status(&self) -> bool {
+        self.version_at_least(GC_STATUS_SINCE)
+    }
 }
 
 /// Reads the first config (by file name) in `dir`.
@@ -102,6 +165,8 @@ enum ConfError {
     NoPlugins,
     #[error("a plugin has no `type`")]
     PluginWithoutType,
+    #[error("`{0}` is not a boolean")]
+    NotABool(&'static str),
 }
 
 fn parse(path: PathBuf, value: Value) -> Result<ConfList, ConfError> {
@@ -110,7 +175,27 @@ fn parse(path: PathBuf, value: Value) -> Result<ConfList, ConfError> {
         .filter(|n| !n.is_empty())
         .ok_or(ConfError::NoName)?
         .to_owned();
-    let cni_version = value["cniVersion"].as_str().unwrap_or("0.2.0").to_owned();
+    let mut cni_version = value["cniVersion"].as_str().unwrap_or("0.2.0").to_owned();
+    // `cniVersions` (1.1.0): the list speaks all of them; the highest one
+    // pvecri speaks too is used.
+    if let Some(Value::Array(versions)) = value.get("cniVersions") {
+        if let Some(best) = versions
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|t| Version::parse(t).map(|v| (v, t)))
+            .filter(|(v, _)| *v <= MAX_VERSION)
+            .max_by_key(|(v, _)| *v)
+        {
+            cni_version = best.1.to_owned();
+        }
+    }
+    let flag = |key: &'static str| match value.get(key) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ConfError::NotABool(key)),
+    };
+    let disable_check = flag("disableCheck")?;
+    let disable_gc = flag("disableGC")?;
     // A single-plugin `.conf` is a list of one.
     let plugins = match value.get("plugins") {
         Some(Value::Array(list)) => list.clone(),
@@ -130,6 +215,8 @@ fn parse(path: PathBuf, value: Value) -> Result<ConfList, ConfError> {
         name,
         cni_version,
         plugins,
+        disable_check,
+        disable_gc,
     })
 }
 
@@ -158,6 +245,15 @@ impl Record for CniAttachment {
     }
 }
 
+/// Counts one list operation in `pvecri_cni_operations_total`.
+fn count<T>(command: &str, result: &Result<T, CniError>) {
+    let outcome = if result.is_ok() { "success" } else { "failure" };
+    crate::metrics::global()
+        .cni_operations
+        .with_label_values(&[command, outcome])
+        .inc();
+}
+
 /// Runs plugin lists from the configured binary directories.
 #[derive(Debug, Clone)]
 pub(crate) struct Runner {
@@ -167,13 +263,22 @@ pub(crate) struct Runner {
 impl Runner {
     /// ADD through every plugin; returns the final result.
     pub(crate) async fn add(&self, a: &CniAttachment) -> Result<Value, CniError> {
+        let result = self.add_all(a).await;
+        count("ADD", &result);
+        result
+    }
+
+    async fn add_all(&self, a: &CniAttachment) -> Result<Value, CniError> {
         let mut prev: Option<Value> = None;
         for plugin in &a.conf.plugins {
             let config = self.plugin_config(a, plugin, prev.as_ref());
-            let out = self.exec("ADD", a, plugin, &config).await?;
+            let out = self
+                .exec("ADD", Target::Attachment(a), plugin, &config)
+                .await?;
             let result: Value = serde_json::from_slice(&out).map_err(|e| CniError::Failed {
                 plugin: plugin_type(plugin).to_owned(),
                 command: "ADD",
+                code: None,
                 message: format!("result is not JSON: {e}"),
             })?;
             prev = Some(result);
@@ -187,11 +292,93 @@ impl Runner {
         let mut first_error = None;
         for plugin in a.conf.plugins.iter().rev() {
             let config = self.plugin_config(a, plugin, a.result.as_ref());
-            if let Err(e) = self.exec("DEL", a, plugin, &config).await {
+            if let Err(e) = self
+                .exec("DEL", Target::Attachment(a), plugin, &config)
+                .await
+            {
                 first_error.get_or_insert(e);
             }
         }
-        first_error.map_or(Ok(()), Err)
+        let result = first_error.map_or(Ok(()), Err);
+        count("DEL", &result);
+        result
+    }
+
+    /// CHECK through every plugin in order, each with the final ADD result
+    /// as `prevResult`; stops at the first failure. Does nothing when the
+    /// list's version predates CHECK, it sets `disableCheck`, or ADD never
+    /// completed (the spec allows CHECK only after a successful ADD).
+    pub(crate) async fn check(&self, a: &CniAttachment) -> Result<(), CniError> {
+        let Some(result) = a.result.as_ref().filter(|_| a.conf.wants_check()) else {
+            return Ok(());
+        };
+        let mut outcome = Ok(());
+        for plugin in &a.conf.plugins {
+            let config = self.plugin_config(a, plugin, Some(result));
+            outcome = self
+                .exec("CHECK", Target::Attachment(a), plugin, &config)
+                .await
+                .map(|_| ());
+            if outcome.is_err() {
+                break;
+            }
+        }
+        count("CHECK", &outcome);
+        outcome
+    }
+
+    /// GC through every plugin of `conf`, telling them that the pods in
+    /// `valid` (their sandbox IDs, as CNI_CONTAINERID at ADD) still hold
+    /// attachments; every plugin runs, all failures are returned. Does
+    /// nothing when the list's version predates GC or it sets `disableGC`.
+    pub(crate) async fn gc(&self, conf: &ConfList, valid: &[String]) -> Result<(), CniError> {
+        if !conf.wants_gc() {
+            return Ok(());
+        }
+        let attachments: Vec<Value> = valid
+            .iter()
+            .map(|id| json!({"containerID": id, "ifname": IFNAME}))
+            .collect();
+        let mut errors = Vec::new();
+        for plugin in &conf.plugins {
+            let mut config = network_config(conf, plugin);
+            config["cni.dev/valid-attachments"] = Value::Array(attachments.clone());
+            if let Err(e) = self.exec("GC", Target::Network, plugin, &config).await {
+                errors.push(e);
+            }
+        }
+        let result = if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(CniError::Gc {
+                network: conf.name.clone(),
+                errors,
+            })
+        };
+        count("GC", &result);
+        result
+    }
+
+    /// STATUS through every plugin of `conf`: `Ok` when all of them can
+    /// take ADD requests, else the first plugin's refusal. `Ok` without
+    /// running anything when the list's version predates STATUS.
+    pub(crate) async fn status(&self, conf: &ConfList) -> Result<(), CniError> {
+        if !conf.wants_status() {
+            return Ok(());
+        }
+        let mut outcome = Ok(());
+        for plugin in &conf.plugins {
+            let config = network_config(conf, plugin);
+            outcome = self
+                .exec("STATUS", Target::Network, plugin, &config)
+                .await
+                .map(|_| ());
+            if outcome.is_err() {
+                break;
+            }
+        }
+        count("STATUS", &outcome);
+        outcome
     }
 
     /// One plugin's stdin: its own object plus the list's name and version,
@@ -282,7 +469,7 @@ impl Runner {
     async fn exec(
         &self,
         command: &'static str,
-        a: &CniAttachment,
+        target: Target<'_>,
         plugin: &Value,
         config: &Value,
     ) -> Result<Vec<u8>, CniError> {
@@ -293,18 +480,21 @@ impl Runner {
             plugin: name.clone(),
             source,
         };
-        let mut child = tokio::process::Command::new(&exe)
-            .env_clear()
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.env_clear()
             .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", &a.pod_id)
-            .env("CNI_NETNS", &a.netns)
-            .env("CNI_IFNAME", IFNAME)
             .env("CNI_PATH", self.path_var())
-            .env("CNI_ARGS", &a.args)
             .env(
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            );
+        if let Target::Attachment(a) = target {
+            cmd.env("CNI_CONTAINERID", &a.pod_id)
+                .env("CNI_NETNS", &a.netns)
+                .env("CNI_IFNAME", IFNAME)
+                .env("CNI_ARGS", &a.args);
+        }
+        let mut child = cmd
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -326,8 +516,9 @@ impl Runner {
             return Ok(out.stdout);
         }
         // Errors come as {"code": n, "msg": "...", "details": "..."} on stdout.
-        let message = serde_json::from_slice::<Value>(&out.stdout)
-            .ok()
+        let error = serde_json::from_slice::<Value>(&out.stdout).ok();
+        let code = error.as_ref().and_then(|v| v["code"].as_u64());
+        let message = error
             .and_then(|v| {
                 let msg = v["msg"].as_str()?.to_owned();
                 Some(match v["details"].as_str() {
@@ -346,9 +537,28 @@ impl Runner {
         Err(CniError::Failed {
             plugin: name,
             command,
+            code,
             message,
         })
     }
+}
+
+/// Who a plugin runs for: one attachment (ADD, DEL, CHECK, with the
+/// attachment's parameters in the environment), or the network as a whole
+/// (GC, STATUS), which has none.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Attachment(&'a CniAttachment),
+    Network,
+}
+
+/// A plugin's stdin for GC and STATUS: its object with the list's name
+/// and version, and nothing of any attachment.
+fn network_config(conf: &ConfList, plugin: &Value) -> Value {
+    let mut config = plugin.clone();
+    config["name"] = json!(conf.name);
+    config["cniVersion"] = json!(conf.cni_version);
+    config
 }
 
 fn plugin_type(plugin: &Value) -> &str {

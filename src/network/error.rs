@@ -39,6 +39,8 @@ pub(crate) enum NetworkError {
     },
     #[error("link {0} does not exist")]
     NoLink(String),
+    #[error("network.vlan = {vlan} needs a VLAN-aware bridge, and {bridge} has vlan_filtering off (on Proxmox: tick \"VLAN aware\" on the bridge, or `bridge-vlan-aware yes` in /etc/network/interfaces)")]
+    NotVlanAware { bridge: String, vlan: u16 },
     #[error("no free address left in the pod subnet {0}")]
     Exhausted(String),
     #[error("{field}: {message}")]
