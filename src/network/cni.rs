@@ -30,6 +30,10 @@ use crate::store::Record;
 /// A plugin that has not answered after this long is killed.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// At most this much of a plugin's stdout (its result) and stderr is
+/// kept; a result beyond it is refused. Real results are a few KiB.
+const MAX_OUTPUT: usize = 1 << 20;
+
 /// The interface CNI plugins create in the pod.
 const IFNAME: &str = "eth0";
 
@@ -61,6 +65,13 @@ pub(crate) enum CniError {
         /// The error code of the plugin's error result, when it gave one.
         code: Option<u64>,
         message: String,
+    },
+    #[error(
+        "CNI plugin {plugin} {command} wrote more than {MAX_OUTPUT} bytes to stdout or stderr"
+    )]
+    OutputTooLarge {
+        plugin: String,
+        command: &'static str,
     },
     #[error("CNI GC of network {network}: {}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Gc {
@@ -505,13 +516,19 @@ impl Runner {
             let bytes = serde_json::to_vec(config).unwrap_or_default();
             stdin.write_all(&bytes).await.map_err(spawn_err)?;
         }
-        let out = tokio::time::timeout(PLUGIN_TIMEOUT, child.wait_with_output())
+        let out = tokio::time::timeout(PLUGIN_TIMEOUT, bounded_output(&mut child))
             .await
             .map_err(|_| CniError::Timeout {
                 plugin: name.clone(),
                 command,
             })?
             .map_err(spawn_err)?;
+        let Some(out) = out else {
+            return Err(CniError::OutputTooLarge {
+                plugin: name,
+                command,
+            });
+        };
         if out.status.success() {
             return Ok(out.stdout);
         }
@@ -541,6 +558,58 @@ impl Runner {
             message,
         })
     }
+}
+
+/// What a plugin left: `None` when it wrote more than [`MAX_OUTPUT`] to
+/// either stream (it is then killed).
+struct Output {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Waits for the child while reading both streams; a plugin that writes
+/// more than [`MAX_OUTPUT`] to either is killed rather than read to its end,
+/// so that one writing without end fills neither memory nor the timeout.
+async fn bounded_output(child: &mut tokio::process::Child) -> std::io::Result<Option<Output>> {
+    let streams = tokio::try_join!(
+        read_bounded(child.stdout.take()),
+        read_bounded(child.stderr.take())
+    );
+    let (stdout, stderr) = match streams {
+        Ok(both) => both,
+        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+            child.kill().await?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let status = child.wait().await?;
+    Ok(Some(Output {
+        status,
+        stdout,
+        stderr,
+    }))
+}
+
+/// All of `stream`, or an error of kind `FileTooLarge` as soon as it is
+/// longer than [`MAX_OUTPUT`].
+async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(
+    stream: Option<R>,
+) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::new();
+    let Some(stream) = stream else {
+        return Ok(kept);
+    };
+    stream
+        .take(MAX_OUTPUT as u64 + 1)
+        .read_to_end(&mut kept)
+        .await?;
+    if kept.len() > MAX_OUTPUT {
+        return Err(std::io::ErrorKind::FileTooLarge.into());
+    }
+    Ok(kept)
 }
 
 /// Who a plugin runs for: one attachment (ADD, DEL, CHECK, with the
@@ -711,5 +780,182 @@ mod tests {
         assert_eq!(result_ips(&r), ["10.1.0.5", "fd00::5"]);
         let old = json!({"ip4":{"ip":"10.1.0.6/24"}});
         assert_eq!(result_ips(&old), ["10.1.0.6"]);
+    }
+
+    use crate::network::fake_cni::FakePlugins;
+
+    fn list(conf: Value) -> ConfList {
+        parse(PathBuf::from("/x.conflist"), conf).unwrap()
+    }
+
+    fn attachment(pod_id: &str, conf: &ConfList) -> CniAttachment {
+        CniAttachment {
+            pod_id: pod_id.into(),
+            netns: format!("/run/netns/{pod_id}"),
+            args: String::new(),
+            conf: conf.clone(),
+            host_ports: vec![],
+            dns: None,
+            bandwidth: None,
+            result: Some(json!({"cniVersion":"1.1.0","ips":[{"address":"10.9.0.2/24"}]})),
+        }
+    }
+
+    /// The verbs of each logged call, in order.
+    fn verbs(log: &[String]) -> Vec<String> {
+        log.iter()
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn check_gc_and_status_run_only_from_the_version_that_has_them() {
+        let fake = FakePlugins::new(&["a"]);
+        let runner = fake.runner();
+        let cases = [
+            (json!({"cniVersion":"0.3.1"}), vec![]),
+            (json!({"cniVersion":"0.4.0"}), vec!["a CHECK"]),
+            (json!({"cniVersion":"1.0.0"}), vec!["a CHECK"]),
+            (
+                json!({"cniVersion":"1.1.0"}),
+                vec!["a CHECK", "a GC", "a STATUS"],
+            ),
+            (
+                json!({"cniVersion":"1.1.0","disableCheck":true,"disableGC":true}),
+                vec!["a STATUS"],
+            ),
+            // The highest of `cniVersions` pvecri speaks wins over
+            // `cniVersion`; one it does not speak is passed over.
+            (
+                json!({"cniVersion":"0.3.1","cniVersions":["0.3.1","1.1.0","9.0.0"]}),
+                vec!["a CHECK", "a GC", "a STATUS"],
+            ),
+            (
+                json!({"cniVersion":"1.1.0","cniVersions":["0.4.0","9.0.0"]}),
+                vec!["a CHECK"],
+            ),
+            // Not a version: no optional verb.
+            (json!({"cniVersion":"1.1.0-rc1"}), vec![]),
+        ];
+        for (head, expected) in cases {
+            let mut conf = head.clone();
+            conf["name"] = json!("net");
+            conf["plugins"] = json!([{"type":"a"}]);
+            let conf = list(conf);
+            runner.check(&attachment("p1", &conf)).await.unwrap();
+            runner.gc(&conf, &["p1".to_owned()]).await.unwrap();
+            runner.status(&conf).await.unwrap();
+            assert_eq!(verbs(&fake.take_log()), expected, "{head}");
+        }
+        // CHECK needs a completed ADD.
+        let conf = list(json!({"cniVersion":"1.1.0","name":"net","plugins":[{"type":"a"}]}));
+        let mut unfinished = attachment("p1", &conf);
+        unfinished.result = None;
+        runner.check(&unfinished).await.unwrap();
+        assert!(fake.take_log().is_empty());
+        let bad = parse(
+            PathBuf::from("/x.conflist"),
+            json!({"cniVersion":"1.1.0","name":"n","disableGC":"yes","plugins":[{"type":"a"}]}),
+        );
+        assert!(matches!(bad, Err(ConfError::NotABool("disableGC"))));
+    }
+
+    #[tokio::test]
+    async fn gc_tells_every_plugin_the_valid_attachments_and_names_no_pod() {
+        let fake = FakePlugins::new(&["a", "b"]);
+        let runner = fake.runner();
+        let conf = list(json!({"cniVersion":"1.1.0","name":"net","plugins":[
+            {"type":"a","bridge":"cni0"},{"type":"b"}]}));
+        runner
+            .gc(&conf, &["p1".to_owned(), "p2".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(
+            fake.take_log(),
+            ["a GC id= netns= ifname=", "b GC id= netns= ifname="]
+        );
+        let stdin = fake.stdin("a", "GC");
+        assert_eq!(stdin["name"], "net");
+        assert_eq!(stdin["cniVersion"], "1.1.0");
+        assert_eq!(stdin["bridge"], "cni0");
+        assert_eq!(
+            stdin["cni.dev/valid-attachments"],
+            json!([{"containerID":"p1","ifname":"eth0"},{"containerID":"p2","ifname":"eth0"}])
+        );
+        assert!(stdin.get("prevResult").is_none());
+        // No pod left: an empty list, which tells the plugins to release all.
+        runner.gc(&conf, &[]).await.unwrap();
+        assert_eq!(
+            fake.stdin("b", "GC")["cni.dev/valid-attachments"],
+            json!([])
+        );
+        fake.take_log();
+        // Every plugin runs even when one fails; all failures are reported.
+        fake.fail("GC", true);
+        let err = runner.gc(&conf, &[]).await.unwrap_err();
+        assert!(
+            matches!(&err, CniError::Gc { errors, .. } if errors.len() == 2),
+            "{err}"
+        );
+        assert_eq!(verbs(&fake.take_log()), ["a GC", "b GC"]);
+    }
+
+    #[tokio::test]
+    async fn check_carries_the_add_result_and_stops_at_the_first_failure() {
+        let fake = FakePlugins::new(&["a", "b"]);
+        let runner = fake.runner();
+        let conf =
+            list(json!({"cniVersion":"1.0.0","name":"net","plugins":[{"type":"a"},{"type":"b"}]}));
+        let a = attachment("p1", &conf);
+        runner.check(&a).await.unwrap();
+        assert_eq!(
+            fake.take_log(),
+            [
+                "a CHECK id=p1 netns=/run/netns/p1 ifname=eth0",
+                "b CHECK id=p1 netns=/run/netns/p1 ifname=eth0"
+            ]
+        );
+        assert_eq!(
+            fake.stdin("b", "CHECK")["prevResult"],
+            a.result.clone().unwrap()
+        );
+        fake.fail("CHECK", true);
+        let err = runner.check(&a).await.unwrap_err();
+        assert!(
+            matches!(&err, CniError::Failed { plugin, command: "CHECK", code: Some(50), message }
+                if plugin == "a" && message == "plugin not available: told to fail"),
+            "{err}"
+        );
+        assert_eq!(verbs(&fake.take_log()), ["a CHECK"]);
+    }
+
+    #[tokio::test]
+    async fn status_reports_the_first_plugin_that_is_not_ready() {
+        let fake = FakePlugins::new(&["a", "b"]);
+        let runner = fake.runner();
+        let conf =
+            list(json!({"cniVersion":"1.1.0","name":"net","plugins":[{"type":"a"},{"type":"b"}]}));
+        runner.status(&conf).await.unwrap();
+        assert_eq!(
+            fake.take_log(),
+            ["a STATUS id= netns= ifname=", "b STATUS id= netns= ifname="]
+        );
+        fake.fail("STATUS", true);
+        let err = runner.status(&conf).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "CNI plugin a STATUS failed (code 50): plugin not available: told to fail"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_plugin_output_beyond_the_bound_is_refused() {
+        let fake = FakePlugins::new(&[]);
+        let conf = list(json!({"cniVersion":"1.1.0","name":"net","plugins":[{"type":"loud"}]}));
+        let err = fake.runner().status(&conf).await.unwrap_err();
+        assert!(
+            matches!(&err, CniError::OutputTooLarge { plugin, command: "STATUS" } if plugin == "loud"),
+            "{err}"
+        );
     }
 }

@@ -348,3 +348,131 @@ impl Backend for CniNetwork {
 
     async fn shutdown(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    //! The verbs without a pod, through [`super::super::Network`] as the
+    //! runtime drives them, against recording plugins.
+    use super::*;
+    use crate::network::fake_cni::FakePlugins;
+    use crate::network::Network;
+
+    fn network(fake: &FakePlugins, dir: &Path) -> Network {
+        let store = Arc::new(Store::open(&dir.join("store.redb")).unwrap());
+        Network {
+            store: store.clone(),
+            cni: fake.runner(),
+            backend: Box::new(CniNetwork::new(fake.conf_dir(), fake.runner(), store)),
+        }
+    }
+
+    fn write_conf(fake: &FakePlugins, version: &str, extra: &str) {
+        let text = format!(
+            r#"{{"cniVersion":"{version}","name":"net","plugins":[{{"type":"a"{extra}}},{{"type":"b"}}]}}"#
+        );
+        std::fs::write(fake.conf_dir().join("10-net.conflist"), text).unwrap();
+    }
+
+    fn verbs(log: &[String]) -> Vec<String> {
+        log.iter()
+            .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    fn valid(fake: &FakePlugins, plugin: &str) -> Vec<String> {
+        fake.stdin(plugin, "GC")["cni.dev/valid-attachments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["containerID"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_status_and_gc_names_the_pods_still_attached() {
+        let fake = FakePlugins::new(&["a", "b"]);
+        let dir = tempfile::tempdir().unwrap();
+        let network = network(&fake, dir.path());
+        write_conf(&fake, "1.1.0", "");
+        fake.fail("STATUS", true);
+        network.refresh_readiness().await;
+        let why = network.readiness().unwrap_err().0;
+        assert!(
+            why.contains("STATUS") && why.contains("told to fail"),
+            "{why}"
+        );
+        let err = network
+            .attach("p0", Path::new("/run/netns/p0"), &PodConfig::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NetworkError::NotReady(_)), "{err}");
+        // A changed list is asked again at once.
+        fake.fail("STATUS", false);
+        write_conf(&fake, "1.1.0", r#","mtu":1400"#);
+        network.refresh_readiness().await;
+        network.readiness().unwrap();
+        fake.take_log();
+
+        for pod in ["p1", "p2", "p3"] {
+            let netns = PathBuf::from(format!("/run/netns/{pod}"));
+            let ips = network
+                .attach(pod, &netns, &PodConfig::default())
+                .await
+                .unwrap();
+            assert_eq!(ips, ["10.9.0.2"]);
+        }
+        assert_eq!(network.check_pod("p2").await, Some(Ok(())));
+        fake.fail("CHECK", true);
+        let failed = network.check_pod("p2").await.unwrap().unwrap_err();
+        assert!(failed.contains("told to fail"), "{failed}");
+        fake.fail("CHECK", false);
+        assert_eq!(network.check_pod("nope").await, None);
+        fake.take_log();
+
+        // A release schedules one GC, which names the pods left.
+        network.detach("p1").await.unwrap();
+        tokio::time::sleep(GC_DELAY + Duration::from_secs(1)).await;
+        assert_eq!(
+            verbs(&fake.take_log()),
+            ["b DEL id=p1", "a DEL id=p1", "a GC id=", "b GC id="]
+        );
+        assert_eq!(valid(&fake, "a"), ["p2", "p3"]);
+
+        // Daemon start: DEL for the pod that is gone, then STATUS, CHECK of
+        // the pods kept, and GC naming them.
+        network.start(&HashSet::from(["p2".to_owned()])).await;
+        assert_eq!(
+            verbs(&fake.take_log()),
+            [
+                "b DEL id=p3",
+                "a DEL id=p3",
+                "a STATUS id=",
+                "b STATUS id=",
+                "a CHECK id=p2",
+                "b CHECK id=p2",
+                "a GC id=",
+                "b GC id="
+            ]
+        );
+        assert_eq!(valid(&fake, "b"), ["p2"]);
+    }
+
+    #[tokio::test]
+    async fn a_list_before_1_1_gets_neither_status_nor_gc() {
+        let fake = FakePlugins::new(&["a", "b"]);
+        let dir = tempfile::tempdir().unwrap();
+        let network = network(&fake, dir.path());
+        write_conf(&fake, "0.3.1", "");
+        fake.fail("STATUS", true);
+        network.refresh_readiness().await;
+        network.readiness().unwrap();
+        network
+            .attach("p1", Path::new("/run/netns/p1"), &PodConfig::default())
+            .await
+            .unwrap();
+        // 0.3.1 has no CHECK either.
+        assert_eq!(network.check_pod("p1").await, None);
+        network.start(&HashSet::from(["p1".to_owned()])).await;
+        assert_eq!(verbs(&fake.take_log()), ["a ADD id=p1", "b ADD id=p1"]);
+    }
+}

@@ -8,6 +8,8 @@ mod builtin;
 pub(crate) mod cni;
 mod cni_network;
 mod error;
+#[cfg(test)]
+mod fake_cni;
 pub(crate) mod ipam;
 mod link;
 pub(crate) mod nft;
