@@ -119,6 +119,13 @@ impl Netlink {
                 Ok(()) => {}
                 // Another daemon on this node made it meanwhile.
                 Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                // The kernel takes IFLA_BR_VLAN_FILTERING only when built
+                // with CONFIG_BRIDGE_VLAN_FILTERING.
+                Err(e) if vlan.is_some() && errno(&e) == Some(libc::EOPNOTSUPP) => {
+                    return Err(NetworkError::NoVlanFiltering {
+                        bridge: name.to_owned(),
+                    })
+                }
                 Err(e) => return Err(NetworkError::netlink("create bridge", name, e)),
             }
         }
@@ -140,11 +147,21 @@ impl Netlink {
             .map_err(|e| NetworkError::netlink("bring up bridge", name, e))?;
         let managed = created || is_managed(&link);
         if let Some(vid) = vlan {
-            if vlan_filtering(&link) != Some(true) {
-                return Err(NetworkError::NotVlanAware {
-                    bridge: name.to_owned(),
-                    vlan: vid,
-                });
+            match vlan_filtering(&link) {
+                Some(true) => {}
+                Some(false) => {
+                    return Err(NetworkError::NotVlanAware {
+                        bridge: name.to_owned(),
+                        vlan: vid,
+                    })
+                }
+                // A bridge's info carries the flag whenever the kernel
+                // can filter VLANs at all.
+                None => {
+                    return Err(NetworkError::NoVlanFiltering {
+                        bridge: name.to_owned(),
+                    })
+                }
             }
             if managed {
                 self.set_vlan(name, index, vid, true).await?;
