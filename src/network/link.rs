@@ -366,6 +366,7 @@ fn set_vlan_filtering(msg: &mut LinkMessage) {
         if let LinkAttribute::LinkInfo(infos) = attr {
             for info in infos.iter_mut() {
                 if let LinkInfo::Data(InfoData::Bridge(opts)) = info {
+                    opts.retain(|o| !matches!(o, InfoBridge::VlanFiltering(_)));
                     opts.push(InfoBridge::VlanFiltering(true));
                     return;
                 }
@@ -404,5 +405,43 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(msg) => msg.code.map(|c| -c.get()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn infos_of(msg: &LinkMessage) -> Vec<LinkInfo> {
+        msg.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(infos) => Some(infos.clone()),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_bridge_made_for_a_vlan_asks_for_vlan_filtering_and_reads_back() {
+        let mut msg = LinkBridge::new("pvt0").up().build();
+        assert_eq!(vlan_filtering(&msg), None);
+        set_vlan_filtering(&mut msg);
+        assert_eq!(vlan_filtering(&msg), Some(true));
+        // The kind stays the first info: the kernel picks the link type by it.
+        let infos = infos_of(&msg);
+        assert_eq!(infos.first(), Some(&LinkInfo::Kind(InfoKind::Bridge)));
+        // A second call adds nothing the kernel would see twice.
+        set_vlan_filtering(&mut msg);
+        let count = infos_of(&msg)
+            .iter()
+            .filter_map(|i| match i {
+                LinkInfo::Data(InfoData::Bridge(opts)) => Some(opts),
+                _ => None,
+            })
+            .flatten()
+            .filter(|o| matches!(o, InfoBridge::VlanFiltering(_)))
+            .count();
+        assert_eq!(count, 1);
     }
 }
