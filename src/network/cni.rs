@@ -543,20 +543,27 @@ impl Runner {
                     _ => msg,
                 })
             })
-            .unwrap_or_else(|| {
-                let text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-                if text.is_empty() {
-                    out.status.to_string()
-                } else {
-                    text
-                }
-            });
+            .unwrap_or_else(|| stderr_message(&out.stderr, out.status));
         Err(CniError::Failed {
             plugin: name,
             command,
             code,
             message,
         })
+    }
+}
+
+/// A failed plugin's stderr as an error message: its first line (a Go
+/// panic's stack trace follows its first line), else the exit status.
+fn stderr_message(stderr: &[u8], status: std::process::ExitStatus) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    match lines.next() {
+        None => status.to_string(),
+        Some(first) => match lines.count() {
+            0 => first.to_owned(),
+            more => format!("{first} ({more} more lines on stderr)"),
+        },
     }
 }
 
@@ -946,6 +953,19 @@ mod tests {
             err,
             "CNI plugin a STATUS failed (code 50): plugin not available: told to fail"
         );
+    }
+
+    #[test]
+    fn a_stderr_message_is_its_first_line() {
+        use std::os::unix::process::ExitStatusExt;
+        let failed = std::process::ExitStatus::from_raw(2 << 8);
+        let panic = b"panic: nil pointer\n\ngoroutine 1 [running]:\nmain.cmdCheck()\n";
+        assert_eq!(
+            stderr_message(panic, failed),
+            "panic: nil pointer (2 more lines on stderr)"
+        );
+        assert_eq!(stderr_message(b" one line \n", failed), "one line");
+        assert_eq!(stderr_message(b"", failed), "exit status: 2");
     }
 
     #[tokio::test]
