@@ -178,6 +178,10 @@ pub(crate) struct NetworkConfig {
     pub cni_conf_dir: PathBuf,
     /// CNI mode: where plugin binaries are looked up, in order.
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// Built-in mode: the VLAN (1 to 4094) the pods' bridge ports are
+    /// untagged members of, with it as their PVID; `bridge` must then be
+    /// VLAN-aware (`vlan_filtering` on). None: the bridge's defaults.
+    pub vlan: Option<u16>,
 }
 
 impl Default for NetworkConfig {
@@ -191,6 +195,7 @@ impl Default for NetworkConfig {
             egress: true,
             cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin")],
+            vlan: None,
         }
     }
 }
@@ -626,6 +631,22 @@ impl NetworkConfig {
                 });
             }
         }
+        if let Some(vlan) = self.vlan {
+            if !(1..=4094).contains(&vlan) {
+                return Err(ConfigError::Invalid {
+                    key: "network.vlan",
+                    message: format!("{vlan} is not a VLAN ID (1 to 4094)"),
+                });
+            }
+            if self.mode != NetworkMode::Builtin {
+                return Err(ConfigError::Invalid {
+                    key: "network.vlan",
+                    message:
+                        "applies to built-in mode only; in CNI mode the plugins' config sets VLANs"
+                            .to_owned(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -875,12 +896,18 @@ mirrors = [{ host = "cache.lan/hub", capabilities = ["pull"] }, { host = "full.l
         .unwrap();
         assert_eq!(c.network.bridge, "vmbr1");
         assert!(!c.network.masquerade);
+        assert_eq!(c.network.vlan, None);
+        let c = Config::from_toml("[network]\nbridge = \"vmbr1\"\nvlan = 20\n").unwrap();
+        assert_eq!(c.network.vlan, Some(20));
         for bad in [
             "[network]\npod_cidr = \"10.9.0.0/31\"",
             "[network]\npod_cidr = \"fd00::/64\"",
             "[network]\npod_cidr_v6 = \"10.0.0.0/8\"",
             "[network]\nbridge = \"a-name-much-too-long\"",
             "[network]\nbridge = \"veth100i0\"",
+            "[network]\nvlan = 0",
+            "[network]\nvlan = 4095",
+            "[network]\nmode = \"cni\"\nvlan = 20",
         ] {
             let msg = Config::from_toml(bad).unwrap_err().to_string();
             assert!(msg.contains("network."), "{bad}: {msg}");

@@ -123,6 +123,7 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
         &self,
         request: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
+        self.runtime.refresh_network_readiness().await;
         let conditions = self
             .runtime
             .conditions()
@@ -266,13 +267,21 @@ impl v1::runtime_service_server::RuntimeService for RuntimeService {
             .collect();
         let mut info = HashMap::new();
         if req.verbose {
-            let detail = serde_json::json!({
+            let mut detail = serde_json::json!({
                 "nsDir": pod.ns_dir,
                 "netns": pod.net_ns,
                 "filesDir": pod.files_dir,
                 "config": pod.config,
                 "resources": pod.resources,
             });
+            // CNI CHECK on request only: the kubelet's frequent calls are
+            // not verbose, and each CHECK runs every plugin of the list.
+            if let Some(check) = self.runtime.check_pod_network(&pod.id).await {
+                detail["networkCheck"] = match check {
+                    Ok(()) => serde_json::json!({"ok": true}),
+                    Err(error) => serde_json::json!({"ok": false, "error": error}),
+                };
+            }
             info.insert("info".to_owned(), detail.to_string());
         }
         Ok(Response::new(v1::PodSandboxStatusResponse {

@@ -38,6 +38,7 @@ pub(crate) struct Metrics {
     pub monitors: IntGauge,
     pub event_subscribers: IntGauge,
     pub conditions: IntGaugeVec,
+    pub cni_operations: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -127,6 +128,19 @@ impl Metrics {
             &["condition"],
         )?;
         registry.register(Box::new(conditions.clone()))?;
+        let cni_operations = IntCounterVec::new(
+            Opts::new(
+                "pvecri_cni_operations_total",
+                "CNI network list operations (ADD, DEL, CHECK, GC, STATUS) run in CNI mode, by command and result.",
+            ),
+            &["command", "result"],
+        )?;
+        for command in ["ADD", "DEL", "CHECK", "GC", "STATUS"] {
+            for result in ["success", "failure"] {
+                cni_operations.with_label_values(&[command, result]);
+            }
+        }
+        registry.register(Box::new(cni_operations.clone()))?;
         registry.register(Box::new(containers.clone()))?;
         registry.register(Box::new(sandboxes.clone()))?;
         registry.register(Box::new(monitors.clone()))?;
@@ -150,6 +164,7 @@ impl Metrics {
             monitors,
             event_subscribers,
             conditions,
+            cni_operations,
         })
     }
 

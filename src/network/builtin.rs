@@ -97,7 +97,7 @@ impl BuiltinNetwork {
     async fn setup_bridge_and_table(&self) -> Result<(), NetworkError> {
         let nl = Netlink::host()?;
         let bridge = &self.config.bridge;
-        let (mtu, managed) = nl.ensure_bridge(bridge).await?;
+        let (mtu, managed) = nl.ensure_bridge(bridge, self.config.vlan).await?;
         *self.mtu.lock().expect("mtu lock poisoned") = mtu;
         let subnets = self.subnets();
         for s in std::iter::once(subnets.v4).chain(subnets.v6) {
@@ -237,6 +237,11 @@ impl BuiltinNetwork {
             }
             host.add_veth(&record.host_veth, again, mtu, &ns_file)
                 .await?;
+        }
+        if let Some(vid) = self.config.vlan {
+            // Before the pod side is up: no frame leaves it in VLAN 1.
+            let index = host.index(&record.host_veth).await?;
+            host.set_vlan(&record.host_veth, index, vid, false).await?;
         }
         if !record.host_ports.is_empty() {
             host.set_hairpin(&record.host_veth).await?;

@@ -10,6 +10,12 @@
 //!
 //! Plugins are separate executables by design of CNI; running them is the
 //! cost of this mode (built-in mode runs nothing).
+//!
+//! The verbs that need no pod come with the spec version that introduced
+//! them, and a list asks for them through its `cniVersion`: CHECK
+//! (0.4.0) for a stored attachment, GC and STATUS (1.1.0) for the list as a
+//! whole. A list whose version predates a verb never gets it, and
+//! `disableCheck` / `disableGC` turn the first two off.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +29,10 @@ use crate::store::Record;
 
 /// A plugin that has not answered after this long is killed.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// At most this much of a plugin's stdout (its result) and stderr is
+/// kept; a result beyond it is refused. Real results are a few KiB.
+const MAX_OUTPUT: usize = 1 << 20;
 
 /// The interface CNI plugins create in the pod.
 const IFNAME: &str = "eth0";
@@ -48,12 +58,47 @@ pub(crate) enum CniError {
         plugin: String,
         command: &'static str,
     },
-    #[error("CNI plugin {plugin} {command} failed: {message}")]
+    #[error("CNI plugin {plugin} {command} failed{}: {message}", code.map(|c| format!(" (code {c})")).unwrap_or_default())]
     Failed {
         plugin: String,
         command: &'static str,
+        /// The error code of the plugin's error result, when it gave one.
+        code: Option<u64>,
         message: String,
     },
+    #[error(
+        "CNI plugin {plugin} {command} wrote more than {MAX_OUTPUT} bytes to stdout or stderr"
+    )]
+    OutputTooLarge {
+        plugin: String,
+        command: &'static str,
+    },
+    #[error("CNI GC of network {network}: {}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Gc {
+        network: String,
+        errors: Vec<CniError>,
+    },
+}
+
+/// The highest spec version pvecri speaks.
+const MAX_VERSION: Version = Version(1, 1, 0);
+/// CHECK came with 0.4.0.
+const CHECK_SINCE: Version = Version(0, 4, 0);
+/// GC and STATUS came with 1.1.0.
+const GC_STATUS_SINCE: Version = Version(1, 1, 0);
+
+/// A CNI spec version, `major.minor.patch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Version(u32, u32, u32);
+
+impl Version {
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.trim().splitn(3, '.').map(|p| p.parse::<u32>().ok());
+        let major = parts.next()??;
+        let minor = parts.next().unwrap_or(Some(0))?;
+        let patch = parts.next().unwrap_or(Some(0))?;
+        Some(Version(major, minor, patch))
+    }
 }
 
 /// A loaded network config list.
@@ -61,8 +106,37 @@ pub(crate) enum CniError {
 pub(crate) struct ConfList {
     pub path: PathBuf,
     pub name: String,
+    /// The version the plugins are run with: the highest of `cniVersions`
+    /// pvecri speaks, else `cniVersion`.
     pub cni_version: String,
     pub plugins: Vec<Value>,
+    /// `disableCheck`: CHECK must not run for this list.
+    #[serde(default)]
+    pub disable_check: bool,
+    /// `disableGC`: GC must not run for this list.
+    #[serde(default)]
+    pub disable_gc: bool,
+}
+
+impl ConfList {
+    fn version_at_least(&self, since: Version) -> bool {
+        Version::parse(&self.cni_version).is_some_and(|v| v >= since)
+    }
+
+    /// Whether CHECK runs for attachments of this list.
+    pub(crate) fn wants_check(&self) -> bool {
+        !self.disable_check && self.version_at_least(CHECK_SINCE)
+    }
+
+    /// Whether GC runs for this list.
+    pub(crate) fn wants_gc(&self) -> bool {
+        !self.disable_gc && self.version_at_least(GC_STATUS_SINCE)
+    }
+
+    /// Whether STATUS runs for this list.
+    pub(crate) fn wants_status(&self) -> bool {
+        self.version_at_least(GC_STATUS_SINCE)
+    }
 }
 
 /// Reads the first config (by file name) in `dir`.
@@ -102,6 +176,8 @@ enum ConfError {
     NoPlugins,
     #[error("a plugin has no `type`")]
     PluginWithoutType,
+    #[error("`{0}` is not a boolean")]
+    NotABool(&'static str),
 }
 
 fn parse(path: PathBuf, value: Value) -> Result<ConfList, ConfError> {
@@ -110,7 +186,27 @@ fn parse(path: PathBuf, value: Value) -> Result<ConfList, ConfError> {
         .filter(|n| !n.is_empty())
         .ok_or(ConfError::NoName)?
         .to_owned();
-    let cni_version = value["cniVersion"].as_str().unwrap_or("0.2.0").to_owned();
+    let mut cni_version = value["cniVersion"].as_str().unwrap_or("0.2.0").to_owned();
+    // `cniVersions` (1.1.0): the list speaks all of them; the highest one
+    // pvecri speaks too is used.
+    if let Some(Value::Array(versions)) = value.get("cniVersions") {
+        if let Some(best) = versions
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|t| Version::parse(t).map(|v| (v, t)))
+            .filter(|(v, _)| *v <= MAX_VERSION)
+            .max_by_key(|(v, _)| *v)
+        {
+            cni_version = best.1.to_owned();
+        }
+    }
+    let flag = |key: &'static str| match value.get(key) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ConfError::NotABool(key)),
+    };
+    let disable_check = flag("disableCheck")?;
+    let disable_gc = flag("disableGC")?;
     // A single-plugin `.conf` is a list of one.
     let plugins = match value.get("plugins") {
         Some(Value::Array(list)) => list.clone(),
@@ -130,6 +226,8 @@ fn parse(path: PathBuf, value: Value) -> Result<ConfList, ConfError> {
         name,
         cni_version,
         plugins,
+        disable_check,
+        disable_gc,
     })
 }
 
@@ -158,6 +256,15 @@ impl Record for CniAttachment {
     }
 }
 
+/// Counts one list operation in `pvecri_cni_operations_total`.
+fn count<T>(command: &str, result: &Result<T, CniError>) {
+    let outcome = if result.is_ok() { "success" } else { "failure" };
+    crate::metrics::global()
+        .cni_operations
+        .with_label_values(&[command, outcome])
+        .inc();
+}
+
 /// Runs plugin lists from the configured binary directories.
 #[derive(Debug, Clone)]
 pub(crate) struct Runner {
@@ -167,13 +274,22 @@ pub(crate) struct Runner {
 impl Runner {
     /// ADD through every plugin; returns the final result.
     pub(crate) async fn add(&self, a: &CniAttachment) -> Result<Value, CniError> {
+        let result = self.add_all(a).await;
+        count("ADD", &result);
+        result
+    }
+
+    async fn add_all(&self, a: &CniAttachment) -> Result<Value, CniError> {
         let mut prev: Option<Value> = None;
         for plugin in &a.conf.plugins {
             let config = self.plugin_config(a, plugin, prev.as_ref());
-            let out = self.exec("ADD", a, plugin, &config).await?;
+            let out = self
+                .exec("ADD", Target::Attachment(a), plugin, &config)
+                .await?;
             let result: Value = serde_json::from_slice(&out).map_err(|e| CniError::Failed {
                 plugin: plugin_type(plugin).to_owned(),
                 command: "ADD",
+                code: None,
                 message: format!("result is not JSON: {e}"),
             })?;
             prev = Some(result);
@@ -187,11 +303,93 @@ impl Runner {
         let mut first_error = None;
         for plugin in a.conf.plugins.iter().rev() {
             let config = self.plugin_config(a, plugin, a.result.as_ref());
-            if let Err(e) = self.exec("DEL", a, plugin, &config).await {
+            if let Err(e) = self
+                .exec("DEL", Target::Attachment(a), plugin, &config)
+                .await
+            {
                 first_error.get_or_insert(e);
             }
         }
-        first_error.map_or(Ok(()), Err)
+        let result = first_error.map_or(Ok(()), Err);
+        count("DEL", &result);
+        result
+    }
+
+    /// CHECK through every plugin in order, each with the final ADD result
+    /// as `prevResult`; stops at the first failure. Does nothing when the
+    /// list's version predates CHECK, it sets `disableCheck`, or ADD never
+    /// completed (the spec allows CHECK only after a successful ADD).
+    pub(crate) async fn check(&self, a: &CniAttachment) -> Result<(), CniError> {
+        let Some(result) = a.result.as_ref().filter(|_| a.conf.wants_check()) else {
+            return Ok(());
+        };
+        let mut outcome = Ok(());
+        for plugin in &a.conf.plugins {
+            let config = self.plugin_config(a, plugin, Some(result));
+            outcome = self
+                .exec("CHECK", Target::Attachment(a), plugin, &config)
+                .await
+                .map(|_| ());
+            if outcome.is_err() {
+                break;
+            }
+        }
+        count("CHECK", &outcome);
+        outcome
+    }
+
+    /// GC through every plugin of `conf`, telling them that the pods in
+    /// `valid` (their sandbox IDs, as CNI_CONTAINERID at ADD) still hold
+    /// attachments; every plugin runs, all failures are returned. Does
+    /// nothing when the list's version predates GC or it sets `disableGC`.
+    pub(crate) async fn gc(&self, conf: &ConfList, valid: &[String]) -> Result<(), CniError> {
+        if !conf.wants_gc() {
+            return Ok(());
+        }
+        let attachments: Vec<Value> = valid
+            .iter()
+            .map(|id| json!({"containerID": id, "ifname": IFNAME}))
+            .collect();
+        let mut errors = Vec::new();
+        for plugin in &conf.plugins {
+            let mut config = network_config(conf, plugin);
+            config["cni.dev/valid-attachments"] = Value::Array(attachments.clone());
+            if let Err(e) = self.exec("GC", Target::Network, plugin, &config).await {
+                errors.push(e);
+            }
+        }
+        let result = if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(CniError::Gc {
+                network: conf.name.clone(),
+                errors,
+            })
+        };
+        count("GC", &result);
+        result
+    }
+
+    /// STATUS through every plugin of `conf`: `Ok` when all of them can
+    /// take ADD requests, else the first plugin's refusal. `Ok` without
+    /// running anything when the list's version predates STATUS.
+    pub(crate) async fn status(&self, conf: &ConfList) -> Result<(), CniError> {
+        if !conf.wants_status() {
+            return Ok(());
+        }
+        let mut outcome = Ok(());
+        for plugin in &conf.plugins {
+            let config = network_config(conf, plugin);
+            outcome = self
+                .exec("STATUS", Target::Network, plugin, &config)
+                .await
+                .map(|_| ());
+            if outcome.is_err() {
+                break;
+            }
+        }
+        count("STATUS", &outcome);
+        outcome
     }
 
     /// One plugin's stdin: its own object plus the list's name and version,
@@ -282,7 +480,7 @@ impl Runner {
     async fn exec(
         &self,
         command: &'static str,
-        a: &CniAttachment,
+        target: Target<'_>,
         plugin: &Value,
         config: &Value,
     ) -> Result<Vec<u8>, CniError> {
@@ -293,18 +491,21 @@ impl Runner {
             plugin: name.clone(),
             source,
         };
-        let mut child = tokio::process::Command::new(&exe)
-            .env_clear()
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.env_clear()
             .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", &a.pod_id)
-            .env("CNI_NETNS", &a.netns)
-            .env("CNI_IFNAME", IFNAME)
             .env("CNI_PATH", self.path_var())
-            .env("CNI_ARGS", &a.args)
             .env(
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            );
+        if let Target::Attachment(a) = target {
+            cmd.env("CNI_CONTAINERID", &a.pod_id)
+                .env("CNI_NETNS", &a.netns)
+                .env("CNI_IFNAME", IFNAME)
+                .env("CNI_ARGS", &a.args);
+        }
+        let mut child = cmd
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -315,19 +516,26 @@ impl Runner {
             let bytes = serde_json::to_vec(config).unwrap_or_default();
             stdin.write_all(&bytes).await.map_err(spawn_err)?;
         }
-        let out = tokio::time::timeout(PLUGIN_TIMEOUT, child.wait_with_output())
+        let out = tokio::time::timeout(PLUGIN_TIMEOUT, bounded_output(&mut child))
             .await
             .map_err(|_| CniError::Timeout {
                 plugin: name.clone(),
                 command,
             })?
             .map_err(spawn_err)?;
+        let Some(out) = out else {
+            return Err(CniError::OutputTooLarge {
+                plugin: name,
+                command,
+            });
+        };
         if out.status.success() {
             return Ok(out.stdout);
         }
         // Errors come as {"code": n, "msg": "...", "details": "..."} on stdout.
-        let message = serde_json::from_slice::<Value>(&out.stdout)
-            .ok()
+        let error = serde_json::from_slice::<Value>(&out.stdout).ok();
+        let code = error.as_ref().and_then(|v| v["code"].as_u64());
+        let message = error
             .and_then(|v| {
                 let msg = v["msg"].as_str()?.to_owned();
                 Some(match v["details"].as_str() {
@@ -335,20 +543,98 @@ impl Runner {
                     _ => msg,
                 })
             })
-            .unwrap_or_else(|| {
-                let text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-                if text.is_empty() {
-                    out.status.to_string()
-                } else {
-                    text
-                }
-            });
+            .unwrap_or_else(|| stderr_message(&out.stderr, out.status));
         Err(CniError::Failed {
             plugin: name,
             command,
+            code,
             message,
         })
     }
+}
+
+/// A failed plugin's stderr as an error message: its first line (a Go
+/// panic's stack trace follows its first line), else the exit status.
+fn stderr_message(stderr: &[u8], status: std::process::ExitStatus) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    match lines.next() {
+        None => status.to_string(),
+        Some(first) => match lines.count() {
+            0 => first.to_owned(),
+            more => format!("{first} ({more} more lines on stderr)"),
+        },
+    }
+}
+
+/// What a plugin left: `None` when it wrote more than [`MAX_OUTPUT`] to
+/// either stream (it is then killed).
+struct Output {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Waits for the child while reading both streams; a plugin that writes
+/// more than [`MAX_OUTPUT`] to either is killed rather than read to its end,
+/// so that one writing without end fills neither memory nor the timeout.
+async fn bounded_output(child: &mut tokio::process::Child) -> std::io::Result<Option<Output>> {
+    let streams = tokio::try_join!(
+        read_bounded(child.stdout.take()),
+        read_bounded(child.stderr.take())
+    );
+    let (stdout, stderr) = match streams {
+        Ok(both) => both,
+        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+            child.kill().await?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let status = child.wait().await?;
+    Ok(Some(Output {
+        status,
+        stdout,
+        stderr,
+    }))
+}
+
+/// All of `stream`, or an error of kind `FileTooLarge` as soon as it is
+/// longer than [`MAX_OUTPUT`].
+async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(
+    stream: Option<R>,
+) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::new();
+    let Some(stream) = stream else {
+        return Ok(kept);
+    };
+    stream
+        .take(MAX_OUTPUT as u64 + 1)
+        .read_to_end(&mut kept)
+        .await?;
+    if kept.len() > MAX_OUTPUT {
+        return Err(std::io::ErrorKind::FileTooLarge.into());
+    }
+    Ok(kept)
+}
+
+/// Who a plugin runs for: one attachment (ADD, DEL, CHECK, with the
+/// attachment's parameters in the environment), or the network as a whole
+/// (GC, STATUS), which has none.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Attachment(&'a CniAttachment),
+    Network,
+}
+
+/// A plugin's stdin for GC and STATUS: its object with the list's name
+/// and version, and nothing of any attachment.
+fn network_config(conf: &ConfList, plugin: &Value) -> Value {
+    let mut config = plugin.clone();
+    config["name"] = json!(conf.name);
+    config["cniVersion"] = json!(conf.cni_version);
+    config
 }
 
 fn plugin_type(plugin: &Value) -> &str {
@@ -501,5 +787,195 @@ mod tests {
         assert_eq!(result_ips(&r), ["10.1.0.5", "fd00::5"]);
         let old = json!({"ip4":{"ip":"10.1.0.6/24"}});
         assert_eq!(result_ips(&old), ["10.1.0.6"]);
+    }
+
+    use crate::network::fake_cni::FakePlugins;
+
+    fn list(conf: Value) -> ConfList {
+        parse(PathBuf::from("/x.conflist"), conf).unwrap()
+    }
+
+    fn attachment(pod_id: &str, conf: &ConfList) -> CniAttachment {
+        CniAttachment {
+            pod_id: pod_id.into(),
+            netns: format!("/run/netns/{pod_id}"),
+            args: String::new(),
+            conf: conf.clone(),
+            host_ports: vec![],
+            dns: None,
+            bandwidth: None,
+            result: Some(json!({"cniVersion":"1.1.0","ips":[{"address":"10.9.0.2/24"}]})),
+        }
+    }
+
+    /// The verbs of each logged call, in order.
+    fn verbs(log: &[String]) -> Vec<String> {
+        log.iter()
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn check_gc_and_status_run_only_from_the_version_that_has_them() {
+        let fake = FakePlugins::new(&["a"]);
+        let runner = fake.runner();
+        let cases = [
+            (json!({"cniVersion":"0.3.1"}), vec![]),
+            (json!({"cniVersion":"0.4.0"}), vec!["a CHECK"]),
+            (json!({"cniVersion":"1.0.0"}), vec!["a CHECK"]),
+            (
+                json!({"cniVersion":"1.1.0"}),
+                vec!["a CHECK", "a GC", "a STATUS"],
+            ),
+            (
+                json!({"cniVersion":"1.1.0","disableCheck":true,"disableGC":true}),
+                vec!["a STATUS"],
+            ),
+            // The highest of `cniVersions` pvecri speaks wins over
+            // `cniVersion`; one it does not speak is passed over.
+            (
+                json!({"cniVersion":"0.3.1","cniVersions":["0.3.1","1.1.0","9.0.0"]}),
+                vec!["a CHECK", "a GC", "a STATUS"],
+            ),
+            (
+                json!({"cniVersion":"1.1.0","cniVersions":["0.4.0","9.0.0"]}),
+                vec!["a CHECK"],
+            ),
+            // Not a version: no optional verb.
+            (json!({"cniVersion":"1.1.0-rc1"}), vec![]),
+        ];
+        for (head, expected) in cases {
+            let mut conf = head.clone();
+            conf["name"] = json!("net");
+            conf["plugins"] = json!([{"type":"a"}]);
+            let conf = list(conf);
+            runner.check(&attachment("p1", &conf)).await.unwrap();
+            runner.gc(&conf, &["p1".to_owned()]).await.unwrap();
+            runner.status(&conf).await.unwrap();
+            assert_eq!(verbs(&fake.take_log()), expected, "{head}");
+        }
+        // CHECK needs a completed ADD.
+        let conf = list(json!({"cniVersion":"1.1.0","name":"net","plugins":[{"type":"a"}]}));
+        let mut unfinished = attachment("p1", &conf);
+        unfinished.result = None;
+        runner.check(&unfinished).await.unwrap();
+        assert!(fake.take_log().is_empty());
+        let bad = parse(
+            PathBuf::from("/x.conflist"),
+            json!({"cniVersion":"1.1.0","name":"n","disableGC":"yes","plugins":[{"type":"a"}]}),
+        );
+        assert!(matches!(bad, Err(ConfError::NotABool("disableGC"))));
+    }
+
+    #[tokio::test]
+    async fn gc_tells_every_plugin_the_valid_attachments_and_names_no_pod() {
+        let fake = FakePlugins::new(&["a", "b"]);
+        let runner = fake.runner();
+        let conf = list(json!({"cniVersion":"1.1.0","name":"net","plugins":[
+            {"type":"a","bridge":"cni0"},{"type":"b"}]}));
+        runner
+            .gc(&conf, &["p1".to_owned(), "p2".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(
+            fake.take_log(),
+            ["a GC id= netns= ifname=", "b GC id= netns= ifname="]
+        );
+        let stdin = fake.stdin("a", "GC");
+        assert_eq!(stdin["name"], "net");
+        assert_eq!(stdin["cniVersion"], "1.1.0");
+        assert_eq!(stdin["bridge"], "cni0");
+        assert_eq!(
+            stdin["cni.dev/valid-attachments"],
+            json!([{"containerID":"p1","ifname":"eth0"},{"containerID":"p2","ifname":"eth0"}])
+        );
+        assert!(stdin.get("prevResult").is_none());
+        // No pod left: an empty list, which tells the plugins to release all.
+        runner.gc(&conf, &[]).await.unwrap();
+        assert_eq!(
+            fake.stdin("b", "GC")["cni.dev/valid-attachments"],
+            json!([])
+        );
+        fake.take_log();
+        // Every plugin runs even when one fails; all failures are reported.
+        fake.fail("GC", true);
+        let err = runner.gc(&conf, &[]).await.unwrap_err();
+        assert!(
+            matches!(&err, CniError::Gc { errors, .. } if errors.len() == 2),
+            "{err}"
+        );
+        assert_eq!(verbs(&fake.take_log()), ["a GC", "b GC"]);
+    }
+
+    #[tokio::test]
+    async fn check_carries_the_add_result_and_stops_at_the_first_failure() {
+        let fake = FakePlugins::new(&["a", "b"]);
+        let runner = fake.runner();
+        let conf =
+            list(json!({"cniVersion":"1.0.0","name":"net","plugins":[{"type":"a"},{"type":"b"}]}));
+        let a = attachment("p1", &conf);
+        runner.check(&a).await.unwrap();
+        assert_eq!(
+            fake.take_log(),
+            [
+                "a CHECK id=p1 netns=/run/netns/p1 ifname=eth0",
+                "b CHECK id=p1 netns=/run/netns/p1 ifname=eth0"
+            ]
+        );
+        assert_eq!(
+            fake.stdin("b", "CHECK")["prevResult"],
+            a.result.clone().unwrap()
+        );
+        fake.fail("CHECK", true);
+        let err = runner.check(&a).await.unwrap_err();
+        assert!(
+            matches!(&err, CniError::Failed { plugin, command: "CHECK", code: Some(50), message }
+                if plugin == "a" && message == "plugin not available: told to fail"),
+            "{err}"
+        );
+        assert_eq!(verbs(&fake.take_log()), ["a CHECK"]);
+    }
+
+    #[tokio::test]
+    async fn status_reports_the_first_plugin_that_is_not_ready() {
+        let fake = FakePlugins::new(&["a", "b"]);
+        let runner = fake.runner();
+        let conf =
+            list(json!({"cniVersion":"1.1.0","name":"net","plugins":[{"type":"a"},{"type":"b"}]}));
+        runner.status(&conf).await.unwrap();
+        assert_eq!(
+            fake.take_log(),
+            ["a STATUS id= netns= ifname=", "b STATUS id= netns= ifname="]
+        );
+        fake.fail("STATUS", true);
+        let err = runner.status(&conf).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "CNI plugin a STATUS failed (code 50): plugin not available: told to fail"
+        );
+    }
+
+    #[test]
+    fn a_stderr_message_is_its_first_line() {
+        use std::os::unix::process::ExitStatusExt;
+        let failed = std::process::ExitStatus::from_raw(2 << 8);
+        let panic = b"panic: nil pointer\n\ngoroutine 1 [running]:\nmain.cmdCheck()\n";
+        assert_eq!(
+            stderr_message(panic, failed),
+            "panic: nil pointer (2 more lines on stderr)"
+        );
+        assert_eq!(stderr_message(b" one line \n", failed), "one line");
+        assert_eq!(stderr_message(b"", failed), "exit status: 2");
+    }
+
+    #[tokio::test]
+    async fn a_plugin_output_beyond_the_bound_is_refused() {
+        let fake = FakePlugins::new(&[]);
+        let conf = list(json!({"cniVersion":"1.1.0","name":"net","plugins":[{"type":"loud"}]}));
+        let err = fake.runner().status(&conf).await.unwrap_err();
+        assert!(
+            matches!(&err, CniError::OutputTooLarge { plugin, command: "STATUS" } if plugin == "loud"),
+            "{err}"
+        );
     }
 }

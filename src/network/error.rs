@@ -39,6 +39,10 @@ pub(crate) enum NetworkError {
     },
     #[error("link {0} does not exist")]
     NoLink(String),
+    #[error("network.vlan = {vlan} needs a VLAN-aware bridge, and {bridge} has vlan_filtering off (on Proxmox: tick \"VLAN aware\" on the bridge, or `bridge-vlan-aware yes` in /etc/network/interfaces)")]
+    NotVlanAware { bridge: String, vlan: u16 },
+    #[error("network.vlan needs VLAN filtering on bridge {bridge}, and this kernel has none (CONFIG_BRIDGE_VLAN_FILTERING), or {bridge} is not a bridge")]
+    NoVlanFiltering { bridge: String },
     #[error("no free address left in the pod subnet {0}")]
     Exhausted(String),
     #[error("{field}: {message}")]

@@ -11,9 +11,12 @@ use std::path::Path;
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::{
+    BridgeVlanInfoFlags, InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo,
+    LinkMessage,
+};
 use rtnetlink::{
-    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    Handle, LinkBridge, LinkBridgePort, LinkBridgeVlan, LinkMessageBuilder, LinkUnspec, LinkVeth,
     RouteMessageBuilder,
 };
 
@@ -97,20 +100,32 @@ impl Netlink {
 
     /// Creates the bridge unless it exists, brings it up and returns its
     /// MTU and whether pvecri manages it (created it, now or before).
-    pub(super) async fn ensure_bridge(&self, name: &str) -> Result<(u32, bool), NetworkError> {
+    /// With `vlan`, a bridge pvecri creates is VLAN-aware, and its own port
+    /// (the gateway's) is an untagged member of `vlan` with it as PVID; an
+    /// existing bridge must be VLAN-aware already and keeps its own VLANs.
+    pub(super) async fn ensure_bridge(
+        &self,
+        name: &str,
+        vlan: Option<u16>,
+    ) -> Result<(u32, bool), NetworkError> {
         let mut created = false;
         if self.link(name).await?.is_none() {
             created = true;
-            match self
-                .handle
-                .link()
-                .add(LinkBridge::new(name).up().build())
-                .execute()
-                .await
-            {
+            let mut msg = LinkBridge::new(name).up().build();
+            if vlan.is_some() {
+                set_vlan_filtering(&mut msg);
+            }
+            match self.handle.link().add(msg).execute().await {
                 Ok(()) => {}
                 // Another daemon on this node made it meanwhile.
                 Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                // The kernel takes IFLA_BR_VLAN_FILTERING only when built
+                // with CONFIG_BRIDGE_VLAN_FILTERING.
+                Err(e) if vlan.is_some() && errno(&e) == Some(libc::EOPNOTSUPP) => {
+                    return Err(NetworkError::NoVlanFiltering {
+                        bridge: name.to_owned(),
+                    })
+                }
                 Err(e) => return Err(NetworkError::netlink("create bridge", name, e)),
             }
         }
@@ -131,7 +146,72 @@ impl Netlink {
             .await
             .map_err(|e| NetworkError::netlink("bring up bridge", name, e))?;
         let managed = created || is_managed(&link);
+        if let Some(vid) = vlan {
+            match vlan_filtering(&link) {
+                Some(true) => {}
+                Some(false) => {
+                    return Err(NetworkError::NotVlanAware {
+                        bridge: name.to_owned(),
+                        vlan: vid,
+                    })
+                }
+                // A bridge's info carries the flag whenever the kernel
+                // can filter VLANs at all.
+                None => {
+                    return Err(NetworkError::NoVlanFiltering {
+                        bridge: name.to_owned(),
+                    })
+                }
+            }
+            if managed {
+                self.set_vlan(name, index, vid, true).await?;
+            }
+        }
         Ok((mtu_of(&link).unwrap_or(1500), managed))
+    }
+
+    /// Makes the bridge port `index` (or with `bridge_self` the bridge's
+    /// own port) an untagged member of `vid` with it as PVID, and no longer
+    /// a member of the default VLAN 1: `bridge vlan add vid <vid> pvid
+    /// untagged` and `bridge vlan del vid 1`, as RTM_SETLINK and
+    /// RTM_DELLINK requests of family AF_BRIDGE.
+    pub(super) async fn set_vlan(
+        &self,
+        name: &str,
+        index: u32,
+        vid: u16,
+        bridge_self: bool,
+    ) -> Result<(), NetworkError> {
+        let flags = BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged;
+        let mut add = LinkBridgeVlan::new(index).vlan(vid, flags);
+        if bridge_self {
+            add = add.bridge_self();
+        }
+        self.handle
+            .link()
+            .set(add.build())
+            .execute()
+            .await
+            .map_err(|e| NetworkError::netlink("set the VLAN of", name, e))?;
+        if vid == 1 {
+            return Ok(());
+        }
+        let mut del = LinkBridgeVlan::new(index).vlan(1, BridgeVlanInfoFlags::empty());
+        if bridge_self {
+            del = del.bridge_self();
+        }
+        match self
+            .handle
+            .link()
+            .del_with_message(del.build())
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Not a member of VLAN 1 (the bridge's default_pvid is not 1).
+            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(NetworkError::netlink("remove VLAN 1 from", name, e)),
+        }
     }
 
     /// Deletes the bridge if pvecri created it and no interface is a port
@@ -280,6 +360,39 @@ fn is_managed(link: &LinkMessage) -> bool {
         .any(|a| matches!(a, LinkAttribute::IfAlias(alias) if alias == MANAGED_ALIAS))
 }
 
+/// Turns on `vlan_filtering` in a bridge creation request.
+fn set_vlan_filtering(msg: &mut LinkMessage) {
+    for attr in msg.attributes.iter_mut() {
+        if let LinkAttribute::LinkInfo(infos) = attr {
+            for info in infos.iter_mut() {
+                if let LinkInfo::Data(InfoData::Bridge(opts)) = info {
+                    opts.retain(|o| !matches!(o, InfoBridge::VlanFiltering(_)));
+                    opts.push(InfoBridge::VlanFiltering(true));
+                    return;
+                }
+            }
+            infos.push(LinkInfo::Data(InfoData::Bridge(vec![
+                InfoBridge::VlanFiltering(true),
+            ])));
+            return;
+        }
+    }
+}
+
+/// A bridge's `vlan_filtering`; `None` for a link that is not a bridge.
+pub(super) fn vlan_filtering(link: &LinkMessage) -> Option<bool> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Data(InfoData::Bridge(opts)) => opts.iter().find_map(|o| match o {
+                InfoBridge::VlanFiltering(on) => Some(*on),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
 fn mtu_of(link: &LinkMessage) -> Option<u32> {
     link.attributes.iter().find_map(|a| match a {
         LinkAttribute::Mtu(m) => Some(*m),
@@ -292,5 +405,43 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(msg) => msg.code.map(|c| -c.get()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn infos_of(msg: &LinkMessage) -> Vec<LinkInfo> {
+        msg.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(infos) => Some(infos.clone()),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_bridge_made_for_a_vlan_asks_for_vlan_filtering_and_reads_back() {
+        let mut msg = LinkBridge::new("pvt0").up().build();
+        assert_eq!(vlan_filtering(&msg), None);
+        set_vlan_filtering(&mut msg);
+        assert_eq!(vlan_filtering(&msg), Some(true));
+        // The kind stays the first info: the kernel picks the link type by it.
+        let infos = infos_of(&msg);
+        assert_eq!(infos.first(), Some(&LinkInfo::Kind(InfoKind::Bridge)));
+        // A second call adds nothing the kernel would see twice.
+        set_vlan_filtering(&mut msg);
+        let count = infos_of(&msg)
+            .iter()
+            .filter_map(|i| match i {
+                LinkInfo::Data(InfoData::Bridge(opts)) => Some(opts),
+                _ => None,
+            })
+            .flatten()
+            .filter(|o| matches!(o, InfoBridge::VlanFiltering(_)))
+            .count();
+        assert_eq!(count, 1);
     }
 }

@@ -8,6 +8,8 @@ mod builtin;
 pub(crate) mod cni;
 mod cni_network;
 mod error;
+#[cfg(test)]
+mod fake_cni;
 pub(crate) mod ipam;
 mod link;
 pub(crate) mod nft;
@@ -147,6 +149,17 @@ pub(crate) fn parse_pod_cidr(text: &str, ipv6: bool) -> Result<IpNet, CidrError>
 pub(crate) trait Backend: Send + Sync {
     /// `Ok` when pods can get a network, else the reason.
     fn readiness(&self) -> Result<(), NotReady>;
+    /// Asks the network again whether it is ready, where asking costs
+    /// something (CNI STATUS) and is therefore not part of
+    /// [`Backend::readiness`].
+    async fn refresh_readiness(&self) {}
+    /// Verifies that the pod's network is still as it was set up (CNI
+    /// CHECK); `None` when this mode has nothing to verify for the pod.
+    async fn check_pod(&self, _pod_id: &str) -> Option<Result<(), String>> {
+        None
+    }
+    /// A pod's CNI attachment was released (DEL ran).
+    fn released(&self) {}
     /// At daemon start, once stale CNI attachments are released: release
     /// what pods that no longer exist left and set up the node side.
     /// Failure leaves [`Backend::readiness`] `Err` with the reason.
@@ -212,13 +225,27 @@ impl Network {
         self.backend.readiness()
     }
 
+    /// Brings [`Network::readiness`] up to date where that needs plugins
+    /// to run (CNI STATUS, at most once per interval).
+    pub(crate) async fn refresh_readiness(&self) {
+        self.backend.refresh_readiness().await;
+    }
+
+    /// Verifies the pod's network (CNI CHECK); `None` when there is
+    /// nothing to verify in this mode or for this pod.
+    pub(crate) async fn check_pod(&self, pod_id: &str) -> Option<Result<(), String>> {
+        self.backend.check_pod(pod_id).await
+    }
+
     /// Runs CNI DEL for pods that no longer exist (in either mode: the node
     /// may have run CNI mode before), then starts the backend.
     pub(crate) async fn start(&self, live_pods: &HashSet<String>) {
         for a in self.store.list::<cni::CniAttachment>().unwrap_or_default() {
             if !live_pods.contains(&a.pod_id) {
                 info!(pod_id = %a.pod_id, "running CNI DEL for a pod that no longer exists");
-                if let Err(e) = self.detach(&a.pod_id).await {
+                // The backend's start GCs once these are gone.
+                let released = cni_network::release(&self.store, &self.cni, &a.pod_id).await;
+                if let Some(Err(e)) = released {
                     warn!(pod_id = %a.pod_id, error = %crate::errors::chain(&e), "cannot release a stale pod network");
                 }
             }
@@ -278,6 +305,7 @@ impl Network {
         netns: &Path,
         pod: &PodConfig,
     ) -> Result<Vec<String>, NetworkError> {
+        self.refresh_readiness().await;
         self.readiness().map_err(NetworkError::NotReady)?;
         self.backend.attach(pod_id, netns, pod).await
     }
@@ -291,6 +319,7 @@ impl Network {
     /// what the backend made. Idempotent.
     pub(crate) async fn detach(&self, pod_id: &str) -> Result<(), NetworkError> {
         if let Some(result) = cni_network::release(&self.store, &self.cni, pod_id).await {
+            self.backend.released();
             return result;
         }
         self.backend.detach(pod_id).await

@@ -61,6 +61,17 @@ impl Runtime {
             .map_err(|e| network_error(id, e))
     }
 
+    /// Runs what readiness needs run (CNI STATUS), before a Status answer.
+    pub(crate) async fn refresh_network_readiness(&self) {
+        self.network.refresh_readiness().await;
+    }
+
+    /// Verifies the pod's network (CNI CHECK); `None` when there is nothing
+    /// to verify. A failure is logged and counted where it is found.
+    pub(crate) async fn check_pod_network(&self, id: &str) -> Option<Result<(), String>> {
+        self.network.check_pod(id).await
+    }
+
     /// Daemon stop: drops pvecri's bridge and rules when no pod uses them.
     pub(crate) async fn shutdown_network(&self) {
         self.network.shutdown().await;

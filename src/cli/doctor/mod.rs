@@ -8,6 +8,7 @@
 //! warning or a failure cannot be built without its fix ([`Check::warn`],
 //! [`Check::fail`]).
 
+mod bandwidth;
 mod checkpoint;
 mod daemon;
 mod devices;
@@ -113,6 +114,7 @@ fn checks(config: &Config) -> Vec<Check> {
     all.extend(devices::checks());
     all.extend(storage::checks(config));
     all.extend(network::checks(config, daemon.running));
+    all.extend(bandwidth::checks(config));
     all.extend(daemon.checks);
     all.extend(kubelet::checks(config));
     all.extend(proxmox::checks(config));

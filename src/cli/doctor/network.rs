@@ -19,10 +19,17 @@ use crate::network::{nft, parse_pod_cidr};
 pub(super) fn checks(config: &Config, daemon_running: bool) -> Vec<Check> {
     let net = &config.network;
     match net.mode {
-        NetworkMode::Builtin => vec![
-            nft_table(net),
-            bridge_verdict(&net.bridge, bridge_state(&net.bridge), daemon_running),
-        ],
+        NetworkMode::Builtin => {
+            let state = bridge_state(&net.bridge);
+            let mut out = vec![
+                nft_table(net),
+                bridge_verdict(&net.bridge, state, daemon_running),
+            ];
+            if let (Some(vid), Some(state)) = (net.vlan, state) {
+                out.extend(vlan_verdict(&net.bridge, vid, state));
+            }
+            out
+        }
         NetworkMode::Cni => {
             let conf = cni::load(&net.cni_conf_dir);
             let mut out = vec![conf_verdict(&net.cni_conf_dir, &conf)];
@@ -133,6 +140,9 @@ struct LinkState {
     /// Administratively up (`IFF_UP`). A bridge without ports has no
     /// carrier and an `operstate` of down while up, which is fine.
     up: bool,
+    /// `bridge/vlan_filtering`; `None` when the file is missing (not a
+    /// bridge, or a kernel without VLAN filtering).
+    vlan_filtering: Option<bool>,
 }
 
 fn bridge_state(name: &str) -> Option<LinkState> {
@@ -142,6 +152,38 @@ fn bridge_state(name: &str) -> Option<LinkState> {
     Some(LinkState {
         is_bridge: dir.join("bridge").is_dir(),
         up: flags & libc::IFF_UP as u32 != 0,
+        vlan_filtering: std::fs::read_to_string(dir.join("bridge/vlan_filtering"))
+            .ok()
+            .map(|v| v.trim() == "1"),
+    })
+}
+
+/// With `network.vlan`, an existing bridge must filter VLANs. `None` when
+/// the bridge line already says what is wrong (not a bridge).
+fn vlan_verdict(name: &str, vid: u16, state: LinkState) -> Option<Check> {
+    if !state.is_bridge {
+        return None;
+    }
+    Some(match state.vlan_filtering {
+        Some(true) => Check::ok(
+            "vlan",
+            format!("{name} filters VLANs; pod ports join VLAN {vid} untagged"),
+        ),
+        Some(false) => Check::fail(
+            "vlan",
+            format!("network.vlan = {vid} but {name} does not filter VLANs: pods get no network"),
+            format!(
+                "make {name} VLAN-aware (Proxmox: the bridge's \"VLAN aware\" box, \
+                 `bridge-vlan-aware yes`; or `ip link set {name} type bridge vlan_filtering 1`), \
+                 or remove network.vlan"
+            ),
+        ),
+        None => Check::fail(
+            "vlan",
+            format!("network.vlan = {vid} but this kernel has no VLAN filtering on bridges"),
+            "boot a kernel with CONFIG_BRIDGE_VLAN_FILTERING (the Proxmox and Debian kernels \
+             have it), or remove network.vlan",
+        ),
     })
 }
 
@@ -339,6 +381,7 @@ mod tests {
         let up = LinkState {
             is_bridge: true,
             up: true,
+            vlan_filtering: Some(false),
         };
         assert_eq!(bridge_verdict("pvecri0", Some(up), true).level, Level::Ok);
         assert_eq!(bridge_verdict("pvecri0", None, false).level, Level::Warn);
@@ -349,8 +392,36 @@ mod tests {
         let eth = LinkState {
             is_bridge: false,
             up: true,
+            vlan_filtering: None,
         };
         assert_eq!(bridge_verdict("eth0", Some(eth), true).level, Level::Fail);
+    }
+
+    #[test]
+    fn with_a_vlan_the_bridge_must_filter_vlans() {
+        let bridge = |vlan_filtering| LinkState {
+            is_bridge: true,
+            up: true,
+            vlan_filtering,
+        };
+        let ok = vlan_verdict("vmbr1", 20, bridge(Some(true))).unwrap();
+        assert_eq!(ok.level, Level::Ok);
+        let off = vlan_verdict("vmbr1", 20, bridge(Some(false))).unwrap();
+        assert_eq!(off.level, Level::Fail);
+        assert!(
+            off.fix
+                .as_deref()
+                .is_some_and(|f| f.contains("ip link set vmbr1 type bridge vlan_filtering 1")),
+            "{off:?}"
+        );
+        let kernel = vlan_verdict("vmbr1", 20, bridge(None)).unwrap();
+        assert!(kernel.detail.contains("kernel"), "{kernel:?}");
+        // Not a bridge: the bridge line says so.
+        let eth = LinkState {
+            is_bridge: false,
+            ..bridge(None)
+        };
+        assert_eq!(vlan_verdict("eth0", 20, eth), None);
     }
 
     #[test]
