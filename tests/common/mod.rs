@@ -339,8 +339,18 @@ pub(crate) async fn create_container(
 
 /// The status of container `id` once it has exited (bounded: 20 s).
 pub(crate) async fn wait_exited(c: &mut CriClient, id: &str) -> pvecri::cri::v1::ContainerStatus {
+    wait_exited_within(c, id, Duration::from_secs(20)).await
+}
+
+/// The status of container `id` once it has exited, waiting at most
+/// `limit`.
+pub(crate) async fn wait_exited_within(
+    c: &mut CriClient,
+    id: &str,
+    limit: Duration,
+) -> pvecri::cri::v1::ContainerStatus {
     use pvecri::cri::v1;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + limit;
     loop {
         let s = c
             .runtime
