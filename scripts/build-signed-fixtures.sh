@@ -10,6 +10,17 @@
 #                                           the digest of signed/good
 #   pvecri-test/signed/index:latest         an image index (one linux/amd64
 #                                           entry); the index digest is signed
+#   pvecri-test/signed/other-name:latest    signed/good copied, with a
+#                                           signature by the trusted key over
+#                                           its digest that names signed/good
+#
+# A payload names the repository it was signed for
+# (critical.identity.docker-reference), and pvecri requires the name the
+# pod pulls. Each signature is therefore made twice, once per name the
+# tests pull the image as: $REGISTRY/pvecri-test/signed/NAME, and
+# $MIRROR_NAME/pvecri-test/signed/NAME, which tests/signatures.rs pulls
+# with $REGISTRY as its mirror. The .sig manifest holds one layer per
+# name, as cosign's does after an image is signed more than once.
 #
 # A cosign signature of an image with manifest digest sha256:HEX is the
 # manifest tagged sha256-HEX.sig in the same repository; each layer is a
@@ -23,6 +34,8 @@
 # $KEY_DIR/signatures, named by key and payload digest, and reused while it
 # still verifies with that key: a second run pushes byte-identical images
 # and .sig manifests (same digests) and uploads no blob the registry has.
+# A payload that changes (another name or digest) has another digest, so
+# it is signed anew; a kept signature is never used for other bytes.
 # Nothing here talks to anything but the registry, which must be on
 # loopback.
 #
@@ -36,6 +49,9 @@ REGISTRY="${REGISTRY:-127.0.0.1:5000}"
 KEY_DIR="${KEY_DIR:-/var/lib/pvecri-test/cosign}"
 BASE="$REGISTRY/pvecri-test/busybox:latest"
 REPO="pvecri-test/signed"
+# The registry name tests/signatures.rs pulls these images as through a
+# mirror (its MIRRORED constant).
+MIRROR_NAME="signed.pvecri.invalid"
 LABEL_KEY="io.pvecri.test.fixture"
 SIG_MEDIA_TYPE="application/vnd.dev.cosign.simplesigning.v1+json"
 OCI_MANIFEST="application/vnd.oci.image.manifest.v1+json"
@@ -105,38 +121,47 @@ upload_blob() {
     printf '%s\n' "$digest"
 }
 
-# sign REPO IMAGE_DIGEST KEY CLAIMED_DIGEST: store under IMAGE_DIGEST's
-# .sig tag a signature by KEY over a payload naming CLAIMED_DIGEST.
+# sign REPO IMAGE_DIGEST KEY CLAIMED_DIGEST [NAME...]: store under
+# IMAGE_DIGEST's .sig tag, for each NAME (default: the two names REPO is
+# pulled as), a signature by KEY over a payload naming NAME and
+# CLAIMED_DIGEST.
 sign() {
     local repo="$1" image_digest="$2" key="$3" claimed="$4" dir
-    dir="$WORK/sig-${image_digest#sha256:}"
+    shift 4
+    [ "$#" -gt 0 ] || set -- "$REGISTRY/$repo" "$MIRROR_NAME/$repo"
+    dir="$WORK/sig-${repo//\//-}-${image_digest#sha256:}"
     mkdir -p "$dir"
-    printf '{"critical":{"identity":{"docker-reference":"%s"},"image":{"docker-manifest-digest":"%s"},"type":"cosign container image signature"},"optional":null}' \
-        "$REGISTRY/$repo" "$claimed" >"$dir/payload.json"
-    # A kept signature of these exact payload bytes by this key, if it
-    # still verifies (the key pair may have been made anew since).
-    local kept
-    kept="$KEY_DIR/signatures/$key-$(sha256sum "$dir/payload.json" | cut -d' ' -f1).sig"
-    if [ -s "$kept" ] && openssl dgst -sha256 -verify "$KEY_DIR/$key.pub" \
-        -signature "$kept" "$dir/payload.json" >/dev/null 2>&1; then
-        cp "$kept" "$dir/payload.sig"
-    else
-        openssl dgst -sha256 -sign "$KEY_DIR/$key.key" -out "$dir/payload.sig" "$dir/payload.json"
-        mkdir -p "$KEY_DIR/signatures"
-        cp "$dir/payload.sig" "$kept.tmp"
-        mv "$kept.tmp" "$kept"
-    fi
-    local payload_digest payload_size signature config_digest config_size
-    payload_digest="$(upload_blob "$repo" "$dir/payload.json")"
-    payload_size="$(stat -c %s "$dir/payload.json")"
-    signature="$(base64 -w0 "$dir/payload.sig")"
-    printf '{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{"created":"0001-01-01T00:00:00Z"}],"os":"","rootfs":{"type":"layers","diff_ids":["%s"]},"config":{}}' \
-        "$payload_digest" >"$dir/config.json"
+    local n=0 name kept payload_digest payload_size signature layers="" diff_ids=""
+    for name in "$@"; do
+        n=$((n + 1))
+        printf '{"critical":{"identity":{"docker-reference":"%s"},"image":{"docker-manifest-digest":"%s"},"type":"cosign container image signature"},"optional":null}' \
+            "$name" "$claimed" >"$dir/payload-$n.json"
+        # A kept signature of these exact payload bytes by this key, if it
+        # still verifies (the key pair may have been made anew since).
+        kept="$KEY_DIR/signatures/$key-$(sha256sum "$dir/payload-$n.json" | cut -d' ' -f1).sig"
+        if [ -s "$kept" ] && openssl dgst -sha256 -verify "$KEY_DIR/$key.pub" \
+            -signature "$kept" "$dir/payload-$n.json" >/dev/null 2>&1; then
+            cp "$kept" "$dir/payload-$n.sig"
+        else
+            openssl dgst -sha256 -sign "$KEY_DIR/$key.key" -out "$dir/payload-$n.sig" "$dir/payload-$n.json"
+            mkdir -p "$KEY_DIR/signatures"
+            cp "$dir/payload-$n.sig" "$kept.tmp"
+            mv "$kept.tmp" "$kept"
+        fi
+        payload_digest="$(upload_blob "$repo" "$dir/payload-$n.json")"
+        payload_size="$(stat -c %s "$dir/payload-$n.json")"
+        signature="$(base64 -w0 "$dir/payload-$n.sig")"
+        layers="$layers${layers:+,}$(printf '{"mediaType":"%s","size":%s,"digest":"%s","annotations":{"dev.cosignproject.cosign/signature":"%s"}}' \
+            "$SIG_MEDIA_TYPE" "$payload_size" "$payload_digest" "$signature")"
+        diff_ids="$diff_ids${diff_ids:+,}\"$payload_digest\""
+    done
+    local config_digest config_size
+    printf '{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{"created":"0001-01-01T00:00:00Z"}],"os":"","rootfs":{"type":"layers","diff_ids":[%s]},"config":{}}' \
+        "$diff_ids" >"$dir/config.json"
     config_digest="$(upload_blob "$repo" "$dir/config.json")"
     config_size="$(stat -c %s "$dir/config.json")"
-    printf '{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"%s","size":%s,"digest":"%s"},"layers":[{"mediaType":"%s","size":%s,"digest":"%s","annotations":{"dev.cosignproject.cosign/signature":"%s"}}]}' \
-        "$OCI_MANIFEST" "$OCI_CONFIG" "$config_size" "$config_digest" \
-        "$SIG_MEDIA_TYPE" "$payload_size" "$payload_digest" "$signature" >"$dir/manifest.json"
+    printf '{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"%s","size":%s,"digest":"%s"},"layers":[%s]}' \
+        "$OCI_MANIFEST" "$OCI_CONFIG" "$config_size" "$config_digest" "$layers" >"$dir/manifest.json"
     curl -sSf -X PUT -H "Content-Type: $OCI_MANIFEST" --data-binary "@$dir/manifest.json" -o /dev/null \
         "http://$REGISTRY/v2/$repo/manifests/sha256-${image_digest#sha256:}.sig" ||
         die "cannot push the signature of $repo@$image_digest"
@@ -174,7 +199,15 @@ cr index append -m "$REGISTRY/$REPO/index-amd64@$platform" -t "$REGISTRY/$REPO/i
 index="$(cr digest "$REGISTRY/$REPO/index:latest")"
 sign "$REPO/index" "$index" trusted "$index"
 
+# signed/good republished under another name with a signature that is
+# valid for its digest, but names signed/good: what anyone who can push
+# to a registry can do with an image signed elsewhere.
+cr copy "$REGISTRY/$REPO/good@$good" "$REGISTRY/$REPO/other-name:latest"
+[ "$(cr digest "$REGISTRY/$REPO/other-name:latest")" = "$good" ] ||
+    die "$REPO/other-name:latest is not byte for byte $REPO/good"
+sign "$REPO/other-name" "$good" trusted "$good" "$REGISTRY/$REPO/good" "$MIRROR_NAME/$REPO/good"
+
 log "signature keys: $KEY_DIR/trusted.pub (trusted), $KEY_DIR/other.pub"
-for name in good unsigned wrong-key other-digest index; do
+for name in good unsigned wrong-key other-digest index other-name; do
     printf '%s@%s\n' "$REGISTRY/$REPO/$name:latest" "$(cr digest "$REGISTRY/$REPO/$name:latest")"
 done

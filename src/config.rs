@@ -727,6 +727,17 @@ impl RegistryConfig {
                 )));
             }
         }
+        // Without fallback the registry itself is asked at most for tags;
+        // every pull would fail, and read as if the image did not exist.
+        let pullable = self
+            .mirrors
+            .iter()
+            .any(|m| m.capabilities.contains(&MirrorCapability::Pull));
+        if !self.mirrors.is_empty() && !pullable && !images.fallback_to_upstream {
+            return Err(invalid(format!(
+                "{host}: no mirror has the \"pull\" capability and fallback_to_upstream = false, so nothing may serve this registry's images; give a mirror \"pull\" or set fallback_to_upstream = true"
+            )));
+        }
         Ok(())
     }
 }
@@ -856,6 +867,30 @@ mirrors = [{ host = "cache.lan/hub", capabilities = ["pull"] }, { host = "full.l
             let msg = Config::from_toml(bad).unwrap_err().to_string();
             assert!(msg.contains("images.registries"), "{bad}: {msg}");
         }
+        // Resolve-only mirrors need the registry itself for the content.
+        let resolve_only = "[images.registries.\"quay.io\"]\n\
+             mirrors = [{ host = \"a.lan\", capabilities = [\"resolve\"] }, { host = \"b.lan\", capabilities = [\"resolve\"] }]";
+        assert!(Config::from_toml(resolve_only).is_ok());
+        let msg = Config::from_toml(&format!(
+            "[images]\nfallback_to_upstream = false\n{resolve_only}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("images.registries")
+                && msg.contains("quay.io")
+                && msg.contains("no mirror has the \"pull\" capability"),
+            "{msg}"
+        );
+        let one_pulls = "[images]\nfallback_to_upstream = false\n\
+             [images.registries.\"quay.io\"]\n\
+             mirrors = [{ host = \"a.lan\", capabilities = [\"resolve\"] }, { host = \"b.lan\", capabilities = [\"pull\"] }]";
+        assert!(Config::from_toml(one_pulls).is_ok());
+        assert!(Config::from_toml(
+            "[images]\nfallback_to_upstream = false\n[images.registries.\"quay.io\"]\nca_file = \"/ca.pem\""
+        )
+        .is_ok());
+
         for bad in [
             "[images.registries.h]\nmirrors = [{ host = \"m\", capabilities = [\"push\"] }]",
             "[images.registries.h]\nskip_verfy = true",

@@ -19,7 +19,8 @@ use pvecri::cri::v1;
 const KEY_DIR: &str = "/var/lib/pvecri-test/cosign";
 const REPO: &str = "127.0.0.1:5000/pvecri-test/signed";
 /// Served by the fixture registry through a mirror: the signature must be
-/// read where the image is.
+/// read where the image is, and name this name, not the mirror's (the
+/// fixture script signs each image for both).
 const MIRRORED: &str = "signed.pvecri.invalid/pvecri-test/signed";
 const OUTSIDE: &str = "127.0.0.1:5000/pvecri-test/busybox:latest";
 const REJECTED: &str = "127.0.0.1:5000/pvecri-test/staging:busybox-rootfs";
@@ -29,8 +30,9 @@ fn ready(test: &str) -> bool {
         return false;
     }
     let key = Path::new(KEY_DIR).join("trusted.pub");
+    // The fixture the script made last: the others are there too.
     let signed = Command::new("crane")
-        .args(["digest", "--insecure", &format!("{REPO}/index:latest")])
+        .args(["digest", "--insecure", &format!("{REPO}/other-name:latest")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -270,15 +272,42 @@ async fn signatures_are_read_from_the_mirror_the_image_comes_from() {
     );
 }
 
+/// signed/good published again as signed/other-name: its digest is signed
+/// by the trusted key, but for signed/good. Whoever can push to a registry
+/// can do that with any signed image; the name is what the pod asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_narrower_accept_rule_lets_an_unsigned_image_through() {
-    if !ready("a_narrower_accept_rule_lets_an_unsigned_image_through") {
+async fn a_signature_naming_another_repository_is_refused() {
+    if !ready("a_signature_naming_another_repository_is_refused") {
+        return;
+    }
+    let d = Daemon::start(&policy_config(""));
+    for (image, rule) in [
+        (format!("{REPO}/other-name:latest"), REPO),
+        (format!("{MIRRORED}/other-name:latest"), MIRRORED),
+    ] {
+        let message = refused(&d, &image, rule, "signature is for another repository").await;
+        assert!(message.contains("pvecri-test/signed/good"), "{message}");
+    }
+    let names = listed_names(&d).await;
+    assert!(names.is_empty(), "{names:?}");
+    let blobs = stored_blobs(&d);
+    assert!(blobs.is_empty(), "{blobs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrower_rules_let_an_unsigned_or_renamed_image_through() {
+    if !ready("narrower_rules_let_an_unsigned_or_renamed_image_through") {
         return;
     }
     let d = Daemon::start(&policy_config(&format!(
-        "[[images.signature_policy]]\nprefix = \"{REPO}/unsigned\"\naction = \"accept\"\n"
+        "[[images.signature_policy]]\nprefix = \"{REPO}/unsigned\"\naction = \"accept\"\n\
+         [[images.signature_policy]]\nprefix = \"{REPO}/other-name\"\nkeys = [\"{KEY_DIR}/trusted.pub\"]\nsigned_identity = \"any\"\n"
     )));
     pull(&d, &format!("{REPO}/unsigned:latest")).await.unwrap();
+    // Signed for signed/good, which this rule does not insist on.
+    pull(&d, &format!("{REPO}/other-name:latest"))
+        .await
+        .unwrap();
     refused(
         &d,
         &format!("{REPO}/wrong-key:latest"),
@@ -317,9 +346,11 @@ async fn signatures_behind_registry_credentials_are_read_with_them() {
         ],
         Some(reg.dir.path()),
     );
+    // The copies' signatures name the fixture registry's repository, not
+    // this one's: the rule takes any name.
     let d = Daemon::start(&format!(
         "[images]\ninsecure_registries = [\"{addr}\"]\n\
-         [[images.signature_policy]]\nprefix = \"{addr}/private\"\nkeys = [\"{KEY_DIR}/trusted.pub\"]\n",
+         [[images.signature_policy]]\nprefix = \"{addr}/private\"\nkeys = [\"{KEY_DIR}/trusted.pub\"]\nsigned_identity = \"any\"\n",
         addr = reg.addr
     ));
     let auth = || {

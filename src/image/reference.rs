@@ -20,8 +20,13 @@ pub(crate) const DEFAULT_TAG: &str = "latest";
 
 /// Old spelling of Docker Hub that docker still accepts on input.
 const LEGACY_DEFAULT_REGISTRY: &str = "index.docker.io";
+/// The host Docker Hub's registry API is served from; a reference may name
+/// it directly.
+const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
+/// HTTPS's port: `host:443` and `host` are the same registry.
+const DEFAULT_PORT_SUFFIX: &str = ":443";
 /// Namespace of Docker Hub's single-component ("official") repositories.
-const OFFICIAL_NAMESPACE: &str = "library";
+pub(crate) const OFFICIAL_NAMESPACE: &str = "library";
 /// Docker's limit on `registry/repository`; registries reject longer names.
 const MAX_NAME_LEN: usize = 255;
 /// Docker's tag grammar allows at most 128 characters.
@@ -141,9 +146,19 @@ impl Reference {
         })
     }
 
-    /// `registry/repository`, without tag or digest.
-    pub(crate) fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
+    /// `registry/repository` with the registry spelled one way only (see
+    /// [`canonical_registry`]), Docker Hub's official images under
+    /// `library/` whatever the registry was called: the name the
+    /// signature policy judges. `registry` keeps the spelling the pod
+    /// used, which still decides where the image is fetched from, so two
+    /// spellings of one registry must not get two verdicts.
+    pub(crate) fn canonical_name(&self) -> String {
+        let registry = canonical_registry(&self.registry);
+        if registry == DEFAULT_REGISTRY && !self.repository.contains('/') {
+            format!("{registry}/{OFFICIAL_NAMESPACE}/{}", self.repository)
+        } else {
+            format!("{registry}/{}", self.repository)
+        }
     }
 
     /// `registry/repository:tag`, what CRI reports in `repo_tags`.
@@ -177,6 +192,18 @@ impl FromStr for Reference {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Reference::parse(s)
+    }
+}
+
+/// One spelling per registry: host names are case-insensitive, `:443` is
+/// the port HTTPS implies, and Docker Hub answers to `docker.io`,
+/// `index.docker.io` and `registry-1.docker.io` alike.
+pub(crate) fn canonical_registry(registry: &str) -> String {
+    let lower = registry.to_ascii_lowercase();
+    let host = lower.strip_suffix(DEFAULT_PORT_SUFFIX).unwrap_or(&lower);
+    match host {
+        LEGACY_DEFAULT_REGISTRY | DOCKER_HUB_API_HOST => DEFAULT_REGISTRY.to_owned(),
+        _ => host.to_owned(),
     }
 }
 
@@ -416,7 +443,40 @@ mod tests {
         assert_eq!(r.tag.as_deref(), Some("1.27"));
         assert_eq!(r.digest.as_deref(), Some(digest.as_str()));
         assert_eq!(r.repo_tag().unwrap(), "docker.io/library/nginx:1.27");
-        assert_eq!(r.name(), "docker.io/library/nginx");
+        assert_eq!(r.canonical_name(), "docker.io/library/nginx");
+    }
+
+    #[test]
+    fn canonical_names_spell_each_registry_one_way() {
+        let digest = format!("sha256:{HEX}");
+        for (input, want) in [
+            ("QUAY.IO/x/y:1", "quay.io/x/y"),
+            ("Quay.Io:443/x/y", "quay.io/x/y"),
+            ("ghcr.io:443/org/app:v1", "ghcr.io/org/app"),
+            ("ghcr.io:4443/org/app", "ghcr.io:4443/org/app"),
+            ("ghcr.io:4430/org/app", "ghcr.io:4430/org/app"),
+            ("registry-1.docker.io/library/x", "docker.io/library/x"),
+            ("registry-1.docker.io/x", "docker.io/library/x"),
+            (
+                "REGISTRY-1.DOCKER.IO:443/bitnami/redis",
+                "docker.io/bitnami/redis",
+            ),
+            ("index.docker.io/x", "docker.io/library/x"),
+            ("Index.Docker.Io/x", "docker.io/library/x"),
+            ("docker.io:443/nginx:1.27", "docker.io/library/nginx"),
+            ("busybox", "docker.io/library/busybox"),
+            ("bitnami/redis:7", "docker.io/bitnami/redis"),
+            ("127.0.0.1:5000/x/y", "127.0.0.1:5000/x/y"),
+            ("[::1]:443/foo", "[::1]/foo"),
+            ("LOCALHOST:5000/foo", "localhost:5000/foo"),
+            (&format!("ghcr.io/org/app@{digest}"), "ghcr.io/org/app"),
+        ] {
+            let r = Reference::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(r.canonical_name(), want, "{input}");
+        }
+        // Where the image is fetched from is still the pod's spelling.
+        let r = Reference::parse("QUAY.IO/x/y:1").unwrap();
+        assert_eq!(r.registry, "QUAY.IO");
     }
 
     #[test]

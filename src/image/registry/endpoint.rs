@@ -82,6 +82,7 @@ pub(crate) fn resolve_endpoints(
             mirror: false,
             // Without fallback, a registry whose mirrors may not resolve
             // tags is still asked which digest a tag names, but nothing more.
+            // (Mirrors none of which may pull are refused with the config.)
             capabilities: if endpoints.is_empty() || settings.fallback_to_upstream {
                 Capabilities::ALL
             } else {

@@ -63,7 +63,8 @@ impl Puller {
         auth: Option<Credential>,
     ) -> Result<PulledImage, PullError> {
         let image = reference.to_string();
-        if let Requirement::Reject { rule } = self.signatures.requirement(&reference.name()) {
+        let canonical = reference.canonical_name();
+        if let Requirement::Reject { rule } = self.signatures.requirement(&canonical) {
             return Err(PullError::PolicyRejected {
                 reference: image,
                 rule: rule.to_owned(),
@@ -204,6 +205,9 @@ struct Session<'a> {
     digest: Option<String>,
     reference: String,
     endpoint: String,
+    /// The reference's canonical name, which the policy judges and a
+    /// signature must name.
+    canonical_name: String,
     /// What the signature policy asks of this image.
     signatures: Requirement<'a>,
 }
@@ -233,6 +237,7 @@ impl<'a> Session<'a> {
             (Some(digest), _) => digest.clone(),
             (None, tag) => tag.clone().unwrap_or_else(|| DEFAULT_TAG.to_owned()),
         };
+        let canonical_name = reference.canonical_name();
         Ok(Session {
             content: &puller.content,
             platform: &puller.platform,
@@ -247,16 +252,17 @@ impl<'a> Session<'a> {
             digest,
             reference: reference.to_string(),
             endpoint: endpoint.to_string(),
-            signatures: puller.signatures.requirement(&reference.name()),
+            signatures: puller.signatures.requirement(&canonical_name),
+            canonical_name,
         })
     }
 
-    /// The digest the tag names here. The manifest is kept in the content
-    /// store (it is checked against that digest when fetched again).
+    /// The digest the tag names here. Nothing is stored: the pull by that
+    /// digest fetches the manifest again, and stores it only once its
+    /// signature, if the policy wants one, is checked.
     async fn resolve(&self) -> Result<String, PullError> {
         let auth = self.authorize().await?;
-        let (body, digest) = self.manifest(&auth, &self.name, None).await?;
-        self.store(&digest, None, &body).await?;
+        let (_, digest) = self.manifest(&auth, &self.name, None).await?;
         Ok(digest)
     }
 

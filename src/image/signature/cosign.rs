@@ -7,13 +7,18 @@
 //! signature over the payload's exact bytes in the layer annotation
 //! [`SIGNATURE_ANNOTATION`]. A signature counts when a trusted key verifies
 //! it *and* its payload claims the digest being pulled: a valid signature
-//! copied from another image's `.sig` does not vouch for this one.
+//! copied from another image's `.sig` does not vouch for this one. Unless
+//! the rule waives it, the payload must also name the repository pulled
+//! (`critical.identity.docker-reference`): the same bytes published under
+//! another name by whoever controls a registry are not what was signed.
 //!
 //! Everything fetched is bounded: the manifest by the registry layer's cap,
 //! each payload by [`SIGNATURE_PAYLOAD_MAX`] before it is requested, and the number
 //! of layers tried by [`SIGNATURE_LAYERS_MAX`]. The cheap checks (media type,
 //! annotation, base64, DER) run before any payload is fetched, and the
-//! payload's JSON is parsed only once a trusted key has verified it.
+//! payload's JSON is parsed only once a trusted key has verified it. Text
+//! from the registry that ends up in an error is cut to [`QUOTED_MAX`]
+//! characters.
 
 use std::fmt;
 
@@ -26,6 +31,7 @@ use super::keys::TrustedKey;
 use super::SignatureError;
 use crate::image::content::Digest;
 use crate::image::limits::{SIGNATURE_LAYERS_MAX, SIGNATURE_PAYLOAD_MAX};
+use crate::image::reference::Reference;
 
 pub(crate) const SIMPLE_SIGNING_MEDIA_TYPE: &str =
     "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -43,6 +49,19 @@ pub(crate) const MANIFEST_MEDIA_TYPES: &[&str] = &[
 /// A DER ECDSA P-256 signature is at most 72 bytes; anything much longer in
 /// the annotation is not one.
 const ANNOTATION_MAX: usize = 1024;
+
+/// Characters of registry-supplied text (media types, digests, names)
+/// quoted in an error: enough to recognise it, while a 4 MiB manifest of
+/// 16 layers with huge fields cannot make a refusal megabytes long.
+pub(crate) const QUOTED_MAX: usize = 256;
+
+/// `text`, cut to [`QUOTED_MAX`] characters with a mark saying so.
+pub(crate) fn quoted(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_MAX) {
+        Some((end, _)) => format!("{}... ({} bytes)", &text[..end], text.len()),
+        None => text.to_owned(),
+    }
+}
 
 /// Where the verification gets the registry's data from: the pull's own
 /// endpoint and credentials in the daemon, a table in tests.
@@ -87,16 +106,19 @@ pub(crate) fn signature_tag(digest: &str) -> Result<String, SignatureError> {
 pub(crate) struct Verified<'k> {
     pub key: &'k TrustedKey,
     /// `critical.identity.docker-reference` of the accepted payload, for
-    /// the log (mirrors and copies change names, so it is not enforced).
+    /// the log (cut to [`QUOTED_MAX`]).
     pub signed_name: String,
 }
 
 /// Requires a signature by one of `keys` over `digest` (the digest the
-/// image reference resolved to) among those stored for it.
+/// image reference resolved to) among those stored for it. `repository`
+/// is the canonical name ([`Reference::canonical_name`]) the payload must
+/// name; `None` accepts any.
 pub(crate) async fn verify<'k, S: SignatureSource>(
     source: &S,
     keys: &'k [TrustedKey],
     digest: &str,
+    repository: Option<&str>,
 ) -> Result<Verified<'k>, VerifyError<S::Error>> {
     let tag = signature_tag(digest).map_err(VerifyError::Refused)?;
     let manifest = source
@@ -123,7 +145,7 @@ pub(crate) async fn verify<'k, S: SignatureSource>(
             .blob(&candidate.digest, candidate.size)
             .await
             .map_err(VerifyError::Fetch)?;
-        match candidate.check(&payload, keys, digest) {
+        match candidate.check(&payload, keys, digest, repository) {
             Ok(verified) => return Ok(verified),
             Err(why) => rejections.push(why),
         }
@@ -164,7 +186,7 @@ fn signature_layers(body: &[u8], tag: &str) -> Result<Vec<Layer>, SignatureError
         Some(t) if !MANIFEST_MEDIA_TYPES.contains(&t) => {
             return Err(SignatureError::UnsupportedManifest {
                 tag: tag.to_owned(),
-                media_type: t.to_owned(),
+                media_type: quoted(t),
             })
         }
         _ if manifest.schema_version != Some(2) => {
@@ -189,12 +211,12 @@ impl Candidate {
     fn from_layer(layer: &Layer) -> Result<Self, Rejection> {
         if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
             return Err(Rejection::NotASignature {
-                media_type: layer.media_type.clone(),
+                media_type: quoted(&layer.media_type),
             });
         }
         if Digest::parse(&layer.digest).is_err() || layer.size < 0 {
             return Err(Rejection::BadDescriptor {
-                digest: layer.digest.clone(),
+                digest: quoted(&layer.digest),
             });
         }
         let size = layer.size as u64;
@@ -219,12 +241,14 @@ impl Candidate {
         })
     }
 
-    /// Verifies the fetched payload and its claims.
+    /// Verifies the fetched payload and its claims: the image `expected`,
+    /// in `repository` when given.
     fn check<'k>(
         &self,
         payload: &[u8],
         keys: &'k [TrustedKey],
         expected: &str,
+        repository: Option<&str>,
     ) -> Result<Verified<'k>, Rejection> {
         // The source promised at most `size` bytes; the digest makes sure
         // they are the ones the manifest names.
@@ -239,22 +263,34 @@ impl Candidate {
             .ok_or(Rejection::NoTrustedKey)?;
         let claims: Payload =
             serde_json::from_slice(payload).map_err(|e| Rejection::BadPayload {
-                reason: e.to_string(),
+                reason: quoted(&e.to_string()),
             })?;
         let critical = claims.critical;
         if critical.kind != SIGNATURE_TYPE {
             return Err(Rejection::WrongType {
-                found: critical.kind,
+                found: quoted(&critical.kind),
             });
         }
         if critical.image.docker_manifest_digest != expected {
             return Err(Rejection::OtherImage {
-                signed: critical.image.docker_manifest_digest,
+                signed: quoted(&critical.image.docker_manifest_digest),
             });
+        }
+        let signed_name = critical.identity.docker_reference;
+        if let Some(repository) = repository {
+            // Parsed like a pod's reference, so any spelling of the same
+            // repository (`index.docker.io/...`, a tag, `:443`) is the same
+            // name; text that is no reference names no repository.
+            let signed = Reference::parse(&signed_name).map(|r| r.canonical_name());
+            if signed.as_deref() != Ok(repository) {
+                return Err(Rejection::OtherRepository {
+                    signed: quoted(&signed_name),
+                });
+            }
         }
         Ok(Verified {
             key,
-            signed_name: critical.identity.docker_reference,
+            signed_name: quoted(&signed_name),
         })
     }
 }
@@ -299,6 +335,7 @@ pub(crate) enum Rejection {
     BadPayload { reason: String },
     WrongType { found: String },
     OtherImage { signed: String },
+    OtherRepository { signed: String },
     TooMany { ignored: usize },
 }
 
@@ -337,6 +374,9 @@ impl fmt::Display for Rejection {
             Rejection::OtherImage { signed } => {
                 write!(f, "signature is for another image ({signed})")
             }
+            Rejection::OtherRepository { signed } => {
+                write!(f, "signature is for another repository ({signed:?})")
+            }
             Rejection::TooMany { ignored } => write!(
                 f,
                 "{ignored} signature layers past the first {SIGNATURE_LAYERS_MAX} were not tried"
@@ -358,6 +398,8 @@ mod tests {
 
     const IMAGE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const OTHER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    /// The repository the tests' image is pulled as, canonical.
+    const NAME: &str = "127.0.0.1:5000/signed/app";
 
     fn signing_key(seed: u8) -> SigningKey {
         SigningKey::from_slice(&[seed; 32]).unwrap()
@@ -371,10 +413,19 @@ mod tests {
     }
 
     fn payload(digest: &str, kind: &str) -> Vec<u8> {
-        format!(
-            r#"{{"critical":{{"identity":{{"docker-reference":"127.0.0.1:5000/signed/app"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"{kind}"}},"optional":null}}"#
-        )
-        .into_bytes()
+        payload_for(NAME, digest, kind)
+    }
+
+    fn payload_for(name: &str, digest: &str, kind: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "critical": {
+                "identity": {"docker-reference": name},
+                "image": {"docker-manifest-digest": digest},
+                "type": kind,
+            },
+            "optional": null,
+        }))
+        .unwrap()
     }
 
     fn sign(seed: u8, payload: &[u8]) -> String {
@@ -442,7 +493,7 @@ mod tests {
     }
 
     async fn refusal(fake: &Fake, keys: &[TrustedKey]) -> SignatureError {
-        match verify(fake, keys, IMAGE).await {
+        match verify(fake, keys, IMAGE, Some(NAME)).await {
             Err(VerifyError::Refused(e)) => e,
             Err(VerifyError::Fetch(e)) => panic!("fetch error {e}"),
             Ok(v) => panic!("verified by {:?}", v.key),
@@ -472,7 +523,7 @@ mod tests {
         let body = payload(IMAGE, SIGNATURE_TYPE);
         let fake = Fake::with_layers(&[(Some(sign(1, &body)), body)]);
         let keys = [trusted(9), trusted(1)];
-        let verified = verify(&fake, &keys, IMAGE).await.unwrap();
+        let verified = verify(&fake, &keys, IMAGE, Some(NAME)).await.unwrap();
         assert_eq!(verified.key.path.to_str(), Some("/keys/1.pub"));
         assert_eq!(verified.signed_name, "127.0.0.1:5000/signed/app");
     }
@@ -486,7 +537,9 @@ mod tests {
             (Some(sign(1, &other)), other),
             (Some(sign(1, &good)), good),
         ]);
-        assert!(verify(&fake, &[trusted(1)], IMAGE).await.is_ok());
+        assert!(verify(&fake, &[trusted(1)], IMAGE, Some(NAME))
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
@@ -522,6 +575,128 @@ mod tests {
             rejections(refusal(&fake, &[trusted(1)]).await)[..],
             [Rejection::WrongType { .. }]
         ));
+    }
+
+    #[tokio::test]
+    async fn a_signature_for_another_repository_is_refused_unless_waived() {
+        let elsewhere = payload_for("127.0.0.1:5000/signed/other", IMAGE, SIGNATURE_TYPE);
+        let fake = Fake::with_layers(&[(Some(sign(1, &elsewhere)), elsewhere)]);
+        let err = refusal(&fake, &[trusted(1)]).await;
+        assert!(
+            err.to_string()
+                .contains("signature is for another repository (\"127.0.0.1:5000/signed/other\")"),
+            "{err}"
+        );
+        let keys = [trusted(1)];
+        let verified = verify(&fake, &keys, IMAGE, None).await.unwrap();
+        assert_eq!(verified.signed_name, "127.0.0.1:5000/signed/other");
+
+        for hostile in [
+            "",
+            "not a reference",
+            "127.0.0.1:5000/SIGNED/app",
+            "127.0.0.1:5000",
+        ] {
+            let body = payload_for(hostile, IMAGE, SIGNATURE_TYPE);
+            let fake = Fake::with_layers(&[(Some(sign(1, &body)), body)]);
+            assert!(
+                matches!(
+                    rejections(refusal(&fake, &[trusted(1)]).await)[..],
+                    [Rejection::OtherRepository { .. }]
+                ),
+                "{hostile:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_signed_repository_is_compared_in_canonical_form() {
+        let hub = "docker.io/library/busybox";
+        let by_digest = format!("docker.io/library/busybox@{IMAGE}");
+        for signed in [
+            "index.docker.io/library/busybox",
+            "registry-1.docker.io/busybox",
+            "busybox",
+            "docker.io/library/busybox:1.36",
+            by_digest.as_str(),
+        ] {
+            let body = payload_for(signed, IMAGE, SIGNATURE_TYPE);
+            let fake = Fake::with_layers(&[(Some(sign(1, &body)), body)]);
+            assert!(
+                verify(&fake, &[trusted(1)], IMAGE, Some(hub)).await.is_ok(),
+                "{signed}"
+            );
+        }
+        // One good layer among signatures for other names is enough.
+        let other = payload_for("docker.io/library/busyboxes", IMAGE, SIGNATURE_TYPE);
+        let good = payload_for("busybox", IMAGE, SIGNATURE_TYPE);
+        let fake =
+            Fake::with_layers(&[(Some(sign(1, &other)), other), (Some(sign(1, &good)), good)]);
+        assert!(verify(&fake, &[trusted(1)], IMAGE, Some(hub)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn registry_text_in_refusals_is_cut_short() {
+        let huge = "x".repeat(1 << 20);
+        let body = payload(IMAGE, SIGNATURE_TYPE);
+        let signature = sign(1, &body);
+        let mut fake = Fake::default();
+        fake.put_manifest(serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "layers": [
+                {"mediaType": huge, "digest": Digest::of(&body).to_string(), "size": 10},
+                {"mediaType": SIMPLE_SIGNING_MEDIA_TYPE, "digest": format!("sha256:{huge}"),
+                 "size": 10, "annotations": {SIGNATURE_ANNOTATION: signature}},
+            ],
+        }));
+        let err = refusal(&fake, &[trusted(1)]).await;
+        let text = err.to_string();
+        assert!(text.len() < 2 * QUOTED_MAX + 300, "{} bytes", text.len());
+        assert!(text.contains("bytes)"), "{text}");
+        assert!(matches!(
+            rejections(err)[..],
+            [
+                Rejection::NotASignature { .. },
+                Rejection::BadDescriptor { .. }
+            ]
+        ));
+
+        fake.put_manifest(serde_json::json!({"schemaVersion": 2, "mediaType": huge}));
+        let err = refusal(&fake, &[trusted(1)]).await;
+        assert!(
+            matches!(err, SignatureError::UnsupportedManifest { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().len() < QUOTED_MAX + 300, "{err}");
+
+        // The signed fields too: a trusted key may sign a careless payload
+        // (one that still fits under the payload cap).
+        let long = "y".repeat(16 << 10);
+        let long_name = payload_for(&long, IMAGE, SIGNATURE_TYPE);
+        let long_type = payload_for(NAME, IMAGE, &long);
+        let long_digest = payload_for(NAME, &long, SIGNATURE_TYPE);
+        let fake = Fake::with_layers(&[
+            (Some(sign(1, &long_name)), long_name),
+            (Some(sign(1, &long_type)), long_type),
+            (Some(sign(1, &long_digest)), long_digest),
+        ]);
+        let text = refusal(&fake, &[trusted(1)]).await.to_string();
+        assert!(text.len() < 3 * QUOTED_MAX + 500, "{} bytes", text.len());
+    }
+
+    #[test]
+    fn quoting_keeps_short_text_and_cuts_on_a_character_boundary() {
+        assert_eq!(quoted("application/json"), "application/json");
+        let exact = "a".repeat(QUOTED_MAX);
+        assert_eq!(quoted(&exact), exact);
+        let long = "é".repeat(QUOTED_MAX + 1);
+        let cut = quoted(&long);
+        assert!(cut.starts_with(&"é".repeat(QUOTED_MAX)), "{cut}");
+        assert!(
+            cut.ends_with(&format!("... ({} bytes)", long.len())),
+            "{cut}"
+        );
     }
 
     #[tokio::test]
@@ -656,7 +831,7 @@ mod tests {
         let mut fake = Fake::with_layers(&[(Some(sign(1, &body)), body)]);
         fake.blobs.clear();
         assert!(matches!(
-            verify(&fake, &[trusted(1)], IMAGE).await,
+            verify(&fake, &[trusted(1)], IMAGE, Some(NAME)).await,
             Err(VerifyError::Fetch(_))
         ));
     }

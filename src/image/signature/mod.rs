@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-pub(crate) use policy::{PolicyRule, Requirement, SignaturePolicy};
+pub(crate) use policy::{PolicyRule, Requirement, SignaturePolicy, SignedIdentity};
 
 /// Why a policy could not be loaded, or why an image's signatures do not
 /// satisfy it.

@@ -1,11 +1,21 @@
 //! `images.signature_policy`: which images need a signature, and whose.
 //!
-//! A rule covers every image whose normalised name (`registry/repository`,
-//! e.g. `docker.io/library/busybox`) is its prefix or lies below it, on
-//! path-component boundaries: `127.0.0.1:5000/signed` covers
-//! `127.0.0.1:5000/signed/app` but not `127.0.0.1:5000/signedx`. The most
-//! specific rule (longest prefix) decides; `*` covers every image at the
-//! lowest precedence. An image no rule covers needs no signature.
+//! A rule covers every image whose canonical name (`registry/repository`,
+//! e.g. `docker.io/library/busybox`, see [`Reference::canonical_name`]) is
+//! its prefix or lies below it, on path-component boundaries:
+//! `127.0.0.1:5000/signed` covers `127.0.0.1:5000/signed/app` but not
+//! `127.0.0.1:5000/signedx`. The most specific rule (longest prefix)
+//! decides; `*` covers every image at the lowest precedence. An image no
+//! rule covers needs no signature.
+//!
+//! Prefixes get the same canonical registry as names, so `ghcr.io:443` or
+//! `index.docker.io` in a rule mean what they say. A Docker Hub prefix of
+//! one component (`docker.io/nginx`) is ambiguous: the image `nginx` is
+//! `docker.io/library/nginx`, while `docker.io/nginx/...` is the user
+//! `nginx`'s namespace. Such a rule covers both, the official spelling a
+//! little less specifically than a rule written out for it.
+//!
+//! [`Reference::canonical_name`]: crate::image::reference::Reference::canonical_name
 //!
 //! Rules are checked as the config is parsed (shape of the prefix, the key
 //! list matching the action); the key files are read once at start-up by
@@ -20,6 +30,7 @@ use serde::Deserialize;
 
 use super::keys::{self, TrustedKey};
 use super::SignatureError;
+use crate::image::reference::{canonical_registry, DEFAULT_REGISTRY, OFFICIAL_NAMESPACE};
 
 /// The prefix that covers every image.
 const EVERY_IMAGE: &str = "*";
@@ -51,6 +62,30 @@ impl fmt::Display for RuleAction {
     }
 }
 
+/// Which repository a `verify` rule's signatures must name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SignedIdentity {
+    /// The payload's `critical.identity.docker-reference` must be the
+    /// repository pulled (both in canonical form, tag and digest ignored):
+    /// a key that signs images of several repositories does not vouch for
+    /// one of them under another's name.
+    #[default]
+    MatchRepository,
+    /// Any repository: for images copied, with their signatures, under a
+    /// name they were not signed for.
+    Any,
+}
+
+impl fmt::Display for SignedIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SignedIdentity::MatchRepository => "match_repository",
+            SignedIdentity::Any => "any",
+        })
+    }
+}
+
 /// One `[[images.signature_policy]]` entry as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawRule")]
@@ -60,6 +95,8 @@ pub(crate) struct PolicyRule {
     pub action: RuleAction,
     /// PEM public keys (absolute paths); any one of them may have signed.
     pub keys: Vec<PathBuf>,
+    /// What the signed payload must name (`verify` rules only).
+    pub signed_identity: SignedIdentity,
 }
 
 /// The TOML shape, before [`PolicyRule`]'s checks.
@@ -71,6 +108,7 @@ struct RawRule {
     action: RuleAction,
     #[serde(default)]
     keys: Vec<PathBuf>,
+    signed_identity: Option<SignedIdentity>,
 }
 
 impl TryFrom<RawRule> for PolicyRule {
@@ -92,6 +130,14 @@ impl TryFrom<RawRule> for PolicyRule {
             }
             _ => {}
         }
+        if let (RuleAction::Reject | RuleAction::Accept, Some(identity)) =
+            (raw.action, raw.signed_identity)
+        {
+            return Err(format!(
+                "rule {prefix:?}: action = \"{}\" checks no signature, so signed_identity = \"{identity}\" means nothing",
+                raw.action
+            ));
+        }
         if let Some(bad) = raw.keys.iter().find(|k| !k.is_absolute()) {
             return Err(format!(
                 "rule {prefix:?}: key file {} is not an absolute path",
@@ -102,11 +148,13 @@ impl TryFrom<RawRule> for PolicyRule {
             prefix,
             action: raw.action,
             keys: raw.keys,
+            signed_identity: raw.signed_identity.unwrap_or_default(),
         })
     }
 }
 
-/// `prefix` without a trailing `/`, or why it can never match a name.
+/// `prefix` without a trailing `/` and with its registry in canonical
+/// form, or why it can never match a name.
 fn normalise_prefix(prefix: &str) -> Result<String, String> {
     if prefix == EVERY_IMAGE {
         return Ok(prefix.to_owned());
@@ -138,7 +186,18 @@ fn normalise_prefix(prefix: &str) -> Result<String, String> {
             "signature policy prefix {prefix:?} names a tag; rules cover repositories"
         ));
     }
-    Ok(trimmed.to_owned())
+    Ok(match trimmed.split_once('/') {
+        Some((registry, path)) => format!("{}/{path}", canonical_registry(registry)),
+        None => canonical_registry(trimmed),
+    })
+}
+
+/// The official-image spelling a one-component Docker Hub prefix also
+/// stands for: `docker.io/nginx` -> `docker.io/library/nginx`.
+fn official_spelling(prefix: &str) -> Option<String> {
+    let path = prefix.strip_prefix(DEFAULT_REGISTRY)?.strip_prefix('/')?;
+    (!path.contains('/') && path != OFFICIAL_NAMESPACE)
+        .then(|| format!("{DEFAULT_REGISTRY}/{OFFICIAL_NAMESPACE}/{path}"))
 }
 
 /// What a pull of one image must satisfy.
@@ -152,6 +211,7 @@ pub(crate) enum Requirement<'a> {
     Verify {
         rule: &'a str,
         keys: &'a [TrustedKey],
+        identity: SignedIdentity,
     },
 }
 
@@ -159,18 +219,41 @@ pub(crate) enum Requirement<'a> {
 #[derive(Debug)]
 struct LoadedRule {
     prefix: String,
+    /// See [`official_spelling`].
+    official: Option<String>,
     action: RuleAction,
     keys: Vec<TrustedKey>,
+    identity: SignedIdentity,
 }
 
 impl LoadedRule {
-    /// How specific the rule is for `name`, if it covers it at all.
-    fn specificity(&self, name: &str) -> Option<usize> {
-        if self.prefix == EVERY_IMAGE {
-            return Some(0);
+    fn new(prefix: &str, action: RuleAction, keys: Vec<TrustedKey>) -> Self {
+        LoadedRule {
+            prefix: prefix.to_owned(),
+            official: official_spelling(prefix),
+            action,
+            keys,
+            identity: SignedIdentity::default(),
         }
-        let rest = name.strip_prefix(self.prefix.as_str())?;
-        (rest.is_empty() || rest.starts_with('/')).then_some(self.prefix.len())
+    }
+
+    /// How specific the rule is for `name`, if it covers it at all: the
+    /// length of the prefix that matched, and whether it was written so
+    /// (a rule spelled out beats another's official spelling of the same
+    /// length, whatever their order).
+    fn specificity(&self, name: &str) -> Option<(usize, bool)> {
+        if self.prefix == EVERY_IMAGE {
+            return Some((0, true));
+        }
+        let covers = |prefix: &str| {
+            name.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if covers(&self.prefix) {
+            return Some((self.prefix.len(), true));
+        }
+        let official = self.official.as_deref().filter(|o| covers(o))?;
+        Some((official.len(), false))
     }
 }
 
@@ -199,15 +282,17 @@ impl SignaturePolicy {
                 .map(|path| keys::load(path))
                 .collect::<Result<Vec<_>, _>>()?;
             loaded.push(LoadedRule {
-                prefix: rule.prefix.clone(),
-                action: rule.action,
-                keys,
+                identity: rule.signed_identity,
+                ..LoadedRule::new(&rule.prefix, rule.action, keys)
             });
         }
         Ok(SignaturePolicy { rules: loaded })
     }
 
-    /// The requirement for the image named `name` (`registry/repository`).
+    /// The requirement for the image whose canonical name
+    /// ([`Reference::canonical_name`]) is `name`.
+    ///
+    /// [`Reference::canonical_name`]: crate::image::reference::Reference::canonical_name
     pub(crate) fn requirement(&self, name: &str) -> Requirement<'_> {
         let Some(rule) = self
             .rules
@@ -224,6 +309,7 @@ impl SignaturePolicy {
             RuleAction::Verify => Requirement::Verify {
                 rule: &rule.prefix,
                 keys: &rule.keys,
+                identity: rule.identity,
             },
         }
     }
@@ -245,11 +331,7 @@ mod tests {
     }
 
     fn rule(prefix: &str, action: RuleAction) -> LoadedRule {
-        LoadedRule {
-            prefix: prefix.to_owned(),
-            action,
-            keys: Vec::new(),
-        }
+        LoadedRule::new(prefix, action, Vec::new())
     }
 
     fn decided(policy: &SignaturePolicy, name: &str) -> String {
@@ -411,6 +493,153 @@ key = "/k""#,
         assert_eq!(decided(&policy, "docker.io/library/busybox"), "reject *");
         assert_eq!(decided(&policy, "registry.k8s.io/pause"), "none");
         assert_eq!(decided(&SignaturePolicy::default(), "a.io/b"), "none");
+    }
+
+    #[test]
+    fn prefixes_get_the_canonical_registry() {
+        let rules = parse(
+            r#"
+            [[signature_policy]]
+            prefix = "ghcr.io:443/org"
+            action = "reject"
+            [[signature_policy]]
+            prefix = "registry-1.docker.io/bitnami/"
+            action = "reject"
+            [[signature_policy]]
+            prefix = "index.docker.io"
+            action = "reject"
+            [[signature_policy]]
+            prefix = "quay.io:8443/x"
+            action = "reject"
+            "#,
+        )
+        .unwrap();
+        let prefixes: Vec<&str> = rules.iter().map(|r| r.prefix.as_str()).collect();
+        assert_eq!(
+            prefixes,
+            [
+                "ghcr.io/org",
+                "docker.io/bitnami",
+                "docker.io",
+                "quay.io:8443/x"
+            ]
+        );
+        // Two spellings of one registry are one prefix.
+        let twice = parse(
+            "[[signature_policy]]\nprefix = \"docker.io/x\"\naction = \"reject\"\n\
+             [[signature_policy]]\nprefix = \"index.docker.io/x\"\naction = \"accept\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            SignaturePolicy::load(&twice),
+            Err(SignatureError::DuplicateRule { .. })
+        ));
+    }
+
+    #[test]
+    fn other_spellings_of_a_registry_get_its_rules() {
+        use crate::image::reference::Reference;
+        let policy = SignaturePolicy {
+            rules: vec![
+                rule("quay.io", RuleAction::Reject),
+                rule("ghcr.io/org", RuleAction::Verify),
+                rule("docker.io/library/x", RuleAction::Reject),
+            ],
+        };
+        for (image, wanted) in [
+            ("QUAY.IO/x/y:1", "reject quay.io"),
+            ("quay.io:443/x/y", "reject quay.io"),
+            ("ghcr.io:443/org/app:v1", "verify ghcr.io/org"),
+            ("GHCR.io/org/app", "verify ghcr.io/org"),
+            (
+                "registry-1.docker.io/library/x",
+                "reject docker.io/library/x",
+            ),
+            ("registry-1.docker.io/x", "reject docker.io/library/x"),
+            ("index.docker.io/x:1", "reject docker.io/library/x"),
+            ("x", "reject docker.io/library/x"),
+            ("quay.io:8443/x/y", "none"),
+        ] {
+            let name = Reference::parse(image).unwrap().canonical_name();
+            assert_eq!(decided(&policy, &name), wanted, "{image}");
+        }
+    }
+
+    #[test]
+    fn a_one_component_docker_hub_prefix_covers_the_official_image_too() {
+        let rules = parse(
+            "[[signature_policy]]\nprefix = \"docker.io/nginx\"\naction = \"reject\"\n\
+             [[signature_policy]]\nprefix = \"docker.io/library\"\naction = \"accept\"\n",
+        )
+        .unwrap();
+        let policy = SignaturePolicy::load(&rules).unwrap();
+        for (name, wanted) in [
+            ("docker.io/library/nginx", "reject docker.io/nginx"),
+            ("docker.io/nginx/tools", "reject docker.io/nginx"),
+            ("docker.io/library/nginxx", "none"),
+            ("docker.io/library/busybox", "none"),
+        ] {
+            assert_eq!(decided(&policy, name), wanted, "{name}");
+        }
+        assert_eq!(official_spelling("docker.io/library"), None);
+        assert_eq!(official_spelling("docker.io/a/b"), None);
+        assert_eq!(official_spelling("docker.io"), None);
+        assert_eq!(official_spelling("docker.iox/a"), None);
+        assert_eq!(official_spelling("quay.io/a"), None);
+
+        // A rule written out for the official image beats the short
+        // spelling's, in either order.
+        for reversed in [false, true] {
+            let mut rules = vec![
+                rule("docker.io/nginx", RuleAction::Reject),
+                rule("docker.io/library/nginx", RuleAction::Accept),
+            ];
+            if reversed {
+                rules.reverse();
+            }
+            let policy = SignaturePolicy { rules };
+            assert_eq!(decided(&policy, "docker.io/library/nginx"), "none");
+            assert_eq!(
+                decided(&policy, "docker.io/nginx/tools"),
+                "reject docker.io/nginx"
+            );
+        }
+    }
+
+    #[test]
+    fn signed_identity_defaults_to_the_repository_and_belongs_to_verify() {
+        let rules = parse(
+            "[[signature_policy]]\nprefix = \"a.io/x\"\nkeys = [\"/k\"]\n\
+             [[signature_policy]]\nprefix = \"a.io/y\"\nkeys = [\"/k\"]\nsigned_identity = \"any\"\n\
+             [[signature_policy]]\nprefix = \"a.io/z\"\nkeys = [\"/k\"]\nsigned_identity = \"match_repository\"\n",
+        )
+        .unwrap();
+        let identities: Vec<SignedIdentity> = rules.iter().map(|r| r.signed_identity).collect();
+        assert_eq!(
+            identities,
+            [
+                SignedIdentity::MatchRepository,
+                SignedIdentity::Any,
+                SignedIdentity::MatchRepository
+            ]
+        );
+        for (text, wanted) in [
+            (
+                "prefix = \"a.io/x\"\naction = \"accept\"\nsigned_identity = \"any\"",
+                "means nothing",
+            ),
+            (
+                "prefix = \"a.io/x\"\naction = \"reject\"\nsigned_identity = \"match_repository\"",
+                "means nothing",
+            ),
+            (
+                "prefix = \"a.io/x\"\nkeys = [\"/k\"]\nsigned_identity = \"other\"",
+                "unknown variant",
+            ),
+        ] {
+            let err = parse(&format!("[[signature_policy]]\n{text}")).unwrap_err();
+            assert!(err.contains(wanted), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::{Session, Stage};
 use crate::image::limits::MANIFEST_MAX;
 use crate::image::registry::PullError;
 use crate::image::signature::cosign::{self, SignatureSource, VerifyError, MANIFEST_MEDIA_TYPES};
-use crate::image::signature::Requirement;
+use crate::image::signature::{Requirement, SignedIdentity};
 
 /// Blobs are not content-negotiated; registries ignore the header.
 const ANY: &[&str] = &["*/*"];
@@ -27,7 +27,12 @@ impl Session<'_> {
         auth: &Presented,
         digest: &str,
     ) -> Result<(), PullError> {
-        let Requirement::Verify { rule, keys } = self.signatures else {
+        let Requirement::Verify {
+            rule,
+            keys,
+            identity,
+        } = self.signatures
+        else {
             // Reject is decided before any endpoint is contacted.
             return Ok(());
         };
@@ -35,7 +40,13 @@ impl Session<'_> {
             session: self,
             auth,
         };
-        match cosign::verify(&source, keys, digest).await {
+        // The name the pod asked for, not the mirror path it is fetched
+        // from: that is the image the signer vouched for.
+        let repository = match identity {
+            SignedIdentity::MatchRepository => Some(self.canonical_name.as_str()),
+            SignedIdentity::Any => None,
+        };
+        match cosign::verify(&source, keys, digest, repository).await {
             Ok(verified) => {
                 info!(
                     image = %self.reference,
@@ -143,6 +154,8 @@ mod tests {
     use crate::image::content::{ContentStore, Digest};
     use crate::image::limits::MANIFEST_MAX;
     use crate::image::reference::Reference;
+    use crate::image::registry::error::with_causes;
+    use crate::image::registry::settings::MirrorSpec;
     use crate::image::registry::{PullError, RegistrySettings};
     use crate::image::signature::cosign::{SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE};
     use crate::image::signature::{PolicyRule, SignaturePolicy};
@@ -150,18 +163,26 @@ mod tests {
     const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
     const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
+    /// The registry name the tests' images are pulled as; the scripted
+    /// registry serves it as a mirror, as a pod's image is often served.
+    const UPSTREAM: &str = "signed.pvecri.invalid";
+
     struct Fixture {
         dir: tempfile::TempDir,
         content: Arc<ContentStore>,
         puller: Puller,
-        key: SigningKey,
     }
 
-    /// A puller whose policy wants signatures by `key` for every image.
-    fn fixture() -> Fixture {
+    /// The key the fixture's policy trusts.
+    fn trusted_key() -> SigningKey {
+        SigningKey::from_slice(&[7; 32]).unwrap()
+    }
+
+    /// A puller whose policy wants signatures by [`trusted_key`] for every
+    /// image, and which fetches [`UPSTREAM`]'s images from `mirror` only.
+    fn fixture(mirror: std::net::SocketAddr) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let key = SigningKey::from_slice(&[7; 32]).unwrap();
-        let pem = key
+        let pem = trusted_key()
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)
             .unwrap();
@@ -177,6 +198,11 @@ mod tests {
         let content = Arc::new(ContentStore::new(dir.path().join("content")).unwrap());
         let settings = RegistrySettings {
             stall_timeout: Duration::from_millis(400),
+            mirrors: HashMap::from([(
+                UPSTREAM.to_owned(),
+                vec![MirrorSpec::full(mirror.to_string())],
+            )]),
+            fallback_to_upstream: false,
             ..RegistrySettings::default()
         };
         let puller = Puller::new(settings, content.clone())
@@ -185,7 +211,6 @@ mod tests {
             dir,
             content,
             puller,
-            key,
         }
     }
 
@@ -228,7 +253,8 @@ mod tests {
     }
 
     /// Adds the `.sig` of `digest` to `routes`: one layer whose payload
-    /// (signed by `key`) is served by `payload_reply`, or the right bytes.
+    /// (signed by `key` for `UPSTREAM/repo`) is served by `payload_reply`,
+    /// or the right bytes.
     fn sign(
         routes: &mut HashMap<String, Reply>,
         repo: &str,
@@ -236,8 +262,27 @@ mod tests {
         key: &SigningKey,
         payload_reply: Option<Reply>,
     ) {
+        sign_for(
+            routes,
+            repo,
+            &format!("{UPSTREAM}/{repo}"),
+            digest,
+            key,
+            payload_reply,
+        );
+    }
+
+    /// [`sign`], with the payload naming `signed_name`.
+    fn sign_for(
+        routes: &mut HashMap<String, Reply>,
+        repo: &str,
+        signed_name: &str,
+        digest: &str,
+        key: &SigningKey,
+        payload_reply: Option<Reply>,
+    ) {
         let payload = format!(
-            r#"{{"critical":{{"identity":{{"docker-reference":"r/{repo}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
+            r#"{{"critical":{{"identity":{{"docker-reference":"{signed_name}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
         );
         let signature: Signature = key.sign(payload.as_bytes());
         let encoded =
@@ -263,40 +308,32 @@ mod tests {
         );
     }
 
-    fn reference(addr: std::net::SocketAddr, repo: &str) -> Reference {
-        Reference::parse(&format!("{addr}/{repo}:v1")).unwrap()
+    fn reference(repo: &str) -> Reference {
+        Reference::parse(&format!("{UPSTREAM}/{repo}:v1")).unwrap()
     }
 
     #[tokio::test]
     async fn a_signed_image_pulls_over_http() {
-        let f = fixture();
         let (mut routes, digest) = image("ok/app");
-        sign(&mut routes, "ok/app", &digest, &f.key, None);
+        sign(&mut routes, "ok/app", &digest, &trusted_key(), None);
         let addr = serve(routes).await;
-        let pulled = f
-            .puller
-            .pull(&reference(addr, "ok/app"), None)
-            .await
-            .unwrap();
+        let f = fixture(addr);
+        let pulled = f.puller.pull(&reference("ok/app"), None).await.unwrap();
         assert_eq!(pulled.repo_digest, digest);
         assert!(f.content.has(&digest));
     }
 
     #[tokio::test]
     async fn a_refused_image_leaves_nothing_in_the_content_store() {
-        let f = fixture();
         let (mut routes, digest) = image("bad/app");
         let stranger = SigningKey::from_slice(&[8; 32]).unwrap();
         sign(&mut routes, "bad/app", &digest, &stranger, None);
         let (unsigned, _) = image("none/app");
         routes.extend(unsigned);
         let addr = serve(routes).await;
+        let f = fixture(addr);
         for repo in ["bad/app", "none/app"] {
-            let err = f
-                .puller
-                .pull(&reference(addr, repo), None)
-                .await
-                .unwrap_err();
+            let err = f.puller.pull(&reference(repo), None).await.unwrap_err();
             assert!(err.is_refused_by_policy(), "{err}");
             assert!(!err.is_not_found(), "{err}");
         }
@@ -304,16 +341,46 @@ mod tests {
         drop(f.dir);
     }
 
+    /// The signer vouched for a name; the same bytes under another name
+    /// (the mirror path they are stored at, another repository) are not
+    /// what was signed.
     #[tokio::test]
-    async fn a_payload_served_bigger_than_declared_is_cut_off() {
-        let f = fixture();
-        let (mut routes, digest) = image("big/app");
-        let huge = ok("application/octet-stream", vec![b' '; 1 << 20]);
-        sign(&mut routes, "big/app", &digest, &f.key, Some(huge));
+    async fn a_signature_for_another_name_is_a_refusal() {
+        let (mut routes, digest) = image("renamed/app");
+        sign_for(
+            &mut routes,
+            "renamed/app",
+            "127.0.0.1:5000/renamed/app",
+            &digest,
+            &trusted_key(),
+            None,
+        );
         let addr = serve(routes).await;
+        let f = fixture(addr);
         let err = f
             .puller
-            .pull(&reference(addr, "big/app"), None)
+            .pull(&reference("renamed/app"), None)
+            .await
+            .unwrap_err();
+        assert!(err.is_refused_by_policy(), "{err}");
+        assert!(
+            with_causes(&err).contains("signature is for another repository"),
+            "{}",
+            with_causes(&err)
+        );
+        assert!(f.content.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_payload_served_bigger_than_declared_is_cut_off() {
+        let (mut routes, digest) = image("big/app");
+        let huge = ok("application/octet-stream", vec![b' '; 1 << 20]);
+        sign(&mut routes, "big/app", &digest, &trusted_key(), Some(huge));
+        let addr = serve(routes).await;
+        let f = fixture(addr);
+        let err = f
+            .puller
+            .pull(&reference("big/app"), None)
             .await
             .unwrap_err();
         assert!(
@@ -331,14 +398,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_endless_signature_manifest_is_cut_off_at_the_cap() {
-        let f = fixture();
         let (mut routes, digest) = image("endless/app");
         let tag = format!("sha256-{}.sig", digest.trim_start_matches("sha256:"));
         routes.insert(format!("/v2/endless/app/manifests/{tag}"), Reply::Endless);
         let addr = serve(routes).await;
+        let f = fixture(addr);
         let err = f
             .puller
-            .pull(&reference(addr, "endless/app"), None)
+            .pull(&reference("endless/app"), None)
             .await
             .unwrap_err();
         assert!(
@@ -349,19 +416,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_registry_failure_on_the_signature_is_not_a_refusal() {
-        let f = fixture();
         let (mut routes, digest) = image("flaky/app");
         sign(
             &mut routes,
             "flaky/app",
             &digest,
-            &f.key,
+            &trusted_key(),
             Some(Reply::Status(500)),
         );
         let addr = serve(routes).await;
+        let f = fixture(addr);
         let err = f
             .puller
-            .pull(&reference(addr, "flaky/app"), None)
+            .pull(&reference("flaky/app"), None)
             .await
             .unwrap_err();
         assert!(!err.is_refused_by_policy(), "{err}");
@@ -383,5 +450,34 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, PullError::PolicyRejected { .. }), "{err}");
         assert!(err.is_refused_by_policy());
+    }
+
+    #[tokio::test]
+    async fn a_reject_rule_covers_every_spelling_of_its_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = Arc::new(ContentStore::new(dir.path()).unwrap());
+        let rules: HashMap<String, Vec<PolicyRule>> = toml::from_str(
+            r#"rules = [{ prefix = "quay.io", action = "reject" }, { prefix = "docker.io/library/x", action = "reject" }]"#,
+        )
+        .unwrap();
+        let puller = Puller::new(RegistrySettings::default(), content)
+            .with_signature_policy(SignaturePolicy::load(&rules["rules"]).unwrap());
+        // Refused before any request: none of these hosts is asked.
+        for image in [
+            "QUAY.IO/x/y:1",
+            "quay.io:443/x/y",
+            "registry-1.docker.io/library/x",
+            "index.docker.io/x",
+            "DOCKER.IO:443/x",
+        ] {
+            let err = puller
+                .pull(&Reference::parse(image).unwrap(), None)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, PullError::PolicyRejected { .. }),
+                "{image}: {err}"
+            );
+        }
     }
 }
