@@ -9,8 +9,12 @@
 //! that answers the probe without a challenge gets no credential at all,
 //! and one that challenges with `Basic` gets the password on each request.
 //! Everything the registry sends back is bounded and checked before use:
-//! the realm must be an http(s) URL and must not downgrade an HTTPS
-//! registry to plain HTTP, the token must be a header-safe string.
+//! the realm must be an http(s) URL, must not downgrade an HTTPS registry
+//! to plain HTTP and must not name a loopback, link-local or unspecified
+//! address unless the registry is on loopback itself ([`super::redirect`]);
+//! the token must be a header-safe string. The token request follows no
+//! redirect, and a refusal is reported by its status alone: the realm is
+//! the registry's choice, so its answer is no business of the pod author's.
 
 use std::time::Duration;
 
@@ -18,7 +22,8 @@ use oci_client::errors::OciDistributionError;
 use reqwest::{header, StatusCode, Url};
 use serde::Deserialize;
 
-use super::manifest_get::{read_capped, refusal, GetError};
+use super::manifest_get::{read_capped, GetError};
+use super::redirect;
 use super::settings::Credential;
 use super::stall;
 use crate::image::limits::ERROR_BODY_MAX;
@@ -64,8 +69,10 @@ enum Challenge {
 
 /// One pull's login at one endpoint.
 pub(super) struct Login<'a> {
-    /// The endpoint's client (its TLS settings).
+    /// The endpoint's client (its TLS settings, its redirect policy).
     pub http: &'a reqwest::Client,
+    /// The same TLS settings, following no redirect.
+    pub token_http: &'a reqwest::Client,
     /// `http` or `https`.
     pub scheme: &'static str,
     pub host: &'a str,
@@ -116,7 +123,7 @@ impl Login<'_> {
         service: Option<&str>,
         credential: &Credential,
     ) -> Result<Presented, GetError> {
-        let realm = checked_realm(realm, self.scheme)?;
+        let realm = checked_realm(realm, self.scheme, self.host)?;
         let scope = format!("repository:{}:pull", self.repository);
         let request = match credential {
             Credential::IdentityToken(refresh) => {
@@ -129,14 +136,14 @@ impl Login<'_> {
                 if let Some(service) = service {
                     form.push(("service", service));
                 }
-                self.http.post(realm.clone()).form(&form)
+                self.token_http.post(realm.clone()).form(&form)
             }
             other => {
                 let mut query = vec![("scope", scope.as_str())];
                 if let Some(service) = service {
                     query.push(("service", service));
                 }
-                let request = self.http.get(realm.clone()).query(&query);
+                let request = self.token_http.get(realm.clone()).query(&query);
                 match other {
                     Credential::Basic { username, password } => {
                         request.basic_auth(username, Some(password))
@@ -148,17 +155,23 @@ impl Login<'_> {
         let mut response = self.send(request).await?;
         let status = response.status();
         if status != StatusCode::OK {
-            let body = read_capped(&mut response, ERROR_BODY_MAX, self.stall)
-                .await
-                .unwrap_or_default();
+            // Drained for the connection's sake, never reported.
+            let _ = read_capped(&mut response, ERROR_BODY_MAX, self.stall).await;
+            let endpoint = endpoint_name(&realm);
             return Err(GetError::Registry(match status {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
                     OciDistributionError::AuthenticationFailure(format!(
-                        "token endpoint {} refused the credential: HTTP {status}",
-                        endpoint_name(&realm)
+                        "token endpoint {endpoint} refused the credential: HTTP {status}"
                     ))
                 }
-                _ => refusal(status, &body, realm.as_str()),
+                _ if status.is_redirection() => OciDistributionError::SpecViolationError(format!(
+                    "token endpoint {endpoint} answered HTTP {status}: token requests follow no redirect"
+                )),
+                _ => OciDistributionError::ServerError {
+                    code: status.as_u16(),
+                    url: endpoint,
+                    message: "the token request failed".to_owned(),
+                },
             }));
         }
         let body = read_capped(&mut response, TOKEN_RESPONSE_MAX, self.stall).await?;
@@ -181,8 +194,9 @@ fn spec_violation(message: String) -> GetError {
     GetError::Registry(OciDistributionError::SpecViolationError(message))
 }
 
-/// The realm as a URL we are willing to send a credential to.
-fn checked_realm(realm: &str, registry_scheme: &str) -> Result<Url, GetError> {
+/// The realm as a URL we are willing to send a credential to (and to make
+/// a request to at all) for the registry at `registry_host`.
+fn checked_realm(realm: &str, registry_scheme: &str, registry_host: &str) -> Result<Url, GetError> {
     let url =
         Url::parse(realm).map_err(|_| spec_violation("the token realm is not a URL".to_owned()))?;
     match (url.scheme(), registry_scheme) {
@@ -203,6 +217,14 @@ fn checked_realm(realm: &str, registry_scheme: &str) -> Result<Url, GetError> {
         return Err(spec_violation(
             "the token realm has no host or carries credentials".to_owned(),
         ));
+    }
+    if redirect::is_local(url.host_str().unwrap_or_default())
+        && !redirect::is_local_authority(registry_host)
+    {
+        return Err(spec_violation(format!(
+            "the token realm {} is a loopback, link-local or unspecified address",
+            endpoint_name(&url)
+        )));
     }
     Ok(url)
 }
@@ -320,15 +342,20 @@ mod tests {
 
     #[test]
     fn realms_must_be_safe_to_send_credentials_to() {
-        assert!(checked_realm("https://auth.example/token", "https").is_ok());
-        assert!(checked_realm("http://127.0.0.1:5000/token", "http").is_ok());
+        let registry = "registry.example";
+        assert!(checked_realm("https://auth.example/token", "https", registry).is_ok());
+        assert!(checked_realm("http://10.0.0.5:5001/token", "http", registry).is_ok());
+        assert!(checked_realm("http://127.0.0.1:5001/token", "http", "127.0.0.1:5000").is_ok());
         for (bad, scheme) in [
             ("http://auth.example/token", "https"),
             ("file:///etc/passwd", "http"),
             ("https://user:pw@auth.example/", "https"),
             ("not a url", "https"),
+            ("http://127.0.0.1:5000/token", "http"),
+            ("http://169.254.169.254/latest/meta-data/", "http"),
+            ("https://[::1]:6443/api", "https"),
         ] {
-            assert!(checked_realm(bad, scheme).is_err(), "{bad}");
+            assert!(checked_realm(bad, scheme, registry).is_err(), "{bad}");
         }
     }
 

@@ -13,6 +13,7 @@ use super::error::with_causes;
 use super::manifest::{self, Manifest, ManifestError};
 use super::manifest_get::{read_capped, refusal, GetError, ManifestGet};
 use super::platform::{select_manifest, Platform};
+use super::redirect;
 use super::settings::{Credential, RegistrySettings};
 use super::{stall, Layer, PullError, PulledImage};
 use crate::image::content::{ContentError, ContentStore, Digest};
@@ -134,8 +135,10 @@ impl Puller {
 
     /// The credential for `endpoint`: the request's or the credentials
     /// file's (see [`credential_for`]), else a credential helper's, else
-    /// none. A failing helper fails the attempt: pulling anonymously
-    /// instead would only hide why a private image is refused.
+    /// none. A failing `credHelpers` helper fails the attempt: pulling
+    /// anonymously instead would only hide why a private image is refused.
+    /// The catch-all `credsStore` gives none when it cannot answer
+    /// ([`crate::image::credential_helper`]).
     async fn credential(
         &self,
         reference: &Reference,
@@ -191,8 +194,11 @@ struct Session<'a> {
     platform: &'a Platform,
     stall: Duration,
     concurrency: usize,
-    /// Built for this endpoint's host: its CA roots, client certificate.
+    /// Built for this endpoint's host: its CA roots, client certificate,
+    /// and the redirects a registry may send ([`redirect`]).
     http: reqwest::Client,
+    /// The same, following no redirect: for the token request.
+    token_http: reqwest::Client,
     scheme: &'static str,
     credential: Credential,
     /// `host[:port]` and repository on this endpoint (already mapped).
@@ -217,17 +223,22 @@ impl<'a> Session<'a> {
         credential: Credential,
         pinned: Option<&str>,
     ) -> Result<Self, PullError> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(puller.settings.stall_timeout)
-            .user_agent(USER_AGENT);
-        if let Some(tls) = puller.settings.tls.get(&endpoint.host) {
-            builder = tls.apply(builder);
-        }
-        let http = builder.build().map_err(|e| PullError::Registry {
-            reference: reference.to_string(),
-            endpoint: endpoint.to_string(),
-            source: Box::new(OciDistributionError::RequestError(e)),
-        })?;
+        let client = |redirects| {
+            let mut builder = reqwest::Client::builder()
+                .connect_timeout(puller.settings.stall_timeout)
+                .user_agent(USER_AGENT)
+                .redirect(redirects);
+            if let Some(tls) = puller.settings.tls.get(&endpoint.host) {
+                builder = tls.apply(builder);
+            }
+            builder.build().map_err(|e| PullError::Registry {
+                reference: reference.to_string(),
+                endpoint: endpoint.to_string(),
+                source: Box::new(OciDistributionError::RequestError(e)),
+            })
+        };
+        let http = client(redirect::registry_policy(&endpoint.host))?;
+        let token_http = client(reqwest::redirect::Policy::none())?;
         let digest = reference.digest.clone().or(pinned.map(str::to_owned));
         let name = match (&digest, &reference.tag) {
             (Some(digest), _) => digest.clone(),
@@ -239,6 +250,7 @@ impl<'a> Session<'a> {
             stall: puller.settings.stall_timeout,
             concurrency: puller.settings.max_concurrent_downloads.max(1),
             http,
+            token_http,
             scheme: if endpoint.insecure { "http" } else { "https" },
             credential,
             host: endpoint.host.clone(),
@@ -369,6 +381,7 @@ impl<'a> Session<'a> {
     async fn authorize(&self) -> Result<Presented, PullError> {
         let login = Login {
             http: &self.http,
+            token_http: &self.token_http,
             scheme: self.scheme,
             host: &self.host,
             repository: &self.repository,
