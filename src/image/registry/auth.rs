@@ -15,7 +15,15 @@
 //! the token must be a header-safe string. The token request follows no
 //! redirect, and a refusal is reported by its status alone: the realm is
 //! the registry's choice, so its answer is no business of the pod author's.
+//!
+//! A token can expire during a long pull. A request refused with a 401 and
+//! a `Bearer` challenge logs in again with that challenge and is sent once
+//! more ([`Presented::send`]); requests refused under the same token at
+//! the same time share one renewal. A registry that keeps refusing gets
+//! one extra token request per request, not a loop.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use oci_client::errors::OciDistributionError;
@@ -33,9 +41,9 @@ const TOKEN_RESPONSE_MAX: u64 = 256 << 10;
 /// `client_id` sent with a refresh-token grant (any name identifies us).
 const CLIENT_ID: &str = "pvecri";
 
-/// The credential every request of a pull carries.
+/// What one request carries.
 #[derive(Clone, PartialEq, Eq)]
-pub(super) enum Presented {
+enum Header {
     None,
     Bearer(String),
     /// The registry challenged with `Basic`.
@@ -45,13 +53,80 @@ pub(super) enum Presented {
     },
 }
 
-impl Presented {
-    pub(super) fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+impl Header {
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self {
-            Presented::None => request,
-            Presented::Bearer(token) => request.bearer_auth(token),
-            Presented::Basic { username, password } => request.basic_auth(username, Some(password)),
+            Header::None => request,
+            Header::Bearer(token) => request.bearer_auth(token),
+            Header::Basic { username, password } => request.basic_auth(username, Some(password)),
         }
+    }
+}
+
+/// The credential every request of a pull carries, and the login that
+/// renews it.
+pub(super) struct Presented {
+    header: RwLock<Header>,
+    /// Bumped by every renewal, so a request knows whether the token it
+    /// was refused with is still the current one.
+    generation: AtomicU64,
+    renewing: tokio::sync::Mutex<()>,
+    login: Login,
+}
+
+impl Presented {
+    /// Sends the request `build` makes, with the current credential. A
+    /// 401 with a `Bearer` challenge renews the token with it (unless the
+    /// credential is a fixed bearer token) and the request is sent again,
+    /// once; its answer is returned whatever it is.
+    pub(super) async fn send(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, GetError> {
+        let seen = self.generation.load(Ordering::Acquire);
+        let response = self.login.send(self.apply(build())).await?;
+        if response.status() != StatusCode::UNAUTHORIZED
+            || matches!(self.login.credential, Credential::Bearer(_))
+        {
+            return Ok(response);
+        }
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge);
+        let Some(Challenge::Bearer { realm, service }) = challenge else {
+            return Ok(response);
+        };
+        drop(response);
+        self.renew(seen, &realm, service.as_deref()).await?;
+        self.login.send(self.apply(build())).await
+    }
+
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let header = self
+            .header
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        header.apply(request)
+    }
+
+    /// A new token from `realm`, unless another request already renewed
+    /// the one that generation `seen` had.
+    async fn renew(&self, seen: u64, realm: &str, service: Option<&str>) -> Result<(), GetError> {
+        let _one_at_a_time = self.renewing.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        let header = self
+            .login
+            .token(realm, service, &self.login.credential)
+            .await?;
+        *self.header.write().unwrap_or_else(PoisonError::into_inner) = header;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        tracing::debug!(host = %self.login.host, "registry token renewed after a 401");
+        Ok(())
     }
 }
 
@@ -68,24 +143,34 @@ enum Challenge {
 }
 
 /// One pull's login at one endpoint.
-pub(super) struct Login<'a> {
+pub(super) struct Login {
     /// The endpoint's client (its TLS settings, its redirect policy).
-    pub http: &'a reqwest::Client,
+    pub http: reqwest::Client,
     /// The same TLS settings, following no redirect.
-    pub token_http: &'a reqwest::Client,
+    pub token_http: reqwest::Client,
     /// `http` or `https`.
     pub scheme: &'static str,
-    pub host: &'a str,
-    pub repository: &'a str,
-    pub credential: &'a Credential,
+    pub host: String,
+    pub repository: String,
+    pub credential: Credential,
     pub stall: Duration,
 }
 
-impl Login<'_> {
-    /// What the pull's requests should present.
-    pub(super) async fn run(&self) -> Result<Presented, GetError> {
-        if let Credential::Bearer(token) = self.credential {
-            return Ok(Presented::Bearer(token.clone()));
+impl Login {
+    /// Logs in: what the pull's requests present, renewable.
+    pub(super) async fn run(self) -> Result<Presented, GetError> {
+        let header = self.first().await?;
+        Ok(Presented {
+            header: RwLock::new(header),
+            generation: AtomicU64::new(0),
+            renewing: tokio::sync::Mutex::new(()),
+            login: self,
+        })
+    }
+
+    async fn first(&self) -> Result<Header, GetError> {
+        if let Credential::Bearer(token) = &self.credential {
+            return Ok(Header::Bearer(token.clone()));
         }
         let url = format!("{}://{}/v2/", self.scheme, self.host);
         let mut probe = self.send(self.http.get(&url)).await?;
@@ -97,9 +182,9 @@ impl Login<'_> {
         // The body is not needed; drain a little of it so the connection
         // can be reused.
         let _ = read_capped(&mut probe, ERROR_BODY_MAX, self.stall).await;
-        match (challenge, self.credential) {
-            (Challenge::Open, _) => Ok(Presented::None),
-            (Challenge::Basic, Credential::Basic { username, password }) => Ok(Presented::Basic {
+        match (challenge, &self.credential) {
+            (Challenge::Open, _) => Ok(Header::None),
+            (Challenge::Basic, Credential::Basic { username, password }) => Ok(Header::Basic {
                 username: username.clone(),
                 password: password.clone(),
             }),
@@ -110,7 +195,7 @@ impl Login<'_> {
                 ))))
             }
             // Anonymous against Basic: the requests will meet the 401.
-            (Challenge::Basic, _) => Ok(Presented::None),
+            (Challenge::Basic, _) => Ok(Header::None),
             (Challenge::Bearer { realm, service }, credential) => {
                 self.token(&realm, service.as_deref(), credential).await
             }
@@ -122,8 +207,8 @@ impl Login<'_> {
         realm: &str,
         service: Option<&str>,
         credential: &Credential,
-    ) -> Result<Presented, GetError> {
-        let realm = checked_realm(realm, self.scheme, self.host)?;
+    ) -> Result<Header, GetError> {
+        let realm = checked_realm(realm, self.scheme, &self.host)?;
         let scope = format!("repository:{}:pull", self.repository);
         let request = match credential {
             Credential::IdentityToken(refresh) => {
@@ -175,7 +260,7 @@ impl Login<'_> {
             }));
         }
         let body = read_capped(&mut response, TOKEN_RESPONSE_MAX, self.stall).await?;
-        parse_token(&body).map(Presented::Bearer).map_err(|why| {
+        parse_token(&body).map(Header::Bearer).map_err(|why| {
             GetError::Registry(OciDistributionError::RegistryTokenDecodeError(format!(
                 "token endpoint {}: {why}",
                 endpoint_name(&realm)

@@ -717,3 +717,55 @@ async fn token_endpoint_error_body_is_not_echoed() {
     assert!(text.contains("500"), "{text}");
     assert!(!text.contains("AKIA"), "{text}");
 }
+
+/// The token endpoint's answers in turn, and how many were asked for.
+fn tokens(answers: &[&str]) -> (Reply, Arc<std::sync::atomic::AtomicUsize>) {
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let replies = answers
+        .iter()
+        .map(|token| Reply::Ok {
+            content_type: "application/json",
+            body: format!(r#"{{"token":"{token}"}}"#).into_bytes(),
+        })
+        .collect();
+    let reply = Reply::Sequence {
+        served: served.clone(),
+        replies,
+    };
+    (reply, served)
+}
+
+/// A token that stops working mid-pull (here: the first one is refused
+/// by the manifest) is renewed with the registry's challenge, once, and
+/// the pull goes on with the new one.
+#[tokio::test]
+async fn expired_token_is_renewed_once() {
+    let f = fixture();
+    let (token, served) = tokens(&["expired", "acc3ss"]);
+    let routes = token_guarded_image("renew/app", token);
+    let addr = serve(routes).await;
+    f.puller
+        .pull(&reference(addr, "renew/app"), None)
+        .await
+        .unwrap();
+    // The login and one renewal; the blobs went with the new token.
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// A registry that refuses every token gets one renewal per request, and
+/// the pull fails as unauthorized instead of looping.
+#[tokio::test]
+async fn a_token_refused_again_fails_the_pull() {
+    let f = fixture();
+    let (token, served) = tokens(&["never-good"]);
+    let routes = token_guarded_image("refuse/app", token);
+    let addr = serve(routes).await;
+    let err = f
+        .puller
+        .pull(&reference(addr, "refuse/app"), None)
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    // The login and one renewal for the one request that was refused.
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

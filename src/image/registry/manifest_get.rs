@@ -72,14 +72,14 @@ impl ManifestGet<'_> {
     }
 
     async fn request(&self) -> Result<reqwest::Response, GetError> {
-        let request = self
-            .http
-            .get(self.url)
-            .header(header::ACCEPT, self.accept.join(", "));
-        let request = self.auth.apply(request);
-        Ok(stall::within(self.stall, request.send())
+        let accept = self.accept.join(", ");
+        self.auth
+            .send(|| {
+                self.http
+                    .get(self.url)
+                    .header(header::ACCEPT, accept.as_str())
+            })
             .await
-            .ok_or(GetError::Stalled)??)
     }
 }
 

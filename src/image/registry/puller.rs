@@ -380,12 +380,12 @@ impl<'a> Session<'a> {
     /// requests present.
     async fn authorize(&self) -> Result<Presented, PullError> {
         let login = Login {
-            http: &self.http,
-            token_http: &self.token_http,
+            http: self.http.clone(),
+            token_http: self.token_http.clone(),
             scheme: self.scheme,
-            host: &self.host,
-            repository: &self.repository,
-            credential: &self.credential,
+            host: self.host.clone(),
+            repository: self.repository.clone(),
+            credential: self.credential.clone(),
             stall: self.stall,
         };
         login
@@ -478,11 +478,10 @@ impl<'a> Session<'a> {
         );
         // Redirects (to a storage backend) are followed by reqwest, which
         // drops the Authorization header when the host changes.
-        let request = auth.apply(self.http.get(&url)).send();
-        let mut response = stall::within(self.stall, request)
+        let mut response = auth
+            .send(|| self.http.get(&url))
             .await
-            .ok_or_else(|| self.stalled())?
-            .map_err(|e| self.registry_error(OciDistributionError::RequestError(e), Stage::Blob))?;
+            .map_err(|e| self.get_error(e, Stage::Blob, &blob.digest, 0))?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             let body = read_capped(&mut response, ERROR_BODY_MAX, self.stall)

@@ -125,6 +125,12 @@ pub(super) enum Reply {
         challenge: &'static str,
         reply: Box<Reply>,
     },
+    /// The n-th request gets `replies[n]`, the last one all after it;
+    /// `served` counts them.
+    Sequence {
+        served: Arc<std::sync::atomic::AtomicUsize>,
+        replies: Vec<Reply>,
+    },
     /// `status` with `Location: location` (`{addr}` as in `Guarded`).
     Redirect {
         status: u16,
@@ -184,6 +190,10 @@ async fn answer(mut conn: TcpStream, routes: Arc<HashMap<String, Reply>>) {
         },
         _ => Reply::Status(404),
     };
+    if let Reply::Sequence { served, replies } = reply {
+        let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        reply = replies[n.min(replies.len() - 1)].clone();
+    }
     while let Reply::Guarded {
         expected,
         challenge,
@@ -291,7 +301,7 @@ async fn answer(mut conn: TcpStream, routes: Arc<HashMap<String, Reply>>) {
                     .await
             }
         }
-        Reply::Guarded { .. } => unreachable!("unwrapped above"),
+        Reply::Guarded { .. } | Reply::Sequence { .. } => unreachable!("unwrapped above"),
     };
 }
 
