@@ -6,15 +6,26 @@
 //! A helper is an operator-installed program run with the daemon's
 //! privileges, so it is found only in the configured directory (or, when
 //! none is configured, the daemon's `PATH`), must be root's and writable by
-//! nobody else, and runs without a shell, with an environment of `PATH`
-//! and `HOME` only, under a timeout. Its output is read up to a bound and
-//! never logged; its stderr is discarded, as it may echo secrets.
+//! nobody else, as must every directory above it (where it was found and,
+//! symlinks resolved, where it is), and runs without a shell, with an
+//! environment of `PATH` and `HOME` only, under a timeout. Its output is
+//! read up to a bound and never logged; its stderr is discarded, as it may
+//! echo secrets.
+//!
+//! A helper named for a host (`credHelpers`) that cannot answer fails the
+//! pull: the operator said that host needs it. The catch-all `credsStore`
+//! is different: a config.json copied from a desktop names one that is
+//! rarely installed on a node, and failing every pull of a public image
+//! for it would help nobody, so a store that is missing, fails or hangs
+//! gives no credential and a (rate-limited) warning instead. A store that
+//! is unsafe to run still fails the pull.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -30,6 +41,8 @@ const OUTPUT_MAX: usize = 64 << 10;
 const TOKEN_USERNAME: &str = "<token>";
 /// The server URL Docker (and so every helper) files Docker Hub under.
 const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
+/// At most one warning this often about an unavailable `credsStore`.
+const FALLBACK_WARN_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Error)]
 pub(crate) enum HelperError {
@@ -70,17 +83,39 @@ pub(crate) struct HelperConfig {
     pub default: Option<String>,
 }
 
+impl HelperError {
+    /// Whether the helper could not answer (as opposed to being unsafe to
+    /// run or misnamed): what a `credsStore` may get away with.
+    fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            HelperError::NotFound { .. }
+                | HelperError::Spawn { .. }
+                | HelperError::Timeout { .. }
+                | HelperError::Failed { .. }
+                | HelperError::BadOutput { .. }
+        )
+    }
+}
+
 /// Runs the configured helpers.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Helpers {
     config: HelperConfig,
     /// Where helpers are looked up; `None`: the daemon's `PATH`.
     dir: Option<PathBuf>,
+    /// When the last warning about an unavailable `credsStore` was
+    /// logged, and how many fallbacks happened since.
+    fallback_log: Arc<Mutex<(Option<Instant>, u64)>>,
 }
 
 impl Helpers {
     pub(crate) fn new(config: HelperConfig, dir: Option<PathBuf>) -> Self {
-        Helpers { config, dir }
+        Helpers {
+            config,
+            dir,
+            fallback_log: Arc::default(),
+        }
     }
 
     /// Whether any helper is configured at all.
@@ -89,17 +124,48 @@ impl Helpers {
     }
 
     /// The credential the helper for `host` (`host[:port]`, Docker Hub as
-    /// `docker.io`) has; `None` when no helper serves `host` or the helper
-    /// has nothing for it.
+    /// `docker.io`) has; `None` when no helper serves `host`, the helper
+    /// has nothing for it, or the helper is the `credsStore` and could not
+    /// answer.
     pub(crate) async fn get(&self, host: &str) -> Result<Option<Credential>, HelperError> {
-        let Some(name) = self
-            .config
-            .per_host
-            .get(host)
-            .or(self.config.default.as_ref())
-        else {
+        if let Some(name) = self.config.per_host.get(host) {
+            return self.ask(name, host).await;
+        }
+        let Some(name) = &self.config.default else {
             return Ok(None);
         };
+        match self.ask(name, host).await {
+            Err(err) if err.is_unavailable() => {
+                self.warn_fallback(host, &err);
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    /// Logs that the `credsStore` was passed over, at most once per
+    /// [`FALLBACK_WARN_EVERY`]: every pull may get here. The error names
+    /// the helper and what went wrong, never its output.
+    fn warn_fallback(&self, host: &str, err: &HelperError) {
+        let Ok(mut log) = self.fallback_log.lock() else {
+            return;
+        };
+        let (last, since) = &mut *log;
+        *since += 1;
+        if last.is_some_and(|t| t.elapsed() < FALLBACK_WARN_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let fallbacks = std::mem::take(since);
+        tracing::warn!(
+            host,
+            error = %err,
+            fallbacks,
+            "credsStore helper unavailable: pulling without a credential"
+        );
+    }
+
+    async fn ask(&self, name: &str, host: &str) -> Result<Option<Credential>, HelperError> {
         let path = self.locate(name)?;
         let server = server_url(host);
         let output = run(&path, &server).await?;
@@ -146,10 +212,7 @@ impl Helpers {
             .map(|d| d.join(&file))
             .find(|p| p.is_file());
         match found {
-            Some(path) => {
-                check_owner(&path)?;
-                Ok(path)
-            }
+            Some(path) => check_owner(&path),
             None => Err(HelperError::NotFound {
                 name: name.to_owned(),
                 searched: match &self.dir {
@@ -181,36 +244,44 @@ fn server_url(host: &str) -> String {
     }
 }
 
-/// The helper and its directory are root's and writable by nobody else,
-/// and the helper is executable: anyone who could replace it would get
-/// registry credentials and run code as root.
-fn check_owner(path: &Path) -> Result<(), HelperError> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    for p in [path, dir] {
-        let meta = std::fs::metadata(p).map_err(|e| HelperError::Unsafe {
-            path: path.to_owned(),
-            reason: format!("{}: {e}", p.display()),
-        })?;
-        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-            return Err(HelperError::Unsafe {
-                path: path.to_owned(),
-                reason: format!(
-                    "{} is not root's alone (uid {}, mode {:o})",
-                    p.display(),
-                    meta.uid(),
-                    meta.mode() & 0o7777
-                ),
-            });
+/// The helper to run: `found` with its symlinks resolved, once it and
+/// every directory above it (above where it was found, and above where it
+/// really is) are root's and writable by nobody else, and it is
+/// executable: anyone who could replace any of them would get registry
+/// credentials and run code as root. Running the resolved path keeps a
+/// symlink swapped after the check from mattering.
+fn check_owner(found: &Path) -> Result<PathBuf, HelperError> {
+    let unsafe_helper = |reason: String| HelperError::Unsafe {
+        path: found.to_owned(),
+        reason,
+    };
+    let resolve = |p: &Path| {
+        std::fs::canonicalize(p).map_err(|e| unsafe_helper(format!("{}: {e}", p.display())))
+    };
+    let real = resolve(found)?;
+    let found_in = resolve(found.parent().unwrap_or(Path::new("/")))?;
+    for p in real.ancestors().chain(found_in.ancestors()) {
+        // Resolved paths have no symlinks left, so this is the entry itself.
+        let meta = std::fs::symlink_metadata(p)
+            .map_err(|e| unsafe_helper(format!("{}: {e}", p.display())))?;
+        let mode = meta.mode();
+        // A sticky directory (/tmp) lets others add entries but not
+        // rename or remove root's, so the path below it stays root's.
+        let shared_but_sticky = meta.is_dir() && mode & 0o1000 != 0;
+        if meta.uid() != 0 || (mode & 0o022 != 0 && !shared_but_sticky) {
+            return Err(unsafe_helper(format!(
+                "{} is not root's alone (uid {}, mode {:o})",
+                p.display(),
+                meta.uid(),
+                mode & 0o7777
+            )));
         }
     }
-    let mode = std::fs::metadata(path).map(|m| m.mode()).unwrap_or(0);
+    let mode = std::fs::metadata(&real).map(|m| m.mode()).unwrap_or(0);
     if mode & 0o100 == 0 {
-        return Err(HelperError::Unsafe {
-            path: path.to_owned(),
-            reason: "not executable".to_owned(),
-        });
+        return Err(unsafe_helper("not executable".to_owned()));
     }
-    Ok(())
+    Ok(real)
 }
 
 struct Output {
@@ -301,8 +372,9 @@ fn parse_output(stdout: &[u8], host: &str) -> Result<Credential, String> {
     })?;
     // Some helpers leave ServerURL out; one that names another registry
     // answered a different question.
-    if !answer.server_url.is_empty() && super::auth_file::normalise_host(&answer.server_url) != host
-    {
+    let same_host =
+        |url: &str| super::auth_file::normalise_host(url) == super::auth_file::normalise_host(host);
+    if !answer.server_url.is_empty() && !same_host(&answer.server_url) {
         return Err(format!(
             "it is for {:?}, not {host}",
             answer.server_url.chars().take(256).collect::<String>()
@@ -408,14 +480,134 @@ mod tests {
         path
     }
 
-    fn helpers(dir: &Path, default: &str) -> Helpers {
+    /// `name` as the `credHelpers` entry of the hosts the tests ask for.
+    fn helpers(dir: &Path, name: &str) -> Helpers {
+        let per_host = ["h", "reg.lan:5000"]
+            .into_iter()
+            .map(|h| (h.to_owned(), name.to_owned()))
+            .collect();
         Helpers::new(
             HelperConfig {
-                per_host: HashMap::new(),
-                default: Some(default.to_owned()),
+                per_host,
+                default: None,
             },
             Some(dir.to_owned()),
         )
+    }
+
+    /// `name` as the `credsStore`.
+    fn store(dir: &Path, name: &str) -> Helpers {
+        Helpers::new(
+            HelperConfig {
+                per_host: HashMap::new(),
+                default: Some(name.to_owned()),
+            },
+            Some(dir.to_owned()),
+        )
+    }
+
+    /// Whether the test can run: helpers must be root's. CI runs as root,
+    /// so there a skip is a failure.
+    fn running_as_root() -> bool {
+        if nix::unistd::geteuid().is_root() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "CI=true but not root: helper ownership cannot be tested"
+        );
+        eprintln!("skipping: helpers must be root's and the test files are this user's");
+        false
+    }
+
+    #[test]
+    fn answers_for_docker_hub_under_any_of_its_names_are_accepted() {
+        for (server, host) in [
+            ("registry-1.docker.io", "registry-1.docker.io"),
+            ("https://index.docker.io/v1/", "registry-1.docker.io"),
+            ("https://index.docker.io/v1/", "docker.io"),
+            ("registry-1.docker.io", "docker.io"),
+        ] {
+            let answer = format!(r#"{{"ServerURL":"{server}","Username":"u","Secret":"s"}}"#);
+            assert!(
+                parse_output(answer.as_bytes(), host).is_ok(),
+                "{server} for {host}"
+            );
+        }
+        let other = br#"{"ServerURL":"ghcr.io","Username":"u","Secret":"s"}"#;
+        assert!(parse_output(other, "registry-1.docker.io").is_err());
+    }
+
+    /// A `credsStore` that is not installed gives no credential (public
+    /// images still pull); a `credHelpers` entry for the host does not.
+    #[tokio::test]
+    async fn a_missing_store_is_passed_over_but_a_missing_host_helper_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(store(dir.path(), "desktop").get("h").await.unwrap(), None);
+        let err = helpers(dir.path(), "desktop").get("h").await.unwrap_err();
+        assert!(matches!(err, HelperError::NotFound { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_is_passed_over_but_an_unsafe_one_is_not() {
+        if !running_as_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        script(dir.path(), "broken", "exit 2");
+        assert_eq!(store(dir.path(), "broken").get("h").await.unwrap(), None);
+        let err = helpers(dir.path(), "broken").get("h").await.unwrap_err();
+        assert!(matches!(err, HelperError::Failed { .. }), "{err}");
+        script(dir.path(), "garbled", "echo not-json");
+        assert_eq!(store(dir.path(), "garbled").get("h").await.unwrap(), None);
+        let writable = script(dir.path(), "writable", "exit 0");
+        std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = store(dir.path(), "writable").get("h").await.unwrap_err();
+        assert!(matches!(err, HelperError::Unsafe { .. }), "{err}");
+    }
+
+    /// Ownership is checked where a symlinked helper really is, and on
+    /// every directory above it, not only next to the link.
+    #[tokio::test]
+    async fn helpers_are_checked_where_they_really_are() {
+        if !running_as_root() {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let found_in = root.path().join("bin");
+        let real_dir = root.path().join("opt/real");
+        std::fs::create_dir_all(&found_in).unwrap();
+        std::fs::create_dir_all(&real_dir).unwrap();
+        let real = script(&real_dir, "real", r#"echo '{"Username":"u","Secret":"s"}'"#);
+        let link = found_in.join("docker-credential-linked");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let ok = helpers(&found_in, "linked").get("h").await.unwrap();
+        assert!(matches!(ok, Some(Credential::Basic { .. })), "{ok:?}");
+        assert_eq!(check_owner(&link).unwrap(), real.canonicalize().unwrap());
+
+        // The link's directory is root's; the target's is not.
+        std::os::unix::fs::chown(&real_dir, Some(1000), None).unwrap();
+        let err = helpers(&found_in, "linked").get("h").await.unwrap_err();
+        assert!(
+            matches!(&err, HelperError::Unsafe { reason, .. } if reason.contains("opt/real")),
+            "{err}"
+        );
+        std::os::unix::fs::chown(&real_dir, Some(0), None).unwrap();
+
+        // A directory further up that its group may write.
+        let opt = root.path().join("opt");
+        std::fs::set_permissions(&opt, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let err = helpers(&found_in, "linked").get("h").await.unwrap_err();
+        assert!(
+            matches!(&err, HelperError::Unsafe { reason, .. } if reason.contains("775")),
+            "{err}"
+        );
+        std::fs::set_permissions(&opt, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        // The helper file itself owned by someone else.
+        std::os::unix::fs::chown(&real, Some(1000), None).unwrap();
+        let err = helpers(&found_in, "linked").get("h").await.unwrap_err();
+        assert!(matches!(err, HelperError::Unsafe { .. }), "{err}");
     }
 
     /// Real processes: the host arrives on stdin, the environment is
@@ -423,8 +615,7 @@ mod tests {
     /// error, and a bad name never reaches the file system.
     #[tokio::test]
     async fn helpers_run_as_documented() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipping: helpers must be root's and the test files are this user's");
+        if !running_as_root() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

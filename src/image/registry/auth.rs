@@ -9,16 +9,29 @@
 //! that answers the probe without a challenge gets no credential at all,
 //! and one that challenges with `Basic` gets the password on each request.
 //! Everything the registry sends back is bounded and checked before use:
-//! the realm must be an http(s) URL and must not downgrade an HTTPS
-//! registry to plain HTTP, the token must be a header-safe string.
+//! the realm must be an http(s) URL, must not downgrade an HTTPS registry
+//! to plain HTTP and must not name a loopback, link-local or unspecified
+//! address unless the registry is on loopback itself ([`super::redirect`]);
+//! the token must be a header-safe string. The token request follows no
+//! redirect, and a refusal is reported by its status alone: the realm is
+//! the registry's choice, so its answer is no business of the pod author's.
+//!
+//! A token can expire during a long pull. A request refused with a 401 and
+//! a `Bearer` challenge logs in again with that challenge and is sent once
+//! more ([`Presented::send`]); requests refused under the same token at
+//! the same time share one renewal. A registry that keeps refusing gets
+//! one extra token request per request, not a loop.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use oci_client::errors::OciDistributionError;
 use reqwest::{header, StatusCode, Url};
 use serde::Deserialize;
 
-use super::manifest_get::{read_capped, refusal, GetError};
+use super::manifest_get::{read_capped, GetError};
+use super::redirect;
 use super::settings::Credential;
 use super::stall;
 use crate::image::limits::ERROR_BODY_MAX;
@@ -28,9 +41,9 @@ const TOKEN_RESPONSE_MAX: u64 = 256 << 10;
 /// `client_id` sent with a refresh-token grant (any name identifies us).
 const CLIENT_ID: &str = "pvecri";
 
-/// The credential every request of a pull carries.
+/// What one request carries.
 #[derive(Clone, PartialEq, Eq)]
-pub(super) enum Presented {
+enum Header {
     None,
     Bearer(String),
     /// The registry challenged with `Basic`.
@@ -40,13 +53,80 @@ pub(super) enum Presented {
     },
 }
 
-impl Presented {
-    pub(super) fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+impl Header {
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self {
-            Presented::None => request,
-            Presented::Bearer(token) => request.bearer_auth(token),
-            Presented::Basic { username, password } => request.basic_auth(username, Some(password)),
+            Header::None => request,
+            Header::Bearer(token) => request.bearer_auth(token),
+            Header::Basic { username, password } => request.basic_auth(username, Some(password)),
         }
+    }
+}
+
+/// The credential every request of a pull carries, and the login that
+/// renews it.
+pub(super) struct Presented {
+    header: RwLock<Header>,
+    /// Bumped by every renewal, so a request knows whether the token it
+    /// was refused with is still the current one.
+    generation: AtomicU64,
+    renewing: tokio::sync::Mutex<()>,
+    login: Login,
+}
+
+impl Presented {
+    /// Sends the request `build` makes, with the current credential. A
+    /// 401 with a `Bearer` challenge renews the token with it (unless the
+    /// credential is a fixed bearer token) and the request is sent again,
+    /// once; its answer is returned whatever it is.
+    pub(super) async fn send(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, GetError> {
+        let seen = self.generation.load(Ordering::Acquire);
+        let response = self.login.send(self.apply(build())).await?;
+        if response.status() != StatusCode::UNAUTHORIZED
+            || matches!(self.login.credential, Credential::Bearer(_))
+        {
+            return Ok(response);
+        }
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge);
+        let Some(Challenge::Bearer { realm, service }) = challenge else {
+            return Ok(response);
+        };
+        drop(response);
+        self.renew(seen, &realm, service.as_deref()).await?;
+        self.login.send(self.apply(build())).await
+    }
+
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let header = self
+            .header
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        header.apply(request)
+    }
+
+    /// A new token from `realm`, unless another request already renewed
+    /// the one that generation `seen` had.
+    async fn renew(&self, seen: u64, realm: &str, service: Option<&str>) -> Result<(), GetError> {
+        let _one_at_a_time = self.renewing.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        let header = self
+            .login
+            .token(realm, service, &self.login.credential)
+            .await?;
+        *self.header.write().unwrap_or_else(PoisonError::into_inner) = header;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        tracing::debug!(host = %self.login.host, "registry token renewed after a 401");
+        Ok(())
     }
 }
 
@@ -63,22 +143,34 @@ enum Challenge {
 }
 
 /// One pull's login at one endpoint.
-pub(super) struct Login<'a> {
-    /// The endpoint's client (its TLS settings).
-    pub http: &'a reqwest::Client,
+pub(super) struct Login {
+    /// The endpoint's client (its TLS settings, its redirect policy).
+    pub http: reqwest::Client,
+    /// The same TLS settings, following no redirect.
+    pub token_http: reqwest::Client,
     /// `http` or `https`.
     pub scheme: &'static str,
-    pub host: &'a str,
-    pub repository: &'a str,
-    pub credential: &'a Credential,
+    pub host: String,
+    pub repository: String,
+    pub credential: Credential,
     pub stall: Duration,
 }
 
-impl Login<'_> {
-    /// What the pull's requests should present.
-    pub(super) async fn run(&self) -> Result<Presented, GetError> {
-        if let Credential::Bearer(token) = self.credential {
-            return Ok(Presented::Bearer(token.clone()));
+impl Login {
+    /// Logs in: what the pull's requests present, renewable.
+    pub(super) async fn run(self) -> Result<Presented, GetError> {
+        let header = self.first().await?;
+        Ok(Presented {
+            header: RwLock::new(header),
+            generation: AtomicU64::new(0),
+            renewing: tokio::sync::Mutex::new(()),
+            login: self,
+        })
+    }
+
+    async fn first(&self) -> Result<Header, GetError> {
+        if let Credential::Bearer(token) = &self.credential {
+            return Ok(Header::Bearer(token.clone()));
         }
         let url = format!("{}://{}/v2/", self.scheme, self.host);
         let mut probe = self.send(self.http.get(&url)).await?;
@@ -90,9 +182,9 @@ impl Login<'_> {
         // The body is not needed; drain a little of it so the connection
         // can be reused.
         let _ = read_capped(&mut probe, ERROR_BODY_MAX, self.stall).await;
-        match (challenge, self.credential) {
-            (Challenge::Open, _) => Ok(Presented::None),
-            (Challenge::Basic, Credential::Basic { username, password }) => Ok(Presented::Basic {
+        match (challenge, &self.credential) {
+            (Challenge::Open, _) => Ok(Header::None),
+            (Challenge::Basic, Credential::Basic { username, password }) => Ok(Header::Basic {
                 username: username.clone(),
                 password: password.clone(),
             }),
@@ -103,7 +195,7 @@ impl Login<'_> {
                 ))))
             }
             // Anonymous against Basic: the requests will meet the 401.
-            (Challenge::Basic, _) => Ok(Presented::None),
+            (Challenge::Basic, _) => Ok(Header::None),
             (Challenge::Bearer { realm, service }, credential) => {
                 self.token(&realm, service.as_deref(), credential).await
             }
@@ -115,8 +207,8 @@ impl Login<'_> {
         realm: &str,
         service: Option<&str>,
         credential: &Credential,
-    ) -> Result<Presented, GetError> {
-        let realm = checked_realm(realm, self.scheme)?;
+    ) -> Result<Header, GetError> {
+        let realm = checked_realm(realm, self.scheme, &self.host)?;
         let scope = format!("repository:{}:pull", self.repository);
         let request = match credential {
             Credential::IdentityToken(refresh) => {
@@ -129,14 +221,14 @@ impl Login<'_> {
                 if let Some(service) = service {
                     form.push(("service", service));
                 }
-                self.http.post(realm.clone()).form(&form)
+                self.token_http.post(realm.clone()).form(&form)
             }
             other => {
                 let mut query = vec![("scope", scope.as_str())];
                 if let Some(service) = service {
                     query.push(("service", service));
                 }
-                let request = self.http.get(realm.clone()).query(&query);
+                let request = self.token_http.get(realm.clone()).query(&query);
                 match other {
                     Credential::Basic { username, password } => {
                         request.basic_auth(username, Some(password))
@@ -148,21 +240,27 @@ impl Login<'_> {
         let mut response = self.send(request).await?;
         let status = response.status();
         if status != StatusCode::OK {
-            let body = read_capped(&mut response, ERROR_BODY_MAX, self.stall)
-                .await
-                .unwrap_or_default();
+            // Drained for the connection's sake, never reported.
+            let _ = read_capped(&mut response, ERROR_BODY_MAX, self.stall).await;
+            let endpoint = endpoint_name(&realm);
             return Err(GetError::Registry(match status {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
                     OciDistributionError::AuthenticationFailure(format!(
-                        "token endpoint {} refused the credential: HTTP {status}",
-                        endpoint_name(&realm)
+                        "token endpoint {endpoint} refused the credential: HTTP {status}"
                     ))
                 }
-                _ => refusal(status, &body, realm.as_str()),
+                _ if status.is_redirection() => OciDistributionError::SpecViolationError(format!(
+                    "token endpoint {endpoint} answered HTTP {status}: token requests follow no redirect"
+                )),
+                _ => OciDistributionError::ServerError {
+                    code: status.as_u16(),
+                    url: endpoint,
+                    message: "the token request failed".to_owned(),
+                },
             }));
         }
         let body = read_capped(&mut response, TOKEN_RESPONSE_MAX, self.stall).await?;
-        parse_token(&body).map(Presented::Bearer).map_err(|why| {
+        parse_token(&body).map(Header::Bearer).map_err(|why| {
             GetError::Registry(OciDistributionError::RegistryTokenDecodeError(format!(
                 "token endpoint {}: {why}",
                 endpoint_name(&realm)
@@ -181,8 +279,9 @@ fn spec_violation(message: String) -> GetError {
     GetError::Registry(OciDistributionError::SpecViolationError(message))
 }
 
-/// The realm as a URL we are willing to send a credential to.
-fn checked_realm(realm: &str, registry_scheme: &str) -> Result<Url, GetError> {
+/// The realm as a URL we are willing to send a credential to (and to make
+/// a request to at all) for the registry at `registry_host`.
+fn checked_realm(realm: &str, registry_scheme: &str, registry_host: &str) -> Result<Url, GetError> {
     let url =
         Url::parse(realm).map_err(|_| spec_violation("the token realm is not a URL".to_owned()))?;
     match (url.scheme(), registry_scheme) {
@@ -203,6 +302,14 @@ fn checked_realm(realm: &str, registry_scheme: &str) -> Result<Url, GetError> {
         return Err(spec_violation(
             "the token realm has no host or carries credentials".to_owned(),
         ));
+    }
+    if redirect::is_local(url.host_str().unwrap_or_default())
+        && !redirect::is_local_authority(registry_host)
+    {
+        return Err(spec_violation(format!(
+            "the token realm {} is a loopback, link-local or unspecified address",
+            endpoint_name(&url)
+        )));
     }
     Ok(url)
 }
@@ -320,15 +427,20 @@ mod tests {
 
     #[test]
     fn realms_must_be_safe_to_send_credentials_to() {
-        assert!(checked_realm("https://auth.example/token", "https").is_ok());
-        assert!(checked_realm("http://127.0.0.1:5000/token", "http").is_ok());
+        let registry = "registry.example";
+        assert!(checked_realm("https://auth.example/token", "https", registry).is_ok());
+        assert!(checked_realm("http://10.0.0.5:5001/token", "http", registry).is_ok());
+        assert!(checked_realm("http://127.0.0.1:5001/token", "http", "127.0.0.1:5000").is_ok());
         for (bad, scheme) in [
             ("http://auth.example/token", "https"),
             ("file:///etc/passwd", "http"),
             ("https://user:pw@auth.example/", "https"),
             ("not a url", "https"),
+            ("http://127.0.0.1:5000/token", "http"),
+            ("http://169.254.169.254/latest/meta-data/", "http"),
+            ("https://[::1]:6443/api", "https"),
         ] {
-            assert!(checked_realm(bad, scheme).is_err(), "{bad}");
+            assert!(checked_realm(bad, scheme, registry).is_err(), "{bad}");
         }
     }
 

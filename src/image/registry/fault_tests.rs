@@ -638,3 +638,134 @@ async fn pull_only_mirror_is_not_asked_for_tags() {
     assert_eq!(pulled.config_digest, config);
     assert!(content.has(&layer));
 }
+
+/// Routes of an image behind bearer authentication whose realm is
+/// `/token`, answered by `token`.
+fn token_guarded_image(repo: &str, token: Reply) -> HashMap<String, Reply> {
+    let (routes, _, _) = image_routes(repo, good(), good());
+    let guard = |reply| Reply::Guarded {
+        expected: "Bearer acc3ss",
+        challenge: r#"Bearer realm="http://{addr}/token",service="test""#,
+        reply: Box::new(reply),
+    };
+    let mut routes: HashMap<String, Reply> =
+        routes.into_iter().map(|(k, v)| (k, guard(v))).collect();
+    routes.insert(
+        "/v2/".to_owned(),
+        guard(Reply::Ok {
+            content_type: "application/json",
+            body: b"{}".to_vec(),
+        }),
+    );
+    routes.insert("/token".to_owned(), token);
+    routes
+}
+
+/// A realm that redirects is not followed, so a 307 cannot carry the
+/// refresh token on to another URL (here one that would grant it).
+#[tokio::test]
+async fn token_request_follows_no_redirect() {
+    let f = fixture();
+    let mut routes = token_guarded_image(
+        "redir/app",
+        Reply::Redirect {
+            status: 307,
+            location: "http://{addr}/elsewhere".to_owned(),
+        },
+    );
+    routes.insert(
+        "/elsewhere".to_owned(),
+        Reply::RefreshGrant {
+            refresh: "r3fresh",
+            token: "acc3ss",
+        },
+    );
+    let addr = serve(routes).await;
+    let identity = super::Credential::IdentityToken("r3fresh".into());
+    let err = f
+        .puller
+        .pull(&reference(addr, "redir/app"), Some(identity))
+        .await
+        .unwrap_err();
+    let text = super::error::with_causes(&err);
+    assert!(
+        text.contains("307") && text.contains("no redirect"),
+        "{text}"
+    );
+    assert!(!text.contains("r3fresh"), "{text}");
+}
+
+/// What a token endpoint says when it fails is not passed on: it may be
+/// whatever the realm's URL reached.
+#[tokio::test]
+async fn token_endpoint_error_body_is_not_echoed() {
+    let f = fixture();
+    let routes = token_guarded_image(
+        "echo/app",
+        Reply::Error {
+            status: 500,
+            body: b"AccessKeyId=AKIA-INSTANCE-ROLE".to_vec(),
+        },
+    );
+    let addr = serve(routes).await;
+    let err = f
+        .puller
+        .pull(&reference(addr, "echo/app"), None)
+        .await
+        .unwrap_err();
+    let text = super::error::with_causes(&err);
+    assert!(text.contains("500"), "{text}");
+    assert!(!text.contains("AKIA"), "{text}");
+}
+
+/// The token endpoint's answers in turn, and how many were asked for.
+fn tokens(answers: &[&str]) -> (Reply, Arc<std::sync::atomic::AtomicUsize>) {
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let replies = answers
+        .iter()
+        .map(|token| Reply::Ok {
+            content_type: "application/json",
+            body: format!(r#"{{"token":"{token}"}}"#).into_bytes(),
+        })
+        .collect();
+    let reply = Reply::Sequence {
+        served: served.clone(),
+        replies,
+    };
+    (reply, served)
+}
+
+/// A token that stops working mid-pull (here: the first one is refused
+/// by the manifest) is renewed with the registry's challenge, once, and
+/// the pull goes on with the new one.
+#[tokio::test]
+async fn expired_token_is_renewed_once() {
+    let f = fixture();
+    let (token, served) = tokens(&["expired", "acc3ss"]);
+    let routes = token_guarded_image("renew/app", token);
+    let addr = serve(routes).await;
+    f.puller
+        .pull(&reference(addr, "renew/app"), None)
+        .await
+        .unwrap();
+    // The login and one renewal; the blobs went with the new token.
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// A registry that refuses every token gets one renewal per request, and
+/// the pull fails as unauthorized instead of looping.
+#[tokio::test]
+async fn a_token_refused_again_fails_the_pull() {
+    let f = fixture();
+    let (token, served) = tokens(&["never-good"]);
+    let routes = token_guarded_image("refuse/app", token);
+    let addr = serve(routes).await;
+    let err = f
+        .puller
+        .pull(&reference(addr, "refuse/app"), None)
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    // The login and one renewal for the one request that was refused.
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

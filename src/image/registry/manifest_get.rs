@@ -9,7 +9,10 @@
 //! ([`Presented`]); this module only sends it.
 //! Error bodies are read up to their own small cap, parsed into the same
 //! `OciDistributionError`s oci-client would produce, so the puller
-//! classifies every failure in one place.
+//! classifies every failure in one place. A body that is not an OCI error
+//! envelope is quoted only as a short excerpt of printable characters: the
+//! error reaches the pod author, and the body was chosen by whoever
+//! answered.
 
 use std::time::Duration;
 
@@ -69,14 +72,14 @@ impl ManifestGet<'_> {
     }
 
     async fn request(&self) -> Result<reqwest::Response, GetError> {
-        let request = self
-            .http
-            .get(self.url)
-            .header(header::ACCEPT, self.accept.join(", "));
-        let request = self.auth.apply(request);
-        Ok(stall::within(self.stall, request.send())
+        let accept = self.accept.join(", ");
+        self.auth
+            .send(|| {
+                self.http
+                    .get(self.url)
+                    .header(header::ACCEPT, accept.as_str())
+            })
             .await
-            .ok_or(GetError::Stalled)??)
     }
 }
 
@@ -101,7 +104,7 @@ pub(super) async fn read_capped(
 
 /// A non-200 answer as oci-client reports it: 401 as unauthorized, a
 /// client error with an OCI error envelope as that envelope, anything else
-/// as a server error with the (capped) body as its message.
+/// as a server error with an [`excerpt`] of the body as its message.
 pub(super) fn refusal(status: StatusCode, body: &[u8], url: &str) -> OciDistributionError {
     let url = url.to_owned();
     if status == StatusCode::UNAUTHORIZED {
@@ -120,8 +123,37 @@ pub(super) fn refusal(status: StatusCode, body: &[u8], url: &str) -> OciDistribu
     OciDistributionError::ServerError {
         code: status.as_u16(),
         url,
-        message: String::from_utf8_lossy(body).into_owned(),
+        message: excerpt(body),
     }
+}
+
+/// The most characters of an error body quoted in an error.
+const EXCERPT_MAX: usize = 200;
+
+/// The start of `body` as one line of printable text: control characters
+/// (line breaks, escapes) become spaces, runs of white space one space,
+/// and at most [`EXCERPT_MAX`] characters are kept.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(4 * EXCERPT_MAX)]);
+    let mut out = String::new();
+    let mut kept = 0;
+    for c in text.chars() {
+        if kept == EXCERPT_MAX {
+            out.push('…');
+            break;
+        }
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+        kept += 1;
+    }
+    out.trim_end().to_owned()
 }
 
 #[cfg(test)]
@@ -152,5 +184,25 @@ mod tests {
             refusal(StatusCode::NO_CONTENT, b"", url),
             OciDistributionError::SpecViolationError(_)
         ));
+    }
+
+    #[test]
+    fn error_bodies_are_quoted_as_short_printable_excerpts() {
+        let mut body = b"<html>\r\n  <b>bad\x1b[31m gateway</b>\n".to_vec();
+        body.extend(vec![b'x'; 64 << 10]);
+        let OciDistributionError::ServerError { message, .. } =
+            refusal(StatusCode::BAD_GATEWAY, &body, "http://r/v2/")
+        else {
+            panic!("not a server error");
+        };
+        assert!(
+            message.starts_with("<html> <b>bad [31m gateway</b> xxx"),
+            "{message}"
+        );
+        assert!(message.ends_with('…'), "{message}");
+        assert_eq!(message.chars().count(), EXCERPT_MAX + 1);
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert_eq!(excerpt(b"\xff\xfe  plain "), "\u{fffd}\u{fffd} plain");
+        assert_eq!(excerpt(b""), "");
     }
 }

@@ -1,8 +1,9 @@
 //! Pulling images from OCI/Docker registries into the content store.
 //!
 //! Requests are made with reqwest, one client per endpoint built with that
-//! host's TLS settings ([`tls`]: CA roots, client certificate); oci-client
-//! supplies the types and errors. The 401 → `WWW-Authenticate` → token
+//! host's TLS settings ([`tls`]: CA roots, client certificate) and a
+//! redirect policy that keeps registries off the node's own addresses
+//! ([`redirect`]); oci-client supplies the types and errors. The 401 → `WWW-Authenticate` → token
 //! dance is [`auth`]'s, manifests are fetched by [`manifest_get`] so their
 //! size can be capped while they arrive. On top of it this module decides
 //! *where* to pull from (mirrors in order, then the registry itself, see
@@ -24,6 +25,7 @@ mod manifest_get;
 pub(crate) mod platform;
 mod progress;
 mod puller;
+mod redirect;
 mod settings;
 mod stall;
 pub(crate) mod tls;

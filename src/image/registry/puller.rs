@@ -13,6 +13,7 @@ use super::error::with_causes;
 use super::manifest::{self, Manifest, ManifestError};
 use super::manifest_get::{read_capped, refusal, GetError, ManifestGet};
 use super::platform::{select_manifest, Platform};
+use super::redirect;
 use super::settings::{Credential, RegistrySettings};
 use super::{stall, Layer, PullError, PulledImage};
 use crate::image::content::{ContentError, ContentStore, Digest};
@@ -135,8 +136,10 @@ impl Puller {
 
     /// The credential for `endpoint`: the request's or the credentials
     /// file's (see [`credential_for`]), else a credential helper's, else
-    /// none. A failing helper fails the attempt: pulling anonymously
-    /// instead would only hide why a private image is refused.
+    /// none. A failing `credHelpers` helper fails the attempt: pulling
+    /// anonymously instead would only hide why a private image is refused.
+    /// The catch-all `credsStore` gives none when it cannot answer
+    /// ([`crate::image::credential_helper`]).
     async fn credential(
         &self,
         reference: &Reference,
@@ -192,8 +195,11 @@ struct Session<'a> {
     platform: &'a Platform,
     stall: Duration,
     concurrency: usize,
-    /// Built for this endpoint's host: its CA roots, client certificate.
+    /// Built for this endpoint's host: its CA roots, client certificate,
+    /// and the redirects a registry may send ([`redirect`]).
     http: reqwest::Client,
+    /// The same, following no redirect: for the token request.
+    token_http: reqwest::Client,
     scheme: &'static str,
     credential: Credential,
     /// `host[:port]` and repository on this endpoint (already mapped).
@@ -221,17 +227,22 @@ impl<'a> Session<'a> {
         credential: Credential,
         pinned: Option<&str>,
     ) -> Result<Self, PullError> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(puller.settings.stall_timeout)
-            .user_agent(USER_AGENT);
-        if let Some(tls) = puller.settings.tls.get(&endpoint.host) {
-            builder = tls.apply(builder);
-        }
-        let http = builder.build().map_err(|e| PullError::Registry {
-            reference: reference.to_string(),
-            endpoint: endpoint.to_string(),
-            source: Box::new(OciDistributionError::RequestError(e)),
-        })?;
+        let client = |redirects| {
+            let mut builder = reqwest::Client::builder()
+                .connect_timeout(puller.settings.stall_timeout)
+                .user_agent(USER_AGENT)
+                .redirect(redirects);
+            if let Some(tls) = puller.settings.tls.get(&endpoint.host) {
+                builder = tls.apply(builder);
+            }
+            builder.build().map_err(|e| PullError::Registry {
+                reference: reference.to_string(),
+                endpoint: endpoint.to_string(),
+                source: Box::new(OciDistributionError::RequestError(e)),
+            })
+        };
+        let http = client(redirect::registry_policy(&endpoint.host))?;
+        let token_http = client(reqwest::redirect::Policy::none())?;
         let digest = reference.digest.clone().or(pinned.map(str::to_owned));
         let name = match (&digest, &reference.tag) {
             (Some(digest), _) => digest.clone(),
@@ -244,6 +255,7 @@ impl<'a> Session<'a> {
             stall: puller.settings.stall_timeout,
             concurrency: puller.settings.max_concurrent_downloads.max(1),
             http,
+            token_http,
             scheme: if endpoint.insecure { "http" } else { "https" },
             credential,
             host: endpoint.host.clone(),
@@ -374,11 +386,12 @@ impl<'a> Session<'a> {
     /// requests present.
     async fn authorize(&self) -> Result<Presented, PullError> {
         let login = Login {
-            http: &self.http,
+            http: self.http.clone(),
+            token_http: self.token_http.clone(),
             scheme: self.scheme,
-            host: &self.host,
-            repository: &self.repository,
-            credential: &self.credential,
+            host: self.host.clone(),
+            repository: self.repository.clone(),
+            credential: self.credential.clone(),
             stall: self.stall,
         };
         login
@@ -471,11 +484,10 @@ impl<'a> Session<'a> {
         );
         // Redirects (to a storage backend) are followed by reqwest, which
         // drops the Authorization header when the host changes.
-        let request = auth.apply(self.http.get(&url)).send();
-        let mut response = stall::within(self.stall, request)
+        let mut response = auth
+            .send(|| self.http.get(&url))
             .await
-            .ok_or_else(|| self.stalled())?
-            .map_err(|e| self.registry_error(OciDistributionError::RequestError(e), Stage::Blob))?;
+            .map_err(|e| self.get_error(e, Stage::Blob, &blob.digest, 0))?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             let body = read_capped(&mut response, ERROR_BODY_MAX, self.stall)

@@ -125,6 +125,22 @@ pub(super) enum Reply {
         challenge: &'static str,
         reply: Box<Reply>,
     },
+    /// The n-th request gets `replies[n]`, the last one all after it;
+    /// `served` counts them.
+    Sequence {
+        served: Arc<std::sync::atomic::AtomicUsize>,
+        replies: Vec<Reply>,
+    },
+    /// `status` with `Location: location` (`{addr}` as in `Guarded`).
+    Redirect {
+        status: u16,
+        location: String,
+    },
+    /// `status` with `body` as text.
+    Error {
+        status: u16,
+        body: Vec<u8>,
+    },
     /// A token endpoint taking only a `POST` refresh-token grant whose
     /// form has `refresh_token=refresh`, a scope and a client_id; it
     /// answers `{"token": token}`, anything else 401.
@@ -174,6 +190,10 @@ async fn answer(mut conn: TcpStream, routes: Arc<HashMap<String, Reply>>) {
         },
         _ => Reply::Status(404),
     };
+    if let Reply::Sequence { served, replies } = reply {
+        let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        reply = replies[n.min(replies.len() - 1)].clone();
+    }
     while let Reply::Guarded {
         expected,
         challenge,
@@ -200,6 +220,19 @@ async fn answer(mut conn: TcpStream, routes: Arc<HashMap<String, Reply>>) {
     let _ = match reply {
         Reply::Ok { content_type, body } => {
             let mut out = head_of(200, content_type, body.len()).into_bytes();
+            out.extend_from_slice(&body);
+            conn.write_all(&out).await
+        }
+        Reply::Redirect { status, location } => {
+            let addr = conn.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            let location = location.replace("{addr}", &addr);
+            let out = format!(
+                "HTTP/1.1 {status} X\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            conn.write_all(out.as_bytes()).await
+        }
+        Reply::Error { status, body } => {
+            let mut out = head_of(status, "text/plain", body.len()).into_bytes();
             out.extend_from_slice(&body);
             conn.write_all(&out).await
         }
@@ -268,7 +301,7 @@ async fn answer(mut conn: TcpStream, routes: Arc<HashMap<String, Reply>>) {
                     .await
             }
         }
-        Reply::Guarded { .. } => unreachable!("unwrapped above"),
+        Reply::Guarded { .. } | Reply::Sequence { .. } => unreachable!("unwrapped above"),
     };
 }
 

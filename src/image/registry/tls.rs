@@ -128,8 +128,11 @@ impl HostTls {
     }
 }
 
-/// A PEM file from the config: a regular file nobody but its owner may
-/// write (and, for a private key, read), at most [`PEM_MAX`] bytes.
+/// A PEM file from the config: a regular file owned by root or by the
+/// user the daemon runs as, which nobody else may write (and, for a
+/// private key, read), at most [`PEM_MAX`] bytes. Whoever owns a CA file
+/// decides which servers the daemon trusts, so a file of any other user is
+/// refused however it is mode'd (its owner can chmod it at will).
 fn read_pem(path: &Path, private: bool) -> Result<Vec<u8>, TlsError> {
     let unsafe_file = |reason: String| TlsError::Unsafe {
         path: path.to_owned(),
@@ -143,6 +146,13 @@ fn read_pem(path: &Path, private: bool) -> Result<Vec<u8>, TlsError> {
     let meta = file.metadata().map_err(read_error)?;
     if !meta.is_file() {
         return Err(unsafe_file("not a regular file".to_owned()));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(unsafe_file(format!(
+            "owned by uid {}, not root or the daemon's uid {euid}",
+            meta.uid()
+        )));
     }
     let forbidden = if private { 0o077 } else { 0o022 };
     if meta.mode() & forbidden != 0 {
@@ -212,6 +222,47 @@ mod tests {
             err.contains("k.pem") && err.contains("read or write"),
             "{err}"
         );
+    }
+
+    /// A file in any other user's hands is refused even with a tight mode.
+    #[test]
+    fn files_of_other_users_are_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v != "true"),
+                "CI=true but not root: file ownership cannot be tested"
+            );
+            eprintln!("skipping: giving a file to another user needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ca = write(dir.path(), "ca.pem", "x", 0o644);
+        let key = write(dir.path(), "k.pem", "x", 0o600);
+        std::os::unix::fs::chown(&ca, Some(1000), None).unwrap();
+        std::os::unix::fs::chown(&key, Some(1000), None).unwrap();
+        let files = TlsFiles {
+            ca_file: Some(ca.clone()),
+            ..TlsFiles::default()
+        };
+        let err = HostTls::load(&files).unwrap_err().to_string();
+        assert!(err.contains("ca.pem") && err.contains("uid 1000"), "{err}");
+        let cert = write(dir.path(), "c.pem", "x", 0o644);
+        let files = TlsFiles {
+            client_cert_file: Some(cert),
+            client_key_file: Some(key),
+            ..TlsFiles::default()
+        };
+        let err = HostTls::load(&files).unwrap_err().to_string();
+        assert!(err.contains("k.pem") && err.contains("uid 1000"), "{err}");
+        // Root's own file with the same mode passes the check (and then
+        // fails for holding no PEM).
+        std::os::unix::fs::chown(&ca, Some(0), None).unwrap();
+        let files = TlsFiles {
+            ca_file: Some(ca),
+            ..TlsFiles::default()
+        };
+        let err = HostTls::load(&files).unwrap_err().to_string();
+        assert!(err.contains("no usable PEM"), "{err}");
     }
 
     #[test]
