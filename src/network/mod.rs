@@ -17,7 +17,7 @@ mod sysctl;
 mod tc;
 
 pub(crate) use error::{NetworkError, NotReady};
-pub(crate) use link::MANAGED_ALIAS;
+pub(crate) use link::{bridge_self_vlans, PortVlan, MANAGED_ALIAS};
 pub use tc::ifb_name;
 
 use std::collections::HashSet;
