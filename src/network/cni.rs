@@ -30,9 +30,15 @@ use crate::store::Record;
 /// A plugin that has not answered after this long is killed.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// At most this much of a plugin's stdout (its result) and stderr is
-/// kept; a result beyond it is refused. Real results are a few KiB.
+/// At most this much of a plugin's stdout (its result) is read; a plugin
+/// that writes more is killed and its run fails. Real results are a few
+/// KiB.
 const MAX_OUTPUT: usize = 1 << 20;
+
+/// This much of a plugin's stderr is kept, the rest read and dropped: a
+/// plugin logging at debug level must not fail a run that succeeded, and
+/// an error message only needs the start.
+const STDERR_KEPT: usize = 64 << 10;
 
 /// The interface CNI plugins create in the pod.
 const IFNAME: &str = "eth0";
@@ -53,10 +59,25 @@ pub(crate) enum CniError {
         #[source]
         source: std::io::Error,
     },
-    #[error("CNI plugin {plugin} {command} timed out after {}s", PLUGIN_TIMEOUT.as_secs())]
+    #[error("cannot write the config to CNI plugin {plugin} {command}")]
+    Stdin {
+        plugin: String,
+        command: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the output of CNI plugin {plugin} {command}")]
+    Output {
+        plugin: String,
+        command: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("CNI plugin {plugin} {command} timed out after {after:?}")]
     Timeout {
         plugin: String,
         command: &'static str,
+        after: Duration,
     },
     #[error("CNI plugin {plugin} {command} failed{}: {message}", code.map(|c| format!(" (code {c})")).unwrap_or_default())]
     Failed {
@@ -66,9 +87,7 @@ pub(crate) enum CniError {
         code: Option<u64>,
         message: String,
     },
-    #[error(
-        "CNI plugin {plugin} {command} wrote more than {MAX_OUTPUT} bytes to stdout or stderr"
-    )]
+    #[error("CNI plugin {plugin} {command} wrote more than {MAX_OUTPUT} bytes to stdout")]
     OutputTooLarge {
         plugin: String,
         command: &'static str,
@@ -269,9 +288,24 @@ fn count<T>(command: &str, result: &Result<T, CniError>) {
 #[derive(Debug, Clone)]
 pub(crate) struct Runner {
     pub bin_dirs: Vec<PathBuf>,
+    /// How long one plugin run may take, writing its stdin included.
+    timeout: Duration,
 }
 
 impl Runner {
+    pub(crate) fn new(bin_dirs: Vec<PathBuf>) -> Self {
+        Self {
+            bin_dirs,
+            timeout: PLUGIN_TIMEOUT,
+        }
+    }
+
+    /// The same runner with a shorter time limit, for tests.
+    #[cfg(test)]
+    pub(super) fn with_timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
+    }
+
     /// ADD through every plugin; returns the final result.
     pub(crate) async fn add(&self, a: &CniAttachment) -> Result<Value, CniError> {
         let result = self.add_all(a).await;
@@ -484,13 +518,8 @@ impl Runner {
         plugin: &Value,
         config: &Value,
     ) -> Result<Vec<u8>, CniError> {
-        use tokio::io::AsyncWriteExt;
         let name = plugin_type(plugin).to_owned();
         let exe = self.find(&name)?;
-        let spawn_err = |source| CniError::Spawn {
-            plugin: name.clone(),
-            source,
-        };
         let mut cmd = tokio::process::Command::new(&exe);
         cmd.env_clear()
             .env("CNI_COMMAND", command)
@@ -511,23 +540,31 @@ impl Runner {
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(spawn_err)?;
-        if let Some(mut stdin) = child.stdin.take() {
-            let bytes = serde_json::to_vec(config).unwrap_or_default();
-            stdin.write_all(&bytes).await.map_err(spawn_err)?;
-        }
-        let out = tokio::time::timeout(PLUGIN_TIMEOUT, bounded_output(&mut child))
-            .await
-            .map_err(|_| CniError::Timeout {
+            .map_err(|source| CniError::Spawn {
                 plugin: name.clone(),
-                command,
-            })?
-            .map_err(spawn_err)?;
-        let Some(out) = out else {
-            return Err(CniError::OutputTooLarge {
-                plugin: name,
-                command,
-            });
+                source,
+            })?;
+        let input = serde_json::to_vec(config).unwrap_or_default();
+        // The time limit covers writing stdin too: GC's input grows with
+        // the pods, and a plugin that never reads it would otherwise block
+        // the write (and GC, and every ADD waiting for it) for good.
+        let ran = tokio::time::timeout(self.timeout, communicate(&mut child, input)).await;
+        let out = match ran {
+            Ok(Ok(out)) => out,
+            Ok(Err(failure)) => {
+                // Killed and reaped here rather than left to `kill_on_drop`,
+                // which does not wait for it.
+                let _ = child.kill().await;
+                return Err(failure.into_error(name, command));
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(CniError::Timeout {
+                    plugin: name,
+                    command,
+                    after: self.timeout,
+                });
+            }
         };
         if out.status.success() {
             return Ok(out.stdout);
@@ -567,54 +604,105 @@ fn stderr_message(stderr: &[u8], status: std::process::ExitStatus) -> String {
     }
 }
 
-/// What a plugin left: `None` when it wrote more than [`MAX_OUTPUT`] to
-/// either stream (it is then killed).
+/// What a plugin left.
 struct Output {
     status: std::process::ExitStatus,
     stdout: Vec<u8>,
+    /// The first [`STDERR_KEPT`] bytes.
     stderr: Vec<u8>,
 }
 
-/// Waits for the child while reading both streams; a plugin that writes
-/// more than [`MAX_OUTPUT`] to either is killed rather than read to its end,
-/// so that one writing without end fills neither memory nor the timeout.
-async fn bounded_output(child: &mut tokio::process::Child) -> std::io::Result<Option<Output>> {
-    let streams = tokio::try_join!(
-        read_bounded(child.stdout.take()),
-        read_bounded(child.stderr.take())
-    );
-    let (stdout, stderr) = match streams {
-        Ok(both) => both,
-        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
-            child.kill().await?;
-            return Ok(None);
+/// Why [`communicate`] gave up on a plugin, which is then killed.
+#[derive(Debug)]
+enum RunFailure {
+    Stdin(std::io::Error),
+    Output(std::io::Error),
+    /// More than [`MAX_OUTPUT`] on stdout.
+    TooLarge,
+}
+
+impl RunFailure {
+    fn into_error(self, plugin: String, command: &'static str) -> CniError {
+        match self {
+            RunFailure::Stdin(source) => CniError::Stdin {
+                plugin,
+                command,
+                source,
+            },
+            RunFailure::Output(source) => CniError::Output {
+                plugin,
+                command,
+                source,
+            },
+            RunFailure::TooLarge => CniError::OutputTooLarge { plugin, command },
         }
-        Err(e) => return Err(e),
+    }
+}
+
+/// Writes `input` to the child's stdin while reading its stdout and
+/// stderr, then waits for it. All three at once: a plugin may fill its
+/// output pipes before it reads all its input, and either side would then
+/// wait for the other. Stdout beyond [`MAX_OUTPUT`] ends the run at once,
+/// so that a plugin writing without end fills neither memory nor the time
+/// limit; stderr is read to its end, of which [`STDERR_KEPT`] is kept.
+async fn communicate(
+    child: &mut tokio::process::Child,
+    input: Vec<u8>,
+) -> Result<Output, RunFailure> {
+    let (stdin, stdout, mut stderr) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let write = async move {
+        use tokio::io::AsyncWriteExt;
+        let Some(mut stdin) = stdin else {
+            return Ok(());
+        };
+        match stdin.write_all(&input).await {
+            // A plugin may exit without reading all of its input; its exit
+            // status and result say how it went.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.map_err(RunFailure::Stdin),
+        }
+        // `stdin` is dropped here: the plugin reads end of file.
     };
-    let status = child.wait().await?;
-    Ok(Some(Output {
+    let stdout = async {
+        let kept = read_kept(stdout, MAX_OUTPUT + 1)
+            .await
+            .map_err(RunFailure::Output)?;
+        if kept.len() > MAX_OUTPUT {
+            return Err(RunFailure::TooLarge);
+        }
+        Ok(kept)
+    };
+    let stderr = async {
+        let kept = read_kept(stderr.as_mut(), STDERR_KEPT)
+            .await
+            .map_err(RunFailure::Output)?;
+        if let Some(rest) = stderr.as_mut() {
+            tokio::io::copy(rest, &mut tokio::io::sink())
+                .await
+                .map_err(RunFailure::Output)?;
+        }
+        Ok(kept)
+    };
+    let ((), stdout, stderr) = tokio::try_join!(write, stdout, stderr)?;
+    let status = child.wait().await.map_err(RunFailure::Output)?;
+    Ok(Output {
         status,
         stdout,
         stderr,
-    }))
+    })
 }
 
-/// All of `stream`, or an error of kind `FileTooLarge` as soon as it is
-/// longer than [`MAX_OUTPUT`].
-async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(
+/// The first `limit` bytes of `stream` (all of it when shorter); what
+/// follows is left unread.
+async fn read_kept<R: tokio::io::AsyncRead + Unpin>(
     stream: Option<R>,
+    limit: usize,
 ) -> std::io::Result<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let mut kept = Vec::new();
-    let Some(stream) = stream else {
-        return Ok(kept);
-    };
-    stream
-        .take(MAX_OUTPUT as u64 + 1)
-        .read_to_end(&mut kept)
-        .await?;
-    if kept.len() > MAX_OUTPUT {
-        return Err(std::io::ErrorKind::FileTooLarge.into());
+    if let Some(stream) = stream {
+        stream.take(limit as u64).read_to_end(&mut kept).await?;
     }
     Ok(kept)
 }
@@ -678,9 +766,7 @@ mod tests {
         for bad in ["", ".", "..", "../bin/sh", "/bin/sh", "a/b", "x\0y"] {
             assert!(!is_plugin_name(bad), "{bad:?}");
         }
-        let runner = Runner {
-            bin_dirs: vec![PathBuf::from("/usr/lib/cni")],
-        };
+        let runner = Runner::new(vec![PathBuf::from("/usr/lib/cni")]);
         assert!(matches!(
             runner.find("../../bin/sh"),
             Err(CniError::BadPluginName(_))
@@ -757,7 +843,7 @@ mod tests {
             }),
             result: None,
         };
-        let runner = Runner { bin_dirs: vec![] };
+        let runner = Runner::new(vec![]);
         let first = runner.plugin_config(&a, &conf.plugins[0], None);
         assert_eq!(first["name"], "net");
         assert_eq!(first["cniVersion"], "1.0.0");
@@ -976,6 +1062,50 @@ mod tests {
         assert!(
             matches!(&err, CniError::OutputTooLarge { plugin, command: "STATUS" } if plugin == "loud"),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_plugin_that_never_reads_a_large_stdin_times_out() {
+        let fake = FakePlugins::new(&[]);
+        let limit = Duration::from_secs(1);
+        let runner = fake.runner().with_timeout(limit);
+        let conf = list(json!({"cniVersion":"1.1.0","name":"net","plugins":[{"type":"stuck"}]}));
+        // GC's stdin names every pod: far more than a pipe holds.
+        let valid: Vec<String> = (0..4000).map(|i| format!("{i:064x}")).collect();
+        let started = std::time::Instant::now();
+        let gc = tokio::time::timeout(Duration::from_secs(30), runner.gc(&conf, &valid))
+            .await
+            .expect("GC returned although the plugin never read its stdin");
+        let err = gc.unwrap_err();
+        assert!(
+            matches!(&err, CniError::Gc { errors, .. }
+                if matches!(errors.as_slice(), [CniError::Timeout { plugin, command: "GC", after }]
+                    if plugin == "stuck" && *after == limit)),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_plugin_logging_megabytes_to_stderr_still_succeeds() {
+        let fake = FakePlugins::new(&[]);
+        let runner = fake.runner();
+        let conf = list(json!({"cniVersion":"1.1.0","name":"net","plugins":[{"type":"chatty"}]}));
+        let mut a = attachment("p1", &conf);
+        a.result = None;
+        let result = runner.add(&a).await.unwrap();
+        assert_eq!(result_ips(&result), ["10.9.0.3"]);
+        // A failure's message comes from the kept start of stderr.
+        let err = runner.del(&a).await.unwrap_err();
+        let CniError::Failed { message, .. } = &err else {
+            panic!("{err}");
+        };
+        let kept_lines = STDERR_KEPT / "debug: a line of chatter\n".len();
+        assert!(
+            message.starts_with("debug: a line of chatter (")
+                && message.contains(&format!("{kept_lines} more lines")),
+            "{message}"
         );
     }
 }

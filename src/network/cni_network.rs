@@ -14,14 +14,15 @@
 //!   pod: plugin runs there would be the mode's largest cost. A failure is
 //!   logged, counted (`pvecri_cni_operations_total`) and shown in the
 //!   verbose status; the pod is left running.
-//! - GC of every list with attachments, naming the attachments of pods
-//!   that still exist, once at daemon start after stale attachments were
-//!   released, and [`GC_DELAY`] after a pod's attachment was released
-//!   (coalesced). It holds out ADD while it runs: a reservation made
-//!   between listing the valid attachments and the plugin's run would be
-//!   released.
+//! - GC of the current list and of every other list an attachment was made
+//!   with (two versions of one network both run), naming the attachments
+//!   of pods that still exist under the network's name, once at daemon
+//!   start after stale attachments were released, and [`GC_DELAY`] after a
+//!   pod's attachment was released (coalesced). It holds out ADD while it
+//!   runs: a reservation made between listing the valid attachments and
+//!   the plugin's run would be released.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,7 +132,7 @@ impl Inner {
     }
 
     /// GC of the current list and of every list a stored attachment was
-    /// made with, each told the attachments it still has.
+    /// made with, each told the attachments its network still has.
     async fn gc(&self) {
         let _no_adds = self.adds.write().await;
         let attachments = match self.store.list::<CniAttachment>() {
@@ -141,25 +142,23 @@ impl Inner {
                 return;
             }
         };
-        let mut lists: BTreeMap<String, cni::ConfList> = BTreeMap::new();
-        if let Ok(current) = cni::load(&self.conf_dir) {
-            lists.insert(current.name.clone(), current);
-        }
-        for a in &attachments {
-            lists
-                .entry(a.conf.name.clone())
-                .or_insert_with(|| a.conf.clone());
-        }
-        for conf in lists.values().filter(|c| c.wants_gc()) {
+        let current = cni::load(&self.conf_dir).ok();
+        let lists = gc_lists(current, &attachments);
+        for conf in lists.iter().filter(|c| c.wants_gc()) {
+            // Plugins keep their state per network name (host-local's
+            // reservations, for one), so every attachment of the name is
+            // valid, whichever version of the list made it.
             let valid: Vec<String> = attachments
                 .iter()
                 .filter(|a| a.conf.name == conf.name)
                 .map(|a| a.pod_id.clone())
                 .collect();
             match self.runner.gc(conf, &valid).await {
-                Ok(()) => info!(network = %conf.name, valid = valid.len(), "CNI GC done"),
+                Ok(()) => {
+                    info!(network = %conf.name, config = %conf.path.display(), valid = valid.len(), "CNI GC done")
+                }
                 Err(e) => {
-                    warn!(network = %conf.name, error = %crate::errors::chain(&e), "CNI GC failed")
+                    warn!(network = %conf.name, config = %conf.path.display(), error = %crate::errors::chain(&e), "CNI GC failed")
                 }
             }
         }
@@ -236,6 +235,29 @@ impl CniNetwork {
             }
         }
     }
+}
+
+/// The lists GC runs for: the current one, then every other list a stored
+/// attachment was made with, each once. Two lists of one name that differ
+/// (a plugin added or removed since, or its options changed) both run:
+/// the plugins of either may hold state for the network.
+fn gc_lists(current: Option<cni::ConfList>, attachments: &[CniAttachment]) -> Vec<cni::ConfList> {
+    let mut lists: Vec<cni::ConfList> = current.into_iter().collect();
+    for a in attachments {
+        // Where a list was read from is no part of what its plugins do.
+        if !lists.iter().any(|l| same_list(l, &a.conf)) {
+            lists.push(a.conf.clone());
+        }
+    }
+    lists
+}
+
+/// Whether two lists run the same plugins the same way.
+fn same_list(a: &cni::ConfList, b: &cni::ConfList) -> bool {
+    a.name == b.name
+        && a.cni_version == b.cni_version
+        && a.plugins == b.plugins
+        && a.disable_gc == b.disable_gc
 }
 
 /// Runs DEL for the pod's stored attachment, if it has one, and forgets
@@ -455,6 +477,87 @@ mod tests {
             ]
         );
         assert_eq!(valid(&fake, "b"), ["p2"]);
+    }
+
+    #[tokio::test]
+    async fn gc_runs_every_version_of_a_network_with_all_its_pods_valid() {
+        let fake = FakePlugins::new(&["a", "b", "c"]);
+        let dir = tempfile::tempdir().unwrap();
+        let network = network(&fake, dir.path());
+        let conf = |plugins: &str| {
+            let text = format!(r#"{{"cniVersion":"1.1.0","name":"net","plugins":[{plugins}]}}"#);
+            std::fs::write(fake.conf_dir().join("10-net.conflist"), text).unwrap();
+        };
+        conf(r#"{"type":"a"},{"type":"b"}"#);
+        network
+            .attach("p1", Path::new("/run/netns/p1"), &PodConfig::default())
+            .await
+            .unwrap();
+        // The list changes under the same name: `b` is replaced by `c`.
+        conf(r#"{"type":"a"},{"type":"c"}"#);
+        network
+            .attach("p2", Path::new("/run/netns/p2"), &PodConfig::default())
+            .await
+            .unwrap();
+        fake.take_log();
+        network
+            .start(&HashSet::from(["p1".to_owned(), "p2".to_owned()]))
+            .await;
+        let gc: Vec<String> = verbs(&fake.take_log())
+            .into_iter()
+            .filter(|l| l.contains(" GC "))
+            .collect();
+        // The current list first, then the one p1 was made with; `b` has
+        // state for p1 that only GC of the old list reaches.
+        assert_eq!(gc, ["a GC id=", "c GC id=", "a GC id=", "b GC id="]);
+        // Both pods are the network's, whichever list made them.
+        assert_eq!(valid(&fake, "b"), ["p1", "p2"]);
+        assert_eq!(valid(&fake, "c"), ["p1", "p2"]);
+    }
+
+    #[test]
+    fn a_list_read_from_another_file_is_not_gcd_twice() {
+        let list = |path: &str, plugins: serde_json::Value| cni::ConfList {
+            path: PathBuf::from(path),
+            name: "net".into(),
+            cni_version: "1.1.0".into(),
+            plugins: plugins.as_array().unwrap().clone(),
+            disable_check: false,
+            disable_gc: false,
+        };
+        let attachment = |pod_id: &str, conf: &cni::ConfList| CniAttachment {
+            pod_id: pod_id.into(),
+            netns: String::new(),
+            args: String::new(),
+            conf: conf.clone(),
+            host_ports: vec![],
+            dns: None,
+            bandwidth: None,
+            result: None,
+        };
+        let current = list(
+            "/etc/cni/net.d/10-net.conflist",
+            serde_json::json!([{"type":"a"}]),
+        );
+        let renamed = list(
+            "/etc/cni/net.d/05-net.conflist",
+            serde_json::json!([{"type":"a"}]),
+        );
+        let older = list(
+            "/etc/cni/net.d/10-net.conflist",
+            serde_json::json!([{"type":"a","mtu":1400}]),
+        );
+        let stored = [
+            attachment("p1", &renamed),
+            attachment("p2", &older),
+            attachment("p3", &older),
+        ];
+        assert_eq!(
+            gc_lists(Some(current.clone()), &stored),
+            [current, older.clone()]
+        );
+        // No current list: the stored ones still get GC.
+        assert_eq!(gc_lists(None, &stored), [renamed, older]);
     }
 
     #[tokio::test]

@@ -37,6 +37,13 @@ pub(crate) enum NetworkError {
         #[source]
         source: rtnetlink::Error,
     },
+    #[error("netlink: cannot remove {port} from VLAN {vid}")]
+    VlanRemove {
+        port: String,
+        vid: u16,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("link {0} does not exist")]
     NoLink(String),
     #[error("network.vlan = {vlan} needs a VLAN-aware bridge, and {bridge} has vlan_filtering off (on Proxmox: tick \"VLAN aware\" on the bridge, or `bridge-vlan-aware yes` in /etc/network/interfaces)")]

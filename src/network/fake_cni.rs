@@ -29,12 +29,28 @@ fi
 /// Writes without end to stdout, whatever the verb.
 const LOUD: &str = "#!/bin/sh\ncat > /dev/null\nyes '{}'\n";
 
+/// Never reads its stdin and does not answer: `exec`, so that killing the
+/// plugin leaves no `sleep` behind.
+const STUCK: &str = "#!/bin/sh\nexec sleep 120\n";
+
+/// Logs 2 MiB to stderr, then answers ADD and fails every other verb
+/// without an error result.
+const CHATTY: &str = r#"#!/bin/sh
+cat > /dev/null
+yes 'debug: a line of chatter' | head -c 2097152 >&2
+if [ "$CNI_COMMAND" = ADD ]; then
+    printf '{"cniVersion":"1.1.0","ips":[{"address":"10.9.0.3/24"}]}'
+    exit 0
+fi
+exit 1
+"#;
+
 pub(super) struct FakePlugins {
     dir: tempfile::TempDir,
 }
 
 impl FakePlugins {
-    /// Recording plugins named `types`, and `loud`.
+    /// Recording plugins named `types`, and `loud`, `stuck` and `chatty`.
     pub(super) fn new(types: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("bin")).unwrap();
@@ -44,13 +60,13 @@ impl FakePlugins {
             install(&dir.path().join("bin").join(t), &script);
         }
         install(&dir.path().join("bin/loud"), LOUD);
+        install(&dir.path().join("bin/stuck"), STUCK);
+        install(&dir.path().join("bin/chatty"), CHATTY);
         Self { dir }
     }
 
     pub(super) fn runner(&self) -> Runner {
-        Runner {
-            bin_dirs: vec![self.dir.path().join("bin")],
-        }
+        Runner::new(vec![self.dir.path().join("bin")])
     }
 
     pub(super) fn conf_dir(&self) -> PathBuf {

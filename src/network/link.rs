@@ -12,9 +12,10 @@ use std::path::Path;
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{
-    BridgeVlanInfoFlags, InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo,
-    LinkMessage,
+    AfSpecBridge, BridgeVlanInfoFlags, InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkExtentMask, LinkInfo, LinkMessage,
 };
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{
     Handle, LinkBridge, LinkBridgePort, LinkBridgeVlan, LinkMessageBuilder, LinkUnspec, LinkVeth,
     RouteMessageBuilder,
@@ -28,6 +29,25 @@ pub(super) const POD_IFNAME: &str = "eth0";
 /// The alias of a bridge pvecri created, so that only those are ever
 /// deleted (an existing `vmbr*` never is).
 pub(crate) const MANAGED_ALIAS: &str = "pvecri-managed";
+
+/// One VLAN a bridge port, or a bridge's own port, is a member of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PortVlan {
+    pub vid: u16,
+    /// Untagged frames entering the port join this VLAN.
+    pub pvid: bool,
+    /// Frames of this VLAN leave the port untagged.
+    pub untagged: bool,
+}
+
+/// The VLANs of the bridge `name`'s own port, as the daemon reads them
+/// (`bridge vlan show dev <name>`, the `self` entries); empty on a bridge
+/// that filters no VLANs.
+pub(crate) async fn bridge_self_vlans(name: &str) -> Result<Vec<PortVlan>, NetworkError> {
+    let nl = Netlink::host()?;
+    let index = nl.index(name).await?;
+    nl.self_vlans(name, index).await
+}
 
 /// A netlink connection to one network namespace.
 pub(super) struct Netlink {
@@ -170,11 +190,13 @@ impl Netlink {
         Ok((mtu_of(&link).unwrap_or(1500), managed))
     }
 
-    /// Makes the bridge port `index` (or with `bridge_self` the bridge's
-    /// own port) an untagged member of `vid` with it as PVID, and no longer
-    /// a member of the default VLAN 1: `bridge vlan add vid <vid> pvid
-    /// untagged` and `bridge vlan del vid 1`, as RTM_SETLINK and
-    /// RTM_DELLINK requests of family AF_BRIDGE.
+    /// Makes the bridge port `index` an untagged member of `vid` with it as
+    /// PVID, and no longer a member of the default VLAN 1: `bridge vlan add
+    /// vid <vid> pvid untagged` and `bridge vlan del vid 1`, as RTM_SETLINK
+    /// and RTM_DELLINK requests of family AF_BRIDGE. With `bridge_self` it
+    /// is the bridge's own port (of a bridge pvecri manages), which leaves
+    /// every other VLAN instead: one a previous `network.vlan` put there
+    /// would keep the gateway in a VLAN no pod is in any more.
     pub(super) async fn set_vlan(
         &self,
         name: &str,
@@ -193,10 +215,36 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| NetworkError::netlink("set the VLAN of", name, e))?;
-        if vid == 1 {
-            return Ok(());
+        // A pod's port is new: it has the bridge's default PVID, 1 unless
+        // the operator changed it, and nothing else.
+        let others: Vec<u16> = if bridge_self {
+            self.self_vlans(name, index)
+                .await?
+                .into_iter()
+                .map(|v| v.vid)
+                .filter(|v| *v != vid)
+                .collect()
+        } else if vid != 1 {
+            vec![1]
+        } else {
+            Vec::new()
+        };
+        for other in others {
+            self.del_vlan(name, index, other, bridge_self).await?;
         }
-        let mut del = LinkBridgeVlan::new(index).vlan(1, BridgeVlanInfoFlags::empty());
+        Ok(())
+    }
+
+    /// Removes the bridge port `index` (or with `bridge_self` the bridge's
+    /// own port) from `vid`; a port that is no member is not an error.
+    async fn del_vlan(
+        &self,
+        name: &str,
+        index: u32,
+        vid: u16,
+        bridge_self: bool,
+    ) -> Result<(), NetworkError> {
+        let mut del = LinkBridgeVlan::new(index).vlan(vid, BridgeVlanInfoFlags::empty());
         if bridge_self {
             del = del.bridge_self();
         }
@@ -208,10 +256,38 @@ impl Netlink {
             .await
         {
             Ok(()) => Ok(()),
-            // Not a member of VLAN 1 (the bridge's default_pvid is not 1).
             Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(()),
-            Err(e) => Err(NetworkError::netlink("remove VLAN 1 from", name, e)),
+            Err(e) => Err(NetworkError::VlanRemove {
+                port: name.to_owned(),
+                vid,
+                source: e,
+            }),
         }
+    }
+
+    /// The VLANs of the own port of the bridge `name` (index `index`): a
+    /// dump of family AF_BRIDGE asking for VLAN info, as `bridge vlan show`
+    /// makes it, in which the bridge's own entry carries its index.
+    async fn self_vlans(&self, name: &str, index: u32) -> Result<Vec<PortVlan>, NetworkError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .set_filter_mask(AddressFamily::Bridge, vec![LinkExtentMask::Brvlan])
+            .execute();
+        let mut found = None;
+        // Read to its end: the dump's remaining messages would otherwise
+        // arrive for a request nobody waits for.
+        while let Some(link) = links
+            .try_next()
+            .await
+            .map_err(|e| NetworkError::netlink("list the VLANs of", name, e))?
+        {
+            if link.header.index == index && found.is_none() {
+                found = Some(port_vlans(&link));
+            }
+        }
+        Ok(found.unwrap_or_default())
     }
 
     /// Deletes the bridge if pvecri created it and no interface is a port
@@ -393,6 +469,27 @@ pub(super) fn vlan_filtering(link: &LinkMessage) -> Option<bool> {
     })
 }
 
+/// The VLAN entries (`IFLA_BRIDGE_VLAN_INFO`) of an AF_BRIDGE link
+/// message; one per VLAN, since the dump was not asked for ranges.
+fn port_vlans(link: &LinkMessage) -> Vec<PortVlan> {
+    link.attributes
+        .iter()
+        .filter_map(|a| match a {
+            LinkAttribute::AfSpecBridge(entries) => Some(entries),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|e| match e {
+            AfSpecBridge::VlanInfo(info) => Some(PortVlan {
+                vid: info.vid,
+                pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
+                untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 fn mtu_of(link: &LinkMessage) -> Option<u32> {
     link.attributes.iter().find_map(|a| match a {
         LinkAttribute::Mtu(m) => Some(*m),
@@ -443,5 +540,47 @@ mod tests {
             .filter(|o| matches!(o, InfoBridge::VlanFiltering(_)))
             .count();
         assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn a_ports_vlans_are_read_from_its_bridge_af_spec() {
+        use rtnetlink::packet_core::{Emitable, Parseable};
+        use rtnetlink::packet_route::link::{BridgeFlag, BridgeVlanInfo};
+        let mut msg = LinkMessage::default();
+        msg.header.interface_family = AddressFamily::Bridge;
+        msg.header.index = 7;
+        msg.attributes.push(LinkAttribute::IfName("vmbr1".into()));
+        msg.attributes.push(LinkAttribute::AfSpecBridge(vec![
+            AfSpecBridge::Flags(BridgeFlag::LowerDev),
+            AfSpecBridge::VlanInfo(BridgeVlanInfo {
+                flags: BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged,
+                vid: 20,
+            }),
+            AfSpecBridge::VlanInfo(BridgeVlanInfo {
+                flags: BridgeVlanInfoFlags::empty(),
+                vid: 30,
+            }),
+        ]));
+        // Through the wire format, as the kernel's answer arrives.
+        let mut wire = vec![0; msg.buffer_len()];
+        msg.emit(&mut wire);
+        let parsed = LinkMessage::parse(wire.as_slice()).unwrap();
+        assert_eq!(
+            port_vlans(&parsed),
+            [
+                PortVlan {
+                    vid: 20,
+                    pvid: true,
+                    untagged: true
+                },
+                PortVlan {
+                    vid: 30,
+                    pvid: false,
+                    untagged: false
+                }
+            ]
+        );
+        // A link message of the ordinary family has no VLAN entries.
+        assert_eq!(port_vlans(&LinkMessage::default()), []);
     }
 }

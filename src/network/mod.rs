@@ -17,7 +17,7 @@ mod sysctl;
 mod tc;
 
 pub(crate) use error::{NetworkError, NotReady};
-pub(crate) use link::MANAGED_ALIAS;
+pub(crate) use link::{bridge_self_vlans, PortVlan, MANAGED_ALIAS};
 pub use tc::ifb_name;
 
 use std::collections::HashSet;
@@ -195,9 +195,7 @@ pub(crate) struct Network {
 
 impl Network {
     pub(crate) fn new(config: &NetworkConfig, store: Arc<Store>) -> Self {
-        let cni = cni::Runner {
-            bin_dirs: config.cni_bin_dirs.clone(),
-        };
+        let cni = cni::Runner::new(config.cni_bin_dirs.clone());
         let backend: Box<dyn Backend> = match config.mode {
             NetworkMode::Builtin => {
                 let v4 =
@@ -588,7 +586,7 @@ mod facade_tests {
         let store = Arc::new(Store::open(&dir.join("store.redb")).unwrap());
         let network = Network {
             store,
-            cni: cni::Runner { bin_dirs: vec![] },
+            cni: cni::Runner::new(vec![]),
             backend: Box::new(fake.clone()),
         };
         (network, fake)

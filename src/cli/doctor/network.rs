@@ -1,7 +1,8 @@
 //! Pod networking as configured. Built-in mode: the kernel and `nft` accept
 //! the daemon's own nftables table (the script the daemon writes at start,
 //! checked with `nft -c`, which commits nothing), and the bridge is a
-//! bridge and up. CNI mode: a network config is in `cni_conf_dir`, parses,
+//! bridge and up; with `network.vlan`, it filters VLANs and its own port
+//! (the gateway's) is an untagged PVID member of the VLAN. CNI mode: a network config is in `cni_conf_dir`, parses,
 //! and every plugin it names is in `cni_bin_dirs`.
 
 use std::io::Write as _;
@@ -14,7 +15,7 @@ use ipnet::IpNet;
 use super::{which, Check};
 use crate::config::{Config, NetworkConfig, NetworkMode};
 use crate::network::cni::{self, CniError, ConfList};
-use crate::network::{nft, parse_pod_cidr};
+use crate::network::{nft, parse_pod_cidr, PortVlan, MANAGED_ALIAS};
 
 pub(super) fn checks(config: &Config, daemon_running: bool) -> Vec<Check> {
     let net = &config.network;
@@ -27,6 +28,15 @@ pub(super) fn checks(config: &Config, daemon_running: bool) -> Vec<Check> {
             ];
             if let (Some(vid), Some(state)) = (net.vlan, state) {
                 out.extend(vlan_verdict(&net.bridge, vid, state));
+                if state.is_bridge && state.vlan_filtering == Some(true) {
+                    let vlans = self_vlans(&net.bridge);
+                    out.push(gateway_vlan_verdict(
+                        &net.bridge,
+                        vid,
+                        state.managed,
+                        &vlans,
+                    ));
+                }
             }
             out
         }
@@ -143,6 +153,8 @@ struct LinkState {
     /// `bridge/vlan_filtering`; `None` when the file is missing (not a
     /// bridge, or a kernel without VLAN filtering).
     vlan_filtering: Option<bool>,
+    /// Its alias marks it as created by pvecri, which then sets its VLANs.
+    managed: bool,
 }
 
 fn bridge_state(name: &str) -> Option<LinkState> {
@@ -155,7 +167,82 @@ fn bridge_state(name: &str) -> Option<LinkState> {
         vlan_filtering: std::fs::read_to_string(dir.join("bridge/vlan_filtering"))
             .ok()
             .map(|v| v.trim() == "1"),
+        managed: std::fs::read_to_string(dir.join("ifalias"))
+            .is_ok_and(|a| a.trim_end_matches('\n') == MANAGED_ALIAS),
     })
+}
+
+/// The VLANs of the bridge's own port, read over netlink by the daemon's
+/// own code; `Err` carries why they could not be read.
+fn self_vlans(bridge: &str) -> Result<Vec<PortVlan>, String> {
+    let runtime = super::super::view::runtime().map_err(|e| format!("{e:#}"))?;
+    runtime
+        .block_on(crate::network::bridge_self_vlans(bridge))
+        .map_err(|e| crate::errors::chain(&e))
+}
+
+/// With `network.vlan` on a VLAN-filtering bridge, the bridge's own port
+/// must be an untagged member of the VLAN with it as PVID: the gateway
+/// address pvecri puts on the bridge lives there, and without it pods
+/// reach no gateway. The daemon sets it on a bridge it created (at its
+/// next start, after a change of `network.vlan`); an existing bridge's
+/// VLANs are the operator's.
+fn gateway_vlan_verdict(
+    name: &str,
+    vid: u16,
+    managed: bool,
+    vlans: &Result<Vec<PortVlan>, String>,
+) -> Check {
+    const CHECK: &str = "vlan gateway";
+    let vlans = match vlans {
+        Ok(v) => v,
+        Err(why) => {
+            return Check::warn(
+                CHECK,
+                format!("cannot read the VLANs of {name}'s own port: {why}"),
+                format!(
+                    "`bridge vlan show dev {name}` must list VLAN {vid} as \"PVID Egress Untagged\""
+                ),
+            )
+        }
+    };
+    let entry = vlans.iter().find(|v| v.vid == vid);
+    if entry.is_some_and(|v| v.pvid && v.untagged) {
+        return Check::ok(
+            CHECK,
+            format!("{name}'s own port (the pods' gateway) is in VLAN {vid}, untagged, as PVID"),
+        );
+    }
+    let has = match (entry, vlans.iter().find(|v| v.pvid)) {
+        (None, _) => format!("{name}'s own port is not in VLAN {vid}"),
+        (Some(v), _) if !v.pvid && !v.untagged => {
+            format!("{name}'s own port has VLAN {vid} tagged and not as PVID")
+        }
+        (Some(v), _) if !v.untagged => format!("{name}'s own port has VLAN {vid} tagged"),
+        (Some(_), Some(other)) => format!(
+            "{name}'s own port has VLAN {vid} but its PVID is {}",
+            other.vid
+        ),
+        (Some(_), None) => format!("{name}'s own port has VLAN {vid} but not as PVID"),
+    };
+    if managed {
+        Check::warn(
+            CHECK,
+            format!("{has}: pods in VLAN {vid} reach no gateway until the daemon sets it"),
+            "restart the daemon (`systemctl restart pvecri`), which puts the own port of the \
+             bridge it created into network.vlan",
+        )
+    } else {
+        Check::fail(
+            CHECK,
+            format!("{has}: pods in VLAN {vid} cannot reach the gateway address on {name}"),
+            format!(
+                "bridge vlan add dev {name} vid {vid} pvid untagged self; to keep it over \
+                 reboots, add `post-up bridge vlan add dev {name} vid {vid} pvid untagged self` \
+                 to {name}'s stanza in /etc/network/interfaces"
+            ),
+        )
+    }
 }
 
 /// With `network.vlan`, an existing bridge must filter VLANs. `None` when
@@ -382,6 +469,7 @@ mod tests {
             is_bridge: true,
             up: true,
             vlan_filtering: Some(false),
+            managed: false,
         };
         assert_eq!(bridge_verdict("pvecri0", Some(up), true).level, Level::Ok);
         assert_eq!(bridge_verdict("pvecri0", None, false).level, Level::Warn);
@@ -393,6 +481,7 @@ mod tests {
             is_bridge: false,
             up: true,
             vlan_filtering: None,
+            managed: false,
         };
         assert_eq!(bridge_verdict("eth0", Some(eth), true).level, Level::Fail);
     }
@@ -403,6 +492,7 @@ mod tests {
             is_bridge: true,
             up: true,
             vlan_filtering,
+            managed: false,
         };
         let ok = vlan_verdict("vmbr1", 20, bridge(Some(true))).unwrap();
         assert_eq!(ok.level, Level::Ok);
@@ -422,6 +512,64 @@ mod tests {
             ..bridge(None)
         };
         assert_eq!(vlan_verdict("eth0", 20, eth), None);
+    }
+
+    #[test]
+    fn with_a_vlan_the_bridges_own_port_must_be_its_untagged_pvid_member() {
+        let vlan = |vid, pvid, untagged| PortVlan {
+            vid,
+            pvid,
+            untagged,
+        };
+        let ok = gateway_vlan_verdict("vmbr1", 20, false, &Ok(vec![vlan(20, true, true)]));
+        assert_eq!(ok.level, Level::Ok, "{ok:?}");
+
+        // Proxmox's default: the bridge itself only in VLAN 1.
+        let default = gateway_vlan_verdict("vmbr1", 20, false, &Ok(vec![vlan(1, true, true)]));
+        assert_eq!(default.level, Level::Fail);
+        assert!(default.detail.contains("not in VLAN 20"), "{default:?}");
+        assert!(
+            default.fix.as_deref().is_some_and(
+                |f| f.starts_with("bridge vlan add dev vmbr1 vid 20 pvid untagged self")
+            ),
+            "{default:?}"
+        );
+        let tagged = gateway_vlan_verdict(
+            "vmbr1",
+            20,
+            false,
+            &Ok(vec![vlan(1, true, true), vlan(20, false, false)]),
+        );
+        assert_eq!(tagged.level, Level::Fail);
+        assert!(tagged.detail.contains("tagged"), "{tagged:?}");
+        let other_pvid = gateway_vlan_verdict(
+            "vmbr1",
+            20,
+            false,
+            &Ok(vec![vlan(1, true, true), vlan(20, false, true)]),
+        );
+        assert!(other_pvid.detail.contains("PVID is 1"), "{other_pvid:?}");
+        assert_eq!(
+            gateway_vlan_verdict("vmbr1", 20, false, &Ok(vec![])).level,
+            Level::Fail
+        );
+
+        // pvecri's own bridge: the daemon fixes it when it starts.
+        let managed = gateway_vlan_verdict("pvecri0", 20, true, &Ok(vec![vlan(30, true, true)]));
+        assert_eq!(managed.level, Level::Warn);
+        assert!(managed
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("restart")));
+
+        let unreadable = gateway_vlan_verdict(
+            "vmbr1",
+            20,
+            false,
+            &Err("netlink: permission denied".into()),
+        );
+        assert_eq!(unreadable.level, Level::Warn);
+        assert!(unreadable.detail.contains("permission denied"));
     }
 
     #[test]
