@@ -7,48 +7,22 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{mirror_config, require_registry, require_root, Daemon};
+use common::{
+    image_spec as spec, image_status as status, mirror_config, require_registry, require_root,
+    AuthRegistry, Daemon,
+};
 use pvecri::cri::v1;
 
 const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
-
-fn spec(image: &str) -> Option<v1::ImageSpec> {
-    Some(v1::ImageSpec {
-        image: image.to_owned(),
-        ..Default::default()
-    })
-}
 
 fn ready(test: &str) -> bool {
     require_root(test) && require_registry(test)
 }
 
 async fn pull(d: &Daemon, image: &str) -> Result<String, tonic::Status> {
-    d.client()
-        .await
-        .image
-        .pull_image(v1::PullImageRequest {
-            image: spec(image),
-            ..Default::default()
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
-}
-
-async fn status(d: &Daemon, image: &str) -> Option<v1::Image> {
-    d.client()
-        .await
-        .image
-        .image_status(v1::ImageStatusRequest {
-            image: spec(image),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .image
+    common::try_pull(d, image, None).await
 }
 
 async fn list(d: &Daemon) -> Vec<v1::Image> {
@@ -206,75 +180,18 @@ async fn images_survive_a_daemon_restart() {
     assert_eq!(img.id, id);
 }
 
-/// A second registry that requires basic auth, run by the test itself.
-struct AuthRegistry {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-    addr: String,
-}
-
-impl Drop for AuthRegistry {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
+/// A second registry that requires basic auth (`common::AuthRegistry`),
+/// holding a copy of busybox as `private/busybox:1`.
 fn start_auth_registry() -> Option<AuthRegistry> {
-    let bin = std::path::Path::new("/usr/bin/docker-registry");
-    if !bin.exists() {
-        common::skip(
-            "the authenticated registry test",
-            "/usr/bin/docker-registry is not installed",
-        );
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    drop(listener);
-    let htpasswd = Command::new("htpasswd")
-        .args(["-Bbn", "alice", "s3cret"])
-        .output()
-        .unwrap();
-    assert!(htpasswd.status.success());
-    std::fs::write(dir.path().join("htpasswd"), htpasswd.stdout).unwrap();
-    let config = format!(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\nhttp:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: pvecri-test\n    path: {d}/htpasswd\n",
-        d = dir.path().display()
-    );
-    std::fs::write(dir.path().join("config.yml"), config).unwrap();
-    let child = Command::new(bin)
-        .arg("serve")
-        .arg(dir.path().join("config.yml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    // crane reads credentials from a docker config in DOCKER_CONFIG.
-    let auth = base64_encode("alice:s3cret");
-    std::fs::write(
-        dir.path().join("config.json"),
-        format!("{{\"auths\":{{\"{addr}\":{{\"auth\":\"{auth}\"}}}}}}"),
-    )
-    .unwrap();
+    let reg = AuthRegistry::start()?;
     let copy = Command::new("crane")
         .args([
             "copy",
             "--insecure",
             &format!("127.0.0.1:5000/{BUSYBOX}"),
-            &format!("{addr}/private/busybox:1"),
+            &format!("{}/private/busybox:1", reg.addr),
         ])
-        .env("DOCKER_CONFIG", dir.path())
+        .env("DOCKER_CONFIG", reg.dir.path())
         .output()
         .expect("crane (scripts/install-cri-tools.sh)");
     assert!(
@@ -283,11 +200,7 @@ fn start_auth_registry() -> Option<AuthRegistry> {
         copy.status.signal(),
         String::from_utf8_lossy(&copy.stderr)
     );
-    Some(AuthRegistry {
-        child,
-        _dir: dir,
-        addr,
-    })
+    Some(reg)
 }
 
 fn base64_encode(s: &str) -> String {

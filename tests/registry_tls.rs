@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{require_registry, require_root, skip, Daemon};
+use common::{require_registry, require_root, skip, try_pull as pull, Daemon};
 use pvecri::cri::v1;
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -259,26 +259,6 @@ impl TlsRegistry {
         }
         text
     }
-}
-
-async fn pull(
-    d: &Daemon,
-    image: &str,
-    auth: Option<v1::AuthConfig>,
-) -> Result<String, tonic::Status> {
-    d.client()
-        .await
-        .image
-        .pull_image(v1::PullImageRequest {
-            image: Some(v1::ImageSpec {
-                image: image.to_owned(),
-                ..Default::default()
-            }),
-            auth,
-            ..Default::default()
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
 }
 
 async fn remove(d: &Daemon, image: &str) {

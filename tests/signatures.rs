@@ -13,7 +13,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require_registry, require_root, skip, Daemon};
+use common::{
+    image_spec as spec, require_registry, require_root, skip, try_pull as pull_with, AuthRegistry,
+    Daemon,
+};
 use pvecri::cri::v1;
 
 const KEY_DIR: &str = "/var/lib/pvecri-test/cosign";
@@ -53,30 +56,6 @@ fn policy_config(extra_rules: &str) -> String {
          [[images.signature_policy]]\nprefix = \"127.0.0.1:5000/pvecri-test/staging\"\naction = \"reject\"\n\
          {extra_rules}"
     )
-}
-
-fn spec(image: &str) -> Option<v1::ImageSpec> {
-    Some(v1::ImageSpec {
-        image: image.to_owned(),
-        ..Default::default()
-    })
-}
-
-async fn pull_with(
-    d: &Daemon,
-    image: &str,
-    auth: Option<v1::AuthConfig>,
-) -> Result<String, tonic::Status> {
-    d.client()
-        .await
-        .image
-        .pull_image(v1::PullImageRequest {
-            image: spec(image),
-            auth,
-            ..Default::default()
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
 }
 
 async fn pull(d: &Daemon, image: &str) -> Result<String, tonic::Status> {
@@ -228,18 +207,8 @@ async fn only_properly_signed_images_covered_by_a_rule_are_pulled() {
             !blobs.contains(&hex),
             "config {hex} of refused {image} stored"
         );
-        let status = d
-            .client()
-            .await
-            .image
-            .image_status(v1::ImageStatusRequest {
-                image: spec(image),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(status.image.is_none(), "{image}: {status:?}");
+        let status = common::image_status(&d, image).await;
+        assert!(status.is_none(), "{image}: {status:?}");
     }
 
     // Pulling a present image again checks its signature again.
@@ -431,69 +400,4 @@ fn crane(args: &[&str], docker_config: Option<&Path>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// A docker-registry of its own that wants alice:s3cret.
-struct AuthRegistry {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    addr: String,
-}
-
-impl AuthRegistry {
-    fn start() -> Option<Self> {
-        let bin = Path::new("/usr/bin/docker-registry");
-        if !bin.exists() {
-            skip(
-                "the authenticated registry test",
-                "/usr/bin/docker-registry is not installed",
-            );
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        drop(listener);
-        let htpasswd = Command::new("htpasswd")
-            .args(["-Bbn", "alice", "s3cret"])
-            .output()
-            .unwrap();
-        assert!(htpasswd.status.success());
-        std::fs::write(dir.path().join("htpasswd"), htpasswd.stdout).unwrap();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\nhttp:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: pvecri-test\n    path: {d}/htpasswd\n",
-            d = dir.path().display()
-        );
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // "alice:s3cret", for crane's docker config.
-        std::fs::write(
-            dir.path().join("config.json"),
-            format!("{{\"auths\":{{\"{addr}\":{{\"auth\":\"YWxpY2U6czNjcmV0\"}}}}}}"),
-        )
-        .unwrap();
-        Some(AuthRegistry { child, dir, addr })
-    }
-}
-
-impl Drop for AuthRegistry {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
 }

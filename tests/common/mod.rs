@@ -278,6 +278,115 @@ pub(crate) async fn busybox_env() -> BusyboxEnv {
     }
 }
 
+/// An ImageSpec naming `image`.
+pub(crate) fn image_spec(image: &str) -> Option<pvecri::cri::v1::ImageSpec> {
+    Some(pvecri::cri::v1::ImageSpec {
+        image: image.to_owned(),
+        ..Default::default()
+    })
+}
+
+/// PullImage of `image` with `auth`: the image ref, or the status.
+pub(crate) async fn try_pull(
+    d: &Daemon,
+    image: &str,
+    auth: Option<pvecri::cri::v1::AuthConfig>,
+) -> Result<String, tonic::Status> {
+    d.client()
+        .await
+        .image
+        .pull_image(pvecri::cri::v1::PullImageRequest {
+            image: image_spec(image),
+            auth,
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().image_ref)
+}
+
+/// ImageStatus of `image`: `None` when the daemon does not know it.
+pub(crate) async fn image_status(d: &Daemon, image: &str) -> Option<pvecri::cri::v1::Image> {
+    d.client()
+        .await
+        .image
+        .image_status(pvecri::cri::v1::ImageStatusRequest {
+            image: image_spec(image),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image
+}
+
+/// A docker-registry of the test's own on a free loopback port, wanting
+/// basic auth as alice:s3cret; `dir` holds its storage and a docker config
+/// with that login (for crane, through `DOCKER_CONFIG`). Stopped on drop.
+pub(crate) struct AuthRegistry {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+}
+
+impl AuthRegistry {
+    /// `None` (after a loud skip) without Debian's docker-registry.
+    pub(crate) fn start() -> Option<Self> {
+        let bin = Path::new("/usr/bin/docker-registry");
+        if !bin.exists() {
+            skip(
+                "the authenticated registry test",
+                "/usr/bin/docker-registry is not installed",
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", "alice", "s3cret"])
+            .output()
+            .unwrap();
+        assert!(htpasswd.status.success());
+        std::fs::write(dir.path().join("htpasswd"), htpasswd.stdout).unwrap();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\nhttp:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: pvecri-test\n    path: {d}/htpasswd\n",
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // "alice:s3cret", base64, for crane's docker config.
+        std::fs::write(
+            dir.path().join("config.json"),
+            format!("{{\"auths\":{{\"{addr}\":{{\"auth\":\"YWxpY2U6czNjcmV0\"}}}}}}"),
+        )
+        .unwrap();
+        Some(AuthRegistry { child, dir, addr })
+    }
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
 /// Removes `name` (a test's cgroup tree) from every cgroup hierarchy,
 /// children first.
 pub(crate) fn remove_cgroup_tree(name: &str) {
