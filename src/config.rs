@@ -45,6 +45,12 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// Spare monitors by default: one for the create in flight, one for the
+/// next while the first is replaced.
+const DEFAULT_MONITOR_SPARES: usize = 2;
+/// Each idle spare holds about half a MiB; more than this buys nothing.
+const MAX_MONITOR_SPARES: usize = 32;
+
 /// The file as written by the operator. Every field has a default.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -60,6 +66,7 @@ struct RawConfig {
     criu_path: Option<PathBuf>,
     cdi_spec_dirs: Vec<PathBuf>,
     runtime_handlers: Vec<String>,
+    monitor_spares: usize,
     images: ImagesConfig,
     metrics: MetricsConfig,
     network: NetworkConfig,
@@ -317,6 +324,7 @@ impl Default for RawConfig {
             criu_path: None,
             cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
             runtime_handlers: Vec::new(),
+            monitor_spares: DEFAULT_MONITOR_SPARES,
             images: ImagesConfig::default(),
             metrics: MetricsConfig::default(),
             network: NetworkConfig::default(),
@@ -354,6 +362,10 @@ pub(crate) struct Config {
     /// runtime; the extra names exist for RuntimeClasses written for
     /// another runtime's handler names.
     pub runtime_handlers: Vec<String>,
+    /// Container monitors kept started ahead of need, so CreateContainer
+    /// does not wait for a process start (`crate::runtime::spares`); 0
+    /// starts every monitor on demand.
+    pub monitor_spares: usize,
     pub images: ImagesConfig,
     /// Where the Prometheus endpoint listens; `None`: no endpoint.
     pub metrics_address: Option<std::net::SocketAddr>,
@@ -446,6 +458,12 @@ impl RawConfig {
             });
         }
         let runtime_handlers = runtime_handlers(self.runtime_handlers)?;
+        if self.monitor_spares > MAX_MONITOR_SPARES {
+            return Err(ConfigError::Invalid {
+                key: "monitor_spares",
+                message: format!("must be at most {MAX_MONITOR_SPARES}"),
+            });
+        }
         if self.socket.file_name().is_none() {
             return Err(ConfigError::Invalid {
                 key: "socket",
@@ -559,6 +577,7 @@ impl RawConfig {
             criu_path: self.criu_path,
             cdi_spec_dirs: self.cdi_spec_dirs,
             runtime_handlers,
+            monitor_spares: self.monitor_spares,
             images: self.images,
             metrics_address,
             network: self.network,

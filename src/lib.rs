@@ -89,7 +89,7 @@ pub mod testing {
         pub use crate::monitor::control::request_reopen;
         pub use crate::monitor::exit::{ExitReason, ExitRecord};
         pub use crate::monitor::ready::Readiness;
-        pub use crate::monitor::{MonitorArgs, DEFAULT_MAX_LINE};
+        pub use crate::monitor::{Assignment, MonitorArgs, SpareArgs, DEFAULT_MAX_LINE};
     }
 
     /// Host-side names the tests look for.

@@ -55,6 +55,8 @@ async fn census_sees_a_pod_and_nothing_once_it_is_gone() {
         }],
         ..Default::default()
     };
+    // The daemon keeps spare monitors (two by default), counted with it.
+    let spares_before = wait_for_spares(&d, 2);
     let pod = common::run_pod_sandbox(&mut c, &sandbox).await.unwrap();
     let ctr = create_container(
         &mut c,
@@ -70,6 +72,26 @@ async fn census_sees_a_pod_and_nothing_once_it_is_gone() {
         })
         .await
         .unwrap();
+
+    // The container's monitor was one of them, and the pool is whole again
+    // without it.
+    let monitor: i32 = std::fs::read_to_string(
+        d.dir
+            .path()
+            .join("run/containers")
+            .join(&ctr)
+            .join("monitor.pid"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(
+        spares_before.contains(&monitor),
+        "monitor {monitor} was not one of the spares {spares_before:?}"
+    );
+    let spares_after = wait_for_spares(&d, 2);
+    assert!(!spares_after.contains(&monitor), "{spares_after:?}");
 
     let (running, ok) = census(&d, &[]);
     assert!(ok, "without --stopped the census only reports");
@@ -128,4 +150,30 @@ async fn census_sees_a_pod_and_nothing_once_it_is_gone() {
         census_count(&stopped, "images") >= 1,
         "images stay: {stopped:#}"
     );
+}
+
+/// The pids of the daemon's idle spare monitors, once there are `n`.
+fn wait_for_spares(d: &common::Daemon, n: usize) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (report, _) = census(d, &[]);
+        let pids: Vec<i32> = report["sections"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["kind"] == "daemon"))
+            .and_then(|s| s["items"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.as_str())
+            .filter(|i| i.contains("spare monitor"))
+            .filter_map(|i| i.strip_prefix("pid ")?.split(' ').next()?.parse().ok())
+            .collect();
+        if pids.len() == n {
+            return pids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {n} spare monitors: {report:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

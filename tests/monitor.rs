@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use pvecri::testing::cgroups::tree;
 use pvecri::testing::container::RunDir;
-use pvecri::testing::monitor::{self, ExitReason, ExitRecord, MonitorArgs, Readiness};
+use pvecri::testing::monitor::{
+    self, Assignment, ExitReason, ExitRecord, MonitorArgs, Readiness, SpareArgs,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pvecri");
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -118,6 +120,7 @@ impl Fixture {
             id: self.name.clone(),
             lxcpath: self.path("lxc"),
             run_dir: self.run_dir().path().to_owned(),
+            cgroup: None,
             log: None,
             ready_fd: None,
             max_log_line: monitor::DEFAULT_MAX_LINE,
@@ -533,4 +536,182 @@ fn oom_kill_is_reported() {
     let rec = f.wait_exit();
     assert!(rec.oom_killed, "{rec:?}\n{}", f.read("run/monitor.log"));
     assert_eq!(rec.reason, ExitReason::OomKilled);
+}
+
+const HELPER: &str = env!("CARGO_BIN_EXE_pvecri-helper");
+
+/// A spare monitor started as the daemon starts one: its pid, and the
+/// daemon's end of its socket.
+fn start_spare(lxcpath: &Path) -> (i32, OwnedFd) {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    let args = SpareArgs {
+        lxcpath: lxcpath.to_owned(),
+        socket_fd: 3,
+    };
+    let mut cmd = Command::new(HELPER);
+    cmd.args(args.to_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let raw = theirs.as_raw_fd();
+    // SAFETY: dup2 is async-signal-safe; only the child gets the socket as
+    // fd 3 without CLOEXEC.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    drop(theirs);
+    assert!(
+        out.status.success(),
+        "spare launcher failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut buf = [0u8; 64];
+    let n = nix::unistd::read(&ours, &mut buf).unwrap();
+    let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let pid = line
+        .strip_prefix("ready ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("bad spare greeting {line:?}"));
+    (pid, ours)
+}
+
+fn cmdline(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+fn wait_gone(pid: i32) -> bool {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+            || tree::is_zombie(pid);
+        if gone {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn a_spare_monitor_takes_a_container_and_then_looks_started_for_it() {
+    if !require_root("a_spare_monitor_takes_a_container_and_then_looks_started_for_it") {
+        return;
+    }
+    let f = Fixture::new("echo from-a-spare\nexec sleep 100", "");
+    let (spare, socket) = start_spare(&f.path("lxc"));
+    // Detached, and showing what it is until it has a container.
+    assert_ne!(
+        nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(spare))).unwrap(),
+        nix::unistd::getsid(None).unwrap()
+    );
+    let lxcpath = f.path("lxc").display().to_string();
+    assert_eq!(
+        cmdline(spare),
+        [
+            HELPER,
+            "monitor-spare",
+            "--lxcpath",
+            &lxcpath,
+            "--socket-fd",
+            "3"
+        ]
+    );
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let args = MonitorArgs {
+        log: Some(f.log()),
+        ..f.args()
+    };
+    Assignment { args: args.clone() }
+        .send(&socket, &ready_w)
+        .unwrap();
+    drop(ready_w);
+    let init_pid = match Readiness::parse(&read_with_timeout(ready_r)) {
+        Some(Readiness::Running { init_pid }) => init_pid,
+        other => panic!(
+            "{other:?}\nmonitor.log:\n{}\nlxc.log:\n{}",
+            f.read("run/monitor.log"),
+            f.read("lxc.log")
+        ),
+    };
+    // It is that container's monitor now, by every sign the daemon, the
+    // census and the scripts go by; and it let go of the daemon's socket.
+    assert_eq!(f.read("run/monitor.pid").trim(), spare.to_string());
+    let expected: Vec<String> = std::iter::once(HELPER.to_owned())
+        .chain(
+            args.to_args()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned()),
+        )
+        .collect();
+    assert_eq!(cmdline(spare), expected);
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        nix::unistd::read(&socket, &mut buf).unwrap(),
+        0,
+        "socket closed"
+    );
+    // And it supervises as any monitor: the log, then the exit.
+    let deadline = Instant::now() + TIMEOUT;
+    while !f.read("container.log").contains("from-a-spare") {
+        assert!(Instant::now() < deadline, "no container log line");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let rec = f.wait_exit();
+    assert_eq!(rec.exit_code, 137, "{rec:?}");
+    assert!(wait_gone(spare), "the monitor ended with its container");
+}
+
+#[test]
+fn a_spare_ends_with_its_socket_and_refuses_a_bad_assignment() {
+    if !require_root("a_spare_ends_with_its_socket_and_refuses_a_bad_assignment") {
+        return;
+    }
+    let f = Fixture::new("exec sleep 100", "");
+    // The daemon goes away: the spare goes too.
+    let (spare, socket) = start_spare(&f.path("lxc"));
+    drop(socket);
+    assert!(wait_gone(spare), "spare {spare} outlived its socket");
+
+    // A container it cannot have (no run dir): refused on the ready fd,
+    // nothing started, nothing written, and the spare is gone.
+    let (spare, socket) = start_spare(&f.path("lxc"));
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let args = MonitorArgs {
+        run_dir: f.path("no-such-dir"),
+        ..f.args()
+    };
+    Assignment { args }.send(&socket, &ready_w).unwrap();
+    drop(ready_w);
+    match Readiness::parse(&read_with_timeout(ready_r)) {
+        Some(Readiness::Failed { message }) => {
+            assert!(message.contains("no-such-dir"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(wait_gone(spare));
+    assert!(!f.run_dir().monitor_pid().exists());
+    assert!(!f.path("lxc.log").exists() || f.read("lxc.log").is_empty());
 }

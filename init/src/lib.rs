@@ -31,7 +31,7 @@ mod userns;
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use error::StartError;
@@ -165,11 +165,11 @@ impl Confinement {
 /// `start` returned without exec'ing: nobody asked for a start.
 struct NotStarted;
 
-/// Everything up to `execve`, which only returns on failure.
+/// Everything up to `execve`, which only returns on failure. What does
+/// not depend on being started (the spec, the masked and read-only paths)
+/// is done while the container is only created, as runc's create does, so
+/// StartContainer waits for no more than the confinement and the exec.
 fn start(run_dir: BorrowedFd<'_>, error_file: &mut Option<File>) -> Result<NotStarted, StartError> {
-    if !wait_for_start(run_dir).map_err(|errno| StartError::WaitForStart { errno })? {
-        return Ok(NotStarted);
-    }
     // Opened while still root: once the capabilities are dropped a non-root
     // workload could not create it. Left empty when the start succeeds.
     let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
@@ -184,6 +184,14 @@ fn start(run_dir: BorrowedFd<'_>, error_file: &mut Option<File>) -> Result<NotSt
         );
     }
     security::apply_mounts(&spec).map_err(StartError::Security)?;
+
+    // Held open (close-on-exec) until the exec: the daemon learns that the
+    // workload replaced this process when the FIFO loses its last reader.
+    let Some(_fifo) =
+        wait_for_start(run_dir).map_err(|errno| StartError::WaitForStart { errno })?
+    else {
+        return Ok(NotStarted);
+    };
 
     // While still privileged: a detach needs CAP_SYS_ADMIN. `run_dir` keeps the
     // detached /.pvecri reachable for `fail`, and is closed by the exec.
@@ -270,11 +278,11 @@ fn confine_and_exec(spec: &Spec) -> Result<std::convert::Infallible, StartError>
     Err(StartError::Exec { path, errno })
 }
 
-/// Blocks until the daemon opens the FIFO for writing; `false` when it
-/// closes it without writing the start byte.
-fn wait_for_start(run_dir: BorrowedFd<'_>) -> Result<bool, Errno> {
+/// Blocks until the daemon opens the FIFO for writing; the FIFO once the
+/// start byte came, `None` when the daemon closed it without one.
+fn wait_for_start(run_dir: BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno> {
     let fifo = sys::open_at(run_dir, c"start", libc::O_RDONLY, 0)?;
-    Ok(sys::read_byte(fifo.as_fd())?.is_some())
+    Ok(sys::read_byte(fifo.as_fd())?.map(|_| fifo))
 }
 
 fn read_spec(run_dir: BorrowedFd<'_>) -> Result<Spec, StartError> {

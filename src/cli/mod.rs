@@ -126,6 +126,8 @@ struct HelperCli {
 enum HelperCommand {
     /// Supervise one container.
     Monitor(crate::monitor::MonitorArgs),
+    /// Wait, detached, for a container to supervise.
+    MonitorSpare(crate::monitor::SpareArgs),
     /// Run one exec inside a container.
     ExecHelper(crate::exec::ExecHelperArgs),
 }
@@ -139,6 +141,7 @@ pub fn helper_main() -> ExitCode {
     }
     let result = match cli.command {
         HelperCommand::Monitor(args) => crate::monitor::run(args),
+        HelperCommand::MonitorSpare(args) => crate::monitor::spare::run(args),
         HelperCommand::ExecHelper(args) => crate::exec::run(args),
     };
     match result {
@@ -266,6 +269,7 @@ mod tests {
             id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
             lxcpath: "/var/lib/pvecri/lxc".into(),
             run_dir: "/run/pvecri/containers/0123".into(),
+            cgroup: None,
             log: None,
             ready_fd: None,
             max_log_line: crate::monitor::DEFAULT_MAX_LINE,
@@ -286,6 +290,7 @@ mod tests {
         });
         monitor(MonitorArgs {
             run_dir: "/tmp/a dir with spaces/containers/c1".into(),
+            cgroup: Some("kubepods/burstable/pod-u1/c1".into()),
             log: Some("/logs/--tty".into()),
             stdin: true,
             ..base.clone()

@@ -24,6 +24,7 @@ pub(super) async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     let streaming = crate::streaming::StreamingServer::start(runtime.clone()).await?;
 
     let _watcher = AbortOnDrop(crate::runtime::spawn_watcher(&runtime));
+    runtime.start_spares();
     let _metrics = match config.metrics_address {
         Some(addr) => {
             let (bound, task) = crate::metrics::serve(addr, runtime.clone())
@@ -87,6 +88,7 @@ pub(super) async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
         }
     }
 
+    runtime.stop_spares().await;
     runtime.shutdown_network().await;
     let _ = std::fs::remove_file(&config.socket);
     info!("stopped");

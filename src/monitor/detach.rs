@@ -73,8 +73,10 @@ pub(crate) fn ensure_single_threaded() -> Result<(), ThreadsError> {
 }
 
 /// Detaches; returns in the launcher (after the intermediate child exited)
-/// and in the final monitor process.
-pub(super) fn detach(run_dir: &RunDir) -> anyhow::Result<Role> {
+/// and in the final monitor process. With `pid_file`, the intermediate
+/// child writes the final pid into that run dir's `monitor.pid` first (a
+/// spare monitor has no run dir yet: it writes its own once it has one).
+pub(super) fn detach(pid_file: Option<&RunDir>) -> anyhow::Result<Role> {
     ensure_single_threaded()?;
     // SAFETY: the process is single-threaded (checked above), so the child
     // may run arbitrary code after fork.
@@ -94,7 +96,8 @@ pub(super) fn detach(run_dir: &RunDir) -> anyhow::Result<Role> {
             // SAFETY: still single-threaded: the first child only forked.
             match unsafe { fork() } {
                 Ok(ForkResult::Parent { child }) => {
-                    let code = match write_pid_file(run_dir, child) {
+                    let written = pid_file.map_or(Ok(()), |dir| write_pid_file(dir, child));
+                    let code = match written {
                         Ok(()) => 0,
                         Err(err) => {
                             eprintln!("pvecri monitor: {err:#}");
@@ -131,8 +134,22 @@ pub(super) fn redirect_stdio(run_dir: &RunDir) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Points stdin, stdout and stderr at /dev/null: a spare monitor holds
+/// nothing of the daemon's while it waits for a container.
+pub(super) fn quiet_stdio() -> anyhow::Result<()> {
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("cannot open /dev/null")?;
+    nix::unistd::dup2_stdin(null.as_fd()).context("dup2 stdin")?;
+    nix::unistd::dup2_stdout(null.as_fd()).context("dup2 stdout")?;
+    nix::unistd::dup2_stderr(null.as_fd()).context("dup2 stderr")?;
+    Ok(())
+}
+
 /// Writes the pid file whole (temp file and rename).
-fn write_pid_file(run_dir: &RunDir, pid: Pid) -> anyhow::Result<()> {
+pub(super) fn write_pid_file(run_dir: &RunDir, pid: Pid) -> anyhow::Result<()> {
     let path = run_dir.monitor_pid();
     let tmp = run_dir.monitor_pid_tmp();
     let mut file =

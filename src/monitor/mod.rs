@@ -14,7 +14,8 @@
 //! detection, on the memory cgroup `crate::cgroups::memory` finds),
 //! [`control`] (the socket), [`ready`] (the ready fd), [`lxclog`] (liblxc's
 //! errors for failure messages), [`poll`] and [`timestamp`] (helpers),
-//! [`attach`] (the attach socket).
+//! [`attach`] (the attach socket), [`spare`] (a monitor started before its
+//! container, and [`proctitle`], which lets it look like any other).
 
 pub(crate) mod attach;
 pub(crate) mod control;
@@ -24,10 +25,12 @@ mod log;
 mod lxclog;
 mod oom;
 mod poll;
+mod proctitle;
 pub(crate) mod ready;
 mod restorer;
 mod run;
 mod session;
+pub(crate) mod spare;
 mod starter;
 pub(crate) mod timestamp;
 
@@ -37,6 +40,7 @@ use std::path::PathBuf;
 pub(crate) use detach::{ensure_single_threaded, ThreadsError};
 pub use log::DEFAULT_MAX_LINE;
 pub(crate) use run::run;
+pub use spare::{Assignment, SpareArgs};
 
 /// `pvecri monitor` arguments (a hidden subcommand spawned by the daemon).
 /// The daemon builds the command line with [`MonitorArgs::to_args`], so
@@ -53,6 +57,10 @@ pub struct MonitorArgs {
     /// monitor.sock, monitor.pid, ...).
     #[arg(long, value_name = "DIR")]
     pub run_dir: PathBuf,
+    /// The container's cgroup (`lxc.cgroup.dir.container`), relative to
+    /// the hierarchy roots; omitted: read from the LXC config.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
     /// The CRI log file; omitted or empty: discard the output.
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
@@ -96,6 +104,9 @@ impl MonitorArgs {
         opt("--id", self.id.clone().into());
         opt("--lxcpath", self.lxcpath.clone().into());
         opt("--run-dir", self.run_dir.clone().into());
+        if let Some(cgroup) = &self.cgroup {
+            opt("--cgroup", cgroup.into());
+        }
         if let Some(log) = &self.log {
             opt("--log", log.clone().into());
         }

@@ -55,6 +55,12 @@ impl ReadyFd {
         Self(File::from(fd))
     }
 
+    /// Gives the fd back as a number (a spare monitor hands the one it was
+    /// sent on to the code that takes `--ready-fd`).
+    pub(crate) fn into_raw_fd(self) -> std::os::fd::RawFd {
+        std::os::fd::IntoRawFd::into_raw_fd(self.0)
+    }
+
     /// Writes the report and closes the fd. A daemon that went away is not
     /// an error worth more than a log line.
     pub(crate) fn send(mut self, report: &Readiness) {

@@ -25,6 +25,7 @@ pub(super) struct Settings {
     pub(super) id: String,
     pub(super) lxcpath: String,
     pub(super) run_dir: RunDir,
+    pub(super) cgroup: Option<String>,
     pub(super) log: Option<PathBuf>,
     pub(super) max_log_line: usize,
     pub(super) stdin: bool,
@@ -50,6 +51,7 @@ impl Settings {
             id,
             lxcpath: lxcpath.to_owned(),
             run_dir: RunDir::at(&args.run_dir),
+            cgroup: args.cgroup.clone().filter(|c| !c.is_empty()),
             log: args.log.clone().filter(|p| !p.as_os_str().is_empty()),
             max_log_line: args.max_log_line,
             stdin: args.stdin,
@@ -63,60 +65,92 @@ impl Settings {
 /// `pvecri monitor`: returns in the launcher process once the monitor is
 /// detached, and in the monitor when the container is gone.
 pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
-    // SAFETY: ignoring a signal installs no handler code. Writes to a
-    // vanished reader (ready fd, control client) must be errors, not death.
-    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) }.context("ignore SIGPIPE")?;
-    // SAFETY: restoring the default installs no handler code. An inherited
-    // SIG_IGN would make the kernel reap our children before waitpid.
-    unsafe { signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }.context("reset SIGCHLD")?;
+    set_signals()?;
     let mut ready = take_ready_fd(args.ready_fd)?;
-    let prepared = Settings::from_args(&args).and_then(|settings| {
-        // Held for the monitor's life: a second monitor for the same run
-        // dir would clobber monitor.sock, monitor.pid and exit.json.
-        let lock = detach::lock_run_dir(&settings.run_dir)?;
-        // An exit record of an earlier start of this container is stale.
-        match std::fs::remove_file(settings.run_dir.exit()) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(e).context("cannot remove the stale exit record");
-            }
-            _ => {}
-        }
+    let (settings, _lock) = match prepare(&args) {
+        Ok(p) => p,
+        Err(err) => return Err(fail_ready(&mut ready, err)),
+    };
+    match detach::detach(Some(&settings.run_dir))? {
+        Role::Launcher(code) => return Ok(code),
+        Role::Monitor => {}
+    }
+    Ok(serve(&settings, &mut ready))
+}
+
+/// A spare monitor's container (`super::spare`): the same as [`run`] after
+/// the detach, which the spare did long before. Its own pid goes into
+/// `monitor.pid` before anything can report the container running.
+pub(super) fn run_assigned(args: MonitorArgs) -> anyhow::Result<ExitCode> {
+    let mut ready = take_ready_fd(args.ready_fd)?;
+    let prepared = prepare(&args).and_then(|(settings, lock)| {
+        let pid = nix::unistd::getpid();
+        detach::write_pid_file(&settings.run_dir, pid)?;
         Ok((settings, lock))
     });
     let (settings, _lock) = match prepared {
         Ok(p) => p,
         Err(err) => return Err(fail_ready(&mut ready, err)),
     };
-    match detach::detach(&settings.run_dir)? {
-        Role::Launcher(code) => return Ok(code),
-        Role::Monitor => {}
+    Ok(serve(&settings, &mut ready))
+}
+
+/// The signal dispositions a monitor needs, whatever its parent left.
+pub(super) fn set_signals() -> anyhow::Result<()> {
+    // SAFETY: ignoring a signal installs no handler code. Writes to a
+    // vanished reader (ready fd, control client) must be errors, not death.
+    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) }.context("ignore SIGPIPE")?;
+    // SAFETY: restoring the default installs no handler code. An inherited
+    // SIG_IGN would make the kernel reap our children before waitpid.
+    unsafe { signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }.context("reset SIGCHLD")?;
+    Ok(())
+}
+
+/// Checks the arguments and takes the run dir: the lock is held for the
+/// monitor's life (a second monitor for the same run dir would clobber
+/// monitor.sock, monitor.pid and exit.json).
+fn prepare(args: &MonitorArgs) -> anyhow::Result<(Settings, std::fs::File)> {
+    let settings = Settings::from_args(args)?;
+    let lock = detach::lock_run_dir(&settings.run_dir)?;
+    // An exit record of an earlier start of this container is stale.
+    match std::fs::remove_file(settings.run_dir.exit()) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(e).context("cannot remove the stale exit record");
+        }
+        _ => {}
     }
-    // The detached monitor: no terminal, diagnostics go to monitor.log.
+    Ok((settings, lock))
+}
+
+/// The detached monitor's life: its container from start to exit record.
+fn serve(settings: &Settings, ready: &mut Option<ReadyFd>) -> ExitCode {
+    // No terminal, diagnostics go to monitor.log.
     let _ = std::env::set_current_dir("/");
     if let Err(err) = detach::redirect_stdio(&settings.run_dir) {
-        return Err(fail_ready(&mut ready, err));
+        send_failure(ready, &err);
+        return ExitCode::FAILURE;
     }
     init_tracing();
     let span = tracing::info_span!("monitor", container_id = %settings.id);
     let _enter = span.enter();
     tracing::info!(pid = std::process::id(), "monitor started");
-    let result = supervise(&settings, &mut ready);
+    let result = supervise(settings, ready);
     if let Err(err) = &result {
         tracing::error!(error = format!("{err:#}"), "monitor failed");
         let record = ExitRecord::start_failed(format!("{err:#}"), unix_nanos(SystemTime::now()));
         if let Err(e) = record.write_atomic(&settings.run_dir) {
             tracing::error!(error = %e, "cannot write the exit record");
         }
-        send_failure(&mut ready, err);
+        send_failure(ready, err);
         let _ = std::fs::remove_file(settings.run_dir.control_socket());
     }
     let _ = std::fs::remove_file(settings.run_dir.monitor_pid());
     tracing::info!("monitor exiting");
-    Ok(if result.is_ok() {
+    if result.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
 /// Reports `err` on the ready fd, if it is still open.
@@ -187,6 +221,7 @@ mod tests {
             id: "c1".into(),
             lxcpath: "/var/lib/pvecri/lxc".into(),
             run_dir: run_dir.to_owned(),
+            cgroup: None,
             log: Some(PathBuf::new()),
             ready_fd: None,
             max_log_line: 16384,

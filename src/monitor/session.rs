@@ -108,10 +108,14 @@ impl<'a> Session<'a> {
             stderr: stdio.child_stderr,
             status: status_w,
         };
-        let cgroup = Container::open(&s.id, &s.lxcpath)
-            .ok()
-            .and_then(|c| c.config_item("lxc.cgroup.dir.container"))
-            .filter(|p| !p.is_empty());
+        // From the daemon; only a monitor started without it reads liblxc's
+        // config (a parse the starter's own start waits behind).
+        let cgroup = s.cgroup.clone().or_else(|| {
+            Container::open(&s.id, &s.lxcpath)
+                .ok()
+                .and_then(|c| c.config_item("lxc.cgroup.dir.container"))
+                .filter(|p| !p.is_empty())
+        });
         let starter = match &s.restore {
             Some(plan) => restorer::spawn(RestorePlan::read(plan)?, fds)?,
             None => starter::spawn(&s.id, &s.lxcpath, fds)?,

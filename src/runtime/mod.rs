@@ -15,6 +15,7 @@ mod pods;
 mod reconcile;
 mod rollback;
 mod security;
+mod spares;
 mod stats;
 mod stream;
 mod teardown;
@@ -56,6 +57,8 @@ pub(crate) struct Runtime {
     self_exe: std::path::PathBuf,
     /// What monitors and exec helpers run ([`helper_binary`]).
     helper_exe: std::path::PathBuf,
+    /// Monitors started ahead of need ([`spares`]).
+    spares: Arc<spares::Spares>,
     /// A sealed memfd copy of pvecri-init made at start, which exec helpers
     /// reopen through `/proc` instead of copying the binary per exec
     /// (`crate::exec::sealed`); `None` when it could not be made (they
@@ -170,6 +173,11 @@ impl Runtime {
             })
             .ok();
         let self_exe = std::env::current_exe().context("cannot find the pvecri binary")?;
+        let spares = spares::Spares::new(
+            helper_binary(&self_exe),
+            config.lxc_path(),
+            config.monitor_spares,
+        );
         let runtime = Self {
             network,
             config,
@@ -178,6 +186,7 @@ impl Runtime {
             names,
             cgroup_layout,
             min_oom_score_adj: own_oom_score_adj(),
+            spares,
             helper_exe: helper_binary(&self_exe),
             self_exe,
             init_copy,
@@ -225,6 +234,18 @@ impl Runtime {
 
     pub(crate) fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Starts the spare monitors (at start-up; a no-op with
+    /// `monitor_spares = 0`).
+    pub(crate) fn start_spares(&self) {
+        self.spares.refill();
+    }
+
+    /// Ends the idle spare monitors (at shutdown).
+    pub(crate) async fn stop_spares(&self) {
+        let spares = self.spares.clone();
+        let _ = tokio::task::spawn_blocking(move || spares.shutdown()).await;
     }
 
     pub(crate) fn store(&self) -> &Arc<Store> {

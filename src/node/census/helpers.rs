@@ -9,13 +9,14 @@ use clap::Parser;
 
 use super::host::Process;
 use crate::exec::ExecHelperArgs;
-use crate::monitor::MonitorArgs;
+use crate::monitor::{MonitorArgs, SpareArgs};
 
 /// The helper verbs of the `pvecri` command line.
 #[derive(Parser)]
 enum HelperCommand {
     Monitor(MonitorArgs),
     ExecHelper(ExecHelperArgs),
+    MonitorSpare(SpareArgs),
 }
 
 /// A helper process and what it serves.
@@ -36,15 +37,21 @@ impl Helper {
     }
 }
 
-/// The helper a command line belongs to, if it is one of pvecri's.
-fn parse(p: &Process) -> Option<Helper> {
+/// A command line as one of pvecri's helper verbs.
+fn command(p: &Process) -> Option<HelperCommand> {
     let exe = Path::new(p.argv.first()?).file_name()?.to_str()?;
     if !exe.starts_with("pvecri") {
         return None;
     }
-    let (verb, id, lxcpath) = match HelperCommand::try_parse_from(&p.argv).ok()? {
+    HelperCommand::try_parse_from(&p.argv).ok()
+}
+
+/// The helper a command line belongs to, if it serves a container.
+fn parse(p: &Process) -> Option<Helper> {
+    let (verb, id, lxcpath) = match command(p)? {
         HelperCommand::Monitor(a) => ("monitor", a.id, a.lxcpath),
         HelperCommand::ExecHelper(a) => ("exec-helper", a.id, a.lxcpath),
+        HelperCommand::MonitorSpare(_) => return None,
     };
     Some(Helper {
         pid: p.pid,
@@ -66,6 +73,23 @@ pub(super) fn find(
         .iter()
         .filter_map(parse)
         .filter(|h| node || Path::new(&h.lxcpath) == lxcpath || ids.contains(&h.id))
+        .collect()
+}
+
+/// Spare monitors (`crate::monitor::spare`) of the daemon of `lxcpath`,
+/// or every one with `node`: they serve no container yet and belong to
+/// their daemon, which ends them when it stops.
+pub(super) fn spares(processes: &[Process], lxcpath: &Path, node: bool) -> Vec<String> {
+    processes
+        .iter()
+        .filter_map(|p| match command(p)? {
+            HelperCommand::MonitorSpare(a) if node || a.lxcpath == lxcpath => Some(format!(
+                "pid {} spare monitor (lxcpath {})",
+                p.pid,
+                a.lxcpath.display()
+            )),
+            _ => None,
+        })
         .collect()
 }
 
@@ -119,5 +143,27 @@ mod tests {
             find(&procs, Path::new("/elsewhere"), &BTreeSet::new(), true).len(),
             5
         );
+    }
+
+    #[test]
+    fn spares_are_found_by_lxcpath_and_are_no_container_helpers() {
+        let procs = [
+            p(20, "/usr/lib/pvecri/pvecri-helper monitor-spare --lxcpath /var/lib/pvecri/lxc --socket-fd 3"),
+            p(21, "/tmp/t/target/release/pvecri-helper monitor-spare --lxcpath /tmp/t/state/lxc --socket-fd 3"),
+            p(22, "/usr/bin/vim monitor-spare --lxcpath /var/lib/pvecri/lxc --socket-fd 3"),
+            p(23, "/usr/lib/pvecri/pvecri-helper monitor-spare --lxcpath /var/lib/pvecri/lxc"),
+        ];
+        assert_eq!(
+            spares(&procs, Path::new("/var/lib/pvecri/lxc"), false),
+            ["pid 20 spare monitor (lxcpath /var/lib/pvecri/lxc)"]
+        );
+        assert_eq!(spares(&procs, Path::new("/elsewhere"), true).len(), 2);
+        assert!(find(
+            &procs,
+            Path::new("/var/lib/pvecri/lxc"),
+            &BTreeSet::new(),
+            true
+        )
+        .is_empty());
     }
 }

@@ -66,9 +66,15 @@ pub(crate) fn take(
         ids.extend(keys.ids().cloned());
     }
 
-    let mut sections = vec![daemon_section(config)];
-
     let processes = host.processes();
+    let mut daemon = daemon_section(config);
+    if let Ok(procs) = &processes {
+        // Spares live and end with their daemon: a stopped daemon's section
+        // must be empty, so one left behind shows there.
+        daemon.extend(helpers::spares(procs, &config.lxc_path(), node));
+    }
+    let mut sections = vec![daemon];
+
     let helpers = match &processes {
         Ok(procs) => {
             let found = helpers::find(procs, &config.lxc_path(), &ids, node);

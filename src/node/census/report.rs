@@ -121,6 +121,12 @@ impl Section {
         }
     }
 
+    /// Adds lines found by another reader to this section.
+    pub(crate) fn extend(&mut self, items: impl IntoIterator<Item = String>) {
+        self.items.extend(items);
+        self.count = self.items.len();
+    }
+
     /// A section with a count and no detail lines (image data).
     pub(crate) fn counted(kind: Kind, count: usize) -> Self {
         Self {

@@ -211,7 +211,7 @@ impl Runtime {
             tty: config.tty,
         };
         let init_pid = self
-            .spawn_monitor(id, &run_dir, &log_file, stdin, None)
+            .spawn_monitor(id, &run_dir, &cgroup_container, &log_file, stdin, None)
             .await?;
         crate::failpoint::hit("create.after_monitor")?;
         if idmap.is_some() {

@@ -39,11 +39,12 @@ impl Runtime {
         &self,
         id: &str,
         run_dir: &RunDir,
+        cgroup: &str,
         log_file: &str,
         stdin: StdinMode,
         restore: Option<PathBuf>,
     ) -> Result<i32, RuntimeError> {
-        let exe = self.helper_exe.clone();
+        let exe = &self.helper_exe;
         // A restore reads the workload's whole memory back first.
         let ready_timeout = if restore.is_some() {
             RESTORE_READY_TIMEOUT
@@ -56,48 +57,25 @@ impl Runtime {
             id: id.to_owned(),
             lxcpath: self.config.lxc_path(),
             run_dir: run_dir.path().to_owned(),
+            cgroup: non_empty(cgroup).map(str::to_owned),
             log: non_empty(log_file).map(PathBuf::from),
-            ready_fd: Some(READY_FD),
+            ready_fd: None,
             max_log_line: crate::monitor::DEFAULT_MAX_LINE,
             stdin: stdin.open,
             stdin_once: stdin.open && stdin.once,
             tty: stdin.tty,
             restore,
         };
-        let mut cmd = std::process::Command::new(exe);
-        cmd.args(args.to_args())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(spawn_log(run_dir));
-        let ready_write = write.as_raw_fd();
-        // SAFETY: the closure runs in the child between fork and exec and
-        // only calls dup2, which is async-signal-safe; `write` stays open in
-        // the parent until after spawn. dup2 clears CLOEXEC on the copy, so
-        // exactly this pipe end reaches the monitor as fd 3.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(ready_write, READY_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        // The monitor double-forks: this child exits at once and is reaped here.
-        let status = tokio::task::spawn_blocking(move || {
-            let status = cmd.status();
+        let handed_over = self.spares.assign(&args, &write);
+        // Whether one was used or none was idle, the pool gets back to its
+        // size (at idle priority: this start goes first).
+        self.spares.refill();
+        if handed_over {
+            // The spare holds its own copy now: ours must go, so that the
+            // answer's end of file means the monitor is gone.
             drop(write);
-            status
-        })
-        .await
-        .map_err(|e| RuntimeError::os("spawning the monitor", id, e))?
-        .map_err(|e| RuntimeError::os("spawning the monitor", id, e))?;
-        if !status.success() {
-            let why = std::fs::read_to_string(run_dir.monitor_spawn_log()).unwrap_or_default();
-            return Err(RuntimeError::os(
-                "spawning the monitor",
-                id,
-                format!("monitor exited with {status}: {}", why.trim()),
-            ));
+        } else {
+            start_monitor(exe, args, write, run_dir, id).await?;
         }
         let answer = tokio::time::timeout(ready_timeout, read_all(read))
             .await
@@ -128,6 +106,59 @@ impl Runtime {
             ),
         ))
     }
+}
+
+/// Starts `pvecri-helper monitor` with the ready pipe's write end as fd
+/// [`READY_FD`] and returns once it has detached (its pid file written).
+async fn start_monitor(
+    exe: &std::path::Path,
+    args: MonitorArgs,
+    write: OwnedFd,
+    run_dir: &RunDir,
+    id: &str,
+) -> Result<(), RuntimeError> {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(
+        MonitorArgs {
+            ready_fd: Some(READY_FD),
+            ..args
+        }
+        .to_args(),
+    )
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(spawn_log(run_dir));
+    let ready_write = write.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec and
+    // only calls dup2, which is async-signal-safe; `write` stays open in
+    // the parent until after spawn. dup2 clears CLOEXEC on the copy, so
+    // exactly this pipe end reaches the monitor as fd 3.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(ready_write, READY_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // The monitor double-forks: this child exits at once and is reaped here.
+    let status = tokio::task::spawn_blocking(move || {
+        let status = cmd.status();
+        drop(write);
+        status
+    })
+    .await
+    .map_err(|e| RuntimeError::os("spawning the monitor", id, e))?
+    .map_err(|e| RuntimeError::os("spawning the monitor", id, e))?;
+    if !status.success() {
+        let why = std::fs::read_to_string(run_dir.monitor_spawn_log()).unwrap_or_default();
+        return Err(RuntimeError::os(
+            "spawning the monitor",
+            id,
+            format!("monitor exited with {status}: {}", why.trim()),
+        ));
+    }
+    Ok(())
 }
 
 /// Where the monitor's first child reports errors from before it detached.

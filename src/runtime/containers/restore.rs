@@ -264,7 +264,14 @@ impl Runtime {
             tty: c.config.tty,
         };
         let pid = self
-            .spawn_monitor(&c.id, &run_dir, &c.log_file, stdin, Some(plan_path))
+            .spawn_monitor(
+                &c.id,
+                &run_dir,
+                &c.cgroup,
+                &c.log_file,
+                stdin,
+                Some(plan_path),
+            )
             .await?;
         info!(container_id = %c.id, init_pid = pid, "container restored");
         // CRIU's images (the pre-dumps' too) and the writable layer's copy

@@ -38,13 +38,13 @@ impl Runtime {
         // time is taken before it is released, so that it never follows the
         // exit time the monitor records.
         let started_at_ns = now_ns();
-        release_init(&fifo, c.init_pid, c.init_start_time)
+        let released = release_init(&fifo, c.init_pid, c.init_start_time)
             .await
             .map_err(|e| RuntimeError::os("releasing the container's init", &c.id, e))?;
         // Return once the workload has replaced pvecri-init: until then a
         // stop signal would reach init, which as PID 1 without handlers
         // ignores it (runc's start likewise returns after the exec).
-        wait_for_exec(c.init_pid, c.init_start_time).await;
+        wait_for_exec(c.init_pid, c.init_start_time, released).await;
         crate::failpoint::hit("start.before_record")?;
         let c = self.record_started(&c.id, started_at_ns, None)?;
         info!(container_id = %c.id, "container started");
@@ -100,10 +100,11 @@ impl NonBlock for std::fs::OpenOptions {
     }
 }
 
-/// Writes the start byte into init's FIFO. Init may not have opened its
-/// end yet right after the container came up (the open then fails with
-/// ENXIO), so retry for a bounded time while init is alive.
-async fn release_init(fifo: &Path, pid: i32, start_time: u64) -> std::io::Result<()> {
+/// Writes the start byte into init's FIFO and returns the FIFO's write
+/// end. Init may not have opened its end yet right after the container
+/// came up (the open then fails with ENXIO), so retry for a bounded time
+/// while init is alive.
+async fn release_init(fifo: &Path, pid: i32, start_time: u64) -> std::io::Result<std::fs::File> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         match std::fs::OpenOptions::new()
@@ -111,7 +112,7 @@ async fn release_init(fifo: &Path, pid: i32, start_time: u64) -> std::io::Result
             .custom_flags_nonblock()
             .open(fifo)
         {
-            Ok(mut f) => return f.write_all(b"S"),
+            Ok(mut f) => return f.write_all(b"S").map(|()| f),
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
                 if proc_start_time(pid) != Some(start_time) {
                     return Err(std::io::Error::other(
@@ -131,12 +132,16 @@ async fn release_init(fifo: &Path, pid: i32, start_time: u64) -> std::io::Result
 }
 
 /// Waits (bounded) until process `pid` no longer runs pvecri-init: it
-/// exec'd the workload, or it exited. Init takes well under a millisecond
-/// from its start byte to the exec, so this polls at a fine step on a
-/// blocking thread (tokio's timers round up to whole milliseconds).
-async fn wait_for_exec(pid: i32, start_time: u64) {
+/// exec'd the workload, or it exited. pvecri-init holds the start FIFO's
+/// read end open, close-on-exec, until its exec: `fifo` (the write end)
+/// reports an error once that last reader is gone, which is the moment
+/// to look. An init that does not hold it (one of an older pvecri) is
+/// polled for, at a fine step on this blocking thread (tokio's timers
+/// round up to whole milliseconds).
+async fn wait_for_exec(pid: i32, start_time: u64, fifo: std::fs::File) {
     let _ = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        wait_for_no_reader(&fifo, deadline);
         let stat = format!("/proc/{pid}/stat");
         let mut step = EXEC_POLL;
         while std::time::Instant::now() < deadline {
@@ -155,6 +160,29 @@ async fn wait_for_exec(pid: i32, start_time: u64) {
         }
     })
     .await;
+}
+
+/// Blocks until the FIFO of write end `fifo` has no reader left (or the
+/// deadline passes).
+fn wait_for_no_reader(fifo: &std::fs::File, deadline: std::time::Instant) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        if ms == 0 {
+            return;
+        }
+        // No events asked for: POLLERR (no reader) is always reported.
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::empty())];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
 }
 
 /// The command name in the text of a /proc/<pid>/stat (in parentheses,
