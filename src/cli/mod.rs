@@ -65,6 +65,10 @@ enum Command {
     /// Supervise one container (spawned by the daemon).
     #[command(hide = true)]
     Monitor(crate::monitor::MonitorArgs),
+    /// Internal: a monitor started before its container (spawned by the
+    /// daemon, which hands it one later).
+    #[command(hide = true)]
+    MonitorSpare(crate::monitor::SpareArgs),
     /// Internal: runs one exec inside a container (liblxc attach).
     #[command(hide = true)]
     ExecHelper(crate::exec::ExecHelperArgs),
@@ -99,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Census(args) => load(cli.config).and_then(|c| census::run(c, args)),
         Command::Migrate(args) => load(cli.config).and_then(|c| migrate::run(&c, args)),
         Command::Monitor(args) => crate::monitor::run(args),
+        Command::MonitorSpare(args) => crate::monitor::spare::run(args),
         Command::ExecHelper(args) => crate::exec::run(args),
         Command::CriuExec(args) => crate::checkpoint::nsexec::run(args),
         Command::Generate(what) => generate::run(what),

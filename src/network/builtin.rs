@@ -162,6 +162,7 @@ impl BuiltinNetwork {
         &self,
         pod_id: &str,
         port_mappings: &[PortMapping],
+        shaped: bool,
     ) -> Result<PodNetwork, NetworkError> {
         let _guard = self.alloc.lock().await;
         let existing = self.store.list::<PodNetwork>()?;
@@ -192,8 +193,19 @@ impl BuiltinNetwork {
             host_veth: host_veth_name(pod_id),
             host_ports,
         };
-        // One commit: the allocation and the cursor move together.
-        self.store.put_pair(&record, &cursors)?;
+        // One commit: the allocation and the cursor move together. It need
+        // not wait for the disk when all the wiring makes lives in the
+        // pod's network namespace (the veth, its VLAN): a crash before the
+        // pod's own record (a synced commit, which takes this one along)
+        // leaves a half-made pod whose pinned namespaces the restart
+        // releases, and the veth goes with them. Host ports (nftables
+        // elements) and an ifb are on the host: for those the record must
+        // be on disk first, so the restart's release finds and removes them.
+        if record.host_ports.is_empty() && !shaped {
+            self.store.put_pair_unsynced(&record, &cursors)?;
+        } else {
+            self.store.put_pair(&record, &cursors)?;
+        }
         Ok(record)
     }
 
@@ -365,7 +377,9 @@ impl Backend for BuiltinNetwork {
         pod: &PodConfig,
     ) -> Result<Vec<String>, NetworkError> {
         let bandwidth = pod_bandwidth(pod, BUILTIN_RANGE)?;
-        let record = self.allocate(pod_id, &pod.port_mappings).await?;
+        let record = self
+            .allocate(pod_id, &pod.port_mappings, bandwidth.is_some())
+            .await?;
         match self.wire(&record, netns, bandwidth).await {
             Ok(()) => Ok(record.ips),
             Err(e) => {

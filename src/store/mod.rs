@@ -148,6 +148,23 @@ impl Store {
         Ok(())
     }
 
+    /// As [`Store::put_pair`], but without waiting for the disk: the pair
+    /// is visible at once and reaches the disk with the next commit that
+    /// is synced (every other write here is), so a crash before that loses
+    /// it. Only for records whose loss a restart repairs by itself.
+    pub fn put_pair_unsynced<A: Record, B: Record>(&self, a: &A, b: &B) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
+        let mut txn = self.db.begin_write().map_err(self.err("begin write"))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(self.err("set durability"))?;
+        self.insert(&txn, a)?;
+        self.insert(&txn, b)?;
+        txn.commit().map_err(self.err("commit"))?;
+        self.cache.put(a);
+        self.cache.put(b);
+        Ok(())
+    }
+
     /// Read-modify-write of one record under the writer lock: `change`
     /// edits the latest stored copy and says whether it changed it; only
     /// then is it written. Two callers that each read, edit and put whole
@@ -355,6 +372,32 @@ mod tests {
         s.put_pair(&thing, &other).unwrap();
         assert_eq!(s.get::<Thing>("t").unwrap(), Some(thing));
         assert_eq!(s.get::<Other>("o").unwrap(), Some(other));
+    }
+
+    #[test]
+    fn an_unsynced_pair_is_visible_at_once_and_kept_by_the_next_synced_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let thing = Thing {
+            id: "t".into(),
+            n: 1,
+        };
+        let other = Other { id: "o".into() };
+        {
+            let s = Store::open(&path).unwrap();
+            s.put_pair_unsynced(&thing, &other).unwrap();
+            assert_eq!(s.get::<Thing>("t").unwrap(), Some(thing.clone()));
+            assert_eq!(s.list::<Other>().unwrap(), vec![other.clone()]);
+            s.put(&Thing {
+                id: "synced".into(),
+                n: 2,
+            })
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.get::<Thing>("t").unwrap(), Some(thing));
+        assert_eq!(s.get::<Other>("o").unwrap(), Some(other));
+        assert_eq!(s.list::<Thing>().unwrap().len(), 2);
     }
 
     #[test]
