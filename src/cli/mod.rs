@@ -269,6 +269,27 @@ mod tests {
     }
 
     #[test]
+    fn spare_monitor_command_lines_parse_back_in_both_binaries() {
+        let args = crate::monitor::SpareArgs {
+            lxcpath: "/var/lib/pvecri/lxc".into(),
+            socket_fd: 3,
+        };
+        match parse(args.to_args()) {
+            Command::MonitorSpare(parsed) => assert_eq!(parsed, args),
+            _ => panic!(
+                "{:?} is not the spare verb",
+                crate::monitor::SpareArgs::VERB
+            ),
+        }
+        let argv =
+            std::iter::once(OsString::from("/usr/lib/pvecri/pvecri-helper")).chain(args.to_args());
+        match HelperCli::try_parse_from(argv).unwrap().command {
+            HelperCommand::MonitorSpare(parsed) => assert_eq!(parsed, args),
+            _ => panic!("not the spare verb of pvecri-helper"),
+        }
+    }
+
+    #[test]
     fn monitor_command_lines_parse_back_into_their_arguments() {
         let base = MonitorArgs {
             id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
