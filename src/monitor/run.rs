@@ -171,19 +171,26 @@ fn fail_ready(ready: &mut Option<ReadyFd>, err: anyhow::Error) -> anyhow::Error 
 /// neither the starter's liblxc nor the container inherit it.
 fn take_ready_fd(fd: Option<i32>) -> anyhow::Result<Option<ReadyFd>> {
     let Some(fd) = fd else { return Ok(None) };
+    Ok(Some(ReadyFd::new(take_inherited_fd("--ready-fd", fd)?)))
+}
+
+/// Takes ownership of descriptor `fd`, which the daemon passed as the
+/// option `option` for this process's use alone, and makes it
+/// close-on-exec.
+pub(super) fn take_inherited_fd(option: &str, fd: i32) -> anyhow::Result<OwnedFd> {
     if fd <= 2 {
-        bail!("--ready-fd {fd} would be one of stdin/stdout/stderr");
+        bail!("{option} {fd} would be one of stdin/stdout/stderr");
     }
     // SAFETY: F_GETFD only checks that the number is an open fd.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        bail!("--ready-fd {fd} is not an open file descriptor");
+        bail!("{option} {fd} is not an open file descriptor");
     }
     // SAFETY: the daemon passed this fd to us for our exclusive use and
     // nothing else in this process has claimed it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     fcntl(owned.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-        .context("set CLOEXEC on the ready fd")?;
-    Ok(Some(ReadyFd::new(owned)))
+        .with_context(|| format!("set CLOEXEC on {option} {fd}"))?;
+    Ok(owned)
 }
 
 fn init_tracing() {

@@ -24,7 +24,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 use super::detach::{self, Role};
@@ -133,7 +132,7 @@ struct AssignedCli {
 /// ended without one).
 pub(crate) fn run(args: SpareArgs) -> anyhow::Result<ExitCode> {
     super::run::set_signals()?;
-    let socket = take_socket(args.socket_fd)?;
+    let socket = super::run::take_inherited_fd("--socket-fd", args.socket_fd)?;
     match detach::detach(None)? {
         Role::Launcher(code) => return Ok(code),
         Role::Monitor => {}
@@ -206,23 +205,6 @@ fn own_argv(args: Vec<OsString>) -> Vec<OsString> {
         .next()
         .unwrap_or_else(|| OsString::from("pvecri-helper"));
     std::iter::once(program).chain(args).collect()
-}
-
-/// Takes the inherited socket, close-on-exec from here on.
-fn take_socket(fd: RawFd) -> anyhow::Result<OwnedFd> {
-    if fd <= 2 {
-        bail!("--socket-fd {fd} would be one of stdin/stdout/stderr");
-    }
-    // SAFETY: F_GETFD only checks that the number is an open fd.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        bail!("--socket-fd {fd} is not an open file descriptor");
-    }
-    // SAFETY: the daemon passed this fd for our exclusive use and nothing
-    // else in this process has claimed it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    fcntl(owned.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-        .context("set CLOEXEC on the spare's socket")?;
-    Ok(owned)
 }
 
 /// Waits for the assignment: its bytes and the one fd that came with it;
@@ -324,16 +306,21 @@ mod tests {
         assert!(Assignment::decode(&unknown).is_err());
     }
 
-    #[test]
-    fn a_message_and_its_fd_arrive_together_and_eof_is_none() {
+    /// The daemon's and the spare's ends of a socket pair.
+    fn pair() -> (OwnedFd, OwnedFd) {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        let (daemon, spare) = socketpair(
+        socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
             None,
             SockFlag::SOCK_CLOEXEC,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_message_and_its_fd_arrive_together_and_eof_is_none() {
+        let (daemon, spare) = pair();
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let a = Assignment { args: args() };
         a.send(&daemon, &w).unwrap();
@@ -353,14 +340,7 @@ mod tests {
 
     #[test]
     fn a_message_without_exactly_one_fd_is_refused() {
-        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        let (daemon, spare) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (daemon, spare) = pair();
         let bytes = Assignment { args: args() }.encode();
         sendmsg::<()>(
             daemon.as_raw_fd(),

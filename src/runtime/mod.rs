@@ -2,6 +2,7 @@
 //! state store, images and node health. The gRPC layer (`crate::cri`)
 //! converts requests into calls on this and never lets prost types in.
 
+mod child_fd;
 mod containers;
 mod error;
 mod events;

@@ -9,7 +9,6 @@
 //! closes its sockets, which ends every idle spare, and waits for them.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +25,8 @@ const SOCKET_FD: i32 = 3;
 /// How long a starting spare may take to say it is ready (it starts at idle
 /// priority: on a busy node that takes a while).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long refills pause after a spare failed to start.
+const BACKOFF: Duration = Duration::from_secs(60);
 /// How long shutdown waits for the idle spares to end.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
 
@@ -63,8 +64,10 @@ pub(crate) struct Spares {
     starting: AtomicUsize,
     /// Set at shutdown: nothing is started or handed out any more.
     closed: AtomicBool,
-    /// When the last start failure was logged (failures repeat per refill).
-    last_warning: Mutex<Option<Instant>>,
+    /// When a spare last failed to start: refills wait [`BACKOFF`] after
+    /// one (a node where spares cannot work would otherwise pay a failed
+    /// start after every create).
+    failed_at: Mutex<Option<Instant>>,
 }
 
 impl Spares {
@@ -76,7 +79,7 @@ impl Spares {
             idle: Mutex::new(Vec::new()),
             starting: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
-            last_warning: Mutex::new(None),
+            failed_at: Mutex::new(None),
         })
     }
 
@@ -93,7 +96,7 @@ impl Spares {
     /// Starts spares on a blocking thread until `target` are idle or on
     /// their way. Needs a tokio runtime.
     pub(crate) fn refill(self: &Arc<Self>) {
-        if self.closed.load(Ordering::SeqCst) {
+        if self.closed.load(Ordering::SeqCst) || self.backing_off() {
             return;
         }
         // Counted under the lock, so two refills never overshoot.
@@ -114,7 +117,7 @@ impl Spares {
             // one took a spare); the fork inherits it, and a spare leaves
             // it when it gets its container.
             let _idle = IdlePriority::enter();
-            for _ in 0..want {
+            for left in (0..want).rev() {
                 let started = pool.start_one();
                 let mut idle = pool.idle();
                 pool.starting.fetch_sub(1, Ordering::SeqCst);
@@ -125,19 +128,24 @@ impl Spares {
                     Ok(_) => {}
                     Err(err) => {
                         drop(idle);
-                        pool.warn_start_failed(&err);
+                        // The rest of this refill is not tried either.
+                        pool.starting.fetch_sub(left, Ordering::SeqCst);
+                        *pool.failed_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(Instant::now());
+                        warn!(error = %crate::errors::chain(&err), retry_in = ?BACKOFF, "cannot start a spare monitor; monitors start on demand");
+                        return;
                     }
                 }
             }
         });
     }
 
-    fn warn_start_failed(&self, err: &SpareError) {
-        let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
-            *last = Some(Instant::now());
-            warn!(error = %crate::errors::chain(err), "cannot start a spare monitor; monitors start on demand");
-        }
+    /// Whether a spare failed to start less than [`BACKOFF`] ago.
+    fn backing_off(&self) -> bool {
+        self.failed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < BACKOFF)
     }
 
     /// Starts one spare and waits for its `ready <pid>`.
@@ -157,19 +165,8 @@ impl Spares {
         cmd.args(args.to_args())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null());
-        let fd = theirs.as_raw_fd();
-        // SAFETY: the closure runs in the child between fork and exec and
-        // only calls dup2, which is async-signal-safe; `theirs` stays open
-        // in the parent until after the spawn. dup2 clears CLOEXEC on the
-        // copy, so exactly this socket reaches the spare as fd 3.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(fd, SOCKET_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // `theirs` stays open here until the launcher has exited.
+        super::child_fd::pass_as(&mut cmd, theirs.as_raw_fd(), SOCKET_FD);
         // The launcher double-forks and exits; its stderr (the daemon's)
         // carries any complaint from before the detach.
         let status = cmd.status().map_err(|source| SpareError::Spawn {
@@ -331,6 +328,31 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_pauses_the_refills() {
+        let pool = Spares::new("/nonexistent/pvecri-helper".into(), "/tmp".into(), 2);
+        pool.refill();
+        for _ in 0..500 {
+            if pool.backing_off() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(pool.backing_off());
+        assert_eq!(
+            pool.starting.load(Ordering::SeqCst),
+            0,
+            "the rest was not tried"
+        );
+        pool.refill();
+        assert_eq!(
+            pool.starting.load(Ordering::SeqCst),
+            0,
+            "no refill while backing off"
+        );
+        assert_eq!(pool.idle_count(), 0);
     }
 
     #[test]

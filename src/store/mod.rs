@@ -138,14 +138,7 @@ impl Store {
     /// Inserts or replaces two records in one commit: both are on disk
     /// afterwards, or neither (and one fsync instead of two).
     pub fn put_pair<A: Record, B: Record>(&self, a: &A, b: &B) -> Result<(), StoreError> {
-        let _writer = self.lock_writer();
-        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
-        self.insert(&txn, a)?;
-        self.insert(&txn, b)?;
-        txn.commit().map_err(self.err("commit"))?;
-        self.cache.put(a);
-        self.cache.put(b);
-        Ok(())
+        self.commit_pair(a, b, redb::Durability::Immediate)
     }
 
     /// As [`Store::put_pair`], but without waiting for the disk: the pair
@@ -153,9 +146,18 @@ impl Store {
     /// is synced (every other write here is), so a crash before that loses
     /// it. Only for records whose loss a restart repairs by itself.
     pub fn put_pair_unsynced<A: Record, B: Record>(&self, a: &A, b: &B) -> Result<(), StoreError> {
+        self.commit_pair(a, b, redb::Durability::None)
+    }
+
+    fn commit_pair<A: Record, B: Record>(
+        &self,
+        a: &A,
+        b: &B,
+        durability: redb::Durability,
+    ) -> Result<(), StoreError> {
         let _writer = self.lock_writer();
         let mut txn = self.db.begin_write().map_err(self.err("begin write"))?;
-        txn.set_durability(redb::Durability::None)
+        txn.set_durability(durability)
             .map_err(self.err("set durability"))?;
         self.insert(&txn, a)?;
         self.insert(&txn, b)?;

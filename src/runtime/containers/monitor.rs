@@ -2,7 +2,6 @@
 //! reports on a pipe once the container's init runs.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -128,19 +127,8 @@ async fn start_monitor(
     .stdin(std::process::Stdio::null())
     .stdout(std::process::Stdio::null())
     .stderr(spawn_log(run_dir));
-    let ready_write = write.as_raw_fd();
-    // SAFETY: the closure runs in the child between fork and exec and
-    // only calls dup2, which is async-signal-safe; `write` stays open in
-    // the parent until after spawn. dup2 clears CLOEXEC on the copy, so
-    // exactly this pipe end reaches the monitor as fd 3.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(ready_write, READY_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // `write` stays open here until the launcher has exited.
+    crate::runtime::child_fd::pass_as(&mut cmd, write.as_raw_fd(), READY_FD);
     // The monitor double-forks: this child exits at once and is reaped here.
     let status = tokio::task::spawn_blocking(move || {
         let status = cmd.status();
