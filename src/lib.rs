@@ -89,6 +89,7 @@ pub mod testing {
         pub use crate::monitor::control::request_reopen;
         pub use crate::monitor::exit::{ExitReason, ExitRecord};
         pub use crate::monitor::ready::Readiness;
+        pub use crate::monitor::spare::socket_pair as spare_socket_pair;
         pub use crate::monitor::{Assignment, MonitorArgs, SpareArgs, DEFAULT_MAX_LINE};
     }
 

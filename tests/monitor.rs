@@ -146,18 +146,7 @@ impl Fixture {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let raw = ready_w.as_raw_fd();
-        // SAFETY: dup2 is async-signal-safe; it gives the child (only) the
-        // write end as fd 3 without CLOEXEC. The test's copy stays CLOEXEC so
-        // concurrently spawned children do not inherit it.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(raw, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        pass_as_fd3(&mut cmd, &ready_w);
         let child = cmd.spawn().expect("spawn pvecri monitor");
         drop(ready_w);
         let out = child.wait_with_output().unwrap();
@@ -257,6 +246,22 @@ impl Drop for Fixture {
 
 fn line(stream: &str, tag: &str, text: &str) -> (String, String, String) {
     (stream.into(), tag.into(), text.into())
+}
+
+/// Gives the child (only) `fd` as its fd 3, without CLOEXEC; the test's
+/// copy stays CLOEXEC so concurrently spawned children do not inherit it.
+/// `fd` must stay open until the child is spawned.
+fn pass_as_fd3(cmd: &mut Command, fd: &OwnedFd) {
+    let raw = fd.as_raw_fd();
+    // SAFETY: the closure only calls dup2, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 fn read_with_timeout(fd: OwnedFd) -> String {
@@ -543,14 +548,7 @@ const HELPER: &str = env!("CARGO_BIN_EXE_pvecri-helper");
 /// A spare monitor started as the daemon starts one: its pid, and the
 /// daemon's end of its socket.
 fn start_spare(lxcpath: &Path) -> (i32, OwnedFd) {
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap();
+    let (ours, theirs) = monitor::spare_socket_pair().unwrap();
     let args = SpareArgs {
         lxcpath: lxcpath.to_owned(),
         socket_fd: 3,
@@ -560,17 +558,7 @@ fn start_spare(lxcpath: &Path) -> (i32, OwnedFd) {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let raw = theirs.as_raw_fd();
-    // SAFETY: dup2 is async-signal-safe; only the child gets the socket as
-    // fd 3 without CLOEXEC.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    pass_as_fd3(&mut cmd, &theirs);
     let out = cmd.output().unwrap();
     drop(theirs);
     assert!(

@@ -121,6 +121,18 @@ impl Assignment {
     }
 }
 
+/// A daemon's and a spare's ends of a new socket pair (message-preserving,
+/// both close-on-exec).
+pub fn socket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+}
+
 #[derive(Parser)]
 struct AssignedCli {
     #[command(flatten)]
@@ -311,16 +323,8 @@ mod tests {
         assert!(Assignment::decode(&unknown).is_err());
     }
 
-    /// The daemon's and the spare's ends of a socket pair.
     fn pair() -> (OwnedFd, OwnedFd) {
-        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap()
+        socket_pair().unwrap()
     }
 
     #[test]

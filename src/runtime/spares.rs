@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use tracing::{debug, warn};
 
 use crate::monitor::spare::{Assignment, SpareArgs};
@@ -150,13 +149,7 @@ impl Spares {
 
     /// Starts one spare and waits for its `ready <pid>`.
     fn start_one(&self) -> Result<Spare, SpareError> {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(SpareError::Socket)?;
+        let (ours, theirs) = crate::monitor::spare::socket_pair().map_err(SpareError::Socket)?;
         let args = SpareArgs {
             lxcpath: self.lxcpath.clone(),
             socket_fd: SOCKET_FD,
@@ -401,15 +394,7 @@ mod tests {
     #[test]
     fn dead_spares_are_skipped() {
         let pool = Spares::new("/nonexistent".into(), "/tmp".into(), 2);
-        let pair = || {
-            socketpair(
-                AddressFamily::Unix,
-                SockType::SeqPacket,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .unwrap()
-        };
+        let pair = || crate::monitor::spare::socket_pair().unwrap();
         let (live_ours, live_theirs) = pair();
         let (dead_ours, dead_theirs) = pair();
         drop(dead_theirs);
