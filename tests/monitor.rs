@@ -516,6 +516,37 @@ fn liblxc_start_failure_reports_err_and_a_start_error_record() {
     assert!(rec.message.contains("Failed to open"), "{}", rec.message);
 }
 
+/// The monitor forks the starter before it binds its sockets (they are made
+/// while liblxc works): when one cannot be made, the start is abandoned,
+/// with nothing of the container left running.
+#[test]
+fn a_socket_that_cannot_be_bound_ends_the_start_it_overlapped() {
+    if !require_root("a_socket_that_cannot_be_bound_ends_the_start_it_overlapped") {
+        return;
+    }
+    let f = Fixture::new("sleep 1000", "");
+    // A directory where monitor.sock goes: the stale-socket removal and
+    // the bind both fail.
+    std::fs::create_dir(f.run_dir().control_socket()).unwrap();
+    match f.start(&[]) {
+        Readiness::Failed { message } => {
+            assert!(message.contains("monitor.sock"), "{message}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    let rec = f.wait_exit();
+    assert_eq!(rec.reason, ExitReason::StartError, "{rec:?}");
+    let h = tree::hierarchies().unwrap();
+    for (_, dir) in tree::dirs(&h, &format!("{CGROUP_PARENT}/{}", f.name)) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        assert!(
+            procs.trim().is_empty(),
+            "left in {}: {procs}",
+            dir.display()
+        );
+    }
+}
+
 #[test]
 fn oom_kill_is_reported() {
     if !require_root("oom_kill_is_reported") {

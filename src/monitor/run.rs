@@ -75,7 +75,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         Role::Launcher(code) => return Ok(code),
         Role::Monitor => {}
     }
-    Ok(serve(&settings, &mut ready))
+    Ok(serve(&settings, &mut ready, PidFile::Written))
 }
 
 /// A spare monitor's container (`super::spare`): the same as [`run`] after
@@ -83,16 +83,19 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
 /// `monitor.pid` before anything can report the container running.
 pub(super) fn run_assigned(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut ready = take_ready_fd(args.ready_fd)?;
-    let prepared = prepare(&args).and_then(|(settings, lock)| {
-        let pid = nix::unistd::getpid();
-        detach::write_pid_file(&settings.run_dir, pid)?;
-        Ok((settings, lock))
-    });
-    let (settings, _lock) = match prepared {
+    let (settings, _lock) = match prepare(&args) {
         Ok(p) => p,
         Err(err) => return Err(fail_ready(&mut ready, err)),
     };
-    Ok(serve(&settings, &mut ready))
+    Ok(serve(&settings, &mut ready, PidFile::Write))
+}
+
+/// Whether the monitor writes its own `monitor.pid` (a spare's does; a
+/// monitor started on demand had its launcher write it at the detach).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PidFile {
+    Write,
+    Written,
 }
 
 /// The signal dispositions a monitor needs, whatever its parent left.
@@ -123,18 +126,35 @@ fn prepare(args: &MonitorArgs) -> anyhow::Result<(Settings, std::fs::File)> {
 }
 
 /// The detached monitor's life: its container from start to exit record.
-fn serve(settings: &Settings, ready: &mut Option<ReadyFd>) -> ExitCode {
-    // No terminal, diagnostics go to monitor.log.
+fn serve(settings: &Settings, ready: &mut Option<ReadyFd>, pid_file: PidFile) -> ExitCode {
+    // Nothing of the daemon's working directory is held (the starter and
+    // the container inherit it).
     let _ = std::env::set_current_dir("/");
-    if let Err(err) = detach::redirect_stdio(&settings.run_dir) {
-        send_failure(ready, &err);
-        return ExitCode::FAILURE;
+    // The starter is forked before the monitor's own files are made
+    // (`Session::start`); should the start fail before that, they are made
+    // here, for the failure's log lines.
+    let mut set_up = false;
+    let session = Session::start(settings, ready, || {
+        set_up = true;
+        own_setup(settings, pid_file)
+    });
+    if !set_up {
+        let _ = own_setup(settings, pid_file);
     }
-    init_tracing();
     let span = tracing::info_span!("monitor", container_id = %settings.id);
     let _enter = span.enter();
-    tracing::info!(pid = std::process::id(), "monitor started");
-    let result = supervise(settings, ready);
+    let result = session.and_then(|mut session| {
+        tracing::info!(
+            pid = std::process::id(),
+            starter = session.starter().as_raw(),
+            "monitor started"
+        );
+        // The start's temporary allocations are freed: hand the memory
+        // back before the long wait (hundreds of monitors run on a node).
+        crate::memory::trim();
+        session.run_loop()?;
+        session.finish()
+    });
     if let Err(err) = &result {
         tracing::error!(error = format!("{err:#}"), "monitor failed");
         let record = ExitRecord::start_failed(format!("{err:#}"), unix_nanos(SystemTime::now()));
@@ -151,6 +171,18 @@ fn serve(settings: &Settings, ready: &mut Option<ReadyFd>) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// What the monitor needs of its own, none of it before the container
+/// runs: its pid file (`pid_file`), no terminal, and diagnostics in
+/// monitor.log.
+fn own_setup(settings: &Settings, pid_file: PidFile) -> anyhow::Result<()> {
+    if pid_file == PidFile::Write {
+        detach::write_pid_file(&settings.run_dir, nix::unistd::getpid())?;
+    }
+    detach::redirect_stdio(&settings.run_dir)?;
+    init_tracing();
+    Ok(())
 }
 
 /// Reports `err` on the ready fd, if it is still open.
@@ -207,15 +239,6 @@ fn init_tracing() {
         .with_writer(io::stderr)
         .with_ansi(false)
         .try_init();
-}
-
-fn supervise(s: &Settings, ready: &mut Option<ReadyFd>) -> anyhow::Result<()> {
-    let mut session = Session::start(s, ready)?;
-    // The start's temporary allocations are freed: hand the memory back
-    // before the long wait (hundreds of monitors run on a node).
-    crate::memory::trim();
-    session.run_loop()?;
-    session.finish()
 }
 
 #[cfg(test)]

@@ -90,11 +90,18 @@ pub(super) struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    /// Binds the control socket, opens the log, forks the starter.
-    pub(super) fn start(s: &'a Settings, ready: &mut Option<ReadyFd>) -> anyhow::Result<Self> {
-        let control = ControlServer::bind(&s.run_dir).context("cannot bind monitor.sock")?;
-        let attach = AttachServer::bind(&s.run_dir).context("cannot bind attach.sock")?;
-        let log = LogWriter::open(s.log.as_deref(), s.max_log_line)?;
+    /// Forks the starter first, then, while liblxc sets the container up
+    /// (most of a create), runs `own_setup` (the monitor's pid file and
+    /// log), binds the control and attach sockets and opens the
+    /// container's log. None of those is needed before the container runs,
+    /// and the monitor reports it running only after all of them. Should
+    /// any of them fail, the starter is killed before the error returns
+    /// (the daemon's rollback removes the container's cgroups).
+    pub(super) fn start(
+        s: &'a Settings,
+        ready: &mut Option<ReadyFd>,
+        own_setup: impl FnOnce() -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
         let lxc_log = LogMark::take(&s.lxcpath, &s.id);
         let (status_r, status_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         let stdio = if s.tty {
@@ -120,7 +127,19 @@ impl<'a> Session<'a> {
             Some(plan) => restorer::spawn(RestorePlan::read(plan)?, fds)?,
             None => starter::spawn(&s.id, &s.lxcpath, fds)?,
         };
-        tracing::info!(starter = starter.as_raw(), "starter forked");
+        let rest = own_setup().and_then(|()| {
+            let control = ControlServer::bind(&s.run_dir).context("cannot bind monitor.sock")?;
+            let attach = AttachServer::bind(&s.run_dir).context("cannot bind attach.sock")?;
+            let log = LogWriter::open(s.log.as_deref(), s.max_log_line)?;
+            Ok((control, attach, log))
+        });
+        let (control, attach, log) = match rest {
+            Ok(made) => made,
+            Err(err) => {
+                abandon_start(starter, cgroup.as_deref());
+                return Err(err);
+            }
+        };
         Ok(Self {
             s,
             log,
@@ -147,6 +166,11 @@ impl<'a> Session<'a> {
             started: Instant::now(),
             log_errors: RateLimit::new(Duration::from_secs(60)),
         })
+    }
+
+    /// The starter's pid.
+    pub(super) fn starter(&self) -> Pid {
+        self.starter
     }
 
     pub(super) fn run_loop(&mut self) -> anyhow::Result<()> {
@@ -376,12 +400,8 @@ impl<'a> Session<'a> {
     /// would with the namespace, so the output pipes close, the exit is
     /// final and the cgroup can be removed.
     fn kill_leftovers(&self) {
-        let Some(rel) = &self.cgroup else { return };
-        let killed = tree::hierarchies().and_then(|h| tree::kill_and_wait(&h, rel, LEFTOVER_KILL));
-        match killed {
-            Ok(KillMethod::Empty) => {}
-            Ok(method) => tracing::info!(?method, "killed processes init left behind"),
-            Err(err) => tracing::warn!(error = %err, "cannot kill processes init left behind"),
+        if let Some(rel) = &self.cgroup {
+            kill_cgroup(rel);
         }
     }
 
@@ -627,6 +647,27 @@ impl Stdio {
             child_stderr: pty.slave,
             terminal: Some(pty.master),
         })
+    }
+}
+
+/// Kills every process in the container's cgroup `rel` and waits for them.
+fn kill_cgroup(rel: &str) {
+    let killed = tree::hierarchies().and_then(|h| tree::kill_and_wait(&h, rel, LEFTOVER_KILL));
+    match killed {
+        Ok(KillMethod::Empty) => {}
+        Ok(method) => tracing::info!(?method, "killed processes init left behind"),
+        Err(err) => tracing::warn!(error = %err, "cannot kill processes init left behind"),
+    }
+}
+
+/// Ends a start the monitor cannot see through: the starter (liblxc's
+/// foreground start; init dies with it) and whatever of the container
+/// already runs in its cgroup.
+fn abandon_start(starter: Pid, cgroup: Option<&str>) {
+    let _ = nix::sys::signal::kill(starter, nix::sys::signal::Signal::SIGKILL);
+    let _ = waitpid(starter, None);
+    if let Some(rel) = cgroup {
+        kill_cgroup(rel);
     }
 }
 

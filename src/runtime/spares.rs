@@ -3,9 +3,12 @@
 //! CreateContainer hands its container to one that already runs instead of
 //! paying a fork, an exec and a detach on the request path.
 //!
-//! The pool is refilled off the async threads after every hand-over. When
-//! it is empty (a burst of creates), CreateContainer starts a monitor the
-//! old way; a spare that died meanwhile is skipped. At shutdown the pool
+//! The pool is refilled off the async threads once container starts have
+//! paused for a moment after a hand-over ([`Spares::refill_when_quiet`]):
+//! a spare's start (fork, exec, detach) shares the node's CPUs with
+//! whatever runs then, and the create and start of the pod that just took
+//! a spare should not be it. When the pool is empty (a burst of creates),
+//! CreateContainer starts a monitor the old way; a spare that died meanwhile is skipped. At shutdown the pool
 //! closes its sockets, which ends every idle spare, and waits for them.
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -28,6 +31,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF: Duration = Duration::from_secs(60);
 /// How long shutdown waits for the idle spares to end.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
+/// How long no container may have been created or started before a
+/// refill begins.
+const QUIET: Duration = Duration::from_millis(20);
+/// The longest a refill waits for such a pause (on a node that creates
+/// containers without pause, it then runs anyway).
+const QUIET_AT_MOST: Duration = Duration::from_secs(1);
 
 /// An idle spare: the daemon's end of its socket and its pid.
 struct Spare {
@@ -67,6 +76,10 @@ pub(crate) struct Spares {
     /// one (a node where spares cannot work would otherwise pay a failed
     /// start after every create).
     failed_at: Mutex<Option<Instant>>,
+    /// When a container was last created or started.
+    busy_at: Mutex<Instant>,
+    /// Whether a refill is waiting for a pause ([`Self::refill_when_quiet`]).
+    waiting: AtomicBool,
 }
 
 impl Spares {
@@ -79,7 +92,47 @@ impl Spares {
             starting: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             failed_at: Mutex::new(None),
+            busy_at: Mutex::new(Instant::now()),
+            waiting: AtomicBool::new(false),
         })
+    }
+
+    /// Notes that a container was created or started just now, which a
+    /// waiting refill lets pass first.
+    pub(crate) fn note_busy(&self) {
+        *self.busy_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// How long ago a container was last created or started.
+    fn since_busy(&self) -> Duration {
+        self.busy_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    /// Refills the pool once no container has been created or started for
+    /// [`QUIET`] (or after [`QUIET_AT_MOST`] in any case). Called after a
+    /// hand-over; one waiting refill serves any number of calls. Needs a
+    /// tokio runtime.
+    pub(crate) fn refill_when_quiet(self: &Arc<Self>) {
+        self.note_busy();
+        if self.target == 0 || self.waiting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let asked = Instant::now();
+            loop {
+                let wait = QUIET.saturating_sub(pool.since_busy());
+                if wait.is_zero() || asked.elapsed() >= QUIET_AT_MOST {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
+            }
+            pool.waiting.store(false, Ordering::SeqCst);
+            pool.refill();
+        });
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Spare>> {
@@ -346,6 +399,29 @@ mod tests {
             "no refill while backing off"
         );
         assert_eq!(pool.idle_count(), 0);
+    }
+
+    /// A refill asked for after a hand-over waits while containers keep
+    /// being started, then runs once they pause (here it fails at once on
+    /// the missing binary, which shows as the back-off).
+    #[tokio::test]
+    async fn a_refill_waits_for_starts_to_pause() {
+        let pool = Spares::new("/nonexistent/pvecri-helper".into(), "/tmp".into(), 2);
+        pool.refill_when_quiet();
+        pool.refill_when_quiet();
+        for _ in 0..10 {
+            tokio::time::sleep(QUIET / 4).await;
+            pool.note_busy();
+            assert!(!pool.backing_off(), "refilled while starts went on");
+        }
+        for _ in 0..500 {
+            if pool.backing_off() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(pool.backing_off(), "no refill after the pause");
+        assert!(!pool.waiting.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -65,46 +65,62 @@ impl Runtime {
             tty: stdin.tty,
             restore,
         };
-        let handed_over = self.spares.assign(&args, &write);
-        // Whether one was used or none was idle, the pool gets back to its
-        // size (at idle priority: this start goes first).
-        self.spares.refill();
-        if handed_over {
+        let result = if self.spares.assign(&args, &write) {
             // The spare holds its own copy now: ours must go, so that the
             // answer's end of file means the monitor is gone.
             drop(write);
+            wait_ready(id, run_dir, read, ready_timeout).await
         } else {
-            start_monitor(exe, args, write, run_dir, id).await?;
-        }
-        let answer = tokio::time::timeout(ready_timeout, read_all(read))
-            .await
-            .map_err(|_| RuntimeError::Timeout {
-                op: "waiting for the container to come up",
-                id: id.to_owned(),
-                seconds: ready_timeout.as_secs(),
-            })?
-            .map_err(|e| RuntimeError::os("reading the monitor's answer", id, e))?;
-        let answer = answer.trim();
-        if let Some(pid) = answer.strip_prefix("ok ") {
-            return pid.trim().parse().map_err(|_| {
-                RuntimeError::os(
-                    "starting the container",
-                    id,
-                    format!("bad monitor answer {answer:?}"),
-                )
-            });
-        }
-        let detail = std::fs::read_to_string(run_dir.lxc_log()).unwrap_or_default();
-        Err(RuntimeError::os(
-            "starting the container",
-            id,
-            format!(
-                "{} {}",
-                answer.strip_prefix("err ").unwrap_or(answer),
-                tail(&detail, 3000)
-            ),
-        ))
+            match start_monitor(exe, args, write, run_dir, id).await {
+                Ok(()) => wait_ready(id, run_dir, read, ready_timeout).await,
+                Err(e) => Err(e),
+            }
+        };
+        // Whether one was used or none was idle, the pool gets back to its
+        // size, once starts pause: a spare's start (a fork and exec of the
+        // helper, its detach) would otherwise share the CPU with this
+        // container's start.
+        self.spares.refill_when_quiet();
+        result
     }
+}
+
+/// Waits for the monitor's answer on `read`: init's pid once the container
+/// runs, or why it did not start.
+async fn wait_ready(
+    id: &str,
+    run_dir: &RunDir,
+    read: OwnedFd,
+    ready_timeout: Duration,
+) -> Result<i32, RuntimeError> {
+    let answer = tokio::time::timeout(ready_timeout, read_all(read))
+        .await
+        .map_err(|_| RuntimeError::Timeout {
+            op: "waiting for the container to come up",
+            id: id.to_owned(),
+            seconds: ready_timeout.as_secs(),
+        })?
+        .map_err(|e| RuntimeError::os("reading the monitor's answer", id, e))?;
+    let answer = answer.trim();
+    if let Some(pid) = answer.strip_prefix("ok ") {
+        return pid.trim().parse().map_err(|_| {
+            RuntimeError::os(
+                "starting the container",
+                id,
+                format!("bad monitor answer {answer:?}"),
+            )
+        });
+    }
+    let detail = std::fs::read_to_string(run_dir.lxc_log()).unwrap_or_default();
+    Err(RuntimeError::os(
+        "starting the container",
+        id,
+        format!(
+            "{} {}",
+            answer.strip_prefix("err ").unwrap_or(answer),
+            tail(&detail, 3000)
+        ),
+    ))
 }
 
 /// Starts `pvecri-helper monitor` with the ready pipe's write end as fd

@@ -15,6 +15,8 @@ use crate::runtime::{now_ns, Runtime};
 impl Runtime {
     /// Releases the container's init so it execs the workload.
     pub(crate) async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        // A spare monitor's start waits until container starts pause.
+        self.spares.note_busy();
         let c = self.container(id)?;
         if c.state != ContainerState::Created {
             return Err(RuntimeError::container_state(
@@ -45,6 +47,7 @@ impl Runtime {
         // stop signal would reach init, which as PID 1 without handlers
         // ignores it (runc's start likewise returns after the exec).
         wait_for_exec(c.init_pid, c.init_start_time, released).await;
+        self.spares.note_busy();
         crate::failpoint::hit("start.before_record")?;
         let c = self.record_started(&c.id, started_at_ns, None)?;
         info!(container_id = %c.id, "container started");
