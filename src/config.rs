@@ -50,6 +50,10 @@ pub(crate) enum LogFormat {
 const DEFAULT_MONITOR_SPARES: usize = 2;
 /// Each idle spare holds about half a MiB; more than this buys nothing.
 const MAX_MONITOR_SPARES: usize = 32;
+/// Spare pod network namespaces by default (as for monitors).
+const DEFAULT_NETNS_SPARES: usize = 2;
+/// A spare network namespace costs kernel memory; more buys nothing.
+const MAX_NETNS_SPARES: usize = 32;
 
 /// The file as written by the operator. Every field has a default.
 #[derive(Debug, Deserialize)]
@@ -67,6 +71,7 @@ struct RawConfig {
     cdi_spec_dirs: Vec<PathBuf>,
     runtime_handlers: Vec<String>,
     monitor_spares: usize,
+    netns_spares: usize,
     images: ImagesConfig,
     metrics: MetricsConfig,
     network: NetworkConfig,
@@ -325,6 +330,7 @@ impl Default for RawConfig {
             cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
             runtime_handlers: Vec::new(),
             monitor_spares: DEFAULT_MONITOR_SPARES,
+            netns_spares: DEFAULT_NETNS_SPARES,
             images: ImagesConfig::default(),
             metrics: MetricsConfig::default(),
             network: NetworkConfig::default(),
@@ -366,6 +372,10 @@ pub(crate) struct Config {
     /// does not wait for a process start (`crate::runtime::spares`); 0
     /// starts every monitor on demand.
     pub monitor_spares: usize,
+    /// Pod network namespaces made ahead of need, so that RunPodSandbox
+    /// joins one instead of waiting for the kernel to make it
+    /// (`crate::runtime::netns_spares`); 0 makes each on demand.
+    pub netns_spares: usize,
     pub images: ImagesConfig,
     /// Where the Prometheus endpoint listens; `None`: no endpoint.
     pub metrics_address: Option<std::net::SocketAddr>,
@@ -462,6 +472,12 @@ impl RawConfig {
             return Err(ConfigError::Invalid {
                 key: "monitor_spares",
                 message: format!("must be at most {MAX_MONITOR_SPARES}"),
+            });
+        }
+        if self.netns_spares > MAX_NETNS_SPARES {
+            return Err(ConfigError::Invalid {
+                key: "netns_spares",
+                message: format!("must be at most {MAX_NETNS_SPARES}"),
             });
         }
         if self.socket.file_name().is_none() {
@@ -578,6 +594,7 @@ impl RawConfig {
             cdi_spec_dirs: self.cdi_spec_dirs,
             runtime_handlers,
             monitor_spares: self.monitor_spares,
+            netns_spares: self.netns_spares,
             images: self.images,
             metrics_address,
             network: self.network,
@@ -988,6 +1005,21 @@ mirrors = [{ host = "cache.lan/hub", capabilities = ["pull"] }, { host = "full.l
             .unwrap_err()
             .to_string();
         assert!(msg.contains("criu_path"), "{msg}");
+    }
+
+    #[test]
+    fn spare_pools_are_bounded() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!((c.monitor_spares, c.netns_spares), (2, 2));
+        let c = Config::from_toml("netns_spares = 0\nmonitor_spares = 32").unwrap();
+        assert_eq!((c.monitor_spares, c.netns_spares), (32, 0));
+        for (bad, key) in [
+            ("monitor_spares = 33", "monitor_spares"),
+            ("netns_spares = 33", "netns_spares"),
+        ] {
+            let msg = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(msg.contains(key), "{msg}");
+        }
     }
 
     #[test]

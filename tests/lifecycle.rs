@@ -180,13 +180,17 @@ async fn exit_codes_logs_and_no_leaks() {
         count_entries(root.join("state/snapshots/overlay/containers")),
         0
     );
-    assert_eq!(count_entries(root.join("run/ns")), 0);
+    assert_eq!(common::pod_ns_dirs(&root.join("run/ns")), 0);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    // The private bind mount of run/ns itself stays while the daemon runs.
+    // The private bind mount of run/ns itself and the daemon's spare
+    // network namespaces stay while the daemon runs.
     let ns_root = format!("{} ", root.join("run/ns").display());
+    let spares = format!("{}/.spare-net-", root.join("run/ns").display());
     let leaked: Vec<&str> = mounts
         .lines()
-        .filter(|l| l.contains(root.to_str().unwrap()) && !l.contains(&ns_root))
+        .filter(|l| {
+            l.contains(root.to_str().unwrap()) && !l.contains(&ns_root) && !l.contains(&spares)
+        })
         .collect();
     assert!(leaked.is_empty(), "mounts leaked:\n{}", leaked.join("\n"));
     // Stop and remove of what is gone are no-ops.

@@ -1196,8 +1196,7 @@ async fn bandwidth_annotations_shape_pod_traffic_and_leave_nothing() {
             .into_inner()
             .items;
     assert!(listed.is_empty(), "{listed:?}");
-    let ns_dir = e.d.dir.path().join("run/ns");
-    let pins = std::fs::read_dir(&ns_dir).map(|d| d.count()).unwrap_or(0);
+    let pins = common::pod_ns_dirs(&e.d.dir.path().join("run/ns"));
     assert_eq!(pins, 0, "a refused pod left namespaces");
 
     let shaped_in = run_pod(&mut e, annotated("in", &[(INGRESS, "1M")]))

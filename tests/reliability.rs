@@ -118,7 +118,11 @@ async fn known_ids(d: &Daemon, c: Option<&mut CriClient>) -> HashSet<String> {
             .flatten()
             .flatten()
         {
-            ids.insert(e.file_name().to_string_lossy().into_owned());
+            let name = e.file_name().to_string_lossy().into_owned();
+            // The daemon's spare network namespaces are no pod's.
+            if !name.starts_with(".spare-net-") {
+                ids.insert(name);
+            }
         }
     }
     if let Some(c) = c {

@@ -11,6 +11,8 @@ mod exec_output;
 mod exit_watch;
 mod health;
 mod names;
+mod netns_spares;
+pub(crate) use netns_spares::is_spare_dir as is_spare_netns_dir;
 mod network;
 mod pods;
 mod reconcile;
@@ -60,6 +62,8 @@ pub(crate) struct Runtime {
     helper_exe: std::path::PathBuf,
     /// Monitors started ahead of need ([`spares`]).
     spares: Arc<spares::Spares>,
+    /// Pod network namespaces made ahead of need.
+    netns_spares: Arc<netns_spares::NetnsSpares>,
     /// A sealed memfd copy of pvecri-init made at start, which exec helpers
     /// reopen through `/proc` instead of copying the binary per exec
     /// (`crate::exec::sealed`); `None` when it could not be made (they
@@ -179,6 +183,15 @@ impl Runtime {
             config.lxc_path(),
             config.monitor_spares,
         );
+        let netns_spares =
+            netns_spares::NetnsSpares::new(ns_root.clone(), config.netns_spares, spares.activity());
+        let swept = netns_spares.sweep();
+        if swept > 0 {
+            tracing::info!(
+                swept,
+                "dropped spare network namespaces an earlier daemon left"
+            );
+        }
         let runtime = Self {
             network,
             config,
@@ -188,6 +201,7 @@ impl Runtime {
             cgroup_layout,
             min_oom_score_adj: own_oom_score_adj(),
             spares,
+            netns_spares,
             helper_exe: helper_binary(&self_exe),
             self_exe,
             init_copy,
@@ -237,16 +251,23 @@ impl Runtime {
         &self.config
     }
 
-    /// Starts the spare monitors (at start-up; a no-op with
-    /// `monitor_spares = 0`).
+    /// Starts the spare monitors and network namespaces (at start-up; a
+    /// no-op with `monitor_spares = 0` and `netns_spares = 0`).
     pub(crate) fn start_spares(&self) {
         self.spares.refill();
+        self.netns_spares.refill();
     }
 
-    /// Ends the idle spare monitors (at shutdown).
+    /// Ends the idle spare monitors and unpins the spare network
+    /// namespaces (at shutdown).
     pub(crate) async fn stop_spares(&self) {
         let spares = self.spares.clone();
-        let _ = tokio::task::spawn_blocking(move || spares.shutdown()).await;
+        let netns_spares = self.netns_spares.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            spares.shutdown();
+            netns_spares.shutdown();
+        })
+        .await;
     }
 
     pub(crate) fn store(&self) -> &Arc<Store> {

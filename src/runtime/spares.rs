@@ -33,10 +33,46 @@ const BACKOFF: Duration = Duration::from_secs(60);
 const EXIT_WAIT: Duration = Duration::from_secs(2);
 /// How long no container may have been created or started before a
 /// refill begins.
-const QUIET: Duration = Duration::from_millis(20);
+pub(super) const QUIET: Duration = Duration::from_millis(20);
 /// The longest a refill waits for such a pause (on a node that creates
 /// containers without pause, it then runs anyway).
 const QUIET_AT_MOST: Duration = Duration::from_secs(1);
+
+/// When a pod or container was last made or started: refills of the pools
+/// of things made ahead of need wait for a pause in that.
+pub(crate) struct Activity {
+    at: Mutex<Instant>,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        Self {
+            at: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Something was made or started just now.
+    pub(crate) fn note(&self) {
+        *self.at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn since(&self) -> Duration {
+        self.at.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+
+    /// Returns once nothing was noted for [`QUIET`], or after
+    /// [`QUIET_AT_MOST`] in any case.
+    pub(crate) async fn settle(&self) {
+        let asked = Instant::now();
+        loop {
+            let wait = QUIET.saturating_sub(self.since());
+            if wait.is_zero() || asked.elapsed() >= QUIET_AT_MOST {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
 
 /// An idle spare: the daemon's end of its socket and its pid.
 struct Spare {
@@ -76,8 +112,8 @@ pub(crate) struct Spares {
     /// one (a node where spares cannot work would otherwise pay a failed
     /// start after every create).
     failed_at: Mutex<Option<Instant>>,
-    /// When a container was last created or started.
-    busy_at: Mutex<Instant>,
+    /// When a pod or container was last made or started.
+    activity: Arc<Activity>,
     /// Whether a refill is waiting for a pause ([`Self::refill_when_quiet`]).
     waiting: AtomicBool,
 }
@@ -92,7 +128,7 @@ impl Spares {
             starting: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             failed_at: Mutex::new(None),
-            busy_at: Mutex::new(Instant::now()),
+            activity: Arc::new(Activity::new()),
             waiting: AtomicBool::new(false),
         })
     }
@@ -100,15 +136,12 @@ impl Spares {
     /// Notes that a container was created or started just now, which a
     /// waiting refill lets pass first.
     pub(crate) fn note_busy(&self) {
-        *self.busy_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.activity.note();
     }
 
-    /// How long ago a container was last created or started.
-    fn since_busy(&self) -> Duration {
-        self.busy_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
+    /// The clock the refills wait on, for the other pools to share.
+    pub(crate) fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
     }
 
     /// Refills the pool once no container has been created or started for
@@ -122,14 +155,7 @@ impl Spares {
         }
         let pool = self.clone();
         tokio::spawn(async move {
-            let asked = Instant::now();
-            loop {
-                let wait = QUIET.saturating_sub(pool.since_busy());
-                if wait.is_zero() || asked.elapsed() >= QUIET_AT_MOST {
-                    break;
-                }
-                tokio::time::sleep(wait).await;
-            }
+            pool.activity.settle().await;
             pool.waiting.store(false, Ordering::SeqCst);
             pool.refill();
         });
@@ -277,12 +303,12 @@ impl Spares {
 
 /// The calling thread at `SCHED_IDLE` until dropped (then back to
 /// `SCHED_OTHER`, its nice value unchanged).
-struct IdlePriority {
+pub(super) struct IdlePriority {
     entered: bool,
 }
 
 impl IdlePriority {
-    fn enter() -> Self {
+    pub(super) fn enter() -> Self {
         Self {
             entered: set_policy(libc::SCHED_IDLE).is_ok(),
         }

@@ -93,6 +93,9 @@ pub(crate) struct PinRequest<'a> {
     /// (the user-namespace helper made them inside the pod's user
     /// namespace; see `super::userns`).
     pub join: Option<i32>,
+    /// Join the network namespace pinned at this path instead of creating
+    /// one: a spare made ahead of need, `lo` already up ([`make_spare_net`]).
+    pub net_from: Option<&'a Path>,
 }
 
 #[derive(Debug, Error)]
@@ -203,6 +206,7 @@ pub(crate) fn pin(req: &PinRequest) -> Result<(), NsError> {
         hostname,
         sysctls: &sysctls,
         join: req.join,
+        net_from: req.net_from,
     };
     let result = std::thread::scope(|scope| {
         let thread = std::thread::Builder::new()
@@ -250,6 +254,21 @@ pub(crate) fn unpin(dir: &Path) -> Result<(), NsError> {
     ignore_not_found(fs::remove_dir(dir)).map_err(fail(dir, "removing"))?;
     tracing::debug!(dir = %dir.display(), "unpinned pod namespaces");
     Ok(())
+}
+
+/// Makes a network namespace ahead of need: `lo` up, pinned at
+/// `dir/net` (`dir` must not exist). A pod's [`pin`] joins it with
+/// [`PinRequest::net_from`]; [`unpin`] drops the spare's own pin after that
+/// (the pod's pin keeps the namespace) or when it is never used.
+pub(crate) fn make_spare_net(dir: &Path) -> Result<(), NsError> {
+    pin(&PinRequest {
+        dir,
+        kinds: &[NsKind::Net],
+        hostname: None,
+        sysctls: &[],
+        join: None,
+        net_from: None,
+    })
 }
 
 /// Makes `root` (`R/ns`) a private mount: a bind mount of itself, unless
@@ -319,17 +338,24 @@ struct PinWork<'a> {
     hostname: Option<&'a str>,
     sysctls: &'a [Sysctl],
     join: Option<i32>,
+    net_from: Option<&'a Path>,
 }
 
 impl PinWork<'_> {
     /// Must run on a thread of its own that exits afterwards.
     fn run(&self) -> Result<(), NsError> {
         for &kind in self.kinds {
-            match self.join {
-                None => {
+            match (self.join, self.net_from) {
+                (None, Some(spare)) if kind == NsKind::Net => {
+                    let ns = fs::File::open(spare)
+                        .map_err(|e| self.fail(kind, "opening the spare namespace", e))?;
+                    nix::sched::setns(&ns, kind.clone_flag())
+                        .map_err(|e| self.fail(kind, "setns", e.into()))?
+                }
+                (None, _) => {
                     unshare(kind.clone_flag()).map_err(|e| self.fail(kind, "unshare", e.into()))?
                 }
-                Some(pid) => {
+                (Some(pid), _) => {
                     let ns = fs::File::open(format!("/proc/{pid}/ns/{}", kind.name()))
                         .map_err(|e| self.fail(kind, "opening the helper's namespace", e))?;
                     nix::sched::setns(&ns, kind.clone_flag())
@@ -341,7 +367,7 @@ impl PinWork<'_> {
             nix::unistd::sethostname(hostname)
                 .map_err(|e| self.fail(NsKind::Uts, "sethostname", e.into()))?;
         }
-        if self.kinds.contains(&NsKind::Net) {
+        if self.kinds.contains(&NsKind::Net) && self.net_from.is_none() {
             bring_up_loopback().map_err(|e| self.fail(NsKind::Net, "bringing up lo", e))?;
         }
         for sysctl in self.sysctls {
@@ -478,6 +504,7 @@ mod tests {
             hostname: Some("pod-a"),
             sysctls: &sysctls,
             join: None,
+            net_from: None,
         })
         .unwrap();
         let _cleanup = Unpin(&dir);
@@ -535,6 +562,7 @@ mod tests {
             hostname: Some("ignored"),
             sysctls: &sysctls(&[("fs.mqueue.queues_max", "300")]),
             join: None,
+            net_from: None,
         })
         .unwrap();
         let _cleanup = Unpin(&dir);
@@ -560,6 +588,7 @@ mod tests {
                 hostname: None,
                 sysctls: &sysctls(pairs),
                 join: None,
+                net_from: None,
             })
         };
         let err = try_pin(&NsKind::ALL, &[("vm.swappiness", "10")]).unwrap_err();
@@ -617,6 +646,7 @@ mod tests {
                 hostname: Some("pod-a"),
                 sysctls: &sysctls(&[(name, value)]),
                 join: None,
+                net_from: None,
             });
             let left_behind = dir.exists();
             let _ = unpin(&dir);
@@ -640,6 +670,7 @@ mod tests {
             hostname: None,
             sysctls: &[],
             join: None,
+            net_from: None,
         })
         .unwrap_err();
         assert!(matches!(err, NsError::DirExists { .. }), "{err}");
@@ -656,6 +687,7 @@ mod tests {
             hostname: Some("pod_a"),
             sysctls: &[],
             join: None,
+            net_from: None,
         })
         .unwrap_err();
         assert!(matches!(err, NsError::Hostname(_)), "{err}");
@@ -748,6 +780,7 @@ mod tests {
             hostname: None,
             sysctls: &[],
             join: None,
+            net_from: None,
         })
         .unwrap();
         let _cleanup = Unpin(&dir);

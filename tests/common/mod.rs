@@ -591,6 +591,18 @@ pub(crate) fn census_count(report: &serde_json::Value, kind: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {kind} in the census: {report:#}"))
 }
 
+/// How many pods' namespace dirs are under `ns_root` (a daemon's `run/ns`):
+/// its spare network namespaces (`.spare-net-<n>`) are its own, not a
+/// pod's.
+pub(crate) fn pod_ns_dirs(ns_root: &std::path::Path) -> usize {
+    std::fs::read_dir(ns_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(".spare-net-"))
+        .count()
+}
+
 /// What the pods and containers `ids` (and the daemon's dirs) left on the
 /// node while the daemon may still run: every live census item except
 /// those of the kinds in `skip` (the daemon itself, and what a running

@@ -18,6 +18,9 @@ pub(super) struct Dirs {
     pub blobs: usize,
     /// Pod and container IDs named by the dirs.
     pub ids: BTreeSet<String>,
+    /// Spare network namespaces' dirs (`R/ns/.spare-net-<n>`): the
+    /// daemon's own, counted with it.
+    pub spares: Vec<String>,
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -47,8 +50,18 @@ fn backends(state_dir: &Path) -> Vec<PathBuf> {
 
 pub(super) fn find(config: &Config) -> Dirs {
     let mut out = Dirs::default();
+    let ns_root = config.runtime_dir.join("ns");
+    for name in names(&ns_root) {
+        let dir = ns_root.join(&name);
+        if crate::runtime::is_spare_netns_dir(&dir) {
+            out.spares.push(dir.display().to_string());
+        }
+    }
     let take = |dir: PathBuf, into: &mut Vec<String>, ids: &mut BTreeSet<String>| {
         for name in names(&dir) {
+            if crate::runtime::is_spare_netns_dir(&dir.join(&name)) {
+                continue;
+            }
             if let Some(id) = id_of(&name) {
                 ids.insert(id.to_owned());
             }

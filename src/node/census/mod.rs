@@ -73,6 +73,7 @@ pub(crate) fn take(
         // must be empty, so one left behind shows there.
         daemon.extend(helpers::spares(procs, &config.lxc_path(), node));
     }
+    daemon.extend(dirs.spares.iter().cloned());
     let mut sections = vec![daemon];
 
     let helpers = match &processes {
@@ -103,6 +104,8 @@ pub(crate) fn take(
     match host.mountinfo() {
         Ok(text) => {
             let m = mounts::find(&text, &config.state_dir, &config.runtime_dir, node);
+            // Spare network namespaces live and go with their daemon too.
+            sections[0].extend(m.spares);
             sections.push(Section::of(Kind::Mounts, m.other));
             sections.push(Section::of(Kind::Pins, m.pins));
         }

@@ -18,6 +18,8 @@ use crate::node::mountinfo;
 pub(super) struct Mounts {
     pub pins: Vec<String>,
     pub other: Vec<String>,
+    /// Pins of spare network namespaces: the daemon's own.
+    pub spares: Vec<String>,
 }
 
 /// Names after `dir` in `path`, if `path` is below it.
@@ -61,7 +63,12 @@ pub(super) fn find(
         let line = point.display().to_string();
         let is_pin =
             below(point, &ns_root).is_some_and(|n| n.len() >= 2) || (node && pin_shaped(point));
-        if is_pin {
+        let spare = point
+            .parent()
+            .is_some_and(crate::runtime::is_spare_netns_dir);
+        if spare && (below(point, &ns_root).is_some() || node) {
+            out.spares.push(line);
+        } else if is_pin {
             out.pins.push(line);
         } else if below(point, state_dir).is_some()
             || below(point, runtime_dir).is_some()

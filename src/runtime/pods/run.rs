@@ -95,6 +95,9 @@ struct PodPlan {
     init: PathBuf,
 }
 
+/// The spare network namespace a pod joins, if it got one.
+type Spare = Option<crate::runtime::netns_spares::TakenNetns>;
+
 impl PodPlan {
     /// The path of the pinned namespace `kind`, if the pod has its own.
     fn ns_path(&self, kind: NsKind, name: &str) -> Option<String> {
@@ -154,7 +157,15 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let plan = self.pod_plan(id, &config);
         self.require_userns_support(&config)?;
-        let infra_pid = make_namespaces_blocking(plan.clone(), rollback).await?;
+        // A pod whose namespaces live in a user namespace of its own makes
+        // its network namespace there.
+        let spare = if plan.userns.is_none() && plan.kinds.contains(&NsKind::Net) {
+            self.netns_spares.refill_when_quiet();
+            self.netns_spares.take()
+        } else {
+            None
+        };
+        let infra_pid = make_namespaces_blocking(plan.clone(), spare, rollback).await?;
         let net_ns = plan.ns_path(NsKind::Net, "net");
         let network_started = std::time::Instant::now();
         crate::failpoint::hit("run_pod.after_namespaces")?;
@@ -266,10 +277,12 @@ fn own_namespaces(config: &PodConfig) -> Vec<NsKind> {
 /// made is registered in `rollback` as one blocking undo.
 async fn make_namespaces_blocking(
     plan: PodPlan,
+    spare: Spare,
     rollback: &mut Rollback<'_>,
 ) -> Result<i32, RuntimeError> {
     let id = plan.id.clone();
-    let (infra_pid, undo) = tokio::task::spawn_blocking(move || make_namespaces(&plan))
+    // The spare's own pin goes once the pod's are made (or failed).
+    let (infra_pid, undo) = tokio::task::spawn_blocking(move || make_namespaces(&plan, spare))
         .await
         .map_err(|e| RuntimeError::os("run pod", &id, e))??;
     rollback.push_blocking(undo.into_action());
@@ -281,7 +294,7 @@ async fn make_namespaces_blocking(
 /// all. A failing step drops the `Undo`, undoing the steps before it:
 /// the pod files are removed once pinning starts (a failure writing them
 /// leaves them, as ever), the pins once there are any. Blocking.
-fn make_namespaces(plan: &PodPlan) -> Result<(i32, Undo), RuntimeError> {
+fn make_namespaces(plan: &PodPlan, spare: Spare) -> Result<(i32, Undo), RuntimeError> {
     write_files(plan)?;
     let mut undo = Undo::new();
     let files_dir = plan.files_dir.clone();
@@ -304,6 +317,7 @@ fn make_namespaces(plan: &PodPlan) -> Result<(i32, Undo), RuntimeError> {
                 hostname: Some(plan.hostname.as_str()),
                 sysctls: &plan.sysctls,
                 join: None,
+                net_from: None,
             },
             plan.shared_pid,
         )
@@ -314,14 +328,17 @@ fn make_namespaces(plan: &PodPlan) -> Result<(i32, Undo), RuntimeError> {
                 .kinds
                 .contains(&NsKind::Uts)
                 .then_some(plan.hostname.as_str());
+            let spare_net = spare.as_ref().map(|s| s.net());
             ns::pin(&PinRequest {
                 dir: &plan.ns_dir,
                 kinds: &plan.kinds,
                 hostname: uts_hostname,
                 sysctls: &plan.sysctls,
                 join: None,
+                net_from: spare_net.as_deref(),
             })
             .map_err(|e| pin_error(&plan.id, PodNsError::Pin(e)))?;
+            drop(spare);
         }
         undo.push(unpin);
         if plan.shared_pid {
@@ -533,7 +550,7 @@ mod tests {
     fn a_pod_on_the_node_namespaces_pins_nothing_and_undoes_its_files() {
         let tmp = tempfile::tempdir().unwrap();
         let p = plan(tmp.path(), Vec::new());
-        let (infra_pid, undo) = make_namespaces(&p).unwrap();
+        let (infra_pid, undo) = make_namespaces(&p, None).unwrap();
         assert_eq!(infra_pid, 0);
         assert!(p.files_dir.join("hostname").is_file());
         assert!(!p.ns_dir.exists());
@@ -549,7 +566,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let tmp = tempfile::tempdir().unwrap();
         let p = plan(tmp.path(), vec![NsKind::Net, NsKind::Uts, NsKind::Ipc]);
-        let (infra_pid, undo) = make_namespaces(&p).unwrap();
+        let (infra_pid, undo) = make_namespaces(&p, None).unwrap();
         assert_eq!(infra_pid, 0);
         for kind in ["net", "uts", "ipc"] {
             let own = std::fs::metadata(format!("/proc/thread-self/ns/{kind}"))
@@ -571,7 +588,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut p = plan(tmp.path(), vec![NsKind::Net, NsKind::Uts]);
         p.sysctls = vec![("net.ipv4.no_such_sysctl".into(), "1".into())];
-        let err = make_namespaces(&p).map(|(pid, _)| pid);
+        let err = make_namespaces(&p, None).map(|(pid, _)| pid);
         assert_eq!(invalid_field(err), "config.linux.sysctls");
         assert!(!p.files_dir.exists());
         assert!(!p.ns_dir.exists());
