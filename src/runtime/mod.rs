@@ -16,6 +16,7 @@ pub(crate) use netns_spares::is_spare_dir as is_spare_netns_dir;
 mod network;
 mod pods;
 mod reconcile;
+mod refills;
 mod rollback;
 mod security;
 mod spares;

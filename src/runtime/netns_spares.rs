@@ -11,43 +11,31 @@
 //! spare is used once, by one pod, and was never seen by any other.
 //!
 //! Refills wait for pod and container starts to pause, at idle priority,
-//! as the spare monitors' do (`super::spares::Activity`). At shutdown the
+//! as the spare monitors' do (`super::refills`). At shutdown the
 //! idle spares are unpinned; spares a crashed daemon left are unpinned
 //! when the next one starts ([`NetnsSpares::sweep`]), before the first
 //! refill.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tracing::warn;
 
-use super::spares::{Activity, IdlePriority};
+use super::refills::{Activity, Pool};
 use crate::sandbox::ns;
 
 /// The name prefix of a spare's directory under `R/ns` (never a pod id).
 const PREFIX: &str = ".spare-net-";
-/// How long refills pause after a spare could not be made.
-const BACKOFF: Duration = Duration::from_secs(60);
 
 /// The pool.
 pub(crate) struct NetnsSpares {
     /// `R/ns`, the private mount the pins live under.
     root: PathBuf,
-    target: usize,
     /// The idle spares' directories, each with its `net` pin.
-    idle: Mutex<Vec<PathBuf>>,
-    /// Spares being made now (counted toward `target`).
-    making: AtomicUsize,
-    /// Set at shutdown: nothing is made or handed out any more.
-    closed: AtomicBool,
-    /// Whether a refill waits for a pause.
-    waiting: AtomicBool,
+    pool: Arc<Pool<PathBuf>>,
     /// Names the next spare.
     seq: AtomicU64,
-    activity: Arc<Activity>,
-    failed_at: Mutex<Option<Instant>>,
 }
 
 /// A spare a pod took: its namespace's pin, for [`ns::PinRequest::net_from`].
@@ -72,22 +60,14 @@ impl Drop for TakenNetns {
 }
 
 impl NetnsSpares {
+    /// `target` idle spares kept (0: each pod makes its own); refills wait
+    /// on `activity`.
     pub(crate) fn new(root: PathBuf, target: usize, activity: Arc<Activity>) -> Arc<Self> {
         Arc::new(Self {
             root,
-            target,
-            idle: Mutex::new(Vec::new()),
-            making: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-            waiting: AtomicBool::new(false),
+            pool: Pool::new(target, activity),
             seq: AtomicU64::new(0),
-            activity,
-            failed_at: Mutex::new(None),
         })
-    }
-
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Unpins the spares an earlier daemon left under `R/ns` (a crash).
@@ -98,8 +78,7 @@ impl NetnsSpares {
         };
         let mut swept = 0;
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            if name.to_str().is_some_and(|n| n.starts_with(PREFIX)) {
+            if is_spare_dir(&entry.path()) {
                 match ns::unpin(&entry.path()) {
                     Ok(()) => swept += 1,
                     Err(e) => {
@@ -113,76 +92,26 @@ impl NetnsSpares {
 
     /// An idle spare, if any.
     pub(crate) fn take(&self) -> Option<TakenNetns> {
-        if self.closed.load(Ordering::SeqCst) {
-            return None;
-        }
-        self.idle().pop().map(|dir| TakenNetns { dir })
+        self.pool.pop().map(|dir| TakenNetns { dir })
     }
 
-    /// Tops the pool up once pod and container starts pause (one waiting
-    /// refill serves any number of calls). Needs a tokio runtime.
+    /// Tops the pool up once pod and container starts pause. Needs a
+    /// tokio runtime.
     pub(crate) fn refill_when_quiet(self: &Arc<Self>) {
-        self.activity.note();
-        if self.target == 0 || self.waiting.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let pool = self.clone();
-        tokio::spawn(async move {
-            pool.activity.settle().await;
-            pool.waiting.store(false, Ordering::SeqCst);
-            pool.refill();
-        });
+        let me = self.clone();
+        self.pool.refill_when_quiet(move || me.refill());
     }
 
-    /// Makes spares on a blocking thread, at idle priority, until `target`
-    /// are idle or being made. Needs a tokio runtime.
+    /// Makes spares on a blocking thread at idle priority (the pin thread
+    /// inherits it) until the target are idle or being made. Needs a tokio
+    /// runtime.
     pub(crate) fn refill(self: &Arc<Self>) {
-        if self.closed.load(Ordering::SeqCst) || self.backing_off() {
-            return;
-        }
-        let want = {
-            let idle = self.idle();
-            let have = idle.len() + self.making.load(Ordering::SeqCst);
-            let want = self.target.saturating_sub(have);
-            self.making.fetch_add(want, Ordering::SeqCst);
-            want
-        };
-        if want == 0 {
-            return;
-        }
-        let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
-            // The pin thread inherits the policy.
-            let _idle = IdlePriority::enter();
-            for left in (0..want).rev() {
-                let made = pool.make_one();
-                let mut idle = pool.idle();
-                pool.making.fetch_sub(1, Ordering::SeqCst);
-                match made {
-                    Ok(dir) if !pool.closed.load(Ordering::SeqCst) => idle.push(dir),
-                    // Made while shutting down: dropped at once.
-                    Ok(dir) => {
-                        drop(idle);
-                        let _ = ns::unpin(&dir);
-                    }
-                    Err(e) => {
-                        drop(idle);
-                        pool.making.fetch_sub(left, Ordering::SeqCst);
-                        *pool.failed_at.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(Instant::now());
-                        warn!(error = %crate::errors::chain(&e), retry_in = ?BACKOFF, "cannot make a spare network namespace; pods make their own");
-                        return;
-                    }
-                }
-            }
-        });
-    }
-
-    fn backing_off(&self) -> bool {
-        self.failed_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|at| at.elapsed() < BACKOFF)
+        let me = self.clone();
+        self.pool.refill(
+            "cannot make a spare network namespace; pods make their own",
+            move || me.make_one(),
+            unpin_quietly,
+        );
     }
 
     fn make_one(&self) -> Result<PathBuf, ns::NsError> {
@@ -199,19 +128,21 @@ impl NetnsSpares {
     /// Unpins every idle spare; none is made or handed out afterwards.
     /// Blocking.
     pub(crate) fn shutdown(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        let dirs = std::mem::take(&mut *self.idle());
-        for dir in dirs {
-            if let Err(e) = ns::unpin(&dir) {
-                warn!(dir = %dir.display(), error = %crate::errors::chain(&e), "cannot drop a spare network namespace");
-            }
+        for dir in self.pool.close() {
+            unpin_quietly(dir);
         }
     }
 
     /// How many spares are idle now.
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        self.idle().len()
+        self.pool.idle().len()
+    }
+}
+
+fn unpin_quietly(dir: PathBuf) {
+    if let Err(e) = ns::unpin(&dir) {
+        warn!(dir = %dir.display(), error = %crate::errors::chain(&e), "cannot drop a spare network namespace");
     }
 }
 
@@ -226,17 +157,8 @@ pub(crate) fn is_spare_dir(dir: &Path) -> bool {
 mod tests {
     use super::*;
     use crate::sandbox::ns::{NsKind, PinRequest};
-
-    fn is_root(test: &str) -> bool {
-        if nix::unistd::geteuid().is_root() {
-            return true;
-        }
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test} needs root, and CI runs tests as root");
-        }
-        eprintln!("skipping {test}: needs root");
-        false
-    }
+    use crate::snapshot::test_support::is_root;
+    use std::time::Duration;
 
     /// A pool under an `R/ns` of its own.
     fn pool(target: usize) -> (tempfile::TempDir, Arc<NetnsSpares>) {

@@ -8,13 +8,13 @@
 //! a spare's start (fork, exec, detach) shares the node's CPUs with
 //! whatever runs then, and the create and start of the pod that just took
 //! a spare should not be it. When the pool is empty (a burst of creates),
-//! CreateContainer starts a monitor the old way; a spare that died meanwhile is skipped. At shutdown the pool
+//! CreateContainer starts a monitor the old way; a spare that died
+//! meanwhile is skipped. At shutdown the pool
 //! closes its sockets, which ends every idle spare, and waits for them.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
@@ -22,57 +22,15 @@ use tracing::{debug, warn};
 use crate::monitor::spare::{Assignment, SpareArgs};
 use crate::monitor::MonitorArgs;
 
+use super::refills::{Activity, Pool};
+
 /// The fd number the spare gets its socket on.
 const SOCKET_FD: i32 = 3;
 /// How long a starting spare may take to say it is ready (it starts at idle
 /// priority: on a busy node that takes a while).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long refills pause after a spare failed to start.
-const BACKOFF: Duration = Duration::from_secs(60);
 /// How long shutdown waits for the idle spares to end.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
-/// How long no container may have been created or started before a
-/// refill begins.
-pub(super) const QUIET: Duration = Duration::from_millis(20);
-/// The longest a refill waits for such a pause (on a node that creates
-/// containers without pause, it then runs anyway).
-const QUIET_AT_MOST: Duration = Duration::from_secs(1);
-
-/// When a pod or container was last made or started: refills of the pools
-/// of things made ahead of need wait for a pause in that.
-pub(crate) struct Activity {
-    at: Mutex<Instant>,
-}
-
-impl Activity {
-    pub(crate) fn new() -> Self {
-        Self {
-            at: Mutex::new(Instant::now()),
-        }
-    }
-
-    /// Something was made or started just now.
-    pub(crate) fn note(&self) {
-        *self.at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-    }
-
-    fn since(&self) -> Duration {
-        self.at.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
-    }
-
-    /// Returns once nothing was noted for [`QUIET`], or after
-    /// [`QUIET_AT_MOST`] in any case.
-    pub(crate) async fn settle(&self) {
-        let asked = Instant::now();
-        loop {
-            let wait = QUIET.saturating_sub(self.since());
-            if wait.is_zero() || asked.elapsed() >= QUIET_AT_MOST {
-                return;
-            }
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
 
 /// An idle spare: the daemon's end of its socket and its pid.
 struct Spare {
@@ -100,130 +58,50 @@ pub(crate) enum SpareError {
 pub(crate) struct Spares {
     exe: PathBuf,
     lxcpath: PathBuf,
-    /// How many idle spares to keep (0: none, every monitor is started
-    /// on demand).
-    target: usize,
-    idle: Mutex<Vec<Spare>>,
-    /// Spares being started now (counted toward `target`).
-    starting: AtomicUsize,
-    /// Set at shutdown: nothing is started or handed out any more.
-    closed: AtomicBool,
-    /// When a spare last failed to start: refills wait [`BACKOFF`] after
-    /// one (a node where spares cannot work would otherwise pay a failed
-    /// start after every create).
-    failed_at: Mutex<Option<Instant>>,
-    /// When a pod or container was last made or started.
-    activity: Arc<Activity>,
-    /// Whether a refill is waiting for a pause ([`Self::refill_when_quiet`]).
-    waiting: AtomicBool,
+    pool: Arc<Pool<Spare>>,
 }
 
 impl Spares {
+    /// `target` idle spares kept (0: every monitor is started on demand).
     pub(crate) fn new(exe: PathBuf, lxcpath: PathBuf, target: usize) -> Arc<Self> {
         Arc::new(Self {
             exe,
             lxcpath,
-            target,
-            idle: Mutex::new(Vec::new()),
-            starting: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-            failed_at: Mutex::new(None),
-            activity: Arc::new(Activity::new()),
-            waiting: AtomicBool::new(false),
+            pool: Pool::new(target, Arc::new(Activity::new())),
         })
     }
 
     /// Notes that a container was created or started just now, which a
     /// waiting refill lets pass first.
     pub(crate) fn note_busy(&self) {
-        self.activity.note();
+        self.pool.activity().note();
     }
 
     /// The clock the refills wait on, for the other pools to share.
     pub(crate) fn activity(&self) -> Arc<Activity> {
-        self.activity.clone()
+        self.pool.activity().clone()
     }
 
-    /// Refills the pool once no container has been created or started for
-    /// [`QUIET`] (or after [`QUIET_AT_MOST`] in any case). Called after a
-    /// hand-over; one waiting refill serves any number of calls. Needs a
-    /// tokio runtime.
+    /// Refills the pool once container starts pause (`Pool::refill_when_quiet`).
+    /// Called after a hand-over. Needs a tokio runtime.
     pub(crate) fn refill_when_quiet(self: &Arc<Self>) {
-        self.note_busy();
-        if self.target == 0 || self.waiting.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let pool = self.clone();
-        tokio::spawn(async move {
-            pool.activity.settle().await;
-            pool.waiting.store(false, Ordering::SeqCst);
-            pool.refill();
-        });
+        let me = self.clone();
+        self.pool.refill_when_quiet(move || me.refill());
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Spare>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// How many spares are idle now.
-    #[cfg(test)]
-    fn idle_count(&self) -> usize {
-        self.idle().len()
-    }
-
-    /// Starts spares on a blocking thread until `target` are idle or on
-    /// their way. Needs a tokio runtime.
+    /// Starts spares on a blocking thread at idle priority until the
+    /// target are idle or on their way: starting them never takes CPU from
+    /// a container start; the fork inherits it, and a spare leaves it when
+    /// it gets its container. Needs a tokio runtime.
     pub(crate) fn refill(self: &Arc<Self>) {
-        if self.closed.load(Ordering::SeqCst) || self.backing_off() {
-            return;
-        }
-        // Counted under the lock, so two refills never overshoot.
-        let want = {
-            let idle = self.idle();
-            let have = idle.len() + self.starting.load(Ordering::SeqCst);
-            let want = self.target.saturating_sub(have);
-            self.starting.fetch_add(want, Ordering::SeqCst);
-            want
-        };
-        if want == 0 {
-            return;
-        }
-        let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
-            // Spares are started at idle priority, so that starting them
-            // never takes CPU from a container start (this runs right after
-            // one took a spare); the fork inherits it, and a spare leaves
-            // it when it gets its container.
-            let _idle = IdlePriority::enter();
-            for left in (0..want).rev() {
-                let started = pool.start_one();
-                let mut idle = pool.idle();
-                pool.starting.fetch_sub(1, Ordering::SeqCst);
-                match started {
-                    // A spare that comes up after shutdown began is
-                    // dropped at once: its socket closes and it ends.
-                    Ok(spare) if !pool.closed.load(Ordering::SeqCst) => idle.push(spare),
-                    Ok(_) => {}
-                    Err(err) => {
-                        drop(idle);
-                        // The rest of this refill is not tried either.
-                        pool.starting.fetch_sub(left, Ordering::SeqCst);
-                        *pool.failed_at.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(Instant::now());
-                        warn!(error = %crate::errors::chain(&err), retry_in = ?BACKOFF, "cannot start a spare monitor; monitors start on demand");
-                        return;
-                    }
-                }
-            }
-        });
-    }
-
-    /// Whether a spare failed to start less than [`BACKOFF`] ago.
-    fn backing_off(&self) -> bool {
-        self.failed_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|at| at.elapsed() < BACKOFF)
+        let me = self.clone();
+        self.pool.refill(
+            "cannot start a spare monitor; monitors start on demand",
+            move || me.start_one(),
+            // A spare that comes up after shutdown began is dropped at
+            // once: its socket closes and it ends.
+            drop,
+        );
     }
 
     /// Starts one spare and waits for its `ready <pid>`.
@@ -258,7 +136,7 @@ impl Spares {
     /// end; false when no spare took it (none idle, or every idle one had
     /// died), and the caller starts a monitor itself.
     pub(crate) fn assign(&self, args: &MonitorArgs, ready: &OwnedFd) -> bool {
-        if self.closed.load(Ordering::SeqCst) {
+        if self.pool.is_closed() {
             return false;
         }
         let assignment = Assignment {
@@ -270,7 +148,7 @@ impl Spares {
         loop {
             // Newest first: the longest idle ones are the likeliest to
             // have been killed by someone.
-            let Some(spare) = self.idle().pop() else {
+            let Some(spare) = self.pool.pop() else {
                 return false;
             };
             match assignment.send(&spare.socket, ready) {
@@ -288,8 +166,7 @@ impl Spares {
     /// Ends every idle spare (their sockets close) and waits a little for
     /// them to be gone; no spare is started or handed out afterwards.
     pub(crate) fn shutdown(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        let spares = std::mem::take(&mut *self.idle());
+        let spares = self.pool.close();
         let pids: Vec<i32> = spares.iter().map(|s| s.pid).collect();
         drop(spares);
         let deadline = Instant::now() + EXIT_WAIT;
@@ -298,42 +175,6 @@ impl Spares {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-    }
-}
-
-/// The calling thread at `SCHED_IDLE` until dropped (then back to
-/// `SCHED_OTHER`, its nice value unchanged).
-pub(super) struct IdlePriority {
-    entered: bool,
-}
-
-impl IdlePriority {
-    pub(super) fn enter() -> Self {
-        Self {
-            entered: set_policy(libc::SCHED_IDLE).is_ok(),
-        }
-    }
-}
-
-impl Drop for IdlePriority {
-    fn drop(&mut self) {
-        if self.entered {
-            if let Err(err) = set_policy(libc::SCHED_OTHER) {
-                warn!(error = %err, "cannot restore a blocking thread's scheduling policy");
-            }
-        }
-    }
-}
-
-/// Sets the calling thread's scheduling policy (a normal one: priority 0).
-fn set_policy(policy: libc::c_int) -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param
-    // that outlives the call.
-    if unsafe { libc::sched_setscheduler(0, policy, &param) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -386,68 +227,18 @@ fn parse_ready(bytes: &[u8]) -> Option<i32> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn idle_priority_is_left_on_drop() {
-        std::thread::spawn(|| {
-            // SAFETY: pid 0 is this thread; no memory is involved.
-            let policy = || unsafe { libc::sched_getscheduler(0) };
-            {
-                let idle = IdlePriority::enter();
-                assert!(idle.entered);
-                assert_eq!(policy(), libc::SCHED_IDLE);
-            }
-            assert_eq!(policy(), libc::SCHED_OTHER);
-        })
-        .join()
-        .unwrap();
-    }
-
     #[tokio::test]
-    async fn a_failed_start_pauses_the_refills() {
+    async fn a_spare_that_cannot_start_pauses_the_refills() {
         let pool = Spares::new("/nonexistent/pvecri-helper".into(), "/tmp".into(), 2);
         pool.refill();
         for _ in 0..500 {
-            if pool.backing_off() {
+            if pool.pool.backing_off() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(pool.backing_off());
-        assert_eq!(
-            pool.starting.load(Ordering::SeqCst),
-            0,
-            "the rest was not tried"
-        );
-        pool.refill();
-        assert_eq!(
-            pool.starting.load(Ordering::SeqCst),
-            0,
-            "no refill while backing off"
-        );
-        assert_eq!(pool.idle_count(), 0);
-    }
-
-    /// A refill asked for after a hand-over waits while containers keep
-    /// being started, then runs once they pause (here it fails at once on
-    /// the missing binary, which shows as the back-off).
-    #[tokio::test]
-    async fn a_refill_waits_for_starts_to_pause() {
-        let pool = Spares::new("/nonexistent/pvecri-helper".into(), "/tmp".into(), 2);
-        pool.refill_when_quiet();
-        pool.refill_when_quiet();
-        for _ in 0..10 {
-            tokio::time::sleep(QUIET / 4).await;
-            pool.note_busy();
-            assert!(!pool.backing_off(), "refilled while starts went on");
-        }
-        for _ in 0..500 {
-            if pool.backing_off() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(pool.backing_off(), "no refill after the pause");
-        assert!(!pool.waiting.load(Ordering::SeqCst));
+        assert!(pool.pool.backing_off());
+        assert!(pool.pool.idle().is_empty());
     }
 
     #[test]
@@ -500,17 +291,17 @@ mod tests {
         let (live_ours, live_theirs) = pair();
         let (dead_ours, dead_theirs) = pair();
         drop(dead_theirs);
-        pool.idle().push(Spare {
+        pool.pool.idle().push(Spare {
             socket: live_ours,
             pid: 1,
         });
-        pool.idle().push(Spare {
+        pool.pool.idle().push(Spare {
             socket: dead_ours,
             pid: 2,
         });
         let (_r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         assert!(pool.assign(&args(), &w));
-        assert_eq!(pool.idle_count(), 0);
+        assert!(pool.pool.idle().is_empty());
         let mut buf = vec![0u8; 4096];
         let n = nix::unistd::read(&live_theirs, &mut buf).unwrap();
         let got = Assignment::decode(&buf[..n]).unwrap();

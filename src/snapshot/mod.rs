@@ -22,7 +22,7 @@ mod usage;
 mod zfs;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub(crate) use dir::DirSnapshotter;
 pub(crate) use error::SnapshotError;

@@ -66,7 +66,7 @@ pub(super) fn names(dir: &Path) -> Vec<String> {
 
 /// False, with a loud line, when a root-only test cannot run here; in CI
 /// (`CI=true`), where tests run as root, it fails the test instead.
-pub(super) fn is_root(test: &str) -> bool {
+pub(crate) fn is_root(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
