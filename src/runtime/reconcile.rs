@@ -255,6 +255,10 @@ impl Runtime {
                 if let Err(e) = crate::sandbox::ns::unpin(&ns_root.join(&id)) {
                     warn!(pod_id = %id, error = %crate::errors::chain(&e), "cannot release them");
                 }
+                // The kernel deletes the pod's veth with its network
+                // namespace, a moment later (its teardown is queued): wait
+                // for that, bounded, so the node is as the restart says.
+                wait_link_gone(&crate::network::host_veth_name(&id));
                 out.orphan_pods += 1;
             }
         }
@@ -287,6 +291,26 @@ impl Runtime {
             info!(?out, "reconciled the store with the node");
         }
         Ok(out)
+    }
+}
+
+/// How long a restart waits for an orphan pod's veth to go with its
+/// network namespace.
+const LINK_GONE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits (at most [`LINK_GONE_WAIT`]) until the host has no link `name`.
+fn wait_link_gone(name: &str) {
+    let link = Path::new("/sys/class/net").join(name);
+    let deadline = std::time::Instant::now() + LINK_GONE_WAIT;
+    while link.exists() {
+        if std::time::Instant::now() >= deadline {
+            warn!(
+                link = name,
+                "an orphan pod's veth outlives its network namespace"
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
