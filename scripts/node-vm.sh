@@ -63,6 +63,8 @@ VM_MODULES="netfs fscache 9pnet 9pnet_virtio 9p failover net_failover virtio_net
 
 log() { printf '[node-vm] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# What cmd_run returns when the guest kernel locked up.
+LOCKED_UP=125
 
 host_deps() {
     local missing=()
@@ -301,7 +303,7 @@ cmd_run() {
         -nographic -no-reboot -serial file:"$io/console" -monitor none \
         -kernel "$CACHE/kernel/root/boot/vmlinuz-$release" \
         -initrd "$CACHE/initrd.img" \
-        -append "console=ttyS0 panic=-1 ${PVECRI_VM_LSM:-apparmor=1 security=apparmor} systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all quiet" \
+        -append "console=ttyS0 panic=-1 ${PVECRI_VM_LSM:-apparmor=1 security=apparmor} systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all quiet loglevel=5 softlockup_panic=1 softlockup_all_cpu_backtrace=1" \
         -drive file="$CACHE/root.img",if=virtio,format=raw,snapshot=on \
         -virtfs local,path="$W",mount_tag=repo,security_model=none,readonly=on \
         -virtfs local,path="$io",mount_tag=io,security_model=none \
@@ -311,9 +313,20 @@ cmd_run() {
         >/dev/null 2>"$io/qemu.err" || true
     if [ ! -f "$io/rc" ]; then
         cat "$io/qemu.err" "$io/out" >&2 2>/dev/null || true
+        # A kernel that locked up (soft lockup, RCU stall: it panics at
+        # once, softlockup_panic=1) says where: the first report and the
+        # stacks after it. Otherwise the console's end.
+        local lockup="soft lockup\|self-detected stall\|Kernel panic"
+        if grep -q "$lockup" "$io/console"; then
+            sed -n "$(grep -n -m1 "$lockup" "$io/console" | cut -d: -f1),+150p" "$io/console" >&2 || true
+            rm -rf "$io"
+            log "ERROR: the VM's kernel locked up (its report is above)"
+            return "$LOCKED_UP"
+        fi
         tail -50 "$io/console" >&2 || true
         rm -rf "$io"
-        die "the VM did not finish its command"
+        log "ERROR: the VM did not finish its command"
+        return 1
     fi
     cat "$io/out"
     # What the command left in /vm-io/artifacts (reports, logs) is kept.
@@ -409,7 +422,17 @@ cmd_test() {
         script="$script; exit \$rc"
         started=$(date +%s)
         log "set $set: booting the VM"
-        if cmd_run "$script"; then
+        local rc=0
+        cmd_run "$script" || rc=$?
+        # The guest kernel (Debian's, under TCG) locked up once in CI
+        # (both vCPUs, no stack shown then). Its report is printed; the
+        # set is booted once more, and a second lockup fails it.
+        if [ "$rc" -eq "$LOCKED_UP" ]; then
+            log "set $set: the guest kernel locked up; booting the VM once more"
+            rc=0
+            cmd_run "$script" || rc=$?
+        fi
+        if [ "$rc" -eq 0 ]; then
             log "set $set: passed in $(( $(date +%s) - started )) s"
         else
             log "set $set: FAILED after $(( $(date +%s) - started )) s"
