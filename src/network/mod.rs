@@ -84,6 +84,42 @@ pub fn host_veth_name(pod_id: &str) -> String {
     format!("pvc{tail}")
 }
 
+/// Deletes the host end of the veth of a pod a crash left half-made (its
+/// peer goes with it), if it is there as a port of `bridge`: the kernel
+/// deletes it with the pod's network namespace too, but only a moment
+/// after that namespace's last pin goes, and a restart should find the
+/// node as it says. Whether there was one. Blocking: it runs a netlink
+/// connection on a thread of its own, so it works inside or outside an
+/// async runtime.
+pub(crate) fn delete_orphan_veth(pod_id: &str, bridge: &str) -> Result<bool, NetworkError> {
+    let name = host_veth_name(pod_id);
+    let master = std::fs::read_link(
+        std::path::Path::new("/sys/class/net")
+            .join(&name)
+            .join("master"),
+    );
+    if !master.is_ok_and(|m| m.file_name() == Some(std::ffi::OsStr::new(bridge))) {
+        return Ok(false);
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                    .map_err(NetworkError::Socket)?;
+                rt.block_on(async { link::Netlink::host()?.delete_link(&name).await })
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(NetworkError::Socket(std::io::Error::other(
+                    "the netlink thread panicked",
+                )))
+            })
+    })?;
+    Ok(true)
+}
+
 /// Whether `name` can be pvecri's bridge: a kernel interface name that
 /// pve-firewall does not own.
 pub(crate) fn is_valid_bridge_name(name: &str) -> bool {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use super::refills::{Activity, Pool};
+use super::refills::{Activity, Maker, Pool};
 use crate::sandbox::ns;
 
 /// The name prefix of a spare's directory under `R/ns` (never a pod id).
@@ -34,8 +34,6 @@ pub(crate) struct NetnsSpares {
     root: PathBuf,
     /// The idle spares' directories, each with its `net` pin.
     pool: Arc<Pool<PathBuf>>,
-    /// Names the next spare.
-    seq: AtomicU64,
 }
 
 /// A spare a pod took: its namespace's pin, for [`ns::PinRequest::net_from`].
@@ -62,11 +60,18 @@ impl Drop for TakenNetns {
 impl NetnsSpares {
     /// `target` idle spares kept (0: each pod makes its own); refills wait
     /// on `activity`.
+    /// Refills make them on a blocking thread at idle priority (the pin
+    /// thread inherits it).
     pub(crate) fn new(root: PathBuf, target: usize, activity: Arc<Activity>) -> Arc<Self> {
+        let (dir, seq) = (root.clone(), AtomicU64::new(0));
+        let maker = Maker {
+            make: Box::new(move || make_one(&dir, &seq).map_err(Into::into)),
+            discard: unpin_quietly,
+            failure: "cannot make a spare network namespace; pods make their own",
+        };
         Arc::new(Self {
             root,
-            pool: Pool::new(target, activity),
-            seq: AtomicU64::new(0),
+            pool: Pool::new(target, activity, maker),
         })
     }
 
@@ -95,34 +100,16 @@ impl NetnsSpares {
         self.pool.pop().map(|dir| TakenNetns { dir })
     }
 
-    /// Tops the pool up once pod and container starts pause. Needs a
-    /// tokio runtime.
-    pub(crate) fn refill_when_quiet(self: &Arc<Self>) {
-        let me = self.clone();
-        self.pool.refill_when_quiet(move || me.refill());
+    /// Tops the pool up once pod and container starts pause
+    /// (`Pool::refill_when_quiet`). Needs a tokio runtime.
+    pub(crate) fn refill_when_quiet(&self) {
+        self.pool.refill_when_quiet();
     }
 
-    /// Makes spares on a blocking thread at idle priority (the pin thread
-    /// inherits it) until the target are idle or being made. Needs a tokio
-    /// runtime.
-    pub(crate) fn refill(self: &Arc<Self>) {
-        let me = self.clone();
-        self.pool.refill(
-            "cannot make a spare network namespace; pods make their own",
-            move || me.make_one(),
-            unpin_quietly,
-        );
-    }
-
-    fn make_one(&self) -> Result<PathBuf, ns::NsError> {
-        let n = self.seq.fetch_add(1, Ordering::SeqCst);
-        let dir = self.root.join(format!("{PREFIX}{n}"));
-        // A name an earlier daemon used and somehow left: not ours to use.
-        if dir.exists() {
-            ns::unpin(&dir)?;
-        }
-        ns::make_spare_net(&dir)?;
-        Ok(dir)
+    /// Makes spares until the target are idle or being made
+    /// (`Pool::refill`). Needs a tokio runtime.
+    pub(crate) fn refill(&self) {
+        self.pool.refill();
     }
 
     /// Unpins every idle spare; none is made or handed out afterwards.
@@ -138,6 +125,18 @@ impl NetnsSpares {
     fn idle_count(&self) -> usize {
         self.pool.idle().len()
     }
+}
+
+/// Makes the next spare under `root`, named from `seq`.
+fn make_one(root: &Path, seq: &AtomicU64) -> Result<PathBuf, ns::NsError> {
+    let n = seq.fetch_add(1, Ordering::SeqCst);
+    let dir = root.join(format!("{PREFIX}{n}"));
+    // A name an earlier daemon used and somehow left: not ours to use.
+    if dir.exists() {
+        ns::unpin(&dir)?;
+    }
+    ns::make_spare_net(&dir)?;
+    Ok(dir)
 }
 
 fn unpin_quietly(dir: PathBuf) {
@@ -172,6 +171,14 @@ mod tests {
     fn netns_inode(path: &Path) -> u64 {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(path).unwrap().ino()
+    }
+
+    /// The names under `tmp`'s `ns/`.
+    fn names_left(tmp: &tempfile::TempDir) -> Vec<String> {
+        std::fs::read_dir(tmp.path().join("ns"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
     }
 
     async fn wait_idle(pool: &NetnsSpares, n: usize) {
@@ -226,8 +233,7 @@ mod tests {
         wait_idle(&pool, 2).await;
         pool.shutdown();
         assert!(pool.take().is_none());
-        let left: Vec<_> = std::fs::read_dir(tmp.path().join("ns")).unwrap().collect();
-        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(names_left(&tmp), Vec::<String>::new());
     }
 
     #[tokio::test]
@@ -242,11 +248,11 @@ mod tests {
         let again = NetnsSpares::new(tmp.path().join("ns"), 2, Arc::new(Activity::new()));
         std::fs::create_dir(tmp.path().join("ns").join("a".repeat(64))).unwrap();
         assert_eq!(again.sweep(), 2);
-        let left: Vec<String> = std::fs::read_dir(tmp.path().join("ns"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(left, vec!["a".repeat(64)], "only spares are swept");
+        assert_eq!(
+            names_left(&tmp),
+            vec!["a".repeat(64)],
+            "only spares are swept"
+        );
         drop(pool);
     }
 

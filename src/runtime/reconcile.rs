@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::Runtime;
 use crate::cgroups::tree;
+use crate::config::NetworkMode;
 use crate::container::run_dir::RunDir;
 use crate::container::{ContainerRecord, ContainerState};
 use crate::pod::{PodRecord, PodState};
@@ -252,13 +253,19 @@ impl Runtime {
             if !known_pods.contains(id.as_str()) {
                 warn!(pod_id = %id, "releasing namespaces of a pod left half-made by a crash");
                 kill_pid_namespace_holder(&ns_root.join(&id).join("pid"));
+                // Its veth first, if the crash came after it was made (the
+                // kernel would delete it only a moment after the unpin;
+                // CNI mode has none of pvecri's, the plugins' GC has theirs).
+                if self.config.network.mode == NetworkMode::Builtin {
+                    if let Err(e) =
+                        crate::network::delete_orphan_veth(&id, &self.config.network.bridge)
+                    {
+                        warn!(pod_id = %id, error = %crate::errors::chain(&e), "cannot delete its veth");
+                    }
+                }
                 if let Err(e) = crate::sandbox::ns::unpin(&ns_root.join(&id)) {
                     warn!(pod_id = %id, error = %crate::errors::chain(&e), "cannot release them");
                 }
-                // The kernel deletes the pod's veth with its network
-                // namespace, a moment later (its teardown is queued): wait
-                // for that, bounded, so the node is as the restart says.
-                wait_link_gone(&crate::network::host_veth_name(&id));
                 out.orphan_pods += 1;
             }
         }
@@ -291,26 +298,6 @@ impl Runtime {
             info!(?out, "reconciled the store with the node");
         }
         Ok(out)
-    }
-}
-
-/// How long a restart waits for an orphan pod's veth to go with its
-/// network namespace.
-const LINK_GONE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Waits (at most [`LINK_GONE_WAIT`]) until the host has no link `name`.
-fn wait_link_gone(name: &str) {
-    let link = Path::new("/sys/class/net").join(name);
-    let deadline = std::time::Instant::now() + LINK_GONE_WAIT;
-    while link.exists() {
-        if std::time::Instant::now() >= deadline {
-            warn!(
-                link = name,
-                "an orphan pod's veth outlives its network namespace"
-            );
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -56,6 +56,19 @@ impl Activity {
     }
 }
 
+/// What an item's make failed with.
+pub(super) type MakeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How a pool's items are made and thrown away.
+pub(super) struct Maker<T> {
+    /// Makes one item (blocking; runs at idle priority).
+    pub(super) make: Box<dyn Fn() -> Result<T, MakeError> + Send + Sync>,
+    /// Ends an item made after shutdown began.
+    pub(super) discard: fn(T),
+    /// Logged, with the error, when an item cannot be made.
+    pub(super) failure: &'static str,
+}
+
 /// A pool of `T`s kept made ahead of need.
 pub(super) struct Pool<T> {
     /// How many idle items to keep (0: none, made on demand instead).
@@ -70,10 +83,11 @@ pub(super) struct Pool<T> {
     /// When an item last failed to be made.
     failed_at: Mutex<Option<Instant>>,
     activity: Arc<Activity>,
+    maker: Maker<T>,
 }
 
 impl<T: Send + 'static> Pool<T> {
-    pub(super) fn new(target: usize, activity: Arc<Activity>) -> Arc<Self> {
+    pub(super) fn new(target: usize, activity: Arc<Activity>, maker: Maker<T>) -> Arc<Self> {
         Arc::new(Self {
             target,
             idle: Mutex::new(Vec::new()),
@@ -82,6 +96,7 @@ impl<T: Send + 'static> Pool<T> {
             waiting: AtomicBool::new(false),
             failed_at: Mutex::new(None),
             activity,
+            maker,
         })
     }
 
@@ -119,11 +134,11 @@ impl<T: Send + 'static> Pool<T> {
             .is_some_and(|at| at.elapsed() < BACKOFF)
     }
 
-    /// Refills the pool once no pod or container has been made or started
-    /// for [`QUIET`] (or after [`QUIET_AT_MOST`] in any case), with
-    /// `refill`. One waiting refill serves any number of calls. Needs a
+    /// Refills the pool ([`Self::refill`]) once no pod or container has
+    /// been made or started for [`QUIET`] (or after [`QUIET_AT_MOST`] in
+    /// any case). One waiting refill serves any number of calls. Needs a
     /// tokio runtime.
-    pub(super) fn refill_when_quiet(self: &Arc<Self>, refill: impl FnOnce() + Send + 'static) {
+    pub(super) fn refill_when_quiet(self: &Arc<Self>) {
         self.activity.note();
         if self.target == 0 || self.waiting.swap(true, Ordering::SeqCst) {
             return;
@@ -132,23 +147,16 @@ impl<T: Send + 'static> Pool<T> {
         tokio::spawn(async move {
             pool.activity.settle().await;
             pool.waiting.store(false, Ordering::SeqCst);
-            refill();
+            pool.refill();
         });
     }
 
-    /// Makes items with `make` on a blocking thread, at idle priority
-    /// (inherited by what it forks or spawns), until `target` are idle or
-    /// being made. One made after shutdown began goes to `discard`. A
-    /// failure ends this refill and pauses the next for [`BACKOFF`],
-    /// logged with `failure`. Needs a tokio runtime.
-    pub(super) fn refill<E>(
-        self: &Arc<Self>,
-        failure: &'static str,
-        make: impl Fn() -> Result<T, E> + Send + 'static,
-        discard: fn(T),
-    ) where
-        E: std::error::Error + Send + 'static,
-    {
+    /// Makes items on a blocking thread, at idle priority (inherited by
+    /// what it forks or spawns), until `target` are idle or being made.
+    /// One made after shutdown began is discarded. A failure ends this
+    /// refill, is logged, and pauses the next for [`BACKOFF`]. Needs a
+    /// tokio runtime.
+    pub(super) fn refill(self: &Arc<Self>) {
         if self.is_closed() || self.backing_off() {
             return;
         }
@@ -167,14 +175,14 @@ impl<T: Send + 'static> Pool<T> {
         tokio::task::spawn_blocking(move || {
             let _idle = IdlePriority::enter();
             for left in (0..want).rev() {
-                let made = make();
+                let made = (pool.maker.make)();
                 let mut idle = pool.idle();
                 pool.making.fetch_sub(1, Ordering::SeqCst);
                 match made {
                     Ok(item) if !pool.is_closed() => idle.push(item),
                     Ok(item) => {
                         drop(idle);
-                        discard(item);
+                        (pool.maker.discard)(item);
                     }
                     Err(err) => {
                         drop(idle);
@@ -182,7 +190,7 @@ impl<T: Send + 'static> Pool<T> {
                         pool.making.fetch_sub(left, Ordering::SeqCst);
                         *pool.failed_at.lock().unwrap_or_else(|p| p.into_inner()) =
                             Some(Instant::now());
-                        warn!(error = %crate::errors::chain(&err), retry_in = ?BACKOFF, "{failure}");
+                        warn!(error = %crate::errors::chain(&*err), retry_in = ?BACKOFF, "{}", pool.maker.failure);
                         return;
                     }
                 }
@@ -263,10 +271,20 @@ mod tests {
     #[error("cannot")]
     struct Cannot;
 
+    /// A pool of `n`s, or of failures when `n` is `None`.
+    fn pool_of(n: Option<u32>) -> Arc<Pool<u32>> {
+        let maker = Maker {
+            make: Box::new(move || n.ok_or_else(|| Cannot.into())),
+            discard: |_| {},
+            failure: "test",
+        };
+        Pool::new(2, Arc::new(Activity::new()), maker)
+    }
+
     #[tokio::test]
     async fn a_failed_make_pauses_the_refills() {
-        let pool: Arc<Pool<u32>> = Pool::new(2, Arc::new(Activity::new()));
-        pool.refill("test", || Err::<u32, _>(Cannot), |_| {});
+        let pool = pool_of(None);
+        pool.refill();
         for _ in 0..500 {
             if pool.backing_off() {
                 break;
@@ -275,7 +293,7 @@ mod tests {
         }
         assert!(pool.backing_off());
         assert_eq!(pool.making(), 0, "the rest was not tried");
-        pool.refill("test", || Ok::<u32, Cannot>(1), |_| {});
+        pool.refill();
         assert_eq!(pool.making(), 0, "no refill while backing off");
         assert!(pool.idle().is_empty());
     }
@@ -284,13 +302,9 @@ mod tests {
     /// containers keep being started, then runs once they pause.
     #[tokio::test]
     async fn a_refill_waits_for_starts_to_pause() {
-        let pool: Arc<Pool<u32>> = Pool::new(2, Arc::new(Activity::new()));
-        let refill = |pool: &Arc<Pool<u32>>| {
-            let p = pool.clone();
-            move || p.refill("test", || Ok::<u32, Cannot>(7), |_| {})
-        };
-        pool.refill_when_quiet(refill(&pool));
-        pool.refill_when_quiet(refill(&pool));
+        let pool = pool_of(Some(7));
+        pool.refill_when_quiet();
+        pool.refill_when_quiet();
         for _ in 0..10 {
             tokio::time::sleep(QUIET / 4).await;
             pool.activity().note();

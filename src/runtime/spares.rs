@@ -13,7 +13,7 @@
 //! closes its sockets, which ends every idle spare, and waits for them.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 use crate::monitor::spare::{Assignment, SpareArgs};
 use crate::monitor::MonitorArgs;
 
-use super::refills::{Activity, Pool};
+use super::refills::{Activity, Maker, Pool};
 
 /// The fd number the spare gets its socket on.
 const SOCKET_FD: i32 = 3;
@@ -56,18 +56,24 @@ pub(crate) enum SpareError {
 
 /// The pool.
 pub(crate) struct Spares {
-    exe: PathBuf,
-    lxcpath: PathBuf,
     pool: Arc<Pool<Spare>>,
 }
 
 impl Spares {
-    /// `target` idle spares kept (0: every monitor is started on demand).
+    /// `target` idle spares of `exe` kept (0: every monitor is started on
+    /// demand). Refills start them on a blocking thread at idle priority:
+    /// starting one never takes CPU from a container start (the fork
+    /// inherits it, and a spare leaves it when it gets its container).
     pub(crate) fn new(exe: PathBuf, lxcpath: PathBuf, target: usize) -> Arc<Self> {
+        let maker = Maker {
+            make: Box::new(move || start_one(&exe, &lxcpath).map_err(Into::into)),
+            // A spare that comes up after shutdown began is dropped at
+            // once: its socket closes and it ends.
+            discard: drop,
+            failure: "cannot start a spare monitor; monitors start on demand",
+        };
         Arc::new(Self {
-            exe,
-            lxcpath,
-            pool: Pool::new(target, Arc::new(Activity::new())),
+            pool: Pool::new(target, Arc::new(Activity::new()), maker),
         })
     }
 
@@ -84,52 +90,14 @@ impl Spares {
 
     /// Refills the pool once container starts pause (`Pool::refill_when_quiet`).
     /// Called after a hand-over. Needs a tokio runtime.
-    pub(crate) fn refill_when_quiet(self: &Arc<Self>) {
-        let me = self.clone();
-        self.pool.refill_when_quiet(move || me.refill());
+    pub(crate) fn refill_when_quiet(&self) {
+        self.pool.refill_when_quiet();
     }
 
-    /// Starts spares on a blocking thread at idle priority until the
-    /// target are idle or on their way: starting them never takes CPU from
-    /// a container start; the fork inherits it, and a spare leaves it when
-    /// it gets its container. Needs a tokio runtime.
-    pub(crate) fn refill(self: &Arc<Self>) {
-        let me = self.clone();
-        self.pool.refill(
-            "cannot start a spare monitor; monitors start on demand",
-            move || me.start_one(),
-            // A spare that comes up after shutdown began is dropped at
-            // once: its socket closes and it ends.
-            drop,
-        );
-    }
-
-    /// Starts one spare and waits for its `ready <pid>`.
-    fn start_one(&self) -> Result<Spare, SpareError> {
-        let (ours, theirs) = crate::monitor::spare::socket_pair().map_err(SpareError::Socket)?;
-        let args = SpareArgs {
-            lxcpath: self.lxcpath.clone(),
-            socket_fd: SOCKET_FD,
-        };
-        let mut cmd = std::process::Command::new(&self.exe);
-        cmd.args(args.to_args())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null());
-        // `theirs` stays open here until the launcher has exited.
-        super::child_fd::pass_as(&mut cmd, theirs.as_raw_fd(), SOCKET_FD);
-        // The launcher double-forks and exits; its stderr (the daemon's)
-        // carries any complaint from before the detach.
-        let status = cmd.status().map_err(|source| SpareError::Spawn {
-            exe: self.exe.display().to_string(),
-            source,
-        })?;
-        drop(theirs);
-        if !status.success() {
-            return Err(SpareError::Launcher(status));
-        }
-        let pid = read_ready(&ours)?;
-        debug!(pid, "spare monitor ready");
-        Ok(Spare { socket: ours, pid })
+    /// Starts spares until the target are idle or on their way
+    /// (`Pool::refill`). Needs a tokio runtime.
+    pub(crate) fn refill(&self) {
+        self.pool.refill();
     }
 
     /// Hands `args`' container to an idle spare with the ready pipe's write
@@ -176,6 +144,34 @@ impl Spares {
             }
         }
     }
+}
+
+/// Starts one spare of `exe` and waits for its `ready <pid>`.
+fn start_one(exe: &Path, lxcpath: &Path) -> Result<Spare, SpareError> {
+    let (ours, theirs) = crate::monitor::spare::socket_pair().map_err(SpareError::Socket)?;
+    let args = SpareArgs {
+        lxcpath: lxcpath.to_owned(),
+        socket_fd: SOCKET_FD,
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(args.to_args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    // `theirs` stays open here until the launcher has exited.
+    super::child_fd::pass_as(&mut cmd, theirs.as_raw_fd(), SOCKET_FD);
+    // The launcher double-forks and exits; its stderr (the daemon's)
+    // carries any complaint from before the detach.
+    let status = cmd.status().map_err(|source| SpareError::Spawn {
+        exe: exe.display().to_string(),
+        source,
+    })?;
+    drop(theirs);
+    if !status.success() {
+        return Err(SpareError::Launcher(status));
+    }
+    let pid = read_ready(&ours)?;
+    debug!(pid, "spare monitor ready");
+    Ok(Spare { socket: ours, pid })
 }
 
 /// Whether `pid` is a live process (not a zombie; spares are not our

@@ -50,36 +50,41 @@ fn backends(state_dir: &Path) -> Vec<PathBuf> {
 
 pub(super) fn find(config: &Config) -> Dirs {
     let mut out = Dirs::default();
-    let ns_root = config.runtime_dir.join("ns");
-    for name in names(&ns_root) {
-        let dir = ns_root.join(&name);
-        if crate::runtime::is_spare_netns_dir(&dir) {
-            out.spares.push(dir.display().to_string());
-        }
-    }
-    let take = |dir: PathBuf, into: &mut Vec<String>, ids: &mut BTreeSet<String>| {
+    // Each dir's entries: spares (under `R/ns`) to their own list, the
+    // rest to `into` and their IDs to `ids`.
+    let take = |dir: PathBuf,
+                into: &mut Vec<String>,
+                ids: &mut BTreeSet<String>,
+                spares: &mut Vec<String>| {
         for name in names(&dir) {
-            if crate::runtime::is_spare_netns_dir(&dir.join(&name)) {
+            let path = dir.join(&name);
+            if crate::runtime::is_spare_netns_dir(&path) {
+                spares.push(path.display().to_string());
                 continue;
             }
             if let Some(id) = id_of(&name) {
                 ids.insert(id.to_owned());
             }
-            into.push(dir.join(name).display().to_string());
+            into.push(path.display().to_string());
         }
     };
     let mut ids = BTreeSet::new();
-    take(config.lxc_path(), &mut out.lxc, &mut ids);
+    take(config.lxc_path(), &mut out.lxc, &mut ids, &mut out.spares);
     for dir in [
         RunDir::all(&config.runtime_dir),
         config.runtime_dir.join("staging"),
         config.runtime_dir.join("ns"),
         config.state_dir.join("sandboxes"),
     ] {
-        take(dir, &mut out.run, &mut ids);
+        take(dir, &mut out.run, &mut ids, &mut out.spares);
     }
     for backend in backends(&config.state_dir) {
-        take(backend.join("containers"), &mut out.snapshots, &mut ids);
+        take(
+            backend.join("containers"),
+            &mut out.snapshots,
+            &mut ids,
+            &mut out.spares,
+        );
         out.layers += names(&backend.join("layers")).len();
     }
     out.blobs = names(&config.state_dir.join("content/blobs/sha256")).len();

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::pod::{NsMode, PodConfig, PodRecord, PodState};
 use crate::runtime::error::RuntimeError;
 use crate::runtime::names::new_id;
+use crate::runtime::netns_spares::TakenNetns;
 use crate::runtime::rollback::{Rollback, Undo};
 use crate::runtime::{now_ns, Runtime};
 use crate::sandbox::files::{write_pod_files, DnsConfig, FilesError};
@@ -96,7 +97,7 @@ struct PodPlan {
 }
 
 /// The spare network namespace a pod joins, if it got one.
-type Spare = Option<crate::runtime::netns_spares::TakenNetns>;
+type Spare = Option<TakenNetns>;
 
 impl PodPlan {
     /// The path of the pinned namespace `kind`, if the pod has its own.
@@ -281,10 +282,16 @@ async fn make_namespaces_blocking(
     rollback: &mut Rollback<'_>,
 ) -> Result<i32, RuntimeError> {
     let id = plan.id.clone();
-    // The spare's own pin goes once the pod's are made (or failed).
-    let (infra_pid, undo) = tokio::task::spawn_blocking(move || make_namespaces(&plan, spare))
-        .await
-        .map_err(|e| RuntimeError::os("run pod", &id, e))??;
+    let (made, spare) =
+        tokio::task::spawn_blocking(move || (make_namespaces(&plan, spare.as_ref()), spare))
+            .await
+            .map_err(|e| RuntimeError::os("run pod", &id, e))?;
+    // The spare's own pin is dropped off the request path once the pod's
+    // are made (or failed); one a crash leaves is swept at the next start.
+    if let Some(spare) = spare {
+        tokio::task::spawn_blocking(move || drop(spare));
+    }
+    let (infra_pid, undo) = made?;
     rollback.push_blocking(undo.into_action());
     Ok(infra_pid)
 }
@@ -294,7 +301,10 @@ async fn make_namespaces_blocking(
 /// all. A failing step drops the `Undo`, undoing the steps before it:
 /// the pod files are removed once pinning starts (a failure writing them
 /// leaves them, as ever), the pins once there are any. Blocking.
-fn make_namespaces(plan: &PodPlan, spare: Spare) -> Result<(i32, Undo), RuntimeError> {
+fn make_namespaces(
+    plan: &PodPlan,
+    spare: Option<&TakenNetns>,
+) -> Result<(i32, Undo), RuntimeError> {
     write_files(plan)?;
     let mut undo = Undo::new();
     let files_dir = plan.files_dir.clone();
@@ -328,7 +338,7 @@ fn make_namespaces(plan: &PodPlan, spare: Spare) -> Result<(i32, Undo), RuntimeE
                 .kinds
                 .contains(&NsKind::Uts)
                 .then_some(plan.hostname.as_str());
-            let spare_net = spare.as_ref().map(|s| s.net());
+            let spare_net = spare.map(|s| s.net());
             ns::pin(&PinRequest {
                 dir: &plan.ns_dir,
                 kinds: &plan.kinds,
@@ -338,7 +348,6 @@ fn make_namespaces(plan: &PodPlan, spare: Spare) -> Result<(i32, Undo), RuntimeE
                 net_from: spare_net.as_deref(),
             })
             .map_err(|e| pin_error(&plan.id, PodNsError::Pin(e)))?;
-            drop(spare);
         }
         undo.push(unpin);
         if plan.shared_pid {
