@@ -164,12 +164,15 @@ pub(crate) fn run(args: SpareArgs) -> anyhow::Result<ExitCode> {
         None,
     )
     .context("cannot tell the daemon the spare is ready")?;
+    // Started at idle priority (it must not slow a start while it comes
+    // up), it waits for its container at the normal one: an idle-policy
+    // task that wakes never preempts a running one, so the hand-over
+    // would wait for whatever runs on the CPU to block or use up its
+    // slice. From here on it is a container's monitor like any other.
+    leave_idle_priority();
     let Some((bytes, ready)) = receive(&socket)? else {
         return Ok(ExitCode::SUCCESS);
     };
-    // Started at idle priority (it must not slow a start while it comes
-    // up); from here on it is a container's monitor like any other.
-    leave_idle_priority();
     // The socket is the daemon's business only; the container must not
     // find it (the starter closes every fd, this is belt and braces).
     drop(socket);
