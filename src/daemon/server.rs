@@ -90,6 +90,14 @@ pub(super) async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
 
     runtime.stop_spares().await;
     runtime.shutdown_network().await;
+    // Writes still waiting for their sync (`Store::put_soon`) are synced
+    // before the daemon says it stopped.
+    let store = runtime.store().clone();
+    match tokio::task::spawn_blocking(move || store.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %crate::errors::chain(&e), "cannot sync the state store"),
+        Err(e) => warn!(error = %e, "cannot sync the state store"),
+    }
     let _ = std::fs::remove_file(&config.socket);
     info!("stopped");
     Ok(())

@@ -15,6 +15,7 @@ pub(crate) use error::StoreError;
 pub(crate) use readonly::ReadOnlyStore;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -42,6 +43,11 @@ pub struct Store {
     /// Held from the start of a write until the cache has its result, and
     /// while a table is loaded into the cache.
     writer: Mutex<()>,
+    /// A commit made with [`Store::put_soon`] is not on disk yet (set and
+    /// cleared under the writer lock).
+    deferred: AtomicBool,
+    /// A [`Store::flush`] has been asked for and has not begun.
+    flush_asked: AtomicBool,
 }
 
 impl Store {
@@ -56,6 +62,8 @@ impl Store {
             path: path.to_owned(),
             cache: cache::Cache::default(),
             writer: Mutex::new(()),
+            deferred: AtomicBool::new(false),
+            flush_asked: AtomicBool::new(false),
         };
         store.check_schema()?;
         Ok(store)
@@ -125,12 +133,54 @@ impl Store {
         self.commit_one(record)
     }
 
-    /// Writes one record in its own commit and updates the cache; the
-    /// caller holds the writer lock.
+    /// Inserts or replaces a record without waiting for the disk: it is
+    /// visible at once and durable with the next synced commit, which the
+    /// caller asks for off its request path when [`Store::flush_wanted`]
+    /// says so ([`Store::flush`]); a group commit. A crash before that
+    /// loses it, so only for records whose loss a restart repairs by
+    /// itself (what they name is then an orphan it removes).
+    pub fn put_soon<R: Record>(&self, record: &R) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
+        let mut txn = self.db.begin_write().map_err(self.err("begin write"))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(self.err("set durability"))?;
+        self.insert(&txn, record)?;
+        txn.commit().map_err(self.err("commit"))?;
+        self.deferred.store(true, Ordering::SeqCst);
+        self.cache.put(record);
+        Ok(())
+    }
+
+    /// Whether the caller of [`Store::put_soon`] should run [`Store::flush`]
+    /// now (false while one already asked for has not begun).
+    pub fn flush_wanted(&self) -> bool {
+        !self.flush_asked.swap(true, Ordering::SeqCst)
+    }
+
+    /// Makes every write of [`Store::put_soon`] so far durable: one synced
+    /// commit, or nothing when a synced commit came after them already.
+    /// Blocking (an fsync).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        // Cleared first: a write after this point asks for a flush of its own.
+        self.flush_asked.store(false, Ordering::SeqCst);
+        let _writer = self.lock_writer();
+        if !self.deferred.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
+        txn.commit().map_err(self.err("commit"))?;
+        self.deferred.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Writes one record in its own (synced) commit and updates the cache;
+    /// the caller holds the writer lock.
     fn commit_one<R: Record>(&self, record: &R) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(self.err("begin write"))?;
         self.insert(&txn, record)?;
         txn.commit().map_err(self.err("commit"))?;
+        // Earlier unsynced commits are on disk with this one.
+        self.deferred.store(false, Ordering::SeqCst);
         self.cache.put(record);
         Ok(())
     }
@@ -143,8 +193,8 @@ impl Store {
 
     /// As [`Store::put_pair`], but without waiting for the disk: the pair
     /// is visible at once and reaches the disk with the next commit that
-    /// is synced (every other write here is), so a crash before that loses
-    /// it. Only for records whose loss a restart repairs by itself.
+    /// is synced (or [`Store::flush`]), so a crash before that loses it.
+    /// Only for records whose loss a restart repairs by itself.
     pub fn put_pair_unsynced<A: Record, B: Record>(&self, a: &A, b: &B) -> Result<(), StoreError> {
         self.commit_pair(a, b, redb::Durability::None)
     }
@@ -162,6 +212,10 @@ impl Store {
         self.insert(&txn, a)?;
         self.insert(&txn, b)?;
         txn.commit().map_err(self.err("commit"))?;
+        match durability {
+            redb::Durability::Immediate => self.deferred.store(false, Ordering::SeqCst),
+            _ => self.deferred.store(true, Ordering::SeqCst),
+        }
         self.cache.put(a);
         self.cache.put(b);
         Ok(())
@@ -320,6 +374,17 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    /// A daemon that stops leaves nothing unsynced behind.
+    fn drop(&mut self) {
+        if self.deferred.load(Ordering::SeqCst) {
+            if let Err(e) = self.flush() {
+                tracing::warn!(error = %crate::errors::chain(&e), "cannot sync the state store at close");
+            }
+        }
+    }
+}
+
 fn decode_version(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.try_into().ok()?))
 }
@@ -400,6 +465,87 @@ mod tests {
         assert_eq!(s.get::<Thing>("t").unwrap(), Some(thing));
         assert_eq!(s.get::<Other>("o").unwrap(), Some(other));
         assert_eq!(s.list::<Thing>().unwrap().len(), 2);
+    }
+
+    /// What a crash would leave: the file as it is on disk now, opened as
+    /// a store of its own.
+    fn crash_image(path: &Path, dir: &Path) -> Store {
+        let copy = dir.join("crash-image.redb");
+        let _ = std::fs::remove_file(&copy);
+        std::fs::copy(path, &copy).unwrap();
+        Store::open(&copy).unwrap()
+    }
+
+    #[test]
+    fn a_write_put_soon_is_on_disk_after_the_flush_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let s = Store::open(&path).unwrap();
+        let thing = Thing {
+            id: "t".into(),
+            n: 1,
+        };
+        s.put_soon(&thing).unwrap();
+        assert_eq!(s.get::<Thing>("t").unwrap(), Some(thing.clone()));
+        assert_eq!(
+            crash_image(&path, dir.path()).get::<Thing>("t").unwrap(),
+            None
+        );
+        // One flush is asked for until it begins, whatever was written.
+        assert!(s.flush_wanted());
+        s.put_soon(&Thing {
+            id: "u".into(),
+            n: 2,
+        })
+        .unwrap();
+        assert!(!s.flush_wanted());
+        s.flush().unwrap();
+        assert!(s.flush_wanted(), "a flush that began takes a new request");
+        let image = crash_image(&path, dir.path());
+        assert_eq!(image.get::<Thing>("t").unwrap(), Some(thing));
+        assert_eq!(image.list::<Thing>().unwrap().len(), 2);
+        // Nothing left to sync: the flush commits nothing.
+        s.flush().unwrap();
+    }
+
+    #[test]
+    fn a_synced_commit_or_a_close_keeps_what_was_put_soon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let (early, late) = (
+            Thing {
+                id: "early".into(),
+                n: 1,
+            },
+            Thing {
+                id: "late".into(),
+                n: 2,
+            },
+        );
+        {
+            let s = Store::open(&path).unwrap();
+            s.put_soon(&early).unwrap();
+            s.put(&Thing {
+                id: "synced".into(),
+                n: 3,
+            })
+            .unwrap();
+            assert!(!s.deferred.load(Ordering::SeqCst));
+            assert_eq!(
+                crash_image(&path, dir.path())
+                    .get::<Thing>("early")
+                    .unwrap(),
+                Some(early.clone())
+            );
+            s.put_soon(&late).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.get::<Thing>("early").unwrap(), Some(early));
+        assert_eq!(
+            s.get::<Thing>("late").unwrap(),
+            Some(late),
+            "synced at close"
+        );
     }
 
     #[test]

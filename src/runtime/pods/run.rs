@@ -204,7 +204,9 @@ impl Runtime {
         };
         crate::failpoint::hit("run_pod.after_network")?;
         crate::failpoint::hit("run_pod.before_record")?;
-        self.store.put(&record)?;
+        // Synced off the request path: a crash before that loses the pod,
+        // and the restart releases what it had, as for a crash just before.
+        self.put_soon(&record)?;
         info!(pod_id = id, name = %record.config.name, namespace = %record.config.namespace, ips = ?record.ips, network_us, "pod sandbox ready");
         self.emit_pod_ready(&record);
         Ok(())
