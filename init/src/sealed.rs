@@ -26,8 +26,30 @@ pub(crate) fn sealed_copy(from: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, 
         other => other?,
     };
     sys::copy_all(from, memfd.as_fd())?;
-    sys::add_seals(memfd.as_fd(), SEALS)?;
+    seal_write(memfd.as_fd())?;
     Ok(memfd)
+}
+
+/// How often sealing is tried while the kernel finds the copy's pages
+/// still referenced.
+const SEAL_TRIES: u32 = 20;
+
+/// Adds [`SEALS`], trying again while the kernel answers EBUSY: the
+/// write seal waits only briefly for extra references to the copy's
+/// pages to go, and pages just written can still be held in another
+/// CPU's batch of pages on their way to the LRU lists (seen once in CI, on
+/// a 2-CPU machine under load).
+fn seal_write(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let mut tries = 1;
+    loop {
+        match sys::add_seals(fd, SEALS) {
+            Err(Errno(libc::EBUSY)) if tries < SEAL_TRIES => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Whether `fd` is a memfd carrying all of [`SEALS`].

@@ -56,17 +56,36 @@ pub(crate) fn sealed_copy(path: &Path, name: &std::ffi::CStr) -> Result<File, Se
     // std copies with copy_file_range (or sendfile) where it can.
     std::io::copy(&mut from, &mut copy)
         .map_err(err(|path, source| SealError::Copy { path, source }))?;
-    // SAFETY: F_ADD_SEALS takes an integer; copy is a live memfd.
-    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } < 0 {
-        return Err(SealError::Seal {
-            path: path.to_owned(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    seal(&copy).map_err(err(|path, source| SealError::Seal { path, source }))?;
     // The reader (pvecri-init reading the spec) starts where this offset is.
     std::io::Seek::rewind(&mut copy)
         .map_err(err(|path, source| SealError::Copy { path, source }))?;
     Ok(copy)
+}
+
+/// How often sealing is tried while the kernel finds the copy's pages
+/// still referenced.
+const SEAL_TRIES: u32 = 20;
+
+/// Adds [`SEALS`] to `copy`, trying again while the kernel answers EBUSY:
+/// the write seal waits only briefly for extra references to the copy's
+/// pages to go, and pages just written can still be held in another
+/// CPU's batch of pages on their way to the LRU lists (pvecri-init's own
+/// copy met it once in CI, on a 2-CPU machine under load).
+fn seal(copy: &File) -> std::io::Result<()> {
+    let mut tries = 1;
+    loop {
+        // SAFETY: F_ADD_SEALS takes an integer; copy is a live memfd.
+        if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EBUSY) || tries >= SEAL_TRIES {
+            return Err(err);
+        }
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Whether `file` carries every seal a [`sealed_copy`] has (a regular file
