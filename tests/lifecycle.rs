@@ -643,7 +643,10 @@ async fn restart_reconciles_half_made_and_lost_state() {
             }
         };
         assert!(store.delete::<ContainerRecord>(&orphan).unwrap());
-        assert!(store.delete::<PodRecord>(&half_pod).unwrap());
+        // A new pod's record is synced just after RunPodSandbox answers
+        // (`put_soon`): a crash this soon may have lost it already, which
+        // is the very case made here.
+        store.delete::<PodRecord>(&half_pod).unwrap();
     }
     for pid in [lost_monitor, lost_pid] {
         nix::sys::signal::kill(
