@@ -486,7 +486,9 @@ async fn addresses_are_reused_only_after_release_also_across_a_crash() {
     assert_eq!(pod_ips(&mut e, &c).await.0, format!("{p}.4"));
     pods.push(c);
 
-    // A daemon killed outright keeps its allocations and its cursor.
+    // A daemon killed outright keeps its allocations and its cursor (a
+    // new pod's record is synced a moment after RunPodSandbox answers).
+    tokio::time::sleep(Duration::from_millis(200)).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(e.d.pid()),
         nix::sys::signal::Signal::SIGKILL,
