@@ -195,14 +195,14 @@ impl BuiltinNetwork {
         };
         // One commit: the allocation and the cursor move together. It need
         // not wait for the disk when all the wiring makes lives in the
-        // pod's network namespace (the veth, its VLAN): a crash before the
-        // pod's own record (a synced commit, which takes this one along)
-        // leaves a half-made pod whose pinned namespaces the restart
+        // pod's network namespace (the veth, its VLAN): a crash before its
+        // flush (or before the pod's record, whose flush takes this one
+        // along) leaves a half-made pod whose pinned namespaces the restart
         // releases, and the veth goes with them. Host ports (nftables
         // elements) and an ifb are on the host: for those the record must
         // be on disk first, so the restart's release finds and removes them.
         if record.host_ports.is_empty() && !shaped {
-            self.store.put_pair_unsynced(&record, &cursors)?;
+            self.store.put_pair_soon(&record, &cursors)?;
         } else {
             self.store.put_pair(&record, &cursors)?;
         }

@@ -271,26 +271,6 @@ impl Runtime {
         .await;
     }
 
-    /// Writes `record` without waiting for the disk, and has the store
-    /// synced off the request path (`Store::put_soon`: a crash in between
-    /// loses it, and the restart removes what it named). Needs a tokio
-    /// runtime.
-    pub(crate) fn put_soon<R: crate::store::Record>(
-        &self,
-        record: &R,
-    ) -> Result<(), crate::store::StoreError> {
-        self.store.put_soon(record)?;
-        if self.store.flush_wanted() {
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = store.flush() {
-                    tracing::warn!(error = %crate::errors::chain(&e), "cannot sync the state store");
-                }
-            });
-        }
-        Ok(())
-    }
-
     pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
     }

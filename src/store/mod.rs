@@ -43,8 +43,8 @@ pub struct Store {
     /// Held from the start of a write until the cache has its result, and
     /// while a table is loaded into the cache.
     writer: Mutex<()>,
-    /// A commit made with [`Store::put_soon`] is not on disk yet (set and
-    /// cleared under the writer lock).
+    /// An unsynced commit ([`Store::put_soon`]) is not on disk yet (set
+    /// and cleared under the writer lock).
     deferred: AtomicBool,
     /// A [`Store::flush`] has been asked for and has not begun.
     flush_asked: AtomicBool,
@@ -133,33 +133,70 @@ impl Store {
         self.commit_one(record)
     }
 
-    /// Inserts or replaces a record without waiting for the disk: it is
-    /// visible at once and durable with the next synced commit, which the
-    /// caller asks for off its request path when [`Store::flush_wanted`]
-    /// says so ([`Store::flush`]); a group commit. A crash before that
+    /// Inserts or replaces a record without waiting for the disk, and
+    /// asks for the synced commit that makes it durable off the caller's
+    /// path ([`Store::flush_soon`]); a group commit. A crash before that
     /// loses it, so only for records whose loss a restart repairs by
     /// itself (what they name is then an orphan it removes).
-    pub fn put_soon<R: Record>(&self, record: &R) -> Result<(), StoreError> {
+    pub fn put_soon<R: Record>(self: &Arc<Self>, record: &R) -> Result<(), StoreError> {
+        self.put_unsynced(record)?;
+        self.flush_soon();
+        Ok(())
+    }
+
+    /// As [`Store::put_soon`], for two records in one commit.
+    pub fn put_pair_soon<A: Record, B: Record>(
+        self: &Arc<Self>,
+        a: &A,
+        b: &B,
+    ) -> Result<(), StoreError> {
+        self.put_pair_unsynced(a, b)?;
+        self.flush_soon();
+        Ok(())
+    }
+
+    /// The write of [`Store::put_soon`] alone: visible at once, on disk
+    /// with the next synced commit, whoever makes it.
+    fn put_unsynced<R: Record>(&self, record: &R) -> Result<(), StoreError> {
         let _writer = self.lock_writer();
-        let mut txn = self.db.begin_write().map_err(self.err("begin write"))?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(self.err("set durability"))?;
-        self.insert(&txn, record)?;
-        txn.commit().map_err(self.err("commit"))?;
-        self.deferred.store(true, Ordering::SeqCst);
+        self.commit(redb::Durability::None, |txn| self.insert(txn, record))?;
         self.cache.put(record);
         Ok(())
     }
 
-    /// Whether the caller of [`Store::put_soon`] should run [`Store::flush`]
+    /// The write of [`Store::put_pair_soon`] alone.
+    fn put_pair_unsynced<A: Record, B: Record>(&self, a: &A, b: &B) -> Result<(), StoreError> {
+        self.commit_pair(a, b, redb::Durability::None)
+    }
+
+    /// Runs [`Store::flush`] in a blocking task of the current tokio
+    /// runtime, unless one asked for has not begun yet (it takes this
+    /// write along). Without a runtime (a tool, a test) it flushes now.
+    fn flush_soon(self: &Arc<Self>) {
+        if !self.flush_wanted() {
+            return;
+        }
+        let store = Arc::clone(self);
+        let flush = move || {
+            if let Err(e) = store.flush() {
+                tracing::warn!(error = %crate::errors::chain(&e), "cannot sync the state store");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(flush)),
+            Err(_) => flush(),
+        }
+    }
+
+    /// Whether a caller of an unsynced write should run [`Store::flush`]
     /// now (false while one already asked for has not begun).
-    pub fn flush_wanted(&self) -> bool {
+    fn flush_wanted(&self) -> bool {
         !self.flush_asked.swap(true, Ordering::SeqCst)
     }
 
-    /// Makes every write of [`Store::put_soon`] so far durable: one synced
-    /// commit, or nothing when a synced commit came after them already.
-    /// Blocking (an fsync).
+    /// Makes every unsynced write so far durable: one synced commit, or
+    /// nothing when a synced commit came after them already. Blocking (an
+    /// fsync).
     pub fn flush(&self) -> Result<(), StoreError> {
         // Cleared first: a write after this point asks for a flush of its own.
         self.flush_asked.store(false, Ordering::SeqCst);
@@ -167,20 +204,13 @@ impl Store {
         if !self.deferred.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
-        txn.commit().map_err(self.err("commit"))?;
-        self.deferred.store(false, Ordering::SeqCst);
-        Ok(())
+        self.commit(redb::Durability::Immediate, |_| Ok(()))
     }
 
     /// Writes one record in its own (synced) commit and updates the cache;
     /// the caller holds the writer lock.
     fn commit_one<R: Record>(&self, record: &R) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
-        self.insert(&txn, record)?;
-        txn.commit().map_err(self.err("commit"))?;
-        // Earlier unsynced commits are on disk with this one.
-        self.deferred.store(false, Ordering::SeqCst);
+        self.commit(redb::Durability::Immediate, |txn| self.insert(txn, record))?;
         self.cache.put(record);
         Ok(())
     }
@@ -191,14 +221,6 @@ impl Store {
         self.commit_pair(a, b, redb::Durability::Immediate)
     }
 
-    /// As [`Store::put_pair`], but without waiting for the disk: the pair
-    /// is visible at once and reaches the disk with the next commit that
-    /// is synced (or [`Store::flush`]), so a crash before that loses it.
-    /// Only for records whose loss a restart repairs by itself.
-    pub fn put_pair_unsynced<A: Record, B: Record>(&self, a: &A, b: &B) -> Result<(), StoreError> {
-        self.commit_pair(a, b, redb::Durability::None)
-    }
-
     fn commit_pair<A: Record, B: Record>(
         &self,
         a: &A,
@@ -206,18 +228,33 @@ impl Store {
         durability: redb::Durability,
     ) -> Result<(), StoreError> {
         let _writer = self.lock_writer();
-        let mut txn = self.db.begin_write().map_err(self.err("begin write"))?;
-        txn.set_durability(durability)
-            .map_err(self.err("set durability"))?;
-        self.insert(&txn, a)?;
-        self.insert(&txn, b)?;
-        txn.commit().map_err(self.err("commit"))?;
-        match durability {
-            redb::Durability::Immediate => self.deferred.store(false, Ordering::SeqCst),
-            _ => self.deferred.store(true, Ordering::SeqCst),
-        }
+        self.commit(durability, |txn| {
+            self.insert(txn, a)?;
+            self.insert(txn, b)
+        })?;
         self.cache.put(a);
         self.cache.put(b);
+        Ok(())
+    }
+
+    /// One write transaction: `write` fills it, and it is committed with
+    /// `durability`. A synced commit takes every earlier unsynced one to
+    /// the disk with it; an unsynced one leaves the store marked for a
+    /// flush. The caller holds the writer lock.
+    fn commit(
+        &self,
+        durability: redb::Durability,
+        write: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let synced = matches!(durability, redb::Durability::Immediate);
+        let mut txn = self.db.begin_write().map_err(self.err("begin write"))?;
+        if !synced {
+            txn.set_durability(durability)
+                .map_err(self.err("set durability"))?;
+        }
+        write(&txn)?;
+        txn.commit().map_err(self.err("commit"))?;
+        self.deferred.store(!synced, Ordering::SeqCst);
         Ok(())
     }
 
@@ -485,7 +522,7 @@ mod tests {
             id: "t".into(),
             n: 1,
         };
-        s.put_soon(&thing).unwrap();
+        s.put_unsynced(&thing).unwrap();
         assert_eq!(s.get::<Thing>("t").unwrap(), Some(thing.clone()));
         assert_eq!(
             crash_image(&path, dir.path()).get::<Thing>("t").unwrap(),
@@ -493,7 +530,7 @@ mod tests {
         );
         // One flush is asked for until it begins, whatever was written.
         assert!(s.flush_wanted());
-        s.put_soon(&Thing {
+        s.put_unsynced(&Thing {
             id: "u".into(),
             n: 2,
         })
@@ -506,6 +543,42 @@ mod tests {
         assert_eq!(image.list::<Thing>().unwrap().len(), 2);
         // Nothing left to sync: the flush commits nothing.
         s.flush().unwrap();
+    }
+
+    #[test]
+    fn put_soon_flushes_in_a_blocking_task_or_at_once_without_a_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let s = Arc::new(Store::open(&path).unwrap());
+        let thing = |id: &str| Thing {
+            id: id.into(),
+            n: 1,
+        };
+        // No tokio runtime: the write is synced before put_soon returns.
+        s.put_soon(&thing("bare")).unwrap();
+        assert!(!s.deferred.load(Ordering::SeqCst));
+        assert!(crash_image(&path, dir.path())
+            .get::<Thing>("bare")
+            .unwrap()
+            .is_some());
+        // In a runtime the flush runs on a blocking thread, after the
+        // writes returned.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            s.put_pair_soon(&thing("pair"), &Other { id: "o".into() })
+                .unwrap();
+            s.put_soon(&thing("soon")).unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while s.deferred.load(Ordering::SeqCst) {
+                assert!(std::time::Instant::now() < deadline, "no flush ran");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let image = crash_image(&path, dir.path());
+        assert_eq!(image.list::<Thing>().unwrap().len(), 3);
+        assert_eq!(image.list::<Other>().unwrap().len(), 1);
     }
 
     #[test]
@@ -524,7 +597,7 @@ mod tests {
         );
         {
             let s = Store::open(&path).unwrap();
-            s.put_soon(&early).unwrap();
+            s.put_unsynced(&early).unwrap();
             s.put(&Thing {
                 id: "synced".into(),
                 n: 3,
@@ -537,7 +610,7 @@ mod tests {
                     .unwrap(),
                 Some(early.clone())
             );
-            s.put_soon(&late).unwrap();
+            s.put_unsynced(&late).unwrap();
         }
         let s = Store::open(&path).unwrap();
         assert_eq!(s.get::<Thing>("early").unwrap(), Some(early));

@@ -240,7 +240,7 @@ impl Runtime {
         // Synced off the request path (StartContainer's commit is synced):
         // a crash before that loses the container, and the restart removes
         // it, as for a crash just before.
-        self.put_soon(&record)?;
+        self.store.put_soon(&record)?;
         info!(container_id = id, pod_id = %pod.id, name = %record.config.name, init_pid, "container created");
         self.emit_container_event(crate::events::EventKind::Created, &record);
         self.watch_exit(&record);

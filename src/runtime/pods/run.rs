@@ -206,7 +206,7 @@ impl Runtime {
         crate::failpoint::hit("run_pod.before_record")?;
         // Synced off the request path: a crash before that loses the pod,
         // and the restart releases what it had, as for a crash just before.
-        self.put_soon(&record)?;
+        self.store.put_soon(&record)?;
         info!(pod_id = id, name = %record.config.name, namespace = %record.config.namespace, ips = ?record.ips, network_us, "pod sandbox ready");
         self.emit_pod_ready(&record);
         Ok(())
