@@ -72,6 +72,7 @@ struct RawConfig {
     runtime_handlers: Vec<String>,
     monitor_spares: usize,
     netns_spares: usize,
+    warm_migrations: bool,
     images: ImagesConfig,
     metrics: MetricsConfig,
     network: NetworkConfig,
@@ -331,6 +332,7 @@ impl Default for RawConfig {
             runtime_handlers: Vec::new(),
             monitor_spares: DEFAULT_MONITOR_SPARES,
             netns_spares: DEFAULT_NETNS_SPARES,
+            warm_migrations: true,
             images: ImagesConfig::default(),
             metrics: MetricsConfig::default(),
             network: NetworkConfig::default(),
@@ -376,6 +378,10 @@ pub(crate) struct Config {
     /// joins one instead of waiting for the kernel to make it
     /// (`crate::runtime::netns_spares`); 0 makes each on demand.
     pub netns_spares: usize,
+    /// Whether RunPodSandbox and CreateContainer start with a move of the
+    /// daemon within its own cgroup, so the kernel's grace period for the
+    /// migration lock passes while they work (`crate::cgroups::warm`).
+    pub warm_migrations: bool,
     pub images: ImagesConfig,
     /// Where the Prometheus endpoint listens; `None`: no endpoint.
     pub metrics_address: Option<std::net::SocketAddr>,
@@ -595,6 +601,7 @@ impl RawConfig {
             runtime_handlers,
             monitor_spares: self.monitor_spares,
             netns_spares: self.netns_spares,
+            warm_migrations: self.warm_migrations,
             images: self.images,
             metrics_address,
             network: self.network,
@@ -1013,6 +1020,12 @@ mirrors = [{ host = "cache.lan/hub", capabilities = ["pull"] }, { host = "full.l
         assert_eq!((c.monitor_spares, c.netns_spares), (2, 2));
         let c = Config::from_toml("netns_spares = 0\nmonitor_spares = 32").unwrap();
         assert_eq!((c.monitor_spares, c.netns_spares), (32, 0));
+        assert!(c.warm_migrations);
+        assert!(
+            !Config::from_toml("warm_migrations = false")
+                .unwrap()
+                .warm_migrations
+        );
         for (bad, key) in [
             ("monitor_spares = 33", "monitor_spares"),
             ("netns_spares = 33", "netns_spares"),

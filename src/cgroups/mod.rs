@@ -6,8 +6,9 @@
 //! removing a cgroup on every hierarchy ([`tree`]), a container's cgroup
 //! made without liblxc ([`create`]) with its cgroup2 device policy
 //! program ([`device_bpf`]),
-//! finding a process's memory cgroup for OOM counting ([`memory`]), and
-//! reading usage counters ([`stats`], [`psi`], [`blkio`]).
+//! finding a process's memory cgroup for OOM counting ([`memory`]),
+//! reading usage counters ([`stats`], [`psi`], [`blkio`]), and getting the
+//! kernel's migration lock ready ahead of a start ([`warm`]).
 //!
 //! Proxmox VE 7+ runs the unified (v2) hierarchy; older hosts and the CI VMs
 //! run v1 controllers with a cgroup2 mount beside them (hybrid).
@@ -28,6 +29,7 @@ pub(crate) mod paths;
 pub(crate) mod psi;
 pub(crate) mod stats;
 pub mod tree;
+pub(crate) mod warm;
 
 use std::fmt;
 use std::io;

@@ -65,6 +65,10 @@ pub(crate) struct Runtime {
     spares: Arc<spares::Spares>,
     /// Pod network namespaces made ahead of need.
     netns_spares: Arc<netns_spares::NetnsSpares>,
+    /// Gets the kernel's cgroup-migration lock ready at the start of
+    /// RunPodSandbox and CreateContainer (`crate::cgroups::warm`); `None`
+    /// when turned off or this process's cgroup cannot be written.
+    migration_warmer: Option<Arc<crate::cgroups::warm::Warmer>>,
     /// A sealed memfd copy of pvecri-init made at start, which exec helpers
     /// reopen through `/proc` instead of copying the binary per exec
     /// (`crate::exec::sealed`); `None` when it could not be made (they
@@ -184,6 +188,10 @@ impl Runtime {
             config.lxc_path(),
             config.monitor_spares,
         );
+        let migration_warmer = config
+            .warm_migrations
+            .then(crate::cgroups::warm::Warmer::for_self)
+            .flatten();
         let netns_spares =
             netns_spares::NetnsSpares::new(ns_root.clone(), config.netns_spares, spares.activity());
         let swept = netns_spares.sweep();
@@ -203,6 +211,7 @@ impl Runtime {
             min_oom_score_adj: own_oom_score_adj(),
             spares,
             netns_spares,
+            migration_warmer,
             helper_exe: helper_binary(&self_exe),
             self_exe,
             init_copy,
@@ -269,6 +278,14 @@ impl Runtime {
             netns_spares.shutdown();
         })
         .await;
+    }
+
+    /// Starts getting the kernel's cgroup-migration lock ready for a
+    /// container start that is coming (`crate::cgroups::warm`).
+    pub(crate) fn warm_migrations(&self) {
+        if let Some(w) = &self.migration_warmer {
+            w.warm();
+        }
     }
 
     pub(crate) fn store(&self) -> &Arc<Store> {

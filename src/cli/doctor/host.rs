@@ -17,6 +17,7 @@ pub(super) fn checks(config: &Config, daemon_up: bool) -> Vec<Check> {
         lxc_features(),
         namespaces(),
         cgroup_layout(),
+        cgroup_migrations(),
         overlay(),
         seccomp(),
     ];
@@ -108,6 +109,38 @@ fn cgroup_layout() -> Check {
             "cgroups",
             format!("cannot read /proc/self/mountinfo: {err}"),
             "run on a Linux host with /proc mounted",
+        ),
+    }
+}
+
+/// Whether a container start waits for the kernel's grace period when
+/// liblxc moves its monitor into a cgroup (`crate::cgroups::warm`).
+fn cgroup_migrations() -> Check {
+    match cgroups::read_mounts() {
+        Ok(mounts) if cgroups::warm::favors_dynmods(&mounts) => Check::ok(
+            "cgroup migrations",
+            "favordynmods: moves into a cgroup wait for no RCU grace period",
+        ),
+        Ok(mounts) => {
+            let target = mounts
+                .iter()
+                .find(|m| m.v2)
+                .map(|m| m.mount_point.display().to_string())
+                .unwrap_or_else(|| cgroups::ROOT.to_owned());
+            Check::warn(
+                "cgroup migrations",
+                "favordynmods is off: each container start waits for one RCU grace period \
+                 (several ms) when liblxc moves its monitor; pvecri starts that wait early",
+                format!(
+                    "mount -o remount,favordynmods {target} (or boot with \
+                     cgroup_favordynmods=true); docs/proxmox.md \"cgroup migrations\""
+                ),
+            )
+        }
+        Err(e) => Check::warn(
+            "cgroup migrations",
+            format!("cannot read the cgroup mounts: {e}"),
+            "check /proc/self/mountinfo",
         ),
     }
 }

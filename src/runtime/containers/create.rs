@@ -52,6 +52,7 @@ impl Runtime {
         pod_id: &str,
         config: ContainerConfig,
     ) -> Result<String, RuntimeError> {
+        self.warm_migrations();
         require_name_and_image(&config)?;
         let pod = self.ready_pod(pod_id, "containers can only be created in a ready pod")?;
         let id = new_id();

@@ -110,6 +110,8 @@ impl PodPlan {
 
 impl Runtime {
     pub(crate) async fn run_pod(&self, config: PodConfig) -> Result<String, RuntimeError> {
+        // The pod's first container start follows.
+        self.warm_migrations();
         if config.name.is_empty() {
             return Err(RuntimeError::Invalid {
                 field: "config.metadata.name",
