@@ -12,44 +12,72 @@
 //! container's init the same way a moment later), so each pod start waited
 //! for one grace period of its own.
 //!
-//! [`Warmer::warm`] moves the daemon into the cgroup it is already in, on
-//! a blocking thread: a move that changes nothing, but takes the lock like
-//! any other. RunPodSandbox and CreateContainer call it first thing, so
-//! the grace period runs while they do their own work, and liblxc's moves
-//! a few milliseconds later find the switch made (or wait only for the
-//! rest of that grace period). Nothing else changes: the lock is held for
-//! the move alone, and the readers' slow path lasts one grace period past
-//! the last writer, as after any move.
+//! [`Warmer::warm`] has the daemon moved into the cgroup it is already in,
+//! on a thread of its own: a move that changes nothing, but takes the lock
+//! like any other. RunPodSandbox and CreateContainer call it first thing,
+//! so the grace period runs while they do their own work, and liblxc's
+//! moves a few milliseconds later find the switch made (or wait only for
+//! the rest of that grace period; the cgroup mutex is held meanwhile, so
+//! liblxc's cgroup `mkdir`s wait too). The moves then go on every
+//! [`PERIOD`] until [`SUSTAIN`] after the last call, so that the next
+//! starts of a burst find the switch still made. Each is a no-op move of
+//! tens of microseconds; the readers stay on their slow path during a
+//! burst and for one grace period after it, as `favordynmods` keeps them
+//! for good.
 //!
-//! A node whose cgroup filesystem is mounted with `favordynmods` keeps the
-//! readers on their slow path for good, so no move waits: there the
-//! warmer is not made ([`favors_dynmods`]), and `pvecri doctor` suggests
-//! the option elsewhere.
+//! A node whose cgroup filesystem is mounted with `favordynmods` needs
+//! none of this: there the warmer is not made ([`favors_dynmods`]), and
+//! `pvecri doctor` suggests the option elsewhere.
 
 use std::fs::File;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::enter::{procs_files, ProcsFile};
 use super::CgroupMount;
 
-/// The daemon's own `cgroup.procs`, opened once, and whether a move is in
-/// flight.
+/// How long the moves go on after the last [`Warmer::warm`]: the starts of
+/// a burst of pods (a deployment scaled up, a node drained onto this one)
+/// then find the lock ready however they are spaced, and an idle node
+/// makes no move at all.
+const SUSTAIN: Duration = Duration::from_millis(250);
+
+/// Between two moves: well under a grace period, so the readers' slow
+/// path does not lapse between them.
+const PERIOD: Duration = Duration::from_millis(2);
+
+/// Makes the moves on a thread of its own (started with the first
+/// [`Warmer::warm`]), from a call of `warm` until [`SUSTAIN`] after the
+/// last one.
 #[derive(Debug)]
 pub(crate) struct Warmer {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// The daemon's own `cgroup.procs`, opened once.
     procs: File,
     pid: String,
-    busy: AtomicBool,
-    /// Cleared after the first failed move: a node that refuses one will
-    /// refuse the next, and the start does not need these.
-    enabled: AtomicBool,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Moves go on until then.
+    until: Option<Instant>,
+    /// Set by a failed move (a node that refuses one refuses the next) or
+    /// by dropping the warmer: the thread ends.
+    stop: bool,
 }
 
 impl Warmer {
     /// The warmer for this process, or `None` (with the reason logged)
     /// where its cgroup cannot be written.
-    pub(crate) fn for_self() -> Option<Arc<Self>> {
+    pub(crate) fn for_self() -> Option<Self> {
         let mounts = super::read_mounts().ok()?;
         if favors_dynmods(&mounts) {
             tracing::debug!("cgroups are mounted with favordynmods: migrations need no warming");
@@ -64,12 +92,15 @@ impl Warmer {
         };
         let path = file.mount_point.join(&file.rel);
         match std::fs::OpenOptions::new().write(true).open(&path) {
-            Ok(procs) => Some(Arc::new(Self {
-                procs,
-                pid: std::process::id().to_string(),
-                busy: AtomicBool::new(false),
-                enabled: AtomicBool::new(true),
-            })),
+            Ok(procs) => Some(Self {
+                shared: Arc::new(Shared {
+                    procs,
+                    pid: std::process::id().to_string(),
+                    state: Mutex::new(State::default()),
+                    wake: Condvar::new(),
+                }),
+                thread: Mutex::new(None),
+            }),
             Err(e) => {
                 tracing::debug!(path = %path.display(), error = %e, "cannot open this process's cgroup.procs; migrations are not warmed");
                 None
@@ -77,28 +108,79 @@ impl Warmer {
         }
     }
 
-    /// Starts a move of this process into its own cgroup on a blocking
-    /// thread of the current tokio runtime, unless one is in flight (it
-    /// serves this caller as well). Returns at once.
-    pub(crate) fn warm(self: &Arc<Self>) {
-        if !self.enabled.load(Ordering::Relaxed) || self.busy.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let this = Arc::clone(self);
-        let run = move || {
-            if let Err(e) = this.move_now() {
-                this.enabled.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %e, "cannot move the daemon within its own cgroup; container starts will wait for the kernel's grace period");
+    /// Has the moves start now, or go on until [`SUSTAIN`] from now.
+    /// Returns at once.
+    pub(crate) fn warm(&self) {
+        {
+            let mut state = self.shared.lock();
+            if state.stop {
+                return;
             }
-            this.busy.store(false, Ordering::Release);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(run)),
-            Err(_) => self.busy.store(false, Ordering::Release),
+            state.until = Some(Instant::now() + SUSTAIN);
+        }
+        self.shared.wake.notify_one();
+        let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if thread.is_none() {
+            let shared = Arc::clone(&self.shared);
+            match std::thread::Builder::new()
+                .name("pvecri-warm".into())
+                .spawn(move || shared.run())
+            {
+                Ok(handle) => *thread = Some(handle),
+                Err(e) => {
+                    self.shared.lock().stop = true;
+                    tracing::warn!(error = %e, "cannot start the cgroup warming thread");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Warmer {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(handle) = self.thread.get_mut().ok().and_then(Option::take) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The thread: waits for a deadline, moves every [`PERIOD`] until it
+    /// has passed, and waits again.
+    fn run(&self) {
+        loop {
+            {
+                let mut state = self.lock();
+                loop {
+                    if state.stop {
+                        return;
+                    }
+                    match state.until {
+                        Some(until) if until > Instant::now() => break,
+                        _ => {
+                            state.until = None;
+                            state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                }
+            }
+            if let Err(e) = self.move_now() {
+                self.lock().stop = true;
+                tracing::warn!(error = %e, "cannot move the daemon within its own cgroup; container starts will wait for the kernel's grace period");
+                return;
+            }
+            std::thread::sleep(PERIOD);
         }
     }
 
-    /// The move itself (blocking: it may wait for a grace period).
+    /// One move (blocking: the first after a quiet spell waits for a grace
+    /// period).
     fn move_now(&self) -> std::io::Result<()> {
         (&self.procs).write_all(self.pid.as_bytes())
     }
@@ -162,12 +244,24 @@ mod tests {
             return;
         }
         let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let warmer = Warmer::for_self().expect("the test's own cgroup is writable as root");
-        warmer.move_now().unwrap();
-        warmer.move_now().unwrap();
+        let Some(warmer) = Warmer::for_self() else {
+            assert!(
+                favors_dynmods(&crate::cgroups::read_mounts().unwrap()),
+                "the test's own cgroup is writable as root"
+            );
+            eprintln!("skipping: cgroups are mounted with favordynmods, no warmer is made");
+            return;
+        };
+        warmer.shared.move_now().unwrap();
+        warmer.warm();
+        std::thread::sleep(PERIOD * 5);
+        warmer.warm();
+        assert!(!warmer.shared.lock().stop, "a move failed");
         assert_eq!(
             std::fs::read_to_string("/proc/self/cgroup").unwrap(),
             before
         );
+        // Dropping it ends the thread, mid-burst too.
+        drop(warmer);
     }
 }

@@ -68,7 +68,7 @@ pub(crate) struct Runtime {
     /// Gets the kernel's cgroup-migration lock ready at the start of
     /// RunPodSandbox and CreateContainer (`crate::cgroups::warm`); `None`
     /// when turned off or this process's cgroup cannot be written.
-    migration_warmer: Option<Arc<crate::cgroups::warm::Warmer>>,
+    migration_warmer: Option<crate::cgroups::warm::Warmer>,
     /// A sealed memfd copy of pvecri-init made at start, which exec helpers
     /// reopen through `/proc` instead of copying the binary per exec
     /// (`crate::exec::sealed`); `None` when it could not be made (they
