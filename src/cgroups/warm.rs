@@ -58,8 +58,8 @@ pub(crate) struct Warmer {
 
 #[derive(Debug)]
 struct Shared {
-    /// The daemon's own `cgroup.procs`, opened once.
-    procs: File,
+    /// The node's cgroup mounts, read once.
+    mounts: Vec<CgroupMount>,
     pid: String,
     state: Mutex<State>,
     wake: Condvar,
@@ -83,29 +83,20 @@ impl Warmer {
             tracing::debug!("cgroups are mounted with favordynmods: migrations need no warming");
             return None;
         }
-        let found = std::fs::read_to_string("/proc/self/cgroup")
-            .ok()
-            .and_then(|own| own_procs_file(&own, &mounts));
-        let Some(file) = found else {
-            tracing::debug!("no cgroup of this process to warm the migration lock with");
-            return None;
+        let shared = Shared {
+            mounts,
+            pid: std::process::id().to_string(),
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
         };
-        let path = file.mount_point.join(&file.rel);
-        match std::fs::OpenOptions::new().write(true).open(&path) {
-            Ok(procs) => Some(Self {
-                shared: Arc::new(Shared {
-                    procs,
-                    pid: std::process::id().to_string(),
-                    state: Mutex::new(State::default()),
-                    wake: Condvar::new(),
-                }),
-                thread: Mutex::new(None),
-            }),
-            Err(e) => {
-                tracing::debug!(path = %path.display(), error = %e, "cannot open this process's cgroup.procs; migrations are not warmed");
-                None
-            }
+        if let Err(e) = shared.own_procs() {
+            tracing::debug!(error = %e, "cannot open this process's cgroup.procs; migrations are not warmed");
+            return None;
         }
+        Some(Self {
+            shared: Arc::new(shared),
+            thread: Mutex::new(None),
+        })
     }
 
     /// Has the moves start now, or go on until [`SUSTAIN`] from now.
@@ -182,7 +173,23 @@ impl Shared {
     /// One move (blocking: the first after a quiet spell waits for a grace
     /// period).
     fn move_now(&self) -> std::io::Result<()> {
-        (&self.procs).write_all(self.pid.as_bytes())
+        self.own_procs()?.write_all(self.pid.as_bytes())
+    }
+
+    /// The `cgroup.procs` of the cgroup this process is in now, looked up
+    /// for every move: should something else move the daemon, a move into
+    /// where it was would be a real one.
+    fn own_procs(&self) -> std::io::Result<File> {
+        let own = std::fs::read_to_string("/proc/self/cgroup")?;
+        let file = own_procs_file(&own, &self.mounts).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no mounted hierarchy shows this process's cgroup",
+            )
+        })?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(file.mount_point.join(&file.rel))
     }
 }
 
@@ -243,7 +250,17 @@ mod tests {
         if !crate::snapshot::test_support::is_root("a_move_into_the_own_cgroup_changes_nothing") {
             return;
         }
-        let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        // Every thread's cgroups: a move of the process would show in any.
+        let cgroups = || -> Vec<String> {
+            let mut all: Vec<String> = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .map(|t| std::fs::read_to_string(t.unwrap().path().join("cgroup")).unwrap())
+                .collect();
+            all.sort();
+            all.dedup();
+            all
+        };
+        let before = cgroups();
         let Some(warmer) = Warmer::for_self() else {
             assert!(
                 favors_dynmods(&crate::cgroups::read_mounts().unwrap()),
@@ -254,14 +271,15 @@ mod tests {
         };
         warmer.shared.move_now().unwrap();
         warmer.warm();
+        assert!(warmer.thread.lock().unwrap().is_some());
         std::thread::sleep(PERIOD * 5);
         warmer.warm();
         assert!(!warmer.shared.lock().stop, "a move failed");
-        assert_eq!(
-            std::fs::read_to_string("/proc/self/cgroup").unwrap(),
-            before
-        );
-        // Dropping it ends the thread, mid-burst too.
+        assert_eq!(cgroups(), before);
+        // Past SUSTAIN the thread waits, and makes no more moves.
+        std::thread::sleep(SUSTAIN + PERIOD * 10);
+        assert_eq!(warmer.shared.lock().until, None);
+        // Dropping it ends the waiting thread.
         drop(warmer);
     }
 }

@@ -17,7 +17,7 @@ pub(super) fn checks(config: &Config, daemon_up: bool) -> Vec<Check> {
         lxc_features(),
         namespaces(),
         cgroup_layout(),
-        cgroup_migrations(),
+        cgroup_migrations(config),
         overlay(),
         seccomp(),
     ];
@@ -115,34 +115,66 @@ fn cgroup_layout() -> Check {
 
 /// Whether a container start waits for the kernel's grace period when
 /// liblxc moves its monitor into a cgroup (`crate::cgroups::warm`).
-fn cgroup_migrations() -> Check {
-    match cgroups::read_mounts() {
-        Ok(mounts) if cgroups::warm::favors_dynmods(&mounts) => Check::ok(
-            "cgroup migrations",
-            "favordynmods: moves into a cgroup wait for no RCU grace period",
-        ),
-        Ok(mounts) => {
-            let target = mounts
-                .iter()
-                .find(|m| m.v2)
-                .map(|m| m.mount_point.display().to_string())
-                .unwrap_or_else(|| cgroups::ROOT.to_owned());
-            Check::warn(
-                "cgroup migrations",
-                "favordynmods is off: each container start waits for one RCU grace period \
-                 (several ms) when liblxc moves its monitor; pvecri starts that wait early",
-                format!(
-                    "mount -o remount,favordynmods {target} (or boot with \
-                     cgroup_favordynmods=true); docs/proxmox.md \"cgroup migrations\""
-                ),
+fn cgroup_migrations(config: &Config) -> Check {
+    const NAME: &str = "cgroup migrations";
+    // Before 6.0 the kernel kept the lock's readers on the slow path
+    // always: no move waited, and there was no option to set.
+    if kernel_release().is_some_and(|v| v < (6, 0)) {
+        return Check::ok(
+            NAME,
+            "kernel before 6.0: moves into a cgroup wait for no RCU grace period",
+        );
+    }
+    let mounts = match cgroups::read_mounts() {
+        Ok(mounts) => mounts,
+        Err(e) => {
+            return Check::warn(
+                NAME,
+                format!("cannot read the cgroup mounts: {e}"),
+                "check /proc/self/mountinfo",
             )
         }
-        Err(e) => Check::warn(
-            "cgroup migrations",
-            format!("cannot read the cgroup mounts: {e}"),
-            "check /proc/self/mountinfo",
-        ),
+    };
+    if cgroups::warm::favors_dynmods(&mounts) {
+        return Check::ok(
+            NAME,
+            "favordynmods: moves into a cgroup wait for no RCU grace period",
+        );
     }
+    let early = if config.warm_migrations {
+        "pvecri starts that wait early (warm_migrations)"
+    } else {
+        "warm_migrations is off"
+    };
+    let fix = match mounts.iter().find(|m| m.v2) {
+        Some(v2) => format!(
+            "mount -o remount,favordynmods {} (or boot with cgroup_favordynmods=true, Linux 6.7+); \
+             docs/proxmox.md",
+            v2.mount_point.display()
+        ),
+        // v1 hierarchies cannot change it by remount.
+        None => "boot with cgroup_favordynmods=true (Linux 6.7+); docs/proxmox.md".to_owned(),
+    };
+    Check::warn(
+        NAME,
+        format!(
+            "favordynmods is off: each container start waits for one RCU grace period \
+             (several ms) when liblxc moves its monitor; {early}"
+        ),
+        fix,
+    )
+}
+
+/// The running kernel's (major, minor), from uname.
+fn kernel_release() -> Option<(u32, u32)> {
+    let uts = nix::sys::utsname::uname().ok()?;
+    parse_release(uts.release().to_str()?)
+}
+
+/// (major, minor) of a kernel release string such as `6.8.12-4-pve`.
+fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 fn overlay() -> Check {
@@ -242,6 +274,14 @@ mod tests {
 
     fn levels(checks: &[Check]) -> Vec<(&str, Level)> {
         checks.iter().map(|c| (c.name, c.level)).collect()
+    }
+
+    #[test]
+    fn kernel_releases_parse_to_major_and_minor() {
+        assert_eq!(parse_release("6.8.12-4-pve"), Some((6, 8)));
+        assert_eq!(parse_release("5.15.0-91-generic"), Some((5, 15)));
+        assert_eq!(parse_release("6.18.44-fc-v1300"), Some((6, 18)));
+        assert_eq!(parse_release("garbage"), None);
     }
 
     #[test]
