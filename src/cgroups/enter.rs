@@ -175,7 +175,7 @@ pub(crate) fn enter(proc_cgroup: &str) -> Result<Option<Unified>, EnterError> {
 
 /// Opens `f.rel` (with `flags`) beneath the mount point, refusing symlinks
 /// and anything that leaves the mount.
-fn open_beneath(f: &ProcsFile, flags: OFlag) -> Result<OwnedFd, EnterError> {
+pub(super) fn open_beneath(f: &ProcsFile, flags: OFlag) -> Result<OwnedFd, EnterError> {
     let err = |source| EnterError::Open {
         path: f.path(),
         source,

@@ -18,12 +18,21 @@
 //! so the grace period runs while they do their own work, and liblxc's
 //! moves a few milliseconds later find the switch made (or wait only for
 //! the rest of that grace period; the cgroup mutex is held meanwhile, so
-//! liblxc's cgroup `mkdir`s wait too). The moves then go on every
-//! [`PERIOD`] until [`SUSTAIN`] after the last call, so that the next
-//! starts of a burst find the switch still made. Each is a no-op move of
-//! tens of microseconds; the readers stay on their slow path during a
-//! burst and for one grace period after it, as `favordynmods` keeps them
-//! for good.
+//! liblxc's cgroup `mkdir`s wait too).
+//!
+//! Whether more moves pay depends on the kernel's grace periods, so the
+//! first move of a burst of calls is timed ([`Pace`]):
+//! - a slow one (at least [`SLOW_MOVE`]) has the moves go on every
+//!   [`PERIOD`] until [`SUSTAIN`] after the last call, so that the next
+//!   starts of the burst find the switch still made. Each is a no-op move
+//!   of tens of microseconds; the readers stay on their slow path during
+//!   the burst and for one grace period after it, as `favordynmods` keeps
+//!   them for good;
+//! - after a quick one, sustained moves would cost the starts more than
+//!   the short waits they save (they hold the cgroup mutex, and take a
+//!   core's time on a small node), so the thread only times one move
+//!   every [`REPROBE`] while the burst lasts, and turns to sustained
+//!   moves if one is slow.
 //!
 //! A node whose cgroup filesystem is mounted with `favordynmods` needs
 //! none of this: there the warmer is not made ([`favors_dynmods`]), and
@@ -31,21 +40,34 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::enter::{procs_files, ProcsFile};
+use nix::fcntl::OFlag;
+
+use super::enter::{open_beneath, procs_files, EnterError, ProcsFile};
 use super::CgroupMount;
 
-/// How long the moves go on after the last [`Warmer::warm`]: the starts of
-/// a burst of pods (a deployment scaled up, a node drained onto this one)
+/// How long a burst lasts after the last [`Warmer::warm`]: the starts of a
+/// burst of pods (a deployment scaled up, a node drained onto this one)
 /// then find the lock ready however they are spaced, and an idle node
 /// makes no move at all.
 const SUSTAIN: Duration = Duration::from_millis(250);
 
-/// Between two moves: well under a grace period, so the readers' slow
-/// path does not lapse between them.
+/// Between two sustained moves: well under a grace period, so the readers'
+/// slow path does not lapse between them.
 const PERIOD: Duration = Duration::from_millis(2);
+
+/// A timed move at least this slow waited for a grace period long enough
+/// to be worth sustained moves. On the 6.18 test VM a cold move took
+/// 6-8 ms in one state and 0.3-1 ms in another; sustained moves cost a
+/// pod start about 1 ms there (docs/benchmarks.md).
+const SLOW_MOVE: Duration = Duration::from_millis(2);
+
+/// How often, within a burst, a move is timed again (when the moves are
+/// not sustained) and the cgroup the daemon is in looked up again (when
+/// they are).
+const REPROBE: Duration = Duration::from_secs(1);
 
 /// Makes the moves on a thread of its own (started with the first
 /// [`Warmer::warm`]), from a call of `warm` until [`SUSTAIN`] after the
@@ -53,7 +75,8 @@ const PERIOD: Duration = Duration::from_millis(2);
 #[derive(Debug)]
 pub(crate) struct Warmer {
     shared: Arc<Shared>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The thread, once started; `None` in it if it could not be.
+    thread: OnceLock<Option<std::thread::JoinHandle<()>>>,
 }
 
 #[derive(Debug)]
@@ -67,11 +90,45 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Moves go on until then.
+    /// The burst goes on until then.
     until: Option<Instant>,
+    /// Counts the bursts: a call after the last one ended starts a new one.
+    burst: u64,
     /// Set by a failed move (a node that refuses one refuses the next) or
     /// by dropping the warmer: the thread ends.
     stop: bool,
+}
+
+/// The thread's plan within a burst, from the moves it timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Moves every [`PERIOD`].
+    Sustained,
+    /// One timed move every [`REPROBE`].
+    Probing,
+}
+
+impl Pace {
+    /// The plan after a move that took `took`, from the plan before it
+    /// (`None` at the start of a burst): a slow move makes the moves
+    /// sustained for the rest of the burst; nothing but a new burst ends
+    /// them, since a sustained move finds the lock ready and says nothing
+    /// of the grace period.
+    fn after(prev: Option<Self>, took: Duration) -> Self {
+        match prev {
+            Some(Pace::Sustained) => Pace::Sustained,
+            _ if took >= SLOW_MOVE => Pace::Sustained,
+            _ => Pace::Probing,
+        }
+    }
+
+    /// When the next move is due after one at `last`.
+    fn next(self, last: Instant) -> Instant {
+        match self {
+            Pace::Sustained => last + PERIOD,
+            Pace::Probing => last + REPROBE,
+        }
+    }
 }
 
 impl Warmer {
@@ -90,40 +147,41 @@ impl Warmer {
             wake: Condvar::new(),
         };
         if let Err(e) = shared.own_procs() {
-            tracing::debug!(error = %e, "cannot open this process's cgroup.procs; migrations are not warmed");
+            tracing::debug!(error = %crate::errors::chain(&e), "cannot open this process's cgroup.procs; migrations are not warmed");
             return None;
         }
         Some(Self {
             shared: Arc::new(shared),
-            thread: Mutex::new(None),
+            thread: OnceLock::new(),
         })
     }
 
-    /// Has the moves start now, or go on until [`SUSTAIN`] from now.
-    /// Returns at once.
+    /// Starts a burst of moves now, or makes the current one last until
+    /// [`SUSTAIN`] from now. Returns at once.
     pub(crate) fn warm(&self) {
         {
             let mut state = self.shared.lock();
             if state.stop {
                 return;
             }
-            state.until = Some(Instant::now() + SUSTAIN);
+            let now = Instant::now();
+            if state.until.is_none_or(|until| until <= now) {
+                state.burst += 1;
+            }
+            state.until = Some(now + SUSTAIN);
         }
         self.shared.wake.notify_one();
-        let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
-        if thread.is_none() {
+        self.thread.get_or_init(|| {
             let shared = Arc::clone(&self.shared);
-            match std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("pvecri-warm".into())
                 .spawn(move || shared.run())
-            {
-                Ok(handle) => *thread = Some(handle),
-                Err(e) => {
+                .map_err(|e| {
                     self.shared.lock().stop = true;
                     tracing::warn!(error = %e, "cannot start the cgroup warming thread");
-                }
-            }
-        }
+                })
+                .ok()
+        });
     }
 }
 
@@ -131,10 +189,29 @@ impl Drop for Warmer {
     fn drop(&mut self) {
         self.shared.lock().stop = true;
         self.shared.wake.notify_one();
-        if let Some(handle) = self.thread.get_mut().ok().and_then(Option::take) {
+        if let Some(handle) = self.thread.take().flatten() {
             let _ = handle.join();
         }
     }
+}
+
+/// Why the daemon could not be moved within its own cgroup.
+#[derive(Debug, thiserror::Error)]
+enum WarmError {
+    #[error("cannot read /proc/self/cgroup")]
+    Own(#[source] std::io::Error),
+    #[error("no mounted hierarchy shows this process's cgroup")]
+    NoHierarchy,
+    #[error(transparent)]
+    Open(#[from] EnterError),
+    #[error("cannot write this process's PID to its cgroup.procs")]
+    Write(#[source] std::io::Error),
+}
+
+/// The open `cgroup.procs` the moves write to, and when it was looked up.
+struct Target {
+    file: File,
+    opened: Instant,
 }
 
 impl Shared {
@@ -142,9 +219,13 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The thread: waits for a deadline, moves every [`PERIOD`] until it
-    /// has passed, and waits again.
+    /// The thread: waits for a burst, then moves at the [`Pace`] its timed
+    /// moves ask for until the burst has ended, and waits again.
     fn run(&self) {
+        let mut seen = 0;
+        let mut pace: Option<Pace> = None;
+        let mut due = Instant::now();
+        let mut target: Option<Target> = None;
         loop {
             {
                 let mut state = self.lock();
@@ -152,44 +233,77 @@ impl Shared {
                     if state.stop {
                         return;
                     }
+                    let now = Instant::now();
                     match state.until {
-                        Some(until) if until > Instant::now() => break,
+                        Some(until) if until > now => {
+                            if state.burst != seen {
+                                // A new burst: its first move is timed.
+                                seen = state.burst;
+                                pace = None;
+                                break;
+                            }
+                            if due <= now {
+                                break;
+                            }
+                            // Until the next move, or the burst's end.
+                            state = self
+                                .wake
+                                .wait_timeout(state, due.min(until) - now)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
+                        }
                         _ => {
                             state.until = None;
+                            target = None;
                             state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
                         }
                     }
                 }
             }
-            if let Err(e) = self.move_now() {
-                self.lock().stop = true;
-                tracing::warn!(error = %e, "cannot move the daemon within its own cgroup; container starts will wait for the kernel's grace period");
-                return;
+            let start = Instant::now();
+            let took = match self.move_now(&mut target, start) {
+                Ok(took) => took,
+                Err(e) => {
+                    self.lock().stop = true;
+                    tracing::warn!(error = %crate::errors::chain(&e), "cannot move the daemon within its own cgroup; container starts will wait for the kernel's grace period");
+                    return;
+                }
+            };
+            let next = Pace::after(pace, took);
+            if pace != Some(next) {
+                tracing::debug!(took_us = took.as_micros() as u64, pace = ?next, "cgroup migration warming");
             }
-            std::thread::sleep(PERIOD);
+            pace = Some(next);
+            due = next.next(start);
         }
     }
 
     /// One move (blocking: the first after a quiet spell waits for a grace
-    /// period).
-    fn move_now(&self) -> std::io::Result<()> {
-        self.own_procs()?.write_all(self.pid.as_bytes())
+    /// period), into the cgroup `target` names, looked up again when it
+    /// is [`REPROBE`] old: should something else move the daemon, a move
+    /// into where it was would soon be a real one. Returns how long the
+    /// move itself (the write) took.
+    fn move_now(&self, target: &mut Option<Target>, now: Instant) -> Result<Duration, WarmError> {
+        let t = match target {
+            Some(t) if now.duration_since(t.opened) < REPROBE => t,
+            _ => target.insert(Target {
+                file: self.own_procs()?,
+                opened: now,
+            }),
+        };
+        let start = Instant::now();
+        t.file
+            .write_all(self.pid.as_bytes())
+            .map_err(WarmError::Write)?;
+        Ok(start.elapsed())
     }
 
-    /// The `cgroup.procs` of the cgroup this process is in now, looked up
-    /// for every move: should something else move the daemon, a move into
-    /// where it was would be a real one.
-    fn own_procs(&self) -> std::io::Result<File> {
-        let own = std::fs::read_to_string("/proc/self/cgroup")?;
-        let file = own_procs_file(&own, &self.mounts).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no mounted hierarchy shows this process's cgroup",
-            )
-        })?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(file.mount_point.join(&file.rel))
+    /// The `cgroup.procs` of the cgroup this process is in now, opened
+    /// beneath its mount like every other cgroup file pvecri writes.
+    fn own_procs(&self) -> Result<File, WarmError> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(WarmError::Own)?;
+        let file = own_procs_file(&own, &self.mounts).ok_or(WarmError::NoHierarchy)?;
+        Ok(open_beneath(&file, OFlag::O_WRONLY).map(File::from)?)
     }
 }
 
@@ -246,6 +360,50 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_move_sustains_the_moves_for_the_rest_of_the_burst() {
+        let quick = SLOW_MOVE / 4;
+        let slow = SLOW_MOVE * 3;
+        assert_eq!(Pace::after(None, quick), Pace::Probing);
+        assert_eq!(Pace::after(None, slow), Pace::Sustained);
+        assert_eq!(Pace::after(Some(Pace::Probing), quick), Pace::Probing);
+        assert_eq!(Pace::after(Some(Pace::Probing), slow), Pace::Sustained);
+        // A sustained move finds the lock ready: quick, and no sign that
+        // the grace period got shorter.
+        assert_eq!(Pace::after(Some(Pace::Sustained), quick), Pace::Sustained);
+        let t = Instant::now();
+        assert_eq!(Pace::Sustained.next(t), t + PERIOD);
+        assert_eq!(Pace::Probing.next(t), t + REPROBE);
+    }
+
+    #[test]
+    fn a_call_after_the_burst_ended_starts_a_new_one() {
+        let warmer = Warmer {
+            shared: Arc::new(Shared {
+                mounts: Vec::new(),
+                pid: String::new(),
+                state: Mutex::new(State::default()),
+                wake: Condvar::new(),
+            }),
+            thread: OnceLock::new(),
+        };
+        // No thread: the calls only count the bursts.
+        let _ = warmer.thread.set(None);
+        warmer.warm();
+        warmer.warm();
+        assert_eq!(warmer.shared.lock().burst, 1);
+        warmer.shared.lock().until = Some(Instant::now());
+        warmer.warm();
+        assert_eq!(warmer.shared.lock().burst, 2);
+        warmer.shared.lock().stop = true;
+        warmer.warm();
+        assert_eq!(
+            warmer.shared.lock().burst,
+            2,
+            "a stopped warmer counts nothing"
+        );
+    }
+
+    #[test]
     fn a_move_into_the_own_cgroup_changes_nothing() {
         if !crate::snapshot::test_support::is_root("a_move_into_the_own_cgroup_changes_nothing") {
             return;
@@ -269,9 +427,15 @@ mod tests {
             eprintln!("skipping: cgroups are mounted with favordynmods, no warmer is made");
             return;
         };
-        warmer.shared.move_now().unwrap();
+        // Moves through one open file, and after it was looked up again.
+        let mut target = None;
+        let now = Instant::now();
+        warmer.shared.move_now(&mut target, now).unwrap();
+        warmer.shared.move_now(&mut target, now).unwrap();
+        warmer.shared.move_now(&mut target, now + REPROBE).unwrap();
+        assert_eq!(target.as_ref().map(|t| t.opened), Some(now + REPROBE));
         warmer.warm();
-        assert!(warmer.thread.lock().unwrap().is_some());
+        assert!(matches!(warmer.thread.get(), Some(Some(_))));
         std::thread::sleep(PERIOD * 5);
         warmer.warm();
         assert!(!warmer.shared.lock().stop, "a move failed");

@@ -417,10 +417,7 @@ pub(crate) fn run(job: DumpJob, deadline: Instant) -> Result<DumpReport, DumpErr
     .map_err(io("write config.dump"))?;
     let node = Provenance {
         criu_version: job.criu.version.clone(),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
+        kernel: crate::node::kernel::release(),
         cgroup_version: job.cgroup_version,
     };
     let spec = archive::spec_dump(&job.container, &job.pod, &external_mounts, &node);
@@ -459,8 +456,8 @@ mod tests {
     fn the_soft_dirty_probe_matches_the_kernel_config() {
         // Where the running kernel's config is readable, the probe agrees
         // with it (this host's 6.18 has no soft-dirty; the VM's 6.1 has).
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-        let Ok(config) = std::fs::read_to_string(format!("/boot/config-{}", release.trim())) else {
+        let release = crate::node::kernel::release();
+        let Ok(config) = std::fs::read_to_string(format!("/boot/config-{release}")) else {
             eprintln!("no /boot/config of the running kernel: probe only");
             let _ = soft_dirty_available();
             return;

@@ -5,6 +5,26 @@ use std::path::Path;
 /// Namespaces a pod needs; each must exist under /proc/self/ns.
 pub(crate) const NAMESPACES: [&str; 7] = ["mnt", "uts", "ipc", "net", "pid", "user", "cgroup"];
 
+/// The running kernel's release string (`6.8.12-4-pve`), empty where
+/// uname fails.
+pub(crate) fn release() -> String {
+    nix::sys::utsname::uname()
+        .ok()
+        .and_then(|uts| uts.release().to_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The running kernel's (major, minor).
+pub(crate) fn version() -> Option<(u32, u32)> {
+    parse_version(&release())
+}
+
+/// (major, minor) of a kernel release string such as `6.8.12-4-pve`.
+pub(crate) fn parse_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// Whether the kernel lists `fstype` in /proc/filesystems (no modprobe:
 /// a module that is not loaded counts as missing).
 pub(crate) fn has_filesystem(fstype: &str) -> bool {
@@ -48,6 +68,15 @@ pub(crate) fn is_proxmox() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_releases_parse_to_major_and_minor() {
+        assert_eq!(parse_version("6.8.12-4-pve"), Some((6, 8)));
+        assert_eq!(parse_version("5.15.0-91-generic"), Some((5, 15)));
+        assert_eq!(parse_version("6.18.44-fc-v1300"), Some((6, 18)));
+        assert_eq!(parse_version("garbage"), None);
+        assert!(version().is_some(), "this kernel's own release parses");
+    }
 
     #[test]
     fn parses_proc_filesystems() {

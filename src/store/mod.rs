@@ -176,15 +176,10 @@ impl Store {
         if !self.flush_wanted() {
             return;
         }
-        let store = Arc::clone(self);
-        let flush = move || {
-            if let Err(e) = store.flush() {
-                tracing::warn!(error = %crate::errors::chain(&e), "cannot sync the state store");
-            }
-        };
+        let flush = AskedFlush(Some(Arc::clone(self)));
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(flush)),
-            Err(_) => flush(),
+            Ok(rt) => drop(rt.spawn_blocking(move || flush.run())),
+            Err(_) => flush.run(),
         }
     }
 
@@ -196,7 +191,8 @@ impl Store {
 
     /// Makes every unsynced write so far durable: one synced commit, or
     /// nothing when a synced commit came after them already. Blocking (an
-    /// fsync).
+    /// fsync). A flush that fails leaves the writes marked unsynced: the
+    /// next write's flush, or the close, tries again.
     pub fn flush(&self) -> Result<(), StoreError> {
         // Cleared first: a write after this point asks for a flush of its own.
         self.flush_asked.store(false, Ordering::SeqCst);
@@ -241,21 +237,21 @@ impl Store {
     /// `durability`. A synced commit takes every earlier unsynced one to
     /// the disk with it; an unsynced one leaves the store marked for a
     /// flush. The caller holds the writer lock.
-    fn commit(
+    fn commit<T>(
         &self,
         durability: redb::Durability,
-        write: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+        write: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let synced = matches!(durability, redb::Durability::Immediate);
         let mut txn = self.db.begin_write().map_err(self.err("begin write"))?;
         if !synced {
             txn.set_durability(durability)
                 .map_err(self.err("set durability"))?;
         }
-        write(&txn)?;
+        let out = write(&txn)?;
         txn.commit().map_err(self.err("commit"))?;
         self.deferred.store(!synced, Ordering::SeqCst);
-        Ok(())
+        Ok(out)
     }
 
     /// Read-modify-write of one record under the writer lock: `change`
@@ -391,13 +387,11 @@ impl Store {
     pub fn delete<R: Record>(&self, key: &str) -> Result<bool, StoreError> {
         let def = TableDefinition::<&str, &[u8]>::new(R::TABLE);
         let _writer = self.lock_writer();
-        let txn = self.db.begin_write().map_err(self.err("begin write"))?;
-        let existed = {
+        let existed = self.commit(redb::Durability::Immediate, |txn| {
             let mut table = txn.open_table(def).map_err(self.err("open table"))?;
             let removed = table.remove(key).map_err(self.err("remove"))?;
-            removed.is_some()
-        };
-        txn.commit().map_err(self.err("commit"))?;
+            Ok(removed.is_some())
+        })?;
         self.cache.delete::<R>(key);
         Ok(existed)
     }
@@ -407,6 +401,30 @@ impl Store {
             path: self.path.clone(),
             op,
             source: Box::new(source.into()),
+        }
+    }
+}
+
+/// A flush asked for by [`Store::flush_soon`]. Dropped without running
+/// (its blocking task never began: the runtime shut down), it withdraws
+/// the request, so that the next unsynced write asks for a flush again.
+struct AskedFlush(Option<Arc<Store>>);
+
+impl AskedFlush {
+    fn run(mut self) {
+        let Some(store) = self.0.take() else {
+            return;
+        };
+        if let Err(e) = store.flush() {
+            tracing::warn!(error = %crate::errors::chain(&e), "cannot sync the state store");
+        }
+    }
+}
+
+impl Drop for AskedFlush {
+    fn drop(&mut self) {
+        if let Some(store) = &self.0 {
+            store.flush_asked.store(false, Ordering::SeqCst);
         }
     }
 }
@@ -579,6 +597,41 @@ mod tests {
         let image = crash_image(&path, dir.path());
         assert_eq!(image.list::<Thing>().unwrap().len(), 3);
         assert_eq!(image.list::<Other>().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_flush_that_never_ran_is_asked_for_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        assert!(s.flush_wanted());
+        // The blocking task that held it was dropped before it began.
+        drop(AskedFlush(Some(Arc::clone(&s))));
+        assert!(s.flush_wanted(), "the request was withdrawn");
+        // One that ran leaves the flag to the flush, which cleared it.
+        AskedFlush(Some(Arc::clone(&s))).run();
+        assert!(s.flush_wanted());
+    }
+
+    #[test]
+    fn a_delete_is_synced_and_takes_unsynced_writes_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let s = Store::open(&path).unwrap();
+        let thing = |id: &str| Thing {
+            id: id.into(),
+            n: 1,
+        };
+        s.put(&thing("gone")).unwrap();
+        s.put_unsynced(&thing("kept")).unwrap();
+        assert!(s.delete::<Thing>("gone").unwrap());
+        assert!(
+            !s.deferred.load(Ordering::SeqCst),
+            "no flush is left to make"
+        );
+        assert!(!s.delete::<Thing>("gone").unwrap());
+        let image = crash_image(&path, dir.path());
+        assert_eq!(image.get::<Thing>("gone").unwrap(), None);
+        assert!(image.get::<Thing>("kept").unwrap().is_some());
     }
 
     #[test]

@@ -54,8 +54,8 @@ pub(super) fn checks(config: &Config) -> Vec<Check> {
 }
 
 fn source() -> Source {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let release = release.trim();
+    let release = crate::node::kernel::release();
+    let release = release.as_str();
     let boot = PathBuf::from(format!("/boot/config-{release}"));
     if let Ok(text) = std::fs::read_to_string(&boot) {
         return Source::Config(boot.display().to_string(), text);

@@ -119,7 +119,7 @@ fn cgroup_migrations(config: &Config) -> Check {
     const NAME: &str = "cgroup migrations";
     // Before 6.0 the kernel kept the lock's readers on the slow path
     // always: no move waited, and there was no option to set.
-    if kernel_release().is_some_and(|v| v < (6, 0)) {
+    if kernel::version().is_some_and(|v| v < (6, 0)) {
         return Check::ok(
             NAME,
             "kernel before 6.0: moves into a cgroup wait for no RCU grace period",
@@ -163,18 +163,6 @@ fn cgroup_migrations(config: &Config) -> Check {
         ),
         fix,
     )
-}
-
-/// The running kernel's (major, minor), from uname.
-fn kernel_release() -> Option<(u32, u32)> {
-    let uts = nix::sys::utsname::uname().ok()?;
-    parse_release(uts.release().to_str()?)
-}
-
-/// (major, minor) of a kernel release string such as `6.8.12-4-pve`.
-fn parse_release(release: &str) -> Option<(u32, u32)> {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 fn overlay() -> Check {
@@ -274,14 +262,6 @@ mod tests {
 
     fn levels(checks: &[Check]) -> Vec<(&str, Level)> {
         checks.iter().map(|c| (c.name, c.level)).collect()
-    }
-
-    #[test]
-    fn kernel_releases_parse_to_major_and_minor() {
-        assert_eq!(parse_release("6.8.12-4-pve"), Some((6, 8)));
-        assert_eq!(parse_release("5.15.0-91-generic"), Some((5, 15)));
-        assert_eq!(parse_release("6.18.44-fc-v1300"), Some((6, 18)));
-        assert_eq!(parse_release("garbage"), None);
     }
 
     #[test]
