@@ -5,34 +5,42 @@
 //! lock for writing. The first writer after a quiet spell first switches
 //! the lock's readers (every fork and exit on the node) to their slow path
 //! and waits a whole RCU grace period for that: about 7 ms on the 6.18
-//! test VM (HZ=250), sometimes two. A move within about one grace period
-//! of the last one finds the switch still made and costs tens of
-//! microseconds. liblxc moves its monitor into the container's monitor
-//! cgroup that way at every start (on the v1 hierarchies it moves the
-//! container's init the same way a moment later), so each pod start waited
-//! for one grace period of its own.
+//! test VM (HZ=250) in one state, under 2 ms in another. A move within
+//! about one grace period of the last one finds the switch still made and
+//! costs tens of microseconds. liblxc moves its monitor into the
+//! container's monitor cgroup that way at every start (on the v1
+//! hierarchies it moves the container's init the same way a moment later),
+//! so each pod start waited for one grace period of its own.
 //!
 //! [`Warmer::warm`] has the daemon moved into the cgroup it is already in,
 //! on a thread of its own: a move that changes nothing, but takes the lock
-//! like any other. RunPodSandbox and CreateContainer call it first thing,
-//! so the grace period runs while they do their own work, and liblxc's
-//! moves a few milliseconds later find the switch made (or wait only for
-//! the rest of that grace period; the cgroup mutex is held meanwhile, so
-//! liblxc's cgroup `mkdir`s wait too).
+//! like any other. RunPodSandbox and CreateContainer call it first thing;
+//! the first call of a burst has a move made at once, so the grace period
+//! runs while the request does its own work, and liblxc's moves a few
+//! milliseconds later find the switch made (or wait only for the rest of
+//! that grace period; the cgroup mutex is held meanwhile, so liblxc's
+//! cgroup `mkdir`s wait too).
 //!
-//! Whether more moves pay depends on the kernel's grace periods, so the
-//! first move of a burst of calls is timed ([`Pace`]):
-//! - a slow one (at least [`SLOW_MOVE`]) has the moves go on every
-//!   [`PERIOD`] until [`SUSTAIN`] after the last call, so that the next
-//!   starts of the burst find the switch still made. Each is a no-op move
-//!   of tens of microseconds; the readers stay on their slow path during
-//!   the burst and for one grace period after it, as `favordynmods` keeps
-//!   them for good;
+//! Whether more moves pay depends on how long the grace periods are, so
+//! the moves are paced by timing some of them ([`Plan`]):
+//! - after a slow one (at least [`SLOW_MOVE`]) they go on every [`PERIOD`]
+//!   until [`SUSTAIN`] after the last call, so that the next starts of the
+//!   burst find the switch still made. Each is a no-op move of tens of
+//!   microseconds; the readers stay on their slow path during the burst
+//!   and for one grace period after it, as `favordynmods` keeps them for
+//!   good. Every [`RECHECK`] the moves pause long enough for the lock to
+//!   go cold, and the move at the next call is timed again;
 //! - after a quick one, sustained moves would cost the starts more than
 //!   the short waits they save (they hold the cgroup mutex, and take a
-//!   core's time on a small node), so the thread only times one move
-//!   every [`REPROBE`] while the burst lasts, and turns to sustained
-//!   moves if one is slow.
+//!   core's time on a small node), so the thread only makes a timed move
+//!   at the first call [`REPROBE`] or more after the last one while the
+//!   burst lasts, and turns to sustained moves when one is slow.
+//!
+//! A timed move can mislead: it finds the lock ready when something else
+//! moved a process a moment before, and it can queue behind liblxc's own
+//! cgroup work. Making timed moves at calls (a start on its way, the last
+//! one's moves behind it) makes the first rarer, and [`RECHECK`] bounds
+//! what the second costs.
 //!
 //! A node whose cgroup filesystem is mounted with `favordynmods` needs
 //! none of this: there the warmer is not made ([`favors_dynmods`]), and
@@ -60,14 +68,26 @@ const PERIOD: Duration = Duration::from_millis(2);
 
 /// A timed move at least this slow waited for a grace period long enough
 /// to be worth sustained moves. On the 6.18 test VM a cold move took
-/// 6-8 ms in one state and 0.3-1 ms in another; sustained moves cost a
-/// pod start about 1 ms there (docs/benchmarks.md).
+/// 6-8 ms in one state and 0.2-1.9 ms in another; sustained moves cost a
+/// pod start about 1 ms in the second (docs/benchmarks.md).
 const SLOW_MOVE: Duration = Duration::from_millis(2);
 
-/// How often, within a burst, a move is timed again (when the moves are
-/// not sustained) and the cgroup the daemon is in looked up again (when
-/// they are).
+/// The least time between two timed moves while the moves are not
+/// sustained.
 const REPROBE: Duration = Duration::from_secs(1);
+
+/// How often sustained moves pause to time a move again: a slow reading
+/// (a probe that queued behind liblxc's own cgroup work) or a kernel
+/// whose grace periods got shorter would otherwise keep them going for as
+/// long as pods keep starting.
+const RECHECK: Duration = Duration::from_secs(5);
+
+/// The pause before a timed move in sustained pace: several of the grace
+/// periods last timed (the lock goes cold one or two grace periods after
+/// the last move), within bounds.
+fn quiet(grace: Duration) -> Duration {
+    (grace * 4).clamp(Duration::from_millis(20), Duration::from_millis(200))
+}
 
 /// Makes the moves on a thread of its own (started with the first
 /// [`Warmer::warm`]), from a call of `warm` until [`SUSTAIN`] after the
@@ -94,40 +114,139 @@ struct State {
     until: Option<Instant>,
     /// Counts the bursts: a call after the last one ended starts a new one.
     burst: u64,
-    /// Set by a failed move (a node that refuses one refuses the next) or
-    /// by dropping the warmer: the thread ends.
+    /// Counts the calls.
+    calls: u64,
+    /// Set by a failed move (a node that refuses one refuses the next), a
+    /// thread that could not be started, or dropping the warmer: no more
+    /// moves.
     stop: bool,
 }
 
-/// The thread's plan within a burst, from the moves it timed.
+/// What the thread does next ([`step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// End the thread.
+    Stop,
+    /// The burst has ended: wait for a call.
+    Idle,
+    /// A call started a new burst: move at once.
+    NewBurst,
+    /// The next move is due.
+    Move,
+    /// Wait this long (for the next move, or the burst's end).
+    Wait(Duration),
+}
+
+/// The burst and the call the thread last acted on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Seen {
+    burst: u64,
+    calls: u64,
+}
+
+/// The thread's next step at `now`, from the shared state, what it has
+/// seen of it and its plan. A timed move that is due waits for a call: a
+/// call is a start on its way, so the move overlaps its grace period with
+/// that start's work, and the lock is then most likely cold (the last
+/// start's moves are behind it), which is what the timing is meant to
+/// find out.
+fn step(state: &State, seen: Seen, plan: &Plan, now: Instant) -> Step {
+    if state.stop {
+        return Step::Stop;
+    }
+    match state.until {
+        Some(until) if until > now => {
+            if state.burst != seen.burst {
+                Step::NewBurst
+            } else if plan.due > now {
+                Step::Wait(plan.due.min(until) - now)
+            } else if plan.timed && state.calls == seen.calls {
+                Step::Wait(until - now)
+            } else {
+                Step::Move
+            }
+        }
+        _ => Step::Idle,
+    }
+}
+
+/// How the moves are paced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pace {
-    /// Moves every [`PERIOD`].
+    /// Moves every [`PERIOD`], with a timed one every [`RECHECK`].
     Sustained,
-    /// One timed move every [`REPROBE`].
+    /// A timed move at a call, [`REPROBE`] or more after the last one.
     Probing,
 }
 
-impl Pace {
-    /// The plan after a move that took `took`, from the plan before it
-    /// (`None` at the start of a burst): a slow move makes the moves
-    /// sustained for the rest of the burst; nothing but a new burst ends
-    /// them, since a sustained move finds the lock ready and says nothing
-    /// of the grace period.
-    fn after(prev: Option<Self>, took: Duration) -> Self {
-        match prev {
-            Some(Pace::Sustained) => Pace::Sustained,
-            _ if took >= SLOW_MOVE => Pace::Sustained,
-            _ => Pace::Probing,
+/// The thread's schedule: the pace, the next move and whether it is timed.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    pace: Pace,
+    due: Instant,
+    /// The move at `due` is timed: its time sets the pace.
+    timed: bool,
+    /// The last timed move.
+    timed_at: Instant,
+    /// How long the last slow timed move took (sizes the pause before a
+    /// timed move in sustained pace).
+    grace: Duration,
+    /// The last move made.
+    moved_at: Option<Instant>,
+}
+
+impl Plan {
+    /// Nothing known yet: the first move is timed.
+    fn new(now: Instant) -> Self {
+        Self {
+            pace: Pace::Probing,
+            due: now,
+            timed: true,
+            timed_at: now,
+            grace: Duration::ZERO,
+            moved_at: None,
         }
     }
 
-    /// When the next move is due after one at `last`.
-    fn next(self, last: Instant) -> Instant {
-        match self {
-            Pace::Sustained => last + PERIOD,
-            Pace::Probing => last + REPROBE,
+    /// A new burst's first move, at once. It is timed, unless the last
+    /// burst's sustained moves ended so recently that the lock is still
+    /// ready: that move would be quick whatever the grace period, and the
+    /// sustained pace goes on.
+    fn new_burst(&mut self, now: Instant) {
+        let warm = self.pace == Pace::Sustained
+            && self
+                .moved_at
+                .is_some_and(|at| now.duration_since(at) < quiet(self.grace));
+        if !warm {
+            *self = Plan {
+                moved_at: self.moved_at,
+                grace: self.grace,
+                ..Plan::new(now)
+            };
         }
+        self.due = now;
+    }
+
+    /// After a move made at `at`, which took `took`: the pace (set by a
+    /// timed move) and the next move.
+    fn moved(&mut self, at: Instant, took: Duration) {
+        self.moved_at = Some(at);
+        if self.timed {
+            self.timed_at = at;
+            if took >= SLOW_MOVE {
+                self.pace = Pace::Sustained;
+                self.grace = took;
+            } else {
+                self.pace = Pace::Probing;
+            }
+        }
+        (self.due, self.timed) = match self.pace {
+            Pace::Probing => (at + REPROBE, true),
+            Pace::Sustained if at.duration_since(self.timed_at) >= RECHECK => {
+                (at + quiet(self.grace), true)
+            }
+            Pace::Sustained => (at + PERIOD, false),
+        };
     }
 }
 
@@ -146,7 +265,7 @@ impl Warmer {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
         };
-        if let Err(e) = shared.own_procs() {
+        if let Err(e) = shared.own_procs(&mut None) {
             tracing::debug!(error = %crate::errors::chain(&e), "cannot open this process's cgroup.procs; migrations are not warmed");
             return None;
         }
@@ -168,6 +287,7 @@ impl Warmer {
             if state.until.is_none_or(|until| until <= now) {
                 state.burst += 1;
             }
+            state.calls += 1;
             state.until = Some(now + SUSTAIN);
         }
         self.shared.wake.notify_one();
@@ -204,14 +324,18 @@ enum WarmError {
     NoHierarchy,
     #[error(transparent)]
     Open(#[from] EnterError),
-    #[error("cannot write this process's PID to its cgroup.procs")]
-    Write(#[source] std::io::Error),
+    #[error("cannot write this process's PID to {path}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// The open `cgroup.procs` the moves write to, and when it was looked up.
+/// The `cgroup.procs` the moves write to: which one, and open.
 struct Target {
+    procs: ProcsFile,
     file: File,
-    opened: Instant,
 }
 
 impl Shared {
@@ -219,49 +343,47 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The thread: waits for a burst, then moves at the [`Pace`] its timed
-    /// moves ask for until the burst has ended, and waits again.
+    /// The thread: waits for a burst, then moves as its [`Plan`] says until
+    /// the burst has ended, and waits again.
     fn run(&self) {
-        let mut seen = 0;
-        let mut pace: Option<Pace> = None;
-        let mut due = Instant::now();
+        let mut seen = Seen::default();
+        let mut plan = Plan::new(Instant::now());
         let mut target: Option<Target> = None;
         loop {
             {
                 let mut state = self.lock();
                 loop {
-                    if state.stop {
-                        return;
-                    }
                     let now = Instant::now();
-                    match state.until {
-                        Some(until) if until > now => {
-                            if state.burst != seen {
-                                // A new burst: its first move is timed.
-                                seen = state.burst;
-                                pace = None;
-                                break;
-                            }
-                            if due <= now {
-                                break;
-                            }
-                            // Until the next move, or the burst's end.
+                    match step(&state, seen, &plan, now) {
+                        Step::Stop => return,
+                        Step::Idle => {
+                            state.until = None;
+                            state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                        }
+                        Step::NewBurst => {
+                            seen = Seen {
+                                burst: state.burst,
+                                calls: state.calls,
+                            };
+                            plan.new_burst(now);
+                            break;
+                        }
+                        Step::Move => {
+                            seen.calls = state.calls;
+                            break;
+                        }
+                        Step::Wait(wait) => {
                             state = self
                                 .wake
-                                .wait_timeout(state, due.min(until) - now)
+                                .wait_timeout(state, wait)
                                 .unwrap_or_else(|e| e.into_inner())
                                 .0;
-                        }
-                        _ => {
-                            state.until = None;
-                            target = None;
-                            state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
                         }
                     }
                 }
             }
-            let start = Instant::now();
-            let took = match self.move_now(&mut target, start) {
+            let at = Instant::now();
+            let took = match self.move_now(&mut target) {
                 Ok(took) => took,
                 Err(e) => {
                     self.lock().stop = true;
@@ -269,41 +391,56 @@ impl Shared {
                     return;
                 }
             };
-            let next = Pace::after(pace, took);
-            if pace != Some(next) {
-                tracing::debug!(took_us = took.as_micros() as u64, pace = ?next, "cgroup migration warming");
+            let before = plan.pace;
+            plan.moved(at, took);
+            if plan.pace != before {
+                tracing::debug!(took_us = took.as_micros() as u64, pace = ?plan.pace, "cgroup migration warming");
             }
-            pace = Some(next);
-            due = next.next(start);
         }
     }
 
     /// One move (blocking: the first after a quiet spell waits for a grace
-    /// period), into the cgroup `target` names, looked up again when it
-    /// is [`REPROBE`] old: should something else move the daemon, a move
-    /// into where it was would soon be a real one. Returns how long the
-    /// move itself (the write) took.
-    fn move_now(&self, target: &mut Option<Target>, now: Instant) -> Result<Duration, WarmError> {
-        let t = match target {
-            Some(t) if now.duration_since(t.opened) < REPROBE => t,
-            _ => target.insert(Target {
-                file: self.own_procs()?,
-                opened: now,
-            }),
-        };
+    /// period) into the cgroup the daemon is in now, looked up for every
+    /// move: should something else move the daemon, a move into where it
+    /// was would be a real one. The file stays open while that cgroup
+    /// does not change; a write that fails is tried once more through a
+    /// file opened again. Returns how long the write took.
+    fn move_now(&self, target: &mut Option<Target>) -> Result<Duration, WarmError> {
+        match self.write_pid(target) {
+            Ok(took) => Ok(took),
+            Err(_) => {
+                *target = None;
+                self.write_pid(target)
+            }
+        }
+    }
+
+    fn write_pid(&self, target: &mut Option<Target>) -> Result<Duration, WarmError> {
+        let t = self.own_procs(target)?;
         let start = Instant::now();
         t.file
             .write_all(self.pid.as_bytes())
-            .map_err(WarmError::Write)?;
+            .map_err(|source| WarmError::Write {
+                path: t.procs.mount_point.join(&t.procs.rel),
+                source,
+            })?;
         Ok(start.elapsed())
     }
 
-    /// The `cgroup.procs` of the cgroup this process is in now, opened
-    /// beneath its mount like every other cgroup file pvecri writes.
-    fn own_procs(&self) -> Result<File, WarmError> {
+    /// The `cgroup.procs` of the cgroup this process is in now: the one in
+    /// `target` if that is still it, else opened beneath its mount like
+    /// every other cgroup file pvecri writes, and kept in `target`.
+    fn own_procs<'t>(&self, target: &'t mut Option<Target>) -> Result<&'t mut Target, WarmError> {
         let own = std::fs::read_to_string("/proc/self/cgroup").map_err(WarmError::Own)?;
-        let file = own_procs_file(&own, &self.mounts).ok_or(WarmError::NoHierarchy)?;
-        Ok(open_beneath(&file, OFlag::O_WRONLY).map(File::from)?)
+        let procs = own_procs_file(&own, &self.mounts).ok_or(WarmError::NoHierarchy)?;
+        let kept = match target.take() {
+            Some(t) if t.procs == procs => t,
+            _ => Target {
+                file: File::from(open_beneath(&procs, OFlag::O_WRONLY)?),
+                procs,
+            },
+        };
+        Ok(target.insert(kept))
     }
 }
 
@@ -329,6 +466,7 @@ mod tests {
     use super::*;
     use crate::cgroups::cgroup_mounts;
     use crate::node::mountinfo;
+    use std::os::fd::AsRawFd;
     use std::path::PathBuf;
 
     const HYBRID: &str = "\
@@ -360,19 +498,120 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_move_sustains_the_moves_for_the_rest_of_the_burst() {
+    fn the_next_step_follows_the_burst_and_the_plan() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let state = |until: Option<Instant>, burst: u64, calls: u64, stop: bool| State {
+            until,
+            burst,
+            calls,
+            stop,
+        };
+        let seen = Seen { burst: 1, calls: 3 };
+        let live = Some(now + ms(100));
+        let mut plan = Plan::new(now);
+        plan.timed = false;
+        assert_eq!(step(&state(live, 1, 3, true), seen, &plan, now), Step::Stop);
+        assert_eq!(
+            step(&state(None, 1, 3, false), seen, &plan, now),
+            Step::Idle
+        );
+        assert_eq!(
+            step(&state(Some(now), 1, 3, false), seen, &plan, now),
+            Step::Idle
+        );
+        assert_eq!(
+            step(&state(live, 1, 3, false), seen, &plan, now),
+            Step::Move
+        );
+        plan.due = now + ms(2);
+        assert_eq!(
+            step(&state(live, 1, 3, false), seen, &plan, now),
+            Step::Wait(ms(2))
+        );
+        // A wait never outlasts the burst.
+        plan.due = now + REPROBE;
+        assert_eq!(
+            step(&state(live, 1, 3, false), seen, &plan, now),
+            Step::Wait(ms(100))
+        );
+        // A new burst moves at once, whatever the old plan had due.
+        assert_eq!(
+            step(&state(live, 2, 4, false), seen, &plan, now),
+            Step::NewBurst
+        );
+        // A timed move that is due waits for a call.
+        plan.due = now;
+        plan.timed = true;
+        assert_eq!(
+            step(&state(live, 1, 3, false), seen, &plan, now),
+            Step::Wait(ms(100))
+        );
+        assert_eq!(
+            step(&state(live, 1, 4, false), seen, &plan, now),
+            Step::Move
+        );
+    }
+
+    #[test]
+    fn a_slow_timed_move_sustains_the_moves_and_a_quick_one_spaces_them() {
+        let t0 = Instant::now();
         let quick = SLOW_MOVE / 4;
         let slow = SLOW_MOVE * 3;
-        assert_eq!(Pace::after(None, quick), Pace::Probing);
-        assert_eq!(Pace::after(None, slow), Pace::Sustained);
-        assert_eq!(Pace::after(Some(Pace::Probing), quick), Pace::Probing);
-        assert_eq!(Pace::after(Some(Pace::Probing), slow), Pace::Sustained);
-        // A sustained move finds the lock ready: quick, and no sign that
-        // the grace period got shorter.
-        assert_eq!(Pace::after(Some(Pace::Sustained), quick), Pace::Sustained);
-        let t = Instant::now();
-        assert_eq!(Pace::Sustained.next(t), t + PERIOD);
-        assert_eq!(Pace::Probing.next(t), t + REPROBE);
+        let mut plan = Plan::new(t0);
+        assert!(plan.timed);
+        plan.moved(t0, quick);
+        assert_eq!(
+            (plan.pace, plan.due, plan.timed),
+            (Pace::Probing, t0 + REPROBE, true)
+        );
+        let t1 = t0 + REPROBE;
+        plan.moved(t1, slow);
+        assert_eq!(
+            (plan.pace, plan.due, plan.timed),
+            (Pace::Sustained, t1 + PERIOD, false)
+        );
+        // Sustained moves find the lock ready: quick, and not timed.
+        plan.moved(t1 + PERIOD, quick);
+        assert_eq!(plan.pace, Pace::Sustained);
+        // Every RECHECK a pause, then a timed move decides again.
+        let t2 = t1 + RECHECK;
+        plan.moved(t2, quick);
+        assert_eq!((plan.due, plan.timed), (t2 + quiet(slow), true));
+        plan.moved(plan.due, quick);
+        assert_eq!(plan.pace, Pace::Probing);
+        assert_eq!(quiet(Duration::from_millis(1)), Duration::from_millis(20));
+        assert_eq!(quiet(Duration::from_millis(30)), Duration::from_millis(120));
+        assert_eq!(quiet(Duration::from_secs(1)), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_burst_right_after_sustained_moves_keeps_their_pace() {
+        let t0 = Instant::now();
+        let slow = SLOW_MOVE * 3;
+        let mut plan = Plan::new(t0);
+        plan.moved(t0, slow);
+        plan.moved(t0 + PERIOD, Duration::ZERO);
+        // Its first move would find the lock ready: not a measure.
+        let soon = t0 + PERIOD + Duration::from_millis(5);
+        plan.new_burst(soon);
+        assert_eq!(
+            (plan.pace, plan.due, plan.timed),
+            (Pace::Sustained, soon, false)
+        );
+        // After a pause the lock has gone cold: the first move is timed.
+        let later = soon + SUSTAIN;
+        plan.new_burst(later);
+        assert_eq!(
+            (plan.pace, plan.due, plan.timed),
+            (Pace::Probing, later, true)
+        );
+        plan.moved(later, SLOW_MOVE / 4);
+        assert_eq!(plan.pace, Pace::Probing);
+        // After a probing burst, a new one always starts with a timed move.
+        let next = later + Duration::from_millis(1);
+        plan.new_burst(next);
+        assert_eq!((plan.due, plan.timed), (next, true));
     }
 
     #[test]
@@ -427,22 +666,26 @@ mod tests {
             eprintln!("skipping: cgroups are mounted with favordynmods, no warmer is made");
             return;
         };
-        // Moves through one open file, and after it was looked up again.
+        // The moves write through one open file while the cgroup stays.
         let mut target = None;
-        let now = Instant::now();
-        warmer.shared.move_now(&mut target, now).unwrap();
-        warmer.shared.move_now(&mut target, now).unwrap();
-        warmer.shared.move_now(&mut target, now + REPROBE).unwrap();
-        assert_eq!(target.as_ref().map(|t| t.opened), Some(now + REPROBE));
+        warmer.shared.move_now(&mut target).unwrap();
+        let file = |t: &Option<Target>| t.as_ref().map(|t| t.file.as_raw_fd());
+        let first = file(&target);
+        warmer.shared.move_now(&mut target).unwrap();
+        assert_eq!(file(&target), first);
         warmer.warm();
         assert!(matches!(warmer.thread.get(), Some(Some(_))));
         std::thread::sleep(PERIOD * 5);
         warmer.warm();
-        assert!(!warmer.shared.lock().stop, "a move failed");
         assert_eq!(cgroups(), before);
         // Past SUSTAIN the thread waits, and makes no more moves.
-        std::thread::sleep(SUSTAIN + PERIOD * 10);
-        assert_eq!(warmer.shared.lock().until, None);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while warmer.shared.lock().until.is_some() {
+            assert!(Instant::now() < deadline, "the burst never ended");
+            std::thread::sleep(PERIOD * 10);
+        }
+        assert!(!warmer.shared.lock().stop, "a move failed");
+        assert_eq!(cgroups(), before);
         // Dropping it ends the waiting thread.
         drop(warmer);
     }

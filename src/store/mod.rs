@@ -602,14 +602,26 @@ mod tests {
     #[test]
     fn a_flush_that_never_ran_is_asked_for_again() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let path = dir.path().join("s.redb");
+        let s = Arc::new(Store::open(&path).unwrap());
+        s.put_unsynced(&Thing {
+            id: "t".into(),
+            n: 1,
+        })
+        .unwrap();
         assert!(s.flush_wanted());
         // The blocking task that held it was dropped before it began.
         drop(AskedFlush(Some(Arc::clone(&s))));
+        assert!(s.deferred.load(Ordering::SeqCst), "nothing was synced");
         assert!(s.flush_wanted(), "the request was withdrawn");
-        // One that ran leaves the flag to the flush, which cleared it.
+        // The one asked for next runs, and syncs the write.
         AskedFlush(Some(Arc::clone(&s))).run();
-        assert!(s.flush_wanted());
+        assert!(!s.deferred.load(Ordering::SeqCst));
+        assert!(crash_image(&path, dir.path())
+            .get::<Thing>("t")
+            .unwrap()
+            .is_some());
+        assert!(s.flush_wanted(), "the flush took its request along");
     }
 
     #[test]
